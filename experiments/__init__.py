@@ -1,0 +1,1 @@
+"""gdlab experiments: absl apps, each run as ``python -m experiments.<name>``."""

@@ -1,0 +1,136 @@
+"""Bundled and generated data sets, and loaders for the user's own files.
+
+``load(name, ...)`` returns a :class:`Dataset`: float32 features ``(N, D)``
+standardised on the training split, int32 labels ``(N,)`` for classification
+or float32 targets ``(N, K)`` for regression, and an ``info`` dict of extras.
+Nothing is ever downloaded.
+
+========= ============== ========================================================
+name      task           source
+========= ============== ========================================================
+digits    classification scikit-learn's bundled 8×8 digits, 64 features, 10 classes
+houses    regression     generated house prices with known coefficients (target in 100k)
+diabetes  regression     scikit-learn's bundled diabetes, 10 features, target standardised
+moons     classification scikit-learn's ``make_moons``, 2-D, 2 classes
+spirals   classification generated 3-arm spiral, 2-D, 3 classes
+mnist     classification IDX files in ``data_dir``, 784 features, 10 classes
+csv       either         the user's table at ``csv_path``, ``target`` column
+========= ============== ========================================================
+
+The split, standardisation and dtype rules are stated once, in ``gdlab.data.base``.
+Bad data or arguments raise :class:`DataError` (a ``ValueError``) whose message is
+one sentence naming the file or argument.
+"""
+
+from __future__ import annotations
+
+from gdlab.data.base import (
+    DataError,
+    Dataset,
+    describe,
+    fit_standardizer,
+    from_arrays,
+    from_split,
+    split_indices,
+)
+from gdlab.data.bundled import load_diabetes, load_digits
+from gdlab.data.mnist import load_mnist, read_idx, write_idx
+from gdlab.data.synthetic import load_houses, load_moons, load_spirals
+from gdlab.data.tables import load_csv
+
+__all__ = [
+    "DATASETS",
+    "DataError",
+    "Dataset",
+    "describe",
+    "fit_standardizer",
+    "from_arrays",
+    "from_split",
+    "load",
+    "load_csv",
+    "load_diabetes",
+    "load_digits",
+    "load_houses",
+    "load_mnist",
+    "load_moons",
+    "load_spirals",
+    "read_idx",
+    "split_indices",
+    "write_idx",
+]
+
+DATASETS = ("digits", "houses", "diabetes", "moons", "spirals", "mnist", "csv")
+
+# The optional arguments of `load` (those whose "not given" value is None) that each
+# data set uses; giving one a data set does not use is an error, not silently ignored.
+_USES = {
+    "digits": (),
+    "houses": ("n", "noise", "standardize_target"),
+    "diabetes": ("standardize_target",),
+    "moons": ("n", "noise"),
+    "spirals": ("n", "noise"),
+    "mnist": ("data_dir", "n"),
+    "csv": ("csv_path", "target", "task", "standardize_target"),
+}
+
+
+def load(
+    name: str,
+    *,
+    seed: int = 0,
+    data_dir: str | None = None,
+    csv_path: str | None = None,
+    target: str | None = None,
+    n: int | None = None,
+    noise: float | None = None,
+    test_fraction: float = 0.2,
+    task: str | None = None,
+    standardize: bool = True,
+    standardize_target: bool | None = None,
+) -> Dataset:
+    """Load data set ``name`` (one of ``DATASETS``).
+
+    Args:
+      name: which data set.
+      seed: fixes the train/test split (and the points of generated sets). mnist
+        ignores it: its split is the files'.
+      data_dir: mnist only: the folder holding the four IDX files.
+      csv_path, target, task: csv only: the file, the column to predict, and
+        ``"classification"``/``"regression"`` to override the inferred task.
+      n: houses, moons, spirals: number of points (defaults 1000, 1000, 1500);
+        mnist: keep the first ``n`` training images.
+      noise: houses (target noise std in 100k, default 0.1), moons (default 0.2),
+        spirals (default 0.05): Gaussian noise std.
+      test_fraction: share of rows in the test split (mnist ignores it).
+      standardize: standardise features on the training split.
+      standardize_target: regression only; ``None`` keeps the data set's default
+        (houses False, diabetes True, csv True).
+
+    Raises:
+      DataError: unknown ``name``, an argument ``name`` does not use, or bad data.
+    """
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    given = {"data_dir": data_dir, "csv_path": csv_path, "target": target, "n": n,
+             "noise": noise, "task": task, "standardize_target": standardize_target}
+    for arg, value in given.items():
+        if value is not None and arg not in _USES[name]:
+            users = [d for d in DATASETS if arg in _USES[d]]
+            raise DataError(f"dataset '{name}' does not use {arg} (got {value!r}); "
+                            f"{arg} applies to: {', '.join(users)}")
+    split = {"seed": seed, "test_fraction": test_fraction, "standardize": standardize}
+    extra = {k: v for k, v in given.items() if v is not None}
+    if name == "digits":
+        return load_digits(**split)
+    if name == "houses":
+        return load_houses(**split, **extra)
+    if name == "diabetes":
+        return load_diabetes(**split, **extra)
+    if name == "moons":
+        return load_moons(**split, **extra)
+    if name == "spirals":
+        return load_spirals(**split, **extra)
+    if name == "mnist":
+        return load_mnist(data_dir, n=n, standardize=standardize)
+    return load_csv(csv_path, target, **split,
+                    **{k: v for k, v in extra.items() if k not in ("csv_path", "target")})

@@ -1,0 +1,151 @@
+"""The optimizer interface, stated once: ``Optimizer(init, update)``.
+
+An optimizer (or any gradient transformation) is a pair of pure functions::
+
+    state = opt.init(params)
+    updates, state = opt.update(grads, state, params)   # params may be None for most
+    params = apply_updates(params, updates)              # w ← w + u, leafwise
+
+``updates`` are already signed: for plain gradient descent ``u = −α · ∂J/∂w``, so
+``apply_updates`` only ever adds. ``state`` is a ``NamedTuple`` of arrays (every
+field commented where it is defined), so ``init``/``update`` work under ``jax.jit``,
+``jax.vmap`` and as the carry of ``lax.scan``. ``params`` and ``grads`` are any
+pytree of arrays (dicts, tuples, nested; no ``None`` leaves), with the same
+structure.
+
+``chain(t1, t2, ...)`` runs transformations in order: the updates of one are the
+"gradients" of the next, and the chain's state is the tuple of their states.
+
+A learning rate is a number (or a scalar array) or a schedule: a callable
+``step -> lr`` where ``step`` is the int32 count of updates applied so far,
+starting at 0 (see ``gdlab.optim.schedules``).
+
+Modelled on ``jax.example_libraries.optimizers`` (the optimizer triple, stated once).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+
+Params = Any  # a pytree of arrays
+Updates = Any  # a pytree shaped like Params: the signed step added to the params
+OptState = Any  # a NamedTuple (or a tuple of them, for a chain) of arrays
+
+Schedule = Callable[[jax.Array], jax.Array]
+"""``step -> lr``: ``step`` is the int32 number of updates applied so far (0 first)."""
+
+LearningRate = float | jax.Array | Schedule
+
+
+class InitFn(Protocol):
+    def __call__(self, params: Params) -> OptState: ...
+
+
+class UpdateFn(Protocol):
+    def __call__(
+        self, grads: Updates, state: OptState, params: Params | None = None
+    ) -> tuple[Updates, OptState]: ...
+
+
+class Optimizer(NamedTuple):
+    """A pure optimizer or gradient transformation: ``init(params) -> state`` and
+    ``update(grads, state, params=None) -> (updates, new_state)``."""
+
+    init: InitFn  # params -> the initial state
+    update: UpdateFn  # (grads, state, params=None) -> (signed updates, new state)
+
+
+class EmptyState(NamedTuple):
+    """The state of a stateless transformation (it has no fields)."""
+
+
+def apply_updates(params: Params, updates: Updates) -> Params:
+    """``w_new = w_old + u`` for every leaf, keeping each param leaf's dtype.
+
+    The updates are already signed (``u = −α · ∂J/∂w`` for gradient descent).
+    """
+    return jax.tree.map(
+        lambda w, u: jnp.asarray(w + u, dtype=jnp.result_type(w)), params, updates
+    )
+
+
+def chain(*transforms: Optimizer) -> Optimizer:
+    """Compose transformations: updates flow through each in order.
+
+    ``chain(clip_by_global_norm(1.0), add_weight_decay(1e-4), gd(0.1))`` clips the
+    gradient, adds ``1e-4 · w`` to it, then takes the gradient-descent step. The
+    state is ``tuple(t.init(params) for t in transforms)``.
+    """
+
+    def init(params):
+        return tuple(t.init(params) for t in transforms)
+
+    def update(grads, state, params=None):
+        if len(state) != len(transforms):
+            raise ValueError(
+                f"chain state has {len(state)} entries but the chain has "
+                f"{len(transforms)} transforms; build the state with the same chain's init"
+            )
+        updates = grads
+        new_state = []
+        for transform, inner_state in zip(transforms, state):
+            updates, inner_state = transform.update(updates, inner_state, params)
+            new_state.append(inner_state)
+        return updates, tuple(new_state)
+
+    return Optimizer(init, update)
+
+
+def global_norm(tree: Any) -> jax.Array:
+    """``sqrt(Σ_leaves Σ x²)``: the 2-norm of all leaves taken as one vector."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in leaves))
+
+
+def learning_rate_at(learning_rate: LearningRate, count: jax.Array) -> jax.Array:
+    """The learning rate for the update after ``count`` updates: ``schedule(count)``
+    for a schedule, the number itself otherwise."""
+    return learning_rate(count) if callable(learning_rate) else learning_rate
+
+
+# ----------------------------------------------------------------- internal helpers
+
+
+def zero_count() -> jax.Array:
+    """The initial step count: int32 scalar 0."""
+    return jnp.zeros([], jnp.int32)
+
+
+def increment(count: jax.Array) -> jax.Array:
+    """``count + 1``, saturating at the int32 maximum instead of wrapping."""
+    return jnp.where(count < jnp.iinfo(jnp.int32).max, count + 1, count)
+
+
+def like(x: jax.Array, ref: jax.Array) -> jax.Array:
+    """``x`` cast to ``ref``'s dtype (a float64 schedule must not promote float32 leaves)."""
+    return jnp.asarray(x, dtype=jnp.result_type(ref))
+
+
+def check_number(name: str, value: Any, *, low: float = 0.0, high: float | None = None,
+                 low_open: bool = False, high_open: bool = True) -> None:
+    """Raise ``ValueError`` when a Python number lies outside its interval.
+
+    Arrays (possibly traced, e.g. a vmapped learning rate) and schedules are not
+    checked: only plain numbers can be checked without tracing.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return
+    value = float(value)
+    too_low = value <= low if low_open else value < low
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if math.isnan(value) or too_low or too_high:  # NaN fails too
+        lo = "(" if low_open else "["
+        hi = (")" if high_open else "]") if high is not None else ")"
+        hi_val = high if high is not None else "inf"
+        raise ValueError(f"{name} must lie in {lo}{low}, {hi_val}{hi}; got {value}")

@@ -1,0 +1,100 @@
+"""``get(name, learning_rate, ...)``: an optimizer by name, for flags and configs."""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+
+from gdlab.optim import optimizers
+from gdlab.optim.base import LearningRate, Optimizer, chain, check_number
+from gdlab.optim.transforms import add_weight_decay, clip_by_global_norm
+
+OPTIMIZERS = ("gd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+"""Names ``get`` accepts."""
+
+_BUILDERS = {
+    "gd": optimizers.gd,
+    "momentum": optimizers.momentum,
+    "nesterov": optimizers.nesterov,
+    "adagrad": optimizers.adagrad,
+    "rmsprop": optimizers.rmsprop,
+    "adam": optimizers.adam,
+    "adamw": optimizers.adamw,
+}
+
+
+def _keyword_options(builder) -> tuple[str, ...]:
+    params = inspect.signature(builder).parameters.values()
+    return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def get(
+    name: str,
+    learning_rate: LearningRate,
+    *,
+    momentum: float | None = None,
+    weight_decay: float | None = None,
+    clip_norm: float | None = None,
+    **options,
+) -> Optimizer:
+    """The optimizer called ``name`` (one of ``OPTIMIZERS``).
+
+    Args:
+      name: ``"gd"``, ``"momentum"``, ``"nesterov"``, ``"adagrad"``, ``"rmsprop"``,
+        ``"adam"`` or ``"adamw"``.
+      learning_rate: ``α``, a number or a schedule ``step -> α``.
+      momentum: ``β`` for ``"momentum"`` and ``"nesterov"`` (their ``beta``); None
+        keeps the default 0.9. An error for the other optimizers.
+      weight_decay: for ``"adamw"``, its decoupled ``λ`` (None keeps the default
+        1e-2). For the others, a value > 0 adds L2 regularisation,
+        ``chain(add_weight_decay(weight_decay), opt)``; None or 0 adds nothing.
+      clip_norm: when set, ``clip_by_global_norm(clip_norm)`` is chained first, so
+        the raw gradient is clipped before any weight decay or step.
+      **options: the optimizer's own keyword options (``eps=``, ``b1=``, ``decay=``, ...).
+
+    Returns:
+      The optimizer itself when nothing is chained, otherwise ``chain(clip?, l2?, opt)``
+      (whose state is the tuple of the parts' states).
+
+    Raises:
+      ValueError: for an unknown name, an option the optimizer does not take, or an
+        out-of-range ``weight_decay`` / ``clip_norm``.
+    """
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
+    builder = _BUILDERS[name]
+    accepted = _keyword_options(builder)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"optimizer {name!r} takes no option {', '.join(unknown)}; its options are: "
+            f"{', '.join(accepted) or 'none'}, plus momentum=, weight_decay=, clip_norm= where they apply"
+        )
+    if momentum is not None:
+        if "beta" not in accepted:
+            raise ValueError(f"momentum= applies to 'momentum' and 'nesterov' only, not {name!r}")
+        if "beta" in options:
+            raise ValueError("give the momentum coefficient once: momentum= or beta=, not both")
+        options["beta"] = momentum
+    if weight_decay is not None:
+        check_number("weight_decay", weight_decay)
+    if clip_norm is not None:
+        check_number("clip_norm", clip_norm, low_open=True)
+
+    l2 = False
+    if "weight_decay" in accepted:  # adamw: decoupled decay inside the optimizer
+        if weight_decay is not None:
+            options["weight_decay"] = weight_decay
+    elif weight_decay is not None:
+        is_zero = isinstance(weight_decay, numbers.Real) and float(weight_decay) == 0.0
+        l2 = not is_zero
+
+    transforms = []
+    if clip_norm is not None:
+        transforms.append(clip_by_global_norm(clip_norm))
+    if l2:
+        transforms.append(add_weight_decay(weight_decay))
+    opt = builder(learning_rate, **options)
+    if not transforms:
+        return opt
+    return chain(*transforms, opt)

@@ -1,0 +1,30 @@
+"""Type aliases shared across gdlab.
+
+They are documentation, not enforcement: every one of them is a pytree of
+``jax.Array`` leaves (or a single array) that jit, vmap and scan accept.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+
+Array = jax.Array
+Shape = tuple[int, ...]
+
+Params = Any
+"""A pytree of arrays: dicts for one layer (``{"w": ..., "b": ...}``), a dict
+holding a tuple for a composition (``{"layers": (p0, p1, ...)}``)."""
+
+Grads = Any
+"""A pytree shaped exactly like the ``Params`` it differentiates."""
+
+Residuals = Any
+"""What a forward pass keeps for its backward pass: a pytree of arrays (or None)."""
+
+PRNGKey = jax.Array
+"""A ``jax.random`` key; split before use, consumed once."""
+
+Batch = tuple[jax.Array, jax.Array]
+"""``(inputs, targets)``: inputs ``(B, ...)``, targets ``(B,)`` int labels or ``(B, D)`` floats."""

@@ -1,0 +1,82 @@
+"""Shared test helpers.
+
+64-bit floats are on for the whole suite so float64 references are exact;
+every test states the dtype it works in (``jnp.float32`` or ``jnp.float64``),
+and the library never relies on the default dtype.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax
+import numpy as np
+import pytest
+from hypothesis import settings
+
+from gdlab import tolerances
+
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_default_matmul_precision", "highest")
+
+settings.register_profile("gdlab", max_examples=15, deadline=None, derandomize=True)
+settings.load_profile("gdlab")
+
+
+@pytest.fixture
+def key():
+    """A fresh PRNG key per test."""
+    return jax.random.PRNGKey(0)
+
+
+def tree_allclose(a, b, *, dtype=None, rtol=None, atol=None) -> bool:
+    """True when two pytrees have the same structure and close leaves.
+
+    Tolerances default to ``gdlab.tolerances.ANALYTIC`` for ``dtype`` (or the
+    first leaf's dtype).
+    """
+    la, ta = jax.tree_util.tree_flatten(a)
+    lb, tb = jax.tree_util.tree_flatten(b)
+    if ta != tb:
+        return False
+    if dtype is None and la:
+        dtype = np.asarray(la[0]).dtype
+    tol = tolerances.ANALYTIC[tolerances.dtype_name(dtype or np.float32)]
+    rtol = tol.rtol if rtol is None else rtol
+    atol = tol.atol if atol is None else atol
+    for x, y in zip(la, lb):
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        if x.shape != y.shape:
+            return False
+        if not np.all(np.abs(x - y) <= atol + rtol * (np.abs(x) + np.abs(y))):
+            return False
+    return True
+
+
+def assert_tree_allclose(a, b, **kw):
+    """``tree_allclose`` with a readable failure message."""
+    if not tree_allclose(a, b, **kw):
+        diffs = jax.tree.map(
+            lambda x, y: float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
+            if np.shape(x) == np.shape(y) else "shape mismatch",
+            a, b,
+        )
+        raise AssertionError(f"trees differ; max abs difference per leaf: {diffs}")
+
+
+def rel_err(a, b) -> float:
+    """Worst ``|a−b| / max(1e-30, |a|+|b|)`` over all leaves of two pytrees."""
+    errs = [
+        float(np.max(np.abs(x - y) / np.maximum(tolerances.RELATIVE_FLOOR, np.abs(x) + np.abs(y)), initial=0.0))
+        for x, y in zip(
+            (np.asarray(v, np.float64) for v in jax.tree_util.tree_leaves(a)),
+            (np.asarray(v, np.float64) for v in jax.tree_util.tree_leaves(b)),
+        )
+    ]
+    return max(errs, default=0.0)
+
+
+# Make the helpers importable as ``from conftest import ...`` from test modules.
+del os

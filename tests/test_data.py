@@ -1,0 +1,456 @@
+"""Tests for gdlab.data: bundled, generated and user-file data sets."""
+
+from __future__ import annotations
+
+import gzip
+import re
+
+import numpy as np
+import pytest
+from sklearn import datasets as sk_datasets
+
+from gdlab import data
+from gdlab.data import DataError, Dataset
+from gdlab.data.mnist import IMAGES_MAGIC, LABELS_MAGIC
+
+# Features are float32; statistics of a standardised float32 column agree with
+# the exact 0 / 1 to about this.
+STANDARDISED_ATOL = 1e-5
+# A test split's mean is not forced to 0; with a few hundred rows it is off by
+# far more than float32 rounding.
+NOT_FORCED_ZERO = 1e-3
+
+BUILTIN = {
+    # name: (total rows, input_dim, task, num_classes, num_outputs)
+    "digits": (1797, 64, "classification", 10, 10),
+    "houses": (1000, 4, "regression", 0, 1),
+    "diabetes": (442, 10, "regression", 0, 1),
+    "moons": (1000, 2, "classification", 2, 2),
+    "spirals": (1500, 2, "classification", 3, 3),
+}
+
+
+def _dataset_arrays(ds: Dataset):
+    return ds.x_train, ds.y_train, ds.x_test, ds.y_test
+
+
+# ----------------------------------------------------------------------------- built-in sets
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_builtin_shapes_dtypes_and_classes(name):
+    total, dim, task, num_classes, num_outputs = BUILTIN[name]
+    ds = data.load(name, seed=0)
+    assert ds.name == name and ds.task == task
+    assert ds.num_classes == num_classes and ds.num_outputs == num_outputs
+    assert ds.input_dim == dim and len(ds.feature_names) == dim
+    assert ds.n_train + ds.n_test == total
+    assert ds.n_test == round(0.2 * total)
+    assert ds.x_train.shape == (ds.n_train, dim) and ds.x_test.shape == (ds.n_test, dim)
+    assert ds.x_train.dtype == np.float32 and ds.x_test.dtype == np.float32
+    if task == "classification":
+        assert ds.y_train.shape == (ds.n_train,) and ds.y_train.dtype == np.int32
+        assert ds.y_test.shape == (ds.n_test,) and ds.y_test.dtype == np.int32
+        # every class appears in training, and nothing outside 0..K-1
+        np.testing.assert_array_equal(np.unique(ds.y_train), np.arange(num_classes))
+        assert set(np.unique(ds.y_test)) <= set(range(num_classes))
+    else:
+        assert ds.y_train.shape == (ds.n_train, 1) and ds.y_train.dtype == np.float32
+        assert ds.y_test.shape == (ds.n_test, 1) and ds.y_test.dtype == np.float32
+    for array in _dataset_arrays(ds):
+        assert np.all(np.isfinite(array))
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_split_is_deterministic_for_a_seed_and_differs_between_seeds(name):
+    a, b, c = data.load(name, seed=3), data.load(name, seed=3), data.load(name, seed=4)
+    for x, y in zip(_dataset_arrays(a), _dataset_arrays(b)):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(a.x_train, c.x_train)
+    assert not np.array_equal(a.x_test, c.x_test)
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_standardisation_is_fitted_on_the_training_split_only(name):
+    ds = data.load(name, seed=1)
+    raw = data.load(name, seed=1, standardize=False)
+    x_raw_train = raw.x_train.astype(np.float64)
+    x_raw_test = raw.x_test.astype(np.float64)
+
+    # The recorded map is exactly the raw training split's mean and population std
+    # (constant columns get std 1).
+    mean, std = x_raw_train.mean(0), x_raw_train.std(0)
+    np.testing.assert_allclose(ds.info["x_mean"], mean, rtol=1e-6, atol=1e-6)
+    varying = std > 0
+    np.testing.assert_allclose(ds.info["x_std"][varying], std[varying], rtol=1e-6)
+    np.testing.assert_array_equal(ds.info["x_std"][~varying], 1.0)
+
+    # Applied to both splits.
+    np.testing.assert_allclose(ds.x_train, (x_raw_train - mean) / ds.info["x_std"],
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ds.x_test, (x_raw_test - mean) / ds.info["x_std"],
+                               rtol=1e-5, atol=1e-5)
+
+    train = ds.x_train.astype(np.float64)
+    np.testing.assert_allclose(train.mean(0), 0.0, atol=STANDARDISED_ATOL)
+    np.testing.assert_allclose(train.std(0)[varying], 1.0, atol=STANDARDISED_ATOL)
+    # The test split is not standardised on its own statistics.
+    assert np.max(np.abs(ds.x_test.astype(np.float64).mean(0))) > NOT_FORCED_ZERO
+
+    # Train and test rows are the same raw rows, only transformed.
+    np.testing.assert_array_equal(ds.y_train, raw.y_train)
+
+
+def test_digits_rows_are_sklearns_rows():
+    ds = data.load("digits", seed=0, standardize=False)
+    bunch = sk_datasets.load_digits()
+    np.testing.assert_array_equal(ds.x_train, bunch.data[ds.info["train_index"]])
+    np.testing.assert_array_equal(ds.y_test, bunch.target[ds.info["test_index"]])
+    both = np.concatenate([ds.info["train_index"], ds.info["test_index"]])
+    np.testing.assert_array_equal(np.sort(both), np.arange(1797))
+
+
+def test_diabetes_target_is_standardised_and_invertible():
+    ds = data.load("diabetes", seed=0)
+    bunch = sk_datasets.load_diabetes(scaled=False)
+    np.testing.assert_allclose(ds.y_train.mean(), 0.0, atol=STANDARDISED_ATOL)
+    np.testing.assert_allclose(ds.y_train.std(), 1.0, atol=STANDARDISED_ATOL)
+    natural = ds.y_test[:, 0] * ds.info["y_std"][0] + ds.info["y_mean"][0]
+    np.testing.assert_allclose(natural, bunch.target[ds.info["test_index"]], rtol=1e-5)
+    kept = data.load("diabetes", seed=0, standardize_target=False)
+    np.testing.assert_array_equal(kept.y_train[:, 0], bunch.target[kept.info["train_index"]])
+
+
+def test_generated_sets_take_n_and_noise():
+    moons = data.load("moons", n=101, noise=0.0)
+    assert moons.n_train + moons.n_test == 101
+    raw = data.load("moons", n=400, noise=0.0, standardize=False)
+    x = np.concatenate([raw.x_train, raw.x_test]).astype(np.float64)
+    y = np.concatenate([raw.y_train, raw.y_test])
+    # noiseless moons lie on two unit half circles centred (0, 0) and (1, 0.5)
+    centres = np.where(y[:, None] == 0, [0.0, 0.0], [1.0, 0.5])
+    np.testing.assert_allclose(np.linalg.norm(x - centres, axis=1), 1.0, atol=1e-6)
+
+    spirals = data.load_spirals(n=100, arms=4, noise=0.0, standardize=False)
+    labels = np.concatenate([spirals.y_train, spirals.y_test])
+    np.testing.assert_array_equal(np.bincount(labels), [25, 25, 25, 25])
+    points = np.concatenate([spirals.x_train, spirals.x_test]).astype(np.float64)
+    assert np.max(np.linalg.norm(points, axis=1)) <= 1.0 + 1e-6
+
+
+def test_houses_features_and_prices_are_plausible():
+    ds = data.load("houses", n=5000, seed=2, standardize=False)
+    x = np.concatenate([ds.x_train, ds.x_test])
+    y = np.concatenate([ds.y_train, ds.y_test])
+    assert ds.feature_names == ("floor_area_m2", "bedrooms", "age_years",
+                                "distance_to_centre_km")
+    area, bedrooms, age, distance = x.T
+    assert 50 <= area.min() and area.max() <= 250
+    assert set(np.unique(bedrooms)) <= {1, 2, 3, 4, 5}
+    assert np.corrcoef(area, bedrooms)[0, 1] > 0.5
+    assert 0 <= age.min() and age.max() <= 100
+    assert 0.5 <= distance.min() and distance.max() <= 30
+    # price in units of 100k: positive, O(1..10)
+    assert 0 < y.min() and y.max() < 10 and 2 < y.mean() < 5
+    assert ds.info["target_units"] == "price in units of 100,000"
+
+
+@pytest.mark.parametrize("standardize", [True, False])
+def test_houses_least_squares_recovers_the_true_coefficients(standardize):
+    ds = data.load("houses", n=20000, noise=0.0, seed=5, standardize=standardize)
+    design = np.c_[ds.x_train.astype(np.float64), np.ones(ds.n_train)]
+    fit = np.linalg.lstsq(design, ds.y_train.astype(np.float64), rcond=None)[0][:, 0]
+    if standardize:
+        want = np.r_[ds.info["true_coef_standardized"], ds.info["true_intercept_standardized"]]
+    else:
+        want = np.r_[ds.info["true_coef_raw"], ds.info["true_intercept"]]
+    # noiseless: only float32 storage of x and y separates fit from truth
+    np.testing.assert_allclose(fit, want, rtol=1e-4, atol=1e-5)
+
+
+def test_houses_least_squares_with_default_noise_is_close():
+    ds = data.load("houses", n=20000, seed=6)
+    design = np.c_[ds.x_train.astype(np.float64), np.ones(ds.n_train)]
+    fit, residual = np.linalg.lstsq(design, ds.y_train.astype(np.float64), rcond=None)[:2]
+    want = np.r_[ds.info["true_coef_standardized"], ds.info["true_intercept_standardized"]]
+    np.testing.assert_allclose(fit[:, 0], want, atol=5e-3)
+    # residual variance ≈ noise² = 0.1²
+    np.testing.assert_allclose(residual[0] / ds.n_train, 0.01, rtol=0.05)
+
+
+@pytest.mark.parametrize("lr", [0.1, 0.5])
+def test_houses_linear_mse_gradient_descent_converges(lr):
+    ds = data.load("houses", seed=0)
+    x = np.c_[ds.x_train.astype(np.float64), np.ones(ds.n_train)]
+    y = ds.y_train.astype(np.float64)
+    w = np.zeros((x.shape[1], 1))
+    for _ in range(400):
+        w = w - lr * 2.0 * x.T @ (x @ w - y) / len(y)  # gradient of mean((xw − y)²)
+    best = np.linalg.lstsq(x, y, rcond=None)[0]
+    np.testing.assert_allclose(w, best, atol=1e-6)
+
+
+def test_describe_is_one_line():
+    assert data.describe(data.load("digits")) == (
+        "digits: classification, 1438 train / 359 test, 64 features, 10 classes")
+    assert data.describe(data.load("houses", n=50)) == (
+        "houses: regression, 40 train / 10 test, 4 features, 1 output")
+
+
+def test_dataset_arrays_are_read_only():
+    ds = data.load("moons", n=20)
+    with pytest.raises(ValueError, match="read-only"):
+        ds.x_train[0, 0] = 1.0
+    with pytest.raises(AttributeError):
+        ds.name = "other"
+
+
+def test_dataset_validates_its_fields():
+    x = np.zeros((4, 2), np.float32)
+    with pytest.raises(ValueError, match="labels must lie in 0..1"):
+        Dataset("t", x, np.array([0, 1, 2, 0]), x, np.zeros(4), "classification", 2)
+    with pytest.raises(ValueError, match="task"):
+        Dataset("t", x, np.zeros((4, 1)), x, np.zeros((4, 1)), "ranking", 0)
+    with pytest.raises(DataError, match="x_test contains NaN values"):
+        Dataset("t", x, np.zeros((4, 1)), np.full((4, 2), np.nan), np.zeros((4, 1)),
+                "regression", 0)
+
+
+def test_from_arrays_rejects_nan_and_inf():
+    x = np.ones((10, 2))
+    x[3, 1] = np.nan
+    with pytest.raises(DataError, match="'mine' x_train contains NaN values|'mine' x_test contains"
+                                        " NaN values"):
+        data.from_arrays("mine", x, np.zeros(10), task="regression")
+    x[3, 1] = np.inf
+    with pytest.raises(DataError, match="contains infinite values"):
+        data.from_arrays("mine", x, np.zeros(10), task="regression")
+
+
+def test_unknown_name_lists_the_choices():
+    with pytest.raises(DataError, match=re.escape(
+            "unknown dataset 'cifar'; choose one of: digits, houses, diabetes, moons, "
+            "spirals, mnist, csv")):
+        data.load("cifar")
+
+
+@pytest.mark.parametrize(("name", "kwargs", "message"), [
+    ("digits", {"noise": 0.3}, "dataset 'digits' does not use noise"),
+    ("moons", {"csv_path": "a.csv"}, "csv_path applies to: csv"),
+    ("houses", {"data_dir": "/x"}, "data_dir applies to: mnist"),
+    ("moons", {"seed": -1}, "seed must be a non-negative integer"),
+    ("digits", {"test_fraction": 1.0}, "test_fraction must be a number strictly between 0 and 1"),
+    ("houses", {"n": 1}, "houses: n must be an integer >= 2"),
+    ("spirals", {"noise": -0.1}, "spirals: noise must be a finite number >= 0"),
+])
+def test_bad_arguments_are_stopped_with_one_sentence(name, kwargs, message):
+    with pytest.raises(DataError, match=re.escape(message)):
+        data.load(name, **kwargs)
+
+
+# ----------------------------------------------------------------------------- mnist
+
+
+def _write_mnist(folder, *, n_train=12, n_test=5, rows=4, cols=3, gz=False, seed=0):
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, rows, cols), dtype=np.uint8),
+        "train-labels-idx1-ubyte": np.arange(n_train, dtype=np.uint8) % 10,
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, rows, cols), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": (np.arange(n_test, dtype=np.uint8) * 3) % 10,
+    }
+    folder.mkdir(exist_ok=True)
+    for name, array in arrays.items():
+        data.write_idx(folder / (name + (".gz" if gz else "")), array)
+    return arrays
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.int32, np.float32,
+                                   np.float64])
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_idx_round_trip(tmp_path, dtype, suffix):
+    array = (np.arange(24).reshape(2, 3, 4) * 3).astype(dtype)
+    path = tmp_path / f"a.idx{suffix}"
+    data.write_idx(path, array)
+    back = data.read_idx(path)
+    assert back.dtype == np.dtype(dtype) and back.shape == (2, 3, 4)
+    np.testing.assert_array_equal(back, array)
+    assert (path.read_bytes()[:2] == b"\x1f\x8b") == (suffix == ".gz")
+
+
+def test_idx_header_is_the_documented_format(tmp_path):
+    data.write_idx(tmp_path / "i", np.zeros((2, 3, 4), np.uint8))
+    raw = (tmp_path / "i").read_bytes()
+    assert int.from_bytes(raw[:4], "big") == IMAGES_MAGIC
+    assert [int.from_bytes(raw[4 + 4 * k: 8 + 4 * k], "big") for k in range(3)] == [2, 3, 4]
+    assert len(raw) == 16 + 24
+    data.write_idx(tmp_path / "l", np.zeros(7, np.uint8))
+    assert int.from_bytes((tmp_path / "l").read_bytes()[:4], "big") == LABELS_MAGIC
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_mnist_loads_small_idx_files(tmp_path, gz):
+    arrays = _write_mnist(tmp_path / "mnist", gz=gz)
+    ds = data.load("mnist", data_dir=str(tmp_path / "mnist"), standardize=False)
+    assert ds.task == "classification" and ds.num_classes == 10
+    assert (ds.n_train, ds.n_test, ds.input_dim) == (12, 5, 12)
+    np.testing.assert_allclose(
+        ds.x_train, arrays["train-images-idx3-ubyte"].reshape(12, 12) / 255.0, rtol=1e-6)
+    np.testing.assert_allclose(
+        ds.x_test, arrays["t10k-images-idx3-ubyte"].reshape(5, 12) / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(ds.y_train, arrays["train-labels-idx1-ubyte"])
+    np.testing.assert_array_equal(ds.y_test, arrays["t10k-labels-idx1-ubyte"])
+    assert ds.y_train.dtype == np.int32 and ds.info["image_shape"] == (4, 3)
+
+    std = data.load_mnist(tmp_path / "mnist")
+    np.testing.assert_allclose(std.x_train.mean(0), 0.0, atol=STANDARDISED_ATOL)
+    np.testing.assert_allclose(std.info["x_mean"], ds.x_train.astype(np.float64).mean(0),
+                               rtol=1e-6)
+    first = data.load_mnist(tmp_path / "mnist", n=7, standardize=False)
+    assert first.n_train == 7 and first.n_test == 5
+    np.testing.assert_array_equal(first.x_train, ds.x_train[:7])
+
+
+def test_mnist_rejects_a_wrong_magic_number(tmp_path):
+    _write_mnist(tmp_path)
+    # a labels file where the images should be
+    data.write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros(5, np.uint8))
+    path = str(tmp_path / "t10k-images-idx3-ubyte")
+    with pytest.raises(DataError, match=re.escape(
+            f"mnist test images file '{path}': wrong IDX magic number 0x00000801 "
+            f"(expected 0x00000803 for images)")):
+        data.load("mnist", data_dir=str(tmp_path))
+
+
+def test_mnist_rejects_a_truncated_file(tmp_path):
+    _write_mnist(tmp_path, gz=True)
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    full = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(full[:-10]))
+    with pytest.raises(DataError, match=re.escape(f"mnist train images file '{path}' is "
+                                                  "truncated: its header declares 12×4×3")):
+        data.load_mnist(tmp_path)
+    path.write_bytes(path.read_bytes()[:20])  # a cut gzip stream
+    with pytest.raises(DataError, match=re.escape(f"'{path}' is not a valid gzip file")):
+        data.load_mnist(tmp_path)
+
+
+def test_mnist_rejects_an_out_of_range_label(tmp_path):
+    _write_mnist(tmp_path)
+    labels = np.arange(12, dtype=np.uint8) % 10
+    labels[4] = 12
+    data.write_idx(tmp_path / "train-labels-idx1-ubyte", labels)
+    path = tmp_path / "train-labels-idx1-ubyte"
+    with pytest.raises(DataError, match=re.escape(
+            f"mnist train labels file '{path}': label 12 out of range 0..9")):
+        data.load_mnist(tmp_path)
+
+
+def test_mnist_rejects_mismatched_counts(tmp_path):
+    _write_mnist(tmp_path)
+    data.write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(4, np.uint8))
+    with pytest.raises(DataError, match=r"holds 5 images but mnist test labels file '.*' "
+                                        r"holds 4 labels"):
+        data.load_mnist(tmp_path)
+
+
+def test_mnist_rejects_missing_folder_and_files(tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(DataError, match=re.escape(f"mnist: data_dir '{missing}' does not exist")):
+        data.load("mnist", data_dir=str(missing))
+    with pytest.raises(DataError, match=re.escape(
+            f"mnist: no readable IDX files in data_dir '{tmp_path}': expected "
+            "train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz]")):
+        data.load("mnist", data_dir=str(tmp_path))
+    _write_mnist(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(DataError, match=re.escape(
+            f"mnist: data_dir '{tmp_path}' lacks t10k-labels-idx1-ubyte[.gz]")):
+        data.load_mnist(tmp_path)
+    with pytest.raises(DataError, match="mnist: data_dir is required"):
+        data.load("mnist")
+
+
+# ----------------------------------------------------------------------------- csv
+
+
+def _write(tmp_path, text, name="table.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_csv_regression(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 2))
+    price = 3.0 * x[:, 0] - x[:, 1] + 0.25
+    lines = ["a,price,b"] + [
+        f"{a!r},{p!r},{b!r}" for (a, b), p in zip(x.tolist(), price.tolist())]
+    path = _write(tmp_path, "\n".join(lines) + "\n\n")
+    ds = data.load("csv", csv_path=path, target="price", seed=1)
+    assert ds.task == "regression" and ds.num_classes == 0
+    assert ds.feature_names == ("a", "b") and (ds.n_train, ds.n_test) == (40, 10)
+    assert ds.y_train.shape == (40, 1) and ds.y_train.dtype == np.float32
+    natural = ds.y_train[:, 0] * ds.info["y_std"][0] + ds.info["y_mean"][0]
+    np.testing.assert_allclose(natural, price[ds.info["train_index"]], rtol=1e-5, atol=1e-5)
+    raw = data.load_csv(path, "price", seed=1, standardize=False, standardize_target=False)
+    np.testing.assert_allclose(raw.x_test, x[raw.info["test_index"]], rtol=1e-6)
+
+
+def test_csv_classification_remaps_labels(tmp_path):
+    rows = [f"{i},{i % 3 * 0.5},{[10, 20, 40][i % 3]}" for i in range(30)]
+    path = _write(tmp_path, "id,f,label\n" + "\n".join(rows))
+    ds = data.load("csv", csv_path=path, target="label")
+    assert ds.task == "classification" and ds.num_classes == 3 and ds.num_outputs == 3
+    assert ds.info["label_values"] == (10, 20, 40)
+    original = np.array([10, 20, 40])[np.r_[ds.y_train, ds.y_test]]
+    index = np.r_[ds.info["train_index"], ds.info["test_index"]]
+    np.testing.assert_array_equal(original, np.array([10, 20, 40])[index % 3])
+    # explicit override: the same integer column as a regression target
+    as_regression = data.load("csv", csv_path=path, target="label", task="regression")
+    assert as_regression.task == "regression" and as_regression.y_train.shape == (24, 1)
+
+
+def test_csv_many_integer_values_is_regression(tmp_path):
+    path = _write(tmp_path, "x,y\n" + "\n".join(f"{i},{i * 2}" for i in range(30)))
+    assert data.load_csv(path, "y").task == "regression"
+    assert data.load_csv(path, "y", task="classification").num_classes == 30
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("a,b,c\n1,2,3\n4,5\n", "csv file '{p}', row 3: expected 3 columns, found 2"),
+    ("a,b,c\n1,2,3\n4,5,6,7\n", "csv file '{p}', row 3: expected 3 columns, found 4"),
+    ("age,b,c\n1,2,3\nabc,5,6\n", "csv file '{p}', row 3, column 'age': 'abc' is not a number"),
+    ("a,b,c\n1,2,3\n4,nan,6\n", "csv file '{p}', row 3, column 'b' contains a NaN value"),
+    ("a,b,c\n1,2,3\n4,,6\n", "csv file '{p}', row 3, column 'b' is empty"),
+    ("a,b,c\n1,2,3\n4,inf,6\n", "csv file '{p}', row 3, column 'b' contains an infinite value"),
+    ("a,b,c\n1,2,3\n", "csv file '{p}': target column 'price' not found; columns are: a, b, c"),
+    ("", "csv file '{p}' is empty"),
+    ("1,2,3\n4,5,6\n", "csv file '{p}' has no header row"),
+    ("a,b,price\n", "csv file '{p}' has a header row but no data rows"),
+    ("a,a,price\n1,2,3\n", "csv file '{p}', row 1: column name 'a' appears twice"),
+    ("price\n1\n2\n", "csv file '{p}' has no feature columns besides the target 'price'"),
+    ("a,price\n1,2\n2,2\n", "target column 'price' holds a single value (2)"),
+])
+def test_csv_errors_name_the_file_row_and_column(tmp_path, text, message):
+    path = _write(tmp_path, text)
+    with pytest.raises(DataError, match=re.escape(message.format(p=path))):
+        data.load("csv", csv_path=path, target="price" if "price" in message else "c")
+
+
+def test_csv_missing_file_and_arguments(tmp_path):
+    path = str(tmp_path / "absent.csv")
+    with pytest.raises(DataError, match=re.escape(f"csv file '{path}' does not exist")):
+        data.load("csv", csv_path=path, target="y")
+    with pytest.raises(DataError, match="csv: csv_path is required"):
+        data.load("csv", target="y")
+    good = _write(tmp_path, "x,y\n1,2\n3,4\n")
+    with pytest.raises(DataError, match="target column name is required .* columns are: x, y"):
+        data.load("csv", csv_path=good)
+    with pytest.raises(DataError, match="csv: task must be one of classification, regression"):
+        data.load("csv", csv_path=good, target="y", task="ranking")
+    fractional = _write(tmp_path, "x,y\n1,2\n3,4.5\n", "f.csv")
+    with pytest.raises(DataError, match=re.escape(
+            f"csv file '{fractional}', row 3, column 'y': classification needs integer labels, "
+            "found 4.5")):
+        data.load("csv", csv_path=fractional, target="y", task="classification")

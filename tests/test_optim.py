@@ -1,0 +1,564 @@
+"""Tests for gdlab.optim: every optimizer against an independent NumPy recurrence,
+tree/dtype handling, jit and scan, convergence on a quadratic, and the schedules."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import assert_tree_allclose
+
+from gdlab import optim
+from gdlab.optim import schedules
+
+# ----------------------------------------------------------------------------- fixtures
+
+N_STEPS = 3
+"""Steps checked against the NumPy references."""
+
+
+def _params64():
+    """A two-leaf float64 tree; leaves flatten in key order a, b (7 numbers)."""
+    return {
+        "a": jnp.array([0.5, -1.0, 2.0], jnp.float64),
+        "b": jnp.array([[1.5, -0.25], [0.0, 3.0]], jnp.float64),
+    }
+
+
+def _grads_seq(scales=(1.0, 1.0, 1.0)):
+    """Fixed gradients for steps 0, 1, 2 (independent of the params), float64 trees."""
+    rng = np.random.default_rng(1234)
+    out = []
+    for s in scales:
+        out.append({"a": jnp.asarray(s * rng.normal(size=3)), "b": jnp.asarray(s * rng.normal(size=(2, 2)))})
+    return out
+
+
+def _flat(tree) -> np.ndarray:
+    return np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in jax.tree_util.tree_leaves(tree)])
+
+
+def _run(opt, params, grads_seq):
+    """Params after each step, applying ``opt`` eagerly."""
+    state = opt.init(params)
+    out = []
+    for g in grads_seq:
+        updates, state = opt.update(g, state, params)
+        params = optim.apply_updates(params, updates)
+        out.append(params)
+    return out
+
+
+# ------------------------------------------------- independent NumPy recurrences (float64)
+# Each takes the flat initial params w and the list of flat gradients, and returns the
+# flat params after every step. ``lr`` is a function of the 0-based step t.
+
+
+def _const(lr):
+    return lambda t: lr
+
+
+def np_gd(w, gs, lr):
+    out = []
+    for t, g in enumerate(gs):
+        w = w - lr(t) * g
+        out.append(w)
+    return out
+
+
+def np_momentum(w, gs, lr, beta, nesterov=False):
+    v = np.zeros_like(w)
+    out = []
+    for t, g in enumerate(gs):
+        v = beta * v + g
+        step = g + beta * v if nesterov else v
+        w = w - lr(t) * step
+        out.append(w)
+    return out
+
+
+def np_adagrad(w, gs, lr, eps, init_acc):
+    s = np.full_like(w, init_acc)
+    out = []
+    for t, g in enumerate(gs):
+        s = s + g**2
+        w = w - lr(t) * g / (np.sqrt(s) + eps)
+        out.append(w)
+    return out
+
+
+def np_rmsprop(w, gs, lr, rho, eps):
+    s = np.zeros_like(w)
+    out = []
+    for t, g in enumerate(gs):
+        s = rho * s + (1 - rho) * g**2
+        w = w - lr(t) * g / (np.sqrt(s) + eps)
+        out.append(w)
+    return out
+
+
+def np_adam(w, gs, lr, b1, b2, eps, decoupled=0.0, l2=0.0):
+    m = np.zeros_like(w)
+    v = np.zeros_like(w)
+    out = []
+    for i, g in enumerate(gs):
+        g = g + l2 * w
+        t = i + 1
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g**2
+        m_hat = m / (1 - b1**t)
+        v_hat = v / (1 - b2**t)
+        w = w - lr(i) * (m_hat / (np.sqrt(v_hat) + eps) + decoupled * w)
+        out.append(w)
+    return out
+
+
+def np_gd_l2(w, gs, lr, coeff):
+    out = []
+    for t, g in enumerate(gs):
+        w = w - lr(t) * (g + coeff * w)
+        out.append(w)
+    return out
+
+
+def np_gd_clip(w, gs, lr, max_norm, l2=0.0):
+    out = []
+    for t, g in enumerate(gs):
+        g = g * min(1.0, max_norm / np.linalg.norm(g))
+        g = g + l2 * w
+        w = w - lr(t) * g
+        out.append(w)
+    return out
+
+
+# Closed-form learning rates for the schedule cases.
+def _exp_half(t):
+    return 0.1 * 0.5**t  # exponential_decay(0.1, 0.5, 1)
+
+
+def _warmup2(t):
+    return 0.1 * min(t, 2) / 2  # linear_warmup(0.1, 2): 0, 0.05, 0.1
+
+
+def _cos4(t):
+    return 0.01 * 0.5 * (1 + math.cos(math.pi * min(t, 4) / 4))  # cosine_decay(0.01, 4)
+
+
+S = schedules
+CASES = {
+    # id: (optimizer, reference(w, gs), gradient scales per step)
+    "gd": (optim.gd(0.1), lambda w, gs: np_gd(w, gs, _const(0.1)), None),
+    "momentum": (
+        optim.momentum(0.1, beta=0.8),
+        lambda w, gs: np_momentum(w, gs, _const(0.1), 0.8),
+        None,
+    ),
+    "momentum_nesterov_flag": (
+        optim.momentum(0.1, beta=0.8, nesterov=True),
+        lambda w, gs: np_momentum(w, gs, _const(0.1), 0.8, nesterov=True),
+        None,
+    ),
+    "nesterov": (
+        optim.nesterov(0.1, beta=0.7),
+        lambda w, gs: np_momentum(w, gs, _const(0.1), 0.7, nesterov=True),
+        None,
+    ),
+    "adagrad": (
+        optim.adagrad(0.5, eps=1e-3, initial_accumulator=0.1),
+        lambda w, gs: np_adagrad(w, gs, _const(0.5), 1e-3, 0.1),
+        None,
+    ),
+    "rmsprop": (
+        optim.rmsprop(0.01, decay=0.8, eps=1e-3),
+        lambda w, gs: np_rmsprop(w, gs, _const(0.01), 0.8, 1e-3),
+        None,
+    ),
+    "adam": (
+        optim.adam(0.01, b1=0.8, b2=0.99, eps=1e-3),
+        lambda w, gs: np_adam(w, gs, _const(0.01), 0.8, 0.99, 1e-3),
+        None,
+    ),
+    "adam_defaults": (
+        optim.adam(0.01),
+        lambda w, gs: np_adam(w, gs, _const(0.01), 0.9, 0.999, 1e-8),
+        None,
+    ),
+    "adamw": (
+        optim.adamw(0.01, b1=0.8, b2=0.99, eps=1e-3, weight_decay=0.1),
+        lambda w, gs: np_adam(w, gs, _const(0.01), 0.8, 0.99, 1e-3, decoupled=0.1),
+        None,
+    ),
+    "adam_then_decayed_weights_is_adamw": (
+        optim.chain(optim.adam(0.01), optim.add_decayed_weights(0.1, learning_rate=0.01)),
+        lambda w, gs: np_adam(w, gs, _const(0.01), 0.9, 0.999, 1e-8, decoupled=0.1),
+        None,
+    ),
+    "gd_l2_chain": (
+        optim.chain(optim.add_weight_decay(0.05), optim.gd(0.1)),
+        lambda w, gs: np_gd_l2(w, gs, _const(0.1), 0.05),
+        None,
+    ),
+    "gd_l2_get": (
+        optim.get("gd", 0.1, weight_decay=0.05),
+        lambda w, gs: np_gd_l2(w, gs, _const(0.1), 0.05),
+        None,
+    ),
+    "gd_decoupled_decay": (
+        optim.chain(optim.gd(0.1), optim.add_decayed_weights(0.05, learning_rate=0.1)),
+        lambda w, gs: np_gd_l2(w, gs, _const(0.1), 0.05),
+        None,
+    ),
+    "adam_l2_get": (
+        optim.get("adam", 0.01, weight_decay=0.1),
+        lambda w, gs: np_adam(w, gs, _const(0.01), 0.9, 0.999, 1e-8, l2=0.1),
+        None,
+    ),
+    # Gradient norms ≈ 8, 0.3, 2.6: steps 0 and 2 are clipped, step 1 is not.
+    "gd_clip": (
+        optim.chain(optim.clip_by_global_norm(1.0), optim.gd(0.1)),
+        lambda w, gs: np_gd_clip(w, gs, _const(0.1), 1.0),
+        (3.0, 0.1, 1.0),
+    ),
+    "gd_clip_l2_get": (
+        optim.get("gd", 0.1, clip_norm=1.0, weight_decay=0.05),
+        lambda w, gs: np_gd_clip(w, gs, _const(0.1), 1.0, l2=0.05),
+        (3.0, 0.1, 1.0),
+    ),
+    "gd_schedule": (
+        optim.gd(S.exponential_decay(0.1, 0.5, 1)),
+        lambda w, gs: np_gd(w, gs, _exp_half),
+        None,
+    ),
+    "momentum_warmup_schedule": (
+        optim.get("momentum", S.linear_warmup(0.1, 2), momentum=0.5),
+        lambda w, gs: np_momentum(w, gs, _warmup2, 0.5),
+        None,
+    ),
+    "adam_cosine_schedule": (
+        optim.adam(S.cosine_decay(0.01, 4)),
+        lambda w, gs: np_adam(w, gs, _cos4, 0.9, 0.999, 1e-8),
+        None,
+    ),
+    "scale_by_learning_rate": (
+        optim.scale_by_learning_rate(0.1),
+        lambda w, gs: np_gd(w, gs, _const(0.1)),
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_first_steps_match_numpy(case):
+    opt, reference, scales = CASES[case]
+    params = _params64()
+    grads = _grads_seq(scales or (1.0,) * N_STEPS)
+    got = _run(opt, params, grads)
+    want = reference(_flat(params), [_flat(g) for g in grads])
+    assert len(got) == len(want) == N_STEPS
+    for t, (g, w) in enumerate(zip(got, want)):
+        np.testing.assert_allclose(_flat(g), w, rtol=1e-12, atol=1e-14, err_msg=f"step {t}")
+
+
+def test_clip_case_exercises_both_branches():
+    norms = [np.linalg.norm(_flat(g)) for g in _grads_seq((3.0, 0.1, 1.0))]
+    assert norms[0] > 1.0 and norms[1] < 1.0 and norms[2] > 1.0
+
+
+# ------------------------------------------------------------ trees, dtypes, jit, scan
+
+TREES = {
+    "dict": lambda dt: {"w": jnp.ones((2, 3), dt), "b": jnp.zeros((3,), dt)},
+    "tuple": lambda dt: (jnp.ones((4,), dt), jnp.full((2, 2), 0.5, dt)),
+    "nested": lambda dt: {
+        "layers": ({"w": jnp.ones((2, 2), dt), "b": jnp.zeros((2,), dt)}, {"w": jnp.ones((2, 1), dt)}),
+        "scale": jnp.asarray(2.0, dt),
+    },
+}
+
+
+def _grads_like(params, t=0):
+    """Deterministic non-zero gradients shaped like ``params``."""
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    out = [
+        jnp.asarray(np.sin(np.arange(x.size) + 1.0 + 7 * i + 3 * t).reshape(x.shape), x.dtype)
+        for i, x in enumerate(leaves)
+    ]
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
+@pytest.mark.parametrize("tree", list(TREES))
+@pytest.mark.parametrize("name", optim.OPTIMIZERS)
+def test_tree_structure_and_float32_dtype_preserved(name, tree):
+    params = TREES[tree](jnp.float32)
+    # A float64 schedule value (x64 is on) must not promote float32 leaves.
+    opt = optim.get(name, schedules.constant(0.1), clip_norm=10.0)
+    state0 = opt.init(params)
+    updates, state1 = opt.update(_grads_like(params), state0, params)
+    new = optim.apply_updates(params, updates)
+    treedef = jax.tree_util.tree_structure(params)
+    assert jax.tree_util.tree_structure(updates) == treedef
+    assert jax.tree_util.tree_structure(new) == treedef
+    assert jax.tree_util.tree_structure(state1) == jax.tree_util.tree_structure(state0)
+    for leaf in jax.tree_util.tree_leaves((updates, new)):
+        assert leaf.dtype == jnp.float32
+    for a, b in zip(jax.tree_util.tree_leaves(state0), jax.tree_util.tree_leaves(state1)):
+        assert a.dtype == b.dtype and a.shape == b.shape
+    assert not any(np.allclose(a, b) for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(new)))
+
+
+def _step_fn(opt):
+    def step(params, state, grads):
+        updates, state = opt.update(grads, state, params)
+        return optim.apply_updates(params, updates), state
+
+    return step
+
+
+@pytest.mark.parametrize("name", optim.OPTIMIZERS)
+def test_jit_matches_eager(name):
+    opt = optim.get(name, schedules.exponential_decay(0.05, 0.5, 2))
+    params = TREES["nested"](jnp.float64)
+    step = _step_fn(opt)
+    jstep = jax.jit(step)
+    p_e, s_e = params, opt.init(params)
+    p_j, s_j = params, jax.jit(opt.init)(params)
+    for t in range(N_STEPS):
+        g = _grads_like(params, t)
+        p_e, s_e = step(p_e, s_e, g)
+        p_j, s_j = jstep(p_j, s_j, g)
+    assert_tree_allclose(p_j, p_e, dtype=jnp.float64)
+    assert_tree_allclose(s_j, s_e, dtype=jnp.float64)
+
+
+@pytest.mark.parametrize("name", optim.OPTIMIZERS)
+def test_runs_inside_scan(name):
+    opt = optim.get(name, 0.05, weight_decay=0.01, clip_norm=2.0)
+    params = TREES["dict"](jnp.float64)
+    grads = [_grads_like(params, t) for t in range(N_STEPS)]
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *grads)
+    step = _step_fn(opt)
+
+    def body(carry, g):
+        params, state = carry
+        return step(params, state, g), None
+
+    (p_scan, s_scan), _ = jax.jit(lambda c, xs: jax.lax.scan(body, c, xs))(
+        (params, opt.init(params)), stacked
+    )
+    p_loop, s_loop = params, opt.init(params)
+    for g in grads:
+        p_loop, s_loop = step(p_loop, s_loop, g)
+    assert_tree_allclose(p_scan, p_loop, dtype=jnp.float64)
+    assert_tree_allclose(s_scan, s_loop, dtype=jnp.float64)
+
+
+def test_vmap_over_learning_rates():
+    params = {"w": jnp.array([1.0, -2.0], jnp.float64)}
+    grads = {"w": jnp.array([0.5, 0.25], jnp.float64)}
+
+    def one_step(lr):
+        opt = optim.momentum(lr, beta=0.9)
+        updates, _ = opt.update(grads, opt.init(params), params)
+        return optim.apply_updates(params, updates)["w"]
+
+    lrs = jnp.array([0.0, 0.1, 1.0])
+    got = jax.vmap(one_step)(lrs)
+    want = np.asarray(params["w"])[None, :] - np.asarray(lrs)[:, None] * np.asarray(grads["w"])[None, :]
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12)
+
+
+# ------------------------------------------------------------------------- convergence
+
+A_DIAG = np.array([1.0, 10.0, 100.0])  # condition number 100
+B_VEC = np.array([1.0, -2.0, 3.0])
+CONVERGE_STEPS = 1000
+
+CONVERGENCE = {
+    # id: (optimizer, closed-form minimiser, tolerance on max |w − w*|)
+    "gd": (optim.gd(0.019), B_VEC / A_DIAG, 1e-8),  # α < 2/λ_max = 0.02
+    "momentum": (optim.momentum(0.01, beta=0.9), B_VEC / A_DIAG, 1e-10),
+    "nesterov": (optim.nesterov(0.01, beta=0.9), B_VEC / A_DIAG, 1e-10),
+    "adagrad": (optim.adagrad(1.0), B_VEC / A_DIAG, 1e-10),
+    # The adaptive methods hover within O(α) of the minimum at a constant α; a cosine
+    # schedule anneals α to 0.
+    "rmsprop": (optim.rmsprop(schedules.cosine_decay(0.05, CONVERGE_STEPS)), B_VEC / A_DIAG, 1e-10),
+    "adam": (optim.adam(schedules.cosine_decay(0.1, CONVERGE_STEPS)), B_VEC / A_DIAG, 1e-10),
+    # Decoupled decay moves the end point by O(λ); a tiny λ keeps it within 1e-7.
+    "adamw": (
+        optim.adamw(schedules.cosine_decay(0.1, CONVERGE_STEPS), weight_decay=1e-6),
+        B_VEC / A_DIAG,
+        1e-7,
+    ),
+    # L2 weight decay minimises f + λ/2‖w‖², whose minimiser is (A + λI)⁻¹b.
+    "gd_l2": (optim.get("gd", 0.019, weight_decay=0.5), B_VEC / (A_DIAG + 0.5), 1e-8),
+}
+
+
+@pytest.mark.parametrize("case", list(CONVERGENCE))
+def test_converges_on_ill_conditioned_quadratic(case):
+    opt, w_star, tol = CONVERGENCE[case]
+    a, b = jnp.asarray(A_DIAG), jnp.asarray(B_VEC)
+
+    def loss(params):  # f(w) = ½ wᵀAw − bᵀw with A = diag(a)
+        w = params["w"]
+        return 0.5 * jnp.sum(a * w * w) - jnp.dot(b, w)
+
+    step = _step_fn(opt)
+
+    def body(carry, _):
+        params, state = carry
+        return step(params, state, jax.grad(loss)(params)), None
+
+    params = {"w": jnp.zeros(3, jnp.float64)}
+    (params, _), _ = jax.jit(
+        lambda c: jax.lax.scan(body, c, None, length=CONVERGE_STEPS)
+    )((params, opt.init(params)))
+    np.testing.assert_allclose(np.asarray(params["w"]), w_star, rtol=0, atol=tol)
+
+
+# --------------------------------------------------------------------------- schedules
+
+SCHEDULE_CASES = {
+    "constant": (schedules.constant(0.3), lambda t: 0.3),
+    "piecewise_constant": (
+        schedules.piecewise_constant([10, 50], [1.0, 0.5, 0.1]),
+        lambda t: 1.0 if t < 10 else (0.5 if t < 50 else 0.1),
+    ),
+    "exponential": (schedules.exponential_decay(0.5, 0.1, 100), lambda t: 0.5 * 0.1 ** (t / 100)),
+    "exponential_staircase": (
+        schedules.exponential_decay(0.5, 0.1, 20, staircase=True),
+        lambda t: 0.5 * 0.1 ** (t // 20),
+    ),
+    "inverse_time": (schedules.inverse_time_decay(0.2, 3.0, 50), lambda t: 0.2 / (1 + 3.0 * t / 50)),
+    "cosine": (
+        schedules.cosine_decay(1.0, 100, alpha=0.1),
+        lambda t: 0.9 * 0.5 * (1 + math.cos(math.pi * min(t, 100) / 100)) + 0.1,
+    ),
+    "linear_warmup": (schedules.linear_warmup(0.4, 10), lambda t: 0.4 * min(t, 10) / 10),
+    "linear_warmup_then_cosine": (
+        schedules.linear_warmup(0.4, 10, then=schedules.cosine_decay(0.4, 90)),
+        lambda t: 0.4 * t / 10 if t < 10 else 0.4 * 0.5 * (1 + math.cos(math.pi * min(t - 10, 90) / 90)),
+    ),
+}
+SCHEDULE_STEPS = (0, 1, 5, 9, 10, 11, 19, 20, 49, 50, 99, 100, 150)
+
+
+@pytest.mark.parametrize("case", list(SCHEDULE_CASES))
+def test_schedule_values_eager_jit_and_vectorised(case):
+    schedule, closed_form = SCHEDULE_CASES[case]
+    want = np.array([closed_form(t) for t in SCHEDULE_STEPS])
+    eager = np.array([float(schedule(jnp.int32(t))) for t in SCHEDULE_STEPS])
+    jitted = jax.jit(schedule)
+    traced = np.array([float(jitted(jnp.int32(t))) for t in SCHEDULE_STEPS])
+    vectorised = np.asarray(schedule(jnp.asarray(SCHEDULE_STEPS, jnp.int32)))
+    vmapped = np.asarray(jax.vmap(schedule)(jnp.asarray(SCHEDULE_STEPS, jnp.int32)))
+    for got in (eager, traced, vectorised, vmapped):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("name", "steps_and_values"),
+    [
+        ("constant", {0: 0.1, 50: 0.1, 100: 0.1}),
+        ("step", {0: 0.1, 49: 0.1, 50: 0.01, 74: 0.01, 75: 0.001, 100: 0.001}),
+        ("exponential", {0: 0.1, 50: 0.01, 100: 0.001}),
+        ("inverse_time", {0: 0.1, 50: 0.1 / 5.5, 100: 0.01}),
+        ("cosine", {0: 0.1, 50: 0.05, 100: 0.0}),
+        ("warmup_cosine", {0: 0.0, 5: 0.05, 10: 0.1, 55: 0.05, 100: 0.0}),
+    ],
+)
+def test_get_schedule(name, steps_and_values):
+    schedule = optim.get_schedule(name, 0.1, 100)
+    for step, value in steps_and_values.items():
+        np.testing.assert_allclose(float(jax.jit(schedule)(jnp.int32(step))), value, rtol=1e-12, atol=1e-15)
+    assert name in optim.SCHEDULES
+
+
+def test_get_schedule_unknown_and_bad_total():
+    with pytest.raises(ValueError, match="unknown schedule 'linear'; choose one of: constant, step"):
+        optim.get_schedule("linear", 0.1, 100)
+    with pytest.raises(ValueError, match="total_steps"):
+        optim.get_schedule("cosine", 0.1, 0)
+
+
+def test_schedule_input_errors():
+    with pytest.raises(ValueError, match="len"):
+        schedules.piecewise_constant([10, 20], [1.0, 0.5])
+    with pytest.raises(ValueError, match="increase"):
+        schedules.piecewise_constant([20, 10], [1.0, 0.5, 0.1])
+    with pytest.raises(ValueError, match="decay_steps"):
+        schedules.exponential_decay(0.1, 0.5, 0)
+
+
+# ------------------------------------------------------------------ factory and helpers
+
+
+def test_get_unknown_name_lists_choices():
+    with pytest.raises(ValueError) as err:
+        optim.get("sgdx", 0.1)
+    message = str(err.value)
+    assert message.startswith("unknown optimizer 'sgdx'; choose one of: gd, momentum")
+    for name in optim.OPTIMIZERS:
+        assert name in message
+
+
+@pytest.mark.parametrize("name", optim.OPTIMIZERS)
+def test_get_builds_every_name(name):
+    params = {"w": jnp.ones(2, jnp.float64)}
+    opt = optim.get(name, 0.1)
+    assert isinstance(opt, optim.Optimizer)
+    updates, _ = opt.update({"w": jnp.ones(2, jnp.float64)}, opt.init(params), params)
+    assert np.all(np.asarray(updates["w"]) < 0)  # a descent step for a positive gradient
+
+
+def test_get_option_errors():
+    with pytest.raises(ValueError, match="momentum= applies to 'momentum' and 'nesterov' only"):
+        optim.get("adam", 0.1, momentum=0.9)
+    with pytest.raises(ValueError, match="takes no option decay"):
+        optim.get("adam", 0.1, decay=0.9)
+    with pytest.raises(ValueError, match="weight_decay"):
+        optim.get("gd", 0.1, weight_decay=-1.0)
+    with pytest.raises(ValueError, match="clip_norm"):
+        optim.get("gd", 0.1, clip_norm=0.0)
+    with pytest.raises(ValueError, match="beta"):
+        optim.momentum(0.1, beta=1.0)
+
+
+def test_get_weight_decay_routing():
+    # adamw takes weight_decay itself (no chain); the others get an L2 chain; 0 adds nothing.
+    params = {"w": jnp.ones(2, jnp.float64)}
+    assert isinstance(optim.get("adamw", 0.1, weight_decay=0.2).init(params), optim.AdamState)
+    assert isinstance(optim.get("adam", 0.1, weight_decay=0.0).init(params), optim.AdamState)
+    chained = optim.get("adam", 0.1, weight_decay=0.2, clip_norm=1.0).init(params)
+    assert isinstance(chained, tuple) and len(chained) == 3
+    assert isinstance(chained[2], optim.AdamState)
+
+
+def test_chain_state_is_tuple_of_states():
+    params = {"w": jnp.ones(2, jnp.float64)}
+    opt = optim.chain(optim.clip_by_global_norm(1.0), optim.momentum(0.1))
+    state = opt.init(params)
+    assert isinstance(state[0], optim.EmptyState)
+    assert isinstance(state[1], optim.MomentumState)
+    assert state[1].count.dtype == jnp.int32 and int(state[1].count) == 0
+    _, state = opt.update(params, state, params)
+    assert int(state[1].count) == 1
+
+
+def test_transforms_that_read_params_require_them():
+    grads = {"w": jnp.ones(2, jnp.float64)}
+    for opt in (optim.add_weight_decay(0.1), optim.add_decayed_weights(0.1), optim.adamw(0.1)):
+        with pytest.raises(ValueError, match="reads the parameters"):
+            opt.update(grads, opt.init(grads))
+
+
+def test_global_norm_and_apply_updates():
+    tree = {"a": jnp.array([3.0, 0.0], jnp.float64), "b": (jnp.array([[4.0]], jnp.float64),)}
+    assert float(optim.global_norm(tree)) == pytest.approx(5.0)
+    params = {"w": jnp.array([1.0, 2.0], jnp.float32)}
+    new = optim.apply_updates(params, {"w": jnp.array([0.5, -0.5], jnp.float64)})
+    assert new["w"].dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(new["w"]), [1.5, 1.5])
