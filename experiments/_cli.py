@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from gdlab.data import DataError
 
@@ -39,6 +39,8 @@ def run(main) -> None:
     """``absl.app.run`` with exit status 2 and one sentence for bad flags or data."""
 
     def guarded(argv):
+        if FLAGS["verbosity"].using_default_value:
+            logging.set_verbosity(logging.WARNING)  # not JAX's INFO lines about backends
         try:
             return main(argv)
         except (UsageError, DataError) as e:

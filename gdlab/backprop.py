@@ -6,8 +6,9 @@
   ``jax.custom_vjp``, so ``jax.grad``, ``jit`` and ``vmap`` run through them.
 - ``autodiff``: ``jax.value_and_grad`` of the plain forward, the reference.
 
-Each returns ``value_and_grad(params, x, y, *, key=None, train=False) -> (loss, grads)``
-with ``grads`` shaped like ``params``.
+Each returns ``value_and_grad(params, x, y, weights=None, *, key=None, train=False)
+-> (loss, grads)`` with ``grads`` shaped like ``params``; ``weights`` (B,) are the
+per-example loss weights (see ``gdlab.losses``).
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ METHODS = ("manual", "custom_vjp", "autodiff")
 def manual(model: Layer, loss: Loss) -> ValueAndGrad:
     """Backprop by hand: ∂J/∂θ_l = (∂J/∂y_L)·(∂y_L/∂y_{L−1})···(∂y_l/∂θ_l), right to left."""
 
-    def value_and_grad(params: Params, x: Array, y: Array, *, key: PRNGKey | None = None,
-                       train: bool = False):
+    def value_and_grad(params: Params, x: Array, y: Array, weights: Array | None = None, *,
+                       key: PRNGKey | None = None, train: bool = False):
         preds, residuals = model.forward(params, x, key=key, train=train)  # forward, keep residuals
-        value, loss_res = loss.forward(preds, y)
+        value, loss_res = loss.forward(preds, y, weights)
         dpreds = loss.backward(loss_res, 1.0)                  # ∂J/∂preds
         grads, _ = model.backward(params, residuals, dpreds)   # back through the layers
         return value, grads
@@ -43,13 +44,13 @@ def manual(model: Layer, loss: Loss) -> ValueAndGrad:
 def autodiff(model: Layer, loss: Loss) -> ValueAndGrad:
     """The reference: ``jax.value_and_grad`` of loss(model(params, x), y)."""
 
-    def objective(params, x, y, key, train):
-        return loss.value(model.forward(params, x, key=key, train=train)[0], y)
+    def objective(params, x, y, weights, key, train):
+        return loss.value(model.forward(params, x, key=key, train=train)[0], y, weights)
 
     vg = jax.value_and_grad(objective)
 
-    def value_and_grad(params, x, y, *, key=None, train=False):
-        return vg(params, x, y, key, train)
+    def value_and_grad(params, x, y, weights=None, *, key=None, train=False):
+        return vg(params, x, y, weights, key, train)
 
     return value_and_grad
 
@@ -83,17 +84,17 @@ def custom_vjp_layer(layer: Layer) -> Callable[..., Array]:
 
 
 def custom_vjp_loss(loss: Loss) -> Callable[[Array, Array], Array]:
-    """``value(preds, targets)`` whose VJP with respect to ``preds`` is ``loss.backward``."""
+    """``value(preds, targets, weights)`` whose VJP with respect to ``preds`` is ``loss.backward``."""
 
     @jax.custom_vjp
-    def value(preds, targets):
-        return loss.forward(preds, targets)[0]
+    def value(preds, targets, weights):
+        return loss.forward(preds, targets, weights)[0]
 
-    def fwd(preds, targets):
-        return loss.forward(preds, targets)
+    def fwd(preds, targets, weights):
+        return loss.forward(preds, targets, weights)
 
     def bwd(residuals, g):
-        return loss.backward(residuals, g), None  # targets are data: zero cotangent
+        return loss.backward(residuals, g), None, None  # targets, weights: data, zero cotangent
 
     value.defvjp(fwd, bwd)
     return value
@@ -104,13 +105,13 @@ def custom_vjp(model: Layer, loss: Loss) -> ValueAndGrad:
     apply = custom_vjp_layer(model)
     value = custom_vjp_loss(loss)
 
-    def objective(params, x, y, key, train):
-        return value(apply(params, x, key, train), y)
+    def objective(params, x, y, weights, key, train):
+        return value(apply(params, x, key, train), y, weights)
 
     vg = jax.value_and_grad(objective)
 
-    def value_and_grad(params, x, y, *, key=None, train=False):
-        return vg(params, x, y, key, train)
+    def value_and_grad(params, x, y, weights=None, *, key=None, train=False):
+        return vg(params, x, y, weights, key, train)
 
     return value_and_grad
 

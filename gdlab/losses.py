@@ -2,11 +2,14 @@
 
 A loss follows the layer convention, minus parameters::
 
-    forward(preds, targets) -> (value, residuals)   # value: a scalar, the batch mean
-    backward(residuals, g=1.0) -> dpreds            # g · ∂J/∂preds, shaped like preds
+    forward(preds, targets, weights=None) -> (value, residuals)  # value: a scalar
+    backward(residuals, g=1.0) -> dpreds    # g · ∂J/∂preds, shaped like preds
 
 ``g`` is the cotangent of the scalar loss (1 when the loss is the objective).
-Every loss averages over the batch, so its gradient carries a 1/B factor.
+Every loss is a weighted mean of per-example losses, J = Σ_b ω_b ℓ_b, with
+ω_b = 1/B (plain batch mean) or, given per-example ``weights`` w (B,),
+ω_b = w_b / Σ w. Weights of 0 mask padding out of a partial mini-batch. Each
+gradient therefore carries the factor ω_b (1/B for the plain mean).
 """
 
 from __future__ import annotations
@@ -23,90 +26,111 @@ from gdlab.types import Array, Params
 class Loss(NamedTuple):
     """A loss as its forward and backward functions, plus a name for reports."""
 
-    forward: Callable[[Array, Array], tuple[Array, object]]
+    forward: Callable[..., tuple[Array, object]]
     backward: Callable[..., Array]
     name: str
 
-    def value(self, preds: Array, targets: Array) -> Array:
+    def value(self, preds: Array, targets: Array, weights: Array | None = None) -> Array:
         """The scalar loss alone."""
-        return self.forward(preds, targets)[0]
+        return self.forward(preds, targets, weights)[0]
+
+
+def example_weights(weights: Array | None, preds: Array) -> Array:
+    """ω, shaped to broadcast against ``preds`` (B, ...): 1/B each, or w / Σw."""
+    batch = preds.shape[0]
+    if weights is None:
+        omega = jnp.full((batch,), 1.0 / batch, preds.dtype)
+    else:
+        w = weights.astype(preds.dtype)
+        omega = w / jnp.sum(w)
+    return omega.reshape((batch,) + (1,) * (preds.ndim - 1))
+
+
+def _per_example_size(x: Array) -> int:
+    """Elements per example (the D in a (B, D) array; 1 for (B,))."""
+    return x.size // x.shape[0]
 
 
 def mse() -> Loss:
-    """Mean squared error over all elements: J = (1/n) Σ (p − t)².  ∂J/∂p = 2(p − t)/n.
+    """Mean squared error: ℓ_b = (1/D) Σ_d (p − t)², J = Σ_b ω_b ℓ_b (= mean over all
+    elements when unweighted).  ∂J/∂p = 2ω_b(p − t)/D.
 
     Targets are reshaped to the predictions' shape, so ``(B,)`` targets work
     with ``(B, 1)`` predictions.
     """
 
-    def forward(preds, targets):
+    def forward(preds, targets, weights=None):
         r = preds - targets.reshape(preds.shape).astype(preds.dtype)  # residual p − t
-        return jnp.mean(r * r), r
+        scale = example_weights(weights, preds) / _per_example_size(preds)  # ω_b / D
+        return jnp.sum(scale * r * r), (r, scale)
 
-    def backward(r, g=1.0):
-        return (2.0 * g / r.size) * r
+    def backward(residuals, g=1.0):
+        r, scale = residuals
+        return (2.0 * g) * scale * r
 
     return Loss(forward, backward, "mse")
 
 
 def huber(delta: float = 1.0) -> Loss:
-    """Huber loss, mean over elements: ½r² for |r| ≤ δ, δ(|r| − ½δ) beyond.
-
-    ∂J/∂p = clip(r, −δ, δ)/n: quadratic near the target, a constant pull far away.
+    """Huber loss, per element ½r² for |r| ≤ δ and δ(|r| − ½δ) beyond, averaged
+    like ``mse``.  ∂J/∂p = ω_b·clip(r, −δ, δ)/D: quadratic near the target, a
+    constant pull far away.
     """
 
-    def forward(preds, targets):
+    def forward(preds, targets, weights=None):
         r = preds - targets.reshape(preds.shape).astype(preds.dtype)
         a = jnp.abs(r)
         per_element = jnp.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
-        return jnp.mean(per_element), r
+        scale = example_weights(weights, preds) / _per_example_size(preds)
+        return jnp.sum(scale * per_element), (r, scale)
 
-    def backward(r, g=1.0):
-        return (g / r.size) * jnp.clip(r, -delta, delta)
+    def backward(residuals, g=1.0):
+        r, scale = residuals
+        return g * scale * jnp.clip(r, -delta, delta)
 
     return Loss(forward, backward, f"huber({delta})")
 
 
 def softmax_cross_entropy() -> Loss:
-    """Cross-entropy of softmax(logits) against integer labels, batch mean.
+    """Cross-entropy of softmax(logits) (B, C) against integer labels (B,).
 
-    J = (1/B) Σ_b [logsumexp(z_b) − z_b,y_b], computed stably (max subtracted).
+    ℓ_b = logsumexp(z_b) − z_b,y_b, computed stably (max subtracted); J = Σ_b ω_b ℓ_b.
     The softmax and the log cancel into the fused gradient
-    ∂J/∂z = (softmax(z) − onehot(y)) / B.
+    ∂J/∂z = ω_b (softmax(z) − onehot(y)), i.e. (softmax − onehot)/B unweighted.
     """
 
-    def forward(logits, labels):
-        m = jnp.max(logits, axis=-1, keepdims=True)
-        shifted = logits - m
-        lse = jnp.log(jnp.sum(jnp.exp(shifted), axis=-1))  # logsumexp − m, (B,)
-        correct = jnp.take_along_axis(shifted, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
-        probs = jnp.exp(shifted - lse[..., None])            # softmax(z), (B, C)
-        return jnp.mean(lse - correct), (probs, labels)
+    def forward(logits, labels, weights=None):
+        shifted = logits - jnp.max(logits, axis=-1, keepdims=True)
+        lse = jnp.log(jnp.sum(jnp.exp(shifted), axis=-1))  # logsumexp(z) − max(z), (B,)
+        correct = jnp.take_along_axis(shifted, labels[:, None].astype(jnp.int32), axis=-1)[:, 0]
+        probs = jnp.exp(shifted - lse[:, None])             # softmax(z), (B, C)
+        omega = example_weights(weights, logits)            # (B, 1)
+        return jnp.sum(omega[:, 0] * (lse - correct)), (probs, labels, omega)
 
     def backward(residuals, g=1.0):
-        probs, labels = residuals
+        probs, labels, omega = residuals
         onehot = jax.nn.one_hot(labels, probs.shape[-1], dtype=probs.dtype)
-        batch = probs.size // probs.shape[-1]
-        return (g / batch) * (probs - onehot)
+        return g * omega * (probs - onehot)
 
     return Loss(forward, backward, "xent")
 
 
 def sigmoid_binary_cross_entropy() -> Loss:
-    """Binary cross-entropy of sigmoid(logits) against 0/1 labels, mean over elements.
+    """Binary cross-entropy of sigmoid(logits) against 0/1 labels, averaged like ``mse``.
 
-    J = (1/n) Σ [max(z, 0) − z·y + log(1 + e^{−|z|})]  (stable for any z).
-    ∂J/∂z = (sigmoid(z) − y) / n.  Labels are reshaped to the logits' shape.
+    Per element max(z, 0) − z·y + log(1 + e^{−|z|}) (stable for any z).
+    ∂J/∂z = ω_b (sigmoid(z) − y) / D.  Labels are reshaped to the logits' shape.
     """
 
-    def forward(logits, labels):
+    def forward(logits, labels, weights=None):
         y = labels.reshape(logits.shape).astype(logits.dtype)
         per_element = jnp.maximum(logits, 0) - logits * y + jnp.log1p(jnp.exp(-jnp.abs(logits)))
-        return jnp.mean(per_element), (logits, y)
+        scale = example_weights(weights, logits) / _per_example_size(logits)
+        return jnp.sum(scale * per_element), (logits, y, scale)
 
     def backward(residuals, g=1.0):
-        z, y = residuals
-        return (g / z.size) * (0.5 * (jnp.tanh(0.5 * z) + 1.0) - y)
+        z, y, scale = residuals
+        return g * scale * (0.5 * (jnp.tanh(0.5 * z) + 1.0) - y)
 
     return Loss(forward, backward, "bce")
 

@@ -1,0 +1,43 @@
+"""Closed forms that experiments and tests compare gradient descent against.
+
+For a linear model ŷ = X·w + b under J = (1/N) Σ (ŷ − y)² (``losses.mse`` with
+one output), write A = [X 1] (a column of ones for the bias). Then
+
+- the minimiser is the least-squares solution  [w; b] = argmin ‖A·θ − y‖²;
+- the Hessian is constant,  H = (2/N) AᵀA;
+- gradient descent θ ← θ − α·H(θ − θ*) contracts along each eigenvector of H by
+  |1 − α·λ|, so it converges iff α < 2/λmax: the stability bound.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def design_matrix(x) -> np.ndarray:
+    """A = [X 1], in float64."""
+    x = np.asarray(x, np.float64).reshape(len(x), -1)
+    return np.concatenate([x, np.ones((len(x), 1))], axis=1)
+
+
+def least_squares(x, y) -> tuple[np.ndarray, np.ndarray]:
+    """The (w, b) that minimise the mean squared error of ŷ = X·w + b (numpy lstsq)."""
+    y = np.asarray(y, np.float64).reshape(len(x), -1)
+    theta, *_ = np.linalg.lstsq(design_matrix(x), y, rcond=None)
+    return theta[:-1], theta[-1]
+
+
+def mse_hessian(x) -> np.ndarray:
+    """H = (2/N) AᵀA: the Hessian of the linear model's MSE (one output) in (w, b)."""
+    a = design_matrix(x)
+    return 2.0 / len(a) * a.T @ a
+
+
+def lambda_max(x) -> float:
+    """The largest eigenvalue of ``mse_hessian(x)``."""
+    return float(np.linalg.eigvalsh(mse_hessian(x))[-1])
+
+
+def max_stable_lr(x) -> float:
+    """2/λmax: plain gradient descent on the linear MSE converges for α below it."""
+    return 2.0 / lambda_max(x)

@@ -1,0 +1,329 @@
+"""Training: a jitted update step, a whole epoch as one scanned program, ``fit`` and ``sweep``.
+
+The step is the seed's update rule with the gradient from backprop::
+
+    loss, g = value_and_grad(params, batch)       # ∂J/∂w, manual or jax.grad
+    updates, opt_state = optimizer.update(g, opt_state, params)
+    params = apply_updates(params, updates)       # w_new = w_old − α · ∂J/∂w for gd
+
+An epoch shuffles the training set (``gdlab.descent``) and runs every step in
+one ``lax.scan``, with the data on the device. A step whose loss or new
+parameters are not finite, or whose loss exceeds ``blowup`` times the first
+step's, marks the run *diverged*: from then on the state stays at the last
+finite one and the step number is recorded. ``sweep`` runs many learning rates
+(and seeds) at once with ``vmap``, tracking divergence per configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gdlab import backprop, descent, optim
+from gdlab.layers import Layer
+from gdlab.losses import Loss
+from gdlab.types import Array, Params, PRNGKey
+
+DEFAULT_BLOWUP = 1e6
+"""A loss this many times the first step's loss counts as diverged: a geometric
+blow-up takes hundreds of steps to reach inf, but only tens to get here."""
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything that changes during training, as one pytree."""
+
+    step: Array      # int32 scalar: number of updates applied so far
+    params: Params   # the model's parameters
+    opt_state: Any   # the optimizer's state (a NamedTuple, or a tuple of them)
+    key: PRNGKey     # split at every epoch (shuffling) and step (dropout), never reused
+
+
+@flax.struct.dataclass
+class Health:
+    """Divergence tracking, carried beside the state."""
+
+    diverged: Array        # bool scalar: some step went non-finite or blew up
+    diverged_at: Array     # int32: the 1-based number of the update that went bad, −1 if none
+    reference_loss: Array  # the first step's loss (NaN before it); blow-up is relative to it
+
+    @classmethod
+    def initial(cls) -> Health:
+        return cls(jnp.array(False), jnp.array(-1, jnp.int32), jnp.array(jnp.nan, jnp.float32))
+
+
+class StepMetrics(NamedTuple):
+    loss: Array         # J on the step's batch, before the update
+    grad_norm: Array    # ‖∂J/∂θ‖₂ over all leaves
+    update_norm: Array  # ‖θ_new − θ_old‖₂
+    param_norm: Array   # ‖θ_new‖₂
+
+
+def create_state(model: Layer, optimizer: optim.Optimizer, key: PRNGKey,
+                 in_shape: Sequence[int]) -> TrainState:
+    """Initial params (from one half of ``key``) and optimizer state; the other half trains."""
+    k_init, k_train = jax.random.split(key)
+    _, params = model.init(k_init, tuple(in_shape))
+    return TrainState(step=jnp.array(0, jnp.int32), params=params,
+                      opt_state=optimizer.init(params), key=k_train)
+
+
+def make_step(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, grad: str = "manual"):
+    """``step(state, x, y, weights) -> (state, StepMetrics)``: one update on one batch.
+
+    ``grad`` chooses how ∂J/∂θ is computed: ``"manual"`` (hand-written backprop),
+    ``"custom_vjp"`` or ``"autodiff"`` (``jax.grad``). Wrap it in ``jax.jit``
+    (``donate_argnums=0`` lets XLA update params and optimizer state in place).
+    """
+    value_and_grad = backprop.value_and_grad(model, loss, grad)
+
+    def step(state: TrainState, x: Array, y: Array, weights: Array | None = None):
+        key, dropout_key = jax.random.split(state.key)
+        value, grads = value_and_grad(state.params, x, y, weights, key=dropout_key, train=True)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optim.apply_updates(state.params, updates)
+        metrics = StepMetrics(
+            loss=value,
+            grad_norm=optim.global_norm(grads),
+            update_norm=optim.global_norm(updates),
+            param_norm=optim.global_norm(params),
+        )
+        return TrainState(step=state.step + 1, params=params, opt_state=opt_state, key=key), metrics
+
+    return step
+
+
+def _tree_select(pred: Array, on_true, on_false):
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+
+def guard(step_fn, *, blowup: float | None = DEFAULT_BLOWUP):
+    """Wrap a step so that a bad update is refused and recorded in ``Health``.
+
+    ``guarded(state, health, x, y, w) -> (state, health, metrics)``. Once
+    diverged, every later update is refused too (the state stays put).
+    """
+
+    def guarded(state, health, x, y, weights):
+        new_state, m = step_fn(state, x, y, weights)
+        loss = m.loss.astype(jnp.float32)
+        reference = jnp.where(jnp.isnan(health.reference_loss), loss, health.reference_loss)
+        bad = ~jnp.isfinite(loss) | ~jnp.isfinite(m.param_norm)
+        if blowup is not None:
+            bad = bad | (loss > blowup * jnp.maximum(reference, 1e-8))
+        diverged = health.diverged | bad
+        health = Health(
+            diverged=diverged,
+            diverged_at=jnp.where(bad & ~health.diverged, state.step + 1, health.diverged_at),
+            reference_loss=reference,
+        )
+        return _tree_select(diverged, state, new_state), health, m
+
+    return guarded
+
+
+def make_epoch(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, num_examples: int,
+               batch_size: int, grad: str = "manual", shuffle: bool = True,
+               blowup: float | None = DEFAULT_BLOWUP):
+    """``epoch(state, health, x, y) -> (state, health, StepMetrics of (steps,) arrays)``.
+
+    One pass over the ``num_examples`` rows of ``x``/``y`` in shuffled batches
+    of ``batch_size`` (the last one masked), as a single ``lax.scan``; jit it
+    once and call it every epoch.
+    """
+    guarded = guard(make_step(model, loss, optimizer, grad=grad), blowup=blowup)
+
+    def epoch(state: TrainState, health: Health, x: Array, y: Array):
+        key, shuffle_key = jax.random.split(state.key)
+        indices, weights = descent.epoch_batches(shuffle_key if shuffle else None,
+                                                 num_examples, batch_size)
+        state = state.replace(key=key)
+
+        def body(carry, batch):
+            idx, w = batch
+            state, health, m = guarded(*carry, x[idx], y[idx], w)
+            return (state, health), m
+
+        (state, health), metrics = jax.lax.scan(body, (state, health), (indices, weights))
+        return state, health, metrics
+
+    return epoch
+
+
+def predictions_accuracy(loss: Loss, preds: Array, y: Array) -> Array | None:
+    """Classification accuracy for ``xent`` (argmax) and ``bce`` (logit > 0); None otherwise."""
+    if loss.name == "xent":
+        return jnp.mean(jnp.argmax(preds, axis=-1) == y)
+    if loss.name == "bce":
+        return jnp.mean((preds.reshape(y.shape) > 0) == (y > 0.5))
+    return None
+
+
+def make_evaluate(model: Layer, loss: Loss):
+    """``evaluate(params, x, y) -> {"loss", "accuracy"?}`` in evaluation mode (no dropout)."""
+
+    def evaluate(params, x, y):
+        preds = model.forward(params, x, train=False)[0]
+        out = {"loss": loss.value(preds, y)}
+        accuracy = predictions_accuracy(loss, preds, y)
+        if accuracy is not None:
+            out["accuracy"] = accuracy
+        return out
+
+    return evaluate
+
+
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+    """What ``fit`` returns."""
+
+    state: TrainState              # the final (or last finite) state
+    history: list[dict]            # one row per epoch, see ``fit``
+    status: str                    # "completed" or "diverged"
+    diverged_at_step: int | None   # the update that went bad, when diverged
+    compile_seconds: float         # time to compile the epoch program
+
+
+def fit(
+    model: Layer,
+    loss: Loss,
+    optimizer: optim.Optimizer,
+    train_data: tuple[Array, Array],
+    *,
+    epochs: int,
+    batch_size: int,
+    key: PRNGKey,
+    grad: str = "manual",
+    test_data: tuple[Array, Array] | None = None,
+    eval_every: int = 1,
+    blowup: float | None = DEFAULT_BLOWUP,
+    state: TrainState | None = None,
+    hook: Callable[[dict, TrainState], None] | None = None,
+) -> FitResult:
+    """Train for ``epochs`` epochs of mini-batches of ``batch_size`` (N for batch GD, 1 for SGD).
+
+    Each epoch is one compiled call. Every ``eval_every`` epochs (and at the
+    last) the history gets a row: ``epoch``, ``step``, ``train_loss`` (J on the
+    whole training set), ``batch_loss`` (mean of the epoch's step losses),
+    ``train_accuracy``, ``test_loss``, ``test_accuracy`` (classification only,
+    test only with ``test_data``), ``grad_norm``, ``update_norm`` (epoch means),
+    ``param_norm``, ``seconds`` (training time of the epoch) and
+    ``examples_per_second``. ``hook(row, state)`` is called with each row.
+    Training stops at the first diverged epoch.
+    """
+    x, y = (jnp.asarray(a) for a in train_data)
+    n = x.shape[0]
+    if state is None:
+        state = create_state(model, optimizer, key, x.shape[1:])
+    epoch_fn = make_epoch(model, loss, optimizer, num_examples=n, batch_size=batch_size,
+                          grad=grad, blowup=blowup)
+    health = Health.initial()
+    t0 = time.perf_counter()
+    compiled = jax.jit(epoch_fn, donate_argnums=(0,)).lower(state, health, x, y).compile()
+    compile_seconds = time.perf_counter() - t0
+    evaluate = jax.jit(make_evaluate(model, loss))
+    test = None if test_data is None else tuple(jnp.asarray(a) for a in test_data)
+
+    history: list[dict] = []
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        state, health, metrics = compiled(state, health, x, y)
+        jax.block_until_ready(state)
+        seconds = time.perf_counter() - t0
+        diverged = bool(health.diverged)
+        if epoch % eval_every and epoch != epochs and not diverged:
+            continue
+        row = {"epoch": epoch, "step": int(state.step)}
+        row.update({f"train_{k}": float(v) for k, v in evaluate(state.params, x, y).items()})
+        row["batch_loss"] = float(jnp.nanmean(metrics.loss))
+        if test is not None:
+            row.update({f"test_{k}": float(v) for k, v in evaluate(state.params, *test).items()})
+        row.update(grad_norm=float(jnp.mean(metrics.grad_norm)),
+                   update_norm=float(jnp.mean(metrics.update_norm)),
+                   param_norm=float(optim.global_norm(state.params)),
+                   seconds=seconds, examples_per_second=n / seconds)
+        history.append(row)
+        if hook is not None:
+            hook(row, state)
+        if diverged:
+            break
+    return FitResult(
+        state=state,
+        history=history,
+        status="diverged" if bool(health.diverged) else "completed",
+        diverged_at_step=int(health.diverged_at) if bool(health.diverged) else None,
+        compile_seconds=compile_seconds,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepResult:
+    """What ``sweep`` returns: K = len(seeds)·len(learning_rates) configurations."""
+
+    learning_rates: np.ndarray  # (K,) the learning rate of each configuration
+    seeds: np.ndarray           # (K,) its seed
+    train_loss: np.ndarray      # (K, epochs) J on the training set after each epoch; NaN once diverged
+    diverged: np.ndarray        # (K,) bool
+    diverged_at_step: np.ndarray  # (K,) int, −1 when it did not diverge
+    params: Params              # final (or last finite) params, every leaf with a leading K axis
+
+
+def sweep(
+    model: Layer,
+    loss: Loss,
+    optimizer_for: Callable[[Array], optim.Optimizer],
+    learning_rates: Sequence[float],
+    train_data: tuple[Array, Array],
+    *,
+    epochs: int,
+    batch_size: int,
+    seeds: Sequence[int] = (0,),
+    grad: str = "manual",
+    blowup: float | None = DEFAULT_BLOWUP,
+) -> SweepResult:
+    """Train every (seed, learning rate) pair at once: one ``vmap``-ed, compiled program.
+
+    ``optimizer_for(lr)`` builds the optimizer for a (traced) learning rate,
+    e.g. ``lambda lr: optim.gd(lr)``. Configuration k trains exactly as
+    ``fit(..., key=jax.random.PRNGKey(seed_k))`` with ``optimizer_for(lr_k)``
+    would; divergence is tracked per configuration.
+    """
+    x, y = (jnp.asarray(a) for a in train_data)
+    n = x.shape[0]
+    dtype = jax.tree_util.tree_leaves(model.init(jax.random.PRNGKey(0), x.shape[1:])[1])[0].dtype
+    grid_seeds, grid_lrs = np.meshgrid(np.asarray(seeds), np.asarray(learning_rates), indexing="ij")
+    grid_seeds, grid_lrs = grid_seeds.ravel(), grid_lrs.ravel()
+    evaluate = make_evaluate(model, loss)
+
+    def run_one(lr, key):
+        optimizer = optimizer_for(lr)
+        epoch_fn = make_epoch(model, loss, optimizer, num_examples=n, batch_size=batch_size,
+                              grad=grad, blowup=blowup)
+        state = create_state(model, optimizer, key, x.shape[1:])
+
+        def body(carry, _):
+            state, health = carry
+            state, health, _ = epoch_fn(state, health, x, y)
+            train_loss = evaluate(state.params, x, y)["loss"]
+            return (state, health), jnp.where(health.diverged, jnp.nan, train_loss)
+
+        (state, health), curve = jax.lax.scan(body, (state, Health.initial()), None, length=epochs)
+        return state.params, health, curve
+
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(grid_seeds))
+    params, health, curves = jax.jit(jax.vmap(run_one))(jnp.asarray(grid_lrs, dtype), keys)
+    return SweepResult(
+        learning_rates=grid_lrs,
+        seeds=grid_seeds,
+        train_loss=np.asarray(curves),
+        diverged=np.asarray(health.diverged),
+        diverged_at_step=np.asarray(health.diverged_at),
+        params=params,
+    )

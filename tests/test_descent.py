@@ -1,0 +1,108 @@
+"""Descent modes: batch sizes, shuffled epochs, the masked last batch."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import assert_tree_allclose
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gdlab import backprop, descent, losses, models, optim, train
+
+
+def test_batch_size_for_each_mode():
+    assert descent.batch_size_for("batch", 100) == 100
+    assert descent.batch_size_for("sgd", 100) == 1
+    assert descent.batch_size_for("minibatch", 100, 32) == 32
+    for bad in (0, 101, None):
+        with pytest.raises(ValueError, match="batch_size"):
+            descent.batch_size_for("minibatch", 100, bad)
+    with pytest.raises(ValueError, match="batch, sgd, minibatch"):
+        descent.batch_size_for("newton", 100)
+
+
+@given(n=st.integers(1, 40), b=st.integers(1, 40), seed=st.integers(0, 2**16))
+def test_every_example_seen_exactly_once_per_epoch(n, b, seed):
+    b = min(b, n)
+    indices, weights = descent.epoch_batches(jax.random.PRNGKey(seed), n, b)
+    assert indices.shape == weights.shape == (-(-n // b), b)
+    real = np.asarray(indices)[np.asarray(weights) > 0]
+    assert sorted(real.tolist()) == list(range(n))
+    assert float(weights.sum()) == n
+    assert np.all((np.asarray(indices) >= 0) & (np.asarray(indices) < n))
+
+
+def test_new_order_every_epoch_from_the_key():
+    a, _ = descent.epoch_batches(jax.random.PRNGKey(0), 50, 10)
+    b, _ = descent.epoch_batches(jax.random.PRNGKey(0), 50, 10)
+    c, _ = descent.epoch_batches(jax.random.PRNGKey(1), 50, 10)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    in_order, _ = descent.epoch_batches(None, 50, 10)
+    np.testing.assert_array_equal(np.asarray(in_order).ravel(), np.arange(50))
+
+
+def test_training_epochs_draw_fresh_keys(key):
+    """The epoch splits the state's key: the next epoch shuffles with a new one."""
+    model = models.linear(1, dtype=jnp.float64)
+    x = jax.random.normal(jax.random.PRNGKey(3), (8, 2), jnp.float64)
+    y = x.sum(axis=1, keepdims=True)
+    state = train.create_state(model, optim.gd(0.1), key, (2,))
+    epoch = jax.jit(train.make_epoch(model, losses.get("mse"), optim.gd(0.1), num_examples=8,
+                                     batch_size=1))
+    keys = [np.asarray(state.key)]
+    health = train.Health.initial()
+    for _ in range(3):
+        state, health, _ = epoch(state, health, x, y)
+        keys.append(np.asarray(state.key))
+    assert len({k.tobytes() for k in keys}) == 4
+    assert int(state.step) == 24
+
+
+def test_masked_partial_batch_gradient_is_mean_over_real_examples(key):
+    """Padding with weight 0 contributes nothing: the gradient equals the one on the real rows."""
+    model = models.mlp([5, 3], "tanh", dtype=jnp.float64)
+    _, params = model.init(key, (4,))
+    x = jax.random.normal(jax.random.PRNGKey(1), (6, 4), jnp.float64)
+    y = jnp.array([0, 2, 1, 1, 0, 2])
+    real = 4
+    padded_x = x.at[real:].set(x[:2])  # padding rows repeat earlier examples
+    weights = jnp.array([1, 1, 1, 1, 0, 0], jnp.float64)
+    for method in backprop.METHODS:
+        vg = backprop.value_and_grad(model, losses.get("xent"), method)
+        v_masked, g_masked = vg(params, padded_x, y, weights)
+        v_real, g_real = vg(params, x[:real], y[:real])
+        assert abs(float(v_masked) - float(v_real)) < 1e-12
+        assert_tree_allclose(g_masked, g_real, dtype=jnp.float64)
+
+
+def test_minibatch_with_b_equal_n_is_batch_gradient_descent_step_for_step(key):
+    """Minibatch descent with B = N retraces full-batch GD written out with jax.grad."""
+    model = models.mlp([6, 1], "tanh", dtype=jnp.float64)
+    x = jax.random.normal(jax.random.PRNGKey(2), (20, 3), jnp.float64)
+    y = jnp.sin(x.sum(axis=1, keepdims=True))
+    loss = losses.get("mse")
+    lr = 0.2
+    n = x.shape[0]
+
+    batch_size = descent.batch_size_for("minibatch", n, n)
+    assert batch_size == descent.batch_size_for("batch", n)
+    result_params = []
+    state = train.create_state(model, optim.gd(lr), key, (3,))
+    params = state.params
+    epoch = jax.jit(train.make_epoch(model, loss, optim.gd(lr), num_examples=n,
+                                     batch_size=batch_size))
+    health = train.Health.initial()
+    for _ in range(5):
+        state, health, _ = epoch(state, health, x, y)
+        result_params.append(state.params)
+
+    def objective(p):
+        return jnp.mean((model.forward(p, x)[0] - y) ** 2)
+
+    for expected_step in range(5):
+        params = jax.tree.map(lambda w, g: w - lr * g, params, jax.grad(objective)(params))
+        assert_tree_allclose(result_params[expected_step], params, dtype=jnp.float64)

@@ -1,0 +1,204 @@
+"""Training: convergence to closed forms, the stability bound, divergence,
+manual == autodiff training, vmapped sweeps, and digits accuracy."""
+
+from __future__ import annotations
+
+import pathlib
+
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import assert_tree_allclose, tree_allclose
+
+from gdlab import data, descent, losses, models, optim, theory, tolerances, train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def houses():
+    return data.load("houses", seed=0)
+
+
+def _linear_params(result):
+    layer = result.state.params["layers"][0]
+    return np.asarray(layer["w"], np.float64), np.asarray(layer["b"], np.float64)
+
+
+def test_batch_gd_converges_to_least_squares(houses):
+    """Linear regression with MSE, batch GD: the weights reach numpy's lstsq within 1e-4."""
+    w_star, b_star = theory.least_squares(houses.x_train, houses.y_train)
+    lr = 0.5 * theory.max_stable_lr(houses.x_train)
+    result = train.fit(models.linear(1), losses.get("mse"), optim.gd(lr),
+                       (houses.x_train, houses.y_train), epochs=300,
+                       batch_size=descent.batch_size_for("batch", houses.n_train),
+                       key=jax.random.PRNGKey(0))
+    assert result.status == "completed"
+    w, b = _linear_params(result)
+    theta, theta_star = np.append(w, b), np.append(w_star, b_star)
+    assert np.linalg.norm(theta - theta_star) / np.linalg.norm(theta_star) < 1e-4
+
+
+@pytest.mark.parametrize("factor, expected", [(0.9, "completed"), (1.1, "diverged")])
+def test_stability_bound_two_over_lambda_max(houses, factor, expected):
+    """GD converges just below α = 2/λmax of the loss's Hessian and diverges just above it."""
+    x, y = houses.x_train.astype(np.float64), houses.y_train.astype(np.float64)
+    lam = theory.lambda_max(x)
+    # λmax against the Hessian jax computes of the same loss, as an independent check.
+    model = models.linear(1, dtype=jnp.float64)
+    _, p0 = model.init(jax.random.PRNGKey(0), (x.shape[1],))
+    flat0, unravel = jax.flatten_util.ravel_pytree(p0)
+    hessian = jax.hessian(lambda f: losses.get("mse").value(model.forward(unravel(f), x)[0], y))(flat0)
+    assert abs(np.linalg.eigvalsh(np.asarray(hessian))[-1] - lam) < 1e-8 * lam
+
+    result = train.fit(model, losses.get("mse"), optim.gd(factor * 2.0 / lam), (x, y),
+                       epochs=400, batch_size=x.shape[0], key=jax.random.PRNGKey(0))
+    assert result.status == expected
+    w, b = _linear_params(result)
+    if expected == "completed":
+        w_star, b_star = theory.least_squares(x, y)
+        np.testing.assert_allclose(np.append(w, b), np.append(w_star, b_star), rtol=1e-6)
+        assert result.diverged_at_step is None
+    else:
+        assert result.diverged_at_step is not None and 1 <= result.diverged_at_step <= 400
+        # Training stopped there and kept the last finite state.
+        assert result.history[-1]["step"] == result.diverged_at_step - 1
+        assert np.all(np.isfinite(w)) and np.all(np.isfinite(b))
+
+
+def test_non_finite_loss_stops_at_that_step_and_keeps_last_finite_state():
+    """A learning rate of 1e30 overflows at the first update: status diverged at step 1."""
+    x = np.ones((4, 2), np.float32)
+    y = np.ones((4, 1), np.float32)
+    result = train.fit(models.linear(1), losses.get("mse"), optim.gd(1e30), (x, y),
+                       epochs=3, batch_size=2, key=jax.random.PRNGKey(0), blowup=None)
+    init = train.create_state(models.linear(1), optim.gd(1e30), jax.random.PRNGKey(0), (2,))
+    assert result.status == "diverged"
+    assert result.diverged_at_step == 1  # the first update's params have an infinite norm
+    assert len(result.history) == 1
+    assert int(result.state.step) == 0
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(result.state.params))
+    assert tree_allclose(result.state.params, init.params)  # the last finite state: the initial one
+
+
+def _small_problem(dtype, n):
+    k1, k2 = jax.random.split(jax.random.PRNGKey(7))
+    x = jax.random.normal(k1, (n, 3), dtype)
+    y = jax.random.randint(k2, (n,), 0, 3)
+    return x, y
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("mode, n, batch, epochs", [
+    ("batch", 40, None, 50),
+    ("sgd", 50, None, 1),
+    ("minibatch", 100, 10, 5),
+])
+def test_manual_and_autodiff_training_agree_after_50_steps(dtype, mode, n, batch, epochs):
+    x, y = _small_problem(dtype, n)
+    model = models.mlp([8, 3], "tanh", dtype=dtype)
+    batch_size = descent.batch_size_for(mode, n, batch)
+    finals = {}
+    for grad in ("manual", "autodiff", "custom_vjp"):
+        result = train.fit(model, losses.get("xent"), optim.momentum(0.1), (x, y), epochs=epochs,
+                           batch_size=batch_size, key=jax.random.PRNGKey(1), grad=grad)
+        assert int(result.state.step) == 50
+        finals[grad] = result.state.params
+    tol = tolerances.ANALYTIC[dtype]
+    assert_tree_allclose(finals["manual"], finals["autodiff"], rtol=tol.rtol, atol=tol.atol)
+    assert_tree_allclose(finals["custom_vjp"], finals["autodiff"], rtol=tol.rtol, atol=tol.atol)
+
+
+def test_vmapped_sweep_of_8_learning_rates_equals_8_runs(houses):
+    x, y = houses.x_train[:200].astype(np.float64), houses.y_train[:200].astype(np.float64)
+    lrs = [0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.8, 1.5]
+    model = models.linear(1, dtype=jnp.float64)
+    result = train.sweep(model, losses.get("mse"), lambda lr: optim.momentum(lr, beta=0.5),
+                         lrs, (x, y), epochs=6, batch_size=32, seeds=(3,))
+    assert result.train_loss.shape == (8, 6)
+    for k, lr in enumerate(lrs):
+        single = train.fit(model, losses.get("mse"), optim.momentum(lr, beta=0.5), (x, y),
+                           epochs=6, batch_size=32, key=jax.random.PRNGKey(3))
+        assert bool(result.diverged[k]) == (single.status == "diverged")
+        if single.status == "diverged":
+            assert result.diverged_at_step[k] == single.diverged_at_step
+        else:
+            curve = [row["train_loss"] for row in single.history]
+            np.testing.assert_allclose(result.train_loss[k], curve, rtol=1e-10)
+        assert_tree_allclose(jax.tree.map(lambda a, k=k: a[k], result.params), single.state.params,
+                             dtype=jnp.float64)
+    assert result.diverged[-1] and not result.diverged[2]
+
+
+def test_sweep_over_seeds_and_rates_tracks_divergence_per_configuration(houses):
+    x, y = houses.x_train[:100], houses.y_train[:100]
+    result = train.sweep(models.linear(1), losses.get("mse"), optim.gd, [0.1, 5.0], (x, y),
+                         epochs=30, batch_size=100, seeds=(0, 1))
+    np.testing.assert_array_equal(result.learning_rates, [0.1, 5.0, 0.1, 5.0])
+    np.testing.assert_array_equal(result.seeds, [0, 0, 1, 1])
+    np.testing.assert_array_equal(result.diverged, [False, True, False, True])
+    assert np.all(np.isnan(result.train_loss[1, -1])) and np.isfinite(result.train_loss[0, -1])
+    assert np.all(result.diverged_at_step[[0, 2]] == -1) and np.all(result.diverged_at_step[[1, 3]] > 0)
+
+
+def test_mlp_reaches_95_percent_on_digits_within_30_epochs():
+    ds = data.load("digits", seed=0)
+    rows = []
+    result = train.fit(models.mlp([64, 10], "relu"), losses.get("xent"), optim.momentum(0.05),
+                       (ds.x_train, ds.y_train), epochs=30, batch_size=32,
+                       key=jax.random.PRNGKey(0), test_data=(ds.x_test, ds.y_test),
+                       hook=lambda row, state: rows.append(row))
+    assert result.status == "completed"
+    assert len(rows) == 30 and rows == result.history
+    assert result.history[-1]["test_accuracy"] >= 0.95
+    # The history's accuracy is the model's: recompute it independently.
+    logits = models.mlp([64, 10], "relu").forward(result.state.params, jnp.asarray(ds.x_test))[0]
+    acc = float(np.mean(np.argmax(np.asarray(logits), axis=1) == ds.y_test))
+    assert abs(acc - result.history[-1]["test_accuracy"]) < 1e-6
+
+
+def test_step_metrics_are_the_norms_they_name(key):
+    model = models.mlp([4, 2], "relu", dtype=jnp.float64)
+    x, y = _small_problem(jnp.float64, 8)
+    y = y % 2
+    opt = optim.gd(0.3)
+    state = train.create_state(model, opt, key, (3,))
+    step = jax.jit(train.make_step(model, losses.get("xent"), opt), donate_argnums=0)
+    old = jax.tree.map(np.asarray, state.params)
+    new_state, m = step(state, x, y, None)
+    flat = lambda t: np.concatenate([np.ravel(a) for a in jax.tree_util.tree_leaves(t)])
+    g = (flat(old) - flat(new_state.params)) / 0.3
+    np.testing.assert_allclose(float(m.grad_norm), np.linalg.norm(g), rtol=1e-10)
+    np.testing.assert_allclose(float(m.update_norm), 0.3 * np.linalg.norm(g), rtol=1e-10)
+    np.testing.assert_allclose(float(m.param_norm), np.linalg.norm(flat(new_state.params)), rtol=1e-12)
+    assert int(new_state.step) == 1
+
+
+def test_dropout_training_uses_a_fresh_key_every_step(key):
+    model = models.mlp([16, 3], "relu", dropout_rate=0.5, dtype=jnp.float64)
+    x, y = _small_problem(jnp.float64, 8)
+    step = jax.jit(train.make_step(model, losses.get("xent"), optim.gd(0.0)))
+    state = train.create_state(model, optim.gd(0.0), key, (3,))
+    s1, m1 = step(state, x, y, None)
+    _, m2 = step(s1, x, y, None)  # lr 0: same params, a new dropout mask
+    assert float(m1.loss) != float(m2.loss)
+
+
+def test_no_optax_import_anywhere():
+    """We write our own optimizers: no module imports optax, and it is no dependency."""
+    import re
+    import tomllib
+
+    name = "opt" + "ax"
+    pattern = re.compile(rf"^\s*(import|from)\s+{name}\b", re.MULTILINE)
+    offenders = [
+        str(p.relative_to(ROOT)) for folder in ("gdlab", "experiments", "scripts", "tests")
+        for p in (ROOT / folder).rglob("*.py") if pattern.search(p.read_text())
+    ]
+    assert offenders == []
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = [*project["dependencies"], *(
+        r for extra in project["optional-dependencies"].values() for r in extra)]
+    assert not [r for r in requirements if r.startswith(name)]
