@@ -30,6 +30,8 @@ def _parse(argv):
         rest = FLAGS(argv)
     except flags.Error as e:
         fail(str(e).rstrip("."))
+    if FLAGS["verbosity"].using_default_value:
+        FLAGS.verbosity = logging.WARNING  # absl would say INFO: keep JAX's backend chatter out
     if len(rest) > 1:
         fail(f"unexpected argument {rest[1]!r}: every option is a --flag (see --help)")
     return rest
@@ -39,8 +41,6 @@ def run(main) -> None:
     """``absl.app.run`` with exit status 2 and one sentence for bad flags or data."""
 
     def guarded(argv):
-        if FLAGS["verbosity"].using_default_value:
-            logging.set_verbosity(logging.WARNING)  # not JAX's INFO lines about backends
         try:
             return main(argv)
         except (UsageError, DataError) as e:
@@ -61,3 +61,39 @@ def define_int_list(name: str, default: str, help: str) -> None:
 
 def int_list(values) -> list[int]:
     return [int(s) for s in values]
+
+
+def config_dict() -> dict:
+    """Every flag value of this program (absl's own flags left out), for ``config.json``."""
+    config = {}
+    for module, module_flags in FLAGS.flags_by_module_dict().items():
+        if module.startswith("absl"):
+            continue
+        for flag in module_flags:
+            config[flag.name] = flag.value
+    return dict(sorted(config.items()))
+
+
+def prepare_workdir(path: str) -> str:
+    """Create ``--workdir`` (and parents) and write ``config.json`` there; one sentence if it can't."""
+    import os
+
+    from gdlab.logging import write_json_atomic
+
+    if not path:
+        raise UsageError("--workdir must name a folder for the outputs, e.g. --workdir=runs/demo")
+    try:
+        os.makedirs(path, exist_ok=True)
+        write_json_atomic(os.path.join(path, "config.json"), config_dict())
+    except OSError as e:
+        raise UsageError(f"--workdir={path}: cannot write there ({e.strerror})") from None
+    return path
+
+
+def positive_float(name: str, value: float) -> float:
+    """``value`` when it is finite and > 0, else a UsageError naming ``--name``."""
+    import math
+
+    if not (math.isfinite(value) and value > 0):
+        raise UsageError(f"--{name} must be a positive number, got {value}")
+    return value

@@ -63,7 +63,7 @@ def main(argv):
         try:
             write_text_atomic(FLAGS.json_out, report.to_json() + "\n")
         except OSError as e:
-            raise _cli.UsageError(f"--json_out={FLAGS.json_out}: cannot write it ({e.strerror})")
+            raise _cli.UsageError(f"--json_out={FLAGS.json_out}: cannot write it ({e.strerror})") from None
         print(f"wrote {os.path.abspath(FLAGS.json_out)}")
     return 0 if report.passed else 1
 

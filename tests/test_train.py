@@ -168,7 +168,9 @@ def test_step_metrics_are_the_norms_they_name(key):
     step = jax.jit(train.make_step(model, losses.get("xent"), opt), donate_argnums=0)
     old = jax.tree.map(np.asarray, state.params)
     new_state, m = step(state, x, y, None)
-    flat = lambda t: np.concatenate([np.ravel(a) for a in jax.tree_util.tree_leaves(t)])
+    def flat(tree):
+        return np.concatenate([np.ravel(a) for a in jax.tree_util.tree_leaves(tree)])
+
     g = (flat(old) - flat(new_state.params)) / 0.3
     np.testing.assert_allclose(float(m.grad_norm), np.linalg.norm(g), rtol=1e-10)
     np.testing.assert_allclose(float(m.update_norm), 0.3 * np.linalg.norm(g), rtol=1e-10)
