@@ -26,6 +26,8 @@ def fail(message: str):
 
 
 def _parse(argv):
+    if any(a in ("-h", "-help", "--help", "--helpshort") for a in argv[1:]):
+        app.usage(shorthelp=True, writeto_stdout=True, exitcode=0)  # absl alone would exit 1
     try:
         rest = FLAGS(argv)
     except flags.Error as e:

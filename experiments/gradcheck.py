@@ -33,6 +33,7 @@ flags.DEFINE_integer("num_classes", 5, "Classes (outputs) for --loss=xent; mse a
 flags.DEFINE_string("layers", "", "Instead of the MLP, check single layers and losses: 'all', or "
                     "a comma-separated list of names (e.g. dense,gelu,xent).")
 flags.DEFINE_string("json_out", None, "Also write the report as JSON to this path.")
+flags.adopt_module_key_flags(_cli)  # --hidden is defined there
 
 FLAGS = flags.FLAGS
 

@@ -23,6 +23,8 @@ _builders.define_model_flags()
 _builders.define_descent_flags()
 flags.DEFINE_integer("eval_every", 1, "Evaluate and log every this many epochs.", lower_bound=1)
 flags.DEFINE_string("workdir", "runs/train", "Folder for config.json, metrics, summary.json, loss.png.")
+flags.adopt_module_key_flags(_builders)  # list the shared flags in --help
+flags.adopt_module_key_flags(_cli)
 
 FLAGS = flags.FLAGS
 

@@ -1,0 +1,151 @@
+"""experiments.train end to end: files written, divergence, bad input exits 2."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gdlab.data import write_idx
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def run(*args, cwd=ROOT):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    return subprocess.run([sys.executable, "-m", "experiments.train", *args], cwd=cwd,
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_tiny_run_writes_every_file_with_consistent_content(tmp_path):
+    wd = tmp_path / "run"
+    r = run("--dataset=digits", "--hidden=16", "--epochs=2", f"--workdir={wd}")
+    assert r.returncode == 0, r.stderr
+    config = json.loads((wd / "config.json").read_text())
+    assert config["epochs"] == 2 and config["dataset"] == "digits" and config["hidden"] == ["16"]
+    assert {"lr", "optimizer", "descent", "batch_size", "grad", "seed", "eval_every"} <= set(config)
+    rows = [json.loads(line) for line in (wd / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [1, 2]
+    for key in ("epoch", "step", "train_loss", "test_loss", "test_accuracy", "grad_norm",
+                "seconds", "examples_per_second"):
+        assert key in rows[0]
+    assert rows[1]["step"] == 2 * rows[0]["step"] == 2 * int(np.ceil(1438 / 32))
+    with open(wd / "metrics.csv") as f:
+        csv_rows = list(csv.DictReader(f))
+    assert len(csv_rows) == 2
+    assert float(csv_rows[1]["train_loss"]) == pytest.approx(rows[1]["train_loss"], rel=1e-12)
+    summary = json.loads((wd / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["diverged_at_step"] is None
+    assert summary["test_accuracy"] == pytest.approx(rows[-1]["test_accuracy"])
+    assert summary["test_loss"] == pytest.approx(rows[-1]["test_loss"])
+    assert {"wall_seconds", "device", "jax_version"} <= set(summary)
+    assert (wd / "loss.png").read_bytes()[:8] == PNG_MAGIC
+    assert "epoch 2/2" in r.stdout and "test_acc" in r.stdout and "ex/s" in r.stdout
+
+
+def test_default_flags_reach_95_percent_on_digits(tmp_path):
+    r = run(f"--workdir={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "summary.json").read_text())["test_accuracy"] >= 0.95
+
+
+def test_large_lr_on_houses_ends_diverged_with_status_0(tmp_path):
+    r = run("--dataset=houses", "--model=linear", "--loss=mse", "--lr=100", "--epochs=5",
+            f"--workdir={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["diverged_at_step"] >= 1
+    assert "diverged at step" in r.stdout
+    rows = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert 1 <= len(rows) <= 5  # the metrics up to the divergence are kept
+
+
+def test_regression_and_full_batch_and_autodiff(tmp_path):
+    r = run("--dataset=houses", "--model=linear", "--descent=batch", "--optimizer=gd", "--lr=0.3",
+            "--epochs=100", "--grad=autodiff", f"--workdir={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["test_accuracy"] is None
+    assert summary["steps"] == 100
+    assert summary["test_loss"] < 0.05  # the noise variance is 0.01 (σ = 0.1)
+
+
+def test_mnist_from_idx_files(tmp_path):
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 60), ("t10k", 20)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = (rng.random((n, 28, 28)) * 255).astype(np.uint8)
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", labels)
+    r = run("--dataset=mnist", f"--data_dir={tmp_path}", "--epochs=1", "--hidden=8",
+            f"--workdir={tmp_path / 'run'}")
+    assert r.returncode == 0, r.stderr
+    assert "60 train / 20 test" in r.stdout
+
+
+def test_csv_table(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(80, 3))
+    path = tmp_path / "table.csv"
+    lines = ["a,b,c,price"] + [f"{a:.4f},{b:.4f},{c:.4f},{2 * a - b + 0.5 * c:.4f}" for a, b, c in x]
+    path.write_text("\n".join(lines) + "\n")
+    r = run("--dataset=csv", f"--csv_path={path}", "--target=price", "--model=linear",
+            "--epochs=3", f"--workdir={tmp_path / 'run'}")
+    assert r.returncode == 0, r.stderr
+    assert "regression" in r.stdout
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--dataset=imagenet"], "--dataset"),
+    (["--lr=-0.1"], "--lr"),
+    (["--batch_size=0"], "--batch_size"),
+    (["--batch_size=5000"], "--batch_size"),
+    (["--hidden=32,abc"], "--hidden"),
+    (["--dataset=mnist"], "--data_dir"),
+    (["--dataset=mnist", "--data_dir=/no/such/folder"], "/no/such/folder"),
+    (["--optimizer=lbfgs"], "--optimizer"),
+    (["--dataset=houses", "--loss=xent"], "--loss"),
+    (["--dataset=csv", "--csv_path=/no/such.csv", "--target=y"], "/no/such.csv"),
+    (["--epochs=0"], "--epochs"),
+    (["stray"], "stray"),
+])
+def test_bad_input_exits_2_with_one_sentence(tmp_path, args, needle):
+    wd = tmp_path / "run"
+    r = run(*args, f"--workdir={wd}")
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+    assert not (wd / "summary.json").exists()
+
+
+def test_bad_input_leaves_an_earlier_run_intact(tmp_path):
+    assert run("--hidden=8", "--epochs=1", f"--workdir={tmp_path}").returncode == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    r = run("--lr=-1", f"--workdir={tmp_path}")
+    assert r.returncode == 2
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_help_documents_every_flag():
+    r = run("--help")
+    assert r.returncode == 0
+    for flag in ("dataset", "model", "hidden", "activation", "loss", "descent", "batch_size",
+                 "optimizer", "lr", "schedule", "momentum", "weight_decay", "epochs", "grad",
+                 "seed", "eval_every", "workdir"):
+        assert f"--{flag}" in r.stdout, flag
+
+
+def test_flagfile(tmp_path):
+    flagfile = tmp_path / "flags.txt"
+    flagfile.write_text(f"--hidden=8\n--epochs=1\n--workdir={tmp_path / 'run'}\n")
+    r = run(f"--flagfile={flagfile}")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["hidden"] == ["8"]
