@@ -275,6 +275,34 @@ class SweepResult:
     params: Params              # final (or last finite) params, every leaf with a leading K axis
 
 
+def make_run(model: Layer, loss: Loss, optimizer_for: Callable[[Array], optim.Optimizer], *,
+             in_shape: Sequence[int], num_examples: int, batch_size: int, epochs: int,
+             grad: str = "manual", blowup: float | None = DEFAULT_BLOWUP):
+    """``run(lr, key, x, y) -> (params, Health, train-loss curve (epochs,))``: a whole
+    training run as one traceable function, for ``jit`` and ``vmap`` over ``lr``/``key``.
+
+    The curve holds J on the training set after each epoch, NaN once diverged.
+    """
+    evaluate = make_evaluate(model, loss)
+
+    def run(lr, key, x, y):
+        optimizer = optimizer_for(lr)
+        epoch_fn = make_epoch(model, loss, optimizer, num_examples=num_examples,
+                              batch_size=batch_size, grad=grad, blowup=blowup)
+        state = create_state(model, optimizer, key, in_shape)
+
+        def body(carry, _):
+            state, health = carry
+            state, health, _ = epoch_fn(state, health, x, y)
+            train_loss = evaluate(state.params, x, y)["loss"]
+            return (state, health), jnp.where(health.diverged, jnp.nan, train_loss)
+
+        (state, health), curve = jax.lax.scan(body, (state, Health.initial()), None, length=epochs)
+        return state.params, health, curve
+
+    return run
+
+
 def sweep(
     model: Layer,
     loss: Loss,
@@ -296,29 +324,14 @@ def sweep(
     would; divergence is tracked per configuration.
     """
     x, y = (jnp.asarray(a) for a in train_data)
-    n = x.shape[0]
     dtype = jax.tree_util.tree_leaves(model.init(jax.random.PRNGKey(0), x.shape[1:])[1])[0].dtype
     grid_seeds, grid_lrs = np.meshgrid(np.asarray(seeds), np.asarray(learning_rates), indexing="ij")
     grid_seeds, grid_lrs = grid_seeds.ravel(), grid_lrs.ravel()
-    evaluate = make_evaluate(model, loss)
-
-    def run_one(lr, key):
-        optimizer = optimizer_for(lr)
-        epoch_fn = make_epoch(model, loss, optimizer, num_examples=n, batch_size=batch_size,
-                              grad=grad, blowup=blowup)
-        state = create_state(model, optimizer, key, x.shape[1:])
-
-        def body(carry, _):
-            state, health = carry
-            state, health, _ = epoch_fn(state, health, x, y)
-            train_loss = evaluate(state.params, x, y)["loss"]
-            return (state, health), jnp.where(health.diverged, jnp.nan, train_loss)
-
-        (state, health), curve = jax.lax.scan(body, (state, Health.initial()), None, length=epochs)
-        return state.params, health, curve
-
+    run = make_run(model, loss, optimizer_for, in_shape=x.shape[1:], num_examples=x.shape[0],
+                   batch_size=batch_size, epochs=epochs, grad=grad, blowup=blowup)
     keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(grid_seeds))
-    params, health, curves = jax.jit(jax.vmap(run_one))(jnp.asarray(grid_lrs, dtype), keys)
+    vmapped = jax.jit(jax.vmap(run, in_axes=(0, 0, None, None)))
+    params, health, curves = vmapped(jnp.asarray(grid_lrs, dtype), keys, x, y)
     return SweepResult(
         learning_rates=grid_lrs,
         seeds=grid_seeds,
