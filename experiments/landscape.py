@@ -31,8 +31,9 @@ flags.DEFINE_list("functions", list(landscapes.LANDSCAPES),
 flags.DEFINE_list("lrs", [], "Learning rates α (> 0) used on every function, comma-separated; "
                   "empty: each function's own three (too small, good, too large).")
 flags.DEFINE_float("momentum", 0.9, "β of the momentum runs, in [0, 1); 0 runs plain GD only.")
-flags.DEFINE_integer("steps", None, "Updates per path (≥ 1); unset: each function's own "
-                     "(bowl 60, rosenbrock 2000, himmelblau 100).", lower_bound=1)
+flags.DEFINE_integer("steps", None, "Updates per path, 1 to 100000; unset: each function's own "
+                     "(bowl 60, rosenbrock 2000, himmelblau 100).", lower_bound=1,
+                     upper_bound=100_000)
 flags.DEFINE_string("workdir", "runs/landscape", "Folder for config.json, landscape.json, "
                     "landscape.png.")
 
@@ -42,10 +43,12 @@ FLAGS = flags.FLAGS
 def _functions() -> list[str]:
     names = [n.strip() for n in FLAGS.functions if n.strip()]
     unknown = [n for n in names if n not in landscapes.LANDSCAPES]
-    if unknown or not names:
-        raise _cli.UsageError(
-            f"--functions: unknown function {unknown[0] if unknown else '(none given)'!r}; "
-            f"choose from: {', '.join(landscapes.LANDSCAPES)}")
+    if not names:
+        raise _cli.UsageError(f"--functions must name at least one of: "
+                              f"{', '.join(landscapes.LANDSCAPES)}")
+    if unknown:
+        raise _cli.UsageError(f"--functions: unknown function {unknown[0]!r}; choose from: "
+                              f"{', '.join(landscapes.LANDSCAPES)}")
     return list(dict.fromkeys(names))
 
 

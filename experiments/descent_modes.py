@@ -1,0 +1,160 @@
+r"""Batch vs stochastic vs mini-batch gradient descent on the same data and budget.
+
+    python -m experiments.descent_modes --workdir=runs/descent_modes
+    python -m experiments.descent_modes --dataset=houses --model=linear --lr_batch=0.3 --lr_sgd=0.003
+
+The same model from the same initial weights (--seed) trains three times with
+``gdlab.train.fit``, for the same number of epochs, so every mode processes
+the same examples: batch makes one update per epoch (B = N), mini-batch
+⌈N/B⌉ (B = --batch_size), sgd N (B = 1). Each mode has its own learning rate
+(--lr_batch, --lr_minibatch, --lr_sgd): a noisier gradient needs a smaller step,
+so the defaults are roughly proportional to B up to the stable limit; give all
+three the same value to compare at one step size.
+
+Writes to --workdir: config.json (every flag), modes.json (per mode and epoch:
+train and test loss and accuracy, update count, examples processed, cumulative
+training seconds) and modes.png (loss against epoch, examples and wall time).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+
+from absl import flags
+
+from experiments import _builders, _cli
+from gdlab import descent, optim
+
+_builders.define_data_flags()
+_builders.define_model_flags()
+flags.DEFINE_integer("batch_size", 32, "Examples per step of the minibatch mode.")
+flags.DEFINE_enum("optimizer", "gd", list(optim.OPTIMIZERS),
+                  "The update rule of all three modes (plain gd isolates the effect of the mode).")
+flags.DEFINE_float("momentum", 0.9, "β of --optimizer=momentum and nesterov.")
+flags.DEFINE_float("lr_batch", 1.0, "Learning rate of batch descent (B = N).")
+flags.DEFINE_float("lr_minibatch", 0.3, "Learning rate of minibatch descent (B = --batch_size).")
+flags.DEFINE_float("lr_sgd", 0.01, "Learning rate of stochastic descent (B = 1).")
+flags.DEFINE_integer("epochs", 20, "Passes over the training set, the same for every mode.",
+                     lower_bound=1)
+flags.DEFINE_string("workdir", "runs/descent_modes", "Folder for config.json, modes.json, modes.png.")
+flags.adopt_module_key_flags(_builders)  # list the shared flags in --help
+flags.adopt_module_key_flags(_cli)
+
+FLAGS = flags.FLAGS
+
+MODES = ("batch", "minibatch", "sgd")
+KEEP = ("epoch", "step", "train_loss", "test_loss", "train_accuracy", "test_accuracy", "seconds")
+
+
+def _number(value):
+    """JSON-safe: None for NaN and infinities."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _text(value, spec: str) -> str:
+    return "nan" if value is None else format(value, spec)
+
+
+def main(argv):
+    del argv
+    rates = {mode: _cli.positive_float(f"lr_{mode}", FLAGS[f"lr_{mode}"].value) for mode in MODES}
+    if not 0.0 <= FLAGS.momentum < 1.0:
+        raise _cli.UsageError(f"--momentum must lie in [0, 1), got {FLAGS.momentum}")
+    ds = _builders.load_dataset()
+    if not 1 <= FLAGS.batch_size <= ds.n_train:
+        raise _cli.UsageError(f"--batch_size must be between 1 and {ds.n_train} (the training set "
+                              f"size of {ds.name}), got {FLAGS.batch_size}")
+    loss_name = _builders.loss_name(ds)
+    workdir = _cli.prepare_workdir(FLAGS.workdir)
+
+    import jax
+
+    from gdlab import data, losses, train
+    from gdlab.logging import environment, write_json_atomic
+    from gdlab.plots import modes as modes_plots
+
+    model = _builders.build_model(ds, loss_name)
+    loss = losses.get(loss_name)
+    n = ds.n_train
+    kwargs = {"momentum": FLAGS.momentum} if FLAGS.optimizer in ("momentum", "nesterov") else {}
+    print(f"{data.describe(ds)}; {model.name}; {loss_name} loss; {FLAGS.optimizer}; "
+          f"{FLAGS.epochs} epochs per mode; {FLAGS.grad} gradients on {jax.default_backend()}")
+
+    # Epoch 0: the shared initial weights (fit derives them from the same key).
+    key = jax.random.PRNGKey(FLAGS.seed)
+    state = train.create_state(model, optim.get(FLAGS.optimizer, 0.1, **kwargs), key,
+                               ds.x_train.shape[1:])
+    evaluate = train.make_evaluate(model, loss)
+    initial = {"epoch": 0, "step": 0, "examples": 0, "wall_seconds": 0.0, "seconds": 0.0}
+    initial.update({f"train_{k}": float(v) for k, v in evaluate(state.params, ds.x_train, ds.y_train).items()})
+    initial.update({f"test_{k}": float(v) for k, v in evaluate(state.params, ds.x_test, ds.y_test).items()})
+
+    started = time.perf_counter()
+    runs = {}
+    for mode in MODES:
+        batch_size = descent.batch_size_for(mode, n, FLAGS.batch_size)
+        steps = descent.steps_per_epoch(n, batch_size)
+        result = train.fit(model, loss, optim.get(FLAGS.optimizer, rates[mode], **kwargs),
+                           (ds.x_train, ds.y_train), epochs=FLAGS.epochs, batch_size=batch_size,
+                           key=key, grad=FLAGS.grad, test_data=(ds.x_test, ds.y_test))
+        history, wall = [dict(initial)], 0.0
+        for row in result.history:
+            wall += row["seconds"]
+            kept = {k: _number(row[k]) for k in KEEP if k in row}
+            history.append({**kept, "examples": row["epoch"] * n, "wall_seconds": wall})
+        runs[mode] = {
+            "label": f"{mode} (B={batch_size}, lr={rates[mode]:g})",
+            "lr": rates[mode],
+            "batch_size": batch_size,
+            "steps_per_epoch": steps,
+            "status": result.status,
+            "diverged_at_step": result.diverged_at_step,
+            "compile_seconds": result.compile_seconds,
+            "train_seconds": wall,
+            "history": history,
+        }
+        last = history[-1]
+        print(f"{mode:>9}: B={batch_size:<5} lr={rates[mode]:<8g} {steps:>5} updates/epoch  "
+              f"{result.status}  train loss {_text(last['train_loss'], '.4g')} after {last['epoch']} epochs, "
+              f"{wall:.2f} s training (+{result.compile_seconds:.2f} s compile)", flush=True)
+
+    summary = {
+        "dataset": data.describe(ds),
+        "model": model.name,
+        "loss": loss_name,
+        "optimizer": FLAGS.optimizer,
+        "epochs": FLAGS.epochs,
+        "seed": FLAGS.seed,
+        "n_train": n,
+        "note": ("examples = epoch x n_train (every mode sees each example once per epoch); "
+                 "wall_seconds = cumulative training time of the epochs, without compilation "
+                 "and evaluation; epoch 0 is the shared initial weights"),
+        "modes": runs,
+        "wall_seconds": time.perf_counter() - started,
+        **environment(),
+    }
+    write_json_atomic(os.path.join(workdir, "modes.json"), summary)
+    modes_plots.plot_modes(runs, os.path.join(workdir, "modes.png"),
+                           title=f"{model.name} on {ds.name}: batch vs minibatch vs sgd, "
+                                 f"{FLAGS.optimizer}, {FLAGS.epochs} epochs each")
+
+    has_acc = "test_accuracy" in initial
+    print(f"\n{'mode':>9}  {'B':>5}  {'lr':>7}  {'updates':>8}  {'train loss':>10}  "
+          f"{'test loss':>10}  {'test acc' if has_acc else '':>8}  {'train s':>7}  status")
+    for mode, run in runs.items():
+        last = run["history"][-1]
+        acc = _text(last.get("test_accuracy"), ".4f") if has_acc else ""
+        print(f"{mode:>9}  {run['batch_size']:>5}  {run['lr']:>7g}  {last['step']:>8}  "
+              f"{_text(last['train_loss'], '.4g'):>10}  {_text(last['test_loss'], '.4g'):>10}  {acc:>8}  "
+              f"{run['train_seconds']:>7.3f}  {run['status']}")
+    print(f"outputs in {os.path.abspath(workdir)}: config.json, modes.json, modes.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_cli.run(main))

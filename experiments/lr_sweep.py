@@ -1,0 +1,204 @@
+r"""Sweep learning rates: train one model with many α at once and say which ones work.
+
+    python -m experiments.lr_sweep --workdir=runs/lr_sweep      # houses, linear, mse, batch gd
+    python -m experiments.lr_sweep --dataset=digits --model=mlp --lrs=0.01,0.1,1,10 --epochs=20
+
+Every learning rate starts from the same initial weights (--seed) and all of
+them train together in one compiled program (``gdlab.train.sweep``, a vmap).
+Each gets a verdict, "converged", "too slow" or "diverged", by the rule in
+``gdlab.analysis`` (printed with the table and stored in sweep.json). For a
+linear model under MSE the stability bound 2/λmax of batch gradient descent is
+computed from the data and set beside the first learning rate that diverged.
+
+Writes to --workdir: config.json (every flag), sweep.json (learning rates, final
+losses, verdicts, the rule, loss curves, divergence steps, the bound) and
+sweep.png (final loss against α; curves of a too-small, a good and a too-large α).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+
+from absl import flags
+
+from experiments import _builders, _cli
+from gdlab import descent, optim
+
+_builders.define_data_flags(default="houses")
+_builders.define_model_flags()
+flags.FLAGS.set_default("model", "linear")  # houses' textbook model, where 2/λmax is known
+flags.DEFINE_enum("descent", "batch", list(descent.MODES),
+                  "batch (all examples per step), sgd (one) or minibatch (--batch_size).")
+flags.DEFINE_integer("batch_size", 32, "Examples per step for --descent=minibatch.")
+flags.DEFINE_enum("optimizer", "gd", list(optim.OPTIMIZERS), "The update rule, at every α.")
+flags.DEFINE_float("momentum", 0.9, "β of --optimizer=momentum and nesterov.")
+flags.DEFINE_integer("epochs", 100, "Passes over the training set, for every α.", lower_bound=1)
+flags.DEFINE_list("lrs", None, "Learning rates to try, comma-separated (sorted, duplicates "
+                  "dropped), e.g. --lrs=0.01,0.1,1; replaces --lr_min/--lr_max/--num.")
+flags.DEFINE_float("lr_min", 0.001, "Smallest learning rate of the log-spaced grid.")
+flags.DEFINE_float("lr_max", 2.0, "Largest learning rate of the log-spaced grid.")
+flags.DEFINE_integer("num", 160, "Number of log-spaced learning rates from --lr_min to --lr_max "
+                     "(160 from 0.001 to 2: neighbours 5% apart).")
+flags.DEFINE_string("workdir", "runs/lr_sweep", "Folder for config.json, sweep.json, sweep.png.")
+flags.adopt_module_key_flags(_builders)  # list the shared flags in --help
+flags.adopt_module_key_flags(_cli)
+
+FLAGS = flags.FLAGS
+
+
+def learning_rates() -> list[float]:
+    """The grid the flags ask for, ascending; one sentence for a bad one."""
+    if FLAGS.lrs is not None:
+        for name in ("lr_min", "lr_max", "num"):
+            if FLAGS[name].present:
+                raise _cli.UsageError(f"give either --lrs or --lr_min/--lr_max/--num, not both "
+                                      f"(got --lrs and --{name})")
+        if not FLAGS.lrs:
+            raise _cli.UsageError("--lrs must list at least one learning rate, e.g. --lrs=0.01,0.1,1")
+        rates = []
+        for text in FLAGS.lrs:
+            try:
+                value = float(text)
+            except ValueError:
+                value = math.nan
+            if not (math.isfinite(value) and value > 0):
+                raise _cli.UsageError(f"--lrs must be comma-separated positive numbers, e.g. "
+                                      f"--lrs=0.01,0.1,1; got {text.strip()!r}")
+            rates.append(value)
+        return sorted(set(rates))
+    _cli.positive_float("lr_min", FLAGS.lr_min)
+    _cli.positive_float("lr_max", FLAGS.lr_max)
+    if not FLAGS.lr_min < FLAGS.lr_max:
+        raise _cli.UsageError(f"--lr_min must be smaller than --lr_max, got --lr_min={FLAGS.lr_min} "
+                              f"--lr_max={FLAGS.lr_max}")
+    if FLAGS.num < 2:
+        raise _cli.UsageError(f"--num must be at least 2 (the grid includes both ends), got {FLAGS.num}")
+    import numpy as np
+
+    return [float(v) for v in np.geomspace(FLAGS.lr_min, FLAGS.lr_max, FLAGS.num)]
+
+
+def make_optimizer(lr) -> optim.Optimizer:
+    kwargs = {"momentum": FLAGS.momentum} if FLAGS.optimizer in ("momentum", "nesterov") else {}
+    return optim.get(FLAGS.optimizer, lr, **kwargs)
+
+
+def _number(value) -> float | None:
+    """A float for JSON: None for NaN and infinities, 6 significant digits."""
+    value = float(value)
+    return float(f"{value:.6g}") if math.isfinite(value) else None
+
+
+def main(argv):
+    del argv
+    lrs = learning_rates()
+    if not 0.0 <= FLAGS.momentum < 1.0:
+        raise _cli.UsageError(f"--momentum must lie in [0, 1), got {FLAGS.momentum}")
+    ds = _builders.load_dataset()
+    loss_name = _builders.loss_name(ds)
+    batch_size = _builders.batch_size(ds)
+    workdir = _cli.prepare_workdir(FLAGS.workdir)
+
+    import jax
+    import numpy as np
+
+    from gdlab import analysis, data, losses, theory, train
+    from gdlab.logging import environment, write_json_atomic
+    from gdlab.plots import sweep as sweep_plots
+
+    model = _builders.build_model(ds, loss_name)
+    loss = losses.get(loss_name)
+    x, y = ds.x_train, ds.y_train
+    print(f"{data.describe(ds)}; {model.name}; {loss_name} loss; {FLAGS.descent} descent "
+          f"(B={batch_size}); {FLAGS.optimizer}; {len(lrs)} learning rates from {lrs[0]:.4g} to "
+          f"{lrs[-1]:.4g}; {FLAGS.epochs} epochs; {FLAGS.grad} gradients on {jax.default_backend()}")
+
+    # J0: the loss at the initial weights every learning rate starts from (same key as sweep's).
+    key = jax.random.PRNGKey(FLAGS.seed)
+    state = train.create_state(model, make_optimizer(lrs[0]), key, x.shape[1:])
+    initial_loss = float(train.make_evaluate(model, loss)(state.params, x, y)["loss"])
+
+    started = time.perf_counter()
+    result = train.sweep(model, loss, make_optimizer, lrs, (x, y), epochs=FLAGS.epochs,
+                         batch_size=batch_size, seeds=(FLAGS.seed,), grad=FLAGS.grad)
+    seconds = time.perf_counter() - started
+    curves = np.concatenate([np.full((len(lrs), 1), initial_loss), result.train_loss], axis=1)
+    final = result.train_loss[:, -1]
+    judged = analysis.lr_verdicts(initial_loss, final, result.diverged)
+    rule = analysis.verdict_rule()
+    first_bad = analysis.first_diverged(lrs, judged.verdicts)
+
+    bound = None
+    if FLAGS.model == "linear" and loss_name == "mse":
+        # mse averages over the K outputs too, so each output's Hessian is (2/(N·K))·AᵀA.
+        bound = ds.num_outputs * theory.max_stable_lr(x)
+    exact = FLAGS.descent == "batch" and FLAGS.optimizer == "gd"
+
+    print(f"\n{'lr':>10}  {'final loss':>12}  verdict")
+    for lr, value, verdict in zip(lrs, final, judged.verdicts):
+        note = ""
+        if lr == first_bad:
+            note = "   <- first diverged" + ("" if bound is None else
+                                           f"; 2/λmax = {bound:.4g} (ratio {lr / bound:.3f})")
+        print(f"{lr:>10.4g}  {value:>12.4g}  {verdict}{note}")
+    print(f"rule: {rule}")
+
+    picks = analysis.pick_examples(lrs, final, judged.verdicts)
+    summary = {
+        "dataset": data.describe(ds),
+        "model": model.name,
+        "loss": loss_name,
+        "descent": FLAGS.descent,
+        "batch_size": batch_size,
+        "optimizer": FLAGS.optimizer,
+        "epochs": FLAGS.epochs,
+        "seed": FLAGS.seed,
+        "rule": rule,
+        "converged_fraction": analysis.CONVERGED_FRACTION,
+        "initial_loss": initial_loss,
+        "best_final_loss": judged.best_final_loss,
+        "lrs": lrs,
+        "final_losses": [_number(v) for v in final],
+        "verdicts": list(judged.verdicts),
+        "gap_closed": [_number(v) for v in judged.gap_closed],
+        "diverged_at_step": [int(s) if s >= 0 else None for s in result.diverged_at_step],
+        "counts": {v: judged.verdicts.count(v) for v in analysis.VERDICTS},
+        "first_diverged_lr": first_bad,
+        "theoretical_max_lr": bound,
+        "first_diverged_over_theoretical": (first_bad / bound if bound and first_bad else None),
+        "theory": (None if bound is None else
+                   "2/λmax of the linear model's MSE Hessian (2/N)·AᵀA, A = [X 1]: the exact "
+                   "stability bound of full-batch plain gd" + ("" if exact else
+                   "; only a guide here, since this run is not full-batch plain gd")),
+        "picked": {role: lrs[k] for role, k in picks.items()},
+        "curves": {"epoch": list(range(FLAGS.epochs + 1)),
+                   "train_loss": [[_number(v) for v in row] for row in curves]},
+        "wall_seconds": seconds,
+        **environment(),
+    }
+    write_json_atomic(os.path.join(workdir, "sweep.json"), summary)
+    sweep_plots.plot_lr_sweep(
+        lrs, final, judged.verdicts, curves, picks, os.path.join(workdir, "sweep.png"),
+        title=f"{model.name} on {ds.name}: {FLAGS.descent} {FLAGS.optimizer}, {FLAGS.epochs} epochs",
+        initial_loss=initial_loss, theoretical_max_lr=bound)
+
+    counts = ", ".join(f"{n} {v}" for v, n in summary["counts"].items())
+    print(f"\n{len(lrs)} learning rates x {FLAGS.epochs} epochs in {seconds:.1f} s "
+          f"(one compiled program): {counts}")
+    if judged.best_final_loss is not None:
+        print(f"best: lr {lrs[picks['good']]:.4g} reached loss {judged.best_final_loss:.4g} "
+              f"(initial {initial_loss:.4g})")
+    print("first diverged lr: " + ("none" if first_bad is None else f"{first_bad:.4g}"))
+    if bound is not None:
+        ratio = "" if first_bad is None else f"; first diverged / bound = {first_bad / bound:.3f}"
+        print(f"stability bound 2/λmax = {bound:.4g}{ratio}"
+              + ("" if exact else " (exact only for --descent=batch --optimizer=gd)"))
+    print(f"outputs in {os.path.abspath(workdir)}: config.json, sweep.json, sweep.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_cli.run(main))

@@ -1,0 +1,147 @@
+"""experiments/lr_sweep.py: the acceptance run against 2/λmax, its outputs, bad flags; the verdict rule."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gdlab import analysis
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+BOUND_TOLERANCE = 0.10  # |first diverged / (2/λmax) − 1| the default grid and epochs must reach
+
+
+def run_sweep(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "experiments.lr_sweep", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def acceptance(tmp_path_factory):
+    """The acceptance command: default grid (160 rates, 0.001..2) and default epochs."""
+    workdir = tmp_path_factory.mktemp("lr_sweep") / "houses"
+    proc = run_sweep("--dataset=houses", "--model=linear", "--loss=mse", f"--workdir={workdir}")
+    assert proc.returncode == 0, proc.stderr
+    return proc, workdir, json.loads((workdir / "sweep.json").read_text())
+
+
+def test_first_divergence_is_within_10_percent_of_the_stability_bound(acceptance):
+    proc, _, sweep = acceptance
+    bound, first = sweep["theoretical_max_lr"], sweep["first_diverged_lr"]
+    assert bound is not None and first is not None
+    assert abs(first / bound - 1) <= BOUND_TOLERANCE
+    assert sweep["first_diverged_over_theoretical"] == pytest.approx(first / bound)
+    assert "first diverged" in proc.stdout and f"{bound:.4g}" in proc.stdout
+
+
+def test_sweep_json_is_consistent(acceptance):
+    _, workdir, sweep = acceptance
+    lrs = np.array(sweep["lrs"])
+    np.testing.assert_allclose(lrs, np.geomspace(0.001, 2.0, 160))
+    k = len(lrs)
+    for key in ("final_losses", "verdicts", "gap_closed", "diverged_at_step"):
+        assert len(sweep[key]) == k, key
+    assert set(sweep["verdicts"]) <= set(analysis.VERDICTS)
+    assert sweep["rule"] == analysis.verdict_rule()
+    verdict_at = lambda lr: sweep["verdicts"][int(np.argmin(abs(lrs - lr)))]  # noqa: E731
+    assert verdict_at(2.0) == "diverged" and verdict_at(0.2) == "converged"
+    assert verdict_at(0.001) == "too slow"
+    # first_diverged_lr is the smallest diverged rate, and every rate above it diverged (linear MSE).
+    diverged = [v == "diverged" for v in sweep["verdicts"]]
+    first = diverged.index(True)
+    assert sweep["first_diverged_lr"] == lrs[first] and all(diverged[first:])
+    assert sweep["counts"] == {v: sweep["verdicts"].count(v) for v in analysis.VERDICTS}
+    # Curves start at the initial loss and end at the final losses; a guard-flagged run ends NaN.
+    curves = sweep["curves"]["train_loss"]
+    assert len(curves) == k and all(len(c) == sweep["epochs"] + 1 for c in curves)
+    assert all(c[0] == pytest.approx(sweep["initial_loss"], rel=1e-5) for c in curves)
+    assert [c[-1] for c in curves] == sweep["final_losses"]
+    for step, final in zip(sweep["diverged_at_step"], sweep["final_losses"]):
+        assert step is None or final is None
+    best = min(f for f, v in zip(sweep["final_losses"], sweep["verdicts"]) if v != "diverged")
+    assert sweep["best_final_loss"] == pytest.approx(best, rel=1e-5)
+    assert set(sweep["picked"]) == {"too small", "good", "too large"}
+    config = json.loads((workdir / "config.json").read_text())
+    assert config["model"] == "linear" and config["num"] == 160 and config["lrs"] is None
+    assert (workdir / "sweep.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_explicit_learning_rates_minibatch_momentum(tmp_path):
+    proc = run_sweep("--lrs=5,0.01,0.3", "--descent=minibatch", "--batch_size=100",
+                     "--optimizer=momentum", "--momentum=0.5", "--epochs=10",
+                     f"--workdir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    sweep = json.loads((tmp_path / "sweep.json").read_text())
+    assert sweep["lrs"] == [0.01, 0.3, 5.0]  # sorted
+    assert sweep["batch_size"] == 100 and sweep["optimizer"] == "momentum"
+    assert sweep["verdicts"][1] == "converged" and sweep["verdicts"][2] == "diverged"
+    assert sweep["first_diverged_lr"] == 5.0
+    assert "only a guide" in sweep["theory"]  # not full-batch gd: the bound is not exact
+    assert len(sweep["curves"]["epoch"]) == 11
+    assert (tmp_path / "sweep.png").read_bytes().startswith(PNG_MAGIC)
+
+
+@pytest.mark.parametrize("args, name", [
+    (["--lrs=0.1,-1"], "--lrs"),
+    (["--lr_min=1", "--lr_max=0.1"], "--lr_min"),
+    (["--num=1"], "--num"),
+])
+def test_bad_flags_exit_2_with_one_sentence(tmp_path, args, name):
+    workdir = tmp_path / "out"
+    proc = run_sweep(*args, f"--workdir={workdir}")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and name in lines[0] and "Traceback" not in proc.stderr
+    assert not workdir.exists()  # stopped before anything was written
+
+
+# The verdict rule on hand-made sweeps: initial loss 10, best final loss 0.01 (log gap ln 1000).
+
+def test_verdicts_follow_the_rule():
+    final = [9.0, 0.1, 0.0125, 0.01, 11.0, math.nan, 0.5]
+    flagged = [False, False, False, False, False, True, True]
+    out = analysis.lr_verdicts(10.0, final, flagged)
+    assert out.verdicts == ("too slow", "too slow", "converged", "converged",
+                            "diverged", "diverged", "diverged")
+    assert out.best_final_loss == 0.01
+    np.testing.assert_allclose(out.gap_closed[:4],
+                               [math.log(10 / 9) / math.log(1000), 2 / 3,
+                                math.log(800) / math.log(1000), 1.0])
+    assert np.all(np.isnan(out.gap_closed[4:]))
+
+
+def test_converged_threshold_is_95_percent_of_the_log_gap():
+    # log-gap fraction of J = 10·1000^(−f) is exactly f.
+    final = [10 * 1000 ** -f for f in (0.949, 0.951, 1.0)]
+    assert analysis.lr_verdicts(10.0, final, [False] * 3).verdicts == (
+        "too slow", "converged", "converged")
+
+
+def test_no_progress_means_nothing_converged_and_all_diverged_has_no_best():
+    assert analysis.lr_verdicts(1.0, [1.0, 1.0], [False, False]).verdicts == ("too slow",) * 2
+    out = analysis.lr_verdicts(1.0, [math.nan, 2.0], [True, False])
+    assert out.verdicts == ("diverged",) * 2 and out.best_final_loss is None
+
+
+def test_an_exact_fit_is_floored_not_infinite():
+    out = analysis.lr_verdicts(1.0, [0.0, 1e-13, 0.5], [False] * 3)
+    assert out.verdicts == ("converged", "converged", "too slow")
+    assert np.all(np.isfinite(out.gap_closed))
+
+
+def test_first_diverged_and_picks():
+    lrs = [0.001, 0.01, 0.1, 1.0, 10.0]
+    final = [5.0, 1.0, 0.01, 0.5, math.nan]
+    verdicts = ["too slow", "too slow", "converged", "too slow", "diverged"]
+    assert analysis.first_diverged(lrs, verdicts) == 10.0
+    assert analysis.first_diverged(lrs, ["too slow"] * 5) is None
+    assert analysis.pick_examples(lrs, final, verdicts) == {"good": 2, "too small": 0,
+                                                            "too large": 4}
+    assert analysis.pick_examples(lrs[:1], final[:1], ["converged"]) == {"good": 0}
