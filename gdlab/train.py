@@ -43,7 +43,7 @@ class TrainState:
     step: Array      # int32 scalar: number of updates applied so far
     params: Params   # the model's parameters
     opt_state: Any   # the optimizer's state (a NamedTuple, or a tuple of them)
-    key: PRNGKey     # split at every epoch (shuffling) and step (dropout), never reused
+    key: PRNGKey     # split at every epoch (shuffling, dropout keys of its steps), never reused
 
 
 @flax.struct.dataclass
@@ -84,9 +84,14 @@ def make_step(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, grad: str
     """
     value_and_grad = backprop.value_and_grad(model, loss, grad)
 
-    def step(state: TrainState, x: Array, y: Array, weights: Array | None = None):
-        key, dropout_key = jax.random.split(state.key)
-        value, grads = value_and_grad(state.params, x, y, weights, key=dropout_key, train=True)
+    def step(state: TrainState, x: Array, y: Array, weights: Array | None = None,
+             key: PRNGKey | None = None):
+        """``key`` feeds dropout; without one, the state's key is split for it."""
+        if key is None:
+            next_key, key = jax.random.split(state.key)
+        else:
+            next_key = state.key
+        value, grads = value_and_grad(state.params, x, y, weights, key=key, train=True)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optim.apply_updates(state.params, updates)
         metrics = StepMetrics(
@@ -95,7 +100,8 @@ def make_step(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, grad: str
             update_norm=optim.global_norm(updates),
             param_norm=optim.global_norm(params),
         )
-        return TrainState(step=state.step + 1, params=params, opt_state=opt_state, key=key), metrics
+        new_state = TrainState(step=state.step + 1, params=params, opt_state=opt_state, key=next_key)
+        return new_state, metrics
 
     return step
 
@@ -107,12 +113,12 @@ def _tree_select(pred: Array, on_true, on_false):
 def guard(step_fn, *, blowup: float | None = DEFAULT_BLOWUP):
     """Wrap a step so that a bad update is refused and recorded in ``Health``.
 
-    ``guarded(state, health, x, y, w) -> (state, health, metrics)``. Once
+    ``guarded(state, health, x, y, weights, key) -> (state, health, metrics)``. Once
     diverged, every later update is refused too (the state stays put).
     """
 
-    def guarded(state, health, x, y, weights):
-        new_state, m = step_fn(state, x, y, weights)
+    def guarded(state, health, x, y, weights=None, key=None):
+        new_state, m = step_fn(state, x, y, weights, key)
         loss = m.loss.astype(jnp.float32)
         reference = jnp.where(jnp.isnan(health.reference_loss), loss, health.reference_loss)
         bad = ~jnp.isfinite(loss) | ~jnp.isfinite(m.param_norm)
@@ -141,17 +147,20 @@ def make_epoch(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, num_exam
     guarded = guard(make_step(model, loss, optimizer, grad=grad), blowup=blowup)
 
     def epoch(state: TrainState, health: Health, x: Array, y: Array):
-        key, shuffle_key = jax.random.split(state.key)
+        # One split per epoch: the next epoch's key, the shuffle, and a key per step
+        # (drawn here at once, so the scanned step does no PRNG work of its own).
+        key, shuffle_key, steps_key = jax.random.split(state.key, 3)
         indices, weights = descent.epoch_batches(shuffle_key if shuffle else None,
                                                  num_examples, batch_size)
+        step_keys = jax.random.split(steps_key, indices.shape[0])
         state = state.replace(key=key)
 
         def body(carry, batch):
-            idx, w = batch
-            state, health, m = guarded(*carry, x[idx], y[idx], w)
+            idx, w, k = batch
+            state, health, m = guarded(*carry, x[idx], y[idx], w, k)
             return (state, health), m
 
-        (state, health), metrics = jax.lax.scan(body, (state, health), (indices, weights))
+        (state, health), metrics = jax.lax.scan(body, (state, health), (indices, weights, step_keys))
         return state, health, metrics
 
     return epoch

@@ -1,0 +1,492 @@
+r"""gdlab benchmarks: manual backprop vs jax.grad vs PyTorch, scanned epochs vs Python
+loops, vectorised sweeps, and achieved FLOP/s against the device's measured matmul peak.
+
+    python scripts/bench.py                       # the full run on this machine
+    python scripts/bench.py --quick               # a tiny subset (CI smoke test)
+    python scripts/bench.py --json_out=benchmarks/results/cpu-2026-11-26.json
+
+Every timing: compile first (reported apart), warm up, ``block_until_ready``,
+median of ``--repeats`` runs; compared variants are timed alternately in the
+same process. A "step" is one update on one batch inside a jitted, scanned
+epoch unless the row says "python loop".
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import os
+import platform
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+
+from absl import flags
+
+from experiments import _cli
+
+flags.DEFINE_bool("quick", False, "Run a tiny subset (the tiny MLP, few repeats): a smoke test.")
+flags.DEFINE_string("json_out", None, "Write every figure, the device and the targets as JSON here.")
+flags.DEFINE_integer("repeats", 7, "Timed repetitions per measurement (the median is reported).",
+                     lower_bound=1)
+flags.DEFINE_list("sizes", "tiny,small,medium,large", "MLP sizes to time: tiny, small, medium, large.")
+flags.DEFINE_integer("sweep_lrs", 64, "Learning rates in the vmapped sweep.", lower_bound=1)
+flags.DEFINE_enum("torch", "auto", ["auto", "off"], "Time the PyTorch peer when torch is importable "
+                  "(auto) or never (off).")
+flags.DEFINE_bool("torch_compile", True, "Also time torch.compile'd PyTorch when it works.")
+
+FLAGS = flags.FLAGS
+
+# name: (layer widths from input to output, mini-batch size B)
+SIZES = {
+    "tiny": ((64, 64, 10), 32),
+    "small": ((784, 256, 10), 128),
+    "medium": ((784, 512, 512, 10), 128),
+    "large": ((4096, 4096, 4096, 10), 1024),
+}
+CPU_LARGE = ((1024, 1024, 1024, 10), 256)  # "large", scaled down on a CPU
+MINIBATCH_STEPS = 16  # steps in a timed mini-batch epoch: N = 16·B
+FULL_BATCH_FACTOR = 4  # full-batch descent uses N = 4·B examples in every step
+SGD_STEPS = 256  # steps in a timed SGD epoch (B = 1)
+LR = 0.01
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def median_time(fn, repeats: int) -> float:
+    """Median wall time of ``fn()`` (which must block) over ``repeats`` calls, after one warm-up."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def alternate(fns: dict, repeats: int) -> dict:
+    """Median times of several variants, timed in turn (a, b, a, b, ...) after a warm-up of each."""
+    for fn in fns.values():
+        fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def timed_compile(jitted, *args):
+    t0 = time.perf_counter()
+    compiled = jitted.lower(*args).compile()
+    return compiled, time.perf_counter() - t0
+
+
+def cost_flops(compiled) -> float | None:
+    """XLA's FLOP count of a compiled program, where the backend reports one."""
+    try:
+        analysis = compiled.cost_analysis()
+    except Exception:  # some backends do not implement it
+        return None
+    if isinstance(analysis, list | tuple):
+        analysis = analysis[0] if analysis else {}
+    flops = (analysis or {}).get("flops")
+    return float(flops) if flops else None
+
+
+# --------------------------------------------------------------------------- gdlab side
+
+
+def mlp_flops_per_step(widths, batch: int) -> float:
+    """6·B·P (forward 2BP, backward 4BP) minus the first layer's unneeded input gradient 2·B·D_in·H₁."""
+    params = sum(a * b + b for a, b in itertools.pairwise(widths))
+    return 6.0 * batch * params - 2.0 * batch * widths[0] * widths[1]
+
+
+class Runner:
+    """A compiled scanned epoch for one (size, mode, gradient method), chaining its own state."""
+
+    def __init__(self, widths, n, batch, grad, key):
+        import jax
+        import jax.numpy as jnp
+
+        from gdlab import losses, models, optim, train
+
+        self.model = models.mlp(list(widths[1:]), "relu")
+        self.loss = losses.get("xent")
+        self.optimizer = optim.momentum(LR)
+        k_x, k_y, k_init = jax.random.split(key, 3)
+        self.x = jax.random.normal(k_x, (n, widths[0]), jnp.float32)
+        self.y = jax.random.randint(k_y, (n,), 0, widths[-1])
+        self.state = train.create_state(self.model, self.optimizer, k_init, (widths[0],))
+        self.health = train.Health.initial()
+        self.steps = -(-n // batch)
+        epoch = train.make_epoch(self.model, self.loss, self.optimizer, num_examples=n,
+                                 batch_size=batch, grad=grad, blowup=None)
+        self.epoch, self.compile_seconds = timed_compile(
+            jax.jit(epoch, donate_argnums=(0,)), self.state, self.health, self.x, self.y)
+
+    def __call__(self):
+        import jax
+
+        self.state, self.health, _ = self.epoch(self.state, self.health, self.x, self.y)
+        jax.block_until_ready(self.state)
+
+
+def bench_step_times(sizes, repeats, key):
+    """Manual vs autodiff step time for every size and descent mode."""
+    import jax
+
+    rows = []
+    for name, (widths, batch) in sizes.items():
+        for mode, b, n in (("sgd", 1, SGD_STEPS), ("minibatch", batch, MINIBATCH_STEPS * batch),
+                           ("full-batch", FULL_BATCH_FACTOR * batch, FULL_BATCH_FACTOR * batch)):
+            runners = {g: Runner(widths, n, b, g, key) for g in ("manual", "autodiff")}
+            times = alternate(runners, repeats)
+            steps = runners["manual"].steps
+            row = {
+                "size": name, "widths": list(widths), "mode": mode, "batch_size": b,
+                "steps_per_epoch": steps,
+                "manual_step_s": times["manual"] / steps,
+                "autodiff_step_s": times["autodiff"] / steps,
+                "ratio_manual_over_autodiff": times["manual"] / times["autodiff"],
+                "compile_s": {g: r.compile_seconds for g, r in runners.items()},
+                "model_flops_per_step": mlp_flops_per_step(widths, b),
+            }
+            row["achieved_flops_manual"] = row["model_flops_per_step"] / row["manual_step_s"]
+            row["achieved_flops_autodiff"] = row["model_flops_per_step"] / row["autodiff_step_s"]
+            step_xla = jax.jit(_single_step(runners["manual"]))
+            compiled, _ = timed_compile(step_xla, runners["manual"].state,
+                                        runners["manual"].x[:b], runners["manual"].y[:b])
+            row["xla_flops_per_step"] = cost_flops(compiled)
+            rows.append(row)
+            print(f"  {name:6s} {mode:10s} B={b:<5d} manual {row['manual_step_s'] * 1e6:9.1f} µs  "
+                  f"jax.grad {row['autodiff_step_s'] * 1e6:9.1f} µs  ratio "
+                  f"{row['ratio_manual_over_autodiff']:.3f}", flush=True)
+    return rows
+
+
+def _single_step(runner):
+    from gdlab import train
+
+    step = train.make_step(runner.model, runner.loss, runner.optimizer)
+    return lambda state, x, y: step(state, x, y, None)
+
+
+def bench_scan_vs_loop(widths, batch, repeats, key):
+    """Per-step time: the epoch as one lax.scan vs a Python loop calling the same step body.
+
+    Both run the identical guarded step (gather the batch from the data on the
+    device, value-and-grad, update, divergence check); only the loop differs.
+    """
+    import jax
+
+    from gdlab import descent, train
+
+    n = 128 * batch
+    scanned = Runner(widths, n, batch, "manual", key)
+    guarded = train.guard(train.make_step(scanned.model, scanned.loss, scanned.optimizer), blowup=None)
+
+    def body(state, health, x, y, idx, w, k):
+        return guarded(state, health, x[idx], y[idx], w, k)
+
+    step = jax.jit(body, donate_argnums=(0, 1))
+    indices, weights = descent.epoch_batches(jax.random.PRNGKey(1), n, batch)
+    keys = jax.random.split(jax.random.PRNGKey(2), indices.shape[0])
+    plan = list(zip(indices, weights, keys))  # made before timing, as the scan gets them at once
+    carry = [train.create_state(scanned.model, scanned.optimizer, key, (widths[0],)),
+             train.Health.initial()]
+
+    def python_loop():
+        state, health = carry
+        for idx, w, k in plan:
+            state, health, _ = step(state, health, scanned.x, scanned.y, idx, w, k)
+        jax.block_until_ready(state)
+        carry[:] = [state, health]
+
+    times = {"scan": median_time(scanned, repeats), "loop": median_time(python_loop, repeats)}
+    return {
+        "widths": list(widths), "batch_size": batch, "steps": scanned.steps,
+        "scan_step_s": times["scan"] / scanned.steps,
+        "loop_step_s": times["loop"] / scanned.steps,
+        "speedup_scan_over_loop": times["loop"] / times["scan"],
+    }
+
+
+def bench_sweep(num_lrs, repeats, key):
+    """N learning rates: one vmapped program vs N sequential runs of the single-run program."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from gdlab import losses, models, optim, train
+
+    widths, batch, n, epochs = (64, 64, 10), 32, 1024, 2
+    model = models.mlp(list(widths[1:]), "relu")
+    k_x, k_y = jax.random.split(key)
+    x = jax.random.normal(k_x, (n, widths[0]), jnp.float32)
+    y = jax.random.randint(k_y, (n,), 0, widths[-1])
+    run = train.make_run(model, losses.get("xent"), optim.gd, in_shape=(widths[0],),
+                         num_examples=n, batch_size=batch, epochs=epochs)
+    lrs = jnp.asarray(np.logspace(-3, 0, num_lrs), jnp.float32)
+    keys = jnp.stack([jax.random.PRNGKey(0)] * num_lrs)
+    single, single_compile = timed_compile(jax.jit(run), lrs[0], keys[0], x, y)
+    vmapped, vmapped_compile = timed_compile(jax.jit(jax.vmap(run, in_axes=(0, 0, None, None))),
+                                             lrs, keys, x, y)
+
+    def one():
+        jax.block_until_ready(single(lrs[0], keys[0], x, y))
+
+    def sequential():
+        for i in range(num_lrs):
+            jax.block_until_ready(single(lrs[i], keys[i], x, y))
+
+    def together():
+        jax.block_until_ready(vmapped(lrs, keys, x, y))
+
+    times = alternate({"one": one, "together": together}, repeats)
+    times["sequential"] = median_time(sequential, max(1, repeats // 2))
+    return {
+        "num_lrs": num_lrs, "widths": list(widths), "batch_size": batch, "examples": n,
+        "epochs": epochs, "one_run_s": times["one"], "vmapped_s": times["together"],
+        "sequential_s": times["sequential"],
+        "vmapped_over_one_run": times["together"] / times["one"],
+        "sequential_over_vmapped": times["sequential"] / times["together"],
+        "compile_s": {"single": single_compile, "vmapped": vmapped_compile},
+    }
+
+
+def bench_matmul_peak(n, repeats, key):
+    """FLOP/s of an n×n float32 matmul at default precision: the device's practical peak."""
+    import jax
+    import jax.numpy as jnp
+
+    k1, k2 = jax.random.split(key)
+    a = jax.random.normal(k1, (n, n), jnp.float32)
+    b = jax.random.normal(k2, (n, n), jnp.float32)
+    matmul, compile_s = timed_compile(jax.jit(jnp.matmul), a, b)
+    seconds = median_time(lambda: jax.block_until_ready(matmul(a, b)), repeats)
+    return {"n": n, "seconds": seconds, "flops_per_s": 2.0 * n**3 / seconds, "compile_s": compile_s}
+
+
+# --------------------------------------------------------------------------- PyTorch peer
+
+
+def bench_torch(sizes, repeats, key, gdlab_rows, *, try_compile):
+    """The same MLP, initial weights and batches in PyTorch: eager and torch.compile."""
+    try:
+        import torch
+    except ImportError:
+        return {"available": False, "note": "torch is not installed: pip install -e '.[peer]' to compare"}
+    import jax
+    import numpy as np
+
+    out = {"available": True, "version": torch.__version__, "threads": torch.get_num_threads(),
+           "sizes": []}
+    device = "cuda" if torch.cuda.is_available() and jax.default_backend() == "gpu" else "cpu"
+    out["device"] = device
+    for name in ("tiny", "medium"):
+        if name not in sizes:
+            continue
+        widths, batch = sizes[name]
+        runner = Runner(widths, MINIBATCH_STEPS * batch, batch, "manual", key)
+        params = runner.state.params
+        layers = []
+        for i, p in enumerate(params["layers"][::2]):
+            lin = torch.nn.Linear(*np.asarray(p["w"]).shape)
+            with torch.no_grad():
+                lin.weight.copy_(torch.from_numpy(np.asarray(p["w"]).T.copy()))
+                lin.bias.copy_(torch.from_numpy(np.asarray(p["b"]).copy()))
+            layers.append(lin)
+            if i < len(params["layers"]) // 2:
+                layers.append(torch.nn.ReLU())
+        net = torch.nn.Sequential(*layers).to(device)
+        opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=0.9)
+        xs = torch.from_numpy(np.array(runner.x)).to(device)
+        ys = torch.from_numpy(np.array(runner.y, dtype=np.int64)).to(device)
+        order = np.arange(xs.shape[0]).reshape(-1, batch)
+        batches = [(xs[i], ys[i]) for i in order]
+        loss_fn = torch.nn.CrossEntropyLoss()
+
+        def make_epoch(model, opt=opt, batches=batches, loss_fn=loss_fn):
+            def epoch():
+                for xb, yb in batches:
+                    opt.zero_grad(set_to_none=True)
+                    loss_fn(model(xb), yb).backward()
+                    opt.step()
+                if device == "cuda":
+                    torch.cuda.synchronize()
+            return epoch
+
+        row = {"size": name, "widths": list(widths), "batch_size": batch, "steps": len(batches)}
+        variants = {"torch_eager": make_epoch(net)}
+        if try_compile:
+            try:
+                t0 = time.perf_counter()
+                compiled = torch.compile(net)
+                make_epoch(compiled)()
+                row["torch_compile_s"] = time.perf_counter() - t0
+                variants["torch_compile"] = make_epoch(compiled)
+            except Exception as e:  # any compile failure is reported, not fatal
+                row["torch_compile_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        # One after the other, gdlab first: PyTorch's OpenMP threads spin for a while after
+        # its last op, which would steal cores from XLA if the two were interleaved.
+        times = {"gdlab_scan": median_time(runner, repeats)}
+        times.update({k: median_time(fn, repeats) for k, fn in variants.items()})
+        for k, t in times.items():
+            row[f"{k}_step_s"] = t / len(batches)
+        for k in variants:
+            row[f"speedup_gdlab_over_{k}"] = times[k] / times["gdlab_scan"]
+        out["sizes"].append(row)
+        print(f"  {name:6s} gdlab scan {row['gdlab_scan_step_s'] * 1e6:9.1f} µs/step  "
+              + "  ".join(f"{k} {row[f'{k}_step_s'] * 1e6:9.1f} µs/step" for k in variants), flush=True)
+    del gdlab_rows
+    return out
+
+
+# --------------------------------------------------------------------------- report
+
+
+def device_info() -> dict:
+    import jax
+
+    from gdlab.logging import environment
+
+    info = environment()
+    info.update(date=datetime.date.today().isoformat(), platform=platform.platform(),
+                python=platform.python_version(), cpu=_cpu_model(), cpu_count=os.cpu_count())
+    if jax.default_backend() == "gpu":
+        info["gpu"] = jax.devices()[0].device_kind
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def target(name, ratio, goal, op):
+    met = None if ratio is None else (ratio <= goal if op == "<=" else ratio >= goal)
+    return {"name": name, "ratio": ratio, "goal": f"{op} {goal}", "met": met}
+
+
+def targets_for(results, backend) -> list[dict]:
+    steps = results["step_times"]
+    median_ratio = statistics.median(r["ratio_manual_over_autodiff"] for r in steps) if steps else None
+    torch_rows = {r["size"]: r for r in results["torch"].get("sizes", [])}
+    largest = max((r for r in steps if r["mode"] == "full-batch"),
+                  key=lambda r: r["model_flops_per_step"], default=None)
+    peak = results["matmul_peak"]["flops_per_s"]
+    largest_ratio = None if largest is None else largest["achieved_flops_manual"] / peak
+    out = [
+        target("manual / autodiff step time (median over sizes and modes)", median_ratio, 1.02, "<="),
+        target("scanned epoch speed-up per step over a Python loop (tiny)",
+               results["scan_vs_loop"]["speedup_scan_over_loop"], 5.0, ">="),
+        target("gdlab scanned step speed-up over PyTorch eager (tiny)",
+               torch_rows.get("tiny", {}).get("speedup_gdlab_over_torch_eager"), 10.0, ">="),
+        target("gdlab scanned step speed-up over PyTorch eager (medium)",
+               torch_rows.get("medium", {}).get("speedup_gdlab_over_torch_eager"), 1.0, ">="),
+    ]
+    if backend == "gpu":
+        out.append(target(f"vmapped sweep of {results['sweep']['num_lrs']} lrs / one run",
+                          results["sweep"]["vmapped_over_one_run"], 2.0, "<="))
+        out.append(target("achieved FLOP/s / matmul peak (large, full batch)", largest_ratio, 0.5, ">="))
+    else:
+        out.append(target("achieved FLOP/s / matmul peak (largest size, full batch)",
+                          largest_ratio, 0.75, ">="))
+    return out
+
+
+def print_table(results):
+    print("\nstep time, manual backprop vs jax.grad (float32, one step inside a scanned epoch)")
+    print(f"{'size':7s} {'mode':10s} {'B':>5s} {'manual µs':>11s} {'jax.grad µs':>12s} {'ratio':>6s} "
+          f"{'GFLOP/s':>9s} {'of peak':>8s}")
+    peak = results["matmul_peak"]["flops_per_s"]
+    for r in results["step_times"]:
+        print(f"{r['size']:7s} {r['mode']:10s} {r['batch_size']:5d} {r['manual_step_s'] * 1e6:11.1f} "
+              f"{r['autodiff_step_s'] * 1e6:12.1f} {r['ratio_manual_over_autodiff']:6.3f} "
+              f"{r['achieved_flops_manual'] / 1e9:9.1f} {r['achieved_flops_manual'] / peak:8.2f}")
+    m = results["matmul_peak"]
+    print(f"matmul peak: {m['flops_per_s'] / 1e9:.1f} GFLOP/s ({m['n']}×{m['n']} float32)")
+    s = results["scan_vs_loop"]
+    print(f"scanned epoch {s['scan_step_s'] * 1e6:.1f} µs/step vs Python loop "
+          f"{s['loop_step_s'] * 1e6:.1f} µs/step: {s['speedup_scan_over_loop']:.1f}×")
+    w = results["sweep"]
+    print(f"sweep of {w['num_lrs']} lrs: vmapped {w['vmapped_s'] * 1e3:.1f} ms, one run "
+          f"{w['one_run_s'] * 1e3:.1f} ms ({w['vmapped_over_one_run']:.2f}×), {w['num_lrs']} sequential "
+          f"runs {w['sequential_s'] * 1e3:.1f} ms ({w['sequential_over_vmapped']:.1f}× the vmapped)")
+    t = results["torch"]
+    if not t["available"]:
+        print(f"PyTorch peer: skipped ({t['note']})")
+    for r in t.get("sizes", []):
+        extra = "".join(f", {k[len('speedup_gdlab_over_'):]} {v:.2f}×" for k, v in r.items()
+                        if k.startswith("speedup_gdlab_over_"))
+        print(f"PyTorch peer at {r['size']}: gdlab is faster per step{extra}"
+              + (f" ({r['torch_compile_error']})" if "torch_compile_error" in r else ""))
+    print("\ntargets")
+    for tg in results["targets"]:
+        verdict = "n/a" if tg["met"] is None else ("met" if tg["met"] else "MISSED")
+        ratio = "n/a" if tg["ratio"] is None else f"{tg['ratio']:.3f}"
+        print(f"  {verdict:6s} {ratio:>8s} (goal {tg['goal']})  {tg['name']}")
+
+
+def main(argv):
+    del argv
+    import jax
+
+    from gdlab.logging import write_json_atomic
+
+    unknown = [s for s in FLAGS.sizes if s not in SIZES]
+    if unknown:
+        raise _cli.UsageError(f"--sizes: unknown size {unknown[0]!r}; choose from: {', '.join(SIZES)}")
+    backend = jax.default_backend()
+    sizes = {name: SIZES[name] for name in FLAGS.sizes}
+    if backend == "cpu" and "large" in sizes:
+        sizes["large"] = CPU_LARGE
+    repeats, num_lrs = FLAGS.repeats, FLAGS.sweep_lrs
+    if FLAGS.quick:
+        sizes, repeats, num_lrs = {"tiny": SIZES["tiny"]}, min(repeats, 3), min(num_lrs, 4)
+    key = jax.random.PRNGKey(0)
+    info = device_info()
+    print(f"gdlab bench on {info['device']} ({backend}), jax {info['jax_version']}, {info['cpu']}")
+    results = {"device": info, "quick": FLAGS.quick, "repeats": repeats}
+    print("matmul peak", flush=True)
+    results["matmul_peak"] = bench_matmul_peak(
+        256 if FLAGS.quick else (8192 if backend == "gpu" else 2048), repeats, key)
+    print("step times", flush=True)
+    results["step_times"] = bench_step_times(sizes, repeats, key)
+    print("scanned epoch vs python loop", flush=True)
+    results["scan_vs_loop"] = bench_scan_vs_loop(*SIZES["tiny"], repeats, key)
+    print("vmapped sweep", flush=True)
+    results["sweep"] = bench_sweep(num_lrs, repeats, key)
+    results["torch"] = {"available": False, "note": "disabled with --torch=off"}
+    if FLAGS.torch == "auto":
+        print("PyTorch peer", flush=True)
+        results["torch"] = bench_torch(sizes, repeats, key, results["step_times"],
+                                       try_compile=FLAGS.torch_compile and not FLAGS.quick)
+    results["compile_seconds"] = {
+        f"{r['size']}/{r['mode']}/{g}": s for r in results["step_times"] for g, s in r["compile_s"].items()
+    }
+    results["targets"] = targets_for(results, backend)
+    print_table(results)
+    if FLAGS.json_out:
+        try:
+            write_json_atomic(FLAGS.json_out, results)
+        except OSError as e:
+            raise _cli.UsageError(f"--json_out={FLAGS.json_out}: cannot write it ({e.strerror})") from None
+        print(f"wrote {os.path.abspath(FLAGS.json_out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_cli.run(main))

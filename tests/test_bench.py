@@ -1,0 +1,48 @@
+"""scripts/bench.py --quick runs (a smoke test, not a timing test) and reports every target."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quick_benchmark_writes_the_report(tmp_path):
+    out = tmp_path / "bench.json"
+    r = subprocess.run(
+        [sys.executable, "scripts/bench.py", "--quick", "--repeats=1", "--torch=off",
+         f"--json_out={out}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    assert r.returncode == 0, r.stderr
+    report = json.loads(out.read_text())
+    assert report["quick"] is True
+    for key in ("device", "backend", "jax_version", "jaxlib_version", "date", "cpu"):
+        assert report["device"][key], key
+    modes = {(row["size"], row["mode"]) for row in report["step_times"]}
+    assert modes == {("tiny", "sgd"), ("tiny", "minibatch"), ("tiny", "full-batch")}
+    for row in report["step_times"]:
+        assert row["manual_step_s"] > 0 and row["autodiff_step_s"] > 0
+        assert abs(row["ratio_manual_over_autodiff"] - row["manual_step_s"] / row["autodiff_step_s"]) < 1e-9
+        # 6·B·P minus the first layer's input gradient, for 64-64-10.
+        p = 64 * 64 + 64 + 64 * 10 + 10
+        assert row["model_flops_per_step"] == 6 * row["batch_size"] * p - 2 * row["batch_size"] * 64 * 64
+    assert report["matmul_peak"]["flops_per_s"] > 0
+    assert report["scan_vs_loop"]["speedup_scan_over_loop"] > 0
+    assert report["sweep"]["num_lrs"] == 4
+    assert report["torch"]["available"] is False
+    names = [t["name"] for t in report["targets"]]
+    assert len(names) == 5 and all({"name", "ratio", "goal", "met"} <= set(t) for t in report["targets"])
+    assert "targets" in r.stdout
+
+
+def test_bad_size_exits_2():
+    r = subprocess.run([sys.executable, "scripts/bench.py", "--sizes=huge"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "--sizes" in r.stderr
