@@ -99,3 +99,20 @@ def positive_float(name: str, value: float) -> float:
     if not (math.isfinite(value) and value > 0):
         raise UsageError(f"--{name} must be a positive number, got {value}")
     return value
+
+
+def positive_float_list(name: str, values) -> list[float]:
+    """``--name=a,b,c`` as floats, each finite and > 0, else a UsageError naming ``--name``."""
+    import math
+
+    out = []
+    for text in values:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise UsageError(f"--{name} must be comma-separated positive numbers, e.g. "
+                             f"--{name}=0.01,0.1,1; got {text.strip()!r}")
+        out.append(value)
+    return out

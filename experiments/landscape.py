@@ -16,7 +16,6 @@ landscape.png (one panel per function: contours, minima, the paths).
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
@@ -55,17 +54,7 @@ def _functions() -> list[str]:
 def _lrs() -> list[float] | None:
     if not FLAGS.lrs:
         return None
-    lrs = []
-    for s in FLAGS.lrs:
-        try:
-            lr = float(s)
-        except ValueError:
-            lr = math.nan
-        if not (math.isfinite(lr) and lr > 0):
-            raise _cli.UsageError(f"--lrs must be comma-separated positive numbers, e.g. "
-                                  f"--lrs=0.01,0.1; got {s.strip()!r}")
-        lrs.append(lr)
-    return lrs
+    return _cli.positive_float_list("lrs", FLAGS.lrs)
 
 
 def main(argv):

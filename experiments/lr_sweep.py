@@ -58,16 +58,7 @@ def learning_rates() -> list[float]:
                                       f"(got --lrs and --{name})")
         if not FLAGS.lrs:
             raise _cli.UsageError("--lrs must list at least one learning rate, e.g. --lrs=0.01,0.1,1")
-        rates = []
-        for text in FLAGS.lrs:
-            try:
-                value = float(text)
-            except ValueError:
-                value = math.nan
-            if not (math.isfinite(value) and value > 0):
-                raise _cli.UsageError(f"--lrs must be comma-separated positive numbers, e.g. "
-                                      f"--lrs=0.01,0.1,1; got {text.strip()!r}")
-            rates.append(value)
+        rates = _cli.positive_float_list("lrs", FLAGS.lrs)
         return sorted(set(rates))
     _cli.positive_float("lr_min", FLAGS.lr_min)
     _cli.positive_float("lr_max", FLAGS.lr_max)
