@@ -56,7 +56,7 @@ def define_int_list(name: str, default: str, help: str) -> None:
     flags.DEFINE_list(name, default, help)
     flags.register_validator(
         name,
-        lambda v: all(s.strip().isdigit() and int(s) > 0 for s in v),
+        lambda v: bool(v) and all(s.strip().isdigit() and int(s) > 0 for s in v),
         message=f"--{name} must be comma-separated positive integers, e.g. --{name}=32,32",
     )
 

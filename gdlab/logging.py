@@ -6,26 +6,40 @@ crash or a bad input never leaves a half-written file behind.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import tempfile
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` all at once: a temp file in the same folder, then rename."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
+
+    The file gets the permissions a plain ``open(path, "w")`` would (the umask's),
+    and a failure leaves ``path`` as it was and no temporary file behind.
+    """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
-    except BaseException:
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` all at once: a temp file in the same folder, then rename."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write(text)
 
 
 def write_json_atomic(path: str | os.PathLike, obj) -> None:

@@ -108,6 +108,7 @@ def test_csv_table(tmp_path):
     (["--batch_size=0"], "--batch_size"),
     (["--batch_size=5000"], "--batch_size"),
     (["--hidden=32,abc"], "--hidden"),
+    (["--hidden="], "--hidden"),
     (["--dataset=mnist"], "--data_dir"),
     (["--dataset=mnist", "--data_dir=/no/such/folder"], "/no/such/folder"),
     (["--optimizer=lbfgs"], "--optimizer"),

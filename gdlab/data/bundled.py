@@ -11,13 +11,14 @@
 
 from __future__ import annotations
 
-from sklearn import datasets as _sk
 
 from gdlab.data.base import Dataset, from_arrays
 
 
 def load_digits(*, seed: int = 0, test_fraction: float = 0.2, standardize: bool = True) -> Dataset:
     """scikit-learn's 8×8 digits: ``(N, 64)`` float32 features, 10 classes, split by ``seed``."""
+    from sklearn import datasets as _sk  # imported here: it is slow to load
+
     bunch = _sk.load_digits()
     names = tuple(f"pixel_{r}_{c}" for r in range(8) for c in range(8))
     return from_arrays(
@@ -41,6 +42,8 @@ def load_diabetes(
     With ``standardize_target`` the target is in train-standard-deviation units;
     ``y · info["y_std"] + info["y_mean"]`` gives disease progression back.
     """
+    from sklearn import datasets as _sk  # imported here: it is slow to load
+
     bunch = _sk.load_diabetes(scaled=False)
     return from_arrays(
         "diabetes", bunch.data, bunch.target,

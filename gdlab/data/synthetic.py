@@ -53,7 +53,6 @@ spirals
 from __future__ import annotations
 
 import numpy as np
-from sklearn import datasets as _sk
 
 from gdlab.data.base import (
     DataError,
@@ -149,6 +148,8 @@ def load_moons(
     standardize: bool = True,
 ) -> Dataset:
     """scikit-learn's two moons: ``(N, 2)`` features, 2 classes."""
+    from sklearn import datasets as _sk  # imported here: it is slow to load
+
     seed = check_seed(seed)
     n = _check_n(n, "moons", 2)
     noise = _check_noise(noise, "moons")

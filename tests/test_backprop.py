@@ -1,0 +1,221 @@
+"""Tests for gdlab.backprop: manual, custom_vjp and autodiff value-and-grad agree; jax.grad
+through ``custom_vjp_layer``/``custom_vjp_loss`` really runs the hand-written backward;
+custom_vjp under jit and vmap; dropout in training mode."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import assert_tree_allclose
+
+from gdlab import backprop, layers, losses, models
+
+F64 = jnp.float64
+BATCH, IN_DIM, HIDDEN, CLASSES = 4, 3, 5, 3
+
+
+@functools.cache
+def _model(activation, loss, *, layer_norm=False, dropout_rate=0.0):
+    """One model object per configuration, so jitted functions taking it statically stay cached."""
+    outputs = 1 if loss == "bce" else CLASSES
+    return models.mlp([HIDDEN, outputs], activation, layer_norm=layer_norm,
+                      dropout_rate=dropout_rate, dtype=F64)
+
+
+_LOSSES = {name: losses.get(name) for name in losses.LOSSES}
+
+
+def _data(loss, seed=0, batch=BATCH):
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.normal(size=(batch, IN_DIM)))
+    if loss == "xent":
+        y = jnp.asarray(rng.integers(0, CLASSES, size=batch))
+    elif loss == "bce":
+        y = jnp.asarray(rng.integers(0, 2, size=batch).astype(np.float64))
+    else:
+        y = jnp.asarray(rng.normal(size=(batch, CLASSES)))
+    return x, y
+
+
+def _params(model, seed=0):
+    """Init params plus noise on every leaf, so biases are not all zero."""
+    _, params = model.init(jax.random.PRNGKey(seed), (IN_DIM,))
+    rng = np.random.default_rng(seed + 100)
+    return jax.tree.map(lambda p: p + 0.3 * rng.normal(size=p.shape), params)
+
+
+def _all_methods(model, loss, train, params, x, y, key, weights=None):
+    return {m: backprop.value_and_grad(model, loss, m)(params, x, y, weights, key=key, train=train)
+            for m in backprop.METHODS}
+
+
+_all_methods_jit = jax.jit(_all_methods, static_argnums=(0, 1, 2))
+
+
+def _assert_same(results, params):
+    """Every method gives autodiff's loss and grads, shaped like the params."""
+    ref_value, ref_grads = results["autodiff"]
+    for method, (value, grads) in results.items():
+        assert jax.tree_util.tree_structure(grads) == jax.tree_util.tree_structure(params), method
+        for g, p in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(params)):
+            assert g.shape == p.shape and g.dtype == p.dtype, method
+        assert_tree_allclose(value, ref_value)
+        assert_tree_allclose(grads, ref_grads)
+
+
+# Full cross for three activations, and each other activation with one loss.
+COMBOS = [(a, loss) for a in ("relu", "tanh", "gelu") for loss in _LOSSES] + [
+    ("sigmoid", "bce"), ("leaky_relu", "mse"), ("elu", "huber"), ("softplus", "xent"),
+    ("gelu_tanh", "bce"), ("identity", "mse"),
+]
+
+
+@pytest.mark.parametrize("activation, loss", COMBOS)
+def test_methods_agree(activation, loss):
+    model = _model(activation, loss)
+    params = _params(model)
+    x, y = _data(loss)
+    results = _all_methods_jit(model, _LOSSES[loss], False, params, x, y, None)
+    _assert_same(results, params)
+    assert all(np.abs(g).max() > 1e-3 for g in jax.tree_util.tree_leaves(results["manual"][1]))
+
+
+@pytest.mark.parametrize("loss", ["huber", "xent"])
+def test_methods_agree_with_weights(loss):
+    """Per-example weights (some 0, masking padding) flow through all three methods."""
+    model = _model("tanh", loss)
+    params = _params(model)
+    x, y = _data(loss)
+    weights = jnp.asarray([1.0, 0.0, 2.0, 0.5])
+    results = _all_methods_jit(model, _LOSSES[loss], False, params, x, y, None, weights)
+    _assert_same(results, params)
+    # a weight-0 example does not matter: drop it and get the same loss and grads
+    keep = np.asarray(weights) != 0
+    dropped = _all_methods_jit(model, _LOSSES[loss], False, params, x[keep], y[keep], None,
+                               weights[keep])
+    assert_tree_allclose(results["manual"], dropped["manual"])
+
+
+def test_methods_agree_eagerly():
+    model = _model("tanh", "xent")
+    params = _params(model)
+    x, y = _data("xent")
+    _assert_same(_all_methods(model, _LOSSES["xent"], False, params, x, y, None), params)
+
+
+def test_dropout_train_mode_same_grads_in_all_methods():
+    model = _model("tanh", "mse", layer_norm=True, dropout_rate=0.5)
+    params = _params(model)
+    x, y = _data("mse")
+    key = jax.random.PRNGKey(5)
+    train = _all_methods_jit(model, _LOSSES["mse"], True, params, x, y, key)
+    _assert_same(train, params)
+    # the mask really applies: training grads differ from evaluation grads
+    evaluation = _all_methods_jit(model, _LOSSES["mse"], False, params, x, y, None)
+    w_train = np.asarray(train["manual"][1]["layers"][0]["w"])
+    w_eval = np.asarray(evaluation["manual"][1]["layers"][0]["w"])
+    assert not np.allclose(w_train, w_eval)
+    # another key, another mask, other grads; still equal across methods
+    other = _all_methods_jit(model, _LOSSES["mse"], True, params, x, y, jax.random.PRNGKey(6))
+    _assert_same(other, params)
+    assert not np.allclose(other["manual"][1]["layers"][0]["w"], w_train)
+
+
+# ------------------------------------------------- custom_vjp really uses the manual backward
+
+
+def _scaled_tanh(scale):
+    """tanh whose hand-written backward is wrong by a factor ``scale``."""
+
+    def fn(x):
+        y = jnp.tanh(x)
+        return y, y
+
+    return layers.stateless(f"tanh_x{scale}", fn, lambda y, dy: scale * dy * (1.0 - y * y))
+
+
+def test_custom_vjp_follows_a_wrong_layer_backward():
+    model = layers.serial(layers.dense(4, dtype=F64), _scaled_tanh(2.0), layers.dense(2, dtype=F64))
+    params = _params(model)
+    x, y = _data("mse")
+    y = y[:, :2]
+    results = _all_methods_jit(model, _LOSSES["mse"], False, params, x, y, None)
+    auto = results["autodiff"][1]
+    for method in ("manual", "custom_vjp"):
+        value, grads = results[method]
+        assert_tree_allclose(value, results["autodiff"][0])
+        # after the broken layer (in backward order) nothing changes ...
+        assert_tree_allclose(grads["layers"][2], auto["layers"][2])
+        # ... before it every gradient is doubled
+        assert_tree_allclose(grads["layers"][0], jax.tree.map(lambda g: 2.0 * g, auto["layers"][0]))
+        assert not np.allclose(grads["layers"][0]["w"], auto["layers"][0]["w"])
+
+
+def test_custom_vjp_layer_direct():
+    """jax.grad and jax.vjp through custom_vjp_layer return the (wrong) hand-written dx."""
+    layer = _scaled_tanh(3.0)
+    apply = backprop.custom_vjp_layer(layer)
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 3)))
+    dy = jnp.asarray(np.random.default_rng(1).normal(size=(2, 3)))
+    y, vjp = jax.vjp(lambda x_: apply({}, x_), x)
+    assert_tree_allclose(y, jnp.tanh(x))
+    true_dx = dy * (1.0 - jnp.tanh(x) ** 2)
+    assert_tree_allclose(vjp(dy)[0], 3.0 * true_dx)
+    assert_tree_allclose(jax.grad(lambda x_: jnp.sum(apply({}, x_) * dy))(x), 3.0 * true_dx)
+    # the plain forward differentiates to the true dx
+    assert_tree_allclose(jax.grad(lambda x_: jnp.sum(layers.apply(layer, {}, x_) * dy))(x), true_dx)
+
+
+def test_custom_vjp_follows_a_wrong_loss_backward():
+    mse = losses.mse()
+    wrong = losses.Loss(mse.forward, lambda r, g=1.0: 3.0 * mse.backward(r, g), "mse_x3")
+    p = jnp.asarray(np.random.default_rng(0).normal(size=(4, 2)))
+    t = jnp.asarray(np.random.default_rng(1).normal(size=(4, 2)))
+    w = jnp.asarray([1.0, 0.0, 2.0, 0.5])
+    value = backprop.custom_vjp_loss(wrong)
+    assert_tree_allclose(value(p, t, w), mse.value(p, t, w))
+    true_grad = jax.grad(mse.value)(p, t, w)
+    assert_tree_allclose(jax.grad(value)(p, t, w), 3.0 * true_grad)
+    # and the cotangent g reaches the backward
+    _, vjp = jax.vjp(lambda p_: value(p_, t, w), p)
+    assert_tree_allclose(vjp(jnp.asarray(0.5))[0], 1.5 * true_grad)
+
+
+# --------------------------------------------------------------------- custom_vjp: jit, vmap
+
+
+def test_custom_vjp_under_jit_and_vmap():
+    loss = _LOSSES["xent"]
+    model = _model("gelu", "xent")
+    params = _params(model)
+    x, y = _data("xent", batch=3)
+    custom = jax.jit(backprop.custom_vjp(model, loss))
+    auto = jax.jit(backprop.autodiff(model, loss))
+    assert_tree_allclose(custom(params, x, y), auto(params, x, y))
+
+    # per-example gradients: vmap over the batch, params shared; the loss is a batch mean,
+    # so their mean is the batch gradient
+    vg = backprop.custom_vjp(model, loss)
+    custom_v = jax.jit(jax.vmap(lambda xi, yi: vg(params, xi[None], yi[None])))(x, y)
+    assert custom_v[0].shape == (3,)
+    assert_tree_allclose(jax.tree.map(lambda g: g.mean(0), custom_v), auto(params, x, y))
+
+    # vmap over a stack of two parameter sets (say, two seeds), data shared
+    stacked = jax.tree.map(lambda a, b: jnp.stack([a, b]), params, _params(model, seed=1))
+    custom_p = jax.jit(jax.vmap(vg, in_axes=(0, None, None)))(stacked, x, y)
+    for i in range(2):
+        def pick(tree, i=i):
+            return jax.tree.map(lambda a: a[i], tree)
+
+        assert_tree_allclose(pick(custom_p), auto(pick(stacked), x, y))
+
+
+def test_value_and_grad_by_name():
+    model, loss = _model("tanh", "xent"), _LOSSES["xent"]
+    assert backprop.METHODS == ("manual", "custom_vjp", "autodiff")
+    with pytest.raises(ValueError, match="unknown gradient method 'adjoint'"):
+        backprop.value_and_grad(model, loss, "adjoint")

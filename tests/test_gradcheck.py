@@ -1,0 +1,432 @@
+"""Tests for gdlab.gradcheck and experiments.gradcheck: every layer and loss passes in
+float64 and float32, random MLPs pass, a deliberately broken backward FAILS on the right
+row, the comparison math, leaf paths, the JSON report, and the command line."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gdlab import gradcheck, layers, losses, models, tolerances
+from gdlab.tolerances import Tolerance
+
+ROOT = Path(__file__).resolve().parents[1]
+F64 = jnp.float64
+SMALL_MLP = {"hidden": (6,), "batch_size": 4, "input_dim": 3, "num_classes": 3}
+
+# ------------------------------------------------------------------ the command line
+# Every CLI run is a separate Python process that imports JAX (1–2 s each, ~10 s for
+# --layers=all). They are all started when this module's first test begins, so they run
+# beside the in-process tests; each CLI test then waits for its own process.
+
+SMALL_FLAGS = ["--hidden=8", "--batch_size=4", "--input_dim=3"]
+
+BAD_FLAGS = {
+    "loss": (["--loss=nope"], "--loss"),
+    "dtype": (["--dtype=float16"], "--dtype"),
+    "hidden": (["--hidden=32,abc"], "--hidden"),
+    "batch_size": (["--batch_size=0"], "--batch_size"),
+    "layers": (["--layers=nope"], "--layers"),
+}
+
+BROKEN_TANH_SCRIPT = textwrap.dedent("""
+    import sys
+
+    import jax.numpy as jnp
+
+    import experiments.gradcheck
+    from experiments import _cli
+    from gdlab.layers import activations, stateless
+
+
+    def broken_tanh():
+        def fn(x):
+            y = jnp.tanh(x)
+            return y, y
+
+        # 1 % too large: dx = 1.01 · dy · (1 − y²)
+        return stateless("tanh", fn, lambda y, dy: 1.01 * dy * (1.0 - y * y))
+
+
+    activations.ACTIVATIONS["tanh"] = broken_tanh
+    sys.argv = ["gradcheck", "--activation=tanh", *sys.argv[1:]]
+    _cli.run(experiments.gradcheck.main)
+""")
+
+
+def _start(args, *, script=None):
+    cmd = [sys.executable, "-c", script, *args] if script else [
+        sys.executable, "-m", "experiments.gradcheck", *args]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cli(request, tmp_path_factory):
+    """Start every CLI run now (when any CLI test is selected); yield name → (process,
+    json path or None)."""
+    if not any(item.module is request.module and item.name.startswith("test_cli_")
+               for item in request.session.items):
+        yield {}
+        return
+    out = tmp_path_factory.mktemp("gradcheck_cli")
+    runs = {
+        "small": (_start([*SMALL_FLAGS, f"--json_out={out / 'small.json'}"]), out / "small.json"),
+        "all": (_start(["--layers=all", "--dtype=float64", f"--json_out={out / 'all.json'}"]),
+                out / "all.json"),
+        "broken": (_start(SMALL_FLAGS, script=BROKEN_TANH_SCRIPT), None),
+    }
+    runs |= {f"bad_{name}": (_start(args), None) for name, (args, _) in BAD_FLAGS.items()}
+    yield runs
+    for proc, _ in runs.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def _finish(cli, name):
+    proc, json_path = cli[name]
+    stdout, stderr = proc.communicate(timeout=300)
+    return proc.returncode, stdout, stderr, json_path
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+def _row_prefix(name: str) -> str:
+    """The path prefix of ``check_all``'s rows for a layer or loss name."""
+    if name == "l2":
+        return "penalty/l2"
+    if name in gradcheck.LOSS_NAMES:
+        return f"loss/{losses.get(name).name}/"
+    return f"{name}/"
+
+
+def _assert_json_report(report: dict, dtype: str):
+    assert {"passed", "dtype", "leaves"} <= set(report)
+    assert report["dtype"] == dtype and isinstance(report["passed"], bool)
+    assert report["leaves"]
+    for leaf in report["leaves"]:
+        assert {"path", "shape", "max_abs_err", "max_rel_err", "passed"} <= set(leaf)
+        assert isinstance(leaf["path"], str) and isinstance(leaf["passed"], bool)
+        assert all(isinstance(n, int) for n in leaf["shape"])
+        assert math.isfinite(leaf["max_abs_err"]) and math.isfinite(leaf["max_rel_err"])
+    assert report["passed"] == all(leaf["passed"] for leaf in report["leaves"])
+
+
+def _scaled_tanh(scale):
+    """tanh whose hand-written backward is off by a factor ``scale``."""
+
+    def fn(x):
+        y = jnp.tanh(x)
+        return y, y
+
+    return layers.stateless("tanh", fn, lambda y, dy: scale * dy * (1.0 - y * y))
+
+
+def _dense_with(transform, out_dim=3):
+    """dense whose backward passes dW through ``transform``."""
+    d = layers.dense(out_dim, dtype=F64)
+
+    def backward(params, x, dy):
+        dparams, dx = d.backward(params, x, dy)
+        return {**dparams, "w": transform(dparams["w"])}, dx
+
+    return layers.Layer(d.init, d.forward, backward, "dense")
+
+
+def _layer_inputs(layer, in_dim=3, batch=4, seed=0):
+    rng = np.random.default_rng(seed)
+    _, params = layer.init(jax.random.PRNGKey(seed), (in_dim,))
+    params = jax.tree.map(lambda p: p + 0.5 * rng.normal(size=p.shape), params)
+    x = jnp.asarray(rng.normal(size=(batch, in_dim)))
+    out = jax.eval_shape(lambda: layer.forward(params, x)[0]).shape
+    return params, x, jnp.asarray(rng.normal(size=out))
+
+
+def _by_path(rows):
+    return {row.path: row for row in rows}
+
+
+# ----------------------------------------------------------------------------- check_all
+
+
+@pytest.fixture(scope="module")
+def report_f64():
+    return gradcheck.check_all(dtype="float64")
+
+
+def test_check_all_float64_passes_every_row(report_f64):
+    assert report_f64.dtype == "float64"
+    assert report_f64.passed
+    assert all(leaf.passed for leaf in report_f64.leaves)
+    assert report_f64.worst_rel_err <= 1e-10
+    assert report_f64.worst_rel_err == max(leaf.vs_autodiff.max_rel_err for leaf in report_f64.leaves)
+    for leaf in report_f64.leaves:  # finite differences agree too
+        assert leaf.manual_vs_fd.passed and leaf.autodiff_vs_fd.passed
+
+
+def test_check_all_has_rows_for_every_name(report_f64):
+    paths = [leaf.path for leaf in report_f64.leaves]
+    for name in gradcheck.CHECK_NAMES:
+        assert any(p.startswith(_row_prefix(name)) for p in paths), name
+    # single layers have a row for their input, and one per parameter leaf
+    assert {"dense/x", "dense/params/w", "dense/params/b", "layer_norm/params/scale",
+            "layer_norm/params/shift", "flatten/x", "serial/params/layers/0/w"} <= set(paths)
+    assert {leaf.path: leaf.shape for leaf in report_f64.leaves}["flatten/x"] == (4, 2, 3, 2)
+
+
+def test_check_all_float32_passes(report_f64):
+    report = gradcheck.check_all(dtype="float32")
+    assert report.dtype == "float32"
+    assert report.passed, report.table()
+    assert [leaf.path for leaf in report.leaves] == [leaf.path for leaf in report_f64.leaves]
+
+
+def test_check_all_subset_and_errors():
+    report = gradcheck.check_all(names=["relu", "bce"])
+    assert [leaf.path for leaf in report.leaves] == ["relu/x", "loss/bce/preds"]
+    assert report.passed
+    with pytest.raises(ValueError, match="unknown layer or loss 'conv'"):
+        gradcheck.check_all(names=["dense", "conv"])
+    with pytest.raises(ValueError, match="no tolerances for dtype 'float16'"):
+        gradcheck.check_all(dtype="float16")
+
+
+# ---------------------------------------------------------------------- random MLPs
+
+
+@pytest.mark.parametrize("loss", ["mse", "huber", "xent", "bce"])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "gelu"])
+def test_check_random_mlp_float64(activation, loss):
+    report = gradcheck.check_random_mlp(activation=activation, loss=loss, **SMALL_MLP)
+    assert report.passed, report.table()
+    assert report.worst_rel_err <= 1e-10
+    assert [leaf.path for leaf in report.leaves] == [
+        "layers/0/b", "layers/0/w", "layers/2/b", "layers/2/w"]
+    out = 1 if loss == "bce" else SMALL_MLP["num_classes"]
+    assert report.leaves[3].shape == (SMALL_MLP["hidden"][0], out)
+
+
+@pytest.mark.parametrize("activation, loss", [
+    ("relu", "xent"), ("tanh", "bce"), ("sigmoid", "mse"), ("gelu", "huber"),
+])
+def test_check_random_mlp_float32(activation, loss):
+    report = gradcheck.check_random_mlp(activation=activation, loss=loss, dtype="float32",
+                                        **SMALL_MLP)
+    assert report.dtype == "float32"
+    assert report.passed, report.table()
+
+
+# ------------------------------------------------------------ broken backwards FAIL
+
+
+@pytest.mark.parametrize("scale", [1.01, 0.99, -1.0])
+def test_broken_activation_fails(scale):
+    layer = _scaled_tanh(scale)
+    params, x, dy = _layer_inputs(layer)
+    rows = gradcheck.check_layer(layer, params, x, dy, name="tanh")
+    assert [r.path for r in rows] == ["tanh/x"]
+    (row,) = rows
+    assert not row.passed
+    assert not row.vs_autodiff.passed and not row.manual_vs_fd.passed
+    assert row.autodiff_vs_fd.passed  # the reference itself is right
+    rel = abs(scale - 1.0) / (abs(scale) + 1.0)  # |s·g − g| / (|s·g| + |g|)
+    assert row.vs_autodiff.max_rel_err == pytest.approx(rel, rel=1e-6)
+    # and the correct tanh passes on the same inputs
+    (good,) = gradcheck.check_layer(layers.tanh(), params, x, dy, name="tanh")
+    assert good.passed
+
+
+@pytest.mark.parametrize("transform", [
+    pytest.param(lambda dw: 1.01 * dw, id="dW_scaled"),
+    pytest.param(lambda dw: dw.T, id="dW_transposed"),
+])
+def test_broken_dense_fails_on_w_only(transform):
+    layer = _dense_with(transform)
+    params, x, dy = _layer_inputs(layer, in_dim=3)  # W is 3×3, so dW.T has the right shape
+    rows = _by_path(gradcheck.check_layer(layer, params, x, dy, name="dense"))
+    assert set(rows) == {"dense/params/b", "dense/params/w", "dense/x"}
+    assert not rows["dense/params/w"].passed
+    assert rows["dense/params/b"].passed and rows["dense/x"].passed
+
+
+def test_broken_layer_inside_model_fails_on_earlier_layers():
+    """A wrong activation backward corrupts the gradients of every layer before it (in the
+    forward order), never those after it."""
+    model = layers.serial(layers.dense(5, dtype=F64), _scaled_tanh(1.01), layers.dense(3, dtype=F64))
+    _, params = model.init(jax.random.PRNGKey(0), (4,))
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=(6, 4)))
+    y = jnp.asarray(rng.integers(0, 3, size=6))
+    report = gradcheck.check_model(model, losses.get("xent"), params, x, y)
+    rows = _by_path(report.leaves)
+    assert not report.passed
+    assert not rows["layers/0/w"].passed and not rows["layers/0/b"].passed
+    assert rows["layers/2/w"].passed and rows["layers/2/b"].passed
+    table = report.table()
+    assert "FAIL" in table and "2/4 rows pass" in table
+
+
+def test_broken_loss_fails():
+    mse = losses.mse()
+    wrong = losses.Loss(mse.forward, lambda r, g=1.0: 1.01 * mse.backward(r, g), "mse")
+    rng = np.random.default_rng(0)
+    preds, targets = jnp.asarray(rng.normal(size=(4, 2))), jnp.asarray(rng.normal(size=(4, 2)))
+    (row,) = gradcheck.check_loss(wrong, preds, targets, 1.5)
+    assert row.path == "loss/mse/preds" and not row.passed
+    (good,) = gradcheck.check_loss(mse, preds, targets, 1.5)
+    assert good.passed
+
+
+def test_report_passed_is_all_rows():
+    ok = gradcheck.Comparison(0.0, 0.0, True)
+    bad = gradcheck.Comparison(1.0, 0.5, False)
+    rows = (gradcheck.LeafCheck("a", (2,), ok, ok, ok), gradcheck.LeafCheck("b", (), ok, bad, ok))
+    report = gradcheck.Report("float64", rows)
+    assert not report.passed and not rows[1].passed and rows[0].passed
+    assert gradcheck.Report("float64", rows[:1]).passed
+    assert gradcheck.Report("float64", ()).passed  # no rows, nothing failed
+    lines = report.table().splitlines()
+    assert lines[0].split()[0] == "path" and set(lines[1]) <= {"-", " "}
+    assert lines[2].split()[0] == "a" and lines[2].endswith("pass")
+    assert lines[3].split()[:2] == ["b", "scalar"] and lines[3].endswith("FAIL")
+    assert lines[-1].startswith("float64: 1/2 rows pass")
+
+
+# ------------------------------------------------------------------ comparison math
+
+
+def test_compare_hand_made_arrays():
+    a = np.array([1.0, 2.0, 0.0, -3.0])
+    b = np.array([1.0, 2.5, 0.0, -3.0])
+    # worst: |2 − 2.5| = 0.5, relative 0.5 / (2 + 2.5); the 0 vs 0 entry has relative error 0
+    c = gradcheck.compare(a, b, Tolerance(rtol=0.1, atol=0.0))
+    assert c.max_abs_err == 0.5
+    assert c.max_rel_err == pytest.approx(0.5 / 4.5, rel=1e-15)
+    assert not c.passed  # 0.5 > 0.1 · 4.5
+    assert gradcheck.compare(a, b, Tolerance(rtol=0.12, atol=0.0)).passed  # 0.5 ≤ 0.54
+    assert gradcheck.compare(a, b, Tolerance(rtol=0.0, atol=0.5)).passed
+    assert not gradcheck.compare(a, b, Tolerance(rtol=0.0, atol=0.49)).passed
+
+
+def test_compare_near_zero_and_empty():
+    tol = tolerances.ANALYTIC["float64"]
+    c = gradcheck.compare([1e-13], [0.0], tol)  # within atol, but relative error 1
+    assert c.passed and c.max_rel_err == 1.0 and c.max_abs_err == 1e-13
+    assert not gradcheck.compare([1e-11], [0.0], tol).passed
+    empty = gradcheck.compare(np.zeros(0), np.zeros(0), tol)
+    assert empty.passed and empty.max_abs_err == 0.0 and empty.max_rel_err == 0.0
+    # float32 inputs are compared in float64
+    c32 = gradcheck.compare(np.float32([1.0]), np.float32([1.0 + 2**-23]), tol)
+    assert c32.max_abs_err == 2**-23
+
+
+def test_compare_uses_the_stated_formula():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=50), rng.normal(size=50)
+    b[:25] = a[:25] * (1 + 1e-9)
+    tol = Tolerance(rtol=1e-3, atol=1e-4)
+    c = gradcheck.compare(a, b, tol)
+    diff, scale = np.abs(a - b), np.abs(a) + np.abs(b)
+    assert c.max_abs_err == diff.max()
+    assert c.max_rel_err == (diff / scale).max()
+    assert c.passed == bool(np.all(diff <= tol.atol + tol.rtol * scale))
+
+
+def test_finite_differences_closed_form():
+    """Central differences of f(θ) = Σ a·w³ + sin(b)·c: ∂/∂w = 3a·w², ∂/∂b = cos(b)·c."""
+    rng = np.random.default_rng(0)
+    a, c = rng.normal(size=(3, 2)), rng.normal(size=4)
+    args = {"w": jnp.asarray(rng.normal(size=(3, 2))), "b": jnp.asarray(rng.normal(size=4))}
+
+    def f(p):
+        return jnp.sum(a * p["w"] ** 3) + jnp.sum(jnp.sin(p["b"]) * c)
+
+    fd = gradcheck.finite_differences(f, args, chunk=4)  # 10 coordinates over 3 chunks
+    tol = tolerances.FINITE_DIFF["float64"]
+    np.testing.assert_allclose(fd["w"], 3 * a * np.asarray(args["w"]) ** 2, rtol=tol.rtol, atol=tol.atol)
+    np.testing.assert_allclose(fd["b"], np.cos(np.asarray(args["b"])) * c, rtol=tol.rtol, atol=tol.atol)
+
+
+# ------------------------------------------------------------------ paths and JSON
+
+
+def test_leaf_paths():
+    model = models.mlp([4, 2], "tanh")
+    _, params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), (3,)))
+    assert gradcheck.leaf_paths(params) == ["layers/0/b", "layers/0/w", "layers/2/b", "layers/2/w"]
+    assert gradcheck.leaf_paths({"params": {"scale": 1.0}, "x": (2.0, 3.0)}) == [
+        "params/scale", "x/0", "x/1"]
+
+
+def test_json_report(report_f64):
+    report = json.loads(report_f64.to_json())
+    _assert_json_report(report, "float64")
+    assert report["passed"] is True
+    assert len(report["leaves"]) == len(report_f64.leaves)
+    first, row = report["leaves"][0], report_f64.leaves[0]
+    assert first["path"] == row.path and first["shape"] == list(row.shape)
+    assert first["max_rel_err"] == row.vs_autodiff.max_rel_err
+    assert report["tolerances"]["analytic"] == {"rtol": 1e-10, "atol": 1e-12}
+
+
+# -------------------------------------------------------------------- CLI processes
+
+
+def test_cli_small_config_passes_and_writes_json(cli):
+    rc, stdout, stderr, json_path = _finish(cli, "small")
+    assert rc == 0, stderr
+    lines = stdout.splitlines()
+    assert lines[0].split()[:2] == ["path", "shape"]
+    assert any(line.startswith("layers/0/w") and line.endswith("pass") for line in lines)
+    assert "FAIL" not in stdout and "float64: 4/4 rows pass" in stdout
+    report = json.loads(json_path.read_text())
+    _assert_json_report(report, "float64")
+    assert report["passed"] is True
+    assert [leaf["path"] for leaf in report["leaves"]] == [
+        "layers/0/b", "layers/0/w", "layers/2/b", "layers/2/w"]
+    assert report["leaves"][1]["shape"] == [3, 8]
+
+
+def test_cli_layers_all_float64_passes(cli):
+    rc, stdout, stderr, json_path = _finish(cli, "all")
+    assert rc == 0, stderr
+    assert "FAIL" not in stdout
+    report = json.loads(json_path.read_text())
+    _assert_json_report(report, "float64")
+    assert report["passed"] is True
+    assert max(leaf["max_rel_err"] for leaf in report["leaves"]) <= 1e-10
+    for name in gradcheck.CHECK_NAMES:
+        assert any(leaf["path"].startswith(_row_prefix(name)) for leaf in report["leaves"]), name
+
+
+@pytest.mark.parametrize("name", list(BAD_FLAGS))
+def test_cli_bad_flag_exits_2_with_one_line(cli, name):
+    rc, stdout, stderr, _ = _finish(cli, f"bad_{name}")
+    assert rc == 2, (stdout, stderr)
+    assert "Traceback" not in stderr and "Traceback" not in stdout
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert BAD_FLAGS[name][1] in lines[0]
+
+
+def test_cli_broken_backward_exits_1(cli):
+    rc, stdout, stderr, _ = _finish(cli, "broken")
+    assert rc == 1, stderr
+    assert "Traceback" not in stderr
+    rows = {line.split()[0]: line.split()[-1] for line in stdout.splitlines()[2:-1]}
+    assert "FAIL" in stdout
+    assert rows == {"layers/0/b": "FAIL", "layers/0/w": "FAIL",
+                    "layers/2/b": "pass", "layers/2/w": "pass"}
+    assert "float64: 2/4 rows pass" in stdout

@@ -1,0 +1,501 @@
+"""Tests for gdlab.layers: every hand-written backward against ``jax.vjp`` of its own
+forward (eager, jitted and vmapped, float64 and float32), initialiser statistics,
+dropout's inverted scaling, softmax and layer-norm invariants, and ``serial``'s order."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import assert_tree_allclose
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gdlab import layers
+from gdlab.layers import initializers
+
+DTYPES = ("float64", "float32")
+
+DROPOUT_RATE = 0.3
+LEAKY_SLOPE = 0.1
+ELU_ALPHA = 0.7
+
+# name -> (builder(dtype) -> Layer, input kind, train)
+# input kinds: "vec" (B, D); "dense" (..., B, D) with optional leading axes; "image" (B, a, b, c).
+CASES = {
+    "dense": (lambda dt: layers.dense(3, w_init="he_normal", dtype=dt), "dense", False),
+    "identity": (lambda dt: layers.identity(), "vec", False),
+    "sigmoid": (lambda dt: layers.sigmoid(), "vec", False),
+    "tanh": (lambda dt: layers.tanh(), "vec", False),
+    "relu": (lambda dt: layers.relu(), "vec", False),
+    "leaky_relu": (lambda dt: layers.leaky_relu(LEAKY_SLOPE), "vec", False),
+    "elu": (lambda dt: layers.elu(ELU_ALPHA), "vec", False),
+    "softplus": (lambda dt: layers.softplus(), "vec", False),
+    "gelu": (lambda dt: layers.gelu(), "vec", False),
+    "gelu_tanh": (lambda dt: layers.gelu(approximate=True), "vec", False),
+    "softmax": (lambda dt: layers.softmax(), "vec", False),
+    "dropout_train": (lambda dt: layers.dropout(DROPOUT_RATE), "vec", True),
+    "dropout_eval": (lambda dt: layers.dropout(DROPOUT_RATE), "vec", False),
+    "layer_norm": (lambda dt: layers.layer_norm(dtype=dt), "vec", False),
+    "flatten": (lambda dt: layers.flatten(), "image", False),
+    "serial": (
+        lambda dt: layers.serial(layers.dense(4, dtype=dt), layers.tanh(), layers.dense(2, dtype=dt)),
+        "vec", False),
+}
+
+
+@functools.cache
+def _layer(name: str, dtype: str):
+    """One Layer object per (case, dtype), so jitted functions that take it as a static
+    argument hit their compile cache across hypothesis examples."""
+    return CASES[name][0](jnp.dtype(dtype))
+
+
+# ------------------------------------------------------------------------- helpers
+
+
+def _away_from_zero(z):
+    """Push values at least 0.1 away from 0, clear of the relu/leaky/elu kinks."""
+    return np.where(z >= 0, 1.0, -1.0) * (0.1 + np.abs(z))
+
+
+def _perturb(params, rng, dtype):
+    """Non-trivial values for every parameter (biases start at 0, layer-norm scale at 1)."""
+    return jax.tree.map(
+        lambda p: (np.asarray(p, np.float64) + 0.5 * rng.normal(size=p.shape)).astype(dtype), params
+    )
+
+
+def _both(layer, train, params, x, dy, key):
+    """(manual (dparams, dx), jax.vjp's (dparams, dx)) for cotangent ``dy``."""
+    _, residuals = layer.forward(params, x, key=key, train=train)
+    manual = layer.backward(params, residuals, dy)
+    _, vjp = jax.vjp(lambda p, x_: layer.forward(p, x_, key=key, train=train)[0], params, x)
+    return manual, vjp(dy)
+
+
+_both_jit = jax.jit(_both, static_argnums=(0, 1))
+
+
+def _both_vmap(layer, train, params, xs, dys, key):
+    """``_both`` vmapped over a leading axis of x and dy; params and key are shared."""
+    return jax.vmap(lambda x, dy: _both(layer, train, params, x, dy, key))(xs, dys)
+
+
+_both_vmap_jit = jax.jit(_both_vmap, static_argnums=(0, 1))
+
+
+def _random_params(layer, in_shape, rng, dtype):
+    """Random values in the shapes ``init`` gives (found abstractly: no compile)."""
+    _, shapes = jax.eval_shape(lambda: layer.init(jax.random.PRNGKey(0), in_shape))
+    return jax.tree.map(lambda s: jnp.asarray(rng.normal(size=s.shape), dtype), shapes)
+
+
+def _case_inputs(name, dtype, batch, feat, extra, seed, n=0):
+    """(layer, train, params, x, dy, key) for one case; with ``n`` > 0, x and dy get an
+    extra leading axis of ``n`` slices to vmap over."""
+    _, kind, train = CASES[name]
+    layer = _layer(name, dtype)
+    rng = np.random.default_rng(seed)
+    if kind == "image":
+        shape = (batch, *rng.integers(1, 4, size=3).tolist())
+    elif kind == "dense" and extra:
+        shape = (extra, batch, feat)  # an extra leading axis: (L, B, D)
+    else:
+        shape = (batch, feat)
+    params = _random_params(layer, shape[1:], rng, dtype)
+    key = _KEY if train else None
+    lead = (n,) if n else ()
+    x = jnp.asarray(_away_from_zero(1.5 * rng.normal(size=lead + shape)), dtype)
+    y_shape = jax.eval_shape(lambda x_: layer.forward(params, x_, key=key, train=train)[0],
+                             jax.ShapeDtypeStruct(shape, x.dtype)).shape
+    dy = jnp.asarray(rng.normal(size=lead + y_shape), dtype)
+    return layer, train, params, x, dy, key
+
+
+def _assert_grads(manual, ref, params, x, dtype, lead=()):
+    dparams, dx = manual
+    assert dx.shape == x.shape and dx.dtype == x.dtype
+    assert jax.tree_util.tree_structure(dparams) == jax.tree_util.tree_structure(params)
+    for g, p in zip(jax.tree_util.tree_leaves(dparams), jax.tree_util.tree_leaves(params)):
+        assert g.shape == lead + p.shape and g.dtype == p.dtype
+    assert_tree_allclose(manual, ref, dtype=dtype)
+
+
+_KEY = jax.random.PRNGKey(123)
+_apply_jit = jax.jit(layers.apply, static_argnums=0)
+
+
+# --------------------------------------------------- every backward against jax.vjp
+
+# Each new shape costs a compile per layer, dtype and mode (0.1 to 0.5 s on a small CPU),
+# so every case draws two shapes (the first is hypothesis's minimal one, B = D = 1); all
+# cases share the same derandomised draws, which lets eager ops reuse compiled kernels.
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", list(CASES))
+@settings(max_examples=2)
+@given(batch=st.integers(1, 4), feat=st.integers(1, 6), extra=st.integers(0, 3),
+       seed=st.integers(0, 2**20))
+def test_backward_matches_vjp(name, dtype, batch, feat, extra, seed):
+    """Manual (dparams, dx) = jax.vjp of the forward output for a random cotangent dy,
+    under jax.jit, under jax.vmap over an extra leading axis of x and dy (params shared),
+    and eagerly (float64: eager float32 would compile every op again for no new math).
+    dense also sees x with an extra leading axis (L, B, D)."""
+    layer, train, params, x, dy, key = _case_inputs(name, dtype, batch, feat, extra, seed)
+    manual_jit, ref = _both_jit(layer, train, params, x, dy, key)
+    _assert_grads(manual_jit, ref, params, x, dtype)
+    if dtype == "float64":
+        # eager: every op of the manual forward and backward dispatched one by one
+        _, residuals = layer.forward(params, x, key=key, train=train)
+        _assert_grads(layer.backward(params, residuals, dy), ref, params, x, dtype)
+
+    n = extra + 1
+    layer, train, params, xs, dys, key = _case_inputs(name, dtype, batch, feat, extra, seed, n)
+    manual_v, ref_v = _both_vmap_jit(layer, train, params, xs, dys, key)
+    _assert_grads(manual_v, ref_v, params, xs, dtype, lead=(n,))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("w_init", initializers.INITIALIZERS)
+def test_dense_backward_each_initializer(w_init, dtype):
+    layer = layers.dense(4, w_init=w_init, dtype=jnp.dtype(dtype))
+    rng = np.random.default_rng(7)
+    x = jnp.asarray(rng.normal(size=(2, 3, 5)), dtype)  # (L, B, D_in): leading axes folded
+    out_shape, params = layer.init(jax.random.PRNGKey(3), (3, 5))
+    assert out_shape == (3, 4)
+    params = _perturb(params, rng, dtype)
+    dy = jnp.asarray(rng.normal(size=(2, 3, 4)), dtype)
+    manual, ref = _both(layer, False, params, x, dy, None)  # eager: kernels shared across inits
+    _assert_grads(manual, ref, params, x, dtype)
+
+
+def test_dense_backward_closed_form(key):
+    """dW = xᵀ·dy, db = Σ dy, dx = dy·Wᵀ, written in NumPy."""
+    rng = np.random.default_rng(0)
+    layer = layers.dense(3, dtype=jnp.float64)
+    _, params = layer.init(key, (4,))
+    params = _perturb(params, rng, np.float64)
+    x, dy = rng.normal(size=(5, 4)), rng.normal(size=(5, 3))
+    y, res = layer.forward(params, jnp.asarray(x))
+    w, b = np.asarray(params["w"]), np.asarray(params["b"])
+    np.testing.assert_allclose(y, x @ w + b, rtol=1e-12, atol=1e-14)
+    dparams, dx = layer.backward(params, res, jnp.asarray(dy))
+    np.testing.assert_allclose(dparams["w"], x.T @ dy, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(dparams["b"], dy.sum(0), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(dx, dy @ w.T, rtol=1e-12, atol=1e-14)
+
+
+def test_vmapped_dense_grads_sum_to_batched_grads():
+    """Per-slice dW under vmap (shared params) sum to the dW of the stacked (L, B, D) input."""
+    layer = _layer("dense", "float64")
+    rng = np.random.default_rng(11)
+    _, params = layer.init(jax.random.PRNGKey(0), (4,))
+    params = _perturb(params, rng, np.float64)
+    xs = jnp.asarray(rng.normal(size=(3, 2, 4)))
+    dys = jnp.asarray(rng.normal(size=(3, 2, 3)))
+    (dp_v, dx_v), _ = _both_vmap_jit(layer, False, params, xs, dys, None)
+    (dp_all, dx_all), _ = _both_jit(layer, False, params, xs, dys, None)
+    assert_tree_allclose(jax.tree.map(lambda g: g.sum(0), dp_v), dp_all)
+    assert_tree_allclose(dx_v, dx_all)
+
+
+# ---------------------------------------------------------------- activations' values
+
+
+_X = np.linspace(-4.0, 4.0, 17) + 0.05  # never exactly 0
+
+
+@pytest.mark.parametrize(
+    "layer, reference",
+    [
+        (layers.identity(), lambda x: x),
+        (layers.sigmoid(), lambda x: 1.0 / (1.0 + np.exp(-x))),
+        (layers.tanh(), np.tanh),
+        (layers.relu(), lambda x: np.maximum(x, 0.0)),
+        (layers.leaky_relu(LEAKY_SLOPE), lambda x: np.where(x > 0, x, LEAKY_SLOPE * x)),
+        (layers.elu(ELU_ALPHA), lambda x: np.where(x > 0, x, ELU_ALPHA * (np.exp(x) - 1.0))),
+        (layers.softplus(), lambda x: np.log1p(np.exp(x))),
+        (layers.gelu(), lambda x: 0.5 * x * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0)))),
+        (layers.gelu(approximate=True),
+         lambda x: 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))),
+    ],
+    ids=lambda v: getattr(v, "name", ""),
+)
+def test_activation_values(layer, reference):
+    x = jnp.asarray(_X.reshape(1, -1), jnp.float64)
+    y = layers.apply(layer, {}, x)
+    np.testing.assert_allclose(y, reference(_X.reshape(1, -1)), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "tanh", "softplus", "elu", "gelu", "gelu_tanh"])
+def test_activation_stable_for_large_inputs(name):
+    layer = layers.activation(name)
+    x = jnp.asarray([[-1000.0, -50.0, 50.0, 1000.0]], jnp.float64)
+    y, res = layer.forward({}, x)
+    _, dx = layer.backward({}, res, jnp.ones_like(x))
+    assert np.all(np.isfinite(y)) and np.all(np.isfinite(dx))
+    _, vjp = jax.vjp(lambda x_: layer.forward({}, x_)[0], x)
+    assert_tree_allclose(dx, vjp(jnp.ones_like(x))[0])
+
+
+def test_activation_get_unknown_raises():
+    with pytest.raises(ValueError, match="unknown activation 'nope'"):
+        layers.activation("nope")
+
+
+# ---------------------------------------------------------------------- initialisers
+
+FAN_IN, FAN_OUT = 300, 500
+EXPECTED_VARIANCE = {
+    "he": 2.0 / FAN_IN,
+    "glorot": 2.0 / (FAN_IN + FAN_OUT),
+    "lecun": 1.0 / FAN_IN,
+}
+
+
+@pytest.mark.parametrize("name", initializers.INITIALIZERS)
+def test_initializer_statistics(name):
+    scheme, distribution = name.split("_")
+    var = EXPECTED_VARIANCE[scheme]
+    w = np.asarray(initializers.get(name)(jax.random.PRNGKey(42), (FAN_IN, FAN_OUT), jnp.float32))
+    assert w.shape == (FAN_IN, FAN_OUT) and w.dtype == np.float32
+    # 150 000 draws: the sample variance's relative standard error is below 0.4 %.
+    assert abs(w.var() / var - 1.0) < 0.03
+    assert abs(w.mean()) < 0.01 * math.sqrt(var)
+    std = math.sqrt(var)
+    if distribution == "uniform":
+        limit = math.sqrt(3.0 * var)
+        assert np.all(np.abs(w) <= limit)
+        assert np.abs(w).max() > 0.99 * limit
+        assert abs(np.mean(np.abs(w) < limit / 2) - 0.5) < 0.01  # flat density
+    else:
+        assert abs(np.mean(np.abs(w) < std) - 0.6827) < 0.01    # one-sigma mass of a normal
+        assert np.abs(w).max() > 3.0 * std                       # unbounded tails
+
+
+@pytest.mark.parametrize("name", initializers.INITIALIZERS)
+def test_initializer_dtype_and_dense_init(name):
+    w64 = initializers.get(name)(jax.random.PRNGKey(0), (3, 2), jnp.float64)
+    assert w64.dtype == jnp.float64
+    layer = layers.dense(6, w_init=name, dtype=jnp.float64)
+    out_shape, params = layer.init(jax.random.PRNGKey(1), (2, 4))
+    assert out_shape == (2, 6)
+    assert params["w"].shape == (4, 6) and params["w"].dtype == jnp.float64
+    np.testing.assert_array_equal(params["b"], np.zeros(6))
+    assert params["b"].dtype == jnp.float64
+    assert np.all(np.asarray(params["w"]) != 0.0)
+
+
+def test_initializer_get():
+    def fn(key, shape, dtype):
+        return jnp.ones(shape, dtype)
+
+    assert initializers.get(fn) is fn
+    with pytest.raises(ValueError, match="unknown initialiser"):
+        initializers.get("he_cauchy")
+    with pytest.raises(ValueError, match="unknown initialiser"):
+        initializers.variance_scaling("xavier", "normal")
+
+
+# --------------------------------------------------------------------------- dropout
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5, 0.8])
+def test_dropout_inverted_scaling(rate):
+    layer = layers.dropout(rate)
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.uniform(0.5, 1.5, size=(400, 500)), jnp.float64)
+    y, mask = layer.forward({}, x, key=jax.random.PRNGKey(9), train=True)
+    x, y = np.asarray(x), np.asarray(y)
+    kept = y != 0.0
+    # 200 000 Bernoulli draws: the dropped fraction's standard error is ≤ 0.0012.
+    assert abs(1.0 - kept.mean() - rate) < 0.01
+    np.testing.assert_allclose(y[kept], x[kept] / (1.0 - rate), rtol=1e-12)
+    assert abs(y.mean() / x.mean() - 1.0) < 0.02  # E[y] = x
+    # backward multiplies by the same scaled mask
+    dy = rng.normal(size=x.shape)
+    _, dx = layer.backward({}, mask, jnp.asarray(dy))
+    dx = np.asarray(dx)
+    np.testing.assert_array_equal(dx[~kept], 0.0)
+    np.testing.assert_allclose(dx[kept], dy[kept] / (1.0 - rate), rtol=1e-12)
+
+
+def test_dropout_keys_give_different_masks():
+    layer = layers.dropout(0.5)
+    x = jnp.ones((8, 16), jnp.float64)
+    y1 = layers.apply(layer, {}, x, key=jax.random.PRNGKey(1), train=True)
+    y1b = layers.apply(layer, {}, x, key=jax.random.PRNGKey(1), train=True)
+    y2 = layers.apply(layer, {}, x, key=jax.random.PRNGKey(2), train=True)
+    np.testing.assert_array_equal(y1, y1b)
+    assert np.any(np.asarray(y1) != np.asarray(y2))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dropout_eval_is_identity(dtype):
+    layer = layers.dropout(0.5)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(3, 7)), dtype)
+    dy = jnp.asarray(rng.normal(size=(3, 7)), dtype)
+    for key in (None, jax.random.PRNGKey(0)):
+        y, res = layer.forward({}, x, key=key, train=False)
+        np.testing.assert_array_equal(y, x)
+        dparams, dx = layer.backward({}, res, dy)
+        assert dparams == {}
+        np.testing.assert_array_equal(dx, dy)
+    # rate 0 is the identity even in training
+    y0 = layers.apply(layers.dropout(0.0), {}, x, key=jax.random.PRNGKey(0), train=True)
+    np.testing.assert_array_equal(y0, x)
+
+
+def test_dropout_errors():
+    with pytest.raises(ValueError, match="needs a PRNG key"):
+        layers.dropout(0.5).forward({}, jnp.ones((2, 2)), train=True)
+    for rate in (-0.1, 1.0, 1.5):
+        with pytest.raises(ValueError, match="dropout rate"):
+            layers.dropout(rate)
+
+
+# ----------------------------------------------------------------- softmax, layer norm
+
+
+@settings(max_examples=6)
+@given(batch=st.integers(1, 4), feat=st.integers(1, 6), seed=st.integers(0, 2**20),
+       scale=st.sampled_from([1.0, 30.0, 1000.0]))
+def test_softmax_rows_sum_to_one(batch, feat, seed, scale):
+    z = scale * np.random.default_rng(seed).normal(size=(batch, feat))
+    y = np.asarray(_apply_jit(_layer("softmax", "float64"), {}, jnp.asarray(z)))
+    assert np.all(np.isfinite(y)) and np.all(y >= 0)
+    np.testing.assert_allclose(y.sum(-1), 1.0, rtol=1e-12)
+    e = np.exp(z - z.max(-1, keepdims=True))
+    np.testing.assert_allclose(y, e / e.sum(-1, keepdims=True), rtol=1e-12, atol=1e-300)
+
+
+def test_softmax_other_axis():
+    z = np.random.default_rng(0).normal(size=(3, 4))
+    layer = layers.softmax(axis=0)
+    y = np.asarray(layers.apply(layer, {}, jnp.asarray(z)))
+    np.testing.assert_allclose(y.sum(0), 1.0, rtol=1e-12)
+    dy = jnp.asarray(np.random.default_rng(1).normal(size=(3, 4)))
+    manual, ref = _both_jit(layer, False, {}, jnp.asarray(z), dy, None)
+    assert_tree_allclose(manual, ref)
+
+
+_LN_EPS = 0.01
+_LN = layers.layer_norm(eps=_LN_EPS, dtype=jnp.float64)
+
+
+@settings(max_examples=6)
+@given(batch=st.integers(1, 4), feat=st.integers(2, 6), seed=st.integers(0, 2**20))
+def test_layer_norm_statistics(batch, feat, seed):
+    rng = np.random.default_rng(seed)
+    # small spread, so var(x̂) = σ²/(σ² + ε) is visibly below 1
+    x = 0.3 * rng.normal(size=(batch, feat)) + rng.normal(size=(batch, 1))
+    eps = _LN_EPS
+    layer = _LN
+    _, params = layer.init(None, (feat,))
+    np.testing.assert_array_equal(params["scale"], np.ones(feat))
+    np.testing.assert_array_equal(params["shift"], np.zeros(feat))
+    y = np.asarray(_apply_jit(layer, params, jnp.asarray(x)))
+    var = x.var(-1, keepdims=True)
+    np.testing.assert_allclose(y.mean(-1), 0.0, atol=1e-12)
+    # var(x̂) = σ²/(σ² + ε)
+    np.testing.assert_allclose(y.var(-1, keepdims=True), var / (var + eps), rtol=1e-10)
+    # with scale γ and shift β: (y − β)/γ is the same normalised x̂
+    gamma, beta = rng.uniform(0.5, 2.0, feat), rng.normal(size=feat)
+    y2 = np.asarray(_apply_jit(layer, {"scale": jnp.asarray(gamma), "shift": jnp.asarray(beta)},
+                               jnp.asarray(x)))
+    np.testing.assert_allclose((y2 - beta) / gamma, y, rtol=1e-10, atol=1e-12)
+
+
+def test_layer_norm_unit_variance_with_default_eps():
+    """With the default ε = 1e-5 and a spread ≫ √ε, the output has mean 0 and variance 1."""
+    x = 3.0 * np.random.default_rng(0).normal(size=(4, 6)) + 5.0
+    layer = _layer("layer_norm", "float64")
+    _, params = layer.init(None, (6,))
+    y = np.asarray(_apply_jit(layer, params, jnp.asarray(x)))
+    np.testing.assert_allclose(y.mean(-1), 0.0, atol=1e-12)
+    np.testing.assert_allclose(y.var(-1), 1.0, rtol=1e-4)
+
+
+# ----------------------------------------------------------------------- flatten, serial
+
+
+def test_flatten_shapes():
+    layer = layers.flatten()
+    out_shape, params = layer.init(None, (2, 3, 4))
+    assert out_shape == (24,) and params == {}
+    x = jnp.arange(5 * 24, dtype=jnp.float64).reshape(5, 2, 3, 4)
+    y, res = layer.forward(params, x)
+    np.testing.assert_array_equal(y, np.arange(5 * 24).reshape(5, 24))
+    _, dx = layer.backward(params, res, y)
+    np.testing.assert_array_equal(dx, x)
+
+
+def _recording(tag, log):
+    """A y = 2x layer that appends ``tag`` to ``log`` when its backward runs."""
+
+    def grad(_, dy):
+        log.append(tag)
+        return 2.0 * dy
+
+    return layers.stateless(tag, lambda x: (2.0 * x, None), grad)
+
+
+def test_serial_backward_runs_in_reverse():
+    log: list[str] = []
+    model = layers.serial(*(_recording(t, log) for t in "abc"))
+    _, params = model.init(jax.random.PRNGKey(0), (2,))
+    x = jnp.ones((1, 2), jnp.float64)
+    y, res = model.forward(params, x)
+    assert log == []
+    _, dx = model.backward(params, res, jnp.ones_like(y))
+    assert log == ["c", "b", "a"]
+    np.testing.assert_array_equal(dx, 8.0 * np.ones((1, 2)))
+
+
+def test_serial_grads_equal_vjp_of_composition():
+    """serial's params/grads tree is {"layers": (p0, p1, ...)} and its grads are the VJP of
+    the hand-composed forward (a non-commuting chain: order mistakes would show)."""
+    d1, act, d2 = layers.dense(4, dtype=jnp.float64), layers.elu(), layers.dense(3, dtype=jnp.float64)
+    model = layers.serial(d1, act, d2)
+    out_shape, params = model.init(jax.random.PRNGKey(2), (5,))
+    assert out_shape == (3,)
+    assert len(params["layers"]) == 3 and params["layers"][1] == {}
+    rng = np.random.default_rng(3)
+    params = _perturb(params, rng, np.float64)
+    x = jnp.asarray(rng.normal(size=(4, 5)))
+    dy = jnp.asarray(rng.normal(size=(4, 3)))
+
+    def composed(p, x_):
+        h = x_ @ p["layers"][0]["w"] + p["layers"][0]["b"]
+        h = jnp.where(h > 0, h, jnp.expm1(jnp.minimum(h, 0)))
+        return h @ p["layers"][2]["w"] + p["layers"][2]["b"]
+
+    @jax.jit
+    def both(params, x, dy):
+        y, res = model.forward(params, x)
+        y_ref, vjp = jax.vjp(composed, params, x)
+        return (y, model.backward(params, res, dy)), (y_ref, vjp(dy))
+
+    manual, ref = both(params, x, dy)
+    assert_tree_allclose(manual, ref)
+
+
+def test_serial_with_dropout_key():
+    """A forward key reaches the dropout inside serial; backward uses the same mask."""
+    model = layers.serial(layers.dense(6, dtype=jnp.float64), layers.dropout(0.5),
+                          layers.dense(2, dtype=jnp.float64))
+    _, params = model.init(jax.random.PRNGKey(0), (3,))
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(5, 3)))
+    dy = jnp.ones((5, 2), jnp.float64)
+    k = jax.random.PRNGKey(4)
+    manual, ref = _both_jit(model, True, params, x, dy, k)
+    assert_tree_allclose(manual, ref)
+    manual_eval, _ = _both_jit(model, False, params, x, dy, None)
+    # the mask was applied: some first-layer weight gradients change
+    assert np.any(np.asarray(manual[0]["layers"][0]["w"]) != np.asarray(manual_eval[0]["layers"][0]["w"]))
+

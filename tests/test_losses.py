@@ -1,0 +1,297 @@
+"""Tests for gdlab.losses: values against closed forms written in NumPy, hand-written
+backwards against ``jax.vjp`` with a random scalar cotangent (jit, eager, vmap), stability
+for large logits, and the L2 penalty."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import assert_tree_allclose
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gdlab import losses
+
+DTYPES = ("float64", "float32")
+HUBER_DELTA = 0.8
+
+# ------------------------------------------------------------ closed forms (NumPy, float64)
+# Each gives the per-example losses ℓ_b (B,); J = Σ_b ω_b ℓ_b with ω_b = 1/B, or w_b / Σw.
+
+
+def np_mse(p, t):
+    return ((p - t.reshape(p.shape)) ** 2).reshape(len(p), -1).mean(-1)
+
+
+def np_huber(p, t, delta):
+    """½·min(|r|, δ)² + δ·max(|r| − δ, 0): quadratic inside δ, linear with slope δ outside."""
+    a = np.abs(p - t.reshape(p.shape))
+    per = 0.5 * np.minimum(a, delta) ** 2 + delta * np.maximum(a - delta, 0.0)
+    return per.reshape(len(p), -1).mean(-1)
+
+
+def np_logsumexp(z):
+    m = z.max(-1, keepdims=True)
+    return (m + np.log(np.exp(z - m).sum(-1, keepdims=True)))[..., 0]
+
+
+def np_softmax(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def np_xent(z, labels):
+    """−log softmax(z_b)[y_b]."""
+    logp = z - np_logsumexp(z)[..., None]
+    return -np.take_along_axis(logp, labels[..., None].astype(np.int64), axis=-1)[..., 0]
+
+
+def np_bce(z, y):
+    """−[y·log σ(z) + (1 − y)·log(1 − σ(z))], with −log σ(z) = log(1 + e^{−z})."""
+    y = y.reshape(z.shape)
+    per = y * np.logaddexp(0.0, -z) + (1.0 - y) * np.logaddexp(0.0, z)
+    return per.reshape(len(z), -1).mean(-1)
+
+
+def np_loss(name, p, t, w=None):
+    """J = Σ_b ω_b ℓ_b."""
+    per = CLOSED_FORMS[name](np.asarray(p, np.float64), np.asarray(t))
+    omega = np.full(len(per), 1.0 / len(per)) if w is None else np.asarray(w) / np.sum(w)
+    return float(np.sum(omega * per))
+
+
+@functools.cache
+def _loss(name):
+    """One Loss object per name, so jitted functions taking it statically stay cached."""
+    return losses.huber(HUBER_DELTA) if name == "huber" else losses.get(name)
+
+
+CLOSED_FORMS = {
+    "mse": np_mse,
+    "huber": lambda p, t: np_huber(p, t, HUBER_DELTA),
+    "xent": np_xent,
+    "bce": np_bce,
+}
+
+
+def _inputs(name, rng, batch, width, dtype, lead=()):
+    """(preds, targets) suiting each loss; targets keep their natural dtype."""
+    if name == "xent":
+        classes = width + 1
+        preds = 2.0 * rng.normal(size=(*lead, batch, classes))
+        targets = rng.integers(0, classes, size=(*lead, batch))
+    elif name == "bce":
+        preds = 2.0 * rng.normal(size=(*lead, batch, 1))
+        targets = rng.integers(0, 2, size=(*lead, batch)).astype(np.float64)
+    else:
+        preds = rng.normal(size=(*lead, batch, width))
+        targets = preds + 1.5 * rng.normal(size=(*lead, batch, width))
+    return jnp.asarray(preds, dtype), jnp.asarray(targets)
+
+
+def _weights(rng, batch, dtype, lead=()):
+    """Per-example weights in [0, 2), some exactly 0 (masked), never all 0."""
+    w = rng.uniform(0.0, 2.0, size=(*lead, batch))
+    w[rng.uniform(size=w.shape) < 0.3] = 0.0
+    w[..., 0] = 1.0
+    return jnp.asarray(w, dtype)
+
+
+def _both(loss, preds, targets, weights, g):
+    """(value, manual g·∂J/∂preds, jax.vjp's g·∂J/∂preds)."""
+    value, residuals = loss.forward(preds, targets, weights)
+    manual = loss.backward(residuals, g)
+    _, vjp = jax.vjp(lambda p: loss.value(p, targets, weights), preds)
+    return value, manual, vjp(g)[0]
+
+
+_both_jit = jax.jit(_both, static_argnums=0)
+_both_vmap_jit = jax.jit(jax.vmap(_both, in_axes=(None, 0, 0, 0, 0)), static_argnums=0)
+
+
+# ------------------------------------------------------------------ value and backward
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", list(losses.LOSSES))
+@settings(max_examples=3)
+@given(batch=st.integers(1, 4), width=st.integers(1, 4), seed=st.integers(0, 2**20),
+       g=st.floats(-3.0, 3.0).filter(lambda v: abs(v) > 0.1), weighted=st.booleans())
+def test_value_and_backward(name, dtype, batch, width, seed, g, weighted):
+    """Under jit: value = NumPy closed form, and backward(g) = jax.vjp of the value with
+    cotangent g; with and without per-example weights."""
+    loss = _loss(name)
+    rng = np.random.default_rng(seed)
+    preds, targets = _inputs(name, rng, batch, width, dtype)
+    weights = _weights(rng, batch, dtype) if weighted else None
+    value, manual, ref = _both_jit(loss, preds, targets, weights, jnp.asarray(g, dtype))
+    assert value.shape == () and value.dtype == preds.dtype
+    assert manual.shape == preds.shape and manual.dtype == preds.dtype
+    assert_tree_allclose(value, jnp.asarray(np_loss(name, preds, targets, weights)), dtype=dtype)
+    assert_tree_allclose(manual, ref, dtype=dtype)
+
+
+@pytest.mark.parametrize("name", list(losses.LOSSES))
+def test_value_and_backward_eager_and_vmap(name):
+    """float64, eagerly and under vmap over an extra leading axis of preds, targets,
+    weights and g: the same closed forms and jax.vjp references."""
+    loss = _loss(name)
+    rng = np.random.default_rng(6)
+    preds, targets = _inputs(name, rng, 3, 2, "float64")
+    value, residuals = loss.forward(preds, targets)  # eager
+    assert_tree_allclose(value, jnp.asarray(np_loss(name, preds, targets)))
+    _, vjp = jax.vjp(lambda p: loss.value(p, targets), preds)
+    # default g = 1: the loss as the objective, backward is ∂J/∂preds
+    assert_tree_allclose(loss.backward(residuals), vjp(jnp.asarray(1.0))[0])
+    assert_tree_allclose(loss.backward(residuals, 0.3), vjp(jnp.asarray(0.3))[0])
+
+    n = 3
+    preds_v, targets_v = _inputs(name, rng, 3, 2, "float64", lead=(n,))
+    weights_v = _weights(rng, 3, "float64", lead=(n,))
+    gs = jnp.asarray(rng.uniform(0.5, 2.0, size=n))
+    values_v, manual_v, ref_v = _both_vmap_jit(loss, preds_v, targets_v, weights_v, gs)
+    assert manual_v.shape == preds_v.shape
+    assert_tree_allclose(manual_v, ref_v)
+    preds_v, targets_v, weights_v, values_v = map(np.asarray, (preds_v, targets_v, weights_v, values_v))
+    for i in range(n):
+        assert_tree_allclose(values_v[i], np_loss(name, preds_v[i], targets_v[i], weights_v[i]))
+
+
+@pytest.mark.parametrize("name", list(losses.LOSSES))
+def test_zero_weights_mask_examples(name):
+    """Examples with weight 0 drop out: the value is the plain mean over the others and
+    their gradient rows are exactly 0."""
+    loss = _loss(name)
+    rng = np.random.default_rng(8)
+    preds, targets = _inputs(name, rng, 5, 3, "float64")
+    keep = np.array([1.0, 0.0, 1.0, 1.0, 0.0])
+    value, manual, _ = _both_jit(loss, preds, targets, jnp.asarray(keep), jnp.asarray(1.0))
+    kept = keep == 1.0
+    sub_value, sub_manual, _ = _both_jit(loss, preds[kept], targets[kept], None, jnp.asarray(1.0))
+    assert_tree_allclose(value, sub_value)
+    np.testing.assert_array_equal(np.asarray(manual)[~kept], 0.0)
+    assert_tree_allclose(np.asarray(manual)[kept], sub_manual)
+
+
+# ------------------------------------------------------------------------ closed-form grads
+
+
+def test_mse_gradient_and_target_reshape():
+    p = np.array([[0.5], [-1.0], [2.0]])
+    t = np.array([1.0, -1.5, 0.0])  # (B,) targets against (B, 1) predictions
+    loss = _loss("mse")
+    value, res = loss.forward(jnp.asarray(p), jnp.asarray(t))
+    np.testing.assert_allclose(value, np.mean((p[:, 0] - t) ** 2), rtol=1e-14)
+    np.testing.assert_allclose(loss.backward(res, 1.5), 1.5 * 2.0 * (p - t[:, None]) / 3, rtol=1e-14)
+
+
+@pytest.mark.parametrize("delta", [0.5, 1.0, 2.0])
+def test_huber_both_sides_of_delta(delta):
+    """Residuals inside (quadratic) and outside (linear) ±δ, value and gradient."""
+    r = np.array([-3.0, -1.2, -0.4, 0.1, 0.7, 1.6, 4.0]) * delta
+    inside = np.abs(r) <= delta
+    assert inside.any() and (~inside).any()
+    t = np.linspace(-1.0, 1.0, r.size)
+    p = t + r
+    loss = losses.huber(delta)
+    g = 0.7
+    value, grad, ref = _both_jit(loss, jnp.asarray(p), jnp.asarray(t), None, jnp.asarray(g))
+    per = np.where(inside, 0.5 * r**2, delta * np.abs(r) - 0.5 * delta**2)
+    np.testing.assert_allclose(value, per.mean(), rtol=1e-13)
+    np.testing.assert_allclose(value, np_huber(p, t, delta).mean(), rtol=1e-13)
+    grad = np.asarray(grad)
+    np.testing.assert_allclose(grad[inside], g * r[inside] / r.size, rtol=1e-12)
+    np.testing.assert_allclose(grad[~inside], g * delta * np.sign(r[~inside]) / r.size, rtol=1e-12)
+    assert_tree_allclose(grad, ref)
+
+
+@pytest.mark.parametrize("label_dtype", [np.int32, np.int64])
+def test_xent_backward_is_softmax_minus_onehot(label_dtype):
+    rng = np.random.default_rng(1)
+    z = 3.0 * rng.normal(size=(5, 4))
+    y = rng.integers(0, 4, size=5).astype(label_dtype)
+    loss = _loss("xent")
+    value, res = loss.forward(jnp.asarray(z), jnp.asarray(y))
+    np.testing.assert_allclose(value, np_xent(z, y).mean(), rtol=1e-13)
+    onehot = np.eye(4)[y]
+    g = 1.3
+    np.testing.assert_allclose(loss.backward(res, g), g * (np_softmax(z) - onehot) / 5,
+                               rtol=1e-12, atol=1e-15)
+
+
+def test_bce_gradient_closed_form():
+    rng = np.random.default_rng(2)
+    z = 2.0 * rng.normal(size=(6, 1))
+    y = rng.integers(0, 2, size=6).astype(np.float64)
+    loss = _loss("bce")
+    _, res = loss.forward(jnp.asarray(z), jnp.asarray(y))
+    np.testing.assert_allclose(loss.backward(res), (1 / (1 + np.exp(-z)) - y[:, None]) / 6,
+                               rtol=1e-12)
+
+
+# -------------------------------------------------------------------------- stability
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_xent_stable_for_large_logits(dtype):
+    z = np.array([[1000.0, -1000.0, 0.0], [1000.0, -1000.0, 0.0], [-1000.0, 999.0, 1000.0]])
+    y = np.array([0, 1, 2])
+    # row 0: label holds the max → −log p ≈ 0; row 1: 2000; row 2: log(1 + e^{−1})
+    expected = np.mean([0.0, 2000.0, np.log1p(np.exp(-1.0))])
+    loss = _loss("xent")
+    value, manual, ref = _both_jit(loss, jnp.asarray(z, dtype), jnp.asarray(y), None,
+                                   jnp.asarray(1.0, dtype))
+    assert np.isfinite(value) and np.all(np.isfinite(manual)) and np.all(np.isfinite(ref))
+    assert_tree_allclose(value, jnp.asarray(expected), dtype=dtype)
+    np.testing.assert_allclose(value, np_loss("xent", z, y), rtol=1e-6)
+    assert_tree_allclose(manual, jnp.asarray((np_softmax(z) - np.eye(3)[y]) / 3), dtype=dtype)
+    assert_tree_allclose(manual, ref, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bce_stable_for_large_logits(dtype):
+    z = np.array([[1000.0], [1000.0], [-1000.0], [-1000.0]])
+    y = np.array([1.0, 0.0, 1.0, 0.0])
+    expected = np.mean([0.0, 1000.0, 1000.0, 0.0])
+    loss = _loss("bce")
+    value, manual, ref = _both_jit(loss, jnp.asarray(z, dtype), jnp.asarray(y), None,
+                                   jnp.asarray(1.0, dtype))
+    assert np.isfinite(value) and np.all(np.isfinite(manual)) and np.all(np.isfinite(ref))
+    assert_tree_allclose(value, jnp.asarray(expected), dtype=dtype)
+    np.testing.assert_allclose(value, np_loss("bce", z, y), rtol=1e-6)
+    # σ(z) − y is 0, 1, −1, 0, divided by n = 4
+    assert_tree_allclose(manual, jnp.asarray([[0.0], [0.25], [-0.25], [0.0]]), dtype=dtype)
+    assert_tree_allclose(manual, ref, dtype=dtype)
+
+
+# ---------------------------------------------------------------------------- L2 penalty
+
+
+@pytest.mark.parametrize("coeff", [0.0, 0.3, 2.0])
+def test_l2_penalty(coeff):
+    rng = np.random.default_rng(4)
+    params = {"layers": ({"w": rng.normal(size=(3, 2)), "b": rng.normal(size=2)}, {}),
+              "extra": rng.normal(size=4)}
+    params = jax.tree.map(jnp.asarray, params)
+    penalty = losses.l2_penalty(coeff)
+    value, res = penalty.forward(params)
+    leaves = [np.asarray(v) for v in jax.tree_util.tree_leaves(params)]
+    np.testing.assert_allclose(value, 0.5 * coeff * sum((v**2).sum() for v in leaves), rtol=1e-13)
+    g = 1.7
+    grads = penalty.backward(res, g)
+    assert jax.tree_util.tree_structure(grads) == jax.tree_util.tree_structure(params)
+    auto = jax.grad(lambda p: g * penalty.forward(p)[0])(params)
+    assert_tree_allclose(grads, auto)
+    assert_tree_allclose(grads, jax.tree.map(lambda p: g * coeff * p, params))
+
+
+def test_get_and_names():
+    assert set(losses.LOSSES) == {"mse", "huber", "xent", "bce"}
+    for name in losses.LOSSES:
+        assert isinstance(losses.get(name), losses.Loss)
+    with pytest.raises(ValueError, match="unknown loss 'nope'"):
+        losses.get("nope")
