@@ -137,7 +137,7 @@ def guard(step_fn, *, blowup: float | None = DEFAULT_BLOWUP):
 
 def make_epoch(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, num_examples: int,
                batch_size: int, grad: str = "manual", shuffle: bool = True,
-               blowup: float | None = DEFAULT_BLOWUP, unroll: int = 1):
+               blowup: float | None = DEFAULT_BLOWUP):
     """``epoch(state, health, x, y) -> (state, health, StepMetrics of (steps,) arrays)``.
 
     One pass over the ``num_examples`` rows of ``x``/``y`` in shuffled batches
@@ -160,8 +160,7 @@ def make_epoch(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, num_exam
             state, health, m = guarded(*carry, x[idx], y[idx], w, k)
             return (state, health), m
 
-        (state, health), metrics = jax.lax.scan(body, (state, health), (indices, weights, step_keys),
-                                                unroll=unroll)
+        (state, health), metrics = jax.lax.scan(body, (state, health), (indices, weights, step_keys))
         return state, health, metrics
 
     return epoch
