@@ -33,6 +33,8 @@ flags.DEFINE_integer("num_classes", 5, "Classes (outputs) for --loss=xent; mse a
 flags.DEFINE_string("layers", "", "Instead of the MLP, check single layers and losses: 'all', or "
                     "a comma-separated list of names (e.g. dense,gelu,xent).")
 flags.DEFINE_string("json_out", None, "Also write the report as JSON to this path.")
+flags.DEFINE_string("workdir", None, "Optional folder for config.json (every flag) and "
+                    "gradcheck.json (the report).")
 flags.adopt_module_key_flags(_cli)  # --hidden is defined there
 
 FLAGS = flags.FLAGS
@@ -45,6 +47,7 @@ def main(argv):
     jax.config.update("jax_enable_x64", True)  # float64 references and finite differences
     from gdlab import gradcheck
 
+    names = None
     if FLAGS.layers:
         names = gradcheck.CHECK_NAMES if FLAGS.layers == "all" else [
             n.strip() for n in FLAGS.layers.split(",") if n.strip()]
@@ -53,6 +56,10 @@ def main(argv):
             raise _cli.UsageError(
                 f"--layers={FLAGS.layers}: unknown name {unknown[0] if unknown else '(empty)'!r}; "
                 f"use 'all' or names from: {', '.join(gradcheck.CHECK_NAMES)}")
+    if FLAGS.workdir is not None:
+        _cli.prepare_workdir(FLAGS.workdir)
+
+    if names is not None:
         report = gradcheck.check_all(dtype=FLAGS.dtype, seed=FLAGS.seed, names=names)
     else:
         report = gradcheck.check_random_mlp(
@@ -60,12 +67,15 @@ def main(argv):
             dtype=FLAGS.dtype, batch_size=FLAGS.batch_size, input_dim=FLAGS.input_dim,
             num_classes=FLAGS.num_classes, seed=FLAGS.seed)
     print(report.table())
-    if FLAGS.json_out:
+    outputs = [FLAGS.json_out] if FLAGS.json_out else []
+    if FLAGS.workdir is not None:
+        outputs.append(os.path.join(FLAGS.workdir, "gradcheck.json"))
+    for path in outputs:
         try:
-            write_text_atomic(FLAGS.json_out, report.to_json() + "\n")
+            write_text_atomic(path, report.to_json() + "\n")
         except OSError as e:
-            raise _cli.UsageError(f"--json_out={FLAGS.json_out}: cannot write it ({e.strerror})") from None
-        print(f"wrote {os.path.abspath(FLAGS.json_out)}")
+            raise _cli.UsageError(f"{path}: cannot write the report there ({e.strerror})") from None
+        print(f"wrote {os.path.abspath(path)}")
     return 0 if report.passed else 1
 
 

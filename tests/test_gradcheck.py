@@ -430,3 +430,22 @@ def test_cli_broken_backward_exits_1(cli):
     assert rows == {"layers/0/b": "FAIL", "layers/0/w": "FAIL",
                     "layers/2/b": "pass", "layers/2/w": "pass"}
     assert "float64: 2/4 rows pass" in stdout
+
+
+def test_cli_workdir_gets_config_and_report(tmp_path):
+    wd = tmp_path / "check"
+    r = subprocess.run([sys.executable, "-m", "experiments.gradcheck", *SMALL_FLAGS, "--loss=mse",
+                        f"--workdir={wd}"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert r.returncode == 0, r.stderr
+    config = json.loads((wd / "config.json").read_text())
+    assert config["loss"] == "mse" and config["hidden"] == ["8"] and config["workdir"] == str(wd)
+    report = json.loads((wd / "gradcheck.json").read_text())
+    assert report["passed"] is True
+    assert [leaf["path"] for leaf in report["leaves"]] == [
+        "layers/0/b", "layers/0/w", "layers/2/b", "layers/2/w"]
+    # A bad flag writes nothing.
+    bad = subprocess.run([sys.executable, "-m", "experiments.gradcheck", "--layers=nope",
+                          f"--workdir={tmp_path / 'bad'}"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert bad.returncode == 2 and not (tmp_path / "bad").exists()

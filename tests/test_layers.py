@@ -499,3 +499,18 @@ def test_serial_with_dropout_key():
     # the mask was applied: some first-layer weight gradients change
     assert np.any(np.asarray(manual[0]["layers"][0]["w"]) != np.asarray(manual_eval[0]["layers"][0]["w"]))
 
+
+
+def test_no_autodiff_inside_layers_or_losses():
+    """Every backward in gdlab/layers and gdlab/losses.py is written by hand."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "gdlab"
+    names = r"(grad|vjp|jvp|jacobian|jacfwd|jacrev|value_and_grad|linearize|hessian|custom_vjp|custom_jvp)"
+    pattern = re.compile(rf"\bjax\.{names}\b|from jax import .*\b{names}\b")
+    files = [*sorted((root / "layers").glob("*.py")), root / "losses.py"]
+    assert len(files) >= 7
+    offenders = [f"{f.name}:{i}" for f in files
+                 for i, line in enumerate(f.read_text().splitlines(), 1) if pattern.search(line)]
+    assert offenders == []
