@@ -106,6 +106,12 @@ def make_step(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, grad: str
     return step
 
 
+def jit_step(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, grad: str = "manual"):
+    """``make_step`` compiled, donating the state: params and optimizer state are
+    updated in place, so the state passed in must not be used again."""
+    return jax.jit(make_step(model, loss, optimizer, grad=grad), donate_argnums=0)
+
+
 def _tree_select(pred: Array, on_true, on_false):
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
