@@ -276,7 +276,7 @@ def bench_matmul_peak(n, repeats, key):
 # --------------------------------------------------------------------------- PyTorch peer
 
 
-def bench_torch(sizes, repeats, key, gdlab_rows, *, try_compile):
+def bench_torch(sizes, repeats, key, *, try_compile):
     """The same MLP, initial weights and batches in PyTorch: eager and torch.compile."""
     try:
         import torch
@@ -344,7 +344,6 @@ def bench_torch(sizes, repeats, key, gdlab_rows, *, try_compile):
         out["sizes"].append(row)
         print(f"  {name:6s} gdlab scan {row['gdlab_scan_step_s'] * 1e6:9.1f} µs/step  "
               + "  ".join(f"{k} {row[f'{k}_step_s'] * 1e6:9.1f} µs/step" for k in variants), flush=True)
-    del gdlab_rows
     return out
 
 
@@ -472,7 +471,7 @@ def main(argv):
     results["torch"] = {"available": False, "note": "disabled with --torch=off"}
     if FLAGS.torch == "auto":
         print("PyTorch peer", flush=True)
-        results["torch"] = bench_torch(sizes, repeats, key, results["step_times"],
+        results["torch"] = bench_torch(sizes, repeats, key,
                                        try_compile=FLAGS.torch_compile and not FLAGS.quick)
     results["compile_seconds"] = {
         f"{r['size']}/{r['mode']}/{g}": s for r in results["step_times"] for g, s in r["compile_s"].items()

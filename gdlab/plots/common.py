@@ -16,3 +16,18 @@ def save(fig, path: str | os.PathLike, *, dpi: int = 120) -> None:
             fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
     finally:
         plt.close(fig)
+
+
+def decorate(ax, *, xlabel: str, ylabel: str, title: str, xlog: bool = False, ylog: bool = False,
+          legend: bool = True) -> None:
+    """A panel's labelled axes, title, log scales, legend and grid, the same in every figure."""
+    if xlog:
+        ax.set_xscale("log")
+    if ylog:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if legend:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")

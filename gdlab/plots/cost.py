@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gdlab.plots.common import save
+from gdlab.plots.common import decorate, save
 
 LABELS = {
     "finite_differences": "finite differences (2P forward passes)",
@@ -45,25 +45,15 @@ def plot_cost(params: Sequence[int], seconds: Mapping[str, Sequence[float]],
             color = None
         ax.plot(p, times, marker=MARKERS.get(method, "."), linestyle="none", color=color,
                 label=label)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("parameters P")
-    ax.set_ylabel("seconds per gradient (median)")
-    ax.set_title("time per gradient (dashed: fitted power law)")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, which="both")
+    decorate(ax, xlabel="parameters P", ylabel="seconds per gradient (median)",
+          title="time per gradient (dashed: fitted power law)", xlog=True, ylog=True)
 
     ratio = np.asarray(seconds["finite_differences"]) / np.asarray(seconds["backprop"])
     ax_ratio.plot(p, ratio, marker="o", label="measured: finite differences / backprop")
     ax_ratio.plot(line, 2 * line / 3, linestyle="--", color="gray",
                   label="flop estimate 2P/3")
-    ax_ratio.set_xscale("log")
-    ax_ratio.set_yscale("log")
-    ax_ratio.set_xlabel("parameters P")
-    ax_ratio.set_ylabel("time ratio")
-    ax_ratio.set_title("how many times slower finite differences are")
-    ax_ratio.legend(fontsize=8)
-    ax_ratio.grid(alpha=0.3, which="both")
+    decorate(ax_ratio, xlabel="parameters P", ylabel="time ratio",
+          title="how many times slower finite differences are", xlog=True, ylog=True)
     fig.suptitle(title)
     fig.tight_layout()
     save(fig, path)

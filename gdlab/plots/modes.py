@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import matplotlib.pyplot as plt
 
-from gdlab.plots.common import save
+from gdlab.plots.common import decorate, save
 
 _COLOUR = {"batch": "tab:blue", "minibatch": "tab:green", "sgd": "tab:red"}
 _AXES = (  # history key on x, axis label, panel title
@@ -40,11 +40,7 @@ def plot_modes(runs: Mapping[str, Mapping], path, *, title: str) -> None:
             if any(row.get("test_loss") is not None for row in rows):
                 ax.plot(xs, [_value(row, "test_loss") for row in rows], color=colour, ls="--",
                         label=f"{run['label']}: test")
-        ax.set_yscale("log")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("loss J(θ)")
-        ax.set_title(panel)
-        ax.grid(alpha=0.3, which="both")
+        decorate(ax, xlabel=xlabel, ylabel="loss J(θ)", title=panel, ylog=True, legend=False)
     axes[0].legend(fontsize=8)
     fig.suptitle(title)
     save(fig, path)

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from gdlab.analysis import CONVERGED, DIVERGED, TOO_SLOW
-from gdlab.plots.common import save
+from gdlab.plots.common import decorate, save
 
 _STYLE = {  # verdict -> (colour, marker)
     CONVERGED: ("tab:green", "o"),
@@ -63,13 +63,8 @@ def plot_lr_sweep(
     if theoretical_max_lr is not None:
         left.axvline(theoretical_max_lr, color="k", ls="--", lw=1,
                      label=f"2/λmax = {theoretical_max_lr:.4g}")
-    left.set_xscale("log")
-    left.set_yscale("log")
-    left.set_xlabel("learning rate α")
-    left.set_ylabel("final train loss J(θ)")
-    left.set_title("final loss against learning rate")
-    left.legend(fontsize=8)
-    left.grid(alpha=0.3, which="both")
+    decorate(left, xlabel="learning rate α", ylabel="final train loss J(θ)",
+          title="final loss against learning rate", xlog=True, ylog=True)
 
     epochs = np.arange(curves.shape[1])
     for role in ("too small", "good", "too large"):
@@ -79,11 +74,7 @@ def plot_lr_sweep(
         right.plot(epochs, curves[k], color=_ROLE_COLOUR[role],
                    label=f"{role}: α = {lrs[k]:.4g} ({verdicts[k]})")
     right.axhline(initial_loss, color="0.4", ls=":", lw=1, label="initial loss J₀")
-    right.set_yscale("log")
-    right.set_xlabel("epoch")
-    right.set_ylabel("train loss J(θ)")
-    right.set_title("train loss of a too-small, a good and a too-large α")
-    right.legend(fontsize=8)
-    right.grid(alpha=0.3, which="both")
+    decorate(right, xlabel="epoch", ylabel="train loss J(θ)",
+          title="train loss of a too-small, a good and a too-large α", ylog=True)
     fig.suptitle(title)
     save(fig, path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from gdlab.plots.common import save
+from gdlab.plots.common import decorate, save
 
 
 def plot_history(history: list[dict], path, *, title: str) -> None:
@@ -16,22 +16,13 @@ def plot_history(history: list[dict], path, *, title: str) -> None:
     ax.plot(epochs, [row["train_loss"] for row in history], marker=".", label="train loss")
     if any("test_loss" in row for row in history):
         ax.plot(epochs, [row.get("test_loss") for row in history], marker=".", label="test loss")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss J(θ)")
-    ax.set_yscale("log")
-    ax.set_title("loss")
-    ax.legend()
-    ax.grid(alpha=0.3)
+    decorate(ax, xlabel="epoch", ylabel="loss J(θ)", title="loss", ylog=True)
     if has_acc:
         ax = axes[0, 1]
         ax.plot(epochs, [row["train_accuracy"] for row in history], marker=".", label="train accuracy")
         if any("test_accuracy" in row for row in history):
             ax.plot(epochs, [row.get("test_accuracy") for row in history], marker=".",
                     label="test accuracy")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("accuracy")
-        ax.set_title("accuracy")
-        ax.legend()
-        ax.grid(alpha=0.3)
+        decorate(ax, xlabel="epoch", ylabel="accuracy", title="accuracy")
     fig.suptitle(title)
     save(fig, path)
