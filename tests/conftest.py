@@ -8,6 +8,9 @@ and the library never relies on the default dtype.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -78,5 +81,20 @@ def rel_err(a, b) -> float:
     return max(errs, default=0.0)
 
 
-# Make the helpers importable as ``from conftest import ...`` from test modules.
-del os
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_experiment(name: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``python -m experiments.<name> ARGS`` from the repository root, on the CPU."""
+    return subprocess.run([sys.executable, "-m", f"experiments.{name}", *args], cwd=ROOT,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def assert_bad_input(proc: subprocess.CompletedProcess, needle: str) -> None:
+    """Bad input: exit 2, one ``error: ...`` line on stderr that names ``needle``, no traceback."""
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and needle in lines[0], lines[0]

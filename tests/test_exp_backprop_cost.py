@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -16,9 +13,9 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
+from conftest import assert_bad_input, run_experiment
 from gdlab import backprop, cost, gradcheck, losses, tolerances
 
-ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -93,9 +90,7 @@ def test_time_call_is_positive_and_calls_the_function():
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    return subprocess.run([sys.executable, "-m", "experiments.backprop_cost", *args], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=120)
+    return run_experiment("backprop_cost", *args, timeout=120)
 
 
 def test_tiny_run_writes_cost_json_and_png(tmp_path):
@@ -128,10 +123,7 @@ def test_tiny_run_writes_cost_json_and_png(tmp_path):
 ])
 def test_bad_flags_exit_2_with_one_sentence(flag, tmp_path):
     proc = _run(flag, f"--workdir={tmp_path / 'out'}")
-    assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
-    assert proc.stderr.startswith("error: ")
+    assert_bad_input(proc, flag.split("=")[0])
     assert not (tmp_path / "out").exists()  # nothing written
 
 

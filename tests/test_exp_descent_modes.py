@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import assert_bad_input, run_experiment
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def run_modes(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "experiments.descent_modes", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    return run_experiment("descent_modes", *args)
 
 
 def test_three_modes_same_budget_on_digits(tmp_path):
@@ -56,7 +54,5 @@ def test_three_modes_same_budget_on_digits(tmp_path):
 def test_bad_flags_exit_2_with_one_sentence(tmp_path, args, name):
     workdir = tmp_path / "out"
     proc = run_modes(*args, f"--workdir={workdir}")
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and name in lines[0] and "Traceback" not in proc.stderr
+    assert_bad_input(proc, name)
     assert not workdir.exists()

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from conftest import assert_bad_input, run_experiment
 from gdlab import landscapes
 
-ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    return subprocess.run([sys.executable, "-m", "experiments.landscape", *args], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=120)
+    return run_experiment("landscape", *args, timeout=120)
 
 
 def test_small_run_writes_plot_and_json(tmp_path):
@@ -60,10 +55,7 @@ def test_lrs_steps_and_plain_gd_only(tmp_path):
 ])
 def test_bad_flags_exit_2_with_one_sentence(flag, tmp_path):
     proc = _run(flag, f"--workdir={tmp_path / 'out'}")
-    assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
-    assert proc.stderr.startswith("error: ")
+    assert_bad_input(proc, flag.split("=")[0])
     assert not (tmp_path / "out").exists()  # nothing written
 
 

@@ -5,22 +5,19 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import assert_bad_input, run_experiment
 from gdlab import analysis
 
-ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 BOUND_TOLERANCE = 0.10  # |first diverged / (2/λmax) − 1| the default grid and epochs must reach
 
 
 def run_sweep(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "experiments.lr_sweep", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    return run_experiment("lr_sweep", *args)
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +93,7 @@ def test_explicit_learning_rates_minibatch_momentum(tmp_path):
 def test_bad_flags_exit_2_with_one_sentence(tmp_path, args, name):
     workdir = tmp_path / "out"
     proc = run_sweep(*args, f"--workdir={workdir}")
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and name in lines[0] and "Traceback" not in proc.stderr
+    assert_bad_input(proc, name)
     assert not workdir.exists()  # stopped before anything was written
 
 

@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import assert_bad_input, run_experiment
 from gdlab.data import write_idx
 
-ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def run(*args, cwd=ROOT):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    return subprocess.run([sys.executable, "-m", "experiments.train", *args], cwd=cwd,
-                          capture_output=True, text=True, env=env, timeout=300)
+def run(*args):
+    return run_experiment("train", *args)
 
 
 def test_tiny_run_writes_every_file_with_consistent_content(tmp_path):
@@ -120,10 +114,7 @@ def test_csv_table(tmp_path):
 def test_bad_input_exits_2_with_one_sentence(tmp_path, args, needle):
     wd = tmp_path / "run"
     r = run(*args, f"--workdir={wd}")
-    assert r.returncode == 2
-    assert "Traceback" not in r.stderr
-    lines = [line for line in r.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and needle in lines[0], r.stderr
+    assert_bad_input(r, needle)
     assert not (wd / "summary.json").exists()
 
 
