@@ -17,18 +17,52 @@ FLAGS = flags.FLAGS
 
 def define_data_flags(default: str = "digits") -> None:
     flags.DEFINE_enum("dataset", default, list(data.DATASETS),
-                      "Data set: bundled (digits, diabetes), generated (houses, moons, spirals), "
-                      "or the user's own (mnist IDX files in --data_dir, csv via --csv_path).")
+                      "Data set: bundled (digits, diabetes), generated (houses, moons, spirals; "
+                      "sort: integer sequences to sort, for --model=transformer), or the user's "
+                      "own (mnist IDX files in --data_dir, csv via --csv_path).")
     flags.DEFINE_string("data_dir", None, "Folder holding the MNIST IDX files (--dataset=mnist).")
     flags.DEFINE_string("csv_path", None, "The CSV table to learn from (--dataset=csv).")
     flags.DEFINE_string("target", None, "Name of the target column (--dataset=csv).")
     flags.DEFINE_integer("seed", 0, "Seed for the split, the initial weights and the shuffles.")
+    flags.DEFINE_integer("sort_length", 8, "--dataset=sort: tokens per sequence.", lower_bound=2)
+    flags.DEFINE_integer("sort_symbols", 10, "--dataset=sort: distinct symbols 0..N-1.",
+                         lower_bound=2)
+    flags.DEFINE_integer("sort_examples", 12000, "--dataset=sort: sequences generated (train "
+                         "and test together).", lower_bound=10)
+
+
+MODELS = ("mlp", "linear", "cnn", "transformer")
+
+MODEL_DEFAULTS = {
+    "cnn": {"optimizer": "adam", "lr": 0.002, "epochs": 30, "schedule": "cosine"},
+    "transformer": {"optimizer": "adam", "lr": 0.003, "epochs": 10, "batch_size": 64,
+                    "schedule": "cosine"},
+}
+"""Descent flags that a model changes when they are not given on the command line."""
 
 
 def define_model_flags() -> None:
-    flags.DEFINE_enum("model", "mlp", ["mlp", "linear"],
-                      "mlp (hidden layers) or linear (no hidden layer, regression's model).")
+    flags.DEFINE_enum("model", "mlp", list(MODELS),
+                      "mlp (hidden layers), linear (no hidden layer, regression's model), cnn "
+                      "(conv/batch-norm/relu/max-pool stages on images: digits, mnist) or "
+                      "transformer (pre-layer-norm blocks on token sequences: sort). cnn and "
+                      "transformer change the defaults of flags not given: " + "; ".join(
+                          f"{m}: " + ", ".join(f"--{k}={v}" for k, v in d.items())
+                          for m, d in MODEL_DEFAULTS.items()) + ".")
     _cli.define_int_list("hidden", "64", "Hidden layer sizes of the MLP, comma-separated.")
+    _cli.define_int_list("channels", "32,64", "--model=cnn: output channels of each conv stage.")
+    flags.DEFINE_integer("kernel", 3, "--model=cnn: conv kernel size (k x k).", lower_bound=1)
+    flags.DEFINE_enum("padding", "SAME", ["SAME", "VALID"], "--model=cnn: conv padding, SAME "
+                      "(keep the size) or VALID (no padding: each conv shrinks by k-1).")
+    flags.DEFINE_integer("width", 64, "--model=transformer: model width (embedding size).",
+                         lower_bound=1)
+    flags.DEFINE_integer("depth", 2, "--model=transformer: number of blocks.", lower_bound=1)
+    flags.DEFINE_integer("heads", 4, "--model=transformer: attention heads (divide --width).",
+                         lower_bound=1)
+    flags.DEFINE_integer("vocab_size", 0, "--model=transformer: token vocabulary; 0 takes the "
+                         "data set's symbol count.", lower_bound=0)
+    flags.DEFINE_bool("causal", False, "--model=transformer: causal attention (position t sees "
+                      "positions <= t only).")
     flags.DEFINE_enum("activation", "relu", [a for a in layers.ACTIVATIONS if a != "softmax"],
                       "Hidden activation of the MLP.")
     flags.DEFINE_enum("loss", "auto", ["auto", *losses.LOSSES],
@@ -53,8 +87,24 @@ def define_descent_flags(*, descent_default: str = "minibatch", batch_size: int 
     flags.DEFINE_integer("epochs", epochs, "Passes over the training set.", lower_bound=1)
 
 
+def apply_model_defaults() -> None:
+    """Give the descent flags the ``--model``'s defaults (``MODEL_DEFAULTS``) where the
+    command line left them unset; config.json records the values used."""
+    for name, value in MODEL_DEFAULTS.get(FLAGS.model, {}).items():
+        if name in FLAGS and FLAGS[name].using_default_value:
+            FLAGS[name].value = value
+
+
 def load_dataset() -> data.Dataset:
-    """The data set the flags name; bad files and arguments raise DataError (exit 2)."""
+    """The data set the flags name, shaped for ``--model`` (images for cnn); bad files,
+    arguments and model/data mismatches raise DataError or UsageError (exit 2)."""
+    model = FLAGS["model"].value if "model" in FLAGS else None
+    if model == "transformer" and FLAGS.dataset != "sort":
+        raise _cli.UsageError(f"--model=transformer needs token sequences (--dataset=sort), "
+                              f"got --dataset={FLAGS.dataset}")
+    if FLAGS.dataset == "sort" and model not in (None, "transformer"):
+        raise _cli.UsageError(f"--dataset=sort is a sequence task for --model=transformer, got "
+                              f"--model={model}")
     kwargs = {"seed": FLAGS.seed}
     if FLAGS.dataset == "mnist":
         if not FLAGS.data_dir:
@@ -64,7 +114,15 @@ def load_dataset() -> data.Dataset:
         if not FLAGS.csv_path or not FLAGS.target:
             raise _cli.UsageError("--dataset=csv needs --csv_path=FILE and --target=COLUMN")
         kwargs.update(csv_path=FLAGS.csv_path, target=FLAGS.target)
-    return data.load(FLAGS.dataset, **kwargs)
+    elif FLAGS.dataset == "sort":
+        kwargs.update(n=FLAGS.sort_examples, length=FLAGS.sort_length, vocab=FLAGS.sort_symbols)
+    ds = data.load(FLAGS.dataset, **kwargs)
+    if model == "cnn":
+        if ds.image_shape is None:
+            raise _cli.UsageError(f"--model=cnn needs image data (digits, mnist), but "
+                                  f"{ds.name} is flat: {ds.input_dim} features per example")
+        ds = data.as_images(ds)
+    return ds
 
 
 def loss_name(ds: data.Dataset) -> str:
@@ -85,13 +143,36 @@ def loss_name(ds: data.Dataset) -> str:
 
 
 def build_model(ds: data.Dataset, loss: str):
-    """The ``--model`` for this data set, with as many outputs as the loss needs."""
+    """The ``--model`` for this data set, with as many outputs as the loss needs; a model
+    that does not fit the data (a kernel larger than the image) is a UsageError."""
     from gdlab import models
 
     outputs = 1 if loss == "bce" else ds.num_outputs
     if FLAGS.model == "linear":
-        return models.linear(outputs)
-    return models.mlp([*_cli.int_list(FLAGS.hidden), outputs], FLAGS.activation)
+        model = models.linear(outputs)
+    elif FLAGS.model == "mlp":
+        model = models.mlp([*_cli.int_list(FLAGS.hidden), outputs], FLAGS.activation)
+    elif FLAGS.model == "cnn":
+        model = models.cnn(outputs, channels=_cli.int_list(FLAGS.channels),
+                           kernel_size=FLAGS.kernel, padding=FLAGS.padding)
+    else:
+        vocab = FLAGS.vocab_size or ds.num_classes
+        largest = int(max(ds.x_train.max(), ds.x_test.max()))
+        if largest >= vocab:
+            raise _cli.UsageError(f"token id {largest} in {ds.name} is >= --vocab_size={vocab}; "
+                                  f"use --vocab_size={largest + 1} or more (0 takes the data's)")
+        if FLAGS.width % FLAGS.heads:
+            raise _cli.UsageError(f"--heads={FLAGS.heads} must divide --width={FLAGS.width}")
+        model = models.transformer(vocab, outputs, max_len=ds.input_shape[0], width=FLAGS.width,
+                                   depth=FLAGS.depth, num_heads=FLAGS.heads, causal=FLAGS.causal)
+    from gdlab.layers import init_shapes
+
+    try:
+        init_shapes(model, ds.input_shape)
+    except ValueError as e:
+        raise _cli.UsageError(f"--model={FLAGS.model} does not fit {ds.name} "
+                              f"({'x'.join(map(str, ds.input_shape))} per example): {e}") from None
+    return model
 
 
 def batch_size(ds: data.Dataset) -> int:

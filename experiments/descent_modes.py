@@ -70,6 +70,7 @@ def main(argv):
         raise _cli.UsageError(f"--batch_size must be between 1 and {ds.n_train} (the training set "
                               f"size of {ds.name}), got {FLAGS.batch_size}")
     loss_name = _builders.loss_name(ds)
+    model = _builders.build_model(ds, loss_name)
     workdir = _cli.prepare_workdir(FLAGS.workdir)
 
     import jax
@@ -78,7 +79,6 @@ def main(argv):
     from gdlab.logging import environment, write_json_atomic
     from gdlab.plots import modes as modes_plots
 
-    model = _builders.build_model(ds, loss_name)
     loss = losses.get(loss_name)
     n = ds.n_train
     kwargs = {"momentum": FLAGS.momentum} if FLAGS.optimizer in ("momentum", "nesterov") else {}
@@ -87,12 +87,11 @@ def main(argv):
 
     # Epoch 0: the shared initial weights (fit derives them from the same key).
     key = jax.random.PRNGKey(FLAGS.seed)
-    state = train.create_state(model, optim.get(FLAGS.optimizer, 0.1, **kwargs), key,
-                               ds.x_train.shape[1:])
+    variables = train.init_model(model, key, ds.input_shape)  # (params, model state)
     evaluate = train.make_evaluate(model, loss)
     initial = {"epoch": 0, "step": 0, "examples": 0, "wall_seconds": 0.0, "seconds": 0.0}
-    initial.update({f"train_{k}": float(v) for k, v in evaluate(state.params, ds.x_train, ds.y_train).items()})
-    initial.update({f"test_{k}": float(v) for k, v in evaluate(state.params, ds.x_test, ds.y_test).items()})
+    initial.update({f"train_{k}": float(v) for k, v in evaluate(*variables, ds.x_train, ds.y_train).items()})
+    initial.update({f"test_{k}": float(v) for k, v in evaluate(*variables, ds.x_test, ds.y_test).items()})
 
     started = time.perf_counter()
     runs = {}

@@ -2,6 +2,7 @@ r"""Check manual backprop against jax.grad and finite differences.
 
     python -m experiments.gradcheck --hidden=32,32 --activation=tanh --loss=xent --dtype=float64
     python -m experiments.gradcheck --layers=all --dtype=float64 --json_out=check.json
+    python -m experiments.gradcheck --model=cnn        # or --model=transformer
 
 Prints one row per parameter leaf (or, with --layers, per layer and loss
 input/parameter) and exits 0 when every row passes, 1 when any fails, 2 on bad flags.
@@ -19,6 +20,11 @@ from gdlab import layers, losses
 from gdlab.logging import write_text_atomic
 
 flags.DEFINE_integer("seed", 0, "Seed for the random model, inputs and targets.")
+flags.DEFINE_enum("model", "mlp", ["mlp", "cnn", "transformer"],
+                  "The random model to check: mlp (--hidden, --activation, --loss, --input_dim), "
+                  "cnn (two conv/batch-norm/pool stages on 8x8x1 images) or transformer (two "
+                  "causal blocks on length-6 sequences); cnn and transformer use --loss=xent "
+                  "and --num_classes symbols or classes, in training mode.")
 _cli.define_int_list("hidden", "32,32", "Hidden layer sizes of the MLP, comma-separated.")
 flags.DEFINE_enum("activation", "tanh", [a for a in layers.ACTIVATIONS if a != "softmax"],
                   "Hidden activation of the MLP.")
@@ -56,16 +62,19 @@ def main(argv):
             raise _cli.UsageError(
                 f"--layers={FLAGS.layers}: unknown name {unknown[0] if unknown else '(empty)'!r}; "
                 f"use 'all' or names from: {', '.join(gradcheck.CHECK_NAMES)}")
+    if FLAGS.model != "mlp" and FLAGS.loss != "xent":
+        raise _cli.UsageError(f"--model={FLAGS.model} is checked with --loss=xent, got "
+                              f"--loss={FLAGS.loss}")
     if FLAGS.workdir is not None:
         _cli.prepare_workdir(FLAGS.workdir)
 
     if names is not None:
         report = gradcheck.check_all(dtype=FLAGS.dtype, seed=FLAGS.seed, names=names)
     else:
-        report = gradcheck.check_random_mlp(
-            hidden=_cli.int_list(FLAGS.hidden), activation=FLAGS.activation, loss=FLAGS.loss,
-            dtype=FLAGS.dtype, batch_size=FLAGS.batch_size, input_dim=FLAGS.input_dim,
-            num_classes=FLAGS.num_classes, seed=FLAGS.seed)
+        report = gradcheck.check_random_model(
+            FLAGS.model, hidden=_cli.int_list(FLAGS.hidden), activation=FLAGS.activation,
+            loss=FLAGS.loss, dtype=FLAGS.dtype, batch_size=FLAGS.batch_size,
+            input_dim=FLAGS.input_dim, num_classes=FLAGS.num_classes, seed=FLAGS.seed)
     print(report.table())
     outputs = [FLAGS.json_out] if FLAGS.json_out else []
     if FLAGS.workdir is not None:

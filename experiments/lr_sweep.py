@@ -91,6 +91,7 @@ def main(argv):
     ds = _builders.load_dataset()
     loss_name = _builders.loss_name(ds)
     batch_size = _builders.batch_size(ds)
+    model = _builders.build_model(ds, loss_name)
     workdir = _cli.prepare_workdir(FLAGS.workdir)
 
     import jax
@@ -100,7 +101,6 @@ def main(argv):
     from gdlab.logging import environment, write_json_atomic
     from gdlab.plots import sweep as sweep_plots
 
-    model = _builders.build_model(ds, loss_name)
     loss = losses.get(loss_name)
     x, y = ds.x_train, ds.y_train
     print(f"{data.describe(ds)}; {model.name}; {loss_name} loss; {FLAGS.descent} descent "
@@ -109,8 +109,8 @@ def main(argv):
 
     # J0: the loss at the initial weights every learning rate starts from (same key as sweep's).
     key = jax.random.PRNGKey(FLAGS.seed)
-    state = train.create_state(model, make_optimizer(lrs[0]), key, x.shape[1:])
-    initial_loss = float(train.make_evaluate(model, loss)(state.params, x, y)["loss"])
+    variables = train.init_model(model, key, ds.input_shape)  # (params, model state)
+    initial_loss = float(train.make_evaluate(model, loss)(*variables, x, y)["loss"])
 
     started = time.perf_counter()
     result = train.sweep(model, loss, make_optimizer, lrs, (x, y), epochs=FLAGS.epochs,

@@ -2,6 +2,8 @@ r"""Train a model by gradient descent and write its metrics, summary and plot.
 
     python -m experiments.train --workdir=runs/digits
     python -m experiments.train --dataset=houses --model=linear --descent=batch --lr=0.3 --workdir=runs/houses
+    python -m experiments.train --model=cnn --workdir=runs/cnn
+    python -m experiments.train --model=transformer --dataset=sort --workdir=runs/sort
 
 Writes to --workdir: config.json (every flag), metrics.jsonl and metrics.csv
 (one row per evaluated epoch), summary.json (status, final metrics, timing,
@@ -34,10 +36,12 @@ COLUMNS = ["epoch", "step", "train_loss", "test_loss", "train_accuracy", "test_a
 
 def main(argv):
     del argv
+    _builders.apply_model_defaults()
     _builders.check_descent_flags()
     ds = _builders.load_dataset()
     loss_name = _builders.loss_name(ds)
     batch_size = _builders.batch_size(ds)
+    model = _builders.build_model(ds, loss_name)
     workdir = _cli.prepare_workdir(FLAGS.workdir)
 
     import jax
@@ -45,7 +49,6 @@ def main(argv):
     from gdlab import data, descent, losses, plots, train
     from gdlab.logging import MetricsWriter, environment, progress_line, write_json_atomic
 
-    model = _builders.build_model(ds, loss_name)
     steps = FLAGS.epochs * descent.steps_per_epoch(ds.n_train, batch_size)
     optimizer = _builders.build_optimizer(FLAGS.lr, steps)
     print(f"{data.describe(ds)}; {model.name}; {FLAGS.descent} descent (B={batch_size}); "

@@ -11,18 +11,25 @@ dense layer, ``{"layers": (p0, p1, ...)}`` for a composition.
 
 A **layer** (``gdlab.layers``) is three functions::
 
-    init(key, in_shape)              -> (out_shape, params)   # in_shape: one example, no batch axis
-    forward(params, x, *, key=None, train=False) -> (y, residuals)
-    backward(params, residuals, dy)  -> (dparams, dx)        # the chain rule, by hand
+    init(key, in_shape) -> (out_shape, params, state)     # in_shape: one example, no batch axis
+    forward(params, state, x, *, key=None, train=False, weights=None)
+                        -> (y, new_state, residuals)
+    backward(params, residuals, dy) -> (dparams, dx)       # the chain rule, by hand
 
-``backward`` turns ``dy = ∂J/∂y`` into ``∂J/∂params`` and ``∂J/∂x``; ``serial``
-runs forwards in order and backwards in reverse. A model is a layer.
+``params`` are trained; ``state`` is not (batch norm's running statistics,
+``{}`` for every layer without any): ``forward`` returns the next state,
+optimizers and the gradient checker never see it. ``weights`` (B,) are the
+per-example weights of the batch (0 for the padding of a partial batch).
+``backward`` turns ``dy = ∂J/∂y`` into ``∂J/∂params`` and ``∂J/∂x``. ``serial``
+runs forwards in order and backwards in reverse; ``residual`` and ``parallel``
+sum the cotangents that meet where one value feeds two paths. A model is a layer.
 
 A **loss** (``gdlab.losses``) is ``forward(preds, targets, weights=None) ->
 (value, residuals)`` and ``backward(residuals, g=1.0) -> dpreds``.
 
 **Gradients** (``gdlab.backprop``): ``manual``, ``custom_vjp`` and ``autodiff``
-each give ``value_and_grad(params, x, y, weights=None, *, key, train) -> (loss, grads)``.
+each give ``value_and_grad(params, state, x, y, weights=None, *, key, train)
+-> ((loss, new_state), grads)``.
 
 An **optimizer** (``gdlab.optim``) is ``Optimizer(init, update)`` with
 ``update(grads, state, params) -> (updates, state)``, and
@@ -44,16 +51,16 @@ from gdlab import (
     tolerances,
     train,
 )
-from gdlab.layers import Layer, serial
+from gdlab.layers import Layer, parallel, residual, serial
 from gdlab.losses import Loss
-from gdlab.models import linear, mlp
+from gdlab.models import cnn, linear, mlp, transformer
 from gdlab.optim import Optimizer, apply_updates
 from gdlab.train import TrainState, fit, sweep
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Layer", "Loss", "Optimizer", "TrainState", "apply_updates", "backprop", "data",
+    "Layer", "Loss", "Optimizer", "TrainState", "apply_updates", "backprop", "cnn", "data",
     "descent", "fit", "gradcheck", "layers", "linear", "losses", "mlp", "models", "optim",
-    "serial", "sweep", "theory", "tolerances", "train",
+    "parallel", "residual", "serial", "sweep", "theory", "tolerances", "train", "transformer",
 ]

@@ -6,9 +6,15 @@
   ``jax.custom_vjp``, so ``jax.grad``, ``jit`` and ``vmap`` run through them.
 - ``autodiff``: ``jax.value_and_grad`` of the plain forward, the reference.
 
-Each returns ``value_and_grad(params, x, y, weights=None, *, key=None, train=False)
--> (loss, grads)`` with ``grads`` shaped like ``params``; ``weights`` (B,) are the
-per-example loss weights (see ``gdlab.losses``).
+Each returns::
+
+    value_and_grad(params, state, x, y, weights=None, *, key=None, train=False)
+        -> ((loss, new_state), grads)
+
+the shape of ``jax.value_and_grad(..., has_aux=True)``: ``grads`` is shaped like
+``params``; ``new_state`` is the model state after this forward pass (batch
+norm's running statistics), never differentiated; ``weights`` (B,) are the
+per-example loss weights (see ``gdlab.losses``), which the forward pass sees too.
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ import jax
 
 from gdlab.layers import Layer
 from gdlab.losses import Loss
-from gdlab.types import Array, Grads, Params, PRNGKey
+from gdlab.types import Array, Grads, Params, PRNGKey, State
 
-ValueAndGrad = Callable[..., tuple[Array, Grads]]
+ValueAndGrad = Callable[..., tuple[tuple[Array, State], Grads]]
 
 METHODS = ("manual", "custom_vjp", "autodiff")
 
@@ -30,13 +36,15 @@ METHODS = ("manual", "custom_vjp", "autodiff")
 def manual(model: Layer, loss: Loss) -> ValueAndGrad:
     """Backprop by hand: ∂J/∂θ_l = (∂J/∂y_L)·(∂y_L/∂y_{L−1})···(∂y_l/∂θ_l), right to left."""
 
-    def value_and_grad(params: Params, x: Array, y: Array, weights: Array | None = None, *,
-                       key: PRNGKey | None = None, train: bool = False):
-        preds, residuals = model.forward(params, x, key=key, train=train)  # forward, keep residuals
+    def value_and_grad(params: Params, state: State, x: Array, y: Array,
+                       weights: Array | None = None, *, key: PRNGKey | None = None,
+                       train: bool = False):
+        preds, new_state, residuals = model.forward(params, state, x, key=key, train=train,
+                                                    weights=weights)  # forward, keep residuals
         value, loss_res = loss.forward(preds, y, weights)
         dpreds = loss.backward(loss_res, 1.0)                  # ∂J/∂preds
         grads, _ = model.backward(params, residuals, dpreds)   # back through the layers
-        return value, grads
+        return (value, new_state), grads
 
     return value_and_grad
 
@@ -44,41 +52,47 @@ def manual(model: Layer, loss: Loss) -> ValueAndGrad:
 def autodiff(model: Layer, loss: Loss) -> ValueAndGrad:
     """The reference: ``jax.value_and_grad`` of loss(model(params, x), y)."""
 
-    def objective(params, x, y, weights, key, train):
-        return loss.value(model.forward(params, x, key=key, train=train)[0], y, weights)
+    def objective(params, state, x, y, weights, key, train):
+        preds, new_state, _ = model.forward(params, state, x, key=key, train=train, weights=weights)
+        return loss.value(preds, y, weights), new_state
 
-    vg = jax.value_and_grad(objective)
+    vg = jax.value_and_grad(objective, has_aux=True)
 
-    def value_and_grad(params, x, y, weights=None, *, key=None, train=False):
-        return vg(params, x, y, weights, key, train)
+    def value_and_grad(params, state, x, y, weights=None, *, key=None, train=False):
+        return vg(params, state, x, y, weights, key, train)
 
     return value_and_grad
 
 
-def custom_vjp_layer(layer: Layer) -> Callable[..., Array]:
-    """``apply(params, x, key=None, train=False) -> y`` whose VJP is ``layer.backward``.
+def custom_vjp_layer(layer: Layer) -> Callable[..., tuple[Array, State]]:
+    """``apply(params, state, x, key=None, train=False, weights=None) -> (y, new_state)``
+    whose VJP is ``layer.backward``.
 
     ``jax.grad`` through ``apply`` never looks inside ``layer.forward``: it calls
-    the hand-written backward with the saved residuals.
+    the hand-written backward with the saved residuals. The state, the key and the
+    weights get no cotangent (None: zero).
     """
 
-    @partial(jax.custom_vjp, nondiff_argnums=(3,))
-    def apply(params, x, key, train):
-        return layer.forward(params, x, key=key, train=train)[0]
+    @partial(jax.custom_vjp, nondiff_argnums=(5,))
+    def apply(params, state, x, key, weights, train):
+        y, new_state, _ = layer.forward(params, state, x, key=key, train=train, weights=weights)
+        return y, new_state
 
-    def fwd(params, x, key, train):
-        y, residuals = layer.forward(params, x, key=key, train=train)
-        return y, (params, residuals)
+    def fwd(params, state, x, key, weights, train):
+        y, new_state, residuals = layer.forward(params, state, x, key=key, train=train,
+                                                weights=weights)
+        return (y, new_state), (params, residuals)
 
-    def bwd(train, saved, dy):
+    def bwd(train, saved, cotangents):
         params, residuals = saved
+        dy, _ = cotangents  # the new state's cotangent is ignored: state is not differentiated
         dparams, dx = layer.backward(params, residuals, dy)
-        return dparams, dx, None  # a PRNG key has no cotangent: None means zero
+        return dparams, None, dx, None, None
 
     apply.defvjp(fwd, bwd)
 
-    def call(params, x, key=None, train=False):
-        return apply(params, x, key, train)
+    def call(params, state, x, key=None, train=False, weights=None):
+        return apply(params, state, x, key, weights, train)
 
     return call
 
@@ -105,13 +119,14 @@ def custom_vjp(model: Layer, loss: Loss) -> ValueAndGrad:
     apply = custom_vjp_layer(model)
     value = custom_vjp_loss(loss)
 
-    def objective(params, x, y, weights, key, train):
-        return value(apply(params, x, key, train), y, weights)
+    def objective(params, state, x, y, weights, key, train):
+        preds, new_state = apply(params, state, x, key, train, weights)
+        return value(preds, y, weights), new_state
 
-    vg = jax.value_and_grad(objective)
+    vg = jax.value_and_grad(objective, has_aux=True)
 
-    def value_and_grad(params, x, y, weights=None, *, key=None, train=False):
-        return vg(params, x, y, weights, key, train)
+    def value_and_grad(params, state, x, y, weights=None, *, key=None, train=False):
+        return vg(params, state, x, y, weights, key, train)
 
     return value_and_grad
 
@@ -122,4 +137,3 @@ def value_and_grad(model: Layer, loss: Loss, method: str = "manual") -> ValueAnd
     if method not in builders:
         raise ValueError(f"unknown gradient method {method!r}; choose one of: {', '.join(METHODS)}")
     return builders[method](model, loss)
-

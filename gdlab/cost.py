@@ -33,7 +33,7 @@ from jax.flatten_util import ravel_pytree
 
 from gdlab import backprop, losses, models, tolerances
 from gdlab._compat import enable_x64
-from gdlab.layers import Layer
+from gdlab.layers import Layer, init_shapes
 
 METHODS = ("finite_differences", "backprop", "autodiff")
 """What is timed: 2P forward passes, manual backprop (``gdlab.backprop.manual``), jax.grad."""
@@ -64,8 +64,8 @@ def build_problem(width: int, *, depth: int, input_dim: int, outputs: int, batch
     a random initialiser per size would cost more than timing a small model.
     """
     model = models.mlp(mlp_sizes(width, depth, outputs), "tanh", dtype=dtype)
-    _, shapes = jax.eval_shape(lambda k: model.init(k, (input_dim,)),
-                               jax.ShapeDtypeStruct((2,), jnp.uint32))  # a raw PRNG key
+    _, shapes, _ = jax.eval_shape(lambda k: model.init(k, (input_dim,)),
+                                  jax.ShapeDtypeStruct((2,), jnp.uint32))  # a raw PRNG key
     rng = np.random.default_rng(seed)
 
     def draw(leaf):
@@ -91,7 +91,7 @@ def fd_gradient_fn(model: Layer, loss: losses.Loss, params, *,
     _, unravel = ravel_pytree(params)
 
     def objective(flat, x, y):
-        return loss.value(model.forward(unravel(flat), x)[0], y)
+        return loss.value(model.forward(unravel(flat), _no_state(model, x), x)[0], y)
 
     def grad(params, x, y):
         flat, _ = ravel_pytree(params)
@@ -105,14 +105,22 @@ def fd_gradient_fn(model: Layer, loss: losses.Loss, params, *,
     return grad
 
 
+def _no_state(model: Layer, x):
+    """The timed MLPs carry no model state: their state tree, which has no leaves."""
+    state = init_shapes(model, x.shape[1:])[2]
+    if jax.tree_util.tree_leaves(state):
+        raise ValueError(f"{model.name} has model state; gdlab.cost times stateless models")
+    return state
+
+
 def gradient_fns(model: Layer, loss: losses.Loss, params) -> dict[str, Callable]:
     """``grad(params, x, y) -> grads`` for each of ``METHODS``, jitted."""
     manual = backprop.manual(model, loss)
     auto = backprop.autodiff(model, loss)
     return {
         "finite_differences": jax.jit(fd_gradient_fn(model, loss, params)),
-        "backprop": jax.jit(lambda p, x, y: manual(p, x, y)[1]),
-        "autodiff": jax.jit(lambda p, x, y: auto(p, x, y)[1]),
+        "backprop": jax.jit(lambda p, x, y: manual(p, _no_state(model, x), x, y)[1]),
+        "autodiff": jax.jit(lambda p, x, y: auto(p, _no_state(model, x), x, y)[1]),
     }
 
 

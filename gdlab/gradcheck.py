@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -225,65 +226,115 @@ def check_model(
     model: Layer,
     loss: Loss,
     params,
+    state,
     x,
     y,
     *,
     dtype: str = "float64",
     key=None,
     train: bool = False,
+    weights=None,
 ) -> Report:
-    """Check ∂J/∂params of ``loss(model(params, x), y)``, one row per parameter leaf."""
+    """Check ∂J/∂params of ``loss(model(params, state, x), y)``, one row per parameter leaf.
+
+    The model ``state`` (batch-norm statistics) is held fixed and never checked:
+    it is not a parameter. ``train=True`` checks the training-mode forward
+    (batch statistics, dropout with ``key``), which is what descent differentiates.
+    """
     dtype = tolerances.dtype_name(dtype)
     with enable_x64(), highest_precision():
         manual = backprop.manual(model, loss)
         auto = backprop.autodiff(model, loss)
 
         def data(p):
-            # x and float targets follow the params' dtype, so the float64 copy is float64 throughout.
-            return _cast(x, jax.tree_util.tree_leaves(p)[0].dtype), _cast_targets(y, p)
+            # x, float targets, weights and state follow the params' dtype, so the float64
+            # copy is float64 throughout (integer inputs such as token ids stay integers).
+            dt = jax.tree_util.tree_leaves(p)[0].dtype
+            w = None if weights is None else jnp.asarray(weights, dt)
+            return _cast(state, dt), _cast(x, dt), _cast_targets(y, p), w
+
+        def objective(p):
+            s, xs, ys, w = data(p)
+            preds = model.forward(p, s, xs, key=key, train=train, weights=w)[0]
+            return loss.value(preds, ys, w)
 
         rows = _check(
             "",
             lambda p: manual(p, *data(p), key=key, train=train)[1],
             lambda p: auto(p, *data(p), key=key, train=train)[1],
-            lambda p: loss.value(model.forward(p, data(p)[0], key=key, train=train)[0], data(p)[1]),
+            objective,
             params,
             dtype,
         )
     return Report(dtype, tuple(rows))
 
 
-def check_random_mlp(
-    *,
-    hidden: Sequence[int] = (32, 32),
-    activation: str = "tanh",
-    loss: str = "xent",
-    dtype: str = "float64",
-    batch_size: int = 16,
-    input_dim: int = 8,
-    num_classes: int = 5,
-    seed: int = 0,
-) -> Report:
-    """Check an ``mlp`` on a random batch: normal inputs, targets that suit ``loss``.
+MODELS = ("mlp", "cnn", "transformer")
+"""The model families ``check_random_model`` builds."""
 
-    Outputs: ``num_classes`` logits for xent, one logit for bce, ``num_classes``
-    regression outputs for mse and huber.
+
+def random_problem(model: str = "mlp", *, loss: str = "xent", hidden: Sequence[int] = (32, 32),
+                   activation: str = "tanh", batch_size: int = 16, input_dim: int = 8,
+                   num_classes: int = 5, seed: int = 0):
+    """``(model, params, state, x, y)``: a small random model and a batch that suits it.
+
+    mlp: ``hidden`` layers on ``input_dim`` normal features, targets for ``loss``
+    (``num_classes`` logits for xent, one logit for bce, ``num_classes`` outputs
+    for mse and huber). cnn: two conv stages on 8×8×1 images with ``num_classes``
+    logits. transformer: two causal blocks on length-6 sequences over
+    ``num_classes`` symbols, per-token logits. Call it with 64-bit floats on.
     """
     from gdlab import models
 
-    outputs = 1 if loss == "bce" else num_classes
-    model = models.mlp([*hidden, outputs], activation)
-    k_init, k_x, k_y = jax.random.split(jax.random.PRNGKey(seed), 3)
-    _, params = model.init(k_init, (input_dim,))
-    with enable_x64():
+    k_init, k_x, k_y, k_perturb = jax.random.split(jax.random.PRNGKey(seed), 4)
+    if model == "mlp":
+        outputs = 1 if loss == "bce" else num_classes
+        net = models.mlp([*hidden, outputs], activation)
+        in_shape = (input_dim,)
         x = jax.random.normal(k_x, (batch_size, input_dim), jnp.float64)
-        if loss == "xent":
-            y = jax.random.randint(k_y, (batch_size,), 0, num_classes)
-        elif loss == "bce":
-            y = jax.random.bernoulli(k_y, 0.5, (batch_size,)).astype(jnp.float64)
-        else:
-            y = jax.random.normal(k_y, (batch_size, outputs), jnp.float64)
-        return check_model(model, losses.get(loss), params, x, y, dtype=dtype)
+    elif model == "cnn":
+        net = models.cnn(num_classes, channels=(4, 6), kernel_size=3, hidden=(8,))
+        in_shape = (8, 8, 1)
+        x = jax.random.normal(k_x, (batch_size, *in_shape), jnp.float64)
+    elif model == "transformer":
+        net = models.transformer(num_classes, num_classes, max_len=6, width=8, depth=2,
+                                 num_heads=2, mlp_ratio=2, causal=True)
+        in_shape = (6,)
+        x = jax.random.randint(k_x, (batch_size, *in_shape), 0, num_classes)
+    else:
+        raise ValueError(f"unknown model {model!r}; choose one of: {', '.join(MODELS)}")
+    _, params, state = net.init(k_init, in_shape)
+    if model != "mlp":
+        if loss != "xent":
+            raise ValueError(f"the {model} check uses the xent loss, got {loss!r}")
+        params = _perturb(params, k_perturb, 0.1)  # layer norm γ ≠ 1, non-zero biases
+        y = jax.random.randint(k_y, x.shape[:1] + ((6,) if model == "transformer" else ()),
+                               0, num_classes)
+    elif loss == "xent":
+        y = jax.random.randint(k_y, (batch_size,), 0, num_classes)
+    elif loss == "bce":
+        y = jax.random.bernoulli(k_y, 0.5, (batch_size,)).astype(jnp.float64)
+    else:
+        y = jax.random.normal(k_y, (batch_size, num_classes), jnp.float64)
+    return net, params, state, x, y
+
+
+def check_random_model(model: str = "mlp", *, loss: str = "xent", dtype: str = "float64",
+                       **problem) -> Report:
+    """Check a random ``model`` (``MODELS``) on a random batch, in training mode
+    (batch statistics), with ``loss``; ``problem`` goes to ``random_problem``."""
+    with enable_x64():
+        net, params, state, x, y = random_problem(model, loss=loss, **problem)
+        return check_model(net, losses.get(loss), params, state, x, y, dtype=dtype, train=True)
+
+
+def check_random_mlp(*, hidden: Sequence[int] = (32, 32), activation: str = "tanh",
+                     loss: str = "xent", dtype: str = "float64", batch_size: int = 16,
+                     input_dim: int = 8, num_classes: int = 5, seed: int = 0) -> Report:
+    """Check an ``mlp`` on a random batch: normal inputs, targets that suit ``loss``."""
+    return check_random_model("mlp", loss=loss, dtype=dtype, hidden=hidden,
+                              activation=activation, batch_size=batch_size,
+                              input_dim=input_dim, num_classes=num_classes, seed=seed)
 
 
 def _cast_targets(y, params):
@@ -293,28 +344,38 @@ def _cast_targets(y, params):
     return y
 
 
-def check_layer(layer: Layer, params, x, dy, *, dtype="float64", key=None, train=False,
-                name: str | None = None) -> list[LeafCheck]:
-    """Rows for one layer: ∂⟨forward(params, x), dy⟩ with respect to each param leaf and x."""
+def check_layer(layer: Layer, params, state, x, dy, *, dtype="float64", key=None, train=False,
+                weights=None, name: str | None = None) -> list[LeafCheck]:
+    """Rows for one layer: ∂⟨forward(params, state, x), dy⟩ with respect to each param leaf
+    and, when it is floating point, x. The state is held fixed (it is not a parameter)."""
     name = name or layer.name
+    differentiate_x = jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)
 
-    def cotangent(args):
-        return jnp.asarray(dy, args["x"].dtype)
+    def unpack(args):
+        dt = jax.tree_util.tree_leaves(args)[0].dtype  # the dtype under check
+        xs = args["x"] if differentiate_x else x
+        w = None if weights is None else jnp.asarray(weights, dt)
+        return args["params"], _cast(state, dt), xs, w, jnp.asarray(dy, dt)
 
     def manual(args):
-        _, residuals = layer.forward(args["params"], args["x"], key=key, train=train)
-        dparams, dx = layer.backward(args["params"], residuals, cotangent(args))
-        return {"params": dparams, "x": dx}
+        p, s, xs, w, cot = unpack(args)
+        _, _, residuals = layer.forward(p, s, xs, key=key, train=train, weights=w)
+        dparams, dx = layer.backward(p, residuals, cot)
+        return {"params": dparams, "x": dx} if differentiate_x else {"params": dparams}
 
     def scalar(args):
-        y = layer.forward(args["params"], args["x"], key=key, train=train)[0]
-        return jnp.sum(y * cotangent(args))
+        p, s, xs, w, cot = unpack(args)
+        y = layer.forward(p, s, xs, key=key, train=train, weights=w)[0]
+        return jnp.sum(y * cot)
 
-    return _check(name, manual, jax.grad(scalar), scalar, {"params": params, "x": x}, dtype)
+    args = {"params": params, "x": x} if differentiate_x else {"params": params}
+    return _check(name, manual, jax.grad(scalar), scalar, args, dtype)
 
 
-def check_loss(loss: Loss, preds, targets, g, *, dtype="float64") -> list[LeafCheck]:
+def check_loss(loss: Loss, preds, targets, g, *, dtype="float64",
+               name: str | None = None) -> list[LeafCheck]:
     """Rows for one loss: ∂(g·J(preds, targets))/∂preds."""
+    name = name or loss.name
 
     def targets_for(p):
         return _cast_targets(targets, p)
@@ -326,8 +387,8 @@ def check_loss(loss: Loss, preds, targets, g, *, dtype="float64") -> list[LeafCh
     def scalar(p):
         return jnp.asarray(g, p.dtype) * loss.value(p, targets_for(p))
 
-    rows = _check(f"loss/{loss.name}", manual, jax.grad(scalar), scalar, preds, dtype)
-    return [dataclasses.replace(r, path=f"loss/{loss.name}/preds") for r in rows]
+    rows = _check(f"loss/{name}", manual, jax.grad(scalar), scalar, preds, dtype)
+    return [dataclasses.replace(r, path=f"loss/{name}/preds") for r in rows]
 
 
 def check_penalty(penalty: losses.Penalty, params, g, *, dtype="float64") -> list[LeafCheck]:
@@ -345,36 +406,71 @@ def check_penalty(penalty: losses.Penalty, params, g, *, dtype="float64") -> lis
 
 # --- every layer and loss on its own ---------------------------------------------------
 
-def layer_cases() -> dict[str, tuple[Layer, tuple[int, ...], dict]]:
-    """The layers ``check_all`` covers: name → (layer, input shape with batch, forward kwargs)."""
+class Case(NamedTuple):
+    """One layer to check: its input shape (with batch), forward mode, and input kind."""
+
+    layer: Layer
+    shape: tuple[int, ...]   # the input x, batch axis first
+    train: bool = False      # training-mode forward (dropout on, batch statistics)
+    vocab: int = 0           # > 0: x holds integer ids below ``vocab`` (no ∂J/∂x row)
+    masked: bool = False     # pass per-example weights with zeros (a padded last batch)
+
+
+def layer_cases() -> dict[str, Case]:
+    """The layers ``check_all`` covers, by name."""
     b, d = 4, 5
+    img = (3, 6, 5, 4)   # (B, H, W, C)
+    seq = (3, 5, 8)      # (B, T, D)
+    block = layers.transformer_block(8, 2, mlp_ratio=2)
     return {
-        "dense": (layers.dense(3), (b, d), {}),
-        "identity": (layers.identity(), (b, d), {}),
-        "sigmoid": (layers.sigmoid(), (b, d), {}),
-        "tanh": (layers.tanh(), (b, d), {}),
-        "relu": (layers.relu(), (b, d), {}),
-        "leaky_relu": (layers.leaky_relu(0.1), (b, d), {}),
-        "elu": (layers.elu(), (b, d), {}),
-        "softplus": (layers.softplus(), (b, d), {}),
-        "gelu": (layers.gelu(), (b, d), {}),
-        "gelu_tanh": (layers.gelu(approximate=True), (b, d), {}),
-        "softmax": (layers.softmax(), (b, d), {}),
-        "dropout": (layers.dropout(0.5), (b, d), {"train": True}),
-        "layer_norm": (layers.layer_norm(), (b, d), {}),
-        "flatten": (layers.flatten(), (b, 2, 3, 2), {}),
-        "serial": (layers.serial(layers.dense(4), layers.tanh(), layers.dense(2)), (b, d), {}),
+        "dense": Case(layers.dense(3), (b, d)),
+        "identity": Case(layers.identity(), (b, d)),
+        "sigmoid": Case(layers.sigmoid(), (b, d)),
+        "tanh": Case(layers.tanh(), (b, d)),
+        "relu": Case(layers.relu(), (b, d)),
+        "leaky_relu": Case(layers.leaky_relu(0.1), (b, d)),
+        "elu": Case(layers.elu(), (b, d)),
+        "softplus": Case(layers.softplus(), (b, d)),
+        "gelu": Case(layers.gelu(), (b, d)),
+        "gelu_tanh": Case(layers.gelu(approximate=True), (b, d)),
+        "softmax": Case(layers.softmax(), (b, d)),
+        "dropout": Case(layers.dropout(0.5), (b, d), train=True),
+        "layer_norm": Case(layers.layer_norm(), (b, d)),
+        "flatten": Case(layers.flatten(), (b, 2, 3, 2)),
+        "conv2d": Case(layers.conv2d(3, 3), img),
+        "conv2d_strided": Case(layers.conv2d(3, (2, 3), strides=2, padding="VALID"), img),
+        "conv2d_dilated_grouped": Case(
+            layers.conv2d(6, 3, dilation=2, feature_groups=2, padding=((1, 2), (2, 1))), img),
+        "max_pool": Case(layers.max_pool(2), img),
+        "max_pool_overlapping": Case(layers.max_pool(3, strides=2, padding="SAME"), img),
+        "avg_pool": Case(layers.avg_pool(2, strides=1, padding="SAME"), img),
+        "global_avg_pool": Case(layers.global_avg_pool(), img),
+        "batch_norm_train": Case(layers.batch_norm(), (6, d), train=True),
+        "batch_norm_train_masked": Case(layers.batch_norm(), (6, d), train=True, masked=True),
+        "batch_norm_train_image": Case(layers.batch_norm(), img, train=True),
+        "batch_norm_eval": Case(layers.batch_norm(), (6, d)),
+        "embedding": Case(layers.embedding(7, 4), (3, 5), vocab=7),
+        "positional_embedding": Case(layers.positional_embedding(6), seq),
+        "attention": Case(layers.multi_head_attention(2), seq),
+        "attention_causal": Case(layers.multi_head_attention(2, causal=True), seq),
+        "transformer_block": Case(block, seq),
+        "residual": Case(layers.residual(layers.serial(layers.dense(d), layers.tanh())), (b, d)),
+        "parallel_sum": Case(layers.parallel(layers.dense(3), layers.serial(
+            layers.dense(4), layers.tanh(), layers.dense(3))), (b, d)),
+        "parallel_concat": Case(layers.parallel(layers.dense(3), layers.tanh(),
+                                                merge="concat"), (b, d)),
+        "serial": Case(layers.serial(layers.dense(4), layers.tanh(), layers.dense(2)), (b, d)),
     }
 
 
-LOSS_NAMES = ("mse", "huber", "xent", "bce")
+LOSS_NAMES = ("mse", "huber", "xent", "xent_tokens", "bce")
 CHECK_NAMES = (*layer_cases().keys(), *LOSS_NAMES, "l2")
 """Everything ``check_all`` can check, by name."""
 
 
 def check_all(*, dtype: str = "float64", seed: int = 0, names: Sequence[str] | None = None) -> Report:
     """Check every layer, loss and penalty (or those ``names``) with random inputs,
-    params and cotangents: one row per parameter leaf and per input."""
+    params, state and cotangents: one row per parameter leaf and per input."""
     dtype = tolerances.dtype_name(dtype)
     names = list(CHECK_NAMES if names is None else names)
     unknown = [n for n in names if n not in CHECK_NAMES]
@@ -387,36 +483,58 @@ def check_all(*, dtype: str = "float64", seed: int = 0, names: Sequence[str] | N
         for name in names:
             key, k_init, k_x, k_dy, k_fwd = jax.random.split(key, 5)
             if name in cases:
-                layer, shape, kwargs = cases[name]
-                _, params = layer.init(k_init, shape[1:])
+                case = cases[name]
+                _, params, state = case.layer.init(k_init, case.shape[1:])
                 params = _perturb(params, k_init)
-                x = 1.5 * jax.random.normal(k_x, shape, jnp.float64)
-                out = layer.forward(_cast(params, jnp.float64), x, key=k_fwd, **kwargs)[0]
+                state = _perturb_state(state, k_fwd)
+                if case.vocab:
+                    x = jax.random.randint(k_x, case.shape, 0, case.vocab)
+                else:
+                    x = 1.5 * jax.random.normal(k_x, case.shape, jnp.float64)
+                weights = None
+                if case.masked:  # the last third of the batch is padding
+                    n = case.shape[0]
+                    weights = jnp.where(jnp.arange(n) < n - n // 3, 1.0, 0.0)
+                fwd_key = k_fwd if case.train else None
+                out = case.layer.forward(_cast(params, jnp.float64), _cast(state, jnp.float64), x,
+                                         key=fwd_key, train=case.train, weights=weights)[0]
                 dy = jax.random.normal(k_dy, out.shape, jnp.float64)
-                rows += check_layer(layer, params, x, dy, dtype=dtype,
-                                    key=k_fwd if kwargs.get("train") else None,
-                                    train=kwargs.get("train", False), name=name)
+                rows += check_layer(case.layer, params, state, x, dy, dtype=dtype, key=fwd_key,
+                                    train=case.train, weights=weights, name=name)
             elif name == "l2":
                 params = {"w": jax.random.normal(k_x, (3, 4)), "b": jax.random.normal(k_dy, (4,))}
                 rows += check_penalty(losses.l2_penalty(0.3), params, 1.7, dtype=dtype)
             else:
-                loss = losses.get(name)
+                loss = losses.get(name.removesuffix("_tokens"))
                 preds, targets = _loss_inputs(name, k_x, k_dy)
                 g = float(jax.random.uniform(k_fwd, (), minval=0.5, maxval=2.0))
-                rows += check_loss(loss, preds, targets, g, dtype=dtype)
+                rows += check_loss(loss, preds, targets, g, dtype=dtype, name=name)
     return Report(dtype, tuple(rows))
 
 
-def _perturb(params, key):
+def _perturb(params, key, scale: float = 0.5):
     """Random non-trivial values for every parameter (layer norm starts at γ=1, β=0)."""
     leaves, treedef = jax.tree_util.tree_flatten(params)
     keys = jax.random.split(key, max(1, len(leaves)))
     return treedef.unflatten(
-        [leaf + 0.5 * jax.random.normal(k, leaf.shape, leaf.dtype) for leaf, k in zip(leaves, keys)]
+        [leaf + scale * jax.random.normal(k, leaf.shape, leaf.dtype) for leaf, k in zip(leaves, keys)]
+    )
+
+
+def _perturb_state(state, key):
+    """Running statistics away from their initial 0 and 1: positive, so variances stay valid."""
+    leaves, treedef = jax.tree_util.tree_flatten(state)
+    keys = jax.random.split(key, max(1, len(leaves)))
+    return treedef.unflatten(
+        [0.2 + jnp.abs(leaf + 0.5 * jax.random.normal(k, leaf.shape, leaf.dtype))
+         for leaf, k in zip(leaves, keys)]
     )
 
 
 def _loss_inputs(name, k_pred, k_target, batch: int = 6, classes: int = 4):
+    if name == "xent_tokens":  # per-token logits (B, T, C) against labels (B, T)
+        return (2.0 * jax.random.normal(k_pred, (batch, 3, classes), jnp.float64),
+                jax.random.randint(k_target, (batch, 3), 0, classes))
     if name == "xent":
         return (2.0 * jax.random.normal(k_pred, (batch, classes), jnp.float64),
                 jax.random.randint(k_target, (batch,), 0, classes))

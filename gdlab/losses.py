@@ -92,25 +92,30 @@ def huber(delta: float = 1.0) -> Loss:
 
 
 def softmax_cross_entropy() -> Loss:
-    """Cross-entropy of softmax(logits) (B, C) against integer labels (B,).
+    """Cross-entropy of softmax(logits) (B, C) against integer labels (B,), or per token:
+    logits (B, T, C) against labels (B, T).
 
-    ℓ_b = logsumexp(z_b) − z_b,y_b, computed stably (max subtracted); J = Σ_b ω_b ℓ_b.
-    The softmax and the log cancel into the fused gradient
-    ∂J/∂z = ω_b (softmax(z) − onehot(y)), i.e. (softmax − onehot)/B unweighted.
+    Per position ℓ = logsumexp(z) − z_y, computed stably (max subtracted); an
+    example's loss is the mean over its T positions (T = 1 for plain
+    classification), J = Σ_b ω_b ℓ_b. The softmax and the log cancel into the
+    fused gradient ∂J/∂z = (ω_b/T)(softmax(z) − onehot(y)), i.e.
+    (softmax − onehot)/B for plain unweighted classification.
     """
 
     def forward(logits, labels, weights=None):
+        labels = labels.astype(jnp.int32)
         shifted = logits - jnp.max(logits, axis=-1, keepdims=True)
-        lse = jnp.log(jnp.sum(jnp.exp(shifted), axis=-1))  # logsumexp(z) − max(z), (B,)
-        correct = jnp.take_along_axis(shifted, labels[:, None].astype(jnp.int32), axis=-1)[:, 0]
-        probs = jnp.exp(shifted - lse[:, None])             # softmax(z), (B, C)
-        omega = example_weights(weights, logits)            # (B, 1)
-        return jnp.sum(omega[:, 0] * (lse - correct)), (probs, labels, omega)
+        lse = jnp.log(jnp.sum(jnp.exp(shifted), axis=-1))  # logsumexp(z) − max(z), (B, ...)
+        correct = jnp.take_along_axis(shifted, labels[..., None], axis=-1)[..., 0]
+        probs = jnp.exp(shifted - lse[..., None])           # softmax(z), (B, ..., C)
+        positions = _per_example_size(lse)                  # T tokens per example
+        scale = example_weights(weights, lse) / positions   # ω_b / T, (B, 1, ...) like lse
+        return jnp.sum(scale * (lse - correct)), (probs, labels, scale[..., None])
 
     def backward(residuals, g=1.0):
-        probs, labels, omega = residuals
+        probs, labels, scale = residuals
         onehot = jax.nn.one_hot(labels, probs.shape[-1], dtype=probs.dtype)
-        return g * omega * (probs - onehot)
+        return g * scale * (probs - onehot)
 
     return Loss(forward, backward, "xent")
 

@@ -53,3 +53,73 @@ def linear(num_outputs: int = 1, *, w_init: str = "lecun_normal", dtype=jnp.floa
     """A linear model y = x·W + b, no hidden layer: regression's textbook model."""
     return layers.serial(layers.dense(num_outputs, w_init=w_init, dtype=dtype),
                          name=f"linear({num_outputs})")
+
+
+def cnn(
+    num_outputs: int,
+    *,
+    channels: Sequence[int] = (32, 64),
+    kernel_size: int = 3,
+    padding: str = "SAME",
+    pool_size: int = 2,
+    hidden: Sequence[int] = (),
+    dropout_rate: float = 0.0,
+    dtype=jnp.float32,
+) -> Layer:
+    """A convolutional network for NHWC images (LeCun et al. 1998, with batch norm).
+
+    One stage per entry of ``channels``: conv(k×k, ``padding``) → batch norm →
+    relu → max-pool(p×p, SAME: a last odd row or column is pooled alone); then flatten, the optional dense ``hidden`` layers (relu,
+    then dropout when asked) and a dense head of ``num_outputs``. The conv has no
+    bias: the batch norm's shift that follows would cancel it. The input shape
+    comes from ``init(key, (H, W, C))``.
+    """
+    channels = [int(c) for c in channels]
+    hidden = [int(h) for h in hidden]
+    if not channels or min(channels) < 1 or (hidden and min(hidden) < 1):
+        raise ValueError(f"cnn channels and hidden sizes must be positive integers, got "
+                         f"{channels} and {hidden}")
+    stack: list[Layer] = []
+    for c in channels:
+        stack += [layers.conv2d(c, kernel_size, padding=padding, use_bias=False, dtype=dtype),
+                  layers.batch_norm(dtype=dtype), layers.relu(),
+                  layers.max_pool(pool_size, padding="SAME")]
+    stack.append(layers.flatten())
+    for h in hidden:
+        stack += [layers.dense(h, w_init="he_normal", dtype=dtype), layers.relu()]
+        if dropout_rate > 0:
+            stack.append(layers.dropout(dropout_rate))
+    stack.append(layers.dense(num_outputs, dtype=dtype))
+    return layers.serial(*stack, name=f"cnn({'-'.join(map(str, channels))}, k={kernel_size}"
+                                      f"{', hidden=' + '-'.join(map(str, hidden)) if hidden else ''})")
+
+
+def transformer(
+    vocab_size: int,
+    num_outputs: int,
+    *,
+    max_len: int,
+    width: int = 64,
+    depth: int = 2,
+    num_heads: int = 4,
+    mlp_ratio: int = 4,
+    causal: bool = False,
+    dtype=jnp.float32,
+) -> Layer:
+    """A pre-layer-norm transformer over token ids (B, T) giving per-token outputs (B, T, K).
+
+    embedding(vocab → width) + learned positions (up to ``max_len``) → ``depth``
+    blocks (attention and MLP, each in a residual) → layer norm → dense(num_outputs)
+    at every position. ``causal=True`` lets position t see positions ≤ t only.
+    """
+    if min(vocab_size, num_outputs, max_len, width, depth, num_heads, mlp_ratio) < 1:
+        raise ValueError("transformer sizes must be positive integers")
+    if width % num_heads:
+        raise ValueError(f"transformer width {width} must be a multiple of num_heads {num_heads}")
+    stack = [layers.embedding(vocab_size, width, dtype=dtype),
+             layers.positional_embedding(max_len, dtype=dtype)]
+    stack += [layers.transformer_block(width, num_heads, mlp_ratio=mlp_ratio, causal=causal,
+                                       dtype=dtype) for _ in range(depth)]
+    stack += [layers.layer_norm(dtype=dtype), layers.dense(num_outputs, dtype=dtype)]
+    return layers.serial(*stack, name=f"transformer(d={width}, depth={depth}, heads={num_heads}"
+                                      f"{', causal' if causal else ''})")

@@ -2,12 +2,14 @@
 
 The step is the seed's update rule with the gradient from backprop::
 
-    loss, g = value_and_grad(params, batch)       # ∂J/∂w, manual or jax.grad
+    (loss, model_state), g = value_and_grad(params, model_state, batch)  # ∂J/∂w, manual or jax.grad
     updates, opt_state = optimizer.update(g, opt_state, params)
     params = apply_updates(params, updates)       # w_new = w_old − α · ∂J/∂w for gd
 
 An epoch shuffles the training set (``gdlab.descent``) and runs every step in
-one ``lax.scan``, with the data on the device. A step whose loss or new
+one ``lax.scan``, with the data on the device. Everything that changes is one
+pytree, ``TrainState``: params, model state, optimizer state, key, step and the
+divergence record. A step whose loss or new
 parameters are not finite, or whose loss exceeds ``blowup`` times the first
 step's, marks the run *diverged*: from then on the state stays at the last
 finite one and the step number is recorded. ``sweep`` runs many learning rates
@@ -27,9 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from gdlab import backprop, descent, optim
-from gdlab.layers import Layer
+from gdlab.layers import Layer, init_shapes
 from gdlab.losses import Loss
-from gdlab.types import Array, Params, PRNGKey
+from gdlab.types import Array, Params, PRNGKey, State
 
 DEFAULT_BLOWUP = 1e6
 """A loss this many times the first step's loss counts as diverged: a geometric
@@ -37,18 +39,8 @@ blow-up takes hundreds of steps to reach inf, but only tens to get here."""
 
 
 @flax.struct.dataclass
-class TrainState:
-    """Everything that changes during training, as one pytree."""
-
-    step: Array      # int32 scalar: number of updates applied so far
-    params: Params   # the model's parameters
-    opt_state: Any   # the optimizer's state (a NamedTuple, or a tuple of them)
-    key: PRNGKey     # split at every epoch (shuffling, dropout keys of its steps), never reused
-
-
-@flax.struct.dataclass
 class Health:
-    """Divergence tracking, carried beside the state."""
+    """The divergence record: whether, and at which update, training went bad."""
 
     diverged: Array        # bool scalar: some step went non-finite or blew up
     diverged_at: Array     # int32: the 1-based number of the update that went bad, −1 if none
@@ -59,6 +51,18 @@ class Health:
         return cls(jnp.array(False), jnp.array(-1, jnp.int32), jnp.array(jnp.nan, jnp.float32))
 
 
+@flax.struct.dataclass
+class TrainState:
+    """Everything that changes during training, as one pytree (one checkpoint, exact resume)."""
+
+    step: Array        # int32 scalar: number of updates applied so far
+    params: Params     # the model's trained parameters
+    model_state: State  # the model's non-trainable state (batch-norm running statistics)
+    opt_state: Any     # the optimizer's state (a NamedTuple, or a tuple of them)
+    key: PRNGKey       # split at every epoch (shuffling, dropout keys of its steps), never reused
+    health: Health     # the divergence record
+
+
 class StepMetrics(NamedTuple):
     loss: Array         # J on the step's batch, before the update
     grad_norm: Array    # ‖∂J/∂θ‖₂ over all leaves
@@ -66,21 +70,30 @@ class StepMetrics(NamedTuple):
     param_norm: Array   # ‖θ_new‖₂
 
 
+def init_model(model: Layer, key: PRNGKey, in_shape: Sequence[int]) -> tuple[Params, State]:
+    """The initial ``(params, model_state)`` that ``create_state`` starts from for ``key``."""
+    k_init, _ = jax.random.split(key)
+    _, params, model_state = model.init(k_init, tuple(in_shape))
+    return params, model_state
+
+
 def create_state(model: Layer, optimizer: optim.Optimizer, key: PRNGKey,
                  in_shape: Sequence[int]) -> TrainState:
-    """Initial params (from one half of ``key``) and optimizer state; the other half trains."""
-    k_init, k_train = jax.random.split(key)
-    _, params = model.init(k_init, tuple(in_shape))
-    return TrainState(step=jnp.array(0, jnp.int32), params=params,
-                      opt_state=optimizer.init(params), key=k_train)
+    """Initial params and model state (from one half of ``key``) and optimizer state;
+    the other half of ``key`` trains."""
+    _, k_train = jax.random.split(key)
+    params, model_state = init_model(model, key, in_shape)
+    return TrainState(step=jnp.array(0, jnp.int32), params=params, model_state=model_state,
+                      opt_state=optimizer.init(params), key=k_train, health=Health.initial())
 
 
 def make_step(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, grad: str = "manual"):
-    """``step(state, x, y, weights) -> (state, StepMetrics)``: one update on one batch.
+    """``step(state, x, y, weights=None, key=None) -> (state, StepMetrics)``: one update on one batch.
 
     ``grad`` chooses how ∂J/∂θ is computed: ``"manual"`` (hand-written backprop),
-    ``"custom_vjp"`` or ``"autodiff"`` (``jax.grad``). Wrap it in ``jax.jit``
-    (``donate_argnums=0`` lets XLA update params and optimizer state in place).
+    ``"custom_vjp"`` or ``"autodiff"`` (``jax.grad``). The forward pass runs in
+    training mode and its new model state (batch-norm statistics) is kept. Wrap it
+    in ``jax.jit`` (``donate_argnums=0`` lets XLA update the state in place).
     """
     value_and_grad = backprop.value_and_grad(model, loss, grad)
 
@@ -91,7 +104,8 @@ def make_step(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, grad: str
             next_key, key = jax.random.split(state.key)
         else:
             next_key = state.key
-        value, grads = value_and_grad(state.params, x, y, weights, key=key, train=True)
+        (value, model_state), grads = value_and_grad(state.params, state.model_state, x, y,
+                                                     weights, key=key, train=True)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optim.apply_updates(state.params, updates)
         metrics = StepMetrics(
@@ -100,7 +114,8 @@ def make_step(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, grad: str
             update_norm=optim.global_norm(updates),
             param_norm=optim.global_norm(params),
         )
-        new_state = TrainState(step=state.step + 1, params=params, opt_state=opt_state, key=next_key)
+        new_state = state.replace(step=state.step + 1, params=params, model_state=model_state,
+                                  opt_state=opt_state, key=next_key)
         return new_state, metrics
 
     return step
@@ -117,14 +132,15 @@ def _tree_select(pred: Array, on_true, on_false):
 
 
 def guard(step_fn, *, blowup: float | None = DEFAULT_BLOWUP):
-    """Wrap a step so that a bad update is refused and recorded in ``Health``.
+    """Wrap a step so that a bad update is refused and recorded in ``state.health``.
 
-    ``guarded(state, health, x, y, weights, key) -> (state, health, metrics)``. Once
-    diverged, every later update is refused too (the state stays put).
+    ``guarded(state, x, y, weights, key) -> (state, metrics)``. Once diverged,
+    every later update is refused too (the state stays put, health included).
     """
 
-    def guarded(state, health, x, y, weights=None, key=None):
+    def guarded(state, x, y, weights=None, key=None):
         new_state, m = step_fn(state, x, y, weights, key)
+        health = state.health
         loss = m.loss.astype(jnp.float32)
         reference = jnp.where(jnp.isnan(health.reference_loss), loss, health.reference_loss)
         bad = ~jnp.isfinite(loss) | ~jnp.isfinite(m.param_norm)
@@ -136,7 +152,7 @@ def guard(step_fn, *, blowup: float | None = DEFAULT_BLOWUP):
             diverged_at=jnp.where(bad & ~health.diverged, state.step + 1, health.diverged_at),
             reference_loss=reference,
         )
-        return _tree_select(diverged, state, new_state), health, m
+        return _tree_select(diverged, state, new_state).replace(health=health), m
 
     return guarded
 
@@ -144,7 +160,7 @@ def guard(step_fn, *, blowup: float | None = DEFAULT_BLOWUP):
 def make_epoch(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, num_examples: int,
                batch_size: int, grad: str = "manual", shuffle: bool = True,
                blowup: float | None = DEFAULT_BLOWUP):
-    """``epoch(state, health, x, y) -> (state, health, StepMetrics of (steps,) arrays)``.
+    """``epoch(state, x, y) -> (state, StepMetrics of (steps,) arrays)``.
 
     One pass over the ``num_examples`` rows of ``x``/``y`` in shuffled batches
     of ``batch_size`` (the last one masked), as a single ``lax.scan``; jit it
@@ -152,7 +168,7 @@ def make_epoch(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, num_exam
     """
     guarded = guard(make_step(model, loss, optimizer, grad=grad), blowup=blowup)
 
-    def epoch(state: TrainState, health: Health, x: Array, y: Array):
+    def epoch(state: TrainState, x: Array, y: Array):
         # One split per epoch: the next epoch's key, the shuffle, and a key per step
         # (drawn here at once, so the scanned step does no PRNG work of its own).
         key, shuffle_key, steps_key = jax.random.split(state.key, 3)
@@ -161,36 +177,70 @@ def make_epoch(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, num_exam
         step_keys = jax.random.split(steps_key, indices.shape[0])
         state = state.replace(key=key)
 
-        def body(carry, batch):
+        def body(state, batch):
             idx, w, k = batch
-            state, health, m = guarded(*carry, x[idx], y[idx], w, k)
-            return (state, health), m
+            return guarded(state, x[idx], y[idx], w, k)
 
-        (state, health), metrics = jax.lax.scan(body, (state, health), (indices, weights, step_keys))
-        return state, health, metrics
+        return jax.lax.scan(body, state, (indices, weights, step_keys))
 
     return epoch
 
 
-def predictions_accuracy(loss: Loss, preds: Array, y: Array) -> Array | None:
-    """Classification accuracy for ``xent`` (argmax) and ``bce`` (logit > 0); None otherwise."""
+def predictions_accuracy(loss: Loss, preds: Array, y: Array,
+                         weights: Array | None = None) -> Array | None:
+    """Classification accuracy for ``xent`` (argmax; per token for sequences) and ``bce``
+    (logit > 0), as a mean over examples weighted by ``weights``; None for regression."""
     if loss.name == "xent":
-        return jnp.mean(jnp.argmax(preds, axis=-1) == y)
-    if loss.name == "bce":
-        return jnp.mean((preds.reshape(y.shape) > 0) == (y > 0.5))
-    return None
+        correct = jnp.argmax(preds, axis=-1) == y
+    elif loss.name == "bce":
+        correct = (preds.reshape(y.shape) > 0) == (y > 0.5)
+    else:
+        return None
+    correct = correct.astype(preds.dtype).reshape(correct.shape[0], -1)
+    per_example = jnp.mean(correct, axis=1)  # the share of its tokens right
+    if weights is None:
+        return jnp.mean(per_example)
+    return jnp.sum(weights * per_example) / jnp.sum(weights)
 
 
-def make_evaluate(model: Layer, loss: Loss):
-    """``evaluate(params, x, y) -> {"loss", "accuracy"?}`` in evaluation mode (no dropout)."""
+EVAL_BATCH = 1024
+"""Examples per forward pass when evaluating: a data set is evaluated in chunks of this
+size (the last one masked), so its activations never have to fit in memory at once."""
 
-    def evaluate(params, x, y):
-        preds = model.forward(params, x, train=False)[0]
-        out = {"loss": loss.value(preds, y)}
-        accuracy = predictions_accuracy(loss, preds, y)
+
+def make_evaluate(model: Layer, loss: Loss, *, batch_size: int = EVAL_BATCH):
+    """``evaluate(params, model_state, x, y) -> {"loss", "accuracy"?}`` in evaluation mode
+    (no dropout, batch norm on its running statistics), over the whole of ``x``.
+
+    Up to ``batch_size`` examples go through in one pass; more are split into
+    chunks of ``batch_size`` (one ``lax.scan``), the last padded and masked, and
+    the weighted chunk results add up to the same means.
+    """
+
+    def metrics(params, model_state, x, y, weights=None):
+        preds = model.forward(params, model_state, x, train=False)[0]
+        out = {"loss": loss.value(preds, y, weights)}
+        accuracy = predictions_accuracy(loss, preds, y, weights)
         if accuracy is not None:
             out["accuracy"] = accuracy
         return out
+
+    def evaluate(params, model_state, x, y):
+        x, y = jnp.asarray(x), jnp.asarray(y)
+        n = x.shape[0]
+        if n <= batch_size:
+            return metrics(params, model_state, x, y)
+        idx, w = descent.epoch_batches(None, n, batch_size)  # (chunks, B) in order, last masked
+
+        def chunk(total, batch):
+            i, w_i = batch
+            out = metrics(params, model_state, x[i], y[i], w_i)
+            real = jnp.sum(w_i)  # this chunk's real examples; its share of the mean is real / n
+            return jax.tree.map(lambda t, v: t + (real.astype(v.dtype) / n) * v, total, out), None
+
+        zero = jax.tree.map(jnp.zeros_like, jax.eval_shape(metrics, params, model_state,
+                                                           x[:batch_size], y[:batch_size]))
+        return jax.lax.scan(chunk, zero, (idx, w))[0]
 
     return evaluate
 
@@ -239,9 +289,8 @@ def fit(
         state = create_state(model, optimizer, key, x.shape[1:])
     epoch_fn = make_epoch(model, loss, optimizer, num_examples=n, batch_size=batch_size,
                           grad=grad, blowup=blowup)
-    health = Health.initial()
     t0 = time.perf_counter()
-    compiled = jax.jit(epoch_fn, donate_argnums=(0,)).lower(state, health, x, y).compile()
+    compiled = jax.jit(epoch_fn, donate_argnums=(0,)).lower(state, x, y).compile()
     compile_seconds = time.perf_counter() - t0
     evaluate = jax.jit(make_evaluate(model, loss))
     test = None if test_data is None else tuple(jnp.asarray(a) for a in test_data)
@@ -249,17 +298,17 @@ def fit(
     history: list[dict] = []
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
-        state, health, metrics = compiled(state, health, x, y)
+        state, metrics = compiled(state, x, y)
         jax.block_until_ready(state)
         seconds = time.perf_counter() - t0
-        diverged = bool(health.diverged)
+        diverged = bool(state.health.diverged)
         if epoch % eval_every and epoch != epochs and not diverged:
             continue
         row = {"epoch": epoch, "step": int(state.step)}
-        row.update({f"train_{k}": float(v) for k, v in evaluate(state.params, x, y).items()})
+        row.update({f"train_{k}": float(v) for k, v in evaluate(state.params, state.model_state, x, y).items()})
         row["batch_loss"] = float(jnp.nanmean(metrics.loss))
         if test is not None:
-            row.update({f"test_{k}": float(v) for k, v in evaluate(state.params, *test).items()})
+            row.update({f"test_{k}": float(v) for k, v in evaluate(state.params, state.model_state, *test).items()})
         row.update(grad_norm=float(jnp.mean(metrics.grad_norm)),
                    update_norm=float(jnp.mean(metrics.update_norm)),
                    param_norm=float(optim.global_norm(state.params)),
@@ -272,8 +321,8 @@ def fit(
     return FitResult(
         state=state,
         history=history,
-        status="diverged" if bool(health.diverged) else "completed",
-        diverged_at_step=int(health.diverged_at) if bool(health.diverged) else None,
+        status="diverged" if bool(state.health.diverged) else "completed",
+        diverged_at_step=int(state.health.diverged_at) if bool(state.health.diverged) else None,
         compile_seconds=compile_seconds,
     )
 
@@ -288,12 +337,13 @@ class SweepResult:
     diverged: np.ndarray        # (K,) bool
     diverged_at_step: np.ndarray  # (K,) int, −1 when it did not diverge
     params: Params              # final (or last finite) params, every leaf with a leading K axis
+    model_state: State          # the model state beside them, likewise
 
 
 def make_run(model: Layer, loss: Loss, optimizer_for: Callable[[Array], optim.Optimizer], *,
              in_shape: Sequence[int], num_examples: int, batch_size: int, epochs: int,
              grad: str = "manual", blowup: float | None = DEFAULT_BLOWUP):
-    """``run(lr, key, x, y) -> (params, Health, train-loss curve (epochs,))``: a whole
+    """``run(lr, key, x, y) -> (TrainState, train-loss curve (epochs,))``: a whole
     training run as one traceable function, for ``jit`` and ``vmap`` over ``lr``/``key``.
 
     The curve holds J on the training set after each epoch, NaN once diverged.
@@ -306,14 +356,12 @@ def make_run(model: Layer, loss: Loss, optimizer_for: Callable[[Array], optim.Op
                               batch_size=batch_size, grad=grad, blowup=blowup)
         state = create_state(model, optimizer, key, in_shape)
 
-        def body(carry, _):
-            state, health = carry
-            state, health, _ = epoch_fn(state, health, x, y)
-            train_loss = evaluate(state.params, x, y)["loss"]
-            return (state, health), jnp.where(health.diverged, jnp.nan, train_loss)
+        def body(state, _):
+            state, _ = epoch_fn(state, x, y)
+            train_loss = evaluate(state.params, state.model_state, x, y)["loss"]
+            return state, jnp.where(state.health.diverged, jnp.nan, train_loss)
 
-        (state, health), curve = jax.lax.scan(body, (state, Health.initial()), None, length=epochs)
-        return state.params, health, curve
+        return jax.lax.scan(body, state, None, length=epochs)
 
     return run
 
@@ -339,19 +387,20 @@ def sweep(
     would; divergence is tracked per configuration.
     """
     x, y = (jnp.asarray(a) for a in train_data)
-    dtype = jax.tree_util.tree_leaves(model.init(jax.random.PRNGKey(0), x.shape[1:])[1])[0].dtype
+    dtype = jax.tree_util.tree_leaves(init_shapes(model, x.shape[1:])[1])[0].dtype
     grid_seeds, grid_lrs = np.meshgrid(np.asarray(seeds), np.asarray(learning_rates), indexing="ij")
     grid_seeds, grid_lrs = grid_seeds.ravel(), grid_lrs.ravel()
     run = make_run(model, loss, optimizer_for, in_shape=x.shape[1:], num_examples=x.shape[0],
                    batch_size=batch_size, epochs=epochs, grad=grad, blowup=blowup)
     keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(grid_seeds))
     vmapped = jax.jit(jax.vmap(run, in_axes=(0, 0, None, None)))
-    params, health, curves = vmapped(jnp.asarray(grid_lrs, dtype), keys, x, y)
+    state, curves = vmapped(jnp.asarray(grid_lrs, dtype), keys, x, y)
     return SweepResult(
         learning_rates=grid_lrs,
         seeds=grid_seeds,
         train_loss=np.asarray(curves),
-        diverged=np.asarray(health.diverged),
-        diverged_at_step=np.asarray(health.diverged_at),
-        params=params,
+        diverged=np.asarray(state.health.diverged),
+        diverged_at_step=np.asarray(state.health.diverged_at),
+        params=state.params,
+        model_state=state.model_state,
     )

@@ -20,6 +20,10 @@ holding a tuple for a composition (``{"layers": (p0, p1, ...)}``)."""
 Grads = Any
 """A pytree shaped exactly like the ``Params`` it differentiates."""
 
+State = Any
+"""A layer's non-trainable state, a pytree shaped like its params' tree (batch norm's
+running mean and variance); ``{}`` for a layer without state. Never differentiated."""
+
 Residuals = Any
 """What a forward pass keeps for its backward pass: a pytree of arrays (or None)."""
 

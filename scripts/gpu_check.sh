@@ -8,6 +8,7 @@
 #   compile.json   scripts/bench.py again for the torch.compile peer (tiny, medium), if time allows
 #   gradcheck.log  every layer and loss, float64 and float32, on the GPU
 #   train.json     experiments.train's summary.json with default flags, on the GPU
+#   train_cnn.json the same for --model=cnn
 #   pytest.log     the test suite under this machine's jax (the tests pin themselves to the CPU)
 set -uo pipefail
 OUT="${1:-gpu-out}"
@@ -26,8 +27,11 @@ echo "bench: exit $? after $((SECONDS - start)) s" >> "$OUT/env.txt"
     timeout 60 python -m experiments.gradcheck --layers=all --dtype=float64
     timeout 60 python -m experiments.gradcheck --layers=all --dtype=float32
     timeout 60 python -m experiments.gradcheck --hidden=64 --activation=relu --loss=xent --dtype=float32 --input_dim=64 --num_classes=10
+    timeout 60 python -m experiments.gradcheck --model=cnn --dtype=float64
+    timeout 60 python -m experiments.gradcheck --model=transformer --dtype=float64
 } > "$OUT/gradcheck.log" 2>&1
 timeout 90 python -m experiments.train --workdir=/tmp/gdlab-train > /dev/null 2>&1 && cp /tmp/gdlab-train/summary.json "$OUT/train.json"
+timeout 90 python -m experiments.train --model=cnn --workdir=/tmp/gdlab-cnn > /dev/null 2>&1 && cp /tmp/gdlab-cnn/summary.json "$OUT/train_cnn.json"
 echo "experiments: done after $((SECONDS - start)) s" >> "$OUT/env.txt"
 timeout 150 python -m pytest -q -x -p no:cacheprovider tests > "$OUT/pytest.log" 2>&1
 echo "pytest: exit $? after $((SECONDS - start)) s" >> "$OUT/env.txt"

@@ -1,6 +1,7 @@
 """Tests for gdlab.backprop: manual, custom_vjp and autodiff value-and-grad agree; jax.grad
 through ``custom_vjp_layer``/``custom_vjp_loss`` really runs the hand-written backward;
-custom_vjp under jit and vmap; dropout in training mode."""
+custom_vjp under jit and vmap; dropout in training mode; models with state (batch norm)
+and branches (residual attention blocks), whose new state agrees across methods too."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_tree_allclose
+from conftest import assert_tree_allclose, tree_allclose
 
 from gdlab import backprop, layers, losses, models
 
@@ -41,16 +42,25 @@ def _data(loss, seed=0, batch=BATCH):
     return x, y
 
 
-def _params(model, seed=0):
+def _params(model, seed=0, in_shape=(IN_DIM,)):
     """Init params plus noise on every leaf, so biases are not all zero."""
-    _, params = model.init(jax.random.PRNGKey(seed), (IN_DIM,))
+    _, params, _ = model.init(jax.random.PRNGKey(seed), in_shape)
     rng = np.random.default_rng(seed + 100)
     return jax.tree.map(lambda p: p + 0.3 * rng.normal(size=p.shape), params)
 
 
-def _all_methods(model, loss, train, params, x, y, key, weights=None):
-    return {m: backprop.value_and_grad(model, loss, m)(params, x, y, weights, key=key, train=train)
-            for m in backprop.METHODS}
+def _state(model, in_shape=(IN_DIM,)):
+    return model.init(jax.random.PRNGKey(0), in_shape)[2]
+
+
+def _all_methods(model, loss, train, params, state, x, y, key, weights=None):
+    """{method: (loss, grads)} and, separately, {method: new model state}."""
+    out, states = {}, {}
+    for m in backprop.METHODS:
+        (value, states[m]), grads = backprop.value_and_grad(model, loss, m)(
+            params, state, x, y, weights, key=key, train=train)
+        out[m] = (value, grads)
+    return out, states
 
 
 _all_methods_jit = jax.jit(_all_methods, static_argnums=(0, 1, 2))
@@ -58,6 +68,7 @@ _all_methods_jit = jax.jit(_all_methods, static_argnums=(0, 1, 2))
 
 def _assert_same(results, params):
     """Every method gives autodiff's loss and grads, shaped like the params."""
+    results, states = results
     ref_value, ref_grads = results["autodiff"]
     for method, (value, grads) in results.items():
         assert jax.tree_util.tree_structure(grads) == jax.tree_util.tree_structure(params), method
@@ -65,6 +76,7 @@ def _assert_same(results, params):
             assert g.shape == p.shape and g.dtype == p.dtype, method
         assert_tree_allclose(value, ref_value)
         assert_tree_allclose(grads, ref_grads)
+        assert_tree_allclose(states[method], states["autodiff"])
 
 
 # Full cross for three activations, and each other activation with one loss.
@@ -79,9 +91,9 @@ def test_methods_agree(activation, loss):
     model = _model(activation, loss)
     params = _params(model)
     x, y = _data(loss)
-    results = _all_methods_jit(model, _LOSSES[loss], False, params, x, y, None)
+    results = _all_methods_jit(model, _LOSSES[loss], False, params, _state(model), x, y, None)
     _assert_same(results, params)
-    assert all(np.abs(g).max() > 1e-3 for g in jax.tree_util.tree_leaves(results["manual"][1]))
+    assert all(np.abs(g).max() > 1e-3 for g in jax.tree_util.tree_leaves(results[0]["manual"][1]))
 
 
 @pytest.mark.parametrize("loss", ["huber", "xent"])
@@ -91,20 +103,22 @@ def test_methods_agree_with_weights(loss):
     params = _params(model)
     x, y = _data(loss)
     weights = jnp.asarray([1.0, 0.0, 2.0, 0.5])
-    results = _all_methods_jit(model, _LOSSES[loss], False, params, x, y, None, weights)
+    results = _all_methods_jit(model, _LOSSES[loss], False, params, _state(model), x, y, None,
+                               weights)
     _assert_same(results, params)
     # a weight-0 example does not matter: drop it and get the same loss and grads
     keep = np.asarray(weights) != 0
-    dropped = _all_methods_jit(model, _LOSSES[loss], False, params, x[keep], y[keep], None,
-                               weights[keep])
-    assert_tree_allclose(results["manual"], dropped["manual"])
+    dropped = _all_methods_jit(model, _LOSSES[loss], False, params, _state(model), x[keep],
+                               y[keep], None, weights[keep])
+    assert_tree_allclose(results[0]["manual"], dropped[0]["manual"])
 
 
 def test_methods_agree_eagerly():
     model = _model("tanh", "xent")
     params = _params(model)
     x, y = _data("xent")
-    _assert_same(_all_methods(model, _LOSSES["xent"], False, params, x, y, None), params)
+    _assert_same(_all_methods(model, _LOSSES["xent"], False, params, _state(model), x, y, None),
+                 params)
 
 
 def test_dropout_train_mode_same_grads_in_all_methods():
@@ -112,17 +126,19 @@ def test_dropout_train_mode_same_grads_in_all_methods():
     params = _params(model)
     x, y = _data("mse")
     key = jax.random.PRNGKey(5)
-    train = _all_methods_jit(model, _LOSSES["mse"], True, params, x, y, key)
+    state = _state(model)
+    train = _all_methods_jit(model, _LOSSES["mse"], True, params, state, x, y, key)
     _assert_same(train, params)
     # the mask really applies: training grads differ from evaluation grads
-    evaluation = _all_methods_jit(model, _LOSSES["mse"], False, params, x, y, None)
-    w_train = np.asarray(train["manual"][1]["layers"][0]["w"])
-    w_eval = np.asarray(evaluation["manual"][1]["layers"][0]["w"])
+    evaluation = _all_methods_jit(model, _LOSSES["mse"], False, params, state, x, y, None)
+    w_train = np.asarray(train[0]["manual"][1]["layers"][0]["w"])
+    w_eval = np.asarray(evaluation[0]["manual"][1]["layers"][0]["w"])
     assert not np.allclose(w_train, w_eval)
     # another key, another mask, other grads; still equal across methods
-    other = _all_methods_jit(model, _LOSSES["mse"], True, params, x, y, jax.random.PRNGKey(6))
+    other = _all_methods_jit(model, _LOSSES["mse"], True, params, state, x, y,
+                             jax.random.PRNGKey(6))
     _assert_same(other, params)
-    assert not np.allclose(other["manual"][1]["layers"][0]["w"], w_train)
+    assert not np.allclose(other[0]["manual"][1]["layers"][0]["w"], w_train)
 
 
 # ------------------------------------------------- custom_vjp really uses the manual backward
@@ -143,7 +159,7 @@ def test_custom_vjp_follows_a_wrong_layer_backward():
     params = _params(model)
     x, y = _data("mse")
     y = y[:, :2]
-    results = _all_methods_jit(model, _LOSSES["mse"], False, params, x, y, None)
+    results, _ = _all_methods_jit(model, _LOSSES["mse"], False, params, _state(model), x, y, None)
     auto = results["autodiff"][1]
     for method in ("manual", "custom_vjp"):
         value, grads = results[method]
@@ -161,13 +177,14 @@ def test_custom_vjp_layer_direct():
     apply = backprop.custom_vjp_layer(layer)
     x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 3)))
     dy = jnp.asarray(np.random.default_rng(1).normal(size=(2, 3)))
-    y, vjp = jax.vjp(lambda x_: apply({}, x_), x)
+    y, vjp = jax.vjp(lambda x_: apply({}, {}, x_)[0], x)
     assert_tree_allclose(y, jnp.tanh(x))
     true_dx = dy * (1.0 - jnp.tanh(x) ** 2)
     assert_tree_allclose(vjp(dy)[0], 3.0 * true_dx)
-    assert_tree_allclose(jax.grad(lambda x_: jnp.sum(apply({}, x_) * dy))(x), 3.0 * true_dx)
+    assert_tree_allclose(jax.grad(lambda x_: jnp.sum(apply({}, {}, x_)[0] * dy))(x), 3.0 * true_dx)
     # the plain forward differentiates to the true dx
-    assert_tree_allclose(jax.grad(lambda x_: jnp.sum(layers.apply(layer, {}, x_) * dy))(x), true_dx)
+    assert_tree_allclose(jax.grad(lambda x_: jnp.sum(layers.apply(layer, {}, {}, x_) * dy))(x),
+                         true_dx)
 
 
 def test_custom_vjp_follows_a_wrong_loss_backward():
@@ -193,25 +210,72 @@ def test_custom_vjp_under_jit_and_vmap():
     model = _model("gelu", "xent")
     params = _params(model)
     x, y = _data("xent", batch=3)
+    state = _state(model)
     custom = jax.jit(backprop.custom_vjp(model, loss))
     auto = jax.jit(backprop.autodiff(model, loss))
-    assert_tree_allclose(custom(params, x, y), auto(params, x, y))
+    assert_tree_allclose(custom(params, state, x, y), auto(params, state, x, y))
 
     # per-example gradients: vmap over the batch, params shared; the loss is a batch mean,
     # so their mean is the batch gradient
     vg = backprop.custom_vjp(model, loss)
-    custom_v = jax.jit(jax.vmap(lambda xi, yi: vg(params, xi[None], yi[None])))(x, y)
-    assert custom_v[0].shape == (3,)
-    assert_tree_allclose(jax.tree.map(lambda g: g.mean(0), custom_v), auto(params, x, y))
+    custom_v = jax.jit(jax.vmap(lambda xi, yi: vg(params, state, xi[None], yi[None])))(x, y)
+    assert custom_v[0][0].shape == (3,)
+    assert_tree_allclose(jax.tree.map(lambda g: g.mean(0), custom_v), auto(params, state, x, y))
 
     # vmap over a stack of two parameter sets (say, two seeds), data shared
     stacked = jax.tree.map(lambda a, b: jnp.stack([a, b]), params, _params(model, seed=1))
-    custom_p = jax.jit(jax.vmap(vg, in_axes=(0, None, None)))(stacked, x, y)
+    custom_p = jax.jit(jax.vmap(vg, in_axes=(0, None, None, None)))(stacked, state, x, y)
     for i in range(2):
         def pick(tree, i=i):
             return jax.tree.map(lambda a: a[i], tree)
 
-        assert_tree_allclose(pick(custom_p), auto(pick(stacked), x, y))
+        assert_tree_allclose(pick(custom_p), auto(pick(stacked), state, x, y))
+
+
+# ------------------------------------------------------- state and branches: cnn, transformer
+
+
+def _cnn():
+    return models.cnn(3, channels=(3, 4), kernel_size=3, hidden=(5,), dtype=F64)
+
+
+def _transformer(causal):
+    return models.transformer(5, 5, max_len=4, width=8, depth=2, num_heads=2, mlp_ratio=2,
+                              causal=causal, dtype=F64)
+
+
+@pytest.mark.parametrize("weights", [None, (1.0, 1.0, 0.0, 2.0, 0.0)], ids=["plain", "masked"])
+def test_methods_agree_on_a_cnn_with_batch_norm(weights):
+    """Training mode: batch statistics in the forward, running statistics out; the same loss,
+    grads and new state from all three methods, with and without padded (weight-0) rows."""
+    model, shape = _cnn(), (6, 6, 1)
+    params, state = _params(model, in_shape=shape), _state(model, shape)
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(5, *shape)))
+    y = jnp.asarray(rng.integers(0, 3, size=5))
+    w = None if weights is None else jnp.asarray(weights)
+    results = _all_methods_jit(model, _LOSSES["xent"], True, params, state, x, y, None, w)
+    _assert_same(results, params)
+    new_state = results[1]["manual"]
+    assert not tree_allclose(new_state, state)  # the running statistics moved
+    if w is not None:  # padded rows neither change the loss, the grads nor the statistics
+        keep = np.asarray(weights) != 0
+        dropped = _all_methods_jit(model, _LOSSES["xent"], True, params, state, x[keep], y[keep],
+                                   None, w[keep])
+        assert_tree_allclose(results[0]["manual"], dropped[0]["manual"])
+        assert_tree_allclose(new_state, dropped[1]["manual"])
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_methods_agree_on_a_transformer(causal):
+    model = _transformer(causal)
+    params, state = _params(model, in_shape=(4,)), _state(model, (4,))
+    rng = np.random.default_rng(4)
+    x = jnp.asarray(rng.integers(0, 5, size=(3, 4)))
+    y = jnp.asarray(np.sort(np.asarray(x), axis=1))
+    results = _all_methods_jit(model, _LOSSES["xent"], True, params, state, x, y, None)
+    _assert_same(results, params)
+    assert all(np.abs(g).max() > 1e-6 for g in jax.tree_util.tree_leaves(results[0]["manual"][1]))
 
 
 def test_value_and_grad_by_name():

@@ -36,8 +36,14 @@ def test_quick_benchmark_writes_the_report(tmp_path):
     assert report["scan_vs_loop"]["speedup_scan_over_loop"] > 0
     assert report["sweep"]["num_lrs"] == 4
     assert report["torch"]["available"] is False
+    # the CNN and transformer rows
+    assert [row["model"] for row in report["models"]] == ["cnn_digits", "transformer_sort"]
+    for row in report["models"]:
+        assert row["manual_step_s"] > 0 and row["autodiff_step_s"] > 0
+        assert abs(row["ratio_manual_over_autodiff"] - row["manual_step_s"] / row["autodiff_step_s"]) < 1e-9
     names = [t["name"] for t in report["targets"]]
-    assert len(names) == 5 and all({"name", "ratio", "goal", "met"} <= set(t) for t in report["targets"])
+    assert any("CNN and transformer" in n for n in names)
+    assert len(names) == 6 and all({"name", "ratio", "goal", "met"} <= set(t) for t in report["targets"])
     assert "targets" in r.stdout
 
 

@@ -1,4 +1,5 @@
-"""Tests for gdlab.data: bundled, generated and user-file data sets."""
+"""Tests for gdlab.data: bundled, generated and user-file data sets, images (``as_images``),
+token sequences (``sort``) and per-token labels."""
 
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ def test_builtin_shapes_dtypes_and_classes(name):
     assert ds.name == name and ds.task == task
     assert ds.num_classes == num_classes and ds.num_outputs == num_outputs
     assert ds.input_dim == dim and len(ds.feature_names) == dim
+    assert ds.input_shape == (dim,)
+    assert ds.image_shape == ((8, 8, 1) if name == "digits" else None)
     assert ds.n_train + ds.n_test == total
     assert ds.n_test == round(0.2 * total)
     assert ds.x_train.shape == (ds.n_train, dim) and ds.x_test.shape == (ds.n_test, dim)
@@ -195,6 +198,10 @@ def test_describe_is_one_line():
         "digits: classification, 1438 train / 359 test, 64 features, 10 classes")
     assert data.describe(data.load("houses", n=50)) == (
         "houses: regression, 40 train / 10 test, 4 features, 1 output")
+    assert data.describe(data.as_images(data.load("digits"))) == (
+        "digits: classification, 1438 train / 359 test, 8x8x1 images, 10 classes")
+    assert data.describe(data.load("sort", n=50, length=6, vocab=4)) == (
+        "sort: classification, 40 train / 10 test, sequences of 6 tokens, 4 symbols")
 
 
 def test_dataset_arrays_are_read_only():
@@ -230,7 +237,7 @@ def test_from_arrays_rejects_nan_and_inf():
 def test_unknown_name_lists_the_choices():
     with pytest.raises(DataError, match=re.escape(
             "unknown dataset 'cifar'; choose one of: digits, houses, diabetes, moons, "
-            "spirals, mnist, csv")):
+            "spirals, mnist, csv, sort")):
         data.load("cifar")
 
 
@@ -242,10 +249,145 @@ def test_unknown_name_lists_the_choices():
     ("digits", {"test_fraction": 1.0}, "test_fraction must be a number strictly between 0 and 1"),
     ("houses", {"n": 1}, "houses: n must be an integer >= 2"),
     ("spirals", {"noise": -0.1}, "spirals: noise must be a finite number >= 0"),
+    ("sort", {"noise": 0.1}, "dataset 'sort' does not use noise"),
+    ("digits", {"length": 4}, "length applies to: sort"),
+    ("moons", {"vocab": 4}, "vocab applies to: sort"),
+    ("sort", {"length": 1}, "sort: length must be an integer >= 2, got 1"),
+    ("sort", {"vocab": 1}, "sort: vocab must be an integer >= 2, got 1"),
+    ("sort", {"n": 1}, "sort: n must be an integer >= 2, got 1"),
 ])
 def test_bad_arguments_are_stopped_with_one_sentence(name, kwargs, message):
     with pytest.raises(DataError, match=re.escape(message)):
         data.load(name, **kwargs)
+
+
+def test_dataset_accepts_per_token_labels_and_images():
+    """Classification labels may be (N,) or one per token (N, T); x may be int32 token ids
+    (kept as integers) or images (N, H, W, C)."""
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 5, size=(4, 3))
+    labels = np.sort(ids, axis=1)
+    ds = Dataset("t", ids, labels, ids[:2], labels[:2], "classification", 5)
+    assert ds.x_train.dtype == np.int32 and ds.y_train.dtype == np.int32
+    assert ds.y_train.shape == (4, 3) and ds.y_test.shape == (2, 3)
+    assert ds.input_shape == (3,) and ds.input_dim == 3 and ds.num_outputs == 5
+    assert ds.image_shape is None
+    images = rng.normal(size=(4, 2, 3, 1))
+    ds = Dataset("im", images, np.array([0, 1, 1, 0]), images[:2], np.array([1, 0]),
+                 "classification", 2)
+    assert ds.x_train.dtype == np.float32 and ds.x_train.shape == (4, 2, 3, 1)
+    assert ds.input_shape == (2, 3, 1) and ds.image_shape == (2, 3, 1) and ds.input_dim == 6
+    assert data.as_images(ds) is ds  # already images: nothing to do
+
+
+def test_dataset_rejects_mismatched_label_shapes():
+    ids = np.zeros((4, 3), np.int32)
+    with pytest.raises(ValueError, match=re.escape("labels must be (N,) or per token (N, T), "
+                                                   "got (4, 3) and (4, 2)")):
+        Dataset("t", ids, np.zeros((4, 3)), ids, np.zeros((4, 2)), "classification", 2)
+    with pytest.raises(ValueError, match=re.escape("labels must be (N,) or per token (N, T)")):
+        Dataset("t", ids, np.zeros((4, 3)), ids, np.zeros((4,)), "classification", 2)
+    with pytest.raises(ValueError, match=re.escape("labels must be (N,) or per token (N, T)")):
+        Dataset("t", ids, np.zeros((4, 3, 1)), ids, np.zeros((4, 3, 1)), "classification", 2)
+    with pytest.raises(ValueError, match="4/4 feature rows but 3/4 targets"):
+        Dataset("t", ids, np.zeros((3, 3)), ids, np.zeros((4, 3)), "classification", 2)
+    with pytest.raises(ValueError, match="labels must lie in 0..1"):
+        Dataset("t", ids, np.full((4, 3), 2), ids, np.zeros((4, 3)), "classification", 2)
+    # features: at least (N, D), one example shape in both splits
+    with pytest.raises(ValueError, match="features must be"):
+        Dataset("t", np.zeros(4), np.zeros(4), np.zeros(4), np.zeros(4), "classification", 2)
+    with pytest.raises(ValueError, match="features must be"):
+        Dataset("t", ids, np.zeros(4), np.zeros((4, 2), np.int32), np.zeros(4),
+                "classification", 2)
+
+
+# ----------------------------------------------------------------------------- images
+
+
+@pytest.mark.parametrize("standardize", [True, False])
+def test_as_images_reshapes_digits(standardize):
+    flat = data.load("digits", seed=2, standardize=standardize)
+    ds = data.as_images(flat)
+    assert ds.x_train.shape == (flat.n_train, 8, 8, 1) and ds.x_test.shape == (flat.n_test, 8, 8, 1)
+    assert ds.x_train.dtype == np.float32 and not ds.x_train.flags.writeable
+    assert ds.input_shape == ds.image_shape == (8, 8, 1) and ds.input_dim == 64
+    # the same values, pixel (r, c) = feature 8r + c
+    np.testing.assert_array_equal(ds.x_train.reshape(flat.n_train, 64), flat.x_train)
+    np.testing.assert_array_equal(ds.x_test[:, 2, 5, 0], flat.x_test[:, 8 * 2 + 5])
+    np.testing.assert_array_equal(ds.y_train, flat.y_train)
+    np.testing.assert_array_equal(ds.y_test, flat.y_test)
+    assert (ds.name, ds.task, ds.num_classes) == (flat.name, flat.task, flat.num_classes)
+    if not standardize:  # sklearn's 8×8 images, row by row
+        bunch = sk_datasets.load_digits()
+        np.testing.assert_array_equal(ds.x_train[..., 0], bunch.images[flat.info["train_index"]])
+
+
+@pytest.mark.parametrize("name", ["houses", "moons"])
+def test_as_images_rejects_non_image_data(name):
+    with pytest.raises(DataError, match=re.escape(f"{name} is not image data")):
+        data.as_images(data.load(name, n=50))
+
+
+def test_as_images_rejects_token_sequences():
+    with pytest.raises(DataError, match="sort is not image data"):
+        data.as_images(data.load("sort", n=20))
+
+
+# ----------------------------------------------------------------------------- sort
+
+
+def test_sort_shapes_dtypes_and_labels():
+    ds = data.load("sort", seed=0, n=200, length=7, vocab=5)
+    assert ds.name == "sort" and ds.task == "classification"
+    assert ds.num_classes == ds.num_outputs == 5
+    assert (ds.n_train, ds.n_test) == (160, 40)
+    assert ds.x_train.shape == ds.y_train.shape == (160, 7)
+    assert ds.x_test.shape == ds.y_test.shape == (40, 7)
+    for array in _dataset_arrays(ds):
+        assert array.dtype == np.int32
+        assert array.min() >= 0 and array.max() <= 4
+    assert ds.input_shape == (7,) and ds.image_shape is None
+    # the labels are the inputs sorted, position by position; nothing standardised
+    np.testing.assert_array_equal(ds.y_train, np.sort(ds.x_train, axis=1))
+    np.testing.assert_array_equal(ds.y_test, np.sort(ds.x_test, axis=1))
+    assert "x_mean" not in ds.info
+    assert np.all(np.diff(ds.y_train, axis=1) >= 0)
+    # every symbol is used, and the inputs are not already sorted
+    np.testing.assert_array_equal(np.unique(ds.x_train), np.arange(5))
+    assert not np.array_equal(ds.x_train, ds.y_train)
+
+
+def test_sort_defaults_and_direct_loader():
+    ds = data.load("sort")
+    assert (ds.n_train, ds.n_test) == (9600, 2400)
+    assert ds.input_shape == (8,) and ds.num_classes == 10
+    direct = data.load_sort(seed=0)
+    for x, y in zip(_dataset_arrays(ds), _dataset_arrays(direct)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_sort_is_deterministic_for_a_seed_and_differs_between_seeds():
+    a, b = data.load("sort", seed=3, n=100), data.load("sort", seed=3, n=100)
+    c = data.load("sort", seed=4, n=100)
+    for x, y in zip(_dataset_arrays(a), _dataset_arrays(b)):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(a.x_train, c.x_train)
+    assert not np.array_equal(a.x_test, c.x_test)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"length": 1}, "sort: length must be an integer >= 2, got 1"),
+    ({"length": 2.5}, "sort: length must be an integer >= 2, got 2.5"),
+    ({"length": True}, "sort: length must be an integer >= 2, got True"),
+    ({"vocab": 0}, "sort: vocab must be an integer >= 2, got 0"),
+    ({"vocab": "10"}, "sort: vocab must be an integer >= 2, got '10'"),
+    ({"seed": -1}, "seed must be a non-negative integer"),
+])
+def test_sort_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(DataError, match=re.escape(message)):
+        data.load("sort", **kwargs)
+    with pytest.raises(DataError, match=re.escape(message)):
+        data.load_sort(**kwargs)
 
 
 # ----------------------------------------------------------------------------- mnist
@@ -301,6 +443,12 @@ def test_mnist_loads_small_idx_files(tmp_path, gz):
     np.testing.assert_array_equal(ds.y_train, arrays["train-labels-idx1-ubyte"])
     np.testing.assert_array_equal(ds.y_test, arrays["t10k-labels-idx1-ubyte"])
     assert ds.y_train.dtype == np.int32 and ds.info["image_shape"] == (4, 3)
+    assert ds.image_shape == (4, 3, 1) and ds.input_shape == (12,)
+    images = data.as_images(ds)
+    assert images.x_train.shape == (12, 4, 3, 1) and images.x_test.shape == (5, 4, 3, 1)
+    np.testing.assert_allclose(images.x_train[..., 0], arrays["train-images-idx3-ubyte"] / 255.0,
+                               rtol=1e-6)
+    np.testing.assert_array_equal(images.y_test, ds.y_test)
 
     std = data.load_mnist(tmp_path / "mnist")
     np.testing.assert_allclose(std.x_train.mean(0), 0.0, atol=STANDARDISED_ATOL)

@@ -54,9 +54,8 @@ def test_training_epochs_draw_fresh_keys(key):
     epoch = jax.jit(train.make_epoch(model, losses.get("mse"), optim.gd(0.1), num_examples=8,
                                      batch_size=1))
     keys = [np.asarray(state.key)]
-    health = train.Health.initial()
     for _ in range(3):
-        state, health, _ = epoch(state, health, x, y)
+        state, _ = epoch(state, x, y)
         keys.append(np.asarray(state.key))
     assert len({k.tobytes() for k in keys}) == 4
     assert int(state.step) == 24
@@ -65,7 +64,7 @@ def test_training_epochs_draw_fresh_keys(key):
 def test_masked_partial_batch_gradient_is_mean_over_real_examples(key):
     """Padding with weight 0 contributes nothing: the gradient equals the one on the real rows."""
     model = models.mlp([5, 3], "tanh", dtype=jnp.float64)
-    _, params = model.init(key, (4,))
+    _, params, state = model.init(key, (4,))
     x = jax.random.normal(jax.random.PRNGKey(1), (6, 4), jnp.float64)
     y = jnp.array([0, 2, 1, 1, 0, 2])
     real = 4
@@ -73,8 +72,8 @@ def test_masked_partial_batch_gradient_is_mean_over_real_examples(key):
     weights = jnp.array([1, 1, 1, 1, 0, 0], jnp.float64)
     for method in backprop.METHODS:
         vg = backprop.value_and_grad(model, losses.get("xent"), method)
-        v_masked, g_masked = vg(params, padded_x, y, weights)
-        v_real, g_real = vg(params, x[:real], y[:real])
+        (v_masked, _), g_masked = vg(params, state, padded_x, y, weights)
+        (v_real, _), g_real = vg(params, state, x[:real], y[:real])
         assert abs(float(v_masked) - float(v_real)) < 1e-12
         assert_tree_allclose(g_masked, g_real, dtype=jnp.float64)
 
@@ -95,13 +94,12 @@ def test_minibatch_with_b_equal_n_is_batch_gradient_descent_step_for_step(key):
     params = state.params
     epoch = jax.jit(train.make_epoch(model, loss, optim.gd(lr), num_examples=n,
                                      batch_size=batch_size))
-    health = train.Health.initial()
     for _ in range(5):
-        state, health, _ = epoch(state, health, x, y)
+        state, _ = epoch(state, x, y)
         result_params.append(state.params)
 
     def objective(p):
-        return jnp.mean((model.forward(p, x)[0] - y) ** 2)
+        return jnp.mean((model.forward(p, state.model_state, x)[0] - y) ** 2)
 
     for expected_step in range(5):
         params = jax.tree.map(lambda w, g: w - lr * g, params, jax.grad(objective)(params))

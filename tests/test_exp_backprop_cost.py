@@ -14,7 +14,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from conftest import assert_bad_input, run_experiment
-from gdlab import backprop, cost, gradcheck, losses, tolerances
+from gdlab import backprop, cost, gradcheck, layers, losses, tolerances
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -59,7 +59,9 @@ def test_fd_gradient_equals_backprop():
                                              seed=1)
     assert ravel_pytree(params)[0].dtype == jnp.float64
     fd = jax.jit(cost.fd_gradient_fn(model, losses.mse(), params))(params, x, y)
-    _, manual = backprop.manual(model, losses.mse())(params, x, y)
+    state = layers.init_shapes(model, x.shape[1:])[2]  # an MLP's state: no leaves
+    assert jax.tree_util.tree_leaves(state) == []
+    _, manual = backprop.manual(model, losses.mse())(params, state, x, y)
     check = gradcheck.compare(ravel_pytree(fd)[0], ravel_pytree(manual)[0],
                               tolerances.FINITE_DIFF["float64"])
     assert check.passed, check

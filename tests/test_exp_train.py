@@ -110,6 +110,14 @@ def test_csv_table(tmp_path):
     (["--dataset=csv", "--csv_path=/no/such.csv", "--target=y"], "/no/such.csv"),
     (["--epochs=0"], "--epochs"),
     (["stray"], "stray"),
+    (["--model=cnn", "--dataset=houses"], "--model=cnn needs image data"),
+    (["--model=cnn", "--kernel=9", "--padding=VALID"], "larger than the padded input"),
+    (["--model=cnn", "--padding=VALID", "--channels=8,8,8"], "larger than the padded input"),
+    (["--model=transformer", "--dataset=sort", "--vocab_size=5"], "--vocab_size=5"),
+    (["--model=transformer", "--dataset=sort", "--heads=3"], "--heads=3"),
+    (["--dataset=sort"], "--dataset=sort"),
+    (["--model=transformer"], "--model=transformer needs token sequences"),
+    (["--model=rnn"], "--model"),
 ])
 def test_bad_input_exits_2_with_one_sentence(tmp_path, args, needle):
     wd = tmp_path / "run"
@@ -126,13 +134,45 @@ def test_bad_input_leaves_an_earlier_run_intact(tmp_path):
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
+def test_cnn_run_on_digits_images(tmp_path):
+    """--model=cnn reshapes digits to 8x8x1 images and takes the cnn's descent defaults."""
+    r = run("--model=cnn", "--channels=4", "--epochs=2", f"--workdir={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    assert "8x8x1 images" in r.stdout
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["optimizer"] == "adam" and config["schedule"] == "cosine"  # the cnn's defaults
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["model"].startswith("cnn(4")
+    assert summary["test_accuracy"] > 0.5
+
+
+def test_cnn_flags_override_the_model_defaults(tmp_path):
+    r = run("--model=cnn", "--channels=4", "--epochs=1", "--optimizer=momentum", "--lr=0.01",
+            "--grad=autodiff", f"--workdir={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["optimizer"] == "momentum" and config["lr"] == 0.01 and config["epochs"] == 1
+
+
+def test_transformer_run_on_sort(tmp_path):
+    r = run("--model=transformer", "--dataset=sort", "--sort_examples=300", "--width=16",
+            "--depth=1", "--heads=2", "--epochs=2", f"--workdir={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    assert "sequences of 8 tokens" in r.stdout
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["model"].startswith("transformer(d=16")
+    assert 0.0 < summary["test_accuracy"] <= 1.0  # per-token accuracy
+
+
 def test_help_documents_every_flag():
     r = run("--help")
     assert r.returncode == 0
     for flag in ("dataset", "model", "hidden", "activation", "loss", "descent", "batch_size",
                  "optimizer", "lr", "schedule", "momentum", "weight_decay", "epochs", "grad",
-                 "seed", "eval_every", "workdir"):
+                 "seed", "eval_every", "workdir", "channels", "kernel", "padding", "width",
+                 "depth", "heads", "vocab_size", "sort_length", "sort_symbols"):
         assert f"--{flag}" in r.stdout, flag
+    assert "--[no]causal" in r.stdout
 
 
 def test_flagfile(tmp_path):

@@ -37,6 +37,8 @@ BAD_FLAGS = {
     "hidden": (["--hidden=32,abc"], "--hidden"),
     "batch_size": (["--batch_size=0"], "--batch_size"),
     "layers": (["--layers=nope"], "--layers"),
+    "model": (["--model=rnn"], "--model"),
+    "model_loss": (["--model=cnn", "--loss=mse"], "--model=cnn is checked with --loss=xent"),
 }
 
 BROKEN_TANH_SCRIPT = textwrap.dedent("""
@@ -85,6 +87,10 @@ def cli(request, tmp_path_factory):
         "all": (_start(["--layers=all", "--dtype=float64", f"--json_out={out / 'all.json'}"]),
                 out / "all.json"),
         "broken": (_start(SMALL_FLAGS, script=BROKEN_TANH_SCRIPT), None),
+        "cnn": (_start(["--model=cnn", f"--json_out={out / 'cnn.json'}"]), out / "cnn.json"),
+        "transformer": (_start(["--model=transformer", "--dtype=float32",
+                                f"--json_out={out / 'transformer.json'}"]),
+                        out / "transformer.json"),
     }
     runs |= {f"bad_{name}": (_start(args), None) for name, (args, _) in BAD_FLAGS.items()}
     yield runs
@@ -112,7 +118,7 @@ def _row_prefix(name: str) -> str:
     if name == "l2":
         return "penalty/l2"
     if name in gradcheck.LOSS_NAMES:
-        return f"loss/{losses.get(name).name}/"
+        return f"loss/{name}/"
     return f"{name}/"
 
 
@@ -151,10 +157,10 @@ def _dense_with(transform, out_dim=3):
 
 def _layer_inputs(layer, in_dim=3, batch=4, seed=0):
     rng = np.random.default_rng(seed)
-    _, params = layer.init(jax.random.PRNGKey(seed), (in_dim,))
+    _, params, _ = layer.init(jax.random.PRNGKey(seed), (in_dim,))
     params = jax.tree.map(lambda p: p + 0.5 * rng.normal(size=p.shape), params)
     x = jnp.asarray(rng.normal(size=(batch, in_dim)))
-    out = jax.eval_shape(lambda: layer.forward(params, x)[0]).shape
+    out = jax.eval_shape(lambda: layer.forward(params, {}, x)[0]).shape
     return params, x, jnp.asarray(rng.normal(size=out))
 
 
@@ -188,6 +194,15 @@ def test_check_all_has_rows_for_every_name(report_f64):
     assert {"dense/x", "dense/params/w", "dense/params/b", "layer_norm/params/scale",
             "layer_norm/params/shift", "flatten/x", "serial/params/layers/0/w"} <= set(paths)
     assert {leaf.path: leaf.shape for leaf in report_f64.leaves}["flatten/x"] == (4, 2, 3, 2)
+    # the new layers: state is never a row, integer token ids have no input row
+    assert {"conv2d/x", "conv2d/params/w", "conv2d/params/b", "max_pool/x", "avg_pool/x",
+            "global_avg_pool/x", "batch_norm_train/params/scale", "batch_norm_eval/x",
+            "batch_norm_train_masked/x", "embedding/params/table", "attention/params/query/w",
+            "attention_causal/params/out/w", "residual/params/body/layers/0/w",
+            "parallel_sum/params/branches/1/layers/2/b", "parallel_concat/x",
+            "transformer_block/params/layers/0/body/layers/1/key/w",
+            "loss/xent_tokens/preds"} <= set(paths)
+    assert not any(p.startswith("embedding/x") or "mean" in p or "var" in p for p in paths)
 
 
 def test_check_all_float32_passes(report_f64):
@@ -203,6 +218,8 @@ def test_check_all_subset_and_errors():
     assert report.passed
     with pytest.raises(ValueError, match="unknown layer or loss 'conv'"):
         gradcheck.check_all(names=["dense", "conv"])
+    with pytest.raises(ValueError, match="unknown model 'rnn'"):
+        gradcheck.check_random_model("rnn")
     with pytest.raises(ValueError, match="no tolerances for dtype 'float16'"):
         gradcheck.check_all(dtype="float16")
 
@@ -222,6 +239,21 @@ def test_check_random_mlp_float64(activation, loss):
     assert report.leaves[3].shape == (SMALL_MLP["hidden"][0], out)
 
 
+@pytest.mark.parametrize("model", ["cnn", "transformer"])
+def test_check_random_cnn_and_transformer(model):
+    """The random CNN (batch statistics, pools) and causal transformer pass in float64 and
+    float32; their rows are parameter leaves only (never batch-norm statistics)."""
+    report = gradcheck.check_random_model(model, dtype="float64")
+    assert report.passed, report.table()
+    assert report.worst_rel_err <= 1e-10
+    _, params, state, _, _ = gradcheck.random_problem(model)
+    assert [leaf.path for leaf in report.leaves] == gradcheck.leaf_paths(params)
+    if model == "cnn":
+        assert jax.tree_util.tree_leaves(state)  # it has state, and none of it was checked
+    report32 = gradcheck.check_random_model(model, dtype="float32")
+    assert report32.passed, report32.table()
+
+
 @pytest.mark.parametrize("activation, loss", [
     ("relu", "xent"), ("tanh", "bce"), ("sigmoid", "mse"), ("gelu", "huber"),
 ])
@@ -239,7 +271,7 @@ def test_check_random_mlp_float32(activation, loss):
 def test_broken_activation_fails(scale):
     layer = _scaled_tanh(scale)
     params, x, dy = _layer_inputs(layer)
-    rows = gradcheck.check_layer(layer, params, x, dy, name="tanh")
+    rows = gradcheck.check_layer(layer, params, {}, x, dy, name="tanh")
     assert [r.path for r in rows] == ["tanh/x"]
     (row,) = rows
     assert not row.passed
@@ -248,7 +280,7 @@ def test_broken_activation_fails(scale):
     rel = abs(scale - 1.0) / (abs(scale) + 1.0)  # |s·g − g| / (|s·g| + |g|)
     assert row.vs_autodiff.max_rel_err == pytest.approx(rel, rel=1e-6)
     # and the correct tanh passes on the same inputs
-    (good,) = gradcheck.check_layer(layers.tanh(), params, x, dy, name="tanh")
+    (good,) = gradcheck.check_layer(layers.tanh(), params, {}, x, dy, name="tanh")
     assert good.passed
 
 
@@ -259,7 +291,7 @@ def test_broken_activation_fails(scale):
 def test_broken_dense_fails_on_w_only(transform):
     layer = _dense_with(transform)
     params, x, dy = _layer_inputs(layer, in_dim=3)  # W is 3×3, so dW.T has the right shape
-    rows = _by_path(gradcheck.check_layer(layer, params, x, dy, name="dense"))
+    rows = _by_path(gradcheck.check_layer(layer, params, {}, x, dy, name="dense"))
     assert set(rows) == {"dense/params/b", "dense/params/w", "dense/x"}
     assert not rows["dense/params/w"].passed
     assert rows["dense/params/b"].passed and rows["dense/x"].passed
@@ -269,11 +301,11 @@ def test_broken_layer_inside_model_fails_on_earlier_layers():
     """A wrong activation backward corrupts the gradients of every layer before it (in the
     forward order), never those after it."""
     model = layers.serial(layers.dense(5, dtype=F64), _scaled_tanh(1.01), layers.dense(3, dtype=F64))
-    _, params = model.init(jax.random.PRNGKey(0), (4,))
+    _, params, state = model.init(jax.random.PRNGKey(0), (4,))
     rng = np.random.default_rng(1)
     x = jnp.asarray(rng.normal(size=(6, 4)))
     y = jnp.asarray(rng.integers(0, 3, size=6))
-    report = gradcheck.check_model(model, losses.get("xent"), params, x, y)
+    report = gradcheck.check_model(model, losses.get("xent"), params, state, x, y)
     rows = _by_path(report.leaves)
     assert not report.passed
     assert not rows["layers/0/w"].passed and not rows["layers/0/b"].passed
@@ -368,7 +400,7 @@ def test_finite_differences_closed_form():
 
 def test_leaf_paths():
     model = models.mlp([4, 2], "tanh")
-    _, params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), (3,)))
+    _, params, _ = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), (3,)))
     assert gradcheck.leaf_paths(params) == ["layers/0/b", "layers/0/w", "layers/2/b", "layers/2/w"]
     assert gradcheck.leaf_paths({"params": {"scale": 1.0}, "x": (2.0, 3.0)}) == [
         "params/scale", "x/0", "x/1"]
@@ -413,6 +445,20 @@ def test_cli_layers_all_float64_passes(cli):
     assert max(leaf["max_rel_err"] for leaf in report["leaves"]) <= 1e-10
     for name in gradcheck.CHECK_NAMES:
         assert any(leaf["path"].startswith(_row_prefix(name)) for leaf in report["leaves"]), name
+
+
+@pytest.mark.parametrize("model, dtype", [("cnn", "float64"), ("transformer", "float32")])
+def test_cli_model_cnn_and_transformer_pass(cli, model, dtype):
+    rc, _, stderr, json_path = _finish(cli, model)
+    assert rc == 0, stderr
+    report = json.loads(json_path.read_text())
+    _assert_json_report(report, dtype)
+    assert report["passed"] is True
+    paths = [leaf["path"] for leaf in report["leaves"]]
+    if model == "cnn":
+        assert "layers/0/w" in paths and "layers/1/scale" in paths  # conv, batch norm
+    else:
+        assert "layers/0/table" in paths and "layers/2/layers/0/body/layers/1/value/b" in paths
 
 
 @pytest.mark.parametrize("name", list(BAD_FLAGS))

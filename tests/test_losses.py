@@ -1,5 +1,6 @@
 """Tests for gdlab.losses: values against closed forms written in NumPy, hand-written
-backwards against ``jax.vjp`` with a random scalar cotangent (jit, eager, vmap), stability
+backwards against ``jax.vjp`` with a random scalar cotangent (jit, eager, vmap), per-token
+cross-entropy (logits (B, T, C), labels (B, T)) against NumPy and ``jax.grad``, stability
 for large logits, and the L2 penalty."""
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ def np_xent(z, labels):
     """−log softmax(z_b)[y_b]."""
     logp = z - np_logsumexp(z)[..., None]
     return -np.take_along_axis(logp, labels[..., None].astype(np.int64), axis=-1)[..., 0]
+
+
+def np_xent_tokens(z, labels):
+    """ℓ_b = (1/T) Σ_t −log softmax(z_bt)[y_bt]: the mean over an example's T positions."""
+    return np_xent(z, labels).mean(-1)
 
 
 def np_bce(z, y):
@@ -231,6 +237,105 @@ def test_bce_gradient_closed_form():
     _, res = loss.forward(jnp.asarray(z), jnp.asarray(y))
     np.testing.assert_allclose(loss.backward(res), (1 / (1 + np.exp(-z)) - y[:, None]) / 6,
                                rtol=1e-12)
+
+
+# ------------------------------------------------------------------- per-token cross-entropy
+
+TOKENS_B, TOKENS_T, TOKENS_C = 4, 5, 6
+
+
+def _token_inputs(rng, dtype, label_dtype=np.int32):
+    z = 2.0 * rng.normal(size=(TOKENS_B, TOKENS_T, TOKENS_C))
+    labels = rng.integers(0, TOKENS_C, size=(TOKENS_B, TOKENS_T)).astype(label_dtype)
+    return jnp.asarray(z, dtype), jnp.asarray(labels)
+
+
+def _jnp_token_xent(z, labels, weights):
+    """An independent jnp objective: Σ_b ω_b · mean_t(−log_softmax(z_bt)[y_bt])."""
+    logp = jax.nn.log_softmax(z, axis=-1)
+    per_token = -jnp.take_along_axis(logp, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    per_example = per_token.mean(-1)
+    if weights is None:
+        return per_example.mean()
+    return jnp.sum(weights * per_example) / jnp.sum(weights)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("label_dtype", [np.int32, np.int64])
+def test_xent_per_token_value_and_gradient(dtype, weighted, label_dtype):
+    """Logits (B, T, C) with labels (B, T): the value is Σ_b ω_b ℓ_b with ℓ_b the mean over
+    the example's positions of −log softmax (NumPy), unweighted simply the mean over all
+    B·T tokens; ∂J/∂z = (ω_b/T)(softmax − onehot) = jax.grad of the value and of an
+    independent jnp objective; a cotangent g scales it (= jax.vjp, under jit)."""
+    rng = np.random.default_rng(31)
+    z, labels = _token_inputs(rng, dtype, label_dtype)
+    weights = jnp.asarray([1.0, 0.0, 0.4, 1.7], dtype) if weighted else None  # one masked
+    loss = _loss("xent")
+    value, res = loss.forward(z, labels, weights)
+    assert value.shape == () and value.dtype == z.dtype
+    z64, y = np.asarray(z, np.float64), np.asarray(labels)
+    per_example = np_xent_tokens(z64, y)
+    omega = (np.full(TOKENS_B, 1.0 / TOKENS_B) if weights is None
+             else np.asarray(weights, np.float64) / np.sum(np.asarray(weights, np.float64)))
+    assert_tree_allclose(value, jnp.asarray(np.sum(omega * per_example)), dtype=dtype)
+    if not weighted:
+        assert_tree_allclose(value, jnp.asarray(np_xent(z64, y).mean()), dtype=dtype)
+
+    manual = loss.backward(res)
+    assert manual.shape == z.shape and manual.dtype == z.dtype
+    auto = jax.grad(lambda z_: loss.value(z_, labels, weights))(z)
+    independent = jax.grad(lambda z_: _jnp_token_xent(z_, labels, weights))(z)
+    closed = omega[:, None, None] / TOKENS_T * (np_softmax(z64) - np.eye(TOKENS_C)[y])
+    assert_tree_allclose(manual, auto, dtype=dtype)
+    assert_tree_allclose(manual, independent, dtype=dtype)
+    assert_tree_allclose(manual, jnp.asarray(closed), dtype=dtype)
+    assert_tree_allclose(_jnp_token_xent(z, labels, weights), value, dtype=dtype)
+    if weighted:  # examples of weight 0 get no gradient at any position
+        zero = np.asarray(weights) == 0.0
+        np.testing.assert_array_equal(np.asarray(manual)[zero], 0.0)
+
+    g = jnp.asarray(-0.7, dtype)
+    value_jit, manual_g, ref_g = _both_jit(loss, z, labels, weights, g)
+    assert_tree_allclose(value_jit, value, dtype=dtype)
+    assert_tree_allclose(manual_g, ref_g, dtype=dtype)
+    assert_tree_allclose(manual_g, -0.7 * np.asarray(manual, np.float64), dtype=dtype)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_xent_single_token_equals_plain_classification(weighted):
+    """(B, 1, C) logits with (B, 1) labels are (B, C) logits with (B,) labels: same value,
+    same gradient (with a length-1 axis)."""
+    rng = np.random.default_rng(32)
+    z = jnp.asarray(2.0 * rng.normal(size=(TOKENS_B, 1, TOKENS_C)))
+    labels = jnp.asarray(rng.integers(0, TOKENS_C, size=(TOKENS_B, 1)))
+    weights = _weights(rng, TOKENS_B, "float64") if weighted else None
+    loss = _loss("xent")
+    value_tok, res_tok = loss.forward(z, labels, weights)
+    value, res = loss.forward(z[:, 0], labels[:, 0], weights)
+    np.testing.assert_allclose(value_tok, value, rtol=1e-14)
+    np.testing.assert_allclose(value, np_loss("xent", z[:, 0], labels[:, 0], weights), rtol=1e-13)
+    grad_tok, grad = loss.backward(res_tok, 1.3), loss.backward(res, 1.3)
+    assert grad_tok.shape == (TOKENS_B, 1, TOKENS_C) and grad.shape == (TOKENS_B, TOKENS_C)
+    np.testing.assert_allclose(grad_tok[:, 0], grad, rtol=1e-14, atol=1e-16)
+
+
+def test_xent_per_token_vmap():
+    """Per-token xent under vmap over an extra leading axis of logits, labels, weights and
+    g: the vmapped manual gradient = jax.vjp, the values = the NumPy closed form."""
+    rng = np.random.default_rng(33)
+    n = 3
+    z = jnp.asarray(2.0 * rng.normal(size=(n, TOKENS_B, TOKENS_T, TOKENS_C)))
+    labels = jnp.asarray(rng.integers(0, TOKENS_C, size=(n, TOKENS_B, TOKENS_T)))
+    weights = _weights(rng, TOKENS_B, "float64", lead=(n,))
+    gs = jnp.asarray(rng.uniform(0.5, 2.0, size=n))
+    values, manual, ref = _both_vmap_jit(_loss("xent"), z, labels, weights, gs)
+    assert manual.shape == z.shape
+    assert_tree_allclose(manual, ref)
+    for i in range(n):
+        w = np.asarray(weights[i])
+        want = np.sum(w * np_xent_tokens(np.asarray(z[i]), np.asarray(labels[i]))) / w.sum()
+        np.testing.assert_allclose(values[i], want, rtol=1e-12)
 
 
 # -------------------------------------------------------------------------- stability

@@ -6,6 +6,10 @@ import re
 from pathlib import Path
 
 import jax
+import numpy as np
+from conftest import assert_tree_allclose
+
+from gdlab import backprop
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -13,12 +17,23 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_readme_example_runs_and_manual_matches_jax_grad(capsys):
     text = (ROOT / "README.md").read_text()
     block = re.search(r"```python\n(.*?)```", text, re.DOTALL).group(1)
-    assert len(block.strip().splitlines()) <= 15
+    assert len(block.strip().splitlines()) <= 40
     namespace: dict = {}
     exec(compile(block, "README.md", "exec"), namespace)
     gaps = jax.tree_util.tree_leaves(namespace["gap"])
     assert len(gaps) == 6 and max(gaps) < 1e-6  # float32: agreement to rounding
-    assert "J = " in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "J = " in out and "per-token J = " in out and "(3, 3, 1, 8)" in out
+    # the CNN's running statistics moved; its grads match jax.grad, as do the block's
+    ns = namespace
+    old, new = ns["cnn_state"]["layers"][1]["mean"], ns["new_state"]["layers"][1]["mean"]
+    assert float(np.max(np.abs(np.asarray(new) - np.asarray(old)))) > 1e-3
+    _, auto = backprop.autodiff(ns["cnn"], ns["loss"])(ns["cnn_params"], ns["cnn_state"],
+                                                      ns["images"], ns["y"], train=True)
+    assert_tree_allclose(ns["cnn_grads"], auto, rtol=1e-4, atol=1e-5)
+    _, auto = backprop.autodiff(ns["block"], ns["loss"])(
+        ns["block_params"], ns["block_state"], ns["tokens"], np.sort(ns["tokens"], axis=1))
+    assert_tree_allclose(ns["block_grads"], auto, rtol=1e-4, atol=1e-5)
 
 
 def test_readme_opens_with_the_two_commands():

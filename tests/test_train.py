@@ -1,5 +1,6 @@
 """Training: convergence to closed forms, the stability bound, divergence,
-manual == autodiff training, vmapped sweeps, and digits accuracy."""
+manual == autodiff training (MLP, CNN with batch norm, transformer), batch-norm running
+statistics over a padded epoch, chunked evaluation, vmapped sweeps, and digits accuracy."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import assert_tree_allclose, tree_allclose
 
-from gdlab import data, descent, losses, models, optim, theory, tolerances, train
+from gdlab import data, descent, layers, losses, models, optim, theory, tolerances, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -48,9 +49,10 @@ def test_stability_bound_two_over_lambda_max(houses, factor, expected):
     lam = theory.lambda_max(x)
     # λmax against the Hessian jax computes of the same loss, as an independent check.
     model = models.linear(1, dtype=jnp.float64)
-    _, p0 = model.init(jax.random.PRNGKey(0), (x.shape[1],))
+    _, p0, s0 = model.init(jax.random.PRNGKey(0), (x.shape[1],))
     flat0, unravel = jax.flatten_util.ravel_pytree(p0)
-    hessian = jax.hessian(lambda f: losses.get("mse").value(model.forward(unravel(f), x)[0], y))(flat0)
+    hessian = jax.hessian(
+        lambda f: losses.get("mse").value(model.forward(unravel(f), s0, x)[0], y))(flat0)
     assert abs(np.linalg.eigvalsh(np.asarray(hessian))[-1] - lam) < 1e-8 * lam
 
     result = train.fit(model, losses.get("mse"), optim.gd(factor * 2.0 / lam), (x, y),
@@ -154,9 +156,102 @@ def test_mlp_reaches_95_percent_on_digits_within_30_epochs():
     assert len(rows) == 30 and rows == result.history
     assert result.history[-1]["test_accuracy"] >= 0.95
     # The history's accuracy is the model's: recompute it independently.
-    logits = models.mlp([64, 10], "relu").forward(result.state.params, jnp.asarray(ds.x_test))[0]
+    logits = models.mlp([64, 10], "relu").forward(result.state.params, result.state.model_state,
+                                                  jnp.asarray(ds.x_test))[0]
     acc = float(np.mean(np.argmax(np.asarray(logits), axis=1) == ds.y_test))
     assert abs(acc - result.history[-1]["test_accuracy"]) < 1e-6
+
+
+def _curves(model, x, y, *, epochs, batch_size, lr, dtype):
+    """Per-step losses of the same training run with each gradient method."""
+    out = {}
+    for grad in ("manual", "autodiff"):
+        state = train.create_state(model, optim.adam(lr), jax.random.PRNGKey(2), x.shape[1:])
+        epoch = jax.jit(train.make_epoch(model, losses.get("xent"), optim.adam(lr),
+                                         num_examples=x.shape[0], batch_size=batch_size,
+                                         grad=grad))
+        steps = []
+        for _ in range(epochs):
+            state, m = epoch(state, x, y)
+            steps.append(np.asarray(m.loss))
+        out[grad] = (np.concatenate(steps), state)
+    return out
+
+
+def test_cnn_and_transformer_loss_curves_agree_across_gradient_methods():
+    """Manual and autodiff training of the CNN (batch norm, padded last batch) and of the
+    transformer give the same loss curves to float32 rounding."""
+    rng = np.random.default_rng(0)
+    x_img = jnp.asarray(rng.normal(size=(44, 6, 6, 1)), jnp.float32)
+    y_img = jnp.asarray(rng.integers(0, 3, size=44))
+    x_tok = jnp.asarray(rng.integers(0, 5, size=(40, 5)))
+    y_tok = jnp.sort(x_tok, axis=1)
+    cases = [
+        (models.cnn(3, channels=(4, 8)), x_img, y_img, 16),
+        (models.transformer(5, 5, max_len=5, width=16, depth=1, num_heads=2), x_tok, y_tok, 16),
+    ]
+    for model, x, y, batch in cases:
+        curves = _curves(model, x, y, epochs=3, batch_size=batch, lr=3e-3, dtype=jnp.float32)
+        manual, auto = curves["manual"], curves["autodiff"]
+        assert manual[0].shape == (9,) and manual[0][-1] < manual[0][0]  # it learns
+        np.testing.assert_allclose(manual[0], auto[0], rtol=2e-4, atol=1e-6)
+        assert_tree_allclose(manual[1].model_state, auto[1].model_state, rtol=2e-4, atol=1e-5)
+
+
+def test_batch_norm_running_statistics_see_only_the_real_examples_of_a_padded_epoch(key):
+    """N = 10, B = 4: the last batch holds 2 real examples and 2 padding rows (weight 0).
+    After one epoch the running statistics equal the momentum average of the real
+    examples' batch statistics, computed here by replaying the epoch's shuffle."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(10, 3)) * [1.0, 2.0, 0.5] + [0.0, 1.0, -2.0]
+    y = rng.integers(0, 2, size=10)
+    momentum = 0.9
+    model = layers.serial(layers.batch_norm(momentum=momentum, dtype=jnp.float64),
+                          layers.dense(2, dtype=jnp.float64))
+    opt = optim.gd(0.1)
+    state = train.create_state(model, opt, key, (3,))
+    epoch = jax.jit(train.make_epoch(model, losses.get("xent"), opt, num_examples=10,
+                                     batch_size=4))
+    new_state, _ = epoch(state, jnp.asarray(x), jnp.asarray(y))
+    # the epoch's shuffle, as make_epoch draws it from the state's key
+    _, shuffle_key, _ = jax.random.split(state.key, 3)
+    indices, weights = descent.epoch_batches(shuffle_key, 10, 4)
+    mean, var = np.zeros(3), np.ones(3)
+    for idx, w in zip(np.asarray(indices), np.asarray(weights)):
+        real = x[idx[w > 0]]
+        mean = momentum * mean + (1 - momentum) * real.mean(axis=0)
+        var = momentum * var + (1 - momentum) * real.var(axis=0)
+    assert np.asarray(weights)[-1].tolist() == [1.0, 1.0, 0.0, 0.0]
+    bn = new_state.model_state["layers"][0]
+    np.testing.assert_allclose(bn["mean"], mean, rtol=1e-12)
+    np.testing.assert_allclose(bn["var"], var, rtol=1e-12)
+
+
+def test_chunked_evaluation_equals_one_pass(key):
+    """The evaluation in chunks (the last one masked) gives the one-pass loss and accuracy,
+    in evaluation mode (batch norm on its running statistics)."""
+    model = models.cnn(4, channels=(3,), dtype=jnp.float64)
+    _, params, state = model.init(key, (5, 5, 1))
+    state = jax.tree.map(lambda s: s + 0.3, state)  # non-trivial running statistics
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.normal(size=(23, 5, 5, 1)))
+    y = jnp.asarray(rng.integers(0, 4, size=23))
+    whole = train.make_evaluate(model, losses.get("xent"))(params, state, x, y)
+    chunked = jax.jit(train.make_evaluate(model, losses.get("xent"), batch_size=7))(
+        params, state, x, y)
+    assert_tree_allclose(chunked, whole, rtol=1e-12, atol=1e-14)
+    logits = model.forward(params, state, x)[0]
+    np.testing.assert_allclose(whole["accuracy"], np.mean(np.argmax(logits, -1) == y))
+
+
+def test_train_state_holds_model_state_and_health(key):
+    model = models.cnn(2, channels=(3,))
+    state = train.create_state(model, optim.adam(1e-3), key, (4, 4, 1))
+    assert set(state.model_state["layers"][1]) == {"mean", "var"}
+    assert not bool(state.health.diverged) and int(state.health.diverged_at) == -1
+    # the optimizer sees the params only: its state mirrors them, never the model state
+    assert (jax.tree_util.tree_structure(state.opt_state.mu)
+            == jax.tree_util.tree_structure(state.params))
 
 
 def test_step_metrics_are_the_norms_they_name(key):

@@ -15,7 +15,11 @@ moons     classification scikit-learn's ``make_moons``, 2-D, 2 classes
 spirals   classification generated 3-arm spiral, 2-D, 3 classes
 mnist     classification IDX files in ``data_dir``, 784 features, 10 classes
 csv       either         the user's table at ``csv_path``, ``target`` column
+sort      classification generated integer sequences and their sorted order, per token
 ========= ============== ========================================================
+
+Images (digits, mnist) load flattened, ``(N, H·W)``; :func:`as_images` gives the same
+data as ``(N, H, W, 1)`` for convolutions. ``sort`` gives int32 token ids ``(N, T)``.
 
 The split, standardisation and dtype rules are stated once, in ``gdlab.data.base``.
 Bad data or arguments raise :class:`DataError` (a ``ValueError``) whose message is
@@ -27,6 +31,7 @@ from __future__ import annotations
 from gdlab.data.base import (
     DataError,
     Dataset,
+    as_images,
     describe,
     fit_standardizer,
     from_arrays,
@@ -35,6 +40,7 @@ from gdlab.data.base import (
 )
 from gdlab.data.bundled import load_diabetes, load_digits
 from gdlab.data.mnist import load_mnist, read_idx, write_idx
+from gdlab.data.sequences import load_sort
 from gdlab.data.synthetic import load_houses, load_moons, load_spirals
 from gdlab.data.tables import load_csv
 
@@ -42,6 +48,7 @@ __all__ = [
     "DATASETS",
     "DataError",
     "Dataset",
+    "as_images",
     "describe",
     "fit_standardizer",
     "from_arrays",
@@ -53,13 +60,14 @@ __all__ = [
     "load_houses",
     "load_mnist",
     "load_moons",
+    "load_sort",
     "load_spirals",
     "read_idx",
     "split_indices",
     "write_idx",
 ]
 
-DATASETS = ("digits", "houses", "diabetes", "moons", "spirals", "mnist", "csv")
+DATASETS = ("digits", "houses", "diabetes", "moons", "spirals", "mnist", "csv", "sort")
 
 # The optional arguments of `load` (those whose "not given" value is None) that each
 # data set uses; giving one a data set does not use is an error, not silently ignored.
@@ -71,6 +79,7 @@ _USES = {
     "spirals": ("n", "noise"),
     "mnist": ("data_dir", "n"),
     "csv": ("csv_path", "target", "task", "standardize_target"),
+    "sort": ("n", "length", "vocab"),
 }
 
 
@@ -87,6 +96,8 @@ def load(
     task: str | None = None,
     standardize: bool = True,
     standardize_target: bool | None = None,
+    length: int | None = None,
+    vocab: int | None = None,
 ) -> Dataset:
     """Load data set ``name`` (one of ``DATASETS``).
 
@@ -105,6 +116,8 @@ def load(
       standardize: standardise features on the training split.
       standardize_target: regression only; ``None`` keeps the data set's default
         (houses False, diabetes True, csv True).
+      length, vocab: sort only: tokens per sequence (default 8) and symbols (default 10);
+        ``n`` is the number of sequences (default 12000).
 
     Raises:
       DataError: unknown ``name``, an argument ``name`` does not use, or bad data.
@@ -112,7 +125,8 @@ def load(
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     given = {"data_dir": data_dir, "csv_path": csv_path, "target": target, "n": n,
-             "noise": noise, "task": task, "standardize_target": standardize_target}
+             "noise": noise, "task": task, "standardize_target": standardize_target,
+             "length": length, "vocab": vocab}
     for arg, value in given.items():
         if value is not None and arg not in _USES[name]:
             users = [d for d in DATASETS if arg in _USES[d]]
@@ -132,5 +146,7 @@ def load(
         return load_spirals(**split, **extra)
     if name == "mnist":
         return load_mnist(data_dir, n=n, standardize=standardize)
+    if name == "sort":
+        return load_sort(seed=seed, test_fraction=test_fraction, **extra)
     return load_csv(csv_path, target, **split,
                     **{k: v for k, v in extra.items() if k not in ("csv_path", "target")})

@@ -18,6 +18,9 @@ when the source fixes the split, as MNIST does), so all data sets obey the same 
   invert it: ``y_natural = y · y_std + y_mean``.
 - **dtypes**: features float32 ``(N, D)``; labels int32 ``(N,)``; regression
   targets float32 ``(N, K)``. Arrays in a ``Dataset`` are read-only.
+- **shapes**: a model that needs structure gets it from the same data: images
+  as ``(N, H, W, C)`` float32 (:func:`as_images`), token sequences as int32 ids
+  ``(N, T)`` with per-token labels ``(N, T)`` (``gdlab.data.sequences``).
 - NaN or infinite values anywhere raise :class:`DataError`.
 """
 
@@ -47,10 +50,10 @@ class Dataset:
     """
 
     name: str
-    x_train: np.ndarray  # (N_train, D) float32, standardised unless asked otherwise
-    y_train: np.ndarray  # (N_train,) int32 labels, or (N_train, K) float32 targets
-    x_test: np.ndarray  # (N_test, D) float32, same map as x_train
-    y_test: np.ndarray  # (N_test,) int32 or (N_test, K) float32
+    x_train: np.ndarray  # (N_train, D) float32 standardised, (N, H, W, C) images, or (N, T) int32 ids
+    y_train: np.ndarray  # (N_train,) int32 labels, (N_train, T) per-token labels, or (N_train, K) float32
+    x_test: np.ndarray  # (N_test, ...) like x_train, same map
+    y_test: np.ndarray  # (N_test, ...) like y_train
     task: str  # "classification" or "regression"
     num_classes: int  # 0 for regression
     feature_names: tuple[str, ...] = ()
@@ -60,26 +63,29 @@ class Dataset:
         if self.task not in TASKS:
             raise ValueError(f"Dataset {self.name!r}: task {self.task!r} is not one of {TASKS}")
         y_dtype = np.int32 if self.task == "classification" else np.float32
-        for field, dtype in (("x_train", np.float32), ("x_test", np.float32),
+        x_dtype = (np.int32 if np.issubdtype(np.asarray(self.x_train).dtype, np.integer)
+                   else np.float32)  # token ids stay integers
+        for field, dtype in (("x_train", x_dtype), ("x_test", x_dtype),
                              ("y_train", y_dtype), ("y_test", y_dtype)):
             value = np.asarray(getattr(self, field), dtype).view()
             value.setflags(write=False)  # a read-only view; the caller's array is untouched
             object.__setattr__(self, field, value)
         object.__setattr__(self, "feature_names", tuple(self.feature_names))
         x_tr, y_tr, x_te, y_te = self.x_train, self.y_train, self.x_test, self.y_test
-        if x_tr.ndim != 2 or x_te.ndim != 2 or x_tr.shape[1] != x_te.shape[1]:
-            raise ValueError(f"Dataset {self.name!r}: features must be (N, D) with the same D "
-                             f"in both splits, got {x_tr.shape} and {x_te.shape}")
+        if x_tr.ndim < 2 or x_tr.shape[1:] != x_te.shape[1:]:
+            raise ValueError(f"Dataset {self.name!r}: features must be (N, D) (or (N, ...) of "
+                             f"one example shape) alike in both splits, got {x_tr.shape} and "
+                             f"{x_te.shape}")
         if len(y_tr) != len(x_tr) or len(y_te) != len(x_te):
             raise ValueError(f"Dataset {self.name!r}: {len(x_tr)}/{len(x_te)} feature rows but "
                              f"{len(y_tr)}/{len(y_te)} targets in train/test")
-        if self.feature_names and len(self.feature_names) != x_tr.shape[1]:
+        if self.feature_names and len(self.feature_names) != self.input_dim:
             raise ValueError(f"Dataset {self.name!r}: {len(self.feature_names)} feature names "
-                             f"for {x_tr.shape[1]} features")
+                             f"for {self.input_dim} features")
         if self.task == "classification":
-            if y_tr.ndim != 1 or y_te.ndim != 1:
-                raise ValueError(f"Dataset {self.name!r}: labels must be (N,), "
-                                 f"got {y_tr.shape} and {y_te.shape}")
+            if y_tr.ndim not in (1, 2) or y_tr.shape[1:] != y_te.shape[1:]:
+                raise ValueError(f"Dataset {self.name!r}: labels must be (N,) or per token "
+                                 f"(N, T), got {y_tr.shape} and {y_te.shape}")
             if self.num_classes < 2:
                 raise ValueError(f"Dataset {self.name!r}: classification needs num_classes >= 2, "
                                  f"got {self.num_classes}")
@@ -98,8 +104,13 @@ class Dataset:
 
     @property
     def input_dim(self) -> int:
-        """Number of features D."""
-        return int(self.x_train.shape[1])
+        """Number of features D (values per example: H·W·C for images, T for sequences)."""
+        return int(np.prod(self.x_train.shape[1:]))
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One example's shape: ``(D,)``, ``(H, W, C)`` or ``(T,)``."""
+        return tuple(int(d) for d in self.x_train.shape[1:])
 
     @property
     def num_outputs(self) -> int:
@@ -107,6 +118,17 @@ class Dataset:
         if self.task == "classification":
             return self.num_classes
         return int(self.y_train.shape[1])
+
+    @property
+    def image_shape(self) -> tuple[int, int, int] | None:
+        """``(H, W, C)`` when the examples are images (as loaded or flattened), else None."""
+        if self.x_train.ndim == 4:
+            return tuple(int(d) for d in self.x_train.shape[1:])
+        shape = self.info.get("image_shape")
+        if shape is None:
+            return None
+        shape = tuple(int(d) for d in shape)
+        return shape if len(shape) == 3 else (*shape, 1)
 
     @property
     def n_train(self) -> int:
@@ -184,8 +206,14 @@ def from_split(
     for array, what in ((x_train, "x_train"), (y_train, "y_train"),
                         (x_test, "x_test"), (y_test, "y_test")):
         check_finite(array, f"data set {name!r} {what}")
-    x_train = np.array(x_train, np.float64)  # a copy: the in-place steps below never touch
-    x_test = np.array(x_test, np.float64)  # the caller's arrays
+    if np.issubdtype(np.asarray(x_train).dtype, np.integer):  # token ids: kept as they are
+        if standardize:
+            raise DataError(f"data set {name!r}: integer token ids cannot be standardised; "
+                            "pass standardize=False")
+        x_train, x_test = np.asarray(x_train, np.int32), np.asarray(x_test, np.int32)
+    else:
+        x_train = np.array(x_train, np.float64)  # a copy: the in-place steps below never touch
+        x_test = np.array(x_test, np.float64)  # the caller's arrays
     if standardize:
         mean, std = fit_standardizer(x_train)
         for x in (x_train, x_test):
@@ -207,9 +235,9 @@ def from_split(
         y_train, y_test = np.asarray(y_train, np.int32), np.asarray(y_test, np.int32)
     return Dataset(
         name=name,
-        x_train=x_train.astype(np.float32),
+        x_train=x_train if x_train.dtype == np.int32 else x_train.astype(np.float32),
         y_train=y_train,
-        x_test=x_test.astype(np.float32),
+        x_test=x_test if x_test.dtype == np.int32 else x_test.astype(np.float32),
         y_test=y_test,
         task=task,
         num_classes=num_classes if task == "classification" else 0,
@@ -253,11 +281,34 @@ def from_arrays(
     )
 
 
+def as_images(ds: Dataset) -> Dataset:
+    """The same data set with each example as an ``(H, W, C)`` image, for convolutions.
+
+    Flattened pixels (digits, MNIST: ``info["image_shape"]``) are reshaped, nothing
+    else changes (a per-pixel standardisation stays per pixel). Raises
+    :class:`DataError` for data that are not images.
+    """
+    shape = ds.image_shape
+    if shape is None:
+        raise DataError(f"{ds.name} is not image data (each example is {ds.input_shape}); "
+                        "convolutions need images such as digits or mnist")
+    if ds.x_train.ndim == 4:
+        return ds
+    return dataclasses.replace(ds, x_train=ds.x_train.reshape(-1, *shape),
+                               x_test=ds.x_test.reshape(-1, *shape))
+
+
 def describe(ds: Dataset) -> str:
     """One line: name, task, split sizes, input dim, classes or outputs."""
     if ds.task == "classification":
         tail = f"{ds.num_classes} classes"
     else:
         tail = f"{ds.num_outputs} output{'s' if ds.num_outputs != 1 else ''}"
-    return (f"{ds.name}: {ds.task}, {ds.n_train} train / {ds.n_test} test, "
-            f"{ds.input_dim} features, {tail}")
+    if ds.x_train.ndim == 2 and not np.issubdtype(ds.x_train.dtype, np.integer):
+        inputs = f"{ds.input_dim} features"
+    elif np.issubdtype(ds.x_train.dtype, np.integer):
+        inputs = f"sequences of {ds.input_shape[0]} tokens"
+        tail = f"{ds.num_classes} symbols"
+    else:
+        inputs = f"{'x'.join(map(str, ds.input_shape))} images"
+    return f"{ds.name}: {ds.task}, {ds.n_train} train / {ds.n_test} test, {inputs}, {tail}"

@@ -18,14 +18,20 @@ from gdlab.layers.activations import (
     tanh,
 )
 from gdlab.layers.activations import get as activation
-from gdlab.layers.base import Layer, apply, serial, stateless
+from gdlab.layers.base import Layer, apply, init_shapes, parallel, residual, serial, stateless
+from gdlab.layers.attention import multi_head_attention, transformer_block
+from gdlab.layers.conv import conv2d
 from gdlab.layers.dense import dense
 from gdlab.layers.dropout import dropout
-from gdlab.layers.normalization import layer_norm
+from gdlab.layers.embedding import embedding, positional_embedding
+from gdlab.layers.normalization import batch_norm, layer_norm
+from gdlab.layers.pooling import avg_pool, global_avg_pool, max_pool
 from gdlab.layers.reshape import flatten
 
 __all__ = [
-    "ACTIVATIONS", "Layer", "activation", "apply", "dense", "dropout", "elu", "flatten",
-    "gelu", "identity", "initializers", "layer_norm", "leaky_relu", "relu", "serial",
-    "sigmoid", "softmax", "softplus", "stateless", "tanh",
+    "ACTIVATIONS", "Layer", "activation", "apply", "avg_pool", "batch_norm", "conv2d", "dense",
+    "dropout", "elu", "embedding", "flatten", "gelu", "global_avg_pool", "identity",
+    "init_shapes", "initializers", "layer_norm", "leaky_relu", "max_pool",
+    "multi_head_attention", "parallel", "positional_embedding", "relu", "residual", "serial",
+    "sigmoid", "softmax", "softplus", "stateless", "tanh", "transformer_block",
 ]

@@ -120,22 +120,29 @@ def gelu(approximate: bool = False) -> Layer:
     return stateless("gelu", fn, grad)
 
 
+def softmax_forward(x, axis: int = -1):
+    """y = eˣ / Σ eˣ along ``axis``, with the max subtracted first (no overflow)."""
+    z = jnp.exp(x - jnp.max(x, axis=axis, keepdims=True))
+    return z / jnp.sum(z, axis=axis, keepdims=True)
+
+
+def softmax_backward(y, dy, axis: int = -1):
+    """dx = y ⊙ (dy − Σ(dy ⊙ y)): the Jacobian diag(y) − y·yᵀ times dy, never materialised."""
+    return y * (dy - jnp.sum(dy * y, axis=axis, keepdims=True))
+
+
 def softmax(axis: int = -1) -> Layer:
     """y = eˣ / Σ eˣ along ``axis``.
 
     The Jacobian is diag(y) − y·yᵀ; its product with dy is never materialised:
-    dx = y ⊙ (dy − Σ(dy ⊙ y)).
+    dx = y ⊙ (dy − Σ(dy ⊙ y)). Attention reuses both halves.
     """
 
     def fn(x):
-        z = jnp.exp(x - jnp.max(x, axis=axis, keepdims=True))
-        y = z / jnp.sum(z, axis=axis, keepdims=True)
+        y = softmax_forward(x, axis)
         return y, y
 
-    def grad(y, dy):
-        return y * (dy - jnp.sum(dy * y, axis=axis, keepdims=True))
-
-    return stateless("softmax", fn, grad)
+    return stateless("softmax", fn, lambda y, dy: softmax_backward(y, dy, axis))
 
 
 ACTIVATIONS = {

@@ -1,17 +1,37 @@
-"""The layer convention, and ``serial`` composition.
+"""The layer convention, and the combinators ``serial``, ``residual`` and ``parallel``.
 
 A layer is three pure functions::
 
-    init(key, in_shape)              -> (out_shape, params)
-    forward(params, x, *, key, train) -> (y, residuals)
-    backward(params, residuals, dy)   -> (dparams, dx)
+    init(key, in_shape)                         -> (out_shape, params, state)
+    forward(params, state, x, *, key=None, train=False, weights=None)
+                                                -> (y, new_state, residuals)
+    backward(params, residuals, dy)             -> (dparams, dx)
 
 ``in_shape``/``out_shape`` describe ONE example (no batch axis): a dense layer
-on 784 features has ``in_shape == (784,)``. ``x`` carries a leading batch
-axis. ``residuals`` is whatever the forward pass keeps for the backward pass.
-``backward`` takes the cotangent ``dy = ∂J/∂y`` and returns ``∂J/∂params``
-(shaped like ``params``) and ``∂J/∂x`` (shaped like ``x``): one link of the
-chain rule.
+on 784 features has ``in_shape == (784,)``. ``x`` carries a leading batch axis.
+
+- ``params`` are trained; ``backward`` returns ``∂J/∂params`` shaped like them.
+- ``state`` is NOT trained: batch norm's running statistics. ``forward`` reads it
+  and returns the next one (in training mode); optimizers and the gradient checker
+  never see it, and ``backward`` never returns a cotangent for it. A layer
+  without state has ``state == {}``, a pytree with no leaves: it costs nothing.
+- ``residuals`` is whatever the forward pass keeps for the backward pass.
+- ``key`` feeds randomness (dropout); ``train`` (a Python bool, static) picks
+  training or evaluation behaviour; ``weights`` ``(B,)`` are the per-example
+  weights of the batch (0 marks the padding of a partial last batch), which
+  batch statistics must respect. Layers that need none of them ignore them.
+- ``backward`` takes the cotangent ``dy = ∂J/∂y`` and returns ``∂J/∂params`` and
+  ``∂J/∂x`` (shaped like ``x``; ``None`` for integer inputs such as token ids):
+  one link of the chain rule.
+
+Composition: ``serial`` runs forwards in order and backwards in reverse;
+``residual(f)`` is ``y = x + f(x)``; ``parallel`` feeds one input to several
+branches and merges their outputs by sum or concatenation. Where one value
+feeds several consumers (the skip connection, a fan-out) the cotangents that
+come back from them are summed: the multivariate chain rule.
+
+Parameter paths: ``serial`` → ``layers/i/...``, ``residual`` → ``body/...``,
+``parallel`` → ``branches/i/...``; model state follows the same paths.
 """
 
 from __future__ import annotations
@@ -20,36 +40,58 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 
-from gdlab.types import Array, Params, PRNGKey, Residuals, Shape
+from gdlab.types import Array, Params, PRNGKey, Residuals, Shape, State
 
 
 class Layer(NamedTuple):
     """A layer as its three functions, plus a name for reports."""
 
-    init: Callable[[PRNGKey, Shape], tuple[Shape, Params]]
-    forward: Callable[..., tuple[Array, Residuals]]
+    init: Callable[[PRNGKey, Shape], tuple[Shape, Params, State]]
+    forward: Callable[..., tuple[Array, State, Residuals]]
     backward: Callable[[Params, Residuals, Array], tuple[Params, Array]]
     name: str
 
 
-def apply(layer: Layer, params: Params, x: Array, *, key: PRNGKey | None = None,
-          train: bool = False) -> Array:
-    """The forward pass's output alone, without residuals."""
-    return layer.forward(params, x, key=key, train=train)[0]
+def apply(layer: Layer, params: Params, state: State, x: Array, *, key: PRNGKey | None = None,
+          train: bool = False, weights: Array | None = None) -> Array:
+    """The forward pass's output alone, without the new state or residuals."""
+    return layer.forward(params, state, x, key=key, train=train, weights=weights)[0]
+
+
+def init_shapes(layer: Layer, in_shape: Shape) -> tuple[Shape, Params, State]:
+    """``layer.init`` traced abstractly (``jax.eval_shape``): shapes only, nothing computed.
+
+    Raises the layer's own ``ValueError`` when ``in_shape`` does not fit it.
+    """
+    out = []
+
+    def init(key):
+        out_shape, params, state = layer.init(key, tuple(in_shape))
+        out.append(tuple(int(d) for d in out_shape))  # plain ints: static, never traced
+        return params, state
+
+    params, state = jax.eval_shape(init, jax.random.PRNGKey(0))
+    return out[0], params, state
+
+
+def _split(key: PRNGKey | None, n: int) -> list:
+    return [None] * n if key is None else list(jax.random.split(key, n))
 
 
 def stateless(name: str, fn: Callable[[Array], tuple[Array, Residuals]],
               grad: Callable[[Residuals, Array], Array]) -> Layer:
-    """A layer without parameters, from ``fn(x) -> (y, res)`` and ``grad(res, dy) -> dx``."""
+    """A layer without parameters or state, from ``fn(x) -> (y, res)`` and ``grad(res, dy) -> dx``."""
 
     def init(key, in_shape):
         del key
-        return tuple(in_shape), {}
+        return tuple(in_shape), {}, {}
 
-    def forward(params, x, *, key=None, train=False):
-        del params, key, train
-        return fn(x)
+    def forward(params, state, x, *, key=None, train=False, weights=None):
+        del params, key, train, weights
+        y, residuals = fn(x)
+        return y, state, residuals
 
     def backward(params, residuals, dy):
         del params
@@ -61,25 +103,27 @@ def stateless(name: str, fn: Callable[[Array], tuple[Array, Residuals]],
 def serial(*layers: Layer, name: str = "serial") -> Layer:
     """Compose layers: forward in order, backward in reverse (the chain rule).
 
-    Params are ``{"layers": (p0, p1, ...)}``, so a leaf reads ``layers/0/w``.
+    Params and state are ``{"layers": (p0, p1, ...)}``, so a leaf reads ``layers/0/w``.
     A forward key, when given, is split into one key per layer.
     """
 
     def init(key, in_shape):
-        params = []
+        params, states = [], []
         shape = tuple(in_shape)
         for layer, k in zip(layers, jax.random.split(key, len(layers))):
-            shape, p = layer.init(k, shape)
+            shape, p, s = layer.init(k, shape)
             params.append(p)
-        return shape, {"layers": tuple(params)}
+            states.append(s)
+        return shape, {"layers": tuple(params)}, {"layers": tuple(states)}
 
-    def forward(params, x, *, key=None, train=False):
-        keys = [None] * len(layers) if key is None else list(jax.random.split(key, len(layers)))
-        residuals = []
-        for layer, p, k in zip(layers, params["layers"], keys):
-            x, r = layer.forward(p, x, key=k, train=train)
+    def forward(params, state, x, *, key=None, train=False, weights=None):
+        residuals, states = [], []
+        for layer, p, s, k in zip(layers, params["layers"], state["layers"],
+                                  _split(key, len(layers))):
+            x, s, r = layer.forward(p, s, x, key=k, train=train, weights=weights)
+            states.append(s)
             residuals.append(r)
-        return x, tuple(residuals)
+        return x, {"layers": tuple(states)}, tuple(residuals)
 
     def backward(params, residuals, dy):
         # J = ℓ(f_n(…f_1(x))): walk the layers backwards, each turning ∂J/∂(its
@@ -90,3 +134,98 @@ def serial(*layers: Layer, name: str = "serial") -> Layer:
         return {"layers": tuple(dparams)}, dy
 
     return Layer(init, forward, backward, name)
+
+
+def residual(body: Layer, *, name: str | None = None) -> Layer:
+    """A skip connection around ``body``: y = x + f(x) (He et al. 2016).
+
+    x feeds two consumers, the identity path and f, so its cotangent is the sum
+    of theirs: dx = dy + (∂f/∂x)ᵀ·dy. Params and state are ``{"body": ...}``.
+    """
+
+    def init(key, in_shape):
+        out_shape, p, s = body.init(key, tuple(in_shape))
+        if tuple(out_shape) != tuple(in_shape):
+            raise ValueError(f"residual({body.name}) needs the body to keep the shape: it maps "
+                             f"{tuple(in_shape)} to {tuple(out_shape)}")
+        return tuple(in_shape), {"body": p}, {"body": s}
+
+    def forward(params, state, x, *, key=None, train=False, weights=None):
+        fx, s, r = body.forward(params["body"], state["body"], x, key=key, train=train,
+                                weights=weights)
+        return x + fx, {"body": s}, r
+
+    def backward(params, residuals, dy):
+        """dx = dy (identity path) + dx_f (through the body): cotangents meeting at x add."""
+        dp, dx_body = body.backward(params["body"], residuals, dy)
+        return {"body": dp}, dy + dx_body
+
+    return Layer(init, forward, backward, name or f"residual({body.name})")
+
+
+MERGES = ("sum", "concat")
+
+
+def parallel(*branches: Layer, merge: str = "sum", name: str | None = None) -> Layer:
+    """Fan out: every branch sees the same x; outputs merged by ``"sum"`` or ``"concat"``.
+
+    sum:    y = Σ_i f_i(x),            dy_i = dy
+    concat: y = [f_1(x), …, f_n(x)]     (last axis), dy_i = dy's slice of branch i
+    and, x feeding every branch, dx = Σ_i dx_i. Params and state are
+    ``{"branches": (p0, p1, ...)}``.
+    """
+    if merge not in MERGES:
+        raise ValueError(f"unknown merge {merge!r}; choose one of: {', '.join(MERGES)}")
+    if not branches:
+        raise ValueError("parallel needs at least one branch")
+
+    def init(key, in_shape):
+        shapes, params, states = [], [], []
+        for branch, k in zip(branches, jax.random.split(key, len(branches))):
+            shape, p, s = branch.init(k, tuple(in_shape))
+            shapes.append(tuple(shape))
+            params.append(p)
+            states.append(s)
+        if merge == "sum":
+            if len(set(shapes)) != 1:
+                raise ValueError(f"parallel(merge='sum') needs branches of one output shape, "
+                                 f"got {shapes}")
+            out_shape = shapes[0]
+        else:
+            if len({s[:-1] for s in shapes}) != 1:
+                raise ValueError(f"parallel(merge='concat') needs branch outputs that differ in "
+                                 f"the last axis only, got {shapes}")
+            out_shape = (*shapes[0][:-1], sum(s[-1] for s in shapes))
+        return out_shape, {"branches": tuple(params)}, {"branches": tuple(states)}
+
+    def forward(params, state, x, *, key=None, train=False, weights=None):
+        outs, states, residuals = [], [], []
+        for branch, p, s, k in zip(branches, params["branches"], state["branches"],
+                                   _split(key, len(branches))):
+            y, s, r = branch.forward(p, s, x, key=k, train=train, weights=weights)
+            outs.append(y)
+            states.append(s)
+            residuals.append(r)
+        y = sum(outs[1:], outs[0]) if merge == "sum" else jnp.concatenate(outs, axis=-1)
+        # Each branch's output width, for splitting dy, carried as the static shape of an
+        # empty array: residuals hold arrays only (jit, vmap and custom_vjp pass them on).
+        widths = tuple(jnp.zeros((0, o.shape[-1]), o.dtype) for o in outs)
+        return y, {"branches": tuple(states)}, (tuple(residuals), widths)
+
+    def backward(params, residuals, dy):
+        """dx = Σ_i (∂f_i/∂x)ᵀ·dy_i: x fed every branch, so their cotangents add."""
+        branch_residuals, widths = residuals
+        if merge == "sum":
+            dys = [dy] * len(branches)
+        else:
+            sizes = [w.shape[-1] for w in widths]
+            cuts = [sum(sizes[:i + 1]) for i in range(len(sizes) - 1)]
+            dys = jnp.split(dy, cuts, axis=-1)
+        dparams, dx = [], None
+        for branch, p, r, dy_i in zip(branches, params["branches"], branch_residuals, dys):
+            dp, dx_i = branch.backward(p, r, dy_i)
+            dparams.append(dp)
+            dx = dx_i if dx is None else dx + dx_i
+        return {"branches": tuple(dparams)}, dx
+
+    return Layer(init, forward, backward, name or f"parallel[{merge}]({', '.join(b.name for b in branches)})")

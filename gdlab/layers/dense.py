@@ -19,11 +19,11 @@ def dense(out_dim: int, *, w_init="glorot_uniform", dtype=jnp.float32) -> Layer:
     def init(key, in_shape):
         in_dim = in_shape[-1]
         w = w_init(key, (in_dim, out_dim), dtype)
-        return (*in_shape[:-1], out_dim), {"w": w, "b": jnp.zeros((out_dim,), dtype)}
+        return (*in_shape[:-1], out_dim), {"w": w, "b": jnp.zeros((out_dim,), dtype)}, {}
 
-    def forward(params, x, *, key=None, train=False):
-        del key, train
-        return x @ params["w"] + params["b"], x  # keep x: ∂y/∂W needs it
+    def forward(params, state, x, *, key=None, train=False, weights=None):
+        del key, train, weights
+        return x @ params["w"] + params["b"], state, x  # keep x: ∂y/∂W needs it
 
     def backward(params, x, dy):
         """dW = xᵀ·dy,  db = Σ_batch dy,  dx = dy·Wᵀ."""

@@ -20,17 +20,17 @@ def dropout(rate: float) -> Layer:
 
     def init(key, in_shape):
         del key
-        return tuple(in_shape), {}
+        return tuple(in_shape), {}, {}
 
-    def forward(params, x, *, key=None, train=False):
-        del params
+    def forward(params, state, x, *, key=None, train=False, weights=None):
+        del params, weights
         if not train or rate == 0.0:
-            return x, None
+            return x, state, None
         if key is None:
             raise ValueError("dropout in training mode needs a PRNG key: forward(..., key=k, train=True)")
         keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
         mask = jnp.where(keep, 1.0 / (1.0 - rate), 0.0).astype(x.dtype)  # scaled keep mask m
-        return x * mask, mask
+        return x * mask, state, mask
 
     def backward(params, mask, dy):
         del params

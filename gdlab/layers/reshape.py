@@ -12,12 +12,12 @@ def flatten() -> Layer:
 
     def init(key, in_shape):
         del key
-        return (math.prod(in_shape),), {}
+        return (math.prod(in_shape),), {}, {}
 
-    def forward(params, x, *, key=None, train=False):
-        del params, key, train
+    def forward(params, state, x, *, key=None, train=False, weights=None):
+        del params, key, train, weights
         # Keep x itself (a reference, no copy) so the backward knows its shape.
-        return x.reshape(x.shape[0], -1), x
+        return x.reshape(x.shape[0], -1), state, x
 
     def backward(params, x, dy):
         del params
