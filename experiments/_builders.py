@@ -105,15 +105,19 @@ def load_dataset() -> data.Dataset:
     if FLAGS.dataset == "sort" and model not in (None, "transformer"):
         raise _cli.UsageError(f"--dataset=sort is a sequence task for --model=transformer, got "
                               f"--model={model}")
-    kwargs = {"seed": FLAGS.seed}
+    kwargs = {"seed": _cli.check_seed(FLAGS.seed)}
+    for name, users in (("data_dir", ("mnist",)), ("csv_path", ("csv",)), ("target", ("csv",))):
+        if FLAGS[name].value is not None and FLAGS.dataset not in users:
+            raise _cli.UsageError(f"--{name} is for --dataset={'/'.join(users)}, but "
+                                  f"--dataset={FLAGS.dataset} does not use it")
     if FLAGS.dataset == "mnist":
         if not FLAGS.data_dir:
             raise _cli.UsageError("--dataset=mnist needs --data_dir, a folder with the MNIST IDX files")
-        kwargs["data_dir"] = FLAGS.data_dir
+        kwargs["data_dir"] = _cli.expand("data_dir", FLAGS.data_dir)
     elif FLAGS.dataset == "csv":
         if not FLAGS.csv_path or not FLAGS.target:
             raise _cli.UsageError("--dataset=csv needs --csv_path=FILE and --target=COLUMN")
-        kwargs.update(csv_path=FLAGS.csv_path, target=FLAGS.target)
+        kwargs.update(csv_path=_cli.expand("csv_path", FLAGS.csv_path), target=FLAGS.target)
     elif FLAGS.dataset == "sort":
         kwargs.update(n=FLAGS.sort_examples, length=FLAGS.sort_length, vocab=FLAGS.sort_symbols)
     ds = data.load(FLAGS.dataset, **kwargs)
@@ -184,16 +188,48 @@ def batch_size(ds: data.Dataset) -> int:
 
 
 def check_descent_flags() -> None:
+    import math
+
+    import numpy as np
+
     _cli.positive_float("lr", FLAGS.lr)
+    if FLAGS.lr > float(np.finfo(np.float32).max):
+        raise _cli.UsageError(f"--lr={FLAGS.lr} overflows float32, the training dtype (largest "
+                              f"{float(np.finfo(np.float32).max):.3g})")
     if not 0.0 <= FLAGS.momentum < 1.0:
         raise _cli.UsageError(f"--momentum must lie in [0, 1), got {FLAGS.momentum}")
-    if FLAGS.weight_decay < 0:
-        raise _cli.UsageError(f"--weight_decay must be >= 0, got {FLAGS.weight_decay}")
+    if not (math.isfinite(FLAGS.weight_decay) and FLAGS.weight_decay >= 0):
+        raise _cli.UsageError(f"--weight_decay must be a finite number >= 0, got "
+                              f"{FLAGS.weight_decay}")
+
+
+def check_memory(model, optimizer, ds: data.Dataset, batch_size: int, configs: int = 1) -> None:
+    """One sentence (exit 2) when the run would not fit in the device's memory."""
+    import jax
+
+    from gdlab import train
+
+    data_bytes = sum(a.nbytes for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test))
+    need = train.estimate_memory(model, optimizer, ds.input_shape, batch_size=batch_size,
+                                 input_dtype=ds.x_train.dtype, data_bytes=data_bytes,
+                                 configs=configs)
+    have = train.device_memory()
+    if have is not None and need > have:
+        what = f"{configs} configurations of {model.name}" if configs > 1 else model.name
+        raise _cli.UsageError(f"{what} with batches of {batch_size} needs about "
+                              f"{need / 2**30:.1f} GiB, more than the {have / 2**30:.1f} GiB of "
+                              f"the {jax.default_backend()} device; use a smaller model, batch "
+                              "or sweep")
+
+
+def learning_rate(lr, total_steps: int):
+    """``lr`` under ``--schedule`` over ``total_steps``: a number or a schedule ``step -> lr``."""
+    return lr if FLAGS.schedule == "constant" else optim.get_schedule(FLAGS.schedule, lr, total_steps)
 
 
 def build_optimizer(lr, total_steps: int) -> optim.Optimizer:
     """``--optimizer`` with ``--schedule`` over ``total_steps``, ``--momentum`` and ``--weight_decay``."""
-    rate = lr if FLAGS.schedule == "constant" else optim.get_schedule(FLAGS.schedule, lr, total_steps)
+    rate = learning_rate(lr, total_steps)
     kwargs = {}
     if FLAGS.optimizer in ("momentum", "nesterov"):
         kwargs["momentum"] = FLAGS.momentum

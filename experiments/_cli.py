@@ -39,16 +39,84 @@ def _parse(argv):
     return rest
 
 
+flags.DEFINE_bool("overwrite", False, "Replace what an earlier run left in --workdir (without "
+                  "it, a workdir that holds files is refused).")
+
+
 def run(main) -> None:
-    """``absl.app.run`` with exit status 2 and one sentence for bad flags or data."""
+    """``absl.app.run`` with exit status 2 and one sentence for bad flags or data, and
+    Ctrl-C outside a training loop ending in one line (status 130), not a traceback."""
+    from gdlab.workdir import WorkdirError
 
     def guarded(argv):
         try:
             return main(argv)
-        except (UsageError, DataError) as e:
+        except (UsageError, DataError, WorkdirError) as e:
             fail(str(e))
+        except KeyboardInterrupt:
+            sys.stderr.write("interrupted\n")
+            sys.exit(130)
 
     app.run(guarded, flags_parser=_parse)
+
+
+SEED_MAX = 2**32 - 1
+
+
+def check_seed(value: int, name: str = "seed") -> int:
+    """``--seed`` in 0..2³²−1 (what a JAX PRNG key holds), else one sentence."""
+    if not 0 <= value <= SEED_MAX:
+        raise UsageError(f"--{name} must be between 0 and {SEED_MAX}, got {value}")
+    return value
+
+
+def expand(name: str, value: str | None) -> str | None:
+    """A path flag's value with ``~`` and ``$VARS`` expanded (None stays None)."""
+    import os
+
+    if value is None:
+        return None
+    if not value:
+        raise UsageError(f"--{name} must not be empty")
+    return os.path.expandvars(os.path.expanduser(value))
+
+
+class Signals:
+    """SIGINT and SIGTERM ask a training loop to stop after its current epoch.
+
+    ``install()`` sets the handlers; ``received`` is the first signal's number
+    (None until one comes). A second signal stops the process at once, with one
+    line and exit status 128 + its number.
+    """
+
+    def __init__(self):
+        self.received = None
+
+    def install(self) -> Signals:
+        import signal
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        import os
+        import signal
+
+        del frame
+        name = signal.Signals(signum).name
+        if self.received is not None:
+            sys.stderr.write(f"{name} again: stopping now, without a checkpoint of this epoch\n")
+            sys.stderr.flush()
+            os._exit(128 + signum)
+        self.received = signum
+        sys.stderr.write(f"{name}: finishing this epoch, then checkpointing and stopping "
+                         "(send it again to stop at once)\n")
+        sys.stderr.flush()
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.received if self.received else 0
 
 
 def define_int_list(name: str, default: str, help: str) -> None:
@@ -76,20 +144,73 @@ def config_dict() -> dict:
     return dict(sorted(config.items()))
 
 
-def prepare_workdir(path: str) -> str:
-    """Create ``--workdir`` (and parents) and write ``config.json`` there; one sentence if it can't."""
+# Flags that say how to run, not what: a resumed run may change them.
+OPERATIONAL = ("resume", "overwrite", "quiet", "checkpoint_every", "checkpoint_seconds",
+               "keep_checkpoints", "workdir", "flagfile")
+
+
+def flags_text(config: dict) -> str:
+    """``config`` as ``--name=value`` lines that ``--flagfile`` replays."""
+    lines = []
+    for name, value in config.items():
+        if isinstance(value, bool):
+            lines.append(f"--{name}" if value else f"--no{name}")
+        elif isinstance(value, (list, tuple)):
+            lines.append(f"--{name}={','.join(map(str, value))}")
+        elif value is not None:
+            lines.append(f"--{name}={value}")
+    return "\n".join(lines) + "\n"
+
+
+def prepare_workdir(path: str, *, resume: bool = False):
+    """Open ``--workdir`` for this run: expand ``~``, create it, lock it, refuse one that
+    holds files unless ``--resume``/``--overwrite``, and write ``config.json`` and
+    ``flags.txt`` (every flag; ``--flagfile=flags.txt`` replays the run).
+
+    On ``resume`` the folder's ``config.json`` must match this run's flags, except
+    ``OPERATIONAL`` ones. Returns ``(path, lock)``; the lock is held until the
+    process ends. Every failure is one sentence (exit 2) and writes nothing.
+    """
+    import json
     import os
 
-    from gdlab.logging import write_json_atomic
+    from gdlab.logging import write_json_atomic, write_text_atomic
+    from gdlab.workdir import WorkdirError, open_workdir
 
-    if not path:
-        raise UsageError("--workdir must name a folder for the outputs, e.g. --workdir=runs/demo")
+    path = expand("workdir", path)
+    overwrite = bool(FLAGS["overwrite"].value)
+    if resume and overwrite:
+        raise UsageError("--resume and --overwrite contradict each other: give one")
+    workdir, lock = open_workdir(path, resume=resume, overwrite=overwrite)
+    config = config_dict()
+    config["workdir"] = workdir
+    saved_path = os.path.join(workdir, "config.json")
+    if resume and os.path.exists(saved_path):
+        try:
+            with open(saved_path) as f:
+                saved = json.load(f)
+        except (OSError, ValueError):
+            lock.release()
+            raise WorkdirError(f"--resume: {saved_path} cannot be read") from None
+        for name, value in config.items():
+            if name in OPERATIONAL or name not in saved:
+                continue
+            if json.loads(json.dumps(value)) != saved[name]:
+                lock.release()
+                raise WorkdirError(
+                    f"--resume: {workdir} was trained with --{name}={_show(saved[name])}, not "
+                    f"--{name}={_show(value)}; resume with the same flags or start a new workdir")
     try:
-        os.makedirs(path, exist_ok=True)
-        write_json_atomic(os.path.join(path, "config.json"), config_dict())
+        write_json_atomic(saved_path, config)
+        write_text_atomic(os.path.join(workdir, "flags.txt"), flags_text(config))
     except OSError as e:
-        raise UsageError(f"--workdir={path}: cannot write there ({e.strerror})") from None
-    return path
+        lock.release()
+        raise UsageError(f"--workdir={workdir}: cannot write there ({e.strerror})") from None
+    return workdir, lock
+
+
+def _show(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def positive_float(name: str, value: float) -> float:

@@ -66,7 +66,8 @@ def _widths() -> list[int]:
 def main(argv):
     del argv
     widths = _widths()
-    workdir = _cli.prepare_workdir(FLAGS.workdir)
+    _cli.check_seed(FLAGS.seed + len(widths) - 1, "seed")  # size i uses seed + i
+    workdir, _lock = _cli.prepare_workdir(FLAGS.workdir)  # held until the process ends
 
     import jax
 
@@ -135,5 +136,10 @@ def main(argv):
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The ``gdlab-backprop-cost`` console command (same as ``python -m experiments.backprop_cost``)."""
     sys.exit(_cli.run(main))
+
+
+if __name__ == "__main__":
+    cli()

@@ -71,7 +71,7 @@ def main(argv):
                               f"size of {ds.name}), got {FLAGS.batch_size}")
     loss_name = _builders.loss_name(ds)
     model = _builders.build_model(ds, loss_name)
-    workdir = _cli.prepare_workdir(FLAGS.workdir)
+    workdir, _lock = _cli.prepare_workdir(FLAGS.workdir)  # held until the process ends
 
     import jax
 
@@ -155,5 +155,10 @@ def main(argv):
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The ``gdlab-descent-modes`` console command (same as ``python -m experiments.descent_modes``)."""
     sys.exit(_cli.run(main))
+
+
+if __name__ == "__main__":
+    cli()

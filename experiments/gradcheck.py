@@ -50,6 +50,7 @@ def main(argv):
     del argv
     import jax
 
+    _cli.check_seed(FLAGS.seed)
     jax.config.update("jax_enable_x64", True)  # float64 references and finite differences
     from gdlab import gradcheck
 
@@ -66,7 +67,7 @@ def main(argv):
         raise _cli.UsageError(f"--model={FLAGS.model} is checked with --loss=xent, got "
                               f"--loss={FLAGS.loss}")
     if FLAGS.workdir is not None:
-        _cli.prepare_workdir(FLAGS.workdir)
+        FLAGS.workdir, _lock = _cli.prepare_workdir(FLAGS.workdir)  # held until the process ends
 
     if names is not None:
         report = gradcheck.check_all(dtype=FLAGS.dtype, seed=FLAGS.seed, names=names)
@@ -76,7 +77,7 @@ def main(argv):
             loss=FLAGS.loss, dtype=FLAGS.dtype, batch_size=FLAGS.batch_size,
             input_dim=FLAGS.input_dim, num_classes=FLAGS.num_classes, seed=FLAGS.seed)
     print(report.table())
-    outputs = [FLAGS.json_out] if FLAGS.json_out else []
+    outputs = [_cli.expand("json_out", FLAGS.json_out)] if FLAGS.json_out else []
     if FLAGS.workdir is not None:
         outputs.append(os.path.join(FLAGS.workdir, "gradcheck.json"))
     for path in outputs:
@@ -88,5 +89,10 @@ def main(argv):
     return 0 if report.passed else 1
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The ``gdlab-gradcheck`` console command (same as ``python -m experiments.gradcheck``)."""
     sys.exit(_cli.run(main))
+
+
+if __name__ == "__main__":
+    cli()

@@ -64,7 +64,7 @@ def main(argv):
     beta = FLAGS.momentum
     if not (0.0 <= beta < 1.0):
         raise _cli.UsageError(f"--momentum must lie in [0, 1) (0: plain GD only), got {beta}")
-    workdir = _cli.prepare_workdir(FLAGS.workdir)
+    workdir, _lock = _cli.prepare_workdir(FLAGS.workdir)  # held until the process ends
 
     import jax.numpy as jnp
     import numpy as np
@@ -132,5 +132,10 @@ def main(argv):
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The ``gdlab-landscape`` console command (same as ``python -m experiments.landscape``)."""
     sys.exit(_cli.run(main))
+
+
+if __name__ == "__main__":
+    cli()

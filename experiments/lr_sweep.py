@@ -92,7 +92,8 @@ def main(argv):
     loss_name = _builders.loss_name(ds)
     batch_size = _builders.batch_size(ds)
     model = _builders.build_model(ds, loss_name)
-    workdir = _cli.prepare_workdir(FLAGS.workdir)
+    _builders.check_memory(model, make_optimizer(lrs[0]), ds, batch_size, configs=len(lrs))
+    workdir, _lock = _cli.prepare_workdir(FLAGS.workdir)  # held until the process ends
 
     import jax
     import numpy as np
@@ -191,5 +192,10 @@ def main(argv):
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The ``gdlab-lr-sweep`` console command (same as ``python -m experiments.lr_sweep``)."""
     sys.exit(_cli.run(main))
+
+
+if __name__ == "__main__":
+    cli()

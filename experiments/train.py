@@ -1,13 +1,18 @@
-r"""Train a model by gradient descent and write its metrics, summary and plot.
+r"""Train a model by gradient descent and write its metrics, checkpoints, summary and plot.
 
     python -m experiments.train --workdir=runs/digits
     python -m experiments.train --dataset=houses --model=linear --descent=batch --lr=0.3 --workdir=runs/houses
     python -m experiments.train --model=cnn --workdir=runs/cnn
     python -m experiments.train --model=transformer --dataset=sort --workdir=runs/sort
+    python -m experiments.train --workdir=runs/digits --resume      # continue after a stop
 
-Writes to --workdir: config.json (every flag), metrics.jsonl and metrics.csv
-(one row per evaluated epoch), summary.json (status, final metrics, timing,
-device) and loss.png. A diverging run ends with status "diverged" and exit 0.
+Writes to --workdir: config.json and flags.txt (every flag; --flagfile=flags.txt
+replays the run), metrics.jsonl and metrics.csv (one row per evaluated epoch),
+TensorBoard event files, checkpoints/ (the whole training state, for --resume
+and experiments.evaluate), summary.json (status, final metrics, timing, device,
+versions) and loss.png. A diverging run ends with status "diverged" and exit 0;
+SIGINT or SIGTERM finish the epoch, checkpoint, and end with status
+"interrupted" and exit 130 or 143.
 """
 
 from __future__ import annotations
@@ -24,14 +29,27 @@ _builders.define_data_flags()
 _builders.define_model_flags()
 _builders.define_descent_flags()
 flags.DEFINE_integer("eval_every", 1, "Evaluate and log every this many epochs.", lower_bound=1)
-flags.DEFINE_string("workdir", "runs/train", "Folder for config.json, metrics, summary.json, loss.png.")
+flags.DEFINE_string("workdir", "runs/train", "Folder for the run's outputs (see the module doc); "
+                    "~ and $VARS are expanded. It must be new or empty unless --resume or "
+                    "--overwrite.")
+flags.DEFINE_bool("resume", False, "Continue the run in --workdir from its latest checkpoint "
+                  "(same flags required); with no checkpoint there, start it.")
+flags.DEFINE_integer("checkpoint_every", 1, "Checkpoint every this many epochs (and always at "
+                     "the end and when interrupted).", lower_bound=1)
+flags.DEFINE_float("checkpoint_seconds", 60.0, "At most one periodic checkpoint per this many "
+                   "seconds; 0 for every --checkpoint_every epochs.", lower_bound=0.0)
+flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept (the newest).", lower_bound=1)
+flags.DEFINE_bool("quiet", False, "Print nothing but errors and the final line.")
 flags.adopt_module_key_flags(_builders)  # list the shared flags in --help
 flags.adopt_module_key_flags(_cli)
 
 FLAGS = flags.FLAGS
 
 COLUMNS = ["epoch", "step", "train_loss", "test_loss", "train_accuracy", "test_accuracy",
-           "batch_loss", "grad_norm", "update_norm", "param_norm", "seconds", "examples_per_second"]
+           "test_rmse", "batch_loss", "grad_norm", "update_norm", "param_norm", "learning_rate",
+           "seconds", "examples_per_second"]
+TIMING = ("seconds", "examples_per_second")
+"""Row fields that differ between identical runs."""
 
 
 def main(argv):
@@ -42,59 +60,133 @@ def main(argv):
     loss_name = _builders.loss_name(ds)
     batch_size = _builders.batch_size(ds)
     model = _builders.build_model(ds, loss_name)
-    workdir = _cli.prepare_workdir(FLAGS.workdir)
+    total_steps = FLAGS.epochs * -(-ds.n_train // batch_size)  # ⌈N/B⌉ updates an epoch
+    optimizer = _builders.build_optimizer(FLAGS.lr, total_steps)
+    _builders.check_memory(model, optimizer, ds, batch_size)
+    workdir, _lock = _cli.prepare_workdir(FLAGS.workdir, resume=FLAGS.resume)
+    signals = _cli.Signals().install()
+    say = (lambda *a, **k: None) if FLAGS.quiet else print
 
     import jax
 
-    from gdlab import data, descent, losses, plots, train
-    from gdlab.logging import MetricsWriter, environment, progress_line, write_json_atomic
+    from gdlab import checkpoint, data, losses, optim, plots, train
+    from gdlab.logging import (MetricsWriter, TensorBoard, environment, progress_line,
+                               provenance, write_json_atomic)
 
-    steps = FLAGS.epochs * descent.steps_per_epoch(ds.n_train, batch_size)
-    optimizer = _builders.build_optimizer(FLAGS.lr, steps)
-    print(f"{data.describe(ds)}; {model.name}; {FLAGS.descent} descent (B={batch_size}); "
-          f"{FLAGS.optimizer} lr={FLAGS.lr}; {FLAGS.grad} gradients on {jax.default_backend()}")
+    rate = _builders.learning_rate(FLAGS.lr, total_steps)
+    loss = losses.get(loss_name)
+    state, start_epoch, rows_kept = None, 0, None
+    if FLAGS.resume and checkpoint.latest_epoch(workdir) is not None:
+        meta = checkpoint.read_meta(workdir)
+        state, start_epoch, rows_kept = checkpoint.restore(workdir), meta["epoch"], meta["metrics_rows"]
+        say(f"resuming {workdir} after epoch {start_epoch} (step {int(state.step)})")
+    elif FLAGS.resume:
+        say(f"--resume: {workdir} has no checkpoint yet; starting the run")
+    say(f"{data.describe(ds)}; {model.name}; {FLAGS.descent} descent (B={batch_size}); "
+        f"{FLAGS.optimizer} lr={FLAGS.lr}; {FLAGS.grad} gradients on {jax.default_backend()}")
+    # Regression: RMSE in the target's own units (undoing a standardised target).
+    y_scale = ds.info.get("y_std", 1.0) if ds.task == "regression" else None
 
     started = time.perf_counter()
-    with MetricsWriter(workdir, COLUMNS) as writer:
+    last_save = [time.perf_counter()]
+    first_epoch_began = [None]
+    tensorboard = TensorBoard(workdir)
+    with MetricsWriter(workdir, COLUMNS, keep_rows=rows_kept) as writer:
         def hook(row, state):
+            row["learning_rate"] = float(optim.learning_rate_at(rate, state.step - 1))  # last step's
+            if y_scale is not None:
+                row.update(_rmse(model, state, ds, y_scale))
             writer.write(row)
-            print(progress_line(row, epochs=FLAGS.epochs), flush=True)
+            tensorboard.write(row, int(state.step))
+            now = time.perf_counter()
+            if first_epoch_began[0] is None:  # compiling is over: time the epochs from here
+                first_epoch_began[0] = now - row["seconds"]
+            done = row["epoch"] - start_epoch
+            eta = (now - first_epoch_began[0]) / done * (FLAGS.epochs - row["epoch"])
+            elapsed = now - started
+            say(progress_line(row, epochs=FLAGS.epochs, elapsed=elapsed, eta=eta), flush=True)
 
-        result = train.fit(model, losses.get(loss_name), optimizer, (ds.x_train, ds.y_train),
+        def after_epoch(epoch, state):
+            stop = signals.received is not None
+            due = epoch % FLAGS.checkpoint_every == 0 and (
+                time.perf_counter() - last_save[0] >= FLAGS.checkpoint_seconds)
+            if stop or due or epoch == FLAGS.epochs:
+                checkpoint.save(workdir, state, epoch=epoch, metrics_rows=writer.rows,
+                                keep=FLAGS.keep_checkpoints)
+                last_save[0] = time.perf_counter()
+            return stop
+
+        say("compiling the epoch program ...", flush=True)
+        result = train.fit(model, loss, optimizer, (ds.x_train, ds.y_train),
                            epochs=FLAGS.epochs, batch_size=batch_size,
                            key=jax.random.PRNGKey(FLAGS.seed), grad=FLAGS.grad,
                            test_data=(ds.x_test, ds.y_test), eval_every=FLAGS.eval_every,
-                           hook=hook)
-    last = result.history[-1]
+                           state=state, start_epoch=start_epoch, hook=hook,
+                           after_epoch=after_epoch)
+    tensorboard.close()
+    status = "interrupted" if result.status == "stopped" else result.status
+    rows = [r for r in _read_rows(workdir)]
+    last = rows[-1] if rows else {}
     summary = {
-        "status": result.status,
+        "status": status,
         "diverged_at_step": result.diverged_at_step,
         "test_loss": last.get("test_loss"),
         "test_accuracy": last.get("test_accuracy"),
-        "train_loss": last["train_loss"],
+        "test_rmse": last.get("test_rmse"),
+        "train_loss": last.get("train_loss"),
         "train_accuracy": last.get("train_accuracy"),
-        "epochs_run": last["epoch"],
-        "steps": last["step"],
+        "epochs_run": last.get("epoch", start_epoch),
+        "steps": int(result.state.step),
         "wall_seconds": time.perf_counter() - started,
         "compile_seconds": result.compile_seconds,
-        "examples_per_second": last["examples_per_second"],
+        "examples_per_second": last.get("examples_per_second"),
         "dataset": data.describe(ds),
         "model": model.name,
+        "checkpoint_epoch": checkpoint.latest_epoch(workdir),
+        **provenance(),
         **environment(),
     }
     write_json_atomic(os.path.join(workdir, "summary.json"), summary)
-    plots.plot_history(result.history, os.path.join(workdir, "loss.png"),
-                       title=f"{model.name} on {ds.name}: {FLAGS.descent} {FLAGS.optimizer}, "
-                             f"lr={FLAGS.lr}")
-    if result.status == "diverged":
+    if rows:
+        plots.plot_history(rows, os.path.join(workdir, "loss.png"),
+                           title=f"{model.name} on {ds.name}: {FLAGS.descent} {FLAGS.optimizer}, "
+                                 f"lr={FLAGS.lr}")
+    if status == "interrupted":
+        print(f"interrupted after epoch {summary['epochs_run']}: checkpoint saved; continue with "
+              f"--resume (outputs in {workdir})")
+        return signals.exit_code
+    if status == "diverged":
         print(f"diverged at step {result.diverged_at_step}: the loss or the weights stopped being "
               f"finite or blew up (lr={FLAGS.lr} is too large); kept the last finite state")
     else:
         acc = f", test accuracy {summary['test_accuracy']:.4f}" if summary["test_accuracy"] is not None else ""
-        print(f"done: test loss {summary['test_loss']:.4g}{acc}")
-    print(f"outputs in {os.path.abspath(workdir)}")
+        rmse = f", test RMSE {summary['test_rmse']:.4g}" if summary["test_rmse"] is not None else ""
+        print(f"done: test loss {summary['test_loss']:.4g}{acc}{rmse}")
+    say(f"outputs in {os.path.abspath(workdir)}")
     return 0
 
 
-if __name__ == "__main__":
+def _read_rows(workdir):
+    from gdlab.logging import read_jsonl
+
+    return read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+
+
+def _rmse(model, state, ds, y_scale):
+    """Test RMSE in the target's own units (the data set standardised the target)."""
+    import numpy as np
+
+    from gdlab import layers
+
+    preds = np.asarray(layers.apply(model, state.params, state.model_state, ds.x_test))
+    err = (preds.reshape(ds.y_test.shape) - ds.y_test) * np.asarray(y_scale)
+    return {"test_rmse": float(np.sqrt(np.mean(err ** 2)))}
+
+
+def cli() -> None:
+    """The ``gdlab-train`` console command."""
     sys.exit(_cli.run(main))
+
+
+if __name__ == "__main__":
+    cli()

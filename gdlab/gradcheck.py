@@ -16,7 +16,6 @@ precision "highest" throughout.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -98,7 +97,9 @@ class Report:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        from gdlab.logging import to_json  # NaN (a broken backward) becomes null
+
+        return to_json(self.to_dict(), indent=2)
 
     def table(self) -> str:
         """A fixed-width table: one row per leaf, then a verdict line."""

@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import math
 import os
 import tempfile
+from typing import ClassVar
 
 
 @contextlib.contextmanager
@@ -42,9 +44,28 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         f.write(text)
 
 
+def json_safe(obj):
+    """``obj`` with every NaN or infinite float replaced by None (JSON ``null``), NumPy
+    scalars and arrays turned into Python numbers and lists."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # NumPy / JAX values
+        return json_safe(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def to_json(obj, **kwargs) -> str:
+    """Strict JSON: NaN and infinities become null, never the invalid ``NaN`` token."""
+    return json.dumps(json_safe(obj), allow_nan=False, **kwargs)
+
+
 def write_json_atomic(path: str | os.PathLike, obj) -> None:
-    """``obj`` as indented JSON, written atomically."""
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """``obj`` as indented JSON (NaN as null), written atomically."""
+    write_text_atomic(path, to_json(obj, indent=2, sort_keys=False) + "\n")
 
 
 class MetricsWriter:
@@ -52,23 +73,42 @@ class MetricsWriter:
 
     Each row is written and flushed as it comes, so a run that stops early
     (diverged, interrupted) keeps every row it reached. The CSV columns are
-    fixed by ``columns``; a row's missing keys are left empty.
+    fixed by ``columns``; a row's missing keys are left empty; NaN is written as
+    null (JSONL) and an empty cell (CSV).
+
+    ``keep_rows=None`` starts both files afresh. ``keep_rows=k`` continues a
+    resumed run: the first k rows already there are kept (both files are
+    rewritten atomically with just those), later ones dropped, and new rows are
+    appended after them.
     """
 
-    def __init__(self, workdir: str | os.PathLike, columns: list[str], *, stem: str = "metrics"):
+    def __init__(self, workdir: str | os.PathLike, columns: list[str], *, stem: str = "metrics",
+                 keep_rows: int | None = None):
         self.columns = list(columns)
         os.makedirs(workdir, exist_ok=True)
-        self._jsonl = open(os.path.join(workdir, f"{stem}.jsonl"), "w")
-        self._csv = open(os.path.join(workdir, f"{stem}.csv"), "w", newline="")
+        jsonl, csv_path = (os.path.join(workdir, f"{stem}.{ext}") for ext in ("jsonl", "csv"))
+        kept = [] if keep_rows is None else read_jsonl(jsonl)[:keep_rows]
+        write_text_atomic(jsonl, "".join(to_json(row) + "\n" for row in kept))
+        with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
+            writer.writeheader()
+            for row in kept:
+                writer.writerow(self._csv_row(row))
+        self.rows = len(kept)
+        self._jsonl = open(jsonl, "a")
+        self._csv = open(csv_path, "a", newline="")
         self._csv_writer = csv.DictWriter(self._csv, fieldnames=self.columns, extrasaction="ignore")
-        self._csv_writer.writeheader()
-        self._csv.flush()
+
+    def _csv_row(self, row: dict) -> dict:
+        return {k: "" if row.get(k) is None else row.get(k) for k in self.columns}
 
     def write(self, row: dict) -> None:
-        self._jsonl.write(json.dumps(row) + "\n")
+        row = json_safe(row)
+        self._jsonl.write(to_json(row) + "\n")
         self._jsonl.flush()
-        self._csv_writer.writerow({k: row.get(k, "") for k in self.columns})
+        self._csv_writer.writerow(self._csv_row(row))
         self._csv.flush()
+        self.rows += 1
 
     def close(self) -> None:
         self._jsonl.close()
@@ -81,8 +121,35 @@ class MetricsWriter:
         self.close()
 
 
-def progress_line(row: dict, *, epochs: int) -> str:
-    """One line per epoch: epoch, losses, accuracy when there is one, examples/s."""
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The rows of a JSONL file ([] when it does not exist); a torn last line is dropped."""
+    rows = []
+    try:
+        with open(path) as f:
+            for line in f:
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    break  # a line cut short by a kill: it and anything after are not rows
+    except FileNotFoundError:
+        pass
+    return rows
+
+
+def duration(seconds: float) -> str:
+    """``42s``, ``3m05s`` or ``1h02m``."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def progress_line(row: dict, *, epochs: int, elapsed: float | None = None,
+                  eta: float | None = None) -> str:
+    """One line per epoch: epoch, losses, accuracy when there is one, RMSE in the target's
+    units for regression, examples/s, and elapsed time and ETA when given."""
     parts = [f"epoch {row['epoch']:>{len(str(epochs))}}/{epochs}",
              f"train_loss {row['train_loss']:.4g}"]
     if "test_loss" in row:
@@ -91,8 +158,59 @@ def progress_line(row: dict, *, epochs: int) -> str:
         parts.append(f"test_acc {row['test_accuracy']:.4f}")
     elif "train_accuracy" in row:
         parts.append(f"train_acc {row['train_accuracy']:.4f}")
+    if row.get("test_rmse") is not None:
+        parts.append(f"test_rmse {row['test_rmse']:.4g}")
     parts.append(f"{row['examples_per_second']:,.0f} ex/s")
+    if elapsed is not None:
+        parts.append(f"elapsed {duration(elapsed)}" + ("" if eta is None else f"  eta {duration(eta)}"))
     return "  ".join(parts)
+
+
+class TensorBoard:
+    """TensorBoard event files (tensorboardX) in ``logdir``: one scalar per metric and step.
+
+    ``write(row, step)`` logs every number of ``row`` whose key is in ``tags``
+    (metric name → TensorBoard tag, e.g. ``"train_loss" → "loss/train"``).
+    """
+
+    TAGS: ClassVar[dict[str, str]] = {"train_loss": "loss/train", "test_loss": "loss/test",
+            "train_accuracy": "accuracy/train", "test_accuracy": "accuracy/test",
+            "test_rmse": "rmse/test", "grad_norm": "norms/gradient",
+            "update_norm": "norms/update", "param_norm": "norms/params",
+            "learning_rate": "learning_rate", "examples_per_second": "speed/examples_per_second"}
+
+    def __init__(self, logdir: str | os.PathLike):
+        from tensorboardX import SummaryWriter  # imported here: only runs that log pay for it
+
+        self._writer = SummaryWriter(logdir=os.fspath(logdir))
+
+    def write(self, row: dict, step: int) -> None:
+        for key, tag in self.TAGS.items():
+            value = row.get(key)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                self._writer.add_scalar(tag, value, global_step=step)
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def provenance() -> dict:
+    """What made the outputs: gdlab's version and, in a git checkout, the commit."""
+    import subprocess
+
+    import gdlab
+
+    commit = None
+    root = os.path.dirname(os.path.dirname(os.path.abspath(gdlab.__file__)))
+    if os.path.isdir(os.path.join(root, ".git")):
+        try:
+            out = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
+                                 text=True, timeout=10)
+            commit = out.stdout.strip() or None if out.returncode == 0 else None
+        except (OSError, subprocess.SubprocessError):
+            commit = None
+    return {"gdlab_version": gdlab.__version__, "git_commit": commit}
 
 
 def environment() -> dict:

@@ -20,6 +20,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gdlab.layers.activations import sigmoid_forward
 from gdlab.types import Array, Params
 
 
@@ -125,6 +126,10 @@ def sigmoid_binary_cross_entropy() -> Loss:
 
     Per element max(z, 0) − z·y + log(1 + e^{−|z|}) (stable for any z).
     ∂J/∂z = ω_b (sigmoid(z) − y) / D.  Labels are reshaped to the logits' shape.
+
+    σ(z) − y is evaluated as (1 − y)·σ(z) − y·σ(−z) (the same number): for 0/1 labels
+    it is σ(z) or −σ(−z) outright, so it keeps full relative precision where σ(z)
+    rounds to 1 (σ(z) − 1 would cancel).
     """
 
     def forward(logits, labels, weights=None):
@@ -135,7 +140,8 @@ def sigmoid_binary_cross_entropy() -> Loss:
 
     def backward(residuals, g=1.0):
         z, y, scale = residuals
-        return g * scale * (0.5 * (jnp.tanh(0.5 * z) + 1.0) - y)
+        dz = (1.0 - y) * sigmoid_forward(z) - y * sigmoid_forward(-z)  # σ(z) − y, stably
+        return g * scale * dz
 
     return Loss(forward, backward, "bce")
 

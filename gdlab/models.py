@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import jax.numpy as jnp
@@ -10,6 +11,35 @@ from gdlab import layers
 from gdlab.layers import Layer
 
 _RELU_FAMILY = ("relu", "leaky_relu", "elu", "gelu", "gelu_tanh", "softplus")
+
+
+def _is_size(value) -> bool:
+    """A positive integer: ``int`` or NumPy integer, not a bool, not a float (even 4.0)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
+def _sizes(builder: str, name: str, values, *, allow_empty: bool = False) -> list[int]:
+    """``values`` as a list of ints, or a ``ValueError`` naming ``builder``'s ``name``."""
+    try:
+        values = list(values)
+    except TypeError:
+        raise ValueError(f"{builder} {name} must be a sequence of positive integers, "
+                         f"got {values!r}") from None
+    if (not values and not allow_empty) or not all(_is_size(v) for v in values):
+        raise ValueError(f"{builder} {name} must be {'a' if allow_empty else 'a non-empty'} "
+                         f"sequence of positive integers, got {values!r}")
+    return [int(v) for v in values]
+
+
+def _size(builder: str, name: str, value, *, pair: bool = False) -> None:
+    """A ``ValueError`` naming ``builder``'s ``name`` unless ``value`` is a positive
+    integer (or, with ``pair``, a pair of them)."""
+    if _is_size(value):
+        return
+    if pair and isinstance(value, (tuple, list)) and len(value) == 2 and all(map(_is_size, value)):
+        return
+    accepted = "a positive integer or a pair of them" if pair else "a positive integer"
+    raise ValueError(f"{builder} {name} must be {accepted}, got {value!r}")
 
 
 def default_init(activation: str) -> str:
@@ -33,9 +63,7 @@ def mlp(
     when asked), the last layer is left linear (logits or a regression output).
     The input size comes from ``init(key, in_shape)``.
     """
-    sizes = [int(s) for s in sizes]
-    if not sizes or min(sizes) < 1:
-        raise ValueError(f"mlp sizes must be positive integers, got {sizes}")
+    sizes = _sizes("mlp", "sizes", sizes)
     w_init = w_init or default_init(activation)
     stack: list[Layer] = []
     for size in sizes[:-1]:
@@ -51,6 +79,7 @@ def mlp(
 
 def linear(num_outputs: int = 1, *, w_init: str = "lecun_normal", dtype=jnp.float32) -> Layer:
     """A linear model y = x·W + b, no hidden layer: regression's textbook model."""
+    _size("linear", "num_outputs", num_outputs)
     return layers.serial(layers.dense(num_outputs, w_init=w_init, dtype=dtype),
                          name=f"linear({num_outputs})")
 
@@ -74,11 +103,11 @@ def cnn(
     bias: the batch norm's shift that follows would cancel it. The input shape
     comes from ``init(key, (H, W, C))``.
     """
-    channels = [int(c) for c in channels]
-    hidden = [int(h) for h in hidden]
-    if not channels or min(channels) < 1 or (hidden and min(hidden) < 1):
-        raise ValueError(f"cnn channels and hidden sizes must be positive integers, got "
-                         f"{channels} and {hidden}")
+    _size("cnn", "num_outputs", num_outputs)
+    channels = _sizes("cnn", "channels", channels)
+    hidden = _sizes("cnn", "hidden", hidden, allow_empty=True)
+    _size("cnn", "kernel_size", kernel_size, pair=True)
+    _size("cnn", "pool_size", pool_size, pair=True)
     stack: list[Layer] = []
     for c in channels:
         stack += [layers.conv2d(c, kernel_size, padding=padding, use_bias=False, dtype=dtype),
@@ -112,8 +141,10 @@ def transformer(
     blocks (attention and MLP, each in a residual) → layer norm → dense(num_outputs)
     at every position. ``causal=True`` lets position t see positions ≤ t only.
     """
-    if min(vocab_size, num_outputs, max_len, width, depth, num_heads, mlp_ratio) < 1:
-        raise ValueError("transformer sizes must be positive integers")
+    for name, value in (("vocab_size", vocab_size), ("num_outputs", num_outputs),
+                        ("max_len", max_len), ("width", width), ("depth", depth),
+                        ("num_heads", num_heads), ("mlp_ratio", mlp_ratio)):
+        _size("transformer", name, value)
     if width % num_heads:
         raise ValueError(f"transformer width {width} must be a multiple of num_heads {num_heads}")
     stack = [layers.embedding(vocab_size, width, dtype=dtype),

@@ -19,6 +19,7 @@ finite one and the step number is recorded. ``sweep`` runs many learning rates
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -245,13 +246,134 @@ def make_evaluate(model: Layer, loss: Loss, *, batch_size: int = EVAL_BATCH):
     return evaluate
 
 
+# --- inputs that would train on garbage -----------------------------------------------
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def check_schedule(num_examples: int, *, batch_size, epochs, eval_every=1, start_epoch=0):
+    """``ValueError`` naming the argument unless 1 ≤ batch_size ≤ N, epochs ≥ 1,
+    eval_every ≥ 1 and 0 ≤ start_epoch ≤ epochs."""
+    if not _is_int(batch_size) or not 1 <= batch_size <= num_examples:
+        raise ValueError(f"batch_size must be an integer in 1..{num_examples} (the number of "
+                         f"training examples), got {batch_size!r}")
+    if not _is_int(epochs) or epochs < 1:
+        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+    if not _is_int(eval_every) or eval_every < 1:
+        raise ValueError(f"eval_every must be an integer >= 1, got {eval_every!r}")
+    if not _is_int(start_epoch) or not 0 <= start_epoch <= epochs:
+        raise ValueError(f"start_epoch must be an integer in 0..{epochs} (epochs), "
+                         f"got {start_epoch!r}")
+
+
+def check_data(model: Layer, loss: Loss, data, name: str = "train_data"):
+    """``(x, y)`` as device arrays, after checking that they can train ``model`` with ``loss``.
+
+    Raises ``ValueError`` naming ``name`` when x and y differ in length, x does not
+    fit the model, either holds NaN or infinity, or labels are not integers in
+    0..C−1 (xent; C the model's outputs) or 0/1 (bce).
+    """
+    try:
+        x, y = data
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair (x, y) of arrays") from None
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim < 1 or y.ndim < 1 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"{name}: x and y must have one row per example, got {x.shape[:1]} "
+                         f"rows of x and {y.shape[:1]} of y")
+    if x.shape[0] < 1:
+        raise ValueError(f"{name} is empty")
+    for part, values in (("x", x), ("y", y)):
+        if not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
+            raise ValueError(f"{name}: {part} must be numbers, got dtype {values.dtype}")
+        if np.issubdtype(values.dtype, np.inexact) and not np.all(np.isfinite(values)):
+            raise ValueError(f"{name}: {part} contains NaN or infinite values")
+    try:
+        out_shape = init_shapes(model, x.shape[1:])[0]
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{name}: examples of shape {x.shape[1:]} do not fit {model.name}: "
+                         f"{e}") from None
+    if loss.name == "xent":
+        classes = out_shape[-1]
+        if not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"{name}: xent labels must be integers 0..{classes - 1}, "
+                             f"got dtype {y.dtype}")
+        if y.shape[1:] != tuple(out_shape[:-1]):
+            raise ValueError(f"{name}: labels of shape {y.shape[1:]} per example do not match "
+                             f"{model.name}'s outputs {tuple(out_shape)}")
+        if y.min() < 0 or y.max() >= classes:
+            bad = int(y.min()) if y.min() < 0 else int(y.max())
+            raise ValueError(f"{name}: label {bad} is outside 0..{classes - 1} "
+                             f"({model.name} has {classes} outputs)")
+    elif loss.name == "bce" and not np.all((y == 0) | (y == 1)):
+        raise ValueError(f"{name}: bce labels must be 0 or 1")
+    return jnp.asarray(x), jnp.asarray(y)
+
+
+def check_params_fit(model: Layer, params, in_shape) -> None:
+    """``ValueError`` unless ``params`` are shaped like ``model``'s on examples of ``in_shape``."""
+    expected = init_shapes(model, tuple(in_shape))[1]
+    ok = jax.tree_util.tree_structure(expected) == jax.tree_util.tree_structure(params) and all(
+        tuple(a.shape) == tuple(np.shape(b)) for a, b in zip(jax.tree_util.tree_leaves(expected),
+                                                             jax.tree_util.tree_leaves(params)))
+    if not ok:
+        raise ValueError(f"the given state's params do not fit {model.name} on examples of "
+                         f"shape {tuple(in_shape)}")
+
+
+def _bytes(tree) -> int:
+    return sum(int(np.prod(leaf.shape)) * np.dtype(leaf.dtype).itemsize
+               for leaf in jax.tree_util.tree_leaves(tree))
+
+
+def estimate_memory(model: Layer, optimizer: optim.Optimizer, in_shape, *, batch_size: int,
+                    input_dtype=jnp.float32, data_bytes: int = 0, configs: int = 1) -> int:
+    """Bytes a training run needs on its device, estimated from shapes alone (nothing runs).
+
+    Per configuration (``configs`` of them in a vmapped sweep): params, gradients,
+    updates and the new params (4× the params), the optimizer and model state,
+    and twice the activations one training step keeps for its backward pass (the
+    residuals, and the cotangents flowing back); plus the data set once
+    (``data_bytes``) and one evaluation chunk's activations.
+    """
+    _, params, state = init_shapes(model, tuple(in_shape))
+    opt_state = jax.eval_shape(optimizer.init, params)
+
+    def residual_bytes(batch):
+        x = jax.ShapeDtypeStruct((batch, *in_shape), input_dtype)
+        out = jax.eval_shape(lambda p, s, x: model.forward(p, s, x, train=True,
+                                                           key=jax.random.PRNGKey(0)),
+                             params, state, x)
+        return _bytes(out[0]) + _bytes(out[2])
+
+    per_config = 4 * _bytes(params) + _bytes(opt_state) + _bytes(state) + 2 * residual_bytes(
+        batch_size)
+    return configs * per_config + data_bytes + residual_bytes(min(EVAL_BATCH, 4096))
+
+
+def device_memory() -> int | None:
+    """Bytes of memory on the default device: the accelerator's limit, or the machine's RAM."""
+    device = jax.devices()[0]
+    try:
+        stats = device.memory_stats() or {}
+    except Exception:  # not every backend reports
+        stats = {}
+    if stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 @dataclasses.dataclass(frozen=True)
 class FitResult:
     """What ``fit`` returns."""
 
     state: TrainState              # the final (or last finite) state
     history: list[dict]            # one row per epoch, see ``fit``
-    status: str                    # "completed" or "diverged"
+    status: str                    # "completed", "diverged" or "stopped" (by after_epoch)
     diverged_at_step: int | None   # the update that went bad, when diverged
     compile_seconds: float         # time to compile the epoch program
 
@@ -270,7 +392,9 @@ def fit(
     eval_every: int = 1,
     blowup: float | None = DEFAULT_BLOWUP,
     state: TrainState | None = None,
+    start_epoch: int = 0,
     hook: Callable[[dict, TrainState], None] | None = None,
+    after_epoch: Callable[[int, TrainState], bool | None] | None = None,
 ) -> FitResult:
     """Train for ``epochs`` epochs of mini-batches of ``batch_size`` (N for batch GD, 1 for SGD).
 
@@ -282,27 +406,45 @@ def fit(
     ``param_norm``, ``seconds`` (training time of the epoch) and
     ``examples_per_second``. ``hook(row, state)`` is called with each row.
     Training stops at the first diverged epoch.
+
+    To resume, pass the ``state`` saved after epoch ``start_epoch`` (see
+    ``gdlab.checkpoint``): epochs ``start_epoch + 1 … epochs`` run exactly as
+    they would have without the stop. ``after_epoch(epoch, state)`` is called
+    after every epoch (after ``hook``); when it returns True training stops there
+    with status ``"stopped"`` (how an interrupted run finishes its epoch).
+
+    Raises ``ValueError`` naming the argument for inputs that would train on
+    garbage: mismatched or non-finite data, labels outside the model's classes,
+    a batch size outside 1..N, epochs or eval_every below 1.
     """
-    x, y = (jnp.asarray(a) for a in train_data)
+    x, y = check_data(model, loss, train_data, "train_data")
     n = x.shape[0]
+    check_schedule(n, batch_size=batch_size, epochs=epochs, eval_every=eval_every,
+                   start_epoch=start_epoch)
+    test = None if test_data is None else check_data(model, loss, test_data, "test_data")
     if state is None:
         state = create_state(model, optimizer, key, x.shape[1:])
+    else:
+        check_params_fit(model, state.params, x.shape[1:])
     epoch_fn = make_epoch(model, loss, optimizer, num_examples=n, batch_size=batch_size,
                           grad=grad, blowup=blowup)
     t0 = time.perf_counter()
     compiled = jax.jit(epoch_fn, donate_argnums=(0,)).lower(state, x, y).compile()
     compile_seconds = time.perf_counter() - t0
     evaluate = jax.jit(make_evaluate(model, loss))
-    test = None if test_data is None else tuple(jnp.asarray(a) for a in test_data)
 
     history: list[dict] = []
-    for epoch in range(1, epochs + 1):
+    stopped = False
+    for epoch in range(start_epoch + 1, epochs + 1):
         t0 = time.perf_counter()
         state, metrics = compiled(state, x, y)
         jax.block_until_ready(state)
         seconds = time.perf_counter() - t0
         diverged = bool(state.health.diverged)
         if epoch % eval_every and epoch != epochs and not diverged:
+            if after_epoch is not None and after_epoch(epoch, state):
+                stopped = True
+                break
             continue
         row = {"epoch": epoch, "step": int(state.step)}
         row.update({f"train_{k}": float(v) for k, v in evaluate(state.params, state.model_state, x, y).items()})
@@ -318,10 +460,14 @@ def fit(
             hook(row, state)
         if diverged:
             break
+        if after_epoch is not None and after_epoch(epoch, state) and epoch != epochs:
+            stopped = True
+            break
+    status = "diverged" if bool(state.health.diverged) else "stopped" if stopped else "completed"
     return FitResult(
         state=state,
         history=history,
-        status="diverged" if bool(state.health.diverged) else "completed",
+        status=status,
         diverged_at_step=int(state.health.diverged_at) if bool(state.health.diverged) else None,
         compile_seconds=compile_seconds,
     )
@@ -384,9 +530,18 @@ def sweep(
     ``optimizer_for(lr)`` builds the optimizer for a (traced) learning rate,
     e.g. ``lambda lr: optim.gd(lr)``. Configuration k trains exactly as
     ``fit(..., key=jax.random.PRNGKey(seed_k))`` with ``optimizer_for(lr_k)``
-    would; divergence is tracked per configuration.
+    would; divergence is tracked per configuration. Raises ``ValueError`` for the
+    inputs ``fit`` refuses, and for learning rates that are not finite and > 0.
     """
-    x, y = (jnp.asarray(a) for a in train_data)
+    x, y = check_data(model, loss, train_data, "train_data")
+    check_schedule(x.shape[0], batch_size=batch_size, epochs=epochs)
+    rates = np.asarray(learning_rates, dtype=np.float64).ravel()
+    if rates.size == 0 or not np.all(np.isfinite(rates)) or np.any(rates <= 0):
+        raise ValueError(f"learning_rates must be finite numbers > 0, got {list(learning_rates)}")
+    seed_values = np.asarray(seeds).ravel()
+    if (seed_values.size == 0 or not np.issubdtype(seed_values.dtype, np.integer)
+            or np.any(seed_values < 0) or np.any(seed_values >= 2**32)):
+        raise ValueError(f"seeds must be integers in 0..2**32-1, got {list(seeds)}")
     dtype = jax.tree_util.tree_leaves(init_shapes(model, x.shape[1:])[1])[0].dtype
     grid_seeds, grid_lrs = np.meshgrid(np.asarray(seeds), np.asarray(learning_rates), indexing="ij")
     grid_seeds, grid_lrs = grid_seeds.ravel(), grid_lrs.ravel()

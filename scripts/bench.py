@@ -509,6 +509,13 @@ def main(argv):
     unknown = [s for s in FLAGS.sizes if s not in SIZES]
     if unknown:
         raise _cli.UsageError(f"--sizes: unknown size {unknown[0]!r}; choose from: {', '.join(SIZES)}")
+    if not FLAGS.sizes:
+        raise _cli.UsageError(f"--sizes must name at least one size of: {', '.join(SIZES)}")
+    json_out = _cli.expand("json_out", FLAGS.json_out)
+    if json_out is not None:  # checked now, not after minutes of timing
+        folder = os.path.dirname(os.path.abspath(json_out)) or "."
+        if os.path.isdir(json_out) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            raise _cli.UsageError(f"--json_out={FLAGS.json_out}: cannot write a file there")
     backend = jax.default_backend()
     sizes = {name: SIZES[name] for name in FLAGS.sizes}
     if backend == "cpu" and "large" in sizes:
@@ -542,12 +549,12 @@ def main(argv):
     }
     results["targets"] = targets_for(results, backend)
     print_table(results)
-    if FLAGS.json_out:
+    if json_out:
         try:
-            write_json_atomic(FLAGS.json_out, results)
+            write_json_atomic(json_out, results)
         except OSError as e:
             raise _cli.UsageError(f"--json_out={FLAGS.json_out}: cannot write it ({e.strerror})") from None
-        print(f"wrote {os.path.abspath(FLAGS.json_out)}")
+        print(f"wrote {os.path.abspath(json_out)}")
     return 0
 
 

@@ -9,7 +9,7 @@ echo
 echo "== 2. training on scikit-learn's digits: mini-batch descent with hand-written backprop"
 python -m experiments.train --dataset=digits --model=mlp --hidden=64 --activation=relu \
     --descent=minibatch --batch_size=32 --optimizer=momentum --lr=0.05 --grad=manual \
-    --epochs=10 --workdir="$WORKDIR"
+    --epochs=10 --workdir="$WORKDIR" --overwrite
 python - "$WORKDIR" <<'PY'
 import json, os, sys
 s = json.load(open(os.path.join(sys.argv[1], "summary.json")))

@@ -30,8 +30,8 @@ echo "bench: exit $? after $((SECONDS - start)) s" >> "$OUT/env.txt"
     timeout 60 python -m experiments.gradcheck --model=cnn --dtype=float64
     timeout 60 python -m experiments.gradcheck --model=transformer --dtype=float64
 } > "$OUT/gradcheck.log" 2>&1
-timeout 90 python -m experiments.train --workdir=/tmp/gdlab-train > /dev/null 2>&1 && cp /tmp/gdlab-train/summary.json "$OUT/train.json"
-timeout 90 python -m experiments.train --model=cnn --workdir=/tmp/gdlab-cnn > /dev/null 2>&1 && cp /tmp/gdlab-cnn/summary.json "$OUT/train_cnn.json"
+timeout 90 python -m experiments.train --overwrite --workdir=/tmp/gdlab-train > /dev/null 2>&1 && cp /tmp/gdlab-train/summary.json "$OUT/train.json"
+timeout 90 python -m experiments.train --overwrite --model=cnn --workdir=/tmp/gdlab-cnn > /dev/null 2>&1 && cp /tmp/gdlab-cnn/summary.json "$OUT/train_cnn.json"
 echo "experiments: done after $((SECONDS - start)) s" >> "$OUT/env.txt"
 timeout 150 python -m pytest -q -x -p no:cacheprovider tests > "$OUT/pytest.log" 2>&1
 echo "pytest: exit $? after $((SECONDS - start)) s" >> "$OUT/env.txt"

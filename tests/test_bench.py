@@ -52,3 +52,14 @@ def test_bad_size_exits_2():
                        capture_output=True, text=True, timeout=120,
                        env={**os.environ, "JAX_PLATFORMS": "cpu"})
     assert r.returncode == 2 and "Traceback" not in r.stderr and "--sizes" in r.stderr
+
+
+def test_empty_sizes_or_unwritable_json_out_exit_2_before_any_timing(tmp_path):
+    for args, needle in ((["--sizes="], "--sizes must name at least one size"),
+                         ([f"--json_out={tmp_path}/no/such/dir/b.json"], "--json_out"),
+                         ([f"--json_out={tmp_path}"], "--json_out")):
+        r = subprocess.run([sys.executable, "scripts/bench.py", *args], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "JAX_PLATFORMS": "cpu"})
+        assert r.returncode == 2 and "Traceback" not in r.stderr and needle in r.stderr, r.stderr
+        assert "matmul peak" not in r.stdout  # nothing was timed

@@ -602,3 +602,75 @@ def test_csv_missing_file_and_arguments(tmp_path):
             f"csv file '{fractional}', row 3, column 'y': classification needs integer labels, "
             "found 4.5")):
         data.load("csv", csv_path=fractional, target="y", task="classification")
+
+
+# ---------------------------------------------- csv values too large to standardise
+
+OVERFLOW_ROWS = 10  # data rows in the tables below; file rows 2..11
+
+
+def _overflow_table(tmp_path, column, name="big.csv"):
+    """A table with features ``a`` (given) and ``b`` (small), and target ``price``."""
+    lines = ["a,b,price"] + [f"{a!r},{i * 0.5},{i % 3}" for i, a in enumerate(column)]
+    return _write(tmp_path, "\n".join(lines) + "\n", name)
+
+
+@pytest.mark.parametrize("column", [
+    [1e300, -1e300] + [1.0] * (OVERFLOW_ROWS - 2),  # variance 1e600: inf in float64
+    [1e200] + [0.0] * (OVERFLOW_ROWS - 1),          # one square overflows
+    [1.7e308] * 3 + [1.0] * (OVERFLOW_ROWS - 3),    # the sum for the mean overflows
+], ids=["variance", "square", "mean"])
+def test_csv_column_whose_standardisation_overflows_is_an_error(tmp_path, column):
+    path = _overflow_table(tmp_path, column)
+    message = (f"csv file '{path}', column 'a': the values are too large to standardise "
+               "(their mean or variance overflows float64); rescale the column")
+    with pytest.raises(DataError, match=f"^{re.escape(message)}$"):
+        data.load("csv", csv_path=path, target="price", seed=0)
+
+
+def test_csv_test_value_beyond_float32_once_standardised_is_an_error(tmp_path):
+    """Training rows are fine (std 1), but a test row standardises to 1e100."""
+    seed = 0
+    _, test_idx = data.base.split_indices(OVERFLOW_ROWS, seed=seed, test_fraction=0.2)
+    column = [float(i % 2) for i in range(OVERFLOW_ROWS)]
+    column[int(test_idx[0])] = 1e100
+    path = _overflow_table(tmp_path, column)
+    row = int(test_idx[0]) + 2  # the header is row 1
+    message = (f"csv file '{path}', row {row}, column 'a': the value 1e+100 lies beyond the "
+               "float32 range (about ±3.4e38) once standardised; rescale the column")
+    with pytest.raises(DataError, match=f"^{re.escape(message)}$"):
+        data.load("csv", csv_path=path, target="price", seed=seed)
+
+
+def test_csv_value_beyond_float32_without_standardising_is_an_error(tmp_path):
+    column = [1.0] * OVERFLOW_ROWS
+    column[4] = -1e39
+    path = _overflow_table(tmp_path, column)
+    message = (f"csv file '{path}', row 6, column 'a': the value -1e+39 lies beyond the "
+               "float32 range (about ±3.4e38); rescale the column")
+    with pytest.raises(DataError, match=f"^{re.escape(message)}$"):
+        data.load_csv(path, "price", standardize=False)
+    # standardised, the same column is fine while -1e39 is a training row: its std is large
+    train_idx, _ = data.base.split_indices(OVERFLOW_ROWS, seed=1, test_fraction=0.2)
+    assert 4 in train_idx
+    ds = data.load_csv(path, "price", task="classification", seed=1)
+    assert np.all(np.isfinite(ds.x_train)) and np.all(np.isfinite(ds.x_test))
+
+
+def test_csv_regression_target_too_large_is_an_error(tmp_path):
+    lines = ["a,y"] + [f"{i},{v!r}" for i, v in enumerate([1e300, -1e300] + [0.5] * 8)]
+    path = _write(tmp_path, "\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=re.escape(f"csv file '{path}', column 'y': the values "
+                                                  "are too large to standardise")):
+        data.load_csv(path, "y", task="regression")
+    with pytest.raises(DataError, match=re.escape(f"csv file '{path}', row 2, column 'y': the "
+                                                  "value 1e+300 lies beyond the float32 range")):
+        data.load_csv(path, "y", task="regression", standardize_target=False)
+
+
+def test_csv_large_but_representable_values_still_load(tmp_path):
+    column = [1e150 * (i - 4.5) for i in range(OVERFLOW_ROWS)]  # variance ≈ 1e300: finite
+    path = _overflow_table(tmp_path, column)
+    ds = data.load_csv(path, "price", task="classification")
+    assert np.all(np.isfinite(ds.x_train)) and np.all(np.isfinite(ds.x_test))
+    assert np.abs(ds.x_train[:, 0]).max() < 3.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,7 +11,9 @@ from conftest import assert_tree_allclose
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gdlab import backprop, descent, losses, models, optim, train
+from gdlab import backprop, descent, losses, models, optim, tolerances, train
+
+F64_TOL = tolerances.ANALYTIC["float64"]
 
 
 def test_batch_size_for_each_mode():
@@ -29,6 +32,7 @@ def test_every_example_seen_exactly_once_per_epoch(n, b, seed):
     b = min(b, n)
     indices, weights = descent.epoch_batches(jax.random.PRNGKey(seed), n, b)
     assert indices.shape == weights.shape == (-(-n // b), b)
+    chex.assert_shape([indices, weights], (-(-n // b), b))
     real = np.asarray(indices)[np.asarray(weights) > 0]
     assert sorted(real.tolist()) == list(range(n))
     assert float(weights.sum()) == n
@@ -76,6 +80,8 @@ def test_masked_partial_batch_gradient_is_mean_over_real_examples(key):
         (v_real, _), g_real = vg(params, state, x[:real], y[:real])
         assert abs(float(v_masked) - float(v_real)) < 1e-12
         assert_tree_allclose(g_masked, g_real, dtype=jnp.float64)
+        chex.assert_tree_all_finite(g_masked)
+        chex.assert_trees_all_close(g_masked, g_real, rtol=F64_TOL.rtol, atol=F64_TOL.atol)
 
 
 def test_minibatch_with_b_equal_n_is_batch_gradient_descent_step_for_step(key):
@@ -104,3 +110,5 @@ def test_minibatch_with_b_equal_n_is_batch_gradient_descent_step_for_step(key):
     for expected_step in range(5):
         params = jax.tree.map(lambda w, g: w - lr * g, params, jax.grad(objective)(params))
         assert_tree_allclose(result_params[expected_step], params, dtype=jnp.float64)
+        chex.assert_trees_all_close(result_params[expected_step], params,
+                                    rtol=F64_TOL.rtol, atol=F64_TOL.atol)

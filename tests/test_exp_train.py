@@ -128,10 +128,13 @@ def test_bad_input_exits_2_with_one_sentence(tmp_path, args, needle):
 
 def test_bad_input_leaves_an_earlier_run_intact(tmp_path):
     assert run("--hidden=8", "--epochs=1", f"--workdir={tmp_path}").returncode == 0
-    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    def snapshot():
+        return {str(p): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+
+    before = snapshot()
     r = run("--lr=-1", f"--workdir={tmp_path}")
     assert r.returncode == 2
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert snapshot() == before
 
 
 def test_cnn_run_on_digits_images(tmp_path):

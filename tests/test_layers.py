@@ -272,6 +272,33 @@ def test_activation_stable_for_large_inputs(name):
     assert_tree_allclose(dx, vjp(jnp.ones_like(x))[0])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "layer, slope_at_zero",
+    [
+        (layers.relu(), 0.0),  # the stated convention: relu'(0) = 0, as in PyTorch
+        (layers.leaky_relu(LEAKY_SLOPE), LEAKY_SLOPE),  # the x ≤ 0 side
+        (layers.elu(ELU_ALPHA), ELU_ALPHA),  # the x ≤ 0 side: y + α with y = 0
+        (layers.sigmoid(), 0.25),
+        (layers.softplus(), 0.5),
+    ],
+    ids=lambda v: getattr(v, "name", ""),
+)
+def test_derivative_at_exactly_zero_is_one_convention(layer, slope_at_zero, dtype):
+    """At x = ±0 the manual backward and ``jax.grad`` of the forward give exactly the same
+    number, and it is the stated one; ``jnp.maximum(x, 0)`` or ``jnp.minimum`` in a
+    forward would make autodiff give half a slope there instead."""
+    x = jnp.asarray([[0.0, -0.0, 0.5, -0.5]], dtype)
+    dy = jnp.asarray([[1.0, -2.0, 1.0, 1.0]], dtype)
+    _, _, res = layer.forward({}, {}, x)
+    _, manual = layer.backward({}, res, dy)
+    autodiff = jax.grad(lambda v: jnp.sum(layer.forward({}, {}, v)[0] * dy))(x)
+    np.testing.assert_array_equal(np.asarray(manual[0, :2]), np.asarray(autodiff[0, :2]))
+    expected = jnp.asarray(slope_at_zero, dtype) * dy[0, :2]
+    np.testing.assert_allclose(np.asarray(manual[0, :2]), np.asarray(expected), rtol=1e-6)
+    assert_tree_allclose(manual, autodiff)  # away from 0: the usual few-ulp agreement
+
+
 def test_activation_get_unknown_raises():
     with pytest.raises(ValueError, match="unknown activation 'nope'"):
         layers.activation("nope")

@@ -8,6 +8,7 @@ import functools
 import math
 from collections.abc import Callable
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import assert_tree_allclose
 
-from gdlab import backprop, layers, losses, models
+from gdlab import backprop, gradcheck, layers, losses, models, tolerances
 
 F64 = jnp.float64
 SIZES = (6, 5, 3)  # two hidden layers, three outputs
@@ -118,10 +119,15 @@ def test_mlp_matches_flax(activation, loss_name):
     (out, ((value, new_state), grads)), (flax_out, (flax_value, flax_grads)) = _compare_fn(
         activation, loss_name)(params, state, x, y)
     assert out.shape == (BATCH, SIZES[-1])
+    chex.assert_shape(out, (BATCH, SIZES[-1]))
     assert new_state == state
     assert_tree_allclose(out, flax_out)
     assert_tree_allclose(value, flax_value)
     assert_tree_allclose(to_flax(grads), flax_grads)
+    chex.assert_tree_all_finite(grads)
+    chex.assert_trees_all_equal_shapes_and_dtypes(grads, params)  # one gradient leaf per param
+    tol = tolerances.ANALYTIC["float64"]
+    chex.assert_trees_all_close(to_flax(grads), flax_grads, rtol=tol.rtol, atol=tol.atol)
 
 
 def test_flax_param_shapes_match():
@@ -130,6 +136,7 @@ def test_flax_param_shapes_match():
     _, params, _ = jax.eval_shape(lambda: _mlp("tanh").init(key, (IN_DIM,)))
     flax_params = jax.eval_shape(FlaxMLP(SIZES, jnp.tanh).init, key, jnp.zeros((1, IN_DIM), F64))
     assert jax.tree.map(jnp.shape, to_flax(params)) == jax.tree.map(jnp.shape, flax_params)
+    chex.assert_trees_all_equal_shapes(to_flax(params), flax_params)
 
 
 # -------------------------------------------------------------------------------- linear
@@ -215,6 +222,8 @@ def test_mlp_shapes(sizes, in_shape, out_shape):
     fan_ins = [in_shape[-1], *sizes[:-1]]
     for p, fan_in, size in zip(dense, fan_ins, sizes, strict=True):
         assert p["w"].shape == (fan_in, size) and p["b"].shape == (size,)
+        chex.assert_shape(p["w"], (fan_in, size))
+        chex.assert_shape(p["b"], (size,))
         assert p["w"].dtype == F64
     y = jax.eval_shape(lambda x: layers.apply(model, params, state, x),
                        jnp.zeros((3, *in_shape), F64))
@@ -236,6 +245,117 @@ def test_mlp_rejects_bad_sizes():
     for sizes in ([], [4, 0], [-1]):
         with pytest.raises(ValueError, match="mlp sizes"):
             models.mlp(sizes)
+
+
+@pytest.mark.parametrize("sizes", [[2.5], [4, 3.0], [True], [4, False], [np.float64(3)], "32", 3,
+                                   None])
+def test_mlp_rejects_non_integer_sizes_instead_of_truncating(sizes):
+    with pytest.raises(ValueError, match="mlp sizes must be a (non-empty )?sequence of positive "
+                                         "integers"):
+        models.mlp(sizes)
+
+
+def test_sizes_accept_numpy_integers():
+    assert models.mlp([np.int64(3), np.int32(2)]).name == "mlp(3-2, relu)"
+    models.linear(np.int64(2))
+    models.cnn(np.int64(3), channels=np.array([4, 6]), hidden=(np.int16(5),), kernel_size=(3, 3))
+    models.transformer(np.int64(5), 5, max_len=np.int64(4), width=8, num_heads=2)
+
+
+@pytest.mark.parametrize("num_outputs", [0, -1, 2.5, 1.0, True, "1", None])
+def test_linear_rejects_bad_num_outputs(num_outputs):
+    with pytest.raises(ValueError, match="linear num_outputs must be a positive integer"):
+        models.linear(num_outputs)
+
+
+@pytest.mark.parametrize(("kwargs", "name"), [
+    ({"num_outputs": 0}, "num_outputs"),
+    ({"num_outputs": 2.5}, "num_outputs"),
+    ({"channels": (2.5,)}, "channels"),
+    ({"channels": (4, 0)}, "channels"),
+    ({"channels": ()}, "channels"),
+    ({"channels": (True,)}, "channels"),
+    ({"hidden": (3.5,)}, "hidden"),
+    ({"hidden": (0,)}, "hidden"),
+    ({"kernel_size": 2.5}, "kernel_size"),
+    ({"kernel_size": 0}, "kernel_size"),
+    ({"kernel_size": (3, 2.5)}, "kernel_size"),
+    ({"pool_size": 1.5}, "pool_size"),
+])
+def test_cnn_rejects_bad_sizes(kwargs, name):
+    kwargs = {"num_outputs": 10, **kwargs}
+    with pytest.raises(ValueError, match=f"cnn {name} must be"):
+        models.cnn(**kwargs)
+
+
+TF_SIZE_ARGS = ("vocab_size", "num_outputs", "max_len", "width", "depth", "num_heads",
+                "mlp_ratio")
+
+
+@pytest.mark.parametrize("bad", [0, -2, 2.5, 4.0, True])
+@pytest.mark.parametrize("name", TF_SIZE_ARGS)
+def test_transformer_rejects_bad_sizes(name, bad):
+    kwargs = {"vocab_size": 5, "num_outputs": 5, "max_len": 4, "width": 8, "num_heads": 2,
+              name: bad}
+    with pytest.raises(ValueError, match=f"transformer {name} must be a positive integer"):
+        models.transformer(**kwargs)
+
+
+# ------------------------------------------------------------- relu at exactly zero
+# The stated convention is relu'(0) = 0. Manual backprop and jax.grad of the forward
+# (``where(x > 0, x, 0)``) both follow it. Central finite differences do not: at a kink
+# they return the mean of the two one-sided slopes (½ for relu), so they are no reference
+# for the leaves whose gradient passes through a unit sitting exactly at 0.
+
+
+def _zero_row_batch():
+    x, y = _data("xent", seed=3)
+    return x.at[2].set(0.0), y  # one example is exactly the zero vector
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_relu_mlp_zero_input_row_manual_equals_autodiff(dtype):
+    """Biases start at 0, so the zero row puts every hidden unit exactly on the kink."""
+    model = _mlp("relu")
+    _, params, state = model.init(jax.random.PRNGKey(0), (IN_DIM,))
+    assert all(float(jnp.max(jnp.abs(p["b"]))) == 0.0 for p in params["layers"] if p)
+    x, y = _zero_row_batch()
+    params, x = jax.tree.map(lambda a: a.astype(dtype), (params, x))
+    loss = losses.get("xent")
+    (_, _), manual = jax.jit(backprop.manual(model, loss))(params, state, x, y)
+    (_, _), auto = jax.jit(backprop.autodiff(model, loss))(params, state, x, y)
+    assert_tree_allclose(manual, auto, dtype=dtype)  # tolerances.ANALYTIC for the dtype
+    # the zero row alone: the first layer's weights see x = 0 and get exactly 0 from it,
+    # and no unit at the kink passes any gradient to the bias (relu'(0) = 0, both ways)
+    (_, _), manual_row = backprop.manual(model, loss)(params, state, x[2:3], y[2:3])
+    (_, _), auto_row = backprop.autodiff(model, loss)(params, state, x[2:3], y[2:3])
+    for grads in (manual_row, auto_row):
+        for leaf in (grads["layers"][0]["b"], grads["layers"][0]["w"], grads["layers"][2]["b"]):
+            np.testing.assert_array_equal(np.asarray(leaf), 0.0)
+
+
+def test_relu_mlp_zero_input_row_gradient_checker():
+    """``check_model`` on the batch with a zero row: manual == jax.grad on every leaf;
+    finite differences agree on every leaf but the hidden biases, whose units sit on
+    the kink for that row (finite differences see the half slope there, see above)."""
+    model = _mlp("relu")
+    _, params, state = model.init(jax.random.PRNGKey(0), (IN_DIM,))
+    x, y = _zero_row_batch()
+    report = gradcheck.check_model(model, losses.get("xent"), params, state, x, y)
+    kink_leaves = {"layers/0/b", "layers/2/b"}
+    for row in report.leaves:
+        assert row.vs_autodiff.passed, report.table()
+        if row.path not in kink_leaves:
+            assert row.manual_vs_fd.passed and row.autodiff_vs_fd.passed, report.table()
+
+
+def test_relu_mlp_zero_input_row_off_the_kink_passes_every_check():
+    """With non-zero biases the zero row's units are off the kink: every row passes,
+    finite differences included."""
+    params, state = _params("relu")
+    x, y = _zero_row_batch()
+    report = gradcheck.check_model(_mlp("relu"), losses.get("xent"), params, state, x, y)
+    assert report.passed, report.table()
 
 
 # ----------------------------------------------------------------------------------- cnn
@@ -345,6 +465,10 @@ def test_cnn_matches_flax_in_eval_mode(config):
     (out, ((value, new_state), grads)), (flax_out, (flax_value, flax_grads)) = both(
         params, state, x, y)
     assert out.shape == (CNN_BATCH, CNN_OUTPUTS) and out.dtype == F64
+    chex.assert_shape(out, (CNN_BATCH, CNN_OUTPUTS))
+    chex.assert_tree_all_finite((out, grads, new_state))
+    chex.assert_trees_all_equal_shapes_and_dtypes(grads, params)
+    chex.assert_trees_all_equal_shapes(new_state, state)
     assert np.std(np.asarray(out)) > 1e-2  # not a degenerate all-equal output
     assert_tree_allclose(out, flax_out)
     assert_tree_allclose(new_state, state)  # evaluation leaves the running statistics alone
@@ -386,7 +510,9 @@ def test_transformer_shapes(causal):
     ids = jnp.asarray(np.random.default_rng(0).integers(0, TF_VOCAB, size=(3, TF_T)), jnp.int32)
     y = apply(params, state, ids)
     assert y.shape == (3, TF_T, TF_OUT) and y.dtype == F64
+    chex.assert_shape(y, (3, TF_T, TF_OUT))
     assert np.all(np.isfinite(np.asarray(y)))
+    chex.assert_tree_all_finite(y)
     # a shorter sequence (T' ≤ max_len) runs through the same params
     y_short = apply(params, state, ids[:, :4])
     assert y_short.shape == (3, 4, TF_OUT)

@@ -562,3 +562,103 @@ def test_global_norm_and_apply_updates():
     new = optim.apply_updates(params, {"w": jnp.array([0.5, -0.5], jnp.float64)})
     assert new["w"].dtype == jnp.float32
     np.testing.assert_array_equal(np.asarray(new["w"]), [1.5, 1.5])
+
+
+# ------------------------------------------- non-finite or negative learning rates, decays
+
+BAD_NUMBERS = [math.nan, math.inf, -math.inf, -0.1, np.float32("nan"), np.float64(-1.0),
+               np.array(math.inf), jnp.asarray(math.nan, jnp.float32), np.array([0.1, -0.1])]
+BAD_IDS = ["nan", "inf", "-inf", "negative", "np.float32 nan", "np.float64 negative",
+           "0-d np inf", "concrete jax nan", "np array with a negative"]
+
+BUILDERS = {
+    "gd": optim.gd,
+    "momentum": optim.momentum,
+    "nesterov": optim.nesterov,
+    "adagrad": optim.adagrad,
+    "rmsprop": optim.rmsprop,
+    "adam": optim.adam,
+    "adamw": optim.adamw,
+    "scale_by_learning_rate": optim.scale_by_learning_rate,
+    "add_decayed_weights(lr)": lambda lr: optim.add_decayed_weights(0.1, learning_rate=lr),
+}
+"""Everything that takes a learning rate, as ``lr -> Optimizer``."""
+
+DECAYS = {
+    "get(weight_decay)": (lambda wd: optim.get("gd", 0.1, weight_decay=wd), "weight_decay"),
+    "get(adamw, weight_decay)": (lambda wd: optim.get("adamw", 0.1, weight_decay=wd),
+                                 "weight_decay"),
+    "adamw": (lambda wd: optim.adamw(0.1, weight_decay=wd), "adamw weight_decay"),
+    "add_weight_decay": (optim.add_weight_decay, "add_weight_decay coeff"),
+    "add_decayed_weights": (optim.add_decayed_weights, "add_decayed_weights coeff"),
+}
+"""Everything that takes a weight decay, as ``(wd -> Optimizer, the name its error gives)``."""
+
+
+def test_every_optimizer_is_covered():
+    assert set(optim.OPTIMIZERS) <= set(BUILDERS)
+
+
+@pytest.mark.parametrize("bad", BAD_NUMBERS, ids=BAD_IDS)
+@pytest.mark.parametrize("name", optim.OPTIMIZERS)
+def test_get_rejects_a_bad_learning_rate(name, bad):
+    with pytest.raises(ValueError, match=r"^learning_rate must be a finite number >= 0; got "):
+        optim.get(name, bad)
+
+
+@pytest.mark.parametrize("bad", BAD_NUMBERS, ids=BAD_IDS)
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_builders_reject_a_bad_learning_rate(name, bad):
+    with pytest.raises(ValueError, match=r"^learning_rate must be a finite number >= 0; got "):
+        BUILDERS[name](bad)
+
+
+@pytest.mark.parametrize("bad", BAD_NUMBERS, ids=BAD_IDS)
+@pytest.mark.parametrize("name", list(DECAYS))
+def test_weight_decays_reject_a_bad_value(name, bad):
+    build, argument = DECAYS[name]
+    with pytest.raises(ValueError, match=rf"^{argument} must be a finite number >= 0; got "):
+        build(bad)
+
+
+def test_bad_value_message_is_one_sentence():
+    with pytest.raises(ValueError) as err:
+        optim.adam(math.inf)
+    assert str(err.value) == "learning_rate must be a finite number >= 0; got inf"
+    with pytest.raises(ValueError) as err:
+        optim.momentum(0.1, beta=math.nan)
+    assert str(err.value) == "momentum beta must be a finite number in [0, 1); got nan"
+
+
+def test_a_bool_is_not_a_learning_rate():
+    with pytest.raises(ValueError, match="learning_rate must be .*, not a bool"):
+        optim.gd(True)
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_good_learning_rates_are_accepted(name):
+    for lr in (0.0, 0.1, 3, np.float32(0.1), np.int64(1), np.array(0.5), jnp.asarray(0.1),
+               optim.cosine_decay(0.1, 10)):
+        assert isinstance(BUILDERS[name](lr), optim.Optimizer)
+
+
+@pytest.mark.parametrize("name", optim.OPTIMIZERS)
+def test_traced_learning_rates_and_decays_are_accepted(name):
+    """``train.sweep`` vmaps over the learning rate: a tracer cannot be checked, and is not,
+    even when its value is bad (a NaN rate then gives NaN steps, which the divergence
+    guard reports)."""
+    params = {"w": jnp.array([1.0, -2.0], jnp.float64)}
+    grads = {"w": jnp.array([0.5, 0.25], jnp.float64)}
+
+    def step(lr, wd):
+        opt = optim.get(name, lr, weight_decay=wd)
+        updates, _ = opt.update(grads, opt.init(params), params)
+        return updates["w"]
+
+    lrs = jnp.array([0.1, 0.2, math.nan, -1.0], jnp.float64)
+    wds = jnp.array([0.0, 0.01, 0.01, math.inf], jnp.float64)
+    out = jax.jit(jax.vmap(step))(lrs, wds)
+    assert out.shape == (4, 2)
+    assert np.all(np.asarray(out[:2]) < 0)  # descent steps for positive gradients
+    assert np.all(np.isnan(np.asarray(out[2])))
+    assert out[0, 0] == pytest.approx(jax.jit(step)(0.1, 0.0)[0])  # a traced scalar, too

@@ -302,3 +302,63 @@ def test_no_optax_import_anywhere():
     requirements = [*project["dependencies"], *(
         r for extra in project["optional-dependencies"].values() for r in extra)]
     assert not [r for r in requirements if r.startswith(name)]
+
+
+# ------------------------------------------------------------- inputs that would be garbage
+
+
+def _digits_small():
+    ds = data.load("digits")
+    return ds.x_train[:100], ds.y_train[:100]
+
+
+@pytest.mark.parametrize("change, needle", [
+    (lambda x, y: (x[:50], y), "one row per example"),
+    (lambda x, y: (x[:, :10], y), None),  # another feature count is a new model: fine
+    (lambda x, y: (np.where(np.arange(x.shape[1]) == 3, np.nan, x), y), "NaN or infinite"),
+    (lambda x, y: (np.where(np.arange(x.shape[1]) == 3, np.inf, x), y), "NaN or infinite"),
+    (lambda x, y: (x, np.where(np.arange(len(y)) == 7, 10, y)), "label 10 is outside 0..9"),
+    (lambda x, y: (x, np.where(np.arange(len(y)) == 7, -1, y)), "label -1 is outside 0..9"),
+    (lambda x, y: (x, y.astype(np.float32)), "must be integers"),
+])
+def test_fit_refuses_data_that_would_train_on_garbage(change, needle):
+    x, y = change(*_digits_small())
+    kwargs = dict(epochs=1, batch_size=10, key=jax.random.PRNGKey(0))
+    model = models.mlp([8, 10])
+    if needle is None:
+        train.fit(model, losses.get("xent"), optim.gd(0.1), (x, y), **kwargs)
+        return
+    with pytest.raises(ValueError, match=needle):
+        train.fit(model, losses.get("xent"), optim.gd(0.1), (x, y), **kwargs)
+    with pytest.raises(ValueError, match=needle):
+        train.sweep(model, losses.get("xent"), optim.gd, [0.1], (x, y), epochs=1, batch_size=10)
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"batch_size": 0}, "batch_size must be an integer in 1..100"),
+    ({"batch_size": 101}, "batch_size must be an integer in 1..100"),
+    ({"batch_size": 2.5}, "batch_size"),
+    ({"epochs": 0}, "epochs must be an integer >= 1"),
+    ({"eval_every": 0}, "eval_every must be an integer >= 1"),
+    ({"start_epoch": 5}, "start_epoch"),
+])
+def test_fit_refuses_bad_schedules(kwargs, needle):
+    x, y = _digits_small()
+    args = {"epochs": 2, "batch_size": 10, "key": jax.random.PRNGKey(0), **kwargs}
+    with pytest.raises(ValueError, match=needle):
+        train.fit(models.mlp([8, 10]), losses.get("xent"), optim.gd(0.1), (x, y), **args)
+
+
+def test_fit_refuses_a_state_of_another_model_and_sweep_bad_rates():
+    x, y = _digits_small()
+    other = train.create_state(models.mlp([8, 10]), optim.gd(0.1), jax.random.PRNGKey(0), (32,))
+    with pytest.raises(ValueError, match="params do not fit"):
+        train.fit(models.mlp([8, 10]), losses.get("xent"), optim.gd(0.1), (x, y), epochs=1,
+                  batch_size=10, key=jax.random.PRNGKey(0), state=other)
+    for rates in ([0.1, -0.1], [float("nan")], [float("inf")], []):
+        with pytest.raises(ValueError, match="learning_rates must be finite numbers > 0"):
+            train.sweep(models.mlp([8, 10]), losses.get("xent"), optim.gd, rates, (x, y),
+                        epochs=1, batch_size=10)
+    with pytest.raises(ValueError, match="bce labels must be 0 or 1"):
+        train.fit(models.mlp([8, 1]), losses.get("bce"), optim.gd(0.1), (x, y), epochs=1,
+                  batch_size=10, key=jax.random.PRNGKey(0))

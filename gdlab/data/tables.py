@@ -15,7 +15,9 @@ by default (``info["y_mean"]``, ``info["y_std"]`` undo it).
 
 Errors are ``DataError``s with one sentence naming the file and, where it
 applies, the row (the line number in the file, the header being row 1) and
-column.
+column. That includes values too large to standardise: a column whose mean or
+variance overflows float64 (``1e300`` next to ``-1e300``), or a value that lies
+beyond the float32 range once standardised (or, without standardising, as it is).
 """
 
 from __future__ import annotations
@@ -26,7 +28,14 @@ import os
 
 import numpy as np
 
-from gdlab.data.base import TASKS, DataError, Dataset, from_arrays
+from gdlab.data.base import (
+    TASKS,
+    DataError,
+    Dataset,
+    fit_standardizer,
+    from_arrays,
+    split_indices,
+)
 
 MAX_INFERRED_CLASSES = 20
 
@@ -154,13 +163,54 @@ def load_csv(
                             f"({distinct[0]:g}); classification needs at least 2 classes")
         labels = np.searchsorted(distinct, y)  # original value -> 0..K-1
         info["label_values"] = tuple(int(v) for v in distinct)
+        _check_scale(where, data, x, feature_names, seed=seed, test_fraction=test_fraction,
+                     standardize=standardize)
         return from_arrays(
             "csv", x, labels, task="classification", num_classes=len(distinct), seed=seed,
             test_fraction=test_fraction, standardize=standardize,
             feature_names=feature_names, info=info,
         )
+    _check_scale(where, data, np.column_stack([x, y]), (*feature_names, target), seed=seed,
+                 test_fraction=test_fraction,
+                 standardize=(standardize,) * x.shape[1] + (standardize_target,))
     return from_arrays(
         "csv", x, y, task="regression", seed=seed, test_fraction=test_fraction,
         standardize=standardize, standardize_target=standardize_target,
         feature_names=feature_names, info=info,
     )
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_scale(where: str, data: list, values: np.ndarray, names: tuple[str, ...], *,
+                 seed: int, test_fraction: float, standardize) -> None:
+    """A DataError naming the file and column (and the row, where one value is to blame)
+    for a column that ``from_arrays`` could not turn into finite float32 numbers: its
+    training mean or variance overflows float64, or a value lies beyond the float32
+    range once standardised with those statistics (or as it is, unstandardised).
+
+    ``values`` (N, C) float64 in file row order; ``standardize`` a bool, or one per
+    column. The statistics are ``from_arrays``'s own: ``fit_standardizer`` on the
+    training rows of the same seeded split.
+    """
+    if isinstance(standardize, bool):
+        standardize = (standardize,) * values.shape[1]
+    train_idx, _ = split_indices(len(values), seed=seed, test_fraction=test_fraction)
+    for j, name in enumerate(names):
+        column = values[:, j]
+        if standardize[j]:
+            with np.errstate(over="ignore", invalid="ignore"):
+                mean, std = fit_standardizer(column[train_idx, None])
+            if not (np.isfinite(mean[0]) and np.isfinite(std[0])):
+                raise DataError(f"{where}, column '{name}': the values are too large to "
+                                f"standardise (their mean or variance overflows float64); "
+                                f"rescale the column")
+            with np.errstate(over="ignore", invalid="ignore"):
+                column = (column - mean[0]) / std[0]
+        beyond = np.flatnonzero(np.abs(column) > _FLOAT32_MAX)
+        if beyond.size:
+            raise DataError(f"{where}, row {data[int(beyond[0])][0]}, column '{name}': the value "
+                            f"{values[beyond[0], j]:g} lies beyond the float32 range (about "
+                            f"±3.4e38){' once standardised' if standardize[j] else ''}; "
+                            f"rescale the column")

@@ -20,9 +20,32 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _GELU_C = 0.044715
 
 
-def _sigmoid(x):
-    # 1/(1+e^{−x}) without overflow: written via tanh, stable for large |x|.
-    return 0.5 * (jnp.tanh(0.5 * x) + 1.0)
+def _exp_neg_abs(x):
+    """e^{−|x|} ∈ (0, 1]: never overflows. −|x| is written as a ``where`` so that
+    ``jax.grad`` at exactly 0 takes the x ≥ 0 branch (d/dx = −e) instead of
+    ``sign(0) = 0``, which would make autodiff of ``sigmoid_forward`` give 0 there."""
+    return jnp.exp(jnp.where(x >= 0, -x, x))
+
+
+def sigmoid_forward(x):
+    """σ(x) = 1/(1+e^{−x}) to full relative precision for every x.
+
+    With e = e^{−|x|} ≤ 1: σ(x) = 1/(1+e) for x ≥ 0 and e/(1+e) for x < 0, so no
+    exponential overflows and neither branch subtracts nearly equal numbers (the
+    old ½(tanh(x/2) + 1) form lost every digit below x ≈ −37 in float64).
+    """
+    e = _exp_neg_abs(x)
+    return jnp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def sigmoid_derivative(x):
+    """σ'(x) = σ(x)·σ(−x) = e/(1+e)² with e = e^{−|x|} (σ' is even).
+
+    Never formed as y(1 − y): for large x, 1 − y cancels and keeps no relative
+    precision (at x = 30 in float64 it is off by ~1e-3).
+    """
+    e = _exp_neg_abs(x)
+    return e / ((1.0 + e) * (1.0 + e))
 
 
 def identity() -> Layer:
@@ -31,13 +54,13 @@ def identity() -> Layer:
 
 
 def sigmoid() -> Layer:
-    """y = 1/(1+e^{−x}).  dx = dy · y(1−y)."""
+    """y = σ(x) = 1/(1+e^{−x}).  dx = dy · σ(x)σ(−x)  (= dy · y(1−y), but 1 − y is
+    taken as σ(−x), so it keeps its relative precision where y rounds to 1).
 
-    def fn(x):
-        y = _sigmoid(x)
-        return y, y
-
-    return stateless("sigmoid", fn, lambda y, dy: dy * y * (1.0 - y))
+    Residual: x; the backward recomputes σ'(x) = e/(1+e)², e = e^{−|x|}.
+    """
+    return stateless("sigmoid", lambda x: (sigmoid_forward(x), x),
+                     lambda x, dy: dy * sigmoid_derivative(x))
 
 
 def tanh() -> Layer:
@@ -51,13 +74,22 @@ def tanh() -> Layer:
 
 
 def relu() -> Layer:
-    """y = max(x, 0).  dx = dy · [x > 0]  (0 at the kink x = 0)."""
-    return stateless("relu", lambda x: (jnp.maximum(x, 0), x),
-                     lambda x, dy: jnp.where(x > 0, dy, 0))
+    """y = max(x, 0).  dx = dy · [x > 0].
+
+    Convention at the kink: relu'(0) = 0 (as in PyTorch). The forward is written
+    ``where(x > 0, x, 0)`` so that ``jax.grad`` of it gives 0 at 0 too
+    (``jnp.maximum(x, 0)`` would give ½), and the autodiff reference and this
+    backward agree exactly on inputs that are exactly 0.
+    """
+    return stateless("relu", lambda x: (jnp.where(x > 0, x, jnp.zeros_like(x)), x),
+                     lambda x, dy: jnp.where(x > 0, dy, jnp.zeros_like(dy)))
 
 
 def leaky_relu(negative_slope: float = 0.01) -> Layer:
-    """y = x if x > 0 else a·x.  dx = dy · (1 if x > 0 else a)."""
+    """y = x if x > 0 else a·x.  dx = dy · (1 if x > 0 else a).
+
+    At the kink the slope is a (the x ≤ 0 side), as ``jax.grad`` of the forward gives.
+    """
     a = negative_slope
     return stateless(
         f"leaky_relu({a})",
@@ -67,11 +99,17 @@ def leaky_relu(negative_slope: float = 0.01) -> Layer:
 
 
 def elu(alpha: float = 1.0) -> Layer:
-    """y = x if x > 0 else α(eˣ − 1).  dx = dy · (1 if x > 0 else y + α)."""
+    """y = x if x > 0 else α(eˣ − 1).  dx = dy · (1 if x > 0 else y + α).
+
+    At x = 0 the slope is α (the x ≤ 0 side; 1 for the default α = 1), as ``jax.grad``
+    of the forward gives.
+    """
 
     def fn(x):
-        # expm1 of min(x, 0): never overflows on the branch jnp.where discards.
-        y = jnp.where(x > 0, x, alpha * jnp.expm1(jnp.minimum(x, 0)))
+        # expm1 of min(x, 0), written as a where: never overflows on the branch the outer
+        # where discards, and jax.grad at exactly 0 takes the x side (jnp.minimum's tie
+        # would halve it and disagree with the manual rule).
+        y = jnp.where(x > 0, x, alpha * jnp.expm1(jnp.where(x > 0, jnp.zeros_like(x), x)))
         return y, (x, y)
 
     def grad(res, dy):
@@ -82,9 +120,9 @@ def elu(alpha: float = 1.0) -> Layer:
 
 
 def softplus() -> Layer:
-    """y = log(1 + eˣ).  dx = dy · sigmoid(x)."""
+    """y = log(1 + eˣ).  dx = dy · σ(x)  (σ to full relative precision, ``sigmoid_forward``)."""
     return stateless("softplus", lambda x: (jnp.logaddexp(x, 0.0), x),
-                     lambda x, dy: dy * _sigmoid(x))
+                     lambda x, dy: dy * sigmoid_forward(x))
 
 
 def gelu(approximate: bool = False) -> Layer:

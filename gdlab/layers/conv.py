@@ -37,11 +37,6 @@ from gdlab.layers.base import Layer
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
-# dW = x ⋆ dy with batch and feature roles swapped: x (N,H,W,C_in) is read with C_in
-# as its "batch" and N as its "features"; dy (N,H',W',C_out) as a kernel with C_out
-# as its outputs and N as its inputs; the result lands as HWIO (kh, kw, C_in/G, C_out).
-_DW_DIMS = lax.ConvDimensionNumbers(lhs_spec=(3, 0, 1, 2), rhs_spec=(3, 0, 1, 2),
-                                    out_spec=(2, 3, 0, 1))
 
 
 def conv2d(features: int, kernel_size: int | tuple[int, int], *, strides=1, padding="SAME",
@@ -95,8 +90,9 @@ def conv2d(features: int, kernel_size: int | tuple[int, int], *, strides=1, padd
         return y, state, x  # keep x: dW = x ⋆ dy needs it
 
     def backward(params, x, dy):
-        """dx = dy ⋆ rot180(W) (a transposed convolution, I/O swapped), dW = x ⋆ dy
-        (a correlation over batch and positions), db = Σ_{n,p,q} dy."""
+        """dx = dy ⋆ rot180(W) (a transposed convolution, I/O swapped),
+        dW[i, j] = Σ_{n,p,q} x[n, s·p + d·i, s·q + d·j]ᵀ·dy[n, p, q] (a correlation of x with
+        dy, per kernel tap), db = Σ_{n,p,q} dy."""
         w = params["w"]                       # (kh, kw, C_in/G, C_out)
         c_out = w.shape[3]
         in_hw = x.shape[1:3]
@@ -123,12 +119,24 @@ def conv2d(features: int, kernel_size: int | tuple[int, int], *, strides=1, padd
                                       rhs_dilation=(dh, dw), dimension_numbers=_NHWC,
                                       feature_group_count=groups)   # (B, H, W, C_in)
 
-        # dW: correlate x with dy (dilated by the strides), stepping by the dilation.
-        dw_pads = [(lo, (o - n) + (k - lo - 1))
-                   for n, k, o, (lo, _) in zip(in_hw, window, out_dilated, pads)]
-        d_w = lax.conv_general_dilated(x, dy, (dh, dw), dw_pads, rhs_dilation=(sh, sw),
-                                       dimension_numbers=_DW_DIMS,
-                                       batch_group_count=groups)   # (kh, kw, C_in/G, C_out)
+        # dW: the correlation of x with dy, one kernel tap (i, j) at a time. Tap (i, j)
+        # met input pixel (s·p + d·i, s·q + d·j) of the padded x at output (p, q), so
+        #     dW[i, j] = Σ_{b,p,q} x_pad[b, s·p + d·i, s·q + d·j, :]ᵀ · dy[b, p, q, :],
+        # a (C_in/G × C_out) matmul per tap and group. (Written as kh·kw matmuls rather
+        # than as one convolution with batch and feature roles swapped: XLA's CPU
+        # backend runs that convolution some 30 times slower inside a scanned epoch.)
+        b, (oh, ow), c_in = x.shape[0], out_hw, x.shape[3]
+        xp = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+        dy_g = dy.reshape(b * oh * ow, groups, c_out // groups)     # (B·H'·W', G, C_out/G)
+        taps = []
+        for i in range(kh):
+            for j in range(kw):
+                start = (0, i * dh, j * dw, 0)
+                stop = (b, i * dh + sh * (oh - 1) + 1, j * dw + sw * (ow - 1) + 1, c_in)
+                x_tap = lax.slice(xp, start, stop, (1, sh, sw, 1))  # (B, H', W', C_in)
+                x_tap = x_tap.reshape(b * oh * ow, groups, c_in // groups)
+                taps.append(jnp.einsum("ngc,ngo->cgo", x_tap, dy_g))  # (C_in/G, G, C_out/G)
+        d_w = jnp.stack(taps).reshape(kh, kw, c_in // groups, c_out)  # (kh, kw, C_in/G, C_out)
         return {"w": d_w, **dparams}, dx
 
     name = f"conv2d({features}, {kh}x{kw}"

@@ -18,20 +18,23 @@ structure.
 
 A learning rate is a number (or a scalar array) or a schedule: a callable
 ``step -> lr`` where ``step`` is the int32 count of updates applied so far,
-starting at 0 (see ``gdlab.optim.schedules``).
+starting at 0 (see ``gdlab.optim.schedules``). Every builder rejects, with a
+``ValueError`` naming the argument, a concrete learning rate or weight decay that is
+NaN, ±inf or negative; traced values (``train.sweep`` vmaps over the learning rate)
+and schedules are accepted as they are.
 
 Modelled on ``jax.example_libraries.optimizers`` (the optimizer triple, stated once).
 """
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Params = Any  # a pytree of arrays
 Updates = Any  # a pytree shaped like Params: the signed step added to the params
@@ -134,18 +137,42 @@ def like(x: jax.Array, ref: jax.Array) -> jax.Array:
 
 def check_number(name: str, value: Any, *, low: float = 0.0, high: float | None = None,
                  low_open: bool = False, high_open: bool = True) -> None:
-    """Raise ``ValueError`` when a Python number lies outside its interval.
+    """Raise ``ValueError`` when a concrete number is not finite or lies outside its interval.
 
-    Arrays (possibly traced, e.g. a vmapped learning rate) and schedules are not
-    checked: only plain numbers can be checked without tracing.
+    Checked: Python and NumPy numbers, NumPy arrays and concrete (non-traced) JAX
+    arrays, every element; NaN and ±inf always fail, and so does a bool. Not
+    checked: traced values (``train.sweep`` vmaps over the learning rate, so it
+    arrives as a ``jax.core.Tracer``), schedules (callables) and ``None``.
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if isinstance(value, jax.core.Tracer) or value is None or callable(value):
         return
-    value = float(value)
-    too_low = value <= low if low_open else value < low
-    too_high = high is not None and (value >= high if high_open else value > high)
-    if math.isnan(value) or too_low or too_high:  # NaN fails too
-        lo = "(" if low_open else "["
-        hi = (")" if high_open else "]") if high is not None else ")"
-        hi_val = high if high is not None else "inf"
-        raise ValueError(f"{name} must lie in {lo}{low}, {hi_val}{hi}; got {value}")
+    lo = "(" if low_open else "["
+    hi = ")" if high_open else "]"
+    if high is None:
+        accepted = f"a finite number {'>' if low_open else '>='} {low:g}"
+    else:
+        accepted = f"a finite number in {lo}{low:g}, {high:g}{hi}"
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be {accepted}, not a bool; got {value!r}")
+    if isinstance(value, numbers.Real):
+        values = np.asarray([float(value)])
+    elif isinstance(value, (np.ndarray, jax.Array)):
+        if isinstance(value, jax.Array) and not value.is_fully_addressable:
+            return  # spread over hosts: reading it here would need every process
+        dtype = np.dtype(value.dtype)
+        if dtype == np.bool_:
+            raise ValueError(f"{name} must be {accepted}, not a bool; got {value!r}")
+        if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+            return
+        values = np.asarray(value, dtype=np.float64).ravel()
+    else:
+        return
+    too_low = values <= low if low_open else values < low
+    if high is None:
+        too_high = np.zeros_like(too_low)
+    else:
+        too_high = values >= high if high_open else values > high
+    bad = ~np.isfinite(values) | too_low | too_high  # NaN fails every comparison: caught here
+    if bad.any():
+        shown = float(values[np.argmax(bad)])
+        raise ValueError(f"{name} must be {accepted}; got {shown}")

@@ -57,8 +57,10 @@ def get(
       (whose state is the tuple of the parts' states).
 
     Raises:
-      ValueError: for an unknown name, an option the optimizer does not take, or an
-        out-of-range ``weight_decay`` / ``clip_norm``.
+      ValueError: for an unknown name, an option the optimizer does not take, or a
+        ``learning_rate`` / ``weight_decay`` / ``clip_norm`` that is not finite or is out
+        of range (negative; ``clip_norm`` also 0). Traced values and schedules are not
+        checked.
     """
     if name not in _BUILDERS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
@@ -76,6 +78,7 @@ def get(
         if "beta" in options:
             raise ValueError("give the momentum coefficient once: momentum= or beta=, not both")
         options["beta"] = momentum
+    check_number("learning_rate", learning_rate)  # a traced value or a schedule passes as it is
     if weight_decay is not None:
         check_number("weight_decay", weight_decay)
     if clip_norm is not None:

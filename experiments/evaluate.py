@@ -1,0 +1,78 @@
+r"""Reload a training run from its workdir and evaluate its latest checkpoint.
+
+    python -m experiments.evaluate --workdir=runs/digits
+
+Rebuilds the data set and model from the run's config.json, restores the
+checkpoint's TrainState and prints the train and test metrics in evaluation
+mode. For a finished run they equal those in its summary.json. Writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from absl import flags
+
+from experiments import _builders, _cli
+
+_builders.define_data_flags()
+_builders.define_model_flags()
+_builders.define_descent_flags()
+flags.DEFINE_string("workdir", None, "The folder of a run of experiments.train.")
+flags.DEFINE_integer("epoch", None, "Which checkpoint (an epoch number); the latest by default.")
+flags.adopt_module_key_flags(_cli)
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    if not FLAGS.workdir:
+        raise _cli.UsageError("--workdir must name the folder of a training run")
+    workdir = _cli.expand("workdir", FLAGS.workdir)
+    config_path = os.path.join(workdir, "config.json")
+    try:
+        with open(config_path) as f:
+            config = json.load(f)
+    except FileNotFoundError:
+        raise _cli.UsageError(f"--workdir={workdir}: no config.json there; is it the workdir "
+                              "of experiments.train?") from None
+    except (OSError, ValueError) as e:
+        raise _cli.UsageError(f"{config_path} cannot be read ({e})") from None
+    for name, value in config.items():  # the run's own data and model flags
+        if name in FLAGS and name not in ("workdir", "epoch"):
+            FLAGS[name].value = value
+    ds = _builders.load_dataset()
+    loss_name = _builders.loss_name(ds)
+    model = _builders.build_model(ds, loss_name)
+
+    import jax
+
+    from gdlab import checkpoint, losses, train
+
+    try:
+        state = checkpoint.restore(workdir, FLAGS.epoch)
+    except FileNotFoundError as e:
+        raise _cli.UsageError(str(e)) from None
+    try:
+        train.check_params_fit(model, state.params, ds.input_shape)
+    except ValueError as e:
+        raise _cli.UsageError(f"{workdir}: {e}") from None
+    evaluate = jax.jit(train.make_evaluate(model, losses.get(loss_name)))
+    epoch = FLAGS.epoch if FLAGS.epoch is not None else checkpoint.latest_epoch(workdir)
+    print(f"{workdir}: {model.name}, checkpoint of epoch {epoch} (step {int(state.step)})")
+    for split, (x, y) in (("train", (ds.x_train, ds.y_train)), ("test", (ds.x_test, ds.y_test))):
+        metrics = evaluate(state.params, state.model_state, x, y)
+        print(f"{split}: " + "  ".join(f"{k} {float(v):.6g}" for k, v in metrics.items()))
+    return 0
+
+
+def cli() -> None:
+    """The ``gdlab-evaluate`` console command."""
+    sys.exit(_cli.run(main))
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,202 @@
+"""Checkpoints of the whole ``TrainState``, with orbax, for exact resume.
+
+A checkpoint is one folder ``WORKDIR/checkpoints/<epoch>/`` holding
+
+- ``state``: every array of the ``TrainState`` (params, model state, optimizer
+  state, key, step, divergence record), written by orbax;
+- ``meta``: a JSON record: the epoch, the number of metrics rows written up to
+  it, the state's tree structure (so ``restore`` rebuilds the exact
+  ``TrainState`` with its NamedTuples, without being told the model), and
+  whatever the caller adds (the run's configuration).
+
+orbax writes each checkpoint into a temporary folder and renames it into place
+when complete, so a partial checkpoint is never visible: a run killed while
+saving leaves the previous checkpoint as the latest. Only finite, non-diverged
+states are saved. Restoring the state saved after epoch k and training on with
+the same program gives bitwise the same parameters as never stopping.
+
+::
+
+    checkpoint.save(workdir, state, epoch=5)
+    state = checkpoint.restore(workdir)          # the latest TrainState
+    params = checkpoint.load_params(workdir)     # its params alone
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+from typing import Any
+
+import jax
+import numpy as np
+
+FOLDER = "checkpoints"
+
+
+def directory(workdir: str | os.PathLike) -> str:
+    """``WORKDIR/checkpoints`` as an absolute path (orbax wants one)."""
+    return os.path.join(os.path.abspath(os.fspath(workdir)), FOLDER)
+
+
+def _manager(workdir, *, keep: int | None = None, write: bool = False):
+    """An orbax manager; only a writer (the run holding the workdir's lock) may clean up
+    temporary folders, which a reader could otherwise delete under a run saving one."""
+    import orbax.checkpoint as ocp
+
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=write, read_only=not write,
+                                           enable_async_checkpointing=False,
+                                           cleanup_tmp_directories=write)
+    return ocp.CheckpointManager(directory(workdir), options=options,
+                                 item_names=("state", "meta"))
+
+
+# --- the tree structure, as JSON ------------------------------------------------------
+
+def _class_path(obj) -> str:
+    cls = type(obj)
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _load_class(path: str):
+    module, _, name = path.partition(":")
+    if module != "gdlab" and not module.startswith("gdlab."):
+        raise ValueError(f"checkpoint names the class {path!r}, which is not gdlab's")
+    obj = importlib.import_module(module)
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def skeleton(tree) -> Any:
+    """A JSON description of ``tree``'s structure and leaf shapes/dtypes."""
+    if dataclasses.is_dataclass(tree) and not isinstance(tree, type):
+        return {"dataclass": _class_path(tree),
+                "fields": {f.name: skeleton(getattr(tree, f.name))
+                           for f in dataclasses.fields(tree)}}
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):  # a NamedTuple
+        return {"namedtuple": _class_path(tree),
+                "fields": {name: skeleton(getattr(tree, name)) for name in tree._fields}}
+    if isinstance(tree, dict):
+        if not all(isinstance(k, str) for k in tree):
+            raise ValueError("checkpoints hold dicts with string keys only")
+        return {"dict": {k: skeleton(v) for k, v in tree.items()}}
+    if isinstance(tree, (tuple, list)):
+        return {type(tree).__name__: [skeleton(v) for v in tree]}
+    if tree is None:
+        return {"none": None}
+    dtype = tree.dtype if hasattr(tree, "dtype") else np.asarray(tree).dtype
+    return {"leaf": {"shape": list(np.shape(tree)), "dtype": str(dtype)}}
+
+
+def abstract(desc) -> Any:
+    """The tree ``skeleton`` described, with ``jax.ShapeDtypeStruct`` leaves."""
+    kind = next(iter(desc))
+    value = desc[kind]
+    if kind == "leaf":
+        return jax.ShapeDtypeStruct(tuple(value["shape"]), np.dtype(value["dtype"]))
+    if kind == "none":
+        return None
+    if kind == "dict":
+        return {k: abstract(v) for k, v in value.items()}
+    if kind in ("tuple", "list"):
+        items = [abstract(v) for v in value]
+        return tuple(items) if kind == "tuple" else items
+    cls = _load_class(desc[kind])
+    fields = {k: abstract(v) for k, v in desc["fields"].items()}
+    return cls(**fields)
+
+
+# --- save and restore -----------------------------------------------------------------
+
+def is_good(state) -> bool:
+    """True when ``state`` may be saved as the latest good one: not diverged, all finite."""
+    if bool(np.asarray(state.health.diverged)):
+        return False
+    leaves = jax.tree_util.tree_leaves((state.params, state.model_state, state.opt_state))
+    return all(bool(np.all(np.isfinite(np.asarray(x)))) for x in leaves
+               if np.issubdtype(np.asarray(x).dtype, np.inexact))
+
+
+def save(workdir, state, *, epoch: int, metrics_rows: int = 0, meta: dict | None = None,
+         keep: int | None = 3) -> str:
+    """Save ``state`` (a ``gdlab.train.TrainState``) as the checkpoint of ``epoch``;
+    keep the newest ``keep`` checkpoints (None: all). Returns the checkpoint's folder.
+
+    Raises ``ValueError`` for a diverged or non-finite state: a checkpoint is
+    always a state worth resuming from.
+    """
+    import orbax.checkpoint as ocp
+
+    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+        raise ValueError(f"checkpoint epoch must be an integer >= 0, got {epoch!r}")
+    if keep is not None and (isinstance(keep, bool) or keep < 1):
+        raise ValueError(f"keep must be None or an integer >= 1, got {keep!r}")
+    if not is_good(state):
+        raise ValueError("refusing to checkpoint a diverged or non-finite training state")
+    record = {"epoch": int(epoch), "metrics_rows": int(metrics_rows),
+              "structure": skeleton(state), "meta": dict(meta or {})}
+    with _manager(workdir, keep=keep, write=True) as mngr:
+        mngr.save(int(epoch), args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                       meta=ocp.args.JsonSave(record)),
+                  force=True)
+        mngr.wait_until_finished()
+    return os.path.join(directory(workdir), str(int(epoch)))
+
+
+def epochs(workdir) -> list[int]:
+    """The epochs that have a complete checkpoint, oldest first (none: [])."""
+    if not os.path.isdir(directory(workdir)):
+        return []
+    with _manager(workdir) as mngr:
+        return sorted(int(s) for s in mngr.all_steps())
+
+
+def latest_epoch(workdir) -> int | None:
+    """The newest checkpointed epoch, or None."""
+    found = epochs(workdir)
+    return found[-1] if found else None
+
+
+def read_meta(workdir, epoch: int | None = None) -> dict:
+    """The JSON record of a checkpoint (the latest by default)."""
+    import orbax.checkpoint as ocp
+
+    epoch = _epoch_or_latest(workdir, epoch)
+    with _manager(workdir) as mngr:
+        return mngr.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+
+def restore(workdir, epoch: int | None = None):
+    """The ``TrainState`` saved at ``epoch`` (the latest by default), on the default device.
+
+    Raises ``FileNotFoundError`` when there is no checkpoint.
+    """
+    import orbax.checkpoint as ocp
+
+    epoch = _epoch_or_latest(workdir, epoch)
+    record = read_meta(workdir, epoch)
+    target = abstract(record["structure"])
+    with _manager(workdir) as mngr:
+        out = mngr.restore(epoch, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(target)))
+    return out["state"]
+
+
+def load_params(workdir, epoch: int | None = None):
+    """The trained parameters of the checkpoint (the latest by default)."""
+    return restore(workdir, epoch).params
+
+
+def _epoch_or_latest(workdir, epoch):
+    found = epochs(workdir)
+    if not found:
+        raise FileNotFoundError(f"{os.fspath(workdir)} has no checkpoint (looked in "
+                                f"{directory(workdir)})")
+    if epoch is None:
+        return found[-1]
+    if epoch not in found:
+        raise FileNotFoundError(f"{os.fspath(workdir)} has no checkpoint of epoch {epoch}; it "
+                                f"has {', '.join(map(str, found))}")
+    return epoch

@@ -1,0 +1,86 @@
+"""A run's working directory: one run at a time, and never clobbered by accident.
+
+- ``resolve`` expands ``~`` and ``$VARS`` in a path.
+- ``open_workdir`` creates the folder when needed, takes an exclusive lock on it
+  (``flock`` on the folder itself, so no file is added and a killed run's lock
+  goes away with its process), and refuses a folder that already holds files
+  unless the caller resumes into it or asked to overwrite it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+
+
+class WorkdirError(ValueError):
+    """A workdir that cannot be used; the message is one sentence naming it."""
+
+
+def resolve(path: str | os.PathLike) -> str:
+    """``path`` with ``~`` and environment variables expanded."""
+    text = os.fspath(path)
+    if not text:
+        raise WorkdirError("the workdir must name a folder, e.g. runs/demo")
+    return os.path.expandvars(os.path.expanduser(text))
+
+
+class Lock:
+    """An exclusive ``flock`` on a folder, held until ``release`` (or the process ends)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise WorkdirError(f"{path} is in use by another running gdlab run; wait for it to "
+                               "finish or choose another workdir") from None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def open_workdir(path: str | os.PathLike, *, resume: bool = False,
+                 overwrite: bool = False) -> tuple[str, Lock]:
+    """``(path, lock)`` for a run writing into ``path``.
+
+    A new or empty folder is fine. A folder holding files is refused unless
+    ``resume`` (the caller continues the run there) or ``overwrite`` (its
+    contents are deleted, after the lock is taken). Raises ``WorkdirError``.
+    """
+    path = resolve(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise WorkdirError(f"{path} is a file, not a folder for the run's outputs")
+    try:
+        os.makedirs(path, exist_ok=True)
+        if not os.access(path, os.W_OK):
+            raise PermissionError(13, "permission denied")
+        lock = Lock(path)
+    except OSError as e:
+        raise WorkdirError(f"{path}: cannot write there ({e.strerror})") from None
+    names = sorted(os.listdir(path))
+    if names and not (resume or overwrite):
+        lock.release()
+        shown = ", ".join(names[:4]) + (", …" if len(names) > 4 else "")
+        raise WorkdirError(f"{path} already holds a run ({shown}); pass --resume to continue "
+                           "it or --overwrite to replace it")
+    if names and overwrite and not resume:
+        for name in names:
+            full = os.path.join(path, name)
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full)
+            else:
+                os.unlink(full)
+    return path, lock

@@ -1,0 +1,260 @@
+"""Runs that survive: checkpoints and bitwise resume after SIGKILL, SIGTERM, one run per
+workdir, start-up failures that leave an earlier run untouched, evaluate, and the
+checkpoint API."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import ROOT, assert_bad_input, run_experiment
+
+from gdlab import checkpoint, data, losses, models, optim, train
+
+# SGD on digits: ~1400 updates per epoch, so an epoch lasts long enough to be interrupted.
+FLAGS = ["--hidden=16", "--descent=sgd", "--optimizer=gd", "--lr=0.01",
+         "--checkpoint_seconds=0"]
+TIMING = ("seconds", "examples_per_second")
+
+
+def _start(*args):
+    return subprocess.Popen([sys.executable, "-m", "experiments.train", *args], cwd=ROOT,
+                            env={**os.environ, "JAX_PLATFORMS": "cpu"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(predicate, proc, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended first: {proc.communicate()}")
+        time.sleep(0.02)
+    raise AssertionError("timed out")
+
+
+def _rows(workdir):
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
+
+
+def _leaves(tree):
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
+
+
+@pytest.mark.slow
+def test_sigkill_after_the_second_checkpoint_then_resume_is_bitwise_identical(tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    args = [*FLAGS, "--epochs=6"]
+    proc = _start(*args, f"--workdir={killed}")
+    _wait_for(lambda: checkpoint.epochs(killed)[-1:] >= [2], proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    assert checkpoint.latest_epoch(killed) < 6
+    r = run_experiment("train", *args, f"--workdir={killed}", "--resume")
+    assert r.returncode == 0, r.stderr
+    assert "resuming" in r.stdout
+    r = run_experiment("train", *args, f"--workdir={whole}")
+    assert r.returncode == 0, r.stderr
+    for a, b in zip(_leaves(checkpoint.restore(whole)), _leaves(checkpoint.restore(killed)),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)  # bitwise: the same bits, not merely close
+    assert _rows(killed) == _rows(whole)
+    assert [r["epoch"] for r in _rows(whole)] == [1, 2, 3, 4, 5, 6]
+    assert json.loads((killed / "summary.json").read_text())["status"] == "completed"
+    assert checkpoint.epochs(whole) == [4, 5, 6]  # --keep_checkpoints=3
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_the_epoch_checkpoints_and_says_interrupted(tmp_path):
+    proc = _start(*FLAGS, "--epochs=50", f"--workdir={tmp_path}")
+    _wait_for(lambda: checkpoint.latest_epoch(tmp_path) is not None, proc)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr
+    assert "interrupted after epoch" in stdout and "--resume" in stdout
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["epochs_run"] < 50
+    state = checkpoint.restore(tmp_path)  # loadable, and the epoch the summary names
+    assert summary["checkpoint_epoch"] == summary["epochs_run"] == checkpoint.latest_epoch(tmp_path)
+    assert int(state.step) == summary["steps"]
+    assert len(_rows(tmp_path)) == summary["epochs_run"]
+
+
+@pytest.mark.slow
+def test_a_second_run_into_a_busy_workdir_exits_2_and_the_first_finishes(tmp_path):
+    first = _start(*FLAGS, "--epochs=4", f"--workdir={tmp_path}")
+    _wait_for(lambda: (tmp_path / "flags.txt").exists(), first)
+    second = run_experiment("train", "--hidden=8", "--epochs=1", f"--workdir={tmp_path}",
+                            "--overwrite")
+    assert_bad_input(second, "in use by another running gdlab run")
+    _, stderr = first.communicate(timeout=240)
+    assert first.returncode == 0, stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["epochs_run"] == 4
+    assert [r["epoch"] for r in _rows(tmp_path)] == [1, 2, 3, 4]
+    assert json.loads((tmp_path / "config.json").read_text())["hidden"] == ["16"]
+
+
+def _snapshot(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("finished")
+    r = run_experiment("train", "--hidden=8", "--epochs=2", f"--workdir={workdir}")
+    assert r.returncode == 0, r.stderr
+    return workdir
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--seed=18446744073709551616"], "--seed"),
+    (["--seed=-1"], "--seed"),
+    (["--lr=-1"], "--lr"),
+    (["--weight_decay=nan"], "--weight_decay"),
+    (["--weight_decay=inf"], "--weight_decay"),
+    (["--lr=1e39"], "overflows float32"),
+    (["--data_dir=/tmp"], "--data_dir"),
+    (["--hidden=8", "--epochs=2"], "already holds a run"),
+    (["--hidden=9", "--epochs=2", "--resume"], "--hidden=8, not --hidden=9"),
+    (["--hidden=8", "--epochs=2", "--resume", "--overwrite"], "contradict"),
+])
+def test_a_failed_start_leaves_the_earlier_run_byte_for_byte(finished_run, args, needle):
+    before = _snapshot(finished_run)
+    r = run_experiment("train", *args, f"--workdir={finished_run}")
+    assert_bad_input(r, needle)
+    assert _snapshot(finished_run) == before
+
+
+def test_evaluate_reloads_the_run_and_matches_its_summary(finished_run):
+    r = run_experiment("evaluate", f"--workdir={finished_run}")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((finished_run / "summary.json").read_text())
+    test_line = next(line for line in r.stdout.splitlines() if line.startswith("test:"))
+    values = dict(zip(test_line.split()[1::2], map(float, test_line.split()[2::2])))
+    assert values["loss"] == pytest.approx(summary["test_loss"], rel=1e-5)
+    assert values["accuracy"] == pytest.approx(summary["test_accuracy"], rel=1e-6)
+    assert_bad_input(run_experiment("evaluate", f"--workdir={finished_run / 'nope'}"),
+                     "no config.json")
+
+
+def test_workdir_outputs_flags_replay_and_tilde(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    r = subprocess.run([sys.executable, "-m", "experiments.train", "--hidden=8", "--epochs=1",
+                        "--workdir=~/runs/a"], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "JAX_PLATFORMS": "cpu", "HOME": str(home)}, timeout=300)
+    assert r.returncode == 0, r.stderr
+    workdir = home / "runs" / "a"
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["gdlab_version"] and "git_commit" in summary
+    assert any(p.name.startswith("events.out.tfevents") for p in workdir.iterdir())
+    flags_txt = (workdir / "flags.txt").read_text()
+    assert "--hidden=8" in flags_txt and "--epochs=1" in flags_txt
+    # flags.txt replays the run: the same config into another workdir
+    replay = tmp_path / "replay"
+    r = run_experiment("train", f"--flagfile={workdir / 'flags.txt'}", f"--workdir={replay}")
+    assert r.returncode == 0, r.stderr
+    a = json.loads((workdir / "config.json").read_text())
+    b = json.loads((replay / "config.json").read_text())
+    assert {k: v for k, v in a.items() if k != "workdir"} == {
+        k: v for k, v in b.items() if k != "workdir"}
+    assert _rows(workdir) == _rows(replay)
+
+
+def test_no_nan_token_in_json_outputs(tmp_path):
+    r = run_experiment("train", "--dataset=houses", "--model=linear", "--loss=mse", "--lr=100",
+                       "--epochs=5", f"--workdir={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    for name in ("summary.json", "metrics.jsonl", "config.json"):
+        text = (tmp_path / name).read_text()
+        assert "NaN" not in text and "Infinity" not in text, name
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["test_rmse"] is not None
+
+
+# --------------------------------------------------------------------------- the API
+
+
+def _small_state(key):
+    ds = data.load("digits")
+    model = models.mlp([8, 10])
+    result = train.fit(model, losses.get("xent"), optim.adam(1e-3), (ds.x_train, ds.y_train),
+                       epochs=2, batch_size=64, key=key)
+    return model, result.state, ds
+
+
+def test_checkpoint_save_restore_round_trip_is_exact(tmp_path, key):
+    _, state, _ = _small_state(key)
+    checkpoint.save(tmp_path, state, epoch=2, metrics_rows=2, meta={"note": "x"})
+    restored = checkpoint.restore(tmp_path)
+    assert type(restored) is type(state) and type(restored.opt_state) is type(state.opt_state)
+    assert jax.tree_util.tree_structure(restored) == jax.tree_util.tree_structure(state)
+    for a, b in zip(_leaves(restored), _leaves(state), strict=True):
+        np.testing.assert_array_equal(a, b)
+        assert a.dtype == b.dtype
+    assert checkpoint.read_meta(tmp_path)["meta"] == {"note": "x"}
+    params = checkpoint.load_params(tmp_path)
+    np.testing.assert_array_equal(params["layers"][0]["w"], state.params["layers"][0]["w"])
+
+
+def test_checkpoint_keeps_the_newest_and_refuses_diverged_states(tmp_path, key):
+    _, state, _ = _small_state(key)
+    for epoch in range(1, 6):
+        checkpoint.save(tmp_path, state, epoch=epoch, keep=2)
+    assert checkpoint.epochs(tmp_path) == [4, 5]
+    bad = state.replace(health=state.health.replace(diverged=jnp.array(True)))
+    with pytest.raises(ValueError, match="diverged or non-finite"):
+        checkpoint.save(tmp_path, bad, epoch=6)
+    nan = state.replace(params=jax.tree.map(lambda p: p * jnp.nan, state.params))
+    with pytest.raises(ValueError, match="diverged or non-finite"):
+        checkpoint.save(tmp_path, nan, epoch=6)
+    assert checkpoint.latest_epoch(tmp_path) == 5
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        checkpoint.restore(tmp_path / "empty")
+
+
+def test_fit_resumed_from_a_checkpoint_equals_one_fit(tmp_path, key):
+    """The library path of exact resume: fit 2 epochs, save, restore, fit 2 more."""
+    ds = data.load("digits")
+    model = models.cnn(10, channels=(4,))
+    ds = data.as_images(ds)
+    opt = optim.adam(1e-3)
+    args = (model, losses.get("xent"), opt, (ds.x_train, ds.y_train))
+    whole = train.fit(*args, epochs=4, batch_size=64, key=key)
+    half = train.fit(*args, epochs=4, batch_size=64, key=key, after_epoch=lambda e, s: e == 2)
+    assert half.status == "stopped" and [r["epoch"] for r in half.history] == [1, 2]
+    checkpoint.save(tmp_path, half.state, epoch=2)
+    rest = train.fit(*args, epochs=4, batch_size=64, key=key,
+                     state=checkpoint.restore(tmp_path), start_epoch=2)
+    assert [r["epoch"] for r in rest.history] == [3, 4]
+    for a, b in zip(_leaves(rest.state), _leaves(whole.state), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_quiet_prints_only_the_last_line_and_tensorboard_has_the_scalars(tmp_path):
+    quiet = tmp_path / "quiet"
+    r = run_experiment("train", "--hidden=8", "--epochs=2", "--quiet", f"--workdir={quiet}")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines() == [r.stdout.strip()] and r.stdout.startswith("done:")
+    events = [p for p in quiet.iterdir() if p.name.startswith("events.out.tfevents")]
+    assert len(events) == 1
+    blob = events[0].read_bytes()
+    for tag in (b"loss/train", b"loss/test", b"accuracy/test", b"norms/gradient",
+                b"learning_rate", b"speed/examples_per_second"):
+        assert tag in blob, tag
+    loud = run_experiment("train", "--hidden=8", "--epochs=2", f"--workdir={tmp_path / 'loud'}")
+    assert "compiling" in loud.stdout and "eta" in loud.stdout and "elapsed" in loud.stdout
