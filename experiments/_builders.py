@@ -24,6 +24,10 @@ def define_data_flags(default: str = "digits") -> None:
     flags.DEFINE_string("csv_path", None, "The CSV table to learn from (--dataset=csv).")
     flags.DEFINE_string("target", None, "Name of the target column (--dataset=csv).")
     flags.DEFINE_integer("seed", 0, "Seed for the split, the initial weights and the shuffles.")
+    flags.DEFINE_enum("pixel_scaling", "global", ["global", "per_pixel"],
+                      "Images (digits, mnist): global (one mean and std for all pixels) or "
+                      "per_pixel (each pixel standardised alone; rare strokes in blank pixels "
+                      "become extreme features).")
     flags.DEFINE_integer("sort_length", 8, "--dataset=sort: tokens per sequence.", lower_bound=2)
     flags.DEFINE_integer("sort_symbols", 10, "--dataset=sort: distinct symbols 0..N-1.",
                          lower_bound=2)
@@ -120,7 +124,19 @@ def load_dataset() -> data.Dataset:
         kwargs.update(csv_path=_cli.expand("csv_path", FLAGS.csv_path), target=FLAGS.target)
     elif FLAGS.dataset == "sort":
         kwargs.update(n=FLAGS.sort_examples, length=FLAGS.sort_length, vocab=FLAGS.sort_symbols)
-    ds = data.load(FLAGS.dataset, **kwargs)
+    if FLAGS.dataset in ("digits", "mnist"):
+        kwargs["standardize"] = FLAGS.pixel_scaling
+    import sys
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", data.DataWarning)
+        ds = data.load(FLAGS.dataset, **kwargs)
+    for w in caught:  # one line each, on stderr, without Python's warning decoration
+        if issubclass(w.category, data.DataWarning):
+            sys.stderr.write(f"warning: {w.message}\n")
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if model == "cnn":
         if ds.image_shape is None:
             raise _cli.UsageError(f"--model=cnn needs image data (digits, mnist), but "

@@ -51,6 +51,19 @@ COLUMNS = ["epoch", "step", "train_loss", "test_loss", "train_accuracy", "test_a
 TIMING = ("seconds", "examples_per_second")
 """Row fields that differ between identical runs."""
 
+EXTREME_INPUT = 20.0
+"""Inputs beyond this |x| (after scaling) are named as a likely cause of divergence."""
+
+
+def collapsed(rows, num_classes: int) -> bool:
+    """The "degraded" rule: the final test accuracy fell below 1.5× chance after the best
+    one had been above 3× chance (chance = 1/classes; never for two classes)."""
+    accuracies = [r["test_accuracy"] for r in rows if r.get("test_accuracy") is not None]
+    if not accuracies or num_classes < 2:
+        return False
+    chance = 1.0 / num_classes
+    return max(accuracies) > 3 * chance and accuracies[-1] < 1.5 * chance
+
 
 def main(argv):
     del argv
@@ -125,8 +138,11 @@ def main(argv):
                            after_epoch=after_epoch)
     tensorboard.close()
     status = "interrupted" if result.status == "stopped" else result.status
-    rows = [r for r in _read_rows(workdir)]
+    rows = _read_rows(workdir)
     last = rows[-1] if rows else {}
+    if status == "completed" and ds.task == "classification" and collapsed(rows, ds.num_classes):
+        status = "degraded"
+    max_x = {split: ds.info.get(f"max_abs_x_{split}") for split in ("train", "test")}
     summary = {
         "status": status,
         "diverged_at_step": result.diverged_at_step,
@@ -143,6 +159,8 @@ def main(argv):
         "dataset": data.describe(ds),
         "model": model.name,
         "checkpoint_epoch": checkpoint.latest_epoch(workdir),
+        "max_abs_x_train": max_x["train"],
+        "max_abs_x_test": max_x["test"],
         **provenance(),
         **environment(),
     }
@@ -156,8 +174,19 @@ def main(argv):
               f"--resume (outputs in {workdir})")
         return signals.exit_code
     if status == "diverged":
+        extreme = {s: v for s, v in max_x.items() if v is not None and v > EXTREME_INPUT}
+        if extreme:
+            cause = ("the inputs are extreme (largest |x| " + ", ".join(
+                f"{v:.3g} in {s}" for s, v in extreme.items()) + "): fix their scaling before "
+                f"blaming lr={FLAGS.lr}")
+        else:
+            cause = f"lr={FLAGS.lr} is likely too large"
         print(f"diverged at step {result.diverged_at_step}: the loss or the weights stopped being "
-              f"finite or blew up (lr={FLAGS.lr} is too large); kept the last finite state")
+              f"finite or blew up; {cause}; kept the last finite state")
+    elif status == "degraded":
+        best = max(r["test_accuracy"] for r in rows if r.get("test_accuracy") is not None)
+        print(f"degraded: test accuracy fell to {summary['test_accuracy']:.4f}, near chance "
+              f"({1 / ds.num_classes:.3f}), after reaching {best:.4f}; lower --lr or check the data")
     else:
         acc = f", test accuracy {summary['test_accuracy']:.4f}" if summary["test_accuracy"] is not None else ""
         rmse = f", test RMSE {summary['test_rmse']:.4g}" if summary["test_rmse"] is not None else ""

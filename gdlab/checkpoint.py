@@ -45,11 +45,18 @@ def _manager(workdir, *, keep: int | None = None, write: bool = False):
     temporary folders, which a reader could otherwise delete under a run saving one."""
     import orbax.checkpoint as ocp
 
+    from absl import logging as absl_logging
+
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=write, read_only=not write,
                                            enable_async_checkpointing=False,
                                            cleanup_tmp_directories=write)
-    return ocp.CheckpointManager(directory(workdir), options=options,
-                                 item_names=("state", "meta"))
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)  # orbax warns that a reader is read-only
+    try:
+        return ocp.CheckpointManager(directory(workdir), options=options,
+                                     item_names=("state", "meta"))
+    finally:
+        absl_logging.set_verbosity(verbosity)
 
 
 # --- the tree structure, as JSON ------------------------------------------------------

@@ -73,9 +73,39 @@ def test_split_is_deterministic_for_a_seed_and_differs_between_seeds(name):
     assert not np.array_equal(a.x_test, c.x_test)
 
 
+def test_digits_default_is_one_global_pixel_map():
+    ds = data.load("digits", seed=1)
+    raw = data.load("digits", seed=1, standardize=False).x_train.astype(np.float64)
+    assert ds.info["scaling"] == "global" and np.ndim(ds.info["x_mean"]) == 0
+    np.testing.assert_allclose(ds.x_train, (raw - raw.mean()) / raw.std(), rtol=1e-5, atol=1e-5)
+
+
+def test_per_feature_scale_floor_and_extreme_test_feature_warnings():
+    """A column that is mostly 0 with one rare large value: its scale is floored so the
+    training feature stays within 10, with a warning; a test value beyond 50 is warned about."""
+    rng = np.random.default_rng(0)
+    x_train = np.c_[rng.normal(size=400), np.zeros(400)]
+    x_train[7, 1] = 100.0
+    x_test = np.c_[rng.normal(size=50), np.zeros(50)]
+    x_test[3, 1] = 20000.0
+    y = rng.integers(0, 2, 450)
+    with pytest.warns(data.DataWarning) as record:
+        ds = data.from_split("t", x_train, y[:400], x_test, y[400:], task="classification",
+                             num_classes=2, feature_names=("a", "b"))
+    messages = [str(w.message) for w in record]
+    assert any("1 columns are mostly one value" in m and m.endswith(": b") for m in messages)
+    assert any("features of the test split lie beyond 50" in m and "b" in m for m in messages)
+    assert np.abs(ds.x_train[:, 1]).max() == pytest.approx(10.0, rel=1e-6)
+    assert np.abs(ds.x_train[:, 0]).max() < 10  # an ordinary column keeps its plain std
+    np.testing.assert_allclose(ds.info["x_std"][0], x_train[:, 0].std(), rtol=1e-12)
+    assert ds.info["max_abs_x_test"] > 50 and len(ds.info["warnings"]) == 2
+
+
 @pytest.mark.parametrize("name", sorted(BUILTIN))
 def test_standardisation_is_fitted_on_the_training_split_only(name):
-    ds = data.load(name, seed=1)
+    # Tables standardise per column; images (digits) per pixel only when asked (the
+    # default for images is one global map, tested below).
+    ds = data.load(name, seed=1, standardize="per_pixel" if name == "digits" else True)
     raw = data.load(name, seed=1, standardize=False)
     x_raw_train = raw.x_train.astype(np.float64)
     x_raw_test = raw.x_test.astype(np.float64)
@@ -450,10 +480,18 @@ def test_mnist_loads_small_idx_files(tmp_path, gz):
                                rtol=1e-6)
     np.testing.assert_array_equal(images.y_test, ds.y_test)
 
-    std = data.load_mnist(tmp_path / "mnist")
+    std = data.load_mnist(tmp_path / "mnist", standardize="per_pixel")
     np.testing.assert_allclose(std.x_train.mean(0), 0.0, atol=STANDARDISED_ATOL)
     np.testing.assert_allclose(std.info["x_mean"], ds.x_train.astype(np.float64).mean(0),
                                rtol=1e-6)
+    # the default: one global map, (p/255 − μ)/σ with μ, σ over all training pixels
+    glob = data.load_mnist(tmp_path / "mnist")
+    raw = ds.x_train.astype(np.float64)
+    assert glob.info["scaling"] == "global"
+    np.testing.assert_allclose(glob.info["x_mean"], raw.mean(), rtol=1e-6)
+    np.testing.assert_allclose(glob.info["x_std"], raw.std(), rtol=1e-6)
+    np.testing.assert_allclose(glob.x_test, (ds.x_test - raw.mean()) / raw.std(), rtol=1e-5,
+                               atol=1e-5)
     first = data.load_mnist(tmp_path / "mnist", n=7, standardize=False)
     assert first.n_train == 7 and first.n_test == 5
     np.testing.assert_array_equal(first.x_train, ds.x_train[:7])

@@ -29,7 +29,9 @@ one sentence naming the file or argument.
 from __future__ import annotations
 
 from gdlab.data.base import (
+    SCALINGS,
     DataError,
+    DataWarning,
     Dataset,
     as_images,
     describe,
@@ -46,7 +48,9 @@ from gdlab.data.tables import load_csv
 
 __all__ = [
     "DATASETS",
+    "SCALINGS",
     "DataError",
+    "DataWarning",
     "Dataset",
     "as_images",
     "describe",
@@ -94,7 +98,7 @@ def load(
     noise: float | None = None,
     test_fraction: float = 0.2,
     task: str | None = None,
-    standardize: bool = True,
+    standardize: bool | str = True,
     standardize_target: bool | None = None,
     length: int | None = None,
     vocab: int | None = None,
@@ -113,7 +117,10 @@ def load(
       noise: houses (target noise std in 100k, default 0.1), moons (default 0.2),
         spirals (default 0.05): Gaussian noise std.
       test_fraction: share of rows in the test split (mnist ignores it).
-      standardize: standardise features on the training split.
+      standardize: scale features with statistics of the training split: True is each
+        data set's default (images: ``"global"``, one mean and std for all pixels;
+        tables: ``"per_feature"``, with a scale floor), or name one of
+        ``SCALINGS`` (``"per_pixel"`` standardises each pixel alone); False: none.
       standardize_target: regression only; ``None`` keeps the data set's default
         (houses False, diabetes True, csv True).
       length, vocab: sort only: tokens per sequence (default 8) and symbols (default 10);

@@ -7,12 +7,23 @@ when the source fixes the split, as MNIST does), so all data sets obey the same 
   ``round(N · test_fraction)`` permuted rows (at least one, at most ``N − 1``)
   are the test split, the rest the training split, both in permuted (shuffled)
   order. Same seed, same split.
-- **standardise** (``standardize=True``): each feature gets zero mean and unit
-  variance using the mean and (population, ``ddof=0``) standard deviation of the
-  *training* split only; the same affine map is applied to the test split, so
-  the test mean is close to, but not exactly, zero. A constant feature gets
-  std 1 (it is only centred). ``info["x_mean"]``, ``info["x_std"]`` (float64)
-  record the map: ``x_standardised = (x_raw − x_mean) / x_std``.
+- **standardise** (``standardize=True``, i.e. ``"per_feature"``, for tables): each
+  feature gets zero mean and unit variance using the mean and (population,
+  ``ddof=0``) standard deviation of the *training* split only; the same affine
+  map is applied to the test split. A constant feature gets std 1 (it is only
+  centred). A column whose standard deviation is tiny next to its spread (mostly
+  one value, rare large ones) would turn those rare values into features of
+  dozens of standard deviations: its scale is floored at max|x − mean| / 10 over
+  the training split, so no training feature exceeds 10 in absolute value, and a
+  ``DataWarning`` names the floored columns. ``info["x_mean"]``, ``info["x_std"]``
+  (float64) record the map: ``x_standardised = (x_raw − x_mean) / x_std``.
+- **images** (``"global"``, the default of digits and mnist): one mean and one
+  standard deviation over all training pixels, the same for every pixel, so a
+  rare stroke in an almost-always-blank border pixel stays an ordinary value.
+  ``"per_pixel"`` standardises every pixel on its own, without a floor.
+- A feature beyond 50 in absolute value after scaling, in either split, gets a
+  one-line ``DataWarning`` naming its columns; ``info["max_abs_x_train"]`` and
+  ``info["max_abs_x_test"]`` record the largest |x| of each split.
 - **regression targets** are standardised the same way only when the loader
   asks for it (``standardize_target``); then ``info["y_mean"]``, ``info["y_std"]``
   invert it: ``y_natural = y · y_std + y_mean``.
@@ -35,6 +46,19 @@ TASKS = ("classification", "regression")
 
 _CONSTANT_STD = 1e-10
 """A feature whose std is at most this (relative to ``max(1, |mean|)``) counts as constant."""
+
+SCALINGS = ("per_feature", "per_pixel", "global", "none")
+"""How ``from_split`` scales features (see the module docstring)."""
+
+MAX_TRAIN_Z = 10.0
+"""per_feature: the scale floor keeps every training feature within ±MAX_TRAIN_Z."""
+
+WARN_Z = 50.0
+"""A scaled feature beyond ±WARN_Z in either split is warned about."""
+
+
+class DataWarning(UserWarning):
+    """Data that load but deserve a look (extreme features, floored scales): one sentence."""
 
 
 class DataError(ValueError):
@@ -184,6 +208,33 @@ def fit_standardizer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.where(constant, 1.0, std)
 
 
+def _columns(names, mask, feature_names) -> str:
+    idx = np.flatnonzero(mask)
+    shown = [feature_names[i] if feature_names else str(i) for i in idx[:5]]
+    return ", ".join(shown) + (f" and {len(idx) - 5} more" if len(idx) > 5 else "")
+
+
+def fit_scaler(x_train: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(mean, scale, floored)`` for ``mode`` in ``SCALINGS`` (float64; ``floored`` marks the
+    per_feature columns whose scale was raised to max|x − mean| / MAX_TRAIN_Z)."""
+    x = np.asarray(x_train, np.float64)
+    d = x.shape[1] if x.ndim > 1 else 1
+    none = np.zeros(d, bool)
+    if mode == "none":
+        return np.zeros(d), np.ones(d), none
+    if mode == "global":
+        mean, std = float(x.mean()), float(x.std())
+        scale = std if std > _CONSTANT_STD * max(1.0, abs(mean)) else 1.0
+        return np.full(d, mean), np.full(d, scale), none
+    mean, std = fit_standardizer(x)
+    if mode == "per_pixel":
+        return mean, std, none
+    with np.errstate(over="ignore", invalid="ignore"):
+        floor = np.max(np.abs(x - mean), axis=0) / MAX_TRAIN_Z
+    floored = floor > std * (1 + 1e-12)
+    return mean, np.where(floored, floor, std), floored
+
+
 def from_split(
     name: str,
     x_train: np.ndarray,
@@ -193,33 +244,68 @@ def from_split(
     *,
     task: str,
     num_classes: int = 0,
-    standardize: bool = True,
+    standardize: bool | str = True,
     standardize_target: bool = False,
     feature_names: tuple[str, ...] = (),
     info: dict | None = None,
 ) -> Dataset:
-    """Standardise an already split data set (stats from train only) and wrap it in a ``Dataset``.
+    """Scale an already split data set (stats from train only) and wrap it in a ``Dataset``.
 
-    ``y`` may be 1-D for regression; it becomes ``(N, 1)``.
+    ``standardize`` is one of ``SCALINGS`` (True means ``"per_feature"``, False
+    ``"none"``; see the module docstring). ``y`` may be 1-D for regression; it
+    becomes ``(N, 1)``. Extreme features and floored scales are reported as
+    ``DataWarning``s, and listed in ``info["warnings"]``.
     """
+    import warnings
+
+    mode = {True: "per_feature", False: "none"}.get(standardize, standardize)
+    if mode not in SCALINGS:
+        raise DataError(f"data set {name!r}: unknown scaling {standardize!r}; choose one of: "
+                        f"{', '.join(SCALINGS)}")
     info = dict(info or {})
     for array, what in ((x_train, "x_train"), (y_train, "y_train"),
                         (x_test, "x_test"), (y_test, "y_test")):
         check_finite(array, f"data set {name!r} {what}")
     if np.issubdtype(np.asarray(x_train).dtype, np.integer):  # token ids: kept as they are
-        if standardize:
+        if mode != "none":
             raise DataError(f"data set {name!r}: integer token ids cannot be standardised; "
                             "pass standardize=False")
         x_train, x_test = np.asarray(x_train, np.int32), np.asarray(x_test, np.int32)
     else:
         x_train = np.array(x_train, np.float64)  # a copy: the in-place steps below never touch
         x_test = np.array(x_test, np.float64)  # the caller's arrays
-    if standardize:
-        mean, std = fit_standardizer(x_train)
+    notes = []
+    if mode != "none":
+        flat_train = x_train.reshape(len(x_train), -1)
+        mean, std, floored = fit_scaler(flat_train, mode)
+        mean, std = mean.reshape(x_train.shape[1:]), std.reshape(x_train.shape[1:])
         for x in (x_train, x_test):
             x -= mean
             x /= std
-        info["x_mean"], info["x_std"] = mean, std
+        info["x_mean"], info["x_std"] = (mean, std) if mode != "global" else (
+            float(mean.flat[0]), float(std.flat[0]))
+        info["scaling"] = mode
+        if floored.any():
+            notes.append(f"{name}: {int(floored.sum())} columns are mostly one value with rare "
+                         f"large ones; their scale is floored at max|x - mean|/{MAX_TRAIN_Z:g} so "
+                         f"no training feature exceeds {MAX_TRAIN_Z:g}: "
+                         f"{_columns(name, floored, feature_names)}")
+    if x_train.dtype != np.int32:
+        for split, x in (("train", x_train), ("test", x_test)):
+            flat = np.abs(x.reshape(len(x), -1))
+            info[f"max_abs_x_{split}"] = float(flat.max()) if flat.size else 0.0
+            if mode == "none" or not flat.size:  # raw values: their scale is the user's choice
+                continue
+            extreme = flat.max(axis=0) > WARN_Z
+            if extreme.any():
+                notes.append(f"{name}: {int(extreme.sum())} features of the {split} split lie "
+                             f"beyond {WARN_Z:g} after scaling (largest |x| "
+                             f"{info[f'max_abs_x_{split}']:.3g}): "
+                             f"{_columns(name, extreme, feature_names)}; training may diverge")
+    if notes:
+        info["warnings"] = tuple(notes)
+        for note in notes:
+            warnings.warn(DataWarning(note), stacklevel=2)
     if task == "regression":
         y_train = np.asarray(y_train, np.float64)
         y_test = np.asarray(y_test, np.float64)
@@ -255,7 +341,7 @@ def from_arrays(
     num_classes: int = 0,
     seed: int = 0,
     test_fraction: float = 0.2,
-    standardize: bool = True,
+    standardize: bool | str = True,
     standardize_target: bool = False,
     feature_names: tuple[str, ...] = (),
     info: dict | None = None,

@@ -1,6 +1,7 @@
 """Data sets shipped inside scikit-learn: no download, ever.
 
-- ``digits``: 1797 handwritten digits as 8×8 grey images (values 0..16),
+- ``digits``: 1797 handwritten digits as 8×8 grey images (values 0..16, normalised by one
+  global pixel mean and std),
   flattened to 64 features, 10 classes.
 - ``diabetes``: 442 patients, 10 clinical features (age, sex, bmi, bp, s1..s6)
   in their raw units, target = disease progression one year later (25..346).
@@ -15,8 +16,15 @@ from __future__ import annotations
 from gdlab.data.base import Dataset, from_arrays
 
 
-def load_digits(*, seed: int = 0, test_fraction: float = 0.2, standardize: bool = True) -> Dataset:
-    """scikit-learn's 8×8 digits: ``(N, 64)`` float32 features, 10 classes, split by ``seed``."""
+def load_digits(*, seed: int = 0, test_fraction: float = 0.2,
+                standardize: bool | str = True) -> Dataset:
+    """scikit-learn's 8×8 digits: ``(N, 64)`` float32 features, 10 classes, split by ``seed``.
+
+    Pixels (0..16) are normalised like every image set: one mean and std over all
+    training pixels (``standardize=True`` or ``"global"``); ``"per_pixel"``
+    standardises each pixel on its own; False keeps the raw values.
+    """
+    standardize = {True: "global"}.get(standardize, standardize)
     from sklearn import datasets as _sk  # imported here: it is slow to load
 
     bunch = _sk.load_digits()

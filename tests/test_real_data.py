@@ -1,0 +1,137 @@
+"""Real-data structure: sparse MNIST-like images (mostly blank borders, rare stray strokes)
+as IDX and CSV files train with the default flags; per-pixel standardisation warns about
+the extreme features it makes; divergence names the input scale; collapse is "degraded"."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import run_experiment
+
+from gdlab import data
+from gdlab.data import write_idx
+
+N_TRAIN, N_TEST = 3000, 1000
+ACCURACY_BAR = 0.9
+
+
+def mnist_like(n: int, seed: int):
+    """28×28 uint8 images of 10 classes, each class three strokes in the central 20×20
+    region (shifted ±2 pixels, intensity jittered), and in 2% of images one stray stroke in
+    the 4-pixel border that is otherwise always blank, as in real MNIST."""
+    templates = np.random.default_rng(1234)  # the classes are the same for every split
+    strokes = [[(templates.integers(6, 22, 2), templates.integers(6, 22, 2)) for _ in range(3)]
+               for _ in range(10)]
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    images = np.zeros((n, 28, 28), np.float64)
+    t = np.linspace(0.0, 1.0, 24)
+    for i, c in enumerate(labels):
+        dy, dx = rng.integers(-2, 3, 2)
+        for (r0, r1), (c0, c1) in strokes[c]:
+            rows = np.clip(np.round(r0 + (r1 - r0) * t + dy).astype(int), 4, 23)
+            cols = np.clip(np.round(c0 + (c1 - c0) * t + dx).astype(int), 4, 23)
+            images[i, rows, cols] = rng.uniform(150, 255)
+        if rng.random() < 0.02:  # a stray stroke in the blank border
+            r, col = rng.integers(0, 4), rng.integers(0, 28)
+            images[i, r, col:col + 3] = rng.uniform(100, 255)
+    return images.astype(np.uint8), labels
+
+
+@pytest.fixture(scope="module")
+def sparse_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mnist_like")
+    x_train, y_train = mnist_like(N_TRAIN, seed=0)
+    x_test, y_test = mnist_like(N_TEST, seed=1)
+    write_idx(folder / "train-images-idx3-ubyte.gz", x_train)
+    write_idx(folder / "train-labels-idx1-ubyte.gz", y_train)
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", x_test)
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", y_test)
+    rows = ["label," + ",".join(f"p{k}" for k in range(784))]
+    for img, label in zip(np.concatenate([x_train, x_test]), np.concatenate([y_train, y_test])):
+        rows.append(f"{label}," + ",".join(map(str, img.ravel())))
+    (folder / "digits.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_the_images_have_mnists_sparse_structure(sparse_files):
+    images = data.read_idx(sparse_files / "train-images-idx3-ubyte.gz")
+    border = np.concatenate([images[:, :4].reshape(N_TRAIN, -1), images[:, -4:].reshape(N_TRAIN, -1)],
+                            axis=1)
+    assert (border > 0).mean() < 0.002 and (border > 0).any(axis=1).mean() > 0.01
+    ever = (border > 0).sum(axis=0)
+    assert ((ever >= 1) & (ever <= 2)).sum() >= 20  # pixels lit in one or two images only
+
+
+def test_global_pixel_normalisation_is_one_map_for_every_pixel(sparse_files):
+    ds = data.load("mnist", data_dir=str(sparse_files))
+    assert ds.info["scaling"] == "global" and np.ndim(ds.info["x_mean"]) == 0
+    raw = data.read_idx(sparse_files / "train-images-idx3-ubyte.gz").reshape(N_TRAIN, -1) / 255
+    np.testing.assert_allclose(ds.x_train, (raw - raw.mean()) / raw.std(), rtol=1e-5, atol=1e-5)
+    assert ds.info["max_abs_x_test"] < 10 and "warnings" not in ds.info
+    with pytest.warns(data.DataWarning, match="beyond 50 after scaling"):
+        per_pixel = data.load("mnist", data_dir=str(sparse_files), standardize="per_pixel")
+    assert per_pixel.info["max_abs_x_train"] > 50
+
+
+def test_default_mnist_command_trains_and_the_per_pixel_path_warns(sparse_files, tmp_path):
+    r = run_experiment("train", "--dataset=mnist", f"--data_dir={sparse_files}", "--hidden=256",
+                       f"--workdir={tmp_path / 'global'}")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "global" / "summary.json").read_text())
+    assert summary["status"] == "completed", summary
+    assert summary["test_accuracy"] >= ACCURACY_BAR
+    assert summary["max_abs_x_test"] < 10 and "warning" not in r.stderr
+    r = run_experiment("train", "--dataset=mnist", f"--data_dir={sparse_files}", "--hidden=256",
+                       "--pixel_scaling=per_pixel", "--epochs=2", f"--workdir={tmp_path / 'pp'}")
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning: ")]
+    assert warnings and all("beyond 50 after scaling" in w for w in warnings)
+    assert "Traceback" not in r.stderr and "DataWarning" not in r.stderr
+
+
+def test_the_same_images_as_a_csv_table_train_with_the_scale_floor(sparse_files, tmp_path):
+    r = run_experiment("train", "--dataset=csv", f"--csv_path={sparse_files / 'digits.csv'}",
+                       "--target=label", "--hidden=256", f"--workdir={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "completed", summary
+    assert summary["test_accuracy"] >= ACCURACY_BAR
+    assert summary["max_abs_x_train"] <= 10.0 + 1e-4  # the floor: no training feature beyond 10
+    assert "columns are mostly one value with rare large ones" in r.stderr
+
+
+def test_divergence_names_extreme_inputs_not_the_learning_rate(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    y = x @ [1.0, -2.0, 0.5]
+    _, test_rows = data.split_indices(200, seed=0, test_fraction=0.2)
+    x[test_rows[0], 0] = 1e4  # one test row far outside anything in training
+    path = tmp_path / "t.csv"
+    path.write_text("a,b,c,y\n" + "\n".join(",".join(f"{v:.6g}" for v in (*row, t))
+                                            for row, t in zip(x, y)) + "\n")
+    r = run_experiment("train", "--dataset=csv", f"--csv_path={path}", "--target=y",
+                       "--model=linear", "--lr=100", "--epochs=3", f"--workdir={tmp_path / 'run'}")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["max_abs_x_test"] > 1000
+    assert "inputs are extreme" in r.stdout and "likely too large" not in r.stdout
+    assert "warning: csv: 1 features of the test split lie beyond 50" in r.stderr
+    # the same table without the outlier: the learning rate is named
+    x[test_rows[0], 0] = 0.0
+    path.write_text("a,b,c,y\n" + "\n".join(",".join(f"{v:.6g}" for v in (*row, t))
+                                            for row, t in zip(x, y)) + "\n")
+    r = run_experiment("train", "--dataset=csv", f"--csv_path={path}", "--target=y",
+                       "--model=linear", "--lr=100", "--epochs=3", f"--workdir={tmp_path / 'r2'}")
+    assert "lr=100.0 is likely too large" in r.stdout
+
+
+def test_collapse_rule():
+    from experiments.train import collapsed
+
+    rows = [{"test_accuracy": a} for a in (0.5, 0.9, 0.95, 0.12)]
+    assert collapsed(rows, 10)  # best 0.95 > 0.3, last 0.12 < 0.15
+    assert not collapsed(rows[:-1], 10)
+    assert not collapsed([{"test_accuracy": 0.9}, {"test_accuracy": 0.5}], 2)  # two classes
