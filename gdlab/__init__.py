@@ -35,11 +35,16 @@ An **optimizer** (``gdlab.optim``) is ``Optimizer(init, update)`` with
 ``update(grads, state, params) -> (updates, state)``, and
 ``apply_updates(params, updates)`` takes the step.
 
+Everything that changes while training is one pytree, ``gdlab.train.TrainState``
+(params, model state, optimizer state, key, step, divergence record);
+``gdlab.checkpoint`` saves and restores it for exact resume.
+
 Randomness is explicit: PRNG keys are passed, split and consumed once.
 """
 
 from gdlab import (
     backprop,
+    checkpoint,
     data,
     descent,
     gradcheck,
@@ -60,7 +65,8 @@ from gdlab.train import TrainState, fit, sweep
 __version__ = "0.1.0"
 
 __all__ = [
-    "Layer", "Loss", "Optimizer", "TrainState", "apply_updates", "backprop", "cnn", "data",
+    "Layer", "Loss", "Optimizer", "TrainState", "apply_updates", "backprop", "checkpoint", "cnn",
+    "data",
     "descent", "fit", "gradcheck", "layers", "linear", "losses", "mlp", "models", "optim",
     "parallel", "residual", "serial", "sweep", "theory", "tolerances", "train", "transformer",
 ]

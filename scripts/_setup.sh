@@ -13,7 +13,7 @@ STAMP=.venv/.gdlab-install-stamp
 WANT="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$WANT" ]; then
     echo "gdlab: installing the package and its test extra into .venv"
-    .venv/bin/python -m pip install --quiet --upgrade pip
+    .venv/bin/python -m pip install --quiet --upgrade pip "setuptools>=77" wheel  # the build backend, for offline builds too
     .venv/bin/python -m pip install --quiet -e ".[test]"
     echo "$WANT" > "$STAMP"
 fi

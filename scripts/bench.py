@@ -532,9 +532,6 @@ def main(argv):
         256 if FLAGS.quick else (8192 if backend == "gpu" else 2048), repeats, key)
     print("step times", flush=True)
     results["step_times"] = bench_step_times(sizes, repeats, key)
-    print("CNN and transformer step times", flush=True)
-    results["models"] = bench_models(["cnn_digits", "transformer_sort"] if FLAGS.quick
-                                     else list(_model_cases()), repeats, key)
     print("scanned epoch vs python loop", flush=True)
     results["scan_vs_loop"] = bench_scan_vs_loop(*SIZES["tiny"], repeats, key)
     print("vmapped sweep", flush=True)
@@ -544,6 +541,10 @@ def main(argv):
         print("PyTorch peer", flush=True)
         results["torch"] = bench_torch(sizes, repeats, key,
                                        try_compile=FLAGS.torch_compile and not FLAGS.quick)
+    # Last: the CNN's large buffers and long autodiff steps would disturb the small timings.
+    print("CNN and transformer step times", flush=True)
+    results["models"] = bench_models(["cnn_digits", "transformer_sort"] if FLAGS.quick
+                                     else list(_model_cases()), repeats, key)
     results["compile_seconds"] = {
         f"{r['size']}/{r['mode']}/{g}": s for r in results["step_times"] for g, s in r["compile_s"].items()
     }
