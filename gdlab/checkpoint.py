@@ -47,12 +47,13 @@ def _manager(workdir, *, keep: int | None = None, write: bool = False):
 
     from absl import logging as absl_logging
 
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=write, read_only=not write,
-                                           enable_async_checkpointing=False,
-                                           cleanup_tmp_directories=write)
     verbosity = absl_logging.get_verbosity()
     absl_logging.set_verbosity(absl_logging.ERROR)  # orbax warns that a reader is read-only
     try:
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=write,
+                                               read_only=not write,
+                                               enable_async_checkpointing=False,
+                                               cleanup_tmp_directories=write)
         return ocp.CheckpointManager(directory(workdir), options=options,
                                      item_names=("state", "meta"))
     finally:
