@@ -15,5 +15,6 @@ import json, os, sys
 s = json.load(open(os.path.join(sys.argv[1], "summary.json")))
 print(f"\nfinal test accuracy {s['test_accuracy']:.4f} ({s['status']}, {s['epochs_run']} epochs, "
       f"{s['wall_seconds']:.1f} s on {s['device']})")
-print(f"outputs: {os.path.abspath(sys.argv[1])} (config.json, metrics.jsonl, metrics.csv, summary.json, loss.png)")
+print(f"outputs: {os.path.abspath(sys.argv[1])} (config.json, flags.txt, metrics.jsonl, metrics.csv, "
+      "summary.json, loss.png, checkpoints/, TensorBoard events)")
 PY
