@@ -139,14 +139,14 @@ def test_bad_input_leaves_an_earlier_run_intact(tmp_path):
 
 def test_cnn_run_on_digits_images(tmp_path):
     """--model=cnn reshapes digits to 8x8x1 images and takes the cnn's descent defaults."""
-    r = run("--model=cnn", "--channels=4", "--epochs=2", f"--workdir={tmp_path}")
+    r = run("--model=cnn", "--channels=4", "--epochs=4", f"--workdir={tmp_path}")
     assert r.returncode == 0, r.stderr
     assert "8x8x1 images" in r.stdout
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["optimizer"] == "adam" and config["schedule"] == "cosine"  # the cnn's defaults
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["model"].startswith("cnn(4")
-    assert summary["test_accuracy"] > 0.5
+    assert summary["test_accuracy"] > 0.6  # 0.73 measured: 4 epochs of a 4-channel cnn
 
 
 def test_cnn_flags_override_the_model_defaults(tmp_path):
