@@ -19,6 +19,7 @@ finite one and the step number is recorded. ``sweep`` runs many learning rates
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -473,6 +474,18 @@ def fit(
     )
 
 
+@functools.lru_cache(maxsize=8)
+def _sweep_program(model, loss, optimizer_for, in_shape, num_examples, batch_size, epochs, grad,
+                   blowup):
+    """The jitted, vmapped run of ``sweep``, one per configuration of its arguments, so a
+    second sweep of the same model, optimizer builder (the same function object), data
+    shape and number of configurations reuses the compiled program instead of compiling
+    again; other learning rates or seeds are just other inputs."""
+    run = make_run(model, loss, optimizer_for, in_shape=in_shape, num_examples=num_examples,
+                   batch_size=batch_size, epochs=epochs, grad=grad, blowup=blowup)
+    return jax.jit(jax.vmap(run, in_axes=(0, 0, None, None)))
+
+
 @dataclasses.dataclass(frozen=True)
 class SweepResult:
     """What ``sweep`` returns: K = len(seeds)·len(learning_rates) configurations."""
@@ -545,10 +558,9 @@ def sweep(
     dtype = jax.tree_util.tree_leaves(init_shapes(model, x.shape[1:])[1])[0].dtype
     grid_seeds, grid_lrs = np.meshgrid(np.asarray(seeds), np.asarray(learning_rates), indexing="ij")
     grid_seeds, grid_lrs = grid_seeds.ravel(), grid_lrs.ravel()
-    run = make_run(model, loss, optimizer_for, in_shape=x.shape[1:], num_examples=x.shape[0],
-                   batch_size=batch_size, epochs=epochs, grad=grad, blowup=blowup)
+    vmapped = _sweep_program(model, loss, optimizer_for, tuple(x.shape[1:]), x.shape[0],
+                             batch_size, epochs, grad, blowup)
     keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(grid_seeds))
-    vmapped = jax.jit(jax.vmap(run, in_axes=(0, 0, None, None)))
     state, curves = vmapped(jnp.asarray(grid_lrs, dtype), keys, x, y)
     return SweepResult(
         learning_rates=grid_lrs,

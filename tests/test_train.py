@@ -362,3 +362,28 @@ def test_fit_refuses_a_state_of_another_model_and_sweep_bad_rates():
     with pytest.raises(ValueError, match="bce labels must be 0 or 1"):
         train.fit(models.mlp([8, 1]), losses.get("bce"), optim.gd(0.1), (x, y), epochs=1,
                   batch_size=10, key=jax.random.PRNGKey(0))
+
+
+def test_a_second_sweep_reuses_the_compiled_program():
+    """Same model, optimizer builder, data shape and configuration count: no new trace, even
+    for other learning rates and seeds."""
+    x, y = _digits_small()
+    model = models.mlp([8, 10])
+    traces = []
+
+    def optimizer_for(lr):
+        traces.append(lr)  # runs only while tracing
+        return optim.gd(lr)
+
+    args = (model, losses.get("xent"), optimizer_for)
+    first = train.sweep(*args, [0.1, 0.2], (x, y), epochs=2, batch_size=20)
+    assert len(traces) == 1
+    again = train.sweep(*args, [0.3, 0.05], (x, y), epochs=2, batch_size=20, seeds=(4,))
+    assert len(traces) == 1
+    single = train.fit(model, losses.get("xent"), optim.gd(0.3), (x, y), epochs=2,
+                       batch_size=20, key=jax.random.PRNGKey(4))
+    np.testing.assert_allclose(again.train_loss[0], [r["train_loss"] for r in single.history],
+                               rtol=1e-5)
+    assert not np.allclose(first.train_loss, again.train_loss)
+    train.sweep(*args, [0.1, 0.2, 0.3], (x, y), epochs=2, batch_size=20)  # K = 3: a new program
+    assert len(traces) == 2
