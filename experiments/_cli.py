@@ -72,13 +72,13 @@ def check_seed(value: int, name: str = "seed") -> int:
 
 def expand(name: str, value: str | None) -> str | None:
     """A path flag's value with ``~`` and ``$VARS`` expanded (None stays None)."""
-    import os
+    from gdlab.workdir import resolve
 
     if value is None:
         return None
     if not value:
         raise UsageError(f"--{name} must not be empty")
-    return os.path.expandvars(os.path.expanduser(value))
+    return resolve(value)
 
 
 class Signals:
@@ -177,7 +177,6 @@ def prepare_workdir(path: str, *, resume: bool = False):
     from gdlab.logging import write_json_atomic, write_text_atomic
     from gdlab.workdir import WorkdirError, open_workdir
 
-    path = expand("workdir", path)
     overwrite = bool(FLAGS["overwrite"].value)
     if resume and overwrite:
         raise UsageError("--resume and --overwrite contradict each other: give one")

@@ -46,7 +46,7 @@ flags.adopt_module_key_flags(_cli)
 FLAGS = flags.FLAGS
 
 COLUMNS = ["epoch", "step", "train_loss", "test_loss", "train_accuracy", "test_accuracy",
-           "test_rmse", "batch_loss", "grad_norm", "update_norm", "param_norm", "learning_rate",
+           "train_rmse", "test_rmse", "batch_loss", "grad_norm", "update_norm", "param_norm", "learning_rate",
            "seconds", "examples_per_second"]
 TIMING = ("seconds", "examples_per_second")
 """Row fields that differ between identical runs."""
@@ -107,8 +107,6 @@ def main(argv):
     with MetricsWriter(workdir, COLUMNS, keep_rows=rows_kept) as writer:
         def hook(row, state):
             row["learning_rate"] = float(optim.learning_rate_at(rate, state.step - 1))  # last step's
-            if y_scale is not None:
-                row.update(_rmse(model, state, ds, y_scale))
             writer.write(row)
             tensorboard.write(row, int(state.step))
             now = time.perf_counter()
@@ -135,7 +133,7 @@ def main(argv):
                            key=jax.random.PRNGKey(FLAGS.seed), grad=FLAGS.grad,
                            test_data=(ds.x_test, ds.y_test), eval_every=FLAGS.eval_every,
                            state=state, start_epoch=start_epoch, hook=hook,
-                           after_epoch=after_epoch)
+                           after_epoch=after_epoch, target_scale=y_scale)
     tensorboard.close()
     status = "interrupted" if result.status == "stopped" else result.status
     rows = _read_rows(workdir)
@@ -199,17 +197,6 @@ def _read_rows(workdir):
     from gdlab.logging import read_jsonl
 
     return read_jsonl(os.path.join(workdir, "metrics.jsonl"))
-
-
-def _rmse(model, state, ds, y_scale):
-    """Test RMSE in the target's own units (the data set standardised the target)."""
-    import numpy as np
-
-    from gdlab import layers
-
-    preds = np.asarray(layers.apply(model, state.params, state.model_state, ds.x_test))
-    err = (preds.reshape(ds.y_test.shape) - ds.y_test) * np.asarray(y_scale)
-    return {"test_rmse": float(np.sqrt(np.mean(err ** 2)))}
 
 
 def cli() -> None:

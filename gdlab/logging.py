@@ -175,7 +175,7 @@ class TensorBoard:
 
     TAGS: ClassVar[dict[str, str]] = {"train_loss": "loss/train", "test_loss": "loss/test",
             "train_accuracy": "accuracy/train", "test_accuracy": "accuracy/test",
-            "test_rmse": "rmse/test", "grad_norm": "norms/gradient",
+            "train_rmse": "rmse/train", "test_rmse": "rmse/test", "grad_norm": "norms/gradient",
             "update_norm": "norms/update", "param_norm": "norms/params",
             "learning_rate": "learning_rate", "examples_per_second": "speed/examples_per_second"}
 

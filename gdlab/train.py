@@ -210,9 +210,13 @@ EVAL_BATCH = 1024
 size (the last one masked), so its activations never have to fit in memory at once."""
 
 
-def make_evaluate(model: Layer, loss: Loss, *, batch_size: int = EVAL_BATCH):
-    """``evaluate(params, model_state, x, y) -> {"loss", "accuracy"?}`` in evaluation mode
-    (no dropout, batch norm on its running statistics), over the whole of ``x``.
+def make_evaluate(model: Layer, loss: Loss, *, batch_size: int = EVAL_BATCH, target_scale=None):
+    """``evaluate(params, model_state, x, y) -> {"loss", "accuracy" | "rmse"}`` in evaluation
+    mode (no dropout, batch norm on its running statistics), over the whole of ``x``.
+
+    Classification (xent, bce) reports the accuracy; regression the root mean squared
+    error, in the target's own units when ``target_scale`` (a number, or one per output)
+    undoes a standardised target: √mean(((p − t)·scale)²).
 
     Up to ``batch_size`` examples go through in one pass; more are split into
     chunks of ``batch_size`` (one ``lax.scan``), the last padded and masked, and
@@ -225,9 +229,24 @@ def make_evaluate(model: Layer, loss: Loss, *, batch_size: int = EVAL_BATCH):
         accuracy = predictions_accuracy(loss, preds, y, weights)
         if accuracy is not None:
             out["accuracy"] = accuracy
+        else:  # regression: the squared error, averaged like the loss; rmse is its root
+            scale = 1.0 if target_scale is None else jnp.asarray(target_scale, preds.dtype)
+            err = (preds - y.reshape(preds.shape).astype(preds.dtype)) * scale
+            per_example = jnp.mean(jnp.square(err).reshape(err.shape[0], -1), axis=1)
+            w = jnp.ones_like(per_example) if weights is None else weights.astype(preds.dtype)
+            out["squared_error"] = jnp.sum(w * per_example) / jnp.sum(w)
+        return out
+
+    def finish(out):
+        if "squared_error" in out:  # after the chunks are combined: the root of the mean
+            out = dict(out)
+            out["rmse"] = jnp.sqrt(out.pop("squared_error"))
         return out
 
     def evaluate(params, model_state, x, y):
+        return finish(combined(params, model_state, x, y))
+
+    def combined(params, model_state, x, y):
         x, y = jnp.asarray(x), jnp.asarray(y)
         n = x.shape[0]
         if n <= batch_size:
@@ -396,6 +415,7 @@ def fit(
     start_epoch: int = 0,
     hook: Callable[[dict, TrainState], None] | None = None,
     after_epoch: Callable[[int, TrainState], bool | None] | None = None,
+    target_scale=None,
 ) -> FitResult:
     """Train for ``epochs`` epochs of mini-batches of ``batch_size`` (N for batch GD, 1 for SGD).
 
@@ -403,7 +423,8 @@ def fit(
     last) the history gets a row: ``epoch``, ``step``, ``train_loss`` (J on the
     whole training set), ``batch_loss`` (mean of the epoch's step losses),
     ``train_accuracy``, ``test_loss``, ``test_accuracy`` (classification only,
-    test only with ``test_data``), ``grad_norm``, ``update_norm`` (epoch means),
+    test only with ``test_data``), ``train_rmse``, ``test_rmse`` (regression only, in
+    the target's units when ``target_scale`` undoes its standardisation), ``grad_norm``, ``update_norm`` (epoch means),
     ``param_norm``, ``seconds`` (training time of the epoch) and
     ``examples_per_second``. ``hook(row, state)`` is called with each row.
     Training stops at the first diverged epoch.
@@ -432,7 +453,7 @@ def fit(
     t0 = time.perf_counter()
     compiled = jax.jit(epoch_fn, donate_argnums=(0,)).lower(state, x, y).compile()
     compile_seconds = time.perf_counter() - t0
-    evaluate = jax.jit(make_evaluate(model, loss))
+    evaluate = jax.jit(make_evaluate(model, loss, target_scale=target_scale))
 
     history: list[dict] = []
     stopped = False

@@ -387,3 +387,19 @@ def test_a_second_sweep_reuses_the_compiled_program():
     assert not np.allclose(first.train_loss, again.train_loss)
     train.sweep(*args, [0.1, 0.2, 0.3], (x, y), epochs=2, batch_size=20)  # K = 3: a new program
     assert len(traces) == 2
+
+
+def test_regression_rmse_in_target_units_chunked_or_not(key):
+    """evaluate's RMSE is √mean(((p − t)·scale)²), the same in chunks as in one pass."""
+    model = models.linear(2, dtype=jnp.float64)
+    _, params, state = model.init(key, (3,))
+    rng = np.random.default_rng(5)
+    x, y = jnp.asarray(rng.normal(size=(23, 3))), jnp.asarray(rng.normal(size=(23, 2)))
+    scale = np.asarray([2.0, 0.5])
+    preds = np.asarray(model.forward(params, state, x)[0])
+    expected = np.sqrt(np.mean(((preds - np.asarray(y)) * scale) ** 2))
+    for batch in (1024, 7):
+        out = train.make_evaluate(model, losses.get("mse"), batch_size=batch,
+                                  target_scale=scale)(params, state, x, y)
+        assert set(out) == {"loss", "rmse"}
+        np.testing.assert_allclose(out["rmse"], expected, rtol=1e-12)
