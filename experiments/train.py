@@ -46,7 +46,7 @@ flags.adopt_module_key_flags(_cli)
 FLAGS = flags.FLAGS
 
 COLUMNS = ["epoch", "step", "train_loss", "test_loss", "train_accuracy", "test_accuracy",
-           "train_rmse", "test_rmse", "batch_loss", "grad_norm", "update_norm", "param_norm", "learning_rate",
+           "train_rmse", "test_rmse", "batch_loss", "grad_norm", "displacement", "param_norm", "learning_rate",
            "seconds", "examples_per_second"]
 TIMING = ("seconds", "examples_per_second")
 """Row fields that differ between identical runs."""
@@ -106,16 +106,18 @@ def main(argv):
     tensorboard = TensorBoard(workdir)
     with MetricsWriter(workdir, COLUMNS, keep_rows=rows_kept) as writer:
         def hook(row, state):
-            row["learning_rate"] = float(optim.learning_rate_at(rate, state.step - 1))  # last step's
+            # the rate of the last step taken (of the first, at epoch 0)
+            row["learning_rate"] = float(optim.learning_rate_at(rate, max(int(state.step) - 1, 0)))
             writer.write(row)
             tensorboard.write(row, int(state.step))
             now = time.perf_counter()
-            if first_epoch_began[0] is None:  # compiling is over: time the epochs from here
-                first_epoch_began[0] = now - row["seconds"]
-            done = row["epoch"] - start_epoch
-            eta = (now - first_epoch_began[0]) / done * (FLAGS.epochs - row["epoch"])
-            elapsed = now - started
-            say(progress_line(row, epochs=FLAGS.epochs, elapsed=elapsed, eta=eta), flush=True)
+            eta = None
+            if row["epoch"] > start_epoch:
+                if first_epoch_began[0] is None:  # compiling is over: time the epochs from here
+                    first_epoch_began[0] = now - row["seconds"]
+                done = row["epoch"] - start_epoch
+                eta = (now - first_epoch_began[0]) / done * (FLAGS.epochs - row["epoch"])
+            say(progress_line(row, epochs=FLAGS.epochs, elapsed=now - started, eta=eta), flush=True)
 
         def after_epoch(epoch, state):
             stop = signals.received is not None
@@ -179,8 +181,8 @@ def main(argv):
                 f"blaming lr={FLAGS.lr}")
         else:
             cause = f"lr={FLAGS.lr} is likely too large"
-        print(f"diverged at step {result.diverged_at_step}: the loss or the weights stopped being "
-              f"finite or blew up; {cause}; kept the last finite state")
+        print(f"diverged at step {result.diverged_at_step}: the loss stopped being "
+              f"finite or blew up; {cause}; kept the state before that update")
     elif status == "degraded":
         best = max(r["test_accuracy"] for r in rows if r.get("test_accuracy") is not None)
         print(f"degraded: test accuracy fell to {summary['test_accuracy']:.4f}, near chance "

@@ -160,7 +160,8 @@ def progress_line(row: dict, *, epochs: int, elapsed: float | None = None,
         parts.append(f"train_acc {row['train_accuracy']:.4f}")
     if row.get("test_rmse") is not None:
         parts.append(f"test_rmse {row['test_rmse']:.4g}")
-    parts.append(f"{row['examples_per_second']:,.0f} ex/s")
+    if row.get("examples_per_second") is not None:  # epoch 0 (the initial params) trains nothing
+        parts.append(f"{row['examples_per_second']:,.0f} ex/s")
     if elapsed is not None:
         parts.append(f"elapsed {duration(elapsed)}" + ("" if eta is None else f"  eta {duration(eta)}"))
     return "  ".join(parts)
@@ -176,7 +177,7 @@ class TensorBoard:
     TAGS: ClassVar[dict[str, str]] = {"train_loss": "loss/train", "test_loss": "loss/test",
             "train_accuracy": "accuracy/train", "test_accuracy": "accuracy/test",
             "train_rmse": "rmse/train", "test_rmse": "rmse/test", "grad_norm": "norms/gradient",
-            "update_norm": "norms/update", "param_norm": "norms/params",
+            "displacement": "norms/displacement", "param_norm": "norms/params",
             "learning_rate": "learning_rate", "examples_per_second": "speed/examples_per_second"}
 
     def __init__(self, logdir: str | os.PathLike):

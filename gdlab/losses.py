@@ -14,6 +14,7 @@ gradient therefore carries the factor ω_b (1/B for the plain mean).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -177,7 +178,13 @@ LOSSES = {
 
 
 def get(name: str) -> Loss:
-    """A loss by name: ``mse``, ``huber``, ``xent`` or ``bce``."""
+    """A loss by name: ``mse``, ``huber``, ``xent`` or ``bce``. The same name gives the same
+    object every time, so compiled programs keyed on the loss (``train.sweep``) are reused."""
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(LOSSES)}")
+    return _built(name)
+
+
+@functools.cache
+def _built(name: str) -> Loss:
     return LOSSES[name]()

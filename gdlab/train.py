@@ -66,10 +66,21 @@ class TrainState:
 
 
 class StepMetrics(NamedTuple):
+    """What one update reports (``make_step``): four numbers, each a reduction over the params."""
+
     loss: Array         # J on the step's batch, before the update
     grad_norm: Array    # ‖∂J/∂θ‖₂ over all leaves
     update_norm: Array  # ‖θ_new − θ_old‖₂
     param_norm: Array   # ‖θ_new‖₂
+
+
+class EpochMetrics(NamedTuple):
+    """What a scanned epoch reports (``make_epoch``). Per step only the loss, which the step
+    computes anyway; the norms once per epoch, so no step pays an extra pass over the params."""
+
+    loss: Array          # (steps,) J on each step's batch, before its update
+    grad_norm: Array     # ‖∂J/∂θ‖₂ of the epoch's last update
+    displacement: Array  # ‖θ_end − θ_start‖₂: how far the epoch moved the params
 
 
 def init_model(model: Layer, key: PRNGKey, in_shape: Sequence[int]) -> tuple[Params, State]:
@@ -89,36 +100,46 @@ def create_state(model: Layer, optimizer: optim.Optimizer, key: PRNGKey,
                       opt_state=optimizer.init(params), key=k_train, health=Health.initial())
 
 
+def _update(model: Layer, loss: Loss, optimizer: optim.Optimizer, grad: str):
+    """``update(state, x, y, weights, key) -> (state, loss, grads, updates)``: the seed's rule
+    on one batch, with nothing else computed (``make_step`` and ``make_epoch`` share it)."""
+    value_and_grad = backprop.value_and_grad(model, loss, grad)
+
+    def update(state: TrainState, x: Array, y: Array, weights: Array | None = None,
+               key: PRNGKey | None = None):
+        if key is None:  # dropout's key: split off the state's key
+            next_key, key = jax.random.split(state.key)
+        else:
+            next_key = state.key
+        (value, model_state), grads = value_and_grad(state.params, state.model_state, x, y,
+                                                     weights, key=key, train=True)  # ∂J/∂θ
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optim.apply_updates(state.params, updates)  # θ ← θ + u  (u = −α·g for gd)
+        new_state = state.replace(step=state.step + 1, params=params, model_state=model_state,
+                                  opt_state=opt_state, key=next_key)
+        return new_state, value, grads, updates
+
+    return update
+
+
 def make_step(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, grad: str = "manual"):
     """``step(state, x, y, weights=None, key=None) -> (state, StepMetrics)``: one update on one batch.
 
     ``grad`` chooses how ∂J/∂θ is computed: ``"manual"`` (hand-written backprop),
     ``"custom_vjp"`` or ``"autodiff"`` (``jax.grad``). The forward pass runs in
-    training mode and its new model state (batch-norm statistics) is kept. Wrap it
-    in ``jax.jit`` (``donate_argnums=0`` lets XLA update the state in place).
+    training mode and its new model state (batch-norm statistics) is kept; without
+    a ``key``, the state's key is split for dropout. The metrics cost three
+    reductions over the params; the scanned epoch (``make_epoch``) skips them.
+    Wrap it in ``jax.jit`` (``donate_argnums=0`` lets XLA update the state in place).
     """
-    value_and_grad = backprop.value_and_grad(model, loss, grad)
+    update = _update(model, loss, optimizer, grad)
 
     def step(state: TrainState, x: Array, y: Array, weights: Array | None = None,
              key: PRNGKey | None = None):
-        """``key`` feeds dropout; without one, the state's key is split for it."""
-        if key is None:
-            next_key, key = jax.random.split(state.key)
-        else:
-            next_key = state.key
-        (value, model_state), grads = value_and_grad(state.params, state.model_state, x, y,
-                                                     weights, key=key, train=True)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optim.apply_updates(state.params, updates)
-        metrics = StepMetrics(
-            loss=value,
-            grad_norm=optim.global_norm(grads),
-            update_norm=optim.global_norm(updates),
-            param_norm=optim.global_norm(params),
-        )
-        new_state = state.replace(step=state.step + 1, params=params, model_state=model_state,
-                                  opt_state=opt_state, key=next_key)
-        return new_state, metrics
+        new_state, value, grads, updates = update(state, x, y, weights, key)
+        return new_state, StepMetrics(loss=value, grad_norm=optim.global_norm(grads),
+                                      update_norm=optim.global_norm(updates),
+                                      param_norm=optim.global_norm(new_state.params))
 
     return step
 
@@ -129,23 +150,27 @@ def jit_step(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, grad: str 
     return jax.jit(make_step(model, loss, optimizer, grad=grad), donate_argnums=0)
 
 
-def _tree_select(pred: Array, on_true, on_false):
-    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
-
-
 def guard(step_fn, *, blowup: float | None = DEFAULT_BLOWUP):
     """Wrap a step so that a bad update is refused and recorded in ``state.health``.
 
-    ``guarded(state, x, y, weights, key) -> (state, metrics)``. Once diverged,
-    every later update is refused too (the state stays put, health included).
+    ``step_fn(state, x, y, weights, key)`` returns ``(new_state, out)`` with the batch
+    loss first in ``out`` (``out[0]``, e.g. ``StepMetrics.loss``); so does the guarded step.
+    The update is bad when its loss, J at the params *before* it, is not finite or
+    exceeds ``blowup`` times the first step's. A bad update and every later one are
+    refused: the state keeps the params that gave the bad loss, with ``diverged_at``
+    the 1-based number of the refused update. The check reads only the loss the step
+    computed anyway, and the refusal is a select that XLA fuses into the update
+    itself: it costs no extra pass over the params. Params made non-finite by one
+    update (an overflow from a finite loss) show in the next update's loss, which
+    is then the one refused.
     """
 
     def guarded(state, x, y, weights=None, key=None):
-        new_state, m = step_fn(state, x, y, weights, key)
+        new_state, out = step_fn(state, x, y, weights, key)
         health = state.health
-        loss = m.loss.astype(jnp.float32)
+        loss = out[0].astype(jnp.float32)
         reference = jnp.where(jnp.isnan(health.reference_loss), loss, health.reference_loss)
-        bad = ~jnp.isfinite(loss) | ~jnp.isfinite(m.param_norm)
+        bad = ~jnp.isfinite(loss)
         if blowup is not None:
             bad = bad | (loss > blowup * jnp.maximum(reference, 1e-8))
         diverged = health.diverged | bad
@@ -154,21 +179,37 @@ def guard(step_fn, *, blowup: float | None = DEFAULT_BLOWUP):
             diverged_at=jnp.where(bad & ~health.diverged, state.step + 1, health.diverged_at),
             reference_loss=reference,
         )
-        return _tree_select(diverged, state, new_state).replace(health=health), m
+        kept = jax.tree.map(lambda old, new: jnp.where(diverged, old, new), state, new_state)
+        return kept.replace(health=health), out
 
     return guarded
+
+
+def make_guarded_step(model: Layer, loss: Loss, optimizer: optim.Optimizer, *,
+                      grad: str = "manual", blowup: float | None = DEFAULT_BLOWUP):
+    """``step(state, x, y, weights, key) -> (state, (loss, grads))``: the guarded update that
+    ``make_epoch`` scans, with no reduction beyond the loss (see ``guard``)."""
+    update = _update(model, loss, optimizer, grad)
+
+    def step(state, x, y, weights=None, key=None):
+        new_state, value, grads, _ = update(state, x, y, weights, key)
+        return new_state, (value, grads)
+
+    return guard(step, blowup=blowup)
 
 
 def make_epoch(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, num_examples: int,
                batch_size: int, grad: str = "manual", shuffle: bool = True,
                blowup: float | None = DEFAULT_BLOWUP):
-    """``epoch(state, x, y) -> (state, StepMetrics of (steps,) arrays)``.
+    """``epoch(state, x, y) -> (state, EpochMetrics)``.
 
     One pass over the ``num_examples`` rows of ``x``/``y`` in shuffled batches
-    of ``batch_size`` (the last one masked), as a single ``lax.scan``; jit it
-    once and call it every epoch.
+    of ``batch_size`` (the last one masked), as a single ``lax.scan`` of guarded
+    updates; jit it once and call it every epoch. Each step reports its loss;
+    the gradient norm (of the last update) and the displacement are reduced once
+    per epoch.
     """
-    guarded = guard(make_step(model, loss, optimizer, grad=grad), blowup=blowup)
+    guarded = make_guarded_step(model, loss, optimizer, grad=grad, blowup=blowup)
 
     def epoch(state: TrainState, x: Array, y: Array):
         # One split per epoch: the next epoch's key, the shuffle, and a key per step
@@ -177,13 +218,21 @@ def make_epoch(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, num_exam
         indices, weights = descent.epoch_batches(shuffle_key if shuffle else None,
                                                  num_examples, batch_size)
         step_keys = jax.random.split(steps_key, indices.shape[0])
+        start = state.params
         state = state.replace(key=key)
 
-        def body(state, batch):
+        def body(carry, batch):
+            state, _ = carry
             idx, w, k = batch
-            return guarded(state, x[idx], y[idx], w, k)
+            state, (value, grads) = guarded(state, x[idx], y[idx], w, k)
+            return (state, grads), value  # the last step's gradient rides in the carry
 
-        return jax.lax.scan(body, state, (indices, weights, step_keys))
+        no_grads = jax.tree.map(jnp.zeros_like, state.params)
+        (state, grads), values = jax.lax.scan(body, (state, no_grads),
+                                              (indices, weights, step_keys))
+        moved = jax.tree.map(jnp.subtract, state.params, start)
+        return state, EpochMetrics(loss=values, grad_norm=optim.global_norm(grads),
+                                   displacement=optim.global_norm(moved))
 
     return epoch
 
@@ -391,11 +440,13 @@ def device_memory() -> int | None:
 class FitResult:
     """What ``fit`` returns."""
 
-    state: TrainState              # the final (or last finite) state
-    history: list[dict]            # one row per epoch, see ``fit``
+    state: TrainState              # the final state (on divergence: the one that gave the bad loss)
+    history: list[dict]            # one row per evaluated epoch (and epoch 0), see ``fit``
     status: str                    # "completed", "diverged" or "stopped" (by after_epoch)
-    diverged_at_step: int | None   # the update that went bad, when diverged
+    diverged_at_step: int | None   # the refused update, when diverged
     compile_seconds: float         # time to compile the epoch program
+    step_losses: np.ndarray        # the batch loss of every update this call ran, in order;
+                                   # on divergence up to and including the refused one
 
 
 def fit(
@@ -419,15 +470,18 @@ def fit(
 ) -> FitResult:
     """Train for ``epochs`` epochs of mini-batches of ``batch_size`` (N for batch GD, 1 for SGD).
 
-    Each epoch is one compiled call. Every ``eval_every`` epochs (and at the
-    last) the history gets a row: ``epoch``, ``step``, ``train_loss`` (J on the
-    whole training set), ``batch_loss`` (mean of the epoch's step losses),
-    ``train_accuracy``, ``test_loss``, ``test_accuracy`` (classification only,
-    test only with ``test_data``), ``train_rmse``, ``test_rmse`` (regression only, in
-    the target's units when ``target_scale`` undoes its standardisation), ``grad_norm``, ``update_norm`` (epoch means),
-    ``param_norm``, ``seconds`` (training time of the epoch) and
-    ``examples_per_second``. ``hook(row, state)`` is called with each row.
-    Training stops at the first diverged epoch.
+    Each epoch is one compiled call. The history starts with a row for epoch 0
+    (the initial params: ``epoch``, ``step``, the evaluation metrics and
+    ``param_norm``) when training starts from scratch; then every ``eval_every``
+    epochs (and at the last) it gets a row: ``epoch``, ``step``, ``train_loss``
+    (J on the whole training set), ``batch_loss`` (mean of the epoch's step
+    losses), ``train_accuracy``, ``test_loss``, ``test_accuracy`` (classification
+    only, test only with ``test_data``), ``train_rmse``, ``test_rmse`` (regression
+    only, in the target's units when ``target_scale`` undoes its standardisation),
+    ``grad_norm`` (‖∂J/∂θ‖ of the epoch's last update), ``displacement``
+    (‖θ_end − θ_start‖ over the epoch), ``param_norm``, ``seconds`` (training time
+    of the epoch) and ``examples_per_second``. ``hook(row, state)`` is called
+    with each row. Training stops at the first diverged epoch.
 
     To resume, pass the ``state`` saved after epoch ``start_epoch`` (see
     ``gdlab.checkpoint``): epochs ``start_epoch + 1 … epochs`` run exactly as
@@ -455,7 +509,24 @@ def fit(
     compile_seconds = time.perf_counter() - t0
     evaluate = jax.jit(make_evaluate(model, loss, target_scale=target_scale))
 
+    def evaluated(epoch, state):
+        row = {"epoch": epoch, "step": int(state.step)}
+        row.update({f"train_{k}": float(v)
+                    for k, v in evaluate(state.params, state.model_state, x, y).items()})
+        if test is not None:
+            row.update({f"test_{k}": float(v)
+                        for k, v in evaluate(state.params, state.model_state, *test).items()})
+        return row
+
     history: list[dict] = []
+    if start_epoch == 0:
+        row = evaluated(0, state)  # where descent starts: the initial loss
+        row["param_norm"] = float(optim.global_norm(state.params))
+        history.append(row)
+        if hook is not None:
+            hook(row, state)
+    first_step = int(state.step)
+    step_losses: list[np.ndarray] = []
     stopped = False
     for epoch in range(start_epoch + 1, epochs + 1):
         t0 = time.perf_counter()
@@ -463,18 +534,19 @@ def fit(
         jax.block_until_ready(state)
         seconds = time.perf_counter() - t0
         diverged = bool(state.health.diverged)
+        values = np.asarray(metrics.loss)
+        if diverged:  # keep the losses up to the refused update
+            values = values[:max(0, int(state.health.diverged_at) - first_step
+                                 - sum(map(len, step_losses)))]
+        step_losses.append(values)
         if epoch % eval_every and epoch != epochs and not diverged:
             if after_epoch is not None and after_epoch(epoch, state):
                 stopped = True
                 break
             continue
-        row = {"epoch": epoch, "step": int(state.step)}
-        row.update({f"train_{k}": float(v) for k, v in evaluate(state.params, state.model_state, x, y).items()})
-        row["batch_loss"] = float(jnp.nanmean(metrics.loss))
-        if test is not None:
-            row.update({f"test_{k}": float(v) for k, v in evaluate(state.params, state.model_state, *test).items()})
-        row.update(grad_norm=float(jnp.mean(metrics.grad_norm)),
-                   update_norm=float(jnp.mean(metrics.update_norm)),
+        row = evaluated(epoch, state)
+        row["batch_loss"] = float(np.nanmean(values)) if values.size else float("nan")
+        row.update(grad_norm=float(metrics.grad_norm), displacement=float(metrics.displacement),
                    param_norm=float(optim.global_norm(state.params)),
                    seconds=seconds, examples_per_second=n / seconds)
         history.append(row)
@@ -492,6 +564,7 @@ def fit(
         status=status,
         diverged_at_step=int(state.health.diverged_at) if bool(state.health.diverged) else None,
         compile_seconds=compile_seconds,
+        step_losses=np.concatenate(step_losses) if step_losses else np.zeros(0, np.float32),
     )
 
 

@@ -1,5 +1,5 @@
-r"""gdlab benchmarks: manual backprop vs jax.grad vs PyTorch, scanned epochs vs Python
-loops, vectorised sweeps, and achieved FLOP/s against the device's measured matmul peak.
+r"""gdlab benchmarks: manual backprop vs jax.grad vs flax + optax vs PyTorch, scanned epochs
+vs Python loops, vectorised sweeps, and achieved FLOP/s against the device's measured matmul peak.
 
     python scripts/bench.py                       # the full run on this machine
     python scripts/bench.py --quick               # a tiny subset (CI smoke test)
@@ -242,10 +242,11 @@ def bench_scan_vs_loop(widths, batch, repeats, key):
 
     n = 128 * batch
     scanned = Runner.mlp(widths, n, batch, "manual", key)
-    guarded = train.guard(train.make_step(scanned.model, scanned.loss, scanned.optimizer), blowup=None)
+    guarded = train.make_guarded_step(scanned.model, scanned.loss, scanned.optimizer, blowup=None)
 
     def body(state, x, y, idx, w, k):
-        return guarded(state, x[idx], y[idx], w, k)
+        state, (value, _) = guarded(state, x[idx], y[idx], w, k)
+        return state, value  # what the scan keeps of each step: the loss
 
     step = jax.jit(body, donate_argnums=(0,))
     indices, weights = descent.epoch_batches(jax.random.PRNGKey(1), n, batch)
@@ -323,6 +324,120 @@ def bench_matmul_peak(n, repeats, key):
     matmul, compile_s = timed_compile(jax.jit(jnp.matmul), a, b)
     seconds = median_time(lambda: jax.block_until_ready(matmul(a, b)), repeats)
     return {"n": n, "seconds": seconds, "flops_per_s": 2.0 * n**3 / seconds, "compile_s": compile_s}
+
+
+# --------------------------------------------------------------------------- flax + optax peer
+
+
+def flax_optax_epoch(widths, n, batch, key):
+    """The peer a JAX user would write: a ``flax.linen`` relu MLP of the same ``widths``,
+    ``optax.sgd(momentum=0.9)`` and a jitted ``lax.scan`` epoch that shuffles and gathers
+    batches exactly as gdlab's does (``descent.epoch_batches``, the masked mean loss),
+    with the loss as its only output. Returns ``(epoch, carry)``."""
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from gdlab import descent
+
+    class MLP(nn.Module):
+        features: tuple
+
+        @nn.compact
+        def __call__(self, x):
+            for f in self.features[:-1]:
+                x = nn.relu(nn.Dense(f)(x))
+            return nn.Dense(self.features[-1])(x)
+
+    model = MLP(tuple(widths[1:]))
+    params = model.init(key, jnp.zeros((1, widths[0]), jnp.float32))
+    tx = optax.sgd(LR, momentum=0.9)
+
+    def loss_fn(p, x, y, w):
+        per_example = optax.softmax_cross_entropy_with_integer_labels(model.apply(p, x), y)
+        return jnp.sum(w * per_example) / jnp.sum(w)
+
+    def epoch(carry, x, y):
+        p, opt_state, k = carry
+        k, shuffle_key = jax.random.split(k)
+        indices, weights = descent.epoch_batches(shuffle_key, n, batch)
+
+        def body(c, b):
+            p, opt_state = c
+            idx, w = b
+            value, g = jax.value_and_grad(loss_fn)(p, x[idx], y[idx], w)
+            updates, opt_state = tx.update(g, opt_state, p)
+            return (optax.apply_updates(p, updates), opt_state), value
+
+        (p, opt_state), values = jax.lax.scan(body, (p, opt_state), (indices, weights))
+        return (p, opt_state, k), values
+
+    return jax.jit(epoch, donate_argnums=0), (params, tx.init(params), jax.random.PRNGKey(1))
+
+
+def bench_flax_optax(sizes, repeats, key):
+    """gdlab's scanned mini-batch epoch (manual and jax.grad) against the flax + optax peer,
+    timed alternately in this process; ratio = gdlab step time / peer step time."""
+    try:
+        import optax  # noqa: F401  (the peer only: never imported under gdlab/)
+    except ImportError:
+        return {"available": False, "note": "optax is not installed: pip install -e '.[peer]'"}
+    import jax
+
+    out = {"available": True, "sizes": []}
+    for name, (widths, batch) in sizes.items():
+        n = MINIBATCH_STEPS * batch
+        runners = {g: Runner.mlp(widths, n, batch, g, key) for g in ("manual", "autodiff")}
+        x, y = runners["manual"].x, runners["manual"].y
+        epoch, carry = flax_optax_epoch(widths, n, batch, key)
+        box = [carry]
+
+        def peer(epoch=epoch, box=box, x=x, y=y):
+            box[0], values = epoch(box[0], x, y)
+            jax.block_until_ready(values)
+
+        times = alternate({"peer": peer, **runners}, repeats)
+        steps = runners["manual"].steps
+        row = {"size": name, "widths": list(widths), "batch_size": batch, "steps": steps,
+               "peer_step_s": times["peer"] / steps,
+               "manual_step_s": times["manual"] / steps, "autodiff_step_s": times["autodiff"] / steps,
+               "ratio_manual_over_peer": times["manual"] / times["peer"],
+               "ratio_autodiff_over_peer": times["autodiff"] / times["peer"]}
+        out["sizes"].append(row)
+        print(f"  {name:6s} B={batch:<5d} flax+optax {row['peer_step_s'] * 1e6:9.1f} µs  manual "
+              f"{row['ratio_manual_over_peer']:.3f}×  jax.grad {row['ratio_autodiff_over_peer']:.3f}×",
+              flush=True)
+    return out
+
+
+def bench_sweep_throughput(counts, repeats):
+    """``train.sweep`` of K learning rates × 5 epochs of digits (the 64-64-10 relu MLP,
+    B = 32): the first call compiles, later calls with other rates reuse the program."""
+    import numpy as np
+
+    from gdlab import data, losses, models, optim, train
+
+    ds = data.load("digits", seed=0)
+    model, epochs = models.mlp([64, 10], "relu"), 5
+    rows = []
+    for k in counts:
+        def call(shift, k=k):
+            lrs = np.logspace(-3, 0, k) * (1.0 + 1e-3 * shift)  # other rates: no new program
+            return train.sweep(model, losses.get("xent"), optim.gd, lrs, (ds.x_train, ds.y_train),
+                               epochs=epochs, batch_size=32)
+
+        t0 = time.perf_counter()
+        call(0)
+        first = time.perf_counter() - t0
+        calls = [0]
+        seconds = median_time(lambda calls=calls: calls.append(calls[-1] + 1) or call(calls[-1]),
+                              max(1, repeats // 2))
+        rows.append({"configs": k, "epochs": epochs, "first_call_s": first, "call_s": seconds,
+                     "config_epochs_per_s": k * epochs / seconds})
+        print(f"  K={k:<7d} first call {first:7.2f} s, then {seconds:7.3f} s: "
+              f"{k * epochs / seconds:,.0f} configuration-epochs/s", flush=True)
+    return rows
 
 
 # --------------------------------------------------------------------------- PyTorch peer
@@ -453,7 +568,15 @@ def targets_for(results, backend) -> list[dict]:
         target("gdlab scanned step speed-up over PyTorch eager (medium)",
                torch_rows.get("medium", {}).get("speedup_gdlab_over_torch_eager"), 1.0, ">="),
     ]
+    for r in results["flax_optax"].get("sizes", []):
+        for g in ("manual", "autodiff"):
+            out.append(target(f"gdlab {g} step / flax+optax step ({r['size']})",
+                              r[f"ratio_{g}_over_peer"], 1.05, "<="))
     if backend == "gpu":
+        big = [r for r in results["sweep_throughput"] if r["configs"] == 131072]
+        if big:
+            out.append(target("sweep of 131,072 lrs × 5 epochs of digits, seconds after compiling",
+                              big[0]["call_s"], 3.0, "<="))
         out.append(target(f"vmapped sweep of {results['sweep']['num_lrs']} lrs / one run",
                           results["sweep"]["vmapped_over_one_run"], 2.0, "<="))
         out.append(target("achieved FLOP/s / matmul peak (large, full batch)", largest_ratio, 0.5, ">="))
@@ -493,6 +616,15 @@ def print_table(results):
                         if k.startswith("speedup_gdlab_over_"))
         print(f"PyTorch peer at {r['size']}: gdlab is faster per step{extra}"
               + (f" ({r['torch_compile_error']})" if "torch_compile_error" in r else ""))
+    f = results["flax_optax"]
+    if not f["available"]:
+        print(f"flax + optax peer: skipped ({f['note']})")
+    for r in f.get("sizes", []):
+        print(f"flax + optax peer at {r['size']}: {r['peer_step_s'] * 1e6:.1f} µs/step; gdlab manual "
+              f"{r['ratio_manual_over_peer']:.3f}×, jax.grad {r['ratio_autodiff_over_peer']:.3f}× its time")
+    for r in results["sweep_throughput"]:
+        print(f"sweep K={r['configs']}: {r['config_epochs_per_s']:,.0f} configuration-epochs/s "
+              f"({r['call_s']:.3f} s per call after a first call of {r['first_call_s']:.2f} s)")
     print("\ntargets")
     for tg in results["targets"]:
         verdict = "n/a" if tg["met"] is None else ("met" if tg["met"] else "MISSED")
@@ -536,6 +668,12 @@ def main(argv):
     results["scan_vs_loop"] = bench_scan_vs_loop(*SIZES["tiny"], repeats, key)
     print("vmapped sweep", flush=True)
     results["sweep"] = bench_sweep(num_lrs, repeats, key)
+    print("flax + optax peer", flush=True)
+    results["flax_optax"] = bench_flax_optax(sizes, repeats, key)
+    print("sweep throughput", flush=True)
+    counts = ((2,) if FLAGS.quick else (1, 64, 1024, 8192, 131072) if backend == "gpu"
+              else (1, 16, 64, 256))
+    results["sweep_throughput"] = bench_sweep_throughput(counts, repeats)
     results["torch"] = {"available": False, "note": "disabled with --torch=off"}
     if FLAGS.torch == "auto":
         print("PyTorch peer", flush=True)

@@ -43,7 +43,16 @@ def test_quick_benchmark_writes_the_report(tmp_path):
         assert abs(row["ratio_manual_over_autodiff"] - row["manual_step_s"] / row["autodiff_step_s"]) < 1e-9
     names = [t["name"] for t in report["targets"]]
     assert any("CNN and transformer" in n for n in names)
-    assert len(names) == 6 and all({"name", "ratio", "goal", "met"} <= set(t) for t in report["targets"])
+    # the flax + optax peer: one row per size, each ratio the quotient of its step times
+    (peer,) = report["flax_optax"]["sizes"]
+    assert peer["size"] == "tiny" and peer["peer_step_s"] > 0
+    for g in ("manual", "autodiff"):
+        assert abs(peer[f"ratio_{g}_over_peer"] - peer[f"{g}_step_s"] / peer["peer_step_s"]) < 1e-9
+        assert f"gdlab {g} step / flax+optax step (tiny)" in names
+    (sweep,) = report["sweep_throughput"]
+    assert sweep["configs"] == 2 and sweep["epochs"] == 5
+    assert abs(sweep["config_epochs_per_s"] - 2 * 5 / sweep["call_s"]) < 1e-6 * sweep["config_epochs_per_s"]
+    assert len(names) == 8 and all({"name", "ratio", "goal", "met"} <= set(t) for t in report["targets"])
     assert "targets" in r.stdout
 
 

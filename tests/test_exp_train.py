@@ -26,14 +26,15 @@ def test_tiny_run_writes_every_file_with_consistent_content(tmp_path):
     assert config["epochs"] == 2 and config["dataset"] == "digits" and config["hidden"] == ["16"]
     assert {"lr", "optimizer", "descent", "batch_size", "grad", "seed", "eval_every"} <= set(config)
     rows = [json.loads(line) for line in (wd / "metrics.jsonl").read_text().splitlines()]
-    assert [row["epoch"] for row in rows] == [1, 2]
+    assert [row["epoch"] for row in rows] == [0, 1, 2]  # epoch 0: the initial params
+    assert rows[0]["step"] == 0 and {"train_loss", "test_loss", "test_accuracy"} <= set(rows[0])
     for key in ("epoch", "step", "train_loss", "test_loss", "test_accuracy", "grad_norm",
-                "seconds", "examples_per_second"):
-        assert key in rows[0]
-    assert rows[1]["step"] == 2 * rows[0]["step"] == 2 * int(np.ceil(1438 / 32))
+                "displacement", "seconds", "examples_per_second"):
+        assert key in rows[1]
+    assert rows[2]["step"] == 2 * rows[1]["step"] == 2 * int(np.ceil(1438 / 32))
     with open(wd / "metrics.csv") as f:
         csv_rows = list(csv.DictReader(f))
-    assert len(csv_rows) == 2
+    assert len(csv_rows) == 3
     assert float(csv_rows[1]["train_loss"]) == pytest.approx(rows[1]["train_loss"], rel=1e-12)
     summary = json.loads((wd / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["diverged_at_step"] is None
@@ -58,7 +59,7 @@ def test_large_lr_on_houses_ends_diverged_with_status_0(tmp_path):
     assert summary["status"] == "diverged" and summary["diverged_at_step"] >= 1
     assert "diverged at step" in r.stdout
     rows = (tmp_path / "metrics.jsonl").read_text().splitlines()
-    assert 1 <= len(rows) <= 5  # the metrics up to the divergence are kept
+    assert 2 <= len(rows) <= 6  # the metrics up to the divergence are kept (and epoch 0's)
 
 
 def test_regression_and_full_batch_and_autodiff(tmp_path):

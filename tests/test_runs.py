@@ -70,7 +70,7 @@ def test_sigkill_after_the_second_checkpoint_then_resume_is_bitwise_identical(tm
                     strict=True):
         np.testing.assert_array_equal(a, b)  # bitwise: the same bits, not merely close
     assert _rows(killed) == _rows(whole)
-    assert [r["epoch"] for r in _rows(whole)] == [1, 2, 3, 4, 5, 6]
+    assert [r["epoch"] for r in _rows(whole)] == [0, 1, 2, 3, 4, 5, 6]
     assert json.loads((killed / "summary.json").read_text())["status"] == "completed"
     assert checkpoint.epochs(whole) == [4, 5, 6]  # --keep_checkpoints=3
 
@@ -89,7 +89,7 @@ def test_sigterm_finishes_the_epoch_checkpoints_and_says_interrupted(tmp_path):
     state = checkpoint.restore(tmp_path)  # loadable, and the epoch the summary names
     assert summary["checkpoint_epoch"] == summary["epochs_run"] == checkpoint.latest_epoch(tmp_path)
     assert int(state.step) == summary["steps"]
-    assert len(_rows(tmp_path)) == summary["epochs_run"]
+    assert len(_rows(tmp_path)) == summary["epochs_run"] + 1  # and epoch 0
 
 
 @pytest.mark.slow
@@ -103,7 +103,7 @@ def test_a_second_run_into_a_busy_workdir_exits_2_and_the_first_finishes(tmp_pat
     assert first.returncode == 0, stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["epochs_run"] == 4
-    assert [r["epoch"] for r in _rows(tmp_path)] == [1, 2, 3, 4]
+    assert [r["epoch"] for r in _rows(tmp_path)] == [0, 1, 2, 3, 4]
     assert json.loads((tmp_path / "config.json").read_text())["hidden"] == ["16"]
 
 
@@ -236,7 +236,7 @@ def test_fit_resumed_from_a_checkpoint_equals_one_fit(tmp_path, key):
     args = (model, losses.get("xent"), opt, (ds.x_train, ds.y_train))
     whole = train.fit(*args, epochs=4, batch_size=64, key=key)
     half = train.fit(*args, epochs=4, batch_size=64, key=key, after_epoch=lambda e, s: e == 2)
-    assert half.status == "stopped" and [r["epoch"] for r in half.history] == [1, 2]
+    assert half.status == "stopped" and [r["epoch"] for r in half.history] == [0, 1, 2]
     checkpoint.save(tmp_path, half.state, epoch=2)
     rest = train.fit(*args, epochs=4, batch_size=64, key=key,
                      state=checkpoint.restore(tmp_path), start_epoch=2)

@@ -11,7 +11,7 @@ import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_tree_allclose, tree_allclose
+from conftest import assert_tree_allclose
 
 from gdlab import data, descent, layers, losses, models, optim, theory, tolerances, train
 
@@ -70,19 +70,26 @@ def test_stability_bound_two_over_lambda_max(houses, factor, expected):
         assert np.all(np.isfinite(w)) and np.all(np.isfinite(b))
 
 
-def test_non_finite_loss_stops_at_that_step_and_keeps_last_finite_state():
-    """A learning rate of 1e30 overflows at the first update: status diverged at step 1."""
+def test_non_finite_loss_refuses_that_update_and_keeps_the_state_that_gave_it():
+    """A learning rate of 1e30: the first update lands at params ~1e30, whose loss overflows
+    to inf; the second update is the refused one, and training stops in epoch 1."""
     x = np.ones((4, 2), np.float32)
     y = np.ones((4, 1), np.float32)
-    result = train.fit(models.linear(1), losses.get("mse"), optim.gd(1e30), (x, y),
-                       epochs=3, batch_size=2, key=jax.random.PRNGKey(0), blowup=None)
-    init = train.create_state(models.linear(1), optim.gd(1e30), jax.random.PRNGKey(0), (2,))
+    model, opt = models.linear(1), optim.gd(1e30)
+    result = train.fit(model, losses.get("mse"), opt, (x, y), epochs=3, batch_size=2,
+                       key=jax.random.PRNGKey(0), blowup=None)
+    init = train.create_state(model, opt, jax.random.PRNGKey(0), (2,))
     assert result.status == "diverged"
-    assert result.diverged_at_step == 1  # the first update's params have an infinite norm
-    assert len(result.history) == 1
-    assert int(result.state.step) == 0
-    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(result.state.params))
-    assert tree_allclose(result.state.params, init.params)  # the last finite state: the initial one
+    assert result.diverged_at_step == 2
+    assert [row["epoch"] for row in result.history] == [0, 1]
+    assert int(result.state.step) == 1
+    # the step losses run up to the refused update: a finite one, then the overflow
+    initial = float(losses.get("mse").value(model.forward(init.params, init.model_state, x[:2])[0], y[:2]))
+    assert result.step_losses.shape == (2,) and result.step_losses[1] == np.inf
+    np.testing.assert_allclose(result.step_losses[0], initial, rtol=1e-6)
+    # the kept params are the first update's: θ₀ − α·∂J/∂θ on the first batch (finite, ~1e30)
+    kept = jax.tree_util.tree_leaves(result.state.params)
+    assert all(np.all(np.isfinite(leaf)) and np.max(np.abs(leaf)) > 1e28 for leaf in kept)
 
 
 def _small_problem(dtype, n):
@@ -127,7 +134,7 @@ def test_vmapped_sweep_of_8_learning_rates_equals_8_runs(houses):
         if single.status == "diverged":
             assert result.diverged_at_step[k] == single.diverged_at_step
         else:
-            curve = [row["train_loss"] for row in single.history]
+            curve = [row["train_loss"] for row in single.history[1:]]  # after epochs 1, 2, ...
             np.testing.assert_allclose(result.train_loss[k], curve, rtol=1e-10)
         assert_tree_allclose(jax.tree.map(lambda a, k=k: a[k], result.params), single.state.params,
                              dtype=jnp.float64)
@@ -153,7 +160,15 @@ def test_mlp_reaches_95_percent_on_digits_within_30_epochs():
                        key=jax.random.PRNGKey(0), test_data=(ds.x_test, ds.y_test),
                        hook=lambda row, state: rows.append(row))
     assert result.status == "completed"
-    assert len(rows) == 30 and rows == result.history
+    assert len(rows) == 31 and rows == result.history
+    assert [row["epoch"] for row in rows] == list(range(31))  # epoch 0: the initial params
+    init = train.create_state(models.mlp([64, 10], "relu"), optim.momentum(0.05),
+                              jax.random.PRNGKey(0), (64,))
+    initial = train.make_evaluate(models.mlp([64, 10], "relu"), losses.get("xent"))(
+        init.params, init.model_state, ds.x_train, ds.y_train)
+    np.testing.assert_allclose(rows[0]["train_loss"], initial["loss"], rtol=1e-6)
+    assert rows[0]["step"] == 0 and "grad_norm" not in rows[0]
+    assert result.step_losses.shape == (30 * 45,)  # ⌈1438 / 32⌉ = 45 updates per epoch
     assert result.history[-1]["test_accuracy"] >= 0.95
     # The history's accuracy is the model's: recompute it independently.
     logits = models.mlp([64, 10], "relu").forward(result.state.params, result.state.model_state,
@@ -252,6 +267,30 @@ def test_train_state_holds_model_state_and_health(key):
     # the optimizer sees the params only: its state mirrors them, never the model state
     assert (jax.tree_util.tree_structure(state.opt_state.mu)
             == jax.tree_util.tree_structure(state.params))
+
+
+def test_epoch_metrics_are_the_norms_they_name(key):
+    """Two gd steps in order: the last update's gradient norm and the epoch's displacement."""
+    model = models.mlp([4, 2], "tanh", dtype=jnp.float64)
+    x, y = _small_problem(jnp.float64, 8)
+    y = y % 2
+    lr = 0.3
+    opt = optim.gd(lr)
+    state = train.create_state(model, opt, key, (3,))
+    epoch = jax.jit(train.make_epoch(model, losses.get("xent"), opt, num_examples=8,
+                                     batch_size=4, shuffle=False))
+    step = jax.jit(train.make_step(model, losses.get("xent"), opt))
+    first, m1 = step(state, x[:4], y[:4], None, jax.random.PRNGKey(1))
+    second, m2 = step(first, x[4:], y[4:], None, jax.random.PRNGKey(1))
+    end, metrics = epoch(state, x, y)
+    assert_tree_allclose(end.params, second.params, dtype=jnp.float64)
+    np.testing.assert_allclose(metrics.loss, [m1.loss, m2.loss], rtol=1e-12)
+    np.testing.assert_allclose(metrics.grad_norm, m2.grad_norm, rtol=1e-12)
+    def flat(tree):
+        return np.concatenate([np.ravel(a) for a in jax.tree_util.tree_leaves(tree)])
+
+    np.testing.assert_allclose(metrics.displacement,
+                               np.linalg.norm(flat(second.params) - flat(state.params)), rtol=1e-12)
 
 
 def test_step_metrics_are_the_norms_they_name(key):
@@ -382,7 +421,7 @@ def test_a_second_sweep_reuses_the_compiled_program():
     assert len(traces) == 1
     single = train.fit(model, losses.get("xent"), optim.gd(0.3), (x, y), epochs=2,
                        batch_size=20, key=jax.random.PRNGKey(4))
-    np.testing.assert_allclose(again.train_loss[0], [r["train_loss"] for r in single.history],
+    np.testing.assert_allclose(again.train_loss[0], [r["train_loss"] for r in single.history[1:]],
                                rtol=1e-5)
     assert not np.allclose(first.train_loss, again.train_loss)
     train.sweep(*args, [0.1, 0.2, 0.3], (x, y), epochs=2, batch_size=20)  # K = 3: a new program
