@@ -146,7 +146,53 @@ def config_dict() -> dict:
 
 # Flags that say how to run, not what: a resumed run may change them.
 OPERATIONAL = ("resume", "overwrite", "quiet", "checkpoint_every", "checkpoint_seconds",
-               "keep_checkpoints", "workdir", "flagfile")
+               "keep_checkpoints", "workdir", "flagfile", "devices", "distributed",
+               "coordinator_address", "num_processes", "process_id", "distributed_timeout")
+
+
+def define_device_flags() -> None:
+    """``--devices`` and the ``jax.distributed`` flags (``start_devices`` reads them)."""
+    flags.DEFINE_integer("devices", 0, "Devices to split every batch (or a sweep's learning "
+                         "rates) over; 0: all of them (every process's, in a distributed run).",
+                         lower_bound=0)
+    flags.DEFINE_bool("distributed", False, "Join a multi-process run, letting jax detect the "
+                      "cluster (SLURM, Open MPI, Kubernetes); or give the three flags below.")
+    flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for a "
+                        "multi-process run on several hosts (with --num_processes, --process_id).")
+    flags.DEFINE_integer("num_processes", None, "Processes in the multi-process run.",
+                         lower_bound=1)
+    flags.DEFINE_integer("process_id", None, "This process's number, 0..num_processes-1; "
+                         "process 0 alone writes the workdir.", lower_bound=0)
+    flags.DEFINE_integer("distributed_timeout", 60, "Seconds to wait for every process to reach "
+                         "the coordinator before giving up.", lower_bound=1)
+
+
+def start_devices():
+    """Join the distributed run if asked, then the mesh of ``--devices``: None for one
+    device. Must run before anything else touches jax. Bad flags or an unreachable
+    coordinator: one sentence, exit 2."""
+    from gdlab import parallel
+
+    wanted = (FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    if FLAGS.distributed or any(v is not None for v in wanted):
+        try:
+            parallel.initialize(*wanted, timeout=FLAGS.distributed_timeout)
+        except ValueError as e:
+            raise UsageError(f"--coordinator_address, --num_processes, --process_id: {e}") from None
+        except parallel.DistributedError as e:
+            raise UsageError(f"--coordinator_address: {e}") from None
+    try:
+        mesh = parallel.make_mesh(FLAGS.devices or None)
+    except ValueError as e:
+        raise UsageError(f"--devices={FLAGS.devices}: {e}") from None
+    return mesh if mesh.size > 1 else None
+
+
+def is_primary() -> bool:
+    """True in process 0 (or a one-process run): the only one that writes the workdir."""
+    import jax
+
+    return jax.process_index() == 0
 
 
 def flags_text(config: dict) -> str:
@@ -169,13 +215,18 @@ def prepare_workdir(path: str, *, resume: bool = False):
 
     On ``resume`` the folder's ``config.json`` must match this run's flags, except
     ``OPERATIONAL`` ones. Returns ``(path, lock)``; the lock is held until the
-    process ends. Every failure is one sentence (exit 2) and writes nothing.
+    process ends. Every failure is one sentence (exit 2) and writes nothing. In a
+    multi-process run only process 0 opens the folder; the others get its path
+    (to read a checkpoint on resume) and no lock.
     """
     import json
     import os
 
     from gdlab.logging import write_json_atomic, write_text_atomic
-    from gdlab.workdir import WorkdirError, open_workdir
+    from gdlab.workdir import WorkdirError, open_workdir, resolve
+
+    if "devices" in FLAGS and not is_primary():  # process 0 writes; the others only read
+        return resolve(path), None
 
     overwrite = bool(FLAGS["overwrite"].value)
     if resume and overwrite:

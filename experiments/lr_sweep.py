@@ -29,6 +29,7 @@ from gdlab import descent, optim
 
 _builders.define_data_flags(default="houses")
 _builders.define_model_flags()
+_cli.define_device_flags()
 flags.FLAGS.set_default("model", "linear")  # houses' textbook model, where 2/λmax is known
 flags.DEFINE_enum("descent", "batch", list(descent.MODES),
                   "batch (all examples per step), sgd (one) or minibatch (--batch_size).")
@@ -85,6 +86,7 @@ def _number(value) -> float | None:
 
 def main(argv):
     del argv
+    mesh = _cli.start_devices()  # first: jax.distributed must start before anything else
     lrs = learning_rates()
     if not 0.0 <= FLAGS.momentum < 1.0:
         raise _cli.UsageError(f"--momentum must lie in [0, 1), got {FLAGS.momentum}")
@@ -94,6 +96,11 @@ def main(argv):
     model = _builders.build_model(ds, loss_name)
     _builders.check_memory(model, make_optimizer(lrs[0]), ds, batch_size, configs=len(lrs))
     workdir, _lock = _cli.prepare_workdir(FLAGS.workdir)  # held until the process ends
+    say = print
+    if not _cli.is_primary():  # process 0 reports and writes; the others train their share
+        import tempfile
+
+        workdir, say = tempfile.mkdtemp(prefix="gdlab-process-"), (lambda *a, **k: None)
 
     import jax
     import numpy as np
@@ -104,7 +111,7 @@ def main(argv):
 
     loss = losses.get(loss_name)
     x, y = ds.x_train, ds.y_train
-    print(f"{data.describe(ds)}; {model.name}; {loss_name} loss; {FLAGS.descent} descent "
+    say(f"{data.describe(ds)}; {model.name}; {loss_name} loss; {FLAGS.descent} descent "
           f"(B={batch_size}); {FLAGS.optimizer}; {len(lrs)} learning rates from {lrs[0]:.4g} to "
           f"{lrs[-1]:.4g}; {FLAGS.epochs} epochs; {FLAGS.grad} gradients on {jax.default_backend()}")
 
@@ -115,7 +122,8 @@ def main(argv):
 
     started = time.perf_counter()
     result = train.sweep(model, loss, make_optimizer, lrs, (x, y), epochs=FLAGS.epochs,
-                         batch_size=batch_size, seeds=(FLAGS.seed,), grad=FLAGS.grad)
+                         batch_size=batch_size, seeds=(FLAGS.seed,), grad=FLAGS.grad,
+                         mesh=mesh)
     seconds = time.perf_counter() - started
     curves = np.concatenate([np.full((len(lrs), 1), initial_loss), result.train_loss], axis=1)
     final = result.train_loss[:, -1]
@@ -129,14 +137,14 @@ def main(argv):
         bound = ds.num_outputs * theory.max_stable_lr(x)
     exact = FLAGS.descent == "batch" and FLAGS.optimizer == "gd"
 
-    print(f"\n{'lr':>10}  {'final loss':>12}  verdict")
+    say(f"\n{'lr':>10}  {'final loss':>12}  verdict")
     for lr, value, verdict in zip(lrs, final, judged.verdicts):
         note = ""
         if lr == first_bad:
             note = "   <- first diverged" + ("" if bound is None else
                                            f"; 2/λmax = {bound:.4g} (ratio {lr / bound:.3f})")
-        print(f"{lr:>10.4g}  {value:>12.4g}  {verdict}{note}")
-    print(f"rule: {rule}")
+        say(f"{lr:>10.4g}  {value:>12.4g}  {verdict}{note}")
+    say(f"rule: {rule}")
 
     picks = analysis.pick_examples(lrs, final, judged.verdicts)
     summary = {
@@ -178,17 +186,17 @@ def main(argv):
         initial_loss=initial_loss, theoretical_max_lr=bound)
 
     counts = ", ".join(f"{n} {v}" for v, n in summary["counts"].items())
-    print(f"\n{len(lrs)} learning rates x {FLAGS.epochs} epochs in {seconds:.1f} s "
+    say(f"\n{len(lrs)} learning rates x {FLAGS.epochs} epochs in {seconds:.1f} s "
           f"(one compiled program): {counts}")
     if judged.best_final_loss is not None:
-        print(f"best: lr {lrs[picks['good']]:.4g} reached loss {judged.best_final_loss:.4g} "
+        say(f"best: lr {lrs[picks['good']]:.4g} reached loss {judged.best_final_loss:.4g} "
               f"(initial {initial_loss:.4g})")
-    print("first diverged lr: " + ("none" if first_bad is None else f"{first_bad:.4g}"))
+    say("first diverged lr: " + ("none" if first_bad is None else f"{first_bad:.4g}"))
     if bound is not None:
         ratio = "" if first_bad is None else f"; first diverged / bound = {first_bad / bound:.3f}"
-        print(f"stability bound 2/λmax = {bound:.4g}{ratio}"
+        say(f"stability bound 2/λmax = {bound:.4g}{ratio}"
               + ("" if exact else " (exact only for --descent=batch --optimizer=gd)"))
-    print(f"outputs in {os.path.abspath(workdir)}: config.json, sweep.json, sweep.png")
+    say(f"outputs in {os.path.abspath(workdir)}: config.json, sweep.json, sweep.png")
     return 0
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 
 from absl import flags
@@ -28,6 +29,7 @@ from experiments import _builders, _cli
 _builders.define_data_flags()
 _builders.define_model_flags()
 _builders.define_descent_flags()
+_cli.define_device_flags()
 flags.DEFINE_integer("eval_every", 1, "Evaluate and log every this many epochs.", lower_bound=1)
 flags.DEFINE_string("workdir", "runs/train", "Folder for the run's outputs (see the module doc); "
                     "~ and $VARS are expanded. It must be new or empty unless --resume or "
@@ -67,6 +69,8 @@ def collapsed(rows, num_classes: int) -> bool:
 
 def main(argv):
     del argv
+    mesh = _cli.start_devices()  # first: jax.distributed must start before anything else
+    primary = _cli.is_primary()  # process 0 writes the workdir; the others write nothing
     _builders.apply_model_defaults()
     _builders.check_descent_flags()
     ds = _builders.load_dataset()
@@ -77,8 +81,10 @@ def main(argv):
     optimizer = _builders.build_optimizer(FLAGS.lr, total_steps)
     _builders.check_memory(model, optimizer, ds, batch_size)
     workdir, _lock = _cli.prepare_workdir(FLAGS.workdir, resume=FLAGS.resume)
+    # where this process writes: the workdir, or (processes other than 0) a throwaway folder
+    outdir = workdir if primary else tempfile.mkdtemp(prefix="gdlab-process-")
     signals = _cli.Signals().install()
-    say = (lambda *a, **k: None) if FLAGS.quiet else print
+    say = (lambda *a, **k: None) if FLAGS.quiet or not primary else print
 
     import jax
 
@@ -103,8 +109,8 @@ def main(argv):
     started = time.perf_counter()
     last_save = [time.perf_counter()]
     first_epoch_began = [None]
-    tensorboard = TensorBoard(workdir)
-    with MetricsWriter(workdir, COLUMNS, keep_rows=rows_kept) as writer:
+    tensorboard = TensorBoard(outdir)
+    with MetricsWriter(outdir, COLUMNS, keep_rows=rows_kept) as writer:
         def hook(row, state):
             # the rate of the last step taken (of the first, at epoch 0)
             row["learning_rate"] = float(optim.learning_rate_at(rate, max(int(state.step) - 1, 0)))
@@ -123,7 +129,7 @@ def main(argv):
             stop = signals.received is not None
             due = epoch % FLAGS.checkpoint_every == 0 and (
                 time.perf_counter() - last_save[0] >= FLAGS.checkpoint_seconds)
-            if stop or due or epoch == FLAGS.epochs:
+            if primary and (stop or due or epoch == FLAGS.epochs):
                 checkpoint.save(workdir, state, epoch=epoch, metrics_rows=writer.rows,
                                 keep=FLAGS.keep_checkpoints)
                 last_save[0] = time.perf_counter()
@@ -135,10 +141,10 @@ def main(argv):
                            key=jax.random.PRNGKey(FLAGS.seed), grad=FLAGS.grad,
                            test_data=(ds.x_test, ds.y_test), eval_every=FLAGS.eval_every,
                            state=state, start_epoch=start_epoch, hook=hook,
-                           after_epoch=after_epoch, target_scale=y_scale)
+                           after_epoch=after_epoch, target_scale=y_scale, mesh=mesh)
     tensorboard.close()
     status = "interrupted" if result.status == "stopped" else result.status
-    rows = _read_rows(workdir)
+    rows = _read_rows(outdir)
     last = rows[-1] if rows else {}
     if status == "completed" and ds.task == "classification" and collapsed(rows, ds.num_classes):
         status = "degraded"
@@ -164,11 +170,13 @@ def main(argv):
         **provenance(),
         **environment(),
     }
-    write_json_atomic(os.path.join(workdir, "summary.json"), summary)
+    write_json_atomic(os.path.join(outdir, "summary.json"), summary)
     if rows:
-        plots.plot_history(rows, os.path.join(workdir, "loss.png"),
+        plots.plot_history(rows, os.path.join(outdir, "loss.png"),
                            title=f"{model.name} on {ds.name}: {FLAGS.descent} {FLAGS.optimizer}, "
                                  f"lr={FLAGS.lr}")
+    if not primary:  # process 0 reports
+        return signals.exit_code if status == "interrupted" else 0
     if status == "interrupted":
         print(f"interrupted after epoch {summary['epochs_run']}: checkpoint saved; continue with "
               f"--resume (outputs in {workdir})")

@@ -21,8 +21,8 @@ A **layer** (``gdlab.layers``) is three functions::
 optimizers and the gradient checker never see it. ``weights`` (B,) are the
 per-example weights of the batch (0 for the padding of a partial batch).
 ``backward`` turns ``dy = ∂J/∂y`` into ``∂J/∂params`` and ``∂J/∂x``. ``serial``
-runs forwards in order and backwards in reverse; ``residual`` and ``parallel``
-sum the cotangents that meet where one value feeds two paths. A model is a layer.
+runs forwards in order and backwards in reverse; ``residual`` and
+``gdlab.layers.parallel`` sum the cotangents that meet where one value feeds two paths. A model is a layer.
 
 A **loss** (``gdlab.losses``) is ``forward(preds, targets, weights=None) ->
 (value, residuals)`` and ``backward(residuals, g=1.0) -> dpreds``.
@@ -37,7 +37,8 @@ An **optimizer** (``gdlab.optim``) is ``Optimizer(init, update)`` with
 
 Everything that changes while training is one pytree, ``gdlab.train.TrainState``
 (params, model state, optimizer state, key, step, divergence record);
-``gdlab.checkpoint`` saves and restores it for exact resume.
+``gdlab.checkpoint`` saves and restores it for exact resume, and
+``gdlab.parallel`` trains it on many devices and hosts.
 
 Randomness is explicit: PRNG keys are passed, split and consumed once.
 """
@@ -52,11 +53,12 @@ from gdlab import (
     losses,
     models,
     optim,
+    parallel,
     theory,
     tolerances,
     train,
 )
-from gdlab.layers import Layer, parallel, residual, serial
+from gdlab.layers import Layer, residual, serial
 from gdlab.losses import Loss
 from gdlab.models import cnn, linear, mlp, transformer
 from gdlab.optim import Optimizer, apply_updates

@@ -50,10 +50,17 @@ def _manager(workdir, *, keep: int | None = None, write: bool = False):
     verbosity = absl_logging.get_verbosity()
     absl_logging.set_verbosity(absl_logging.ERROR)  # orbax warns that a reader is read-only
     try:
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=write,
+        extra = {}
+        if jax.process_count() > 1:  # each process reads on its own, process 0 alone writes:
+            me = jax.process_index()  # no barrier waits for processes that never call
+            extra["multiprocessing_options"] = ocp.options.MultiprocessingOptions(
+                primary_host=me, active_processes={me})
+            if write:
+                os.makedirs(directory(workdir), exist_ok=True)
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=write and not extra,
                                                read_only=not write,
                                                enable_async_checkpointing=False,
-                                               cleanup_tmp_directories=write)
+                                               cleanup_tmp_directories=write, **extra)
         return ocp.CheckpointManager(directory(workdir), options=options,
                                      item_names=("state", "meta"))
     finally:
@@ -127,13 +134,28 @@ def is_good(state) -> bool:
                if np.issubdtype(np.asarray(x).dtype, np.inexact))
 
 
+def _local(tree):
+    """In a multi-process run, every array as numpy: this process's copy of a replicated
+    one (orbax saves host arrays from one process; device arrays it would gather)."""
+    if jax.process_count() == 1:
+        return tree
+
+    def local(leaf):
+        if isinstance(leaf, jax.Array):
+            return np.asarray(leaf.addressable_data(0))
+        return leaf
+
+    return jax.tree.map(local, tree)
+
+
 def save(workdir, state, *, epoch: int, metrics_rows: int = 0, meta: dict | None = None,
          keep: int | None = 3) -> str:
     """Save ``state`` (a ``gdlab.train.TrainState``) as the checkpoint of ``epoch``;
     keep the newest ``keep`` checkpoints (None: all). Returns the checkpoint's folder.
 
     Raises ``ValueError`` for a diverged or non-finite state: a checkpoint is
-    always a state worth resuming from.
+    always a state worth resuming from. In a multi-process run only process 0
+    calls it (the state is replicated: it saves its own copy).
     """
     import orbax.checkpoint as ocp
 
@@ -141,6 +163,7 @@ def save(workdir, state, *, epoch: int, metrics_rows: int = 0, meta: dict | None
         raise ValueError(f"checkpoint epoch must be an integer >= 0, got {epoch!r}")
     if keep is not None and (isinstance(keep, bool) or keep < 1):
         raise ValueError(f"keep must be None or an integer >= 1, got {keep!r}")
+    state = _local(state)
     if not is_good(state):
         raise ValueError("refusing to checkpoint a diverged or non-finite training state")
     record = {"epoch": int(epoch), "metrics_rows": int(metrics_rows),

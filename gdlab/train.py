@@ -29,6 +29,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from gdlab import backprop, descent, optim
 from gdlab.layers import Layer, init_shapes
@@ -100,10 +101,14 @@ def create_state(model: Layer, optimizer: optim.Optimizer, key: PRNGKey,
                       opt_state=optimizer.init(params), key=k_train, health=Health.initial())
 
 
-def _update(model: Layer, loss: Loss, optimizer: optim.Optimizer, grad: str):
+def _update(model: Layer, loss: Loss, optimizer: optim.Optimizer, grad: str,
+            value_and_grad: backprop.ValueAndGrad | None = None):
     """``update(state, x, y, weights, key) -> (state, loss, grads, updates)``: the seed's rule
-    on one batch, with nothing else computed (``make_step`` and ``make_epoch`` share it)."""
-    value_and_grad = backprop.value_and_grad(model, loss, grad)
+    on one batch, with nothing else computed (``make_step`` and ``make_epoch`` share it).
+    ``value_and_grad`` replaces ``backprop.value_and_grad(model, loss, grad)`` (the
+    data-parallel one of ``gdlab.parallel`` adds an all-reduce)."""
+    if value_and_grad is None:
+        value_and_grad = backprop.value_and_grad(model, loss, grad)
 
     def update(state: TrainState, x: Array, y: Array, weights: Array | None = None,
                key: PRNGKey | None = None):
@@ -186,10 +191,11 @@ def guard(step_fn, *, blowup: float | None = DEFAULT_BLOWUP):
 
 
 def make_guarded_step(model: Layer, loss: Loss, optimizer: optim.Optimizer, *,
-                      grad: str = "manual", blowup: float | None = DEFAULT_BLOWUP):
+                      grad: str = "manual", blowup: float | None = DEFAULT_BLOWUP,
+                      value_and_grad: backprop.ValueAndGrad | None = None):
     """``step(state, x, y, weights, key) -> (state, (loss, grads))``: the guarded update that
     ``make_epoch`` scans, with no reduction beyond the loss (see ``guard``)."""
-    update = _update(model, loss, optimizer, grad)
+    update = _update(model, loss, optimizer, grad, value_and_grad)
 
     def step(state, x, y, weights=None, key=None):
         new_state, value, grads, _ = update(state, x, y, weights, key)
@@ -200,7 +206,9 @@ def make_guarded_step(model: Layer, loss: Loss, optimizer: optim.Optimizer, *,
 
 def make_epoch(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, num_examples: int,
                batch_size: int, grad: str = "manual", shuffle: bool = True,
-               blowup: float | None = DEFAULT_BLOWUP):
+               blowup: float | None = DEFAULT_BLOWUP,
+               value_and_grad: backprop.ValueAndGrad | None = None,
+               place_batches: Callable[[Array, Array], tuple[Array, Array]] | None = None):
     """``epoch(state, x, y) -> (state, EpochMetrics)``.
 
     One pass over the ``num_examples`` rows of ``x``/``y`` in shuffled batches
@@ -208,8 +216,14 @@ def make_epoch(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, num_exam
     updates; jit it once and call it every epoch. Each step reports its loss;
     the gradient norm (of the last update) and the displacement are reduced once
     per epoch.
+
+    ``gdlab.parallel`` runs the same epoch on many devices through the last two
+    arguments: ``value_and_grad`` replaces the gradient (to add an all-reduce), and
+    ``place_batches(indices, weights)`` maps the epoch's ``(steps, B)`` batch plan to
+    the one this program uses (a device's columns, or the plan with a sharding).
     """
-    guarded = make_guarded_step(model, loss, optimizer, grad=grad, blowup=blowup)
+    guarded = make_guarded_step(model, loss, optimizer, grad=grad, blowup=blowup,
+                                value_and_grad=value_and_grad)
 
     def epoch(state: TrainState, x: Array, y: Array):
         # One split per epoch: the next epoch's key, the shuffle, and a key per step
@@ -217,6 +231,8 @@ def make_epoch(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, num_exam
         key, shuffle_key, steps_key = jax.random.split(state.key, 3)
         indices, weights = descent.epoch_batches(shuffle_key if shuffle else None,
                                                  num_examples, batch_size)
+        if place_batches is not None:
+            indices, weights = place_batches(indices, weights)
         step_keys = jax.random.split(steps_key, indices.shape[0])
         start = state.params
         state = state.replace(key=key)
@@ -467,6 +483,7 @@ def fit(
     hook: Callable[[dict, TrainState], None] | None = None,
     after_epoch: Callable[[int, TrainState], bool | None] | None = None,
     target_scale=None,
+    mesh: Mesh | None = None,
 ) -> FitResult:
     """Train for ``epochs`` epochs of mini-batches of ``batch_size`` (N for batch GD, 1 for SGD).
 
@@ -482,6 +499,10 @@ def fit(
     (‖θ_end − θ_start‖ over the epoch), ``param_norm``, ``seconds`` (training time
     of the epoch) and ``examples_per_second``. ``hook(row, state)`` is called
     with each row. Training stops at the first diverged epoch.
+
+    With a ``mesh`` (``gdlab.parallel.make_mesh``), every batch is split over its
+    devices (data parallelism, see ``gdlab.parallel``); the state comes back
+    replicated on the mesh and the history is the same as on one device.
 
     To resume, pass the ``state`` saved after epoch ``start_epoch`` (see
     ``gdlab.checkpoint``): epochs ``start_epoch + 1 … epochs`` run exactly as
@@ -502,8 +523,15 @@ def fit(
         state = create_state(model, optimizer, key, x.shape[1:])
     else:
         check_params_fit(model, state.params, x.shape[1:])
-    epoch_fn = make_epoch(model, loss, optimizer, num_examples=n, batch_size=batch_size,
-                          grad=grad, blowup=blowup)
+    if mesh is None:
+        epoch_fn = make_epoch(model, loss, optimizer, num_examples=n, batch_size=batch_size,
+                              grad=grad, blowup=blowup)
+    else:
+        from gdlab import parallel
+
+        epoch_fn = parallel.make_epoch(model, loss, optimizer, mesh, num_examples=n,
+                                       batch_size=batch_size, grad=grad, blowup=blowup)
+        state, x, y, test = parallel.replicate((state, x, y, test), mesh)
     t0 = time.perf_counter()
     compiled = jax.jit(epoch_fn, donate_argnums=(0,)).lower(state, x, y).compile()
     compile_seconds = time.perf_counter() - t0
@@ -570,14 +598,18 @@ def fit(
 
 @functools.lru_cache(maxsize=8)
 def _sweep_program(model, loss, optimizer_for, in_shape, num_examples, batch_size, epochs, grad,
-                   blowup):
+                   blowup, mesh):
     """The jitted, vmapped run of ``sweep``, one per configuration of its arguments, so a
     second sweep of the same model, optimizer builder (the same function object), data
     shape and number of configurations reuses the compiled program instead of compiling
     again; other learning rates or seeds are just other inputs."""
     run = make_run(model, loss, optimizer_for, in_shape=in_shape, num_examples=num_examples,
                    batch_size=batch_size, epochs=epochs, grad=grad, blowup=blowup)
-    return jax.jit(jax.vmap(run, in_axes=(0, 0, None, None)))
+    if mesh is None:
+        return jax.jit(jax.vmap(run, in_axes=(0, 0, None, None)))
+    from gdlab import parallel
+
+    return jax.jit(parallel.sweep_program(run, mesh))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -631,6 +663,7 @@ def sweep(
     seeds: Sequence[int] = (0,),
     grad: str = "manual",
     blowup: float | None = DEFAULT_BLOWUP,
+    mesh: Mesh | None = None,
 ) -> SweepResult:
     """Train every (seed, learning rate) pair at once: one ``vmap``-ed, compiled program.
 
@@ -639,6 +672,10 @@ def sweep(
     ``fit(..., key=jax.random.PRNGKey(seed_k))`` with ``optimizer_for(lr_k)``
     would; divergence is tracked per configuration. Raises ``ValueError`` for the
     inputs ``fit`` refuses, and for learning rates that are not finite and > 0.
+
+    With a ``mesh`` the configurations are split over its devices (and processes),
+    each training its share with no communication; K is padded to a multiple of the
+    device count with copies of the last configuration, which are dropped after.
     """
     x, y = check_data(model, loss, train_data, "train_data")
     check_schedule(x.shape[0], batch_size=batch_size, epochs=epochs)
@@ -652,10 +689,23 @@ def sweep(
     dtype = jax.tree_util.tree_leaves(init_shapes(model, x.shape[1:])[1])[0].dtype
     grid_seeds, grid_lrs = np.meshgrid(np.asarray(seeds), np.asarray(learning_rates), indexing="ij")
     grid_seeds, grid_lrs = grid_seeds.ravel(), grid_lrs.ravel()
-    vmapped = _sweep_program(model, loss, optimizer_for, tuple(x.shape[1:]), x.shape[0],
-                             batch_size, epochs, grad, blowup)
-    keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(grid_seeds))
-    state, curves = vmapped(jnp.asarray(grid_lrs, dtype), keys, x, y)
+    program = _sweep_program(model, loss, optimizer_for, tuple(x.shape[1:]), x.shape[0],
+                             batch_size, epochs, grad, blowup, mesh)
+    k = grid_lrs.size
+    lrs = np.asarray(grid_lrs, dtype)
+    keys = np.asarray(jax.vmap(jax.random.PRNGKey)(jnp.asarray(grid_seeds)))
+    if mesh is None:
+        state, curves = program(lrs, keys, x, y)
+    else:
+        from gdlab import parallel
+
+        extra = -k % mesh.size  # pad with the last configuration, dropped below
+        lrs, keys = (np.concatenate([a, np.repeat(a[-1:], extra, axis=0)]) for a in (lrs, keys))
+        configs = parallel.configs_mesh(mesh)
+        state, curves = program(parallel.shard_rows(lrs, configs),
+                                parallel.shard_rows(keys, configs),
+                                *parallel.replicate((x, y), configs))
+        state, curves = jax.tree.map(lambda a: a[:k], parallel.fetch((state, curves)))
     return SweepResult(
         learning_rates=grid_lrs,
         seeds=grid_seeds,

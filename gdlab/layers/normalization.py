@@ -42,6 +42,19 @@ def layer_norm(*, eps: float = 1e-5, dtype=jnp.float32) -> Layer:
     return Layer(init, forward, backward, "layer_norm")
 
 
+DATA_AXIS = "data"
+"""The name of the data-parallel mesh axis (``gdlab.parallel.DATA``). Under ``shard_map``
+over it, batch norm sums its statistics over every device's rows (sync batch norm)."""
+
+
+def _across_devices(x):
+    """Σ over the devices of the data-parallel axis when running under one, else ``x``."""
+    try:
+        return jax.lax.psum(x, DATA_AXIS)
+    except NameError:  # not inside shard_map over DATA_AXIS (decided once, while tracing)
+        return x
+
+
 def batch_norm(*, momentum: float = 0.9, eps: float = 1e-5, dtype=jnp.float32) -> Layer:
     """Batch normalisation (Ioffe & Szegedy 2015) over every axis but the last.
 
@@ -59,6 +72,9 @@ def batch_norm(*, momentum: float = 0.9, eps: float = 1e-5, dtype=jnp.float32) -
     At least one weight must be positive (Σw = 0 gives NaN). The running
     statistics follow flax's convention, ``momentum`` being the share of the OLD
     value kept:  mean ← m·mean + (1 − m)·μ,  var ← m·var + (1 − m)·σ².
+    Under ``shard_map`` over the data-parallel axis (``gdlab.parallel``) the sums
+    over i run over every device's rows, in the forward and the backward pass: the
+    statistics of the whole batch (sync batch norm).
     Evaluation (``train=False``) uses the running statistics instead and leaves
     the state unchanged: one example's output never depends on the others.
     Output: y = γ ⊙ x̂ + β.
@@ -89,9 +105,10 @@ def batch_norm(*, momentum: float = 0.9, eps: float = 1e-5, dtype=jnp.float32) -
         else:
             w = weights.astype(x.dtype).reshape(bshape)
         positions = x.size // (x.shape[0] * x.shape[-1])  # reduced positions per example
-        omega = w / (positions * jnp.sum(w))               # (B, 1, ..., 1): ω_i, Σ_i ω_i = 1
-        mu = jnp.sum(omega * x, axis=axes)                 # (C,)
-        var = jnp.sum(omega * jnp.square(x - mu), axis=axes)  # (C,), biased
+        total = _across_devices(positions * jnp.sum(w))    # every device's rows (sync BN)
+        omega = w / total                                  # (B, 1, ..., 1): ω_i, Σ_i ω_i = 1
+        mu = _across_devices(jnp.sum(omega * x, axis=axes))                 # (C,)
+        var = _across_devices(jnp.sum(omega * jnp.square(x - mu), axis=axes))  # (C,), biased
         inv = jax.lax.rsqrt(var + eps)                     # (C,): 1/√(σ² + ε)
         xhat = (x - mu) * inv
         new_state = {  # cast back: the state's dtype never drifts (a scan/jit carry)
@@ -113,8 +130,8 @@ def batch_norm(*, momentum: float = 0.9, eps: float = 1e-5, dtype=jnp.float32) -
             return {"scale": dscale, "shift": dshift}, dxhat * inv
         omega = residuals[2]  # (B, 1, ..., 1)
         # ∂x̂_j/∂x_i = (δ_ij − ω_i − ω_i x̂_i x̂_j)/σ̂, using ∂σ²/∂x_i = 2ω_i(x_i − μ).
-        sum_dxhat = jnp.sum(dxhat, axis=axes)             # (C,)
-        sum_dxhat_xhat = jnp.sum(dxhat * xhat, axis=axes)  # (C,)
+        sum_dxhat = _across_devices(jnp.sum(dxhat, axis=axes))             # (C,)
+        sum_dxhat_xhat = _across_devices(jnp.sum(dxhat * xhat, axis=axes))  # (C,)
         dx = inv * (dxhat - omega * (sum_dxhat + xhat * sum_dxhat_xhat))
         return {"scale": dscale, "shift": dshift}, dx
 

@@ -1,0 +1,200 @@
+"""Data parallelism and sharded sweeps on a mesh of 4 CPU devices (see conftest.py), and
+two processes joined by jax.distributed: each equals the one-device run."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gdlab import backprop, losses, models, optim, parallel, train
+
+ROOT = Path(__file__).resolve().parents[1]
+DEVICES = 4
+# float64: the same sums in another order; float32: rounding of those reorderings
+TOLERANCE = {"float64": 1e-12, "float32": 1e-5}
+
+
+def _flat(tree):
+    return np.concatenate([np.ravel(np.asarray(a, np.float64))
+                           for a in jax.tree_util.tree_leaves(parallel.fetch(tree))])
+
+
+def _relative(a, b):
+    a, b = _flat(a), _flat(b)
+    return np.max(np.abs(a - b)) / np.max(np.abs(a))
+
+
+def _problem(dtype, n=50, features=6, classes=3):
+    k1, k2 = jax.random.split(jax.random.PRNGKey(3))
+    return (jax.random.normal(k1, (n, features), dtype),
+            jax.random.randint(k2, (n,), 0, classes))
+
+
+def test_four_devices_are_there():
+    assert len(jax.devices()) >= DEVICES
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("grad", ["manual", "autodiff"])
+def test_data_parallel_fit_equals_one_device(dtype, grad):
+    """B = 14 over 4 devices: padded to 16 with masked rows; 50 examples leave a masked
+    last batch of 8. Three epochs of momentum."""
+    x, y = _problem(dtype)
+    model = models.mlp([8, 3], "tanh", dtype=dtype)
+    args = (model, losses.get("xent"), optim.momentum(0.1), (x, y))
+    kw = dict(epochs=3, batch_size=14, key=jax.random.PRNGKey(1), grad=grad)
+    one = train.fit(*args, **kw)
+    four = train.fit(*args, **kw, mesh=parallel.make_mesh(DEVICES))
+    assert four.status == one.status == "completed"
+    assert _relative(one.state.params, four.state.params) <= TOLERANCE[dtype]
+    assert _relative(one.state.opt_state, four.state.opt_state) <= TOLERANCE[dtype]
+    np.testing.assert_allclose([r["train_loss"] for r in four.history],
+                               [r["train_loss"] for r in one.history], rtol=TOLERANCE[dtype])
+    np.testing.assert_allclose(four.step_losses, one.step_losses, rtol=TOLERANCE[dtype])
+    leaf = jax.tree_util.tree_leaves(four.state.params)[0]
+    assert len(leaf.sharding.device_set) == DEVICES and leaf.sharding.is_fully_replicated
+
+
+@pytest.mark.parametrize("grad", ["manual", "autodiff"])
+def test_batch_norm_statistics_are_those_of_the_whole_batch(grad):
+    """A CNN with batch norm: on 4 devices the statistics (and so the gradients and the
+    running statistics) are the whole batch's, as on one device."""
+    k1, k2 = jax.random.split(jax.random.PRNGKey(5))
+    x = jax.random.normal(k1, (36, 6, 6, 1), jnp.float64)
+    y = jax.random.randint(k2, (36,), 0, 3)
+    model = models.cnn(3, channels=(4,), dtype=jnp.float64)
+    args = (model, losses.get("xent"), optim.gd(0.05), (x, y))
+    kw = dict(epochs=2, batch_size=10, key=jax.random.PRNGKey(2), grad=grad)
+    one = train.fit(*args, **kw)
+    four = train.fit(*args, **kw, mesh=parallel.make_mesh(DEVICES))
+    assert _relative(one.state.params, four.state.params) <= 1e-12
+    assert _relative(one.state.model_state, four.state.model_state) <= 1e-12
+
+
+def test_the_manual_gradient_is_an_explicit_all_reduce():
+    """One step's gradient from parallel.value_and_grad under shard_map equals backprop on
+    the whole batch, and its program holds the psum the code writes."""
+    x, y = _problem(jnp.float64, n=16)
+    w = jnp.array([1.0] * 10 + [0.0] * 6)  # devices 2 and 3 hold padding only
+    model = models.mlp([8, 3], "relu", dtype=jnp.float64)
+    _, params, state = model.init(jax.random.PRNGKey(0), (6,))
+    loss = losses.get("xent")
+    (value, _), grads = backprop.manual(model, loss)(params, state, x, y, w)
+    spec = jax.sharding.PartitionSpec
+    vg = parallel.value_and_grad(model, loss)
+    sharded = jax.shard_map(lambda p, s, x, y, w: vg(p, s, x, y, w),
+                            mesh=parallel.make_mesh(DEVICES),
+                            in_specs=(spec(), spec(), spec("data"), spec("data"), spec("data")),
+                            out_specs=spec(), check_vma=False)
+    (value4, _), grads4 = jax.jit(sharded)(params, state, x, y, w)
+    np.testing.assert_allclose(value4, value, rtol=1e-14)
+    assert _relative(grads, grads4) <= 1e-14
+    assert "psum" in str(jax.make_jaxpr(sharded)(params, state, x, y, w))
+
+
+def test_sharded_sweep_equals_the_unsharded_one():
+    """K = 6 configurations (not a multiple of 4: padded, then dropped), one diverging."""
+    x, y = _problem(jnp.float64)
+    x, y = 10 * x, jax.nn.one_hot(y, 3, dtype=jnp.float64)  # the largest rate blows up
+    model = models.linear(3, dtype=jnp.float64)
+    args = (model, losses.get("mse"), optim.gd, [0.001, 0.003, 0.01, 0.02, 0.03, 10.0], (x, y))
+    kw = dict(epochs=3, batch_size=10)
+    one = train.sweep(*args, **kw)
+    four = train.sweep(*args, **kw, mesh=parallel.make_mesh(DEVICES))
+    assert four.train_loss.shape == one.train_loss.shape == (6, 3)
+    np.testing.assert_array_equal(four.diverged, one.diverged)
+    assert one.diverged[-1] and not one.diverged[0]
+    np.testing.assert_array_equal(four.diverged_at_step, one.diverged_at_step)
+    np.testing.assert_allclose(four.train_loss, one.train_loss, rtol=1e-12)
+    assert _relative(one.params, four.params) <= 1e-12
+
+
+def test_a_mesh_larger_than_the_devices_is_refused():
+    with pytest.raises(ValueError, match=r"devices must be an integer in 1\.\.4"):
+        parallel.make_mesh(len(jax.devices()) + 1)
+    with pytest.raises(ValueError, match="devices"):
+        parallel.make_mesh(0)
+    assert parallel.make_mesh(2).shape == {"data": 2}
+    assert parallel.padded_batch_size(14, 4) == 16 and parallel.padded_batch_size(16, 4) == 16
+
+
+def test_initialize_needs_all_three_or_none():
+    with pytest.raises(ValueError, match="go together"):
+        parallel.initialize("localhost:1234", None, None)
+    with pytest.raises(ValueError, match="process_id must be in 0..1"):
+        parallel.initialize("localhost:1234", 2, 2)
+
+
+# ------------------------------------------------------------------ several processes
+
+TRAIN = ["-m", "experiments.train", "--hidden=16", "--epochs=2", "--batch_size=30"]
+
+
+def _env():
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one device per process
+    return {**env, "JAX_PLATFORMS": "cpu", "PYTHON": sys.executable}
+
+
+def _run_group(args, timeout):
+    """Run ``args`` in a new process group; whatever happens, kill the group after."""
+    proc = subprocess.Popen(args, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        return proc.returncode, out, err
+    finally:
+        try:
+            os.killpg(proc.pid, 9)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+@pytest.mark.slow
+def test_two_processes_on_localhost_train_like_one(tmp_path):
+    """scripts/launch_local.sh 2: jax.distributed with CPU collectives, a mesh of two
+    processes' devices; process 0 alone writes; the final params equal one process's."""
+    from gdlab import checkpoint
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    code, _, err = _run_group([sys.executable, *TRAIN, f"--workdir={one}"], timeout=300)
+    assert code == 0, err
+    code, out, err = _run_group(["bash", "scripts/launch_local.sh", "2", "--", *TRAIN,
+                                 f"--workdir={two}"], timeout=300)
+    assert code == 0, err
+    assert out.count("done: test loss") == 1  # process 0 reports, the other is silent
+    a, b = checkpoint.load_params(one), checkpoint.load_params(two)
+    assert _relative(a, b) <= TOLERANCE["float32"]
+    rows = [line for line in (two / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 3  # epochs 0, 1, 2: written once, by process 0
+
+
+def test_an_unreachable_coordinator_is_one_sentence_not_a_hang(tmp_path):
+    code, _, err = _run_group([sys.executable, "-m", "experiments.train",
+                               f"--coordinator_address=localhost:{_closed_port()}",
+                               "--num_processes=2", "--process_id=1", "--distributed_timeout=2",
+                               f"--workdir={tmp_path / 'run'}"], timeout=60)
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines() == [err.strip()] and "did not answer within 2 s" in err
+    assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_more_devices_than_there_are_is_one_sentence(tmp_path):
+    code, _, err = _run_group([sys.executable, "-m", "experiments.lr_sweep", "--devices=3",
+                               f"--workdir={tmp_path / 'run'}"], timeout=60)
+    assert code == 2 and "Traceback" not in err and "--devices=3" in err
+    assert "1..1" in err  # the subprocess sees one CPU device
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]  # free once the socket closes: nobody listens there
