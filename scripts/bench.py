@@ -35,6 +35,9 @@ flags.DEFINE_list("sizes", "tiny,small,medium,large", "MLP sizes to time: tiny, 
 flags.DEFINE_integer("sweep_lrs", 64, "Learning rates in the vmapped sweep.", lower_bound=1)
 flags.DEFINE_enum("torch", "auto", ["auto", "off"], "Time the PyTorch peer when torch is importable "
                   "(auto) or never (off).")
+flags.DEFINE_integer("simulated_devices", 0, "On the CPU, split it into this many XLA devices "
+                     "(--xla_force_host_platform_device_count) for the data-parallel rows; 0: "
+                     "the devices as they are.", lower_bound=0)
 flags.DEFINE_bool("torch_compile", True, "Also time torch.compile'd PyTorch when it works.")
 
 FLAGS = flags.FLAGS
@@ -440,6 +443,70 @@ def bench_sweep_throughput(counts, repeats):
     return rows
 
 
+# --------------------------------------------------------------------------- many devices
+
+
+def bench_data_parallel(repeats, key):
+    """Step time of the data-parallel epoch (manual: shard_map + psum; autodiff: sharded
+    jit) on 1, 2, 4, … devices, and sweep throughput with the rates split over them;
+    ratios against one device in the same process."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from gdlab import data, losses, models, optim, parallel, train
+
+    counts = [d for d in (1, 2, 4, 8) if d <= len(jax.devices())]
+    widths, batch = SIZES["small"]
+    n = MINIBATCH_STEPS * batch
+    k_x, k_y, k_init = jax.random.split(key, 3)
+    x = jax.random.normal(k_x, (n, widths[0]), jnp.float32)
+    y = jax.random.randint(k_y, (n,), 0, widths[-1])
+    model, loss, opt = models.mlp(list(widths[1:]), "relu"), losses.get("xent"), optim.momentum(LR)
+    out = {"devices": counts, "widths": list(widths), "batch_size": batch, "steps": []}
+    for grad in ("manual", "autodiff"):
+        fns = {}
+        for d in counts:
+            mesh = parallel.make_mesh(d)
+            epoch = parallel.make_epoch(model, loss, opt, mesh, num_examples=n, batch_size=batch,
+                                        grad=grad)
+            box = list(parallel.replicate(
+                (train.create_state(model, opt, k_init, (widths[0],)), x, y), mesh))
+            compiled = jax.jit(epoch, donate_argnums=0)
+
+            def run(box=box, compiled=compiled):
+                box[0], _ = compiled(*box)
+                jax.block_until_ready(box[0])
+
+            fns[d] = run
+        times = alternate(fns, repeats)
+        for d in counts:
+            out["steps"].append({"grad": grad, "devices": d, "step_s": times[d] / MINIBATCH_STEPS,
+                                 "ratio_over_one_device": times[d] / times[1]})
+        print(f"  {grad:8s} " + "  ".join(f"{d} dev {times[d] / MINIBATCH_STEPS * 1e6:8.1f} µs "
+                                         f"({times[d] / times[1]:.2f}×)" for d in counts), flush=True)
+    ds = data.load("digits", seed=0)
+    small = models.mlp([64, 10], "relu")
+    lrs = np.logspace(-3, 0, 16)
+    fns = {}
+    for d in counts:
+        mesh = None if d == 1 else parallel.make_mesh(d)
+
+        def call(mesh=mesh):
+            train.sweep(small, loss, optim.gd, lrs, (ds.x_train, ds.y_train), epochs=2,
+                        batch_size=32, mesh=mesh)
+
+        call()  # compile
+        fns[d] = call
+    times = alternate(fns, max(1, repeats // 2))
+    out["sweep"] = [{"devices": d, "configs": len(lrs), "epochs": 2, "call_s": times[d],
+                     "config_epochs_per_s": len(lrs) * 2 / times[d],
+                     "ratio_over_one_device": times[d] / times[1]} for d in counts]
+    print("  sweep of 16 rates × 2 epochs: " + "  ".join(
+        f"{d} dev {times[d] * 1e3:.0f} ms ({times[d] / times[1]:.2f}×)" for d in counts), flush=True)
+    return out
+
+
 # --------------------------------------------------------------------------- PyTorch peer
 
 
@@ -625,6 +692,13 @@ def print_table(results):
     for r in results["sweep_throughput"]:
         print(f"sweep K={r['configs']}: {r['config_epochs_per_s']:,.0f} configuration-epochs/s "
               f"({r['call_s']:.3f} s per call after a first call of {r['first_call_s']:.2f} s)")
+    dp = results["data_parallel"]
+    for r in dp["steps"]:
+        print(f"data parallel, {r['grad']}, {r['devices']} devices: {r['step_s'] * 1e6:.1f} µs/step "
+              f"({r['ratio_over_one_device']:.2f}× one device)")
+    for r in dp["sweep"]:
+        print(f"sweep on {r['devices']} devices: {r['config_epochs_per_s']:,.0f} configuration-epochs/s "
+              f"({r['ratio_over_one_device']:.2f}× one device's time)")
     print("\ntargets")
     for tg in results["targets"]:
         verdict = "n/a" if tg["met"] is None else ("met" if tg["met"] else "MISSED")
@@ -643,6 +717,9 @@ def main(argv):
         raise _cli.UsageError(f"--sizes: unknown size {unknown[0]!r}; choose from: {', '.join(SIZES)}")
     if not FLAGS.sizes:
         raise _cli.UsageError(f"--sizes must name at least one size of: {', '.join(SIZES)}")
+    if FLAGS.simulated_devices:  # before jax starts its backend
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform"
+                                   f"_device_count={FLAGS.simulated_devices}").strip()
     json_out = _cli.expand("json_out", FLAGS.json_out)
     if json_out is not None:  # checked now, not after minutes of timing
         folder = os.path.dirname(os.path.abspath(json_out)) or "."
@@ -668,6 +745,8 @@ def main(argv):
     results["scan_vs_loop"] = bench_scan_vs_loop(*SIZES["tiny"], repeats, key)
     print("vmapped sweep", flush=True)
     results["sweep"] = bench_sweep(num_lrs, repeats, key)
+    print("data parallel", flush=True)
+    results["data_parallel"] = bench_data_parallel(repeats, key)
     print("flax + optax peer", flush=True)
     results["flax_optax"] = bench_flax_optax(sizes, repeats, key)
     print("sweep throughput", flush=True)

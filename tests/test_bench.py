@@ -52,6 +52,11 @@ def test_quick_benchmark_writes_the_report(tmp_path):
     (sweep,) = report["sweep_throughput"]
     assert sweep["configs"] == 2 and sweep["epochs"] == 5
     assert abs(sweep["config_epochs_per_s"] - 2 * 5 / sweep["call_s"]) < 1e-6 * sweep["config_epochs_per_s"]
+    # data parallel on the devices the benchmark sees (one here): the ratio to itself is 1
+    dp = report["data_parallel"]
+    assert dp["devices"] == [1] and {r["grad"] for r in dp["steps"]} == {"manual", "autodiff"}
+    assert all(r["ratio_over_one_device"] == 1.0 and r["step_s"] > 0 for r in dp["steps"])
+    assert [r["devices"] for r in dp["sweep"]] == [1]
     assert len(names) == 8 and all({"name", "ratio", "goal", "met"} <= set(t) for t in report["targets"])
     assert "targets" in r.stdout
 
