@@ -162,8 +162,9 @@ def guard(step_fn, *, blowup: float | None = DEFAULT_BLOWUP):
     loss first in ``out`` (``out[0]``, e.g. ``StepMetrics.loss``); so does the guarded step.
     The update is bad when its loss, J at the params *before* it, is not finite or
     exceeds ``blowup`` times the first step's. A bad update and every later one are
-    refused: the state keeps the params that gave the bad loss, with ``diverged_at``
-    the 1-based number of the refused update. The check reads only the loss the step
+    refused: the state keeps the params (and model state and step) that gave the bad
+    loss, with ``diverged_at`` the 1-based number of the refused update; its optimizer
+    state is not meaningful after that (a diverged state is never saved or resumed). The check reads only the loss the step
     computed anyway, and the refusal is a select that XLA fuses into the update
     itself: it costs no extra pass over the params. Params made non-finite by one
     update (an overflow from a finite loss) show in the next update's loss, which
@@ -184,8 +185,12 @@ def guard(step_fn, *, blowup: float | None = DEFAULT_BLOWUP):
             diverged_at=jnp.where(bad & ~health.diverged, state.step + 1, health.diverged_at),
             reference_loss=reference,
         )
-        kept = jax.tree.map(lambda old, new: jnp.where(diverged, old, new), state, new_state)
-        return kept.replace(health=health), out
+        # Refused: params, model state, step and key stay. The optimizer state is left to
+        # run on (a diverged run is never resumed or saved): selecting it too would make
+        # XLA copy it every step, as the update reads the old moments twice.
+        kept = jax.tree.map(lambda old, new: jnp.where(diverged, old, new),
+                            state.replace(opt_state=()), new_state.replace(opt_state=()))
+        return kept.replace(health=health, opt_state=new_state.opt_state), out
 
     return guarded
 
