@@ -1,19 +1,28 @@
 r"""Why backpropagation: the naive gradient costs P² where backprop costs P.
 
     python -m experiments.backprop_cost --workdir=runs/backprop_cost
-    python -m experiments.backprop_cost --widths=8,16,32,64 --batch_size=64 --repeats=5
+    python -m experiments.backprop_cost --depths=1,2,4,8 --width=32 --batch_size=256 --repeats=5
 
-For tanh MLPs of growing width (two hidden layers, one output, mean squared
+For tanh MLPs of growing depth at a fixed width (one output, mean squared
 error, float64) it times one full gradient three ways: central finite
 differences (2P sequential forward passes), manual backprop (one forward, one
-backward) and jax.grad; fits the log-log slope of time against P (finite
-differences ≈ 2, backprop ≈ 1 once compute outweighs per-call overhead) and
-checks that the finite-difference gradient equals backprop's.
+backward) and jax.grad; counts their operations as XLA compiles them; fits the
+log-log slopes of seconds and of operations against P (finite differences 2,
+backprop 1) and checks that the finite-difference gradient equals backprop's.
+
+The sizes are chosen so compute dominates: every layer is the same
+(--input_dim defaults to --width), so a forward pass costs ∝ depth ∝ P,
+overheads included, and a batch of 256 makes the smallest backprop call
+several times its fixed cost of dispatch. On small, shallow models the fixed
+costs dominate and the slopes come out far below 2 and 1.
 
 Writes to --workdir: config.json (every flag), cost.json (per size: P, seconds
-per method, ratio, the FD check; slopes over all sizes and over the larger half;
-device and versions) and cost.png. Timings: warm-up and compile off the clock,
-block_until_ready, median of --repeats runs.
+and operations per method, ratio, the FD check; the fitted slopes and
+intercepts; device and versions) and cost.png. Timings: warm-up and compile off
+the clock, block_until_ready, the median of ≥ --repeats runs, sizes timed in
+turn so a change of machine load hits them all, and on the CPU each call run
+in the calling thread (no asynchronous dispatch, whose thread wake-ups a busy
+machine bills mostly to the smallest calls).
 """
 
 from __future__ import annotations
@@ -26,114 +35,144 @@ from absl import flags
 
 from experiments import _cli
 
-DEPTH = 2          # hidden layers
 OUTPUTS = 1        # regression outputs
 MAX_PARAMS = 100_000
 """The largest model allowed: finite differences there take 2·10⁵ forward passes per gradient."""
+RUN_SECONDS = 0.02
+"""A timed run repeats a call until it lasts this long."""
+METHOD_SECONDS_PER_REPEAT = 0.6
+"""A fast method is timed in more rounds until its runs add up to this × --repeats seconds."""
+REFERENCE_SLOPES = {"finite_differences": 2, "backprop": 1, "autodiff": 1}
+"""What the theory says: 2P forward passes of cost ∝ P, against a forward and a backward pass."""
 
-_cli.define_int_list("widths", "4,8,16,32,64,128",
-                     "Hidden widths of the MLPs to time, comma-separated (P ≈ width² + "
-                     "(input_dim + 3)·width); the defaults give P from 93 to 18,817.")
-flags.DEFINE_integer("batch_size", 32, "Examples in the batch each gradient is taken on.",
+_cli.define_int_list("depths", "1,2,3,4,6,8",
+                     "Hidden layers of the MLPs to time, comma-separated, one MLP each (P ≈ "
+                     "depth·(width + 1)·width); the defaults give P from 1,089 to 8,481.")
+flags.DEFINE_integer("width", 32, "Units in every hidden layer.", lower_bound=1)
+flags.DEFINE_integer("batch_size", 256, "Examples in the batch each gradient is taken on.",
                      lower_bound=1)
-flags.DEFINE_integer("input_dim", 16, "Features per example.", lower_bound=1)
-flags.DEFINE_integer("repeats", 5, "Timed runs per method and size; the median is reported.",
-                     lower_bound=1)
+flags.DEFINE_integer("input_dim", None, "Features per example; unset: --width, so the first "
+                     "layer costs what every other does.", lower_bound=1)
+flags.DEFINE_integer("repeats", 5, "Timed runs (at least) per method and size; the median is "
+                     "reported.", lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Seed for the weights and the random batch (size i uses seed + i).")
 flags.DEFINE_string("workdir", "runs/backprop_cost", "Folder for config.json, cost.json, cost.png.")
-flags.adopt_module_key_flags(_cli)  # --widths is defined there: list it in --help
+flags.adopt_module_key_flags(_cli)  # --depths is defined there: list it in --help
 
 FLAGS = flags.FLAGS
 
 
-def _widths() -> list[int]:
+def _depths(width: int, input_dim: int) -> list[int]:
     from gdlab import cost
 
-    widths = sorted(set(_cli.int_list(FLAGS.widths)))
-    if len(widths) < 2:
-        raise _cli.UsageError("--widths needs at least two different widths to fit a slope, "
-                              "e.g. --widths=4,8,16")
-    too_big = [w for w in widths if cost.param_count(
-        w, depth=DEPTH, input_dim=FLAGS.input_dim, outputs=OUTPUTS) > MAX_PARAMS]
+    depths = sorted(set(_cli.int_list(FLAGS.depths)))
+    if len(depths) < 2:
+        raise _cli.UsageError("--depths needs at least two different depths to fit a slope, "
+                              "e.g. --depths=1,2,4")
+    too_big = [d for d in depths if cost.param_count(
+        width, depth=d, input_dim=input_dim, outputs=OUTPUTS) > MAX_PARAMS]
     if too_big:
-        p = cost.param_count(too_big[0], depth=DEPTH, input_dim=FLAGS.input_dim, outputs=OUTPUTS)
+        p = cost.param_count(width, depth=too_big[0], input_dim=input_dim, outputs=OUTPUTS)
         raise _cli.UsageError(
-            f"--widths: width {too_big[0]} gives P={p:,} parameters, over the {MAX_PARAMS:,} allowed: "
-            f"finite differences need 2P forward passes per gradient, so their time grows as P²")
-    return widths
+            f"--depths: depth {too_big[0]} at --width={width} gives P={p:,} parameters, over the "
+            f"{MAX_PARAMS:,} allowed: finite differences need 2P forward passes per gradient, so "
+            f"their time grows as P²")
+    return depths
 
 
 def main(argv):
     del argv
-    widths = _widths()
-    _cli.check_seed(FLAGS.seed + len(widths) - 1, "seed")  # size i uses seed + i
+    width = FLAGS.width
+    input_dim = FLAGS.input_dim or width
+    depths = _depths(width, input_dim)
+    _cli.check_seed(FLAGS.seed + len(depths) - 1, "seed")  # size i uses seed + i
     workdir, _lock = _cli.prepare_workdir(FLAGS.workdir)  # held until the process ends
 
     import jax
+
+    # Each call runs in the calling thread, not handed to a dispatch thread: on a busy CPU
+    # the wake-up of that thread would be billed to every call, most to the smallest.
+    jax.config.update("jax_cpu_enable_async_dispatch", False)
 
     from gdlab import cost
     from gdlab.logging import environment, write_json_atomic
     from gdlab.plots import cost as cost_plots
 
     started = time.perf_counter()
-    print(f"tanh MLP, {DEPTH} hidden layers, input {FLAGS.input_dim}, {OUTPUTS} output, "
-          f"batch {FLAGS.batch_size}, float64, on {jax.default_backend()}; median of "
-          f"{FLAGS.repeats} runs")
-    print(f"{'width':>6} {'P':>8} {'FD s':>10} {'backprop s':>11} {'jax.grad s':>11} "
-          f"{'FD/backprop':>12}  FD == backprop")
-    results = []
-    for i, width in enumerate(widths):
-        r = cost.measure_size(width, depth=DEPTH, input_dim=FLAGS.input_dim, outputs=OUTPUTS,
-                              batch_size=FLAGS.batch_size, repeats=FLAGS.repeats,
-                              seed=FLAGS.seed + i)
-        results.append(r)
-        s = r.seconds
-        print(f"{width:>6} {r.params:>8,} {s['finite_differences']:>10.3g} {s['backprop']:>11.3g} "
-              f"{s['autodiff']:>11.3g} {r.fd_over_backprop:>12,.0f}  "
-              f"{'yes' if r.fd_matches_backprop else 'NO'} (rel err {r.fd_max_rel_err:.1e})",
-              flush=True)
+    print(f"tanh MLPs of width {width} and depth {', '.join(map(str, depths))}, input {input_dim}, "
+          f"{OUTPUTS} output, batch {FLAGS.batch_size}, float64, on {jax.default_backend()}; "
+          f"median of ≥ {FLAGS.repeats} runs", flush=True)
+    results = cost.measure_sizes(
+        [(width, d) for d in depths], input_dim=input_dim, outputs=OUTPUTS,
+        batch_size=FLAGS.batch_size, repeats=FLAGS.repeats, seed=FLAGS.seed,
+        min_seconds=RUN_SECONDS, min_method_seconds=METHOD_SECONDS_PER_REPEAT * FLAGS.repeats,
+        progress=lambda line: print(f"  {line}", flush=True))
+    print(f"{'depth':>6} {'P':>8} {'FD s':>10} {'backprop s':>11} {'jax.grad s':>11} "
+          f"{'FD/backprop':>12} {'FD flops':>10} {'bp flops':>10}  FD == backprop")
+    for r in results:
+        s, f = r.seconds, r.flops
+        print(f"{r.depth:>6} {r.params:>8,} {s['finite_differences']:>10.3g} {s['backprop']:>11.3g} "
+              f"{s['autodiff']:>11.3g} {r.fd_over_backprop:>12,.0f} "
+              f"{f['finite_differences']:>10.3g} {f['backprop']:>10.3g}  "
+              f"{'yes' if r.fd_matches_backprop else 'NO'} (rel err {r.fd_max_rel_err:.1e})")
 
-    fits = {m: cost.fit_slope([r.params for r in results], [r.seconds[m] for r in results])
-            for m in cost.METHODS}
-    larger = results[len(results) // 2:]
-    slopes_larger = cost.slopes(larger) if len(larger) >= 2 else None
+    fits = {measure: cost.fits(results, measure=measure) for measure in ("seconds", "flops")}
     summary = {
-        "model": {"activation": "tanh", "depth": DEPTH, "input_dim": FLAGS.input_dim,
+        "model": {"activation": "tanh", "width": width, "depths": depths, "input_dim": input_dim,
                   "outputs": OUTPUTS, "batch_size": FLAGS.batch_size, "loss": "mse",
-                  "dtype": "float64"},
+                  "dtype": "float64", "grows": "depth"},
         "sizes": [
-            {"width": r.width, "params": r.params, "forward_passes_fd": r.forward_passes_fd,
-             "seconds": r.seconds, "fd_over_backprop": r.fd_over_backprop,
-             "fd_max_rel_err": r.fd_max_rel_err, "fd_matches_backprop": r.fd_matches_backprop}
+            {"width": r.width, "depth": r.depth, "params": r.params,
+             "forward_passes_fd": r.forward_passes_fd, "seconds": r.seconds, "runs": r.runs,
+             "flops": {m: _number(v) for m, v in r.flops.items()},
+             "fd_over_backprop": r.fd_over_backprop, "fd_max_rel_err": r.fd_max_rel_err,
+             "fd_matches_backprop": r.fd_matches_backprop}
             for r in results
         ],
         "params": [r.params for r in results],
-        "slopes": {m: fit[0] for m, fit in fits.items()},
-        "slopes_larger_half": slopes_larger,
-        "larger_half_params": [r.params for r in larger],
-        "timing": {"repeats": FLAGS.repeats, "statistic": "median",
-                   "warm_up": "one untimed call compiles first", "block_until_ready": True},
+        "slopes": {m: fit[0] for m, fit in fits["seconds"].items()},
+        "flop_slopes": {m: None if fit is None else fit[0] for m, fit in fits["flops"].items()},
+        "fits": {measure: {m: None if fit is None else {"slope": fit[0], "intercept": fit[1]}
+                           for m, fit in by_method.items()}
+                 for measure, by_method in fits.items()},
+        "reference_slopes": REFERENCE_SLOPES,
+        "fit": "least squares through (ln P, ln y) over every size; slopes: y = measured seconds "
+               "per gradient; flop_slopes: y = operations per gradient as XLA counts them (finite "
+               "differences: 2P × one forward pass)",
+        "timing": {"repeats": FLAGS.repeats, "statistic": "median", "run_seconds": RUN_SECONDS,
+                   "min_seconds_per_method": METHOD_SECONDS_PER_REPEAT * FLAGS.repeats,
+                   "cpu_async_dispatch": False,
+                   "warm_up": "one untimed call compiles first", "block_until_ready": True,
+                   "order": "per method, the sizes in turn, round after round"},
         "wall_seconds": time.perf_counter() - started,
         **environment(),
     }
     write_json_atomic(os.path.join(workdir, "cost.json"), summary)
     cost_plots.plot_cost(
         [r.params for r in results],
-        {m: [r.seconds[m] for r in results] for m in cost.METHODS}, fits,
-        os.path.join(workdir, "cost.png"), larger_slopes=slopes_larger,
-        title=f"Gradient cost against parameter count: tanh MLP, depth {DEPTH}, "
-              f"batch {FLAGS.batch_size}, {summary['device']}")
-    slope = summary["slopes"]
-    print(f"log-log slopes over all sizes: finite differences {slope['finite_differences']:.2f}, "
-          f"backprop {slope['backprop']:.2f}, jax.grad {slope['autodiff']:.2f}")
-    if slopes_larger:
-        print(f"over the larger half (P ≥ {larger[0].params:,}): finite differences "
-              f"{slopes_larger['finite_differences']:.2f}, backprop {slopes_larger['backprop']:.2f}, "
-              f"jax.grad {slopes_larger['autodiff']:.2f}")
+        {m: [r.seconds[m] for r in results] for m in cost.METHODS}, fits["seconds"],
+        os.path.join(workdir, "cost.png"),
+        flops={m: [r.flops[m] for r in results] for m in cost.METHODS},
+        flop_fits=fits["flops"], reference_slopes=REFERENCE_SLOPES,
+        title=f"Gradient cost against parameter count: tanh MLPs of width {width}, depth "
+              f"{depths[0]}–{depths[-1]}, batch {FLAGS.batch_size}, float64, "
+              f"{summary['device']}")
+    slope, flop = summary["slopes"], summary["flop_slopes"]
+    print(f"log-log slopes of measured seconds: finite differences {slope['finite_differences']:.2f}, "
+          f"backprop {slope['backprop']:.2f}, jax.grad {slope['autodiff']:.2f} (theory 2, 1, 1)")
+    if all(v is not None for v in flop.values()):
+        print(f"log-log slopes of XLA's operation counts: finite differences "
+              f"{flop['finite_differences']:.2f}, backprop {flop['backprop']:.2f}, "
+              f"jax.grad {flop['autodiff']:.2f}")
     print(f"at P={results[-1].params:,} finite differences take {results[-1].fd_over_backprop:,.0f}× "
-          f"as long as backprop")
+          f"as long as backprop; {summary['wall_seconds']:.0f} s in all")
     print(f"outputs in {os.path.abspath(workdir)}")
     return 0
+
+
+def _number(value: float) -> float | None:
+    """JSON-safe: None for NaN (no operation count on this backend)."""
+    return None if value != value else value
 
 
 def cli() -> None:

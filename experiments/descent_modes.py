@@ -12,8 +12,10 @@ so the defaults are roughly proportional to B up to the stable limit; give all
 three the same value to compare at one step size.
 
 Writes to --workdir: config.json (every flag), modes.json (per mode and epoch:
-train and test loss and accuracy, update count, examples processed, cumulative
-training seconds) and modes.png (loss against epoch, examples and wall time).
+train and test loss and accuracy, updates made, examples processed, cumulative
+training seconds; per mode the batch loss of its updates averaged in
+log-spaced bins) and modes.png (loss against updates made, against examples
+processed, and against wall time).
 """
 
 from __future__ import annotations
@@ -85,14 +87,7 @@ def main(argv):
     print(f"{data.describe(ds)}; {model.name}; {loss_name} loss; {FLAGS.optimizer}; "
           f"{FLAGS.epochs} epochs per mode; {FLAGS.grad} gradients on {jax.default_backend()}")
 
-    # Epoch 0: the shared initial weights (fit derives them from the same key).
-    key = jax.random.PRNGKey(FLAGS.seed)
-    variables = train.init_model(model, key, ds.input_shape)  # (params, model state)
-    evaluate = train.make_evaluate(model, loss)
-    initial = {"epoch": 0, "step": 0, "examples": 0, "wall_seconds": 0.0, "seconds": 0.0}
-    initial.update({f"train_{k}": float(v) for k, v in evaluate(*variables, ds.x_train, ds.y_train).items()})
-    initial.update({f"test_{k}": float(v) for k, v in evaluate(*variables, ds.x_test, ds.y_test).items()})
-
+    key = jax.random.PRNGKey(FLAGS.seed)  # the same initial weights for every mode
     started = time.perf_counter()
     runs = {}
     for mode in MODES:
@@ -101,11 +96,12 @@ def main(argv):
         result = train.fit(model, loss, optim.get(FLAGS.optimizer, rates[mode], **kwargs),
                            (ds.x_train, ds.y_train), epochs=FLAGS.epochs, batch_size=batch_size,
                            key=key, grad=FLAGS.grad, test_data=(ds.x_test, ds.y_test))
-        history, wall = [dict(initial)], 0.0
-        for row in result.history:
-            wall += row["seconds"]
+        history, wall = [], 0.0
+        for row in result.history:  # epoch 0 (the initial weights) first
+            wall += row.get("seconds", 0.0)
             kept = {k: _number(row[k]) for k in KEEP if k in row}
-            history.append({**kept, "examples": row["epoch"] * n, "wall_seconds": wall})
+            history.append({**kept, "seconds": row.get("seconds", 0.0),
+                            "examples": row["epoch"] * n, "wall_seconds": wall})
         runs[mode] = {
             "label": f"{mode} (B={batch_size}, lr={rates[mode]:g})",
             "lr": rates[mode],
@@ -116,6 +112,8 @@ def main(argv):
             "compile_seconds": result.compile_seconds,
             "train_seconds": wall,
             "history": history,
+            "curve": modes_plots.binned_curve(result.step_losses, steps_per_epoch=steps,
+                                              batch_size=batch_size, num_examples=n),
         }
         last = history[-1]
         print(f"{mode:>9}: B={batch_size:<5} lr={rates[mode]:<8g} {steps:>5} updates/epoch  "
@@ -131,8 +129,11 @@ def main(argv):
         "seed": FLAGS.seed,
         "n_train": n,
         "note": ("examples = epoch x n_train (every mode sees each example once per epoch); "
-                 "wall_seconds = cumulative training time of the epochs, without compilation "
-                 "and evaluation; epoch 0 is the shared initial weights"),
+                 "step = updates made; wall_seconds = cumulative training time of the epochs, "
+                 "without compilation and evaluation; epoch 0 is the shared initial weights; "
+                 "curve = the batch loss of each update (taken at the weights of the updates "
+                 "before it) averaged in log-spaced bins of the update count: updates and "
+                 "examples are the bin means, count the updates in the bin"),
         "modes": runs,
         "wall_seconds": time.perf_counter() - started,
         **environment(),
@@ -142,7 +143,7 @@ def main(argv):
                            title=f"{model.name} on {ds.name}: batch vs minibatch vs sgd, "
                                  f"{FLAGS.optimizer}, {FLAGS.epochs} epochs each")
 
-    has_acc = "test_accuracy" in initial
+    has_acc = "test_accuracy" in runs["batch"]["history"][0]
     print(f"\n{'mode':>9}  {'B':>5}  {'lr':>7}  {'updates':>8}  {'train loss':>10}  "
           f"{'test loss':>10}  {'test acc' if has_acc else '':>8}  {'train s':>7}  status")
     for mode, run in runs.items():

@@ -1,17 +1,22 @@
 r"""Descending a hill in the fog: gradient-descent paths on 2-D landscapes.
 
     python -m experiments.landscape --workdir=runs/landscape
-    python -m experiments.landscape --functions=bowl --lrs=0.05,0.19,0.21 --momentum=0
+    python -m experiments.landscape --functions=bowl,rosenbrock,himmelblau --momentum=0.9
+    python -m experiments.landscape --functions=bowl --lrs=0.05,0.19,0.21 --steps=40
 
-Gradient descent only feels the slope under its feet. For each function (a
-quadratic bowl with unequal curvatures, Rosenbrock's valley, Himmelblau's four
-minima) it runs plain GD, and momentum, from the function's start point at
-several learning rates (by default each function's own: too small, good, too
-large), with the hand-written gradient.
+Gradient descent only feels the slope under its feet. By default it runs plain
+GD on a quadratic bowl with unequal curvatures, f = ½(x² + 10y²), from the
+same start at three learning rates: too small, good and too large, each given
+as a multiple of 2/λmax (λmax the largest curvature, 10: GD converges iff
+α < 2/λmax = 0.2). --functions adds Rosenbrock's valley and Himmelblau's four
+minima (a row each, their λmax taken at their minimum), --momentum > 0 adds a
+panel of momentum runs beside each GD panel; the gradients are hand-written.
 
-Writes to --workdir: config.json (every flag), landscape.json (per path: final
+Writes to --workdir: config.json (every flag), landscape.json (per function:
+λmax and 2/λmax; per path: the learning rate and its ratio to 2/λmax, final
 point and loss, nearest minimum, whether and when it diverged) and
-landscape.png (one panel per function: contours, minima, the paths).
+landscape.png (per function: contours, minima and paths for each optimizer,
+and the loss along every path against the step).
 """
 
 from __future__ import annotations
@@ -25,11 +30,16 @@ from absl import flags
 from experiments import _cli
 from gdlab import landscapes
 
-flags.DEFINE_list("functions", list(landscapes.LANDSCAPES),
-                  f"Landscapes to descend, comma-separated, from: {', '.join(landscapes.LANDSCAPES)}.")
+ROLES = ("too small", "good", "too large")
+"""What each function's own three learning rates show (``Landscape.lrs``)."""
+
+flags.DEFINE_list("functions", ["bowl"],
+                  f"Landscapes to descend, comma-separated, one row of panels each, from: "
+                  f"{', '.join(landscapes.LANDSCAPES)}.")
 flags.DEFINE_list("lrs", [], "Learning rates α (> 0) used on every function, comma-separated; "
                   "empty: each function's own three (too small, good, too large).")
-flags.DEFINE_float("momentum", 0.9, "β of the momentum runs, in [0, 1); 0 runs plain GD only.")
+flags.DEFINE_float("momentum", 0.0, "β of momentum runs drawn in a panel of their own beside "
+                   "plain GD, in [0, 1); 0: plain GD only.")
 flags.DEFINE_integer("steps", None, "Updates per path, 1 to 100000; unset: each function's own "
                      "(bowl 60, rosenbrock 2000, himmelblau 100).", lower_bound=1,
                      upper_bound=100_000)
@@ -57,6 +67,10 @@ def _lrs() -> list[float] | None:
     return _cli.positive_float_list("lrs", FLAGS.lrs)
 
 
+def _point(p) -> str:
+    return f"({p[0]:.3g}, {p[1]:.3g})"
+
+
 def main(argv):
     del argv
     names = _functions()
@@ -73,45 +87,58 @@ def main(argv):
     from gdlab.logging import environment, write_json_atomic
     from gdlab.plots import landscape as landscape_plots
 
-    optimizers = [("gd", None, optim.gd)]
+    optimizers = [("gd", None, "plain GD", optim.gd)]
     if beta > 0:
-        optimizers.append(("momentum", beta, lambda lr: optim.momentum(lr, beta=beta)))
+        optimizers.append(("momentum", beta, f"momentum β={beta:g}",
+                           lambda lr: optim.momentum(lr, beta=beta)))
 
     started = time.perf_counter()
-    panels, summary = [], []
+    figure_rows, summary = [], []
     for name in names:
         fn = landscapes.get(name)
         lrs = lrs_flag or list(fn.lrs)
+        roles = ROLES if lrs_flag is None else (None,) * len(lrs)
         steps = FLAGS.steps or fn.steps
-        runs, rows = [], []
-        for style, (opt_name, opt_beta, make) in enumerate(optimizers):
+        lam = landscapes.lambda_max(fn, fn.minima[0])
+        bound = 2.0 / lam
+        panels, rows = [], []
+        for opt_name, opt_beta, title, make in optimizers:
             paths = landscapes.sweep(fn, fn.start, make, lrs, steps, dtype=jnp.float32)
-            for i, lr in enumerate(lrs):
+            runs = []
+            for i, (lr, role) in enumerate(zip(lrs, roles)):
                 points = np.asarray(paths.points[i], np.float64)
                 diverged = bool(paths.diverged[i])
+                at = int(paths.diverged_at[i]) if diverged else None
                 minimum, dist = landscapes.nearest_minimum(fn, points[-1])
-                label = f"GD α={lr:g}" if opt_beta is None else f"momentum β={opt_beta:g}, α={lr:g}"
-                runs.append({"points": points, "color": i, "style": style,
-                             "label": label + (" (diverged)" if diverged else "")})
+                label = (f"{role}: " if role else "") + f"α = {lr:g} = {lr / bound:.3g}·2/λmax"
+                label += f", diverged at step {at}" if diverged else ""
+                runs.append(landscape_plots.Run(points=points, losses=np.asarray(paths.losses[i]),
+                                                label=label, color=i, diverged_at=at))
                 rows.append({
                     "optimizer": opt_name,
                     "beta": opt_beta,
                     "lr": lr,
+                    "lr_over_bound": lr / bound,
+                    "role": role,
                     "steps": steps,
                     "final_point": points[-1].tolist(),
                     "final_loss": float(paths.losses[i, -1]),
                     "nearest_minimum": list(minimum),
                     "distance_to_minimum": dist,
                     "diverged": diverged,
-                    "diverged_at_step": int(paths.diverged_at[i]) if diverged else None,
+                    "diverged_at_step": at,
                 })
-                print(f"{name:>10}  {label:<28} final ({points[-1, 0]:+.4f}, {points[-1, 1]:+.4f})"
-                      f"  f={rows[-1]['final_loss']:.3g}"
-                      + (f"  diverged at step {rows[-1]['diverged_at_step']}" if diverged else ""))
-        panels.append((fn, runs))
+                print(f"{name:>10}  {title:<16} {label:<50} final ({points[-1, 0]:+.4f}, "
+                      f"{points[-1, 1]:+.4f})  f={rows[-1]['final_loss']:.3g}")
+            panels.append((title, runs))
+        figure_rows.append(landscape_plots.Row(
+            landscape=fn, optimizers=panels,
+            note=f"2/λmax = {bound:.3g} (λmax = {lam:.4g} at the minimum {_point(fn.minima[0])})"))
         summary.append({"name": name, "formula": fn.formula, "minima": [list(m) for m in fn.minima],
                         "minimum_value": fn.minimum_value, "box": list(fn.box),
-                        "start": list(fn.start), "runs": rows})
+                        "start": list(fn.start), "lambda_max": lam,
+                        "lambda_max_at": list(fn.minima[0]), "stability_bound": bound,
+                        "runs": rows})
 
     result = {
         "functions": summary,
@@ -119,15 +146,19 @@ def main(argv):
         "divergence": "a path stops at the first update that leaves its plotting box scaled by "
                       "escape_factor about its centre (that point kept) or goes non-finite "
                       "(that point dropped)",
+        "stability_bound": "2/lambda_max, lambda_max the largest eigenvalue of f's Hessian at "
+                           "lambda_max_at: plain GD on a quadratic converges iff lr < 2/lambda_max",
         "wall_seconds": time.perf_counter() - started,
         **environment(),
     }
     write_json_atomic(os.path.join(workdir, "landscape.json"), result)
-    momentum_note = f" and momentum β={beta:g} (dashed)" if beta > 0 else ""
-    landscape_plots.plot_landscapes(
-        panels, os.path.join(workdir, "landscape.png"),
-        title=f"Descending in the fog: gradient descent (solid){momentum_note}; "
-              f"colour = learning rate α")
+    if len(names) == 1 and beta == 0:
+        title = f"Gradient descent on the {names[0]}, f = {figure_rows[0].landscape.formula}"
+    else:
+        title = ("Descending in the fog: plain gradient descent"
+                 + (f" and momentum β={beta:g}" if beta > 0 else "") + "; colour = learning rate α")
+    landscape_plots.plot_landscapes(figure_rows, os.path.join(workdir, "landscape.png"),
+                                    title=title)
     print(f"outputs in {os.path.abspath(workdir)}")
     return 0
 

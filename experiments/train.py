@@ -31,6 +31,12 @@ _builders.define_model_flags()
 _builders.define_descent_flags()
 _cli.define_device_flags()
 flags.DEFINE_integer("eval_every", 1, "Evaluate and log every this many epochs.", lower_bound=1)
+flags.DEFINE_integer("sharpness_every", 0, "Every this many epochs (of those evaluated), log "
+                     "the sharpness λmax (top Hessian eigenvalue of the training loss on a fixed "
+                     "subset, gdlab.curvature) and 2/α, the stability bound of plain gd; 0: off.",
+                     lower_bound=0)
+flags.DEFINE_integer("sharpness_examples", 1000, "Training examples (a fixed subset) on which "
+                     "--sharpness_every measures λmax.", lower_bound=1)
 flags.DEFINE_string("workdir", "runs/train", "Folder for the run's outputs (see the module doc); "
                     "~ and $VARS are expanded. It must be new or empty unless --resume or "
                     "--overwrite.")
@@ -49,7 +55,7 @@ FLAGS = flags.FLAGS
 
 COLUMNS = ["epoch", "step", "train_loss", "test_loss", "train_accuracy", "test_accuracy",
            "train_rmse", "test_rmse", "batch_loss", "grad_norm", "displacement", "param_norm", "learning_rate",
-           "seconds", "examples_per_second"]
+           "seconds", "examples_per_second", "sharpness", "two_over_lr"]
 TIMING = ("seconds", "examples_per_second")
 """Row fields that differ between identical runs."""
 
@@ -110,10 +116,14 @@ def main(argv):
     last_save = [time.perf_counter()]
     first_epoch_began = [None]
     tensorboard = TensorBoard(outdir)
+    sharpness = sharpness_probe(model, loss, ds) if FLAGS.sharpness_every else None
     with MetricsWriter(outdir, COLUMNS, keep_rows=rows_kept) as writer:
         def hook(row, state):
             # the rate of the last step taken (of the first, at epoch 0)
             row["learning_rate"] = float(optim.learning_rate_at(rate, max(int(state.step) - 1, 0)))
+            if FLAGS.sharpness_every and row["epoch"] % FLAGS.sharpness_every == 0:
+                row["sharpness"] = sharpness(state)               # λmax on the fixed subset
+                row["two_over_lr"] = 2.0 / row["learning_rate"]   # gd is stable while λmax < 2/α
             writer.write(row)
             tensorboard.write(row, int(state.step))
             now = time.perf_counter()
@@ -174,7 +184,8 @@ def main(argv):
     if rows:
         plots.plot_history(rows, os.path.join(outdir, "loss.png"),
                            title=f"{model.name} on {ds.name}: {FLAGS.descent} {FLAGS.optimizer}, "
-                                 f"lr={FLAGS.lr}")
+                                 f"lr={FLAGS.lr}",
+                           step_losses=result.step_losses, diverged_at_step=result.diverged_at_step)
     if not primary:  # process 0 reports
         return signals.exit_code if status == "interrupted" else 0
     if status == "interrupted":
@@ -201,6 +212,30 @@ def main(argv):
         print(f"done: test loss {summary['test_loss']:.4g}{acc}{rmse}")
     say(f"outputs in {os.path.abspath(workdir)}")
     return 0
+
+
+def sharpness_probe(model, loss, ds):
+    """``probe(state) -> λmax``: the top Hessian eigenvalue of the training-mode loss on a fixed
+    subset of --sharpness_examples training examples, by Lanczos on Hessian-vector products
+    through the manual backward (``gdlab.curvature``), compiled once and warm-started from the
+    previous top eigenvector."""
+    import jax
+
+    from gdlab import curvature
+
+    x, y = curvature.fixed_subset(jax.numpy.asarray(ds.x_train), jax.numpy.asarray(ds.y_train),
+                                  FLAGS.sharpness_examples, seed=FLAGS.seed)
+    estimate = curvature.make_sharpness(model, loss, method="lanczos", tol=1e-4, max_iters=50)
+    key = jax.random.PRNGKey(FLAGS.seed)  # one fixed dropout mask, if the model has dropout
+    start = []
+
+    def probe(state):
+        v0 = start.pop() if start else curvature.random_direction(key, state.params)
+        out = estimate(state.params, state.model_state, x, y, v0, key=key)
+        start.append(jax.tree.map(lambda a: a[0], out.vectors))  # the top Ritz vector
+        return float(out.values[0])
+
+    return probe
 
 
 def _read_rows(workdir):

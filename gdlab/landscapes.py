@@ -258,6 +258,18 @@ def sweep(landscape: Landscape, start, make_optimizer: Callable[[Array], Optimiz
     return run(jnp.asarray(lrs, dtype))
 
 
+def lambda_max(landscape: Landscape, point) -> float:
+    """λmax, the largest eigenvalue of f's Hessian at ``point``: the forward-mode
+    Jacobian of the hand-written gradient, symmetrised, then ``eigvalsh``.
+
+    On a quadratic it is the same everywhere and plain gradient descent converges
+    iff ``α < 2/λmax`` (the bowl: λmax = max(a, b)); elsewhere it is the local
+    curvature, the stability bound of GD near ``point``.
+    """
+    hessian = jax.jacfwd(landscape.grad)(jnp.asarray(point, dtype=float).reshape(2))
+    return float(jnp.max(jnp.linalg.eigvalsh(0.5 * (hessian + hessian.T))))
+
+
 def nearest_minimum(landscape: Landscape, point) -> tuple[Point, float]:
     """The known minimum closest to ``point`` and the Euclidean distance to it."""
     px, py = (float(v) for v in point)

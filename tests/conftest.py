@@ -16,9 +16,9 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Four CPU devices in this process, so the data-parallel and sharded code runs on a real
 # mesh (tests/test_parallel.py); everything else uses the first device, as on one. The
 # experiments the tests start as subprocesses see the machine as it is (one CPU device).
-_XLA_FLAGS = os.environ.get("XLA_FLAGS")
-if "xla_force_host_platform_device_count" not in (_XLA_FLAGS or ""):
-    os.environ["XLA_FLAGS"] = ((_XLA_FLAGS or "") + " --xla_force_host_platform_device_count=4").strip()
+os.environ["GDLAB_TEST_XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "")
+os.environ["XLA_FLAGS"] = (os.environ["GDLAB_TEST_XLA_FLAGS"]
+                           + " --xla_force_host_platform_device_count=4")
 
 import jax
 import numpy as np
@@ -28,10 +28,7 @@ from hypothesis import settings
 from gdlab import tolerances
 
 jax.devices()  # the backend starts now, with the flags above
-if _XLA_FLAGS is None:
-    os.environ.pop("XLA_FLAGS")
-else:
-    os.environ["XLA_FLAGS"] = _XLA_FLAGS
+os.environ["XLA_FLAGS"] = os.environ.pop("GDLAB_TEST_XLA_FLAGS")
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_default_matmul_precision", "highest")
 

@@ -1,14 +1,17 @@
-"""The gradient-cost experiment: slope fitting, parameter counts, the FD gradient,
-and a tiny end-to-end run. No assertion depends on a timing."""
+"""The gradient-cost experiment: slope fitting, parameter counts, operation counts,
+the FD gradient, the figure's reference lines, and a tiny end-to-end run. No
+assertion depends on how fast anything is."""
 
 from __future__ import annotations
 
 import json
 import math
 import subprocess
+import time
 
 import jax
 import jax.numpy as jnp
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
@@ -74,10 +77,50 @@ def test_fd_gradient_equals_backprop():
 def test_measure_size_reports_a_consistent_row():
     r = cost.measure_size(3, depth=2, input_dim=4, outputs=1, batch_size=5, repeats=2, seed=0,
                           min_seconds=1e-4)
+    assert (r.width, r.depth) == (3, 2)
     assert r.params == _mlp_params(3, 2, 4, 1) and r.forward_passes_fd == 2 * r.params
     assert set(r.seconds) == set(cost.METHODS) and all(s > 0 for s in r.seconds.values())
     assert r.fd_over_backprop == pytest.approx(r.seconds["finite_differences"] / r.seconds["backprop"])
     assert r.fd_matches_backprop and r.fd_max_rel_err < tolerances.FINITE_DIFF["float64"].rtol * 10
+    assert set(r.flops) == set(cost.METHODS)
+    assert r.runs == {m: 2 for m in cost.METHODS}  # min_method_seconds 0: just the repeats
+
+
+def test_measure_sizes_times_fast_methods_in_more_rounds():
+    results = cost.measure_sizes([(2, 1), (3, 1)], input_dim=2, outputs=1, batch_size=3,
+                                 repeats=2, seed=0, min_seconds=1e-3, min_method_seconds=0.3)
+    assert [r.params for r in results] == [_mlp_params(2, 1, 2, 1), _mlp_params(3, 1, 2, 1)]
+    for r in results:
+        # a round of two sizes lasts ≈ 2 ms (≪ 0.15 s even on a busy machine), so
+        # 0.3 s of runs takes more than the 2 repeats
+        assert all(runs > 2 for runs in r.runs.values()), r.runs
+        assert r.runs == results[0].runs  # every size is timed in every round
+        assert r.fd_matches_backprop
+
+
+def test_flop_counts_are_2p_forward_passes_against_a_few():
+    """FD = 2P × one forward pass; a forward pass costs at least its matmuls, 2·B·(weights)
+    operations; backprop adds at least the dW matmuls and stays within a few forward passes."""
+    model, params, x, y = cost.build_problem(8, depth=3, input_dim=8, outputs=1, batch_size=16,
+                                             seed=0)
+    flat = ravel_pytree(params)[0]
+    weights = sum(leaf.size for leaf in jax.tree_util.tree_leaves(params) if leaf.ndim == 2)
+    matmul = 2 * 16 * weights  # B·d_in·d_out multiply-adds per dense layer
+    forward = cost.xla_flops(cost.objective_fn(model, losses.mse(), params), flat, x, y)
+    assert matmul <= forward <= 1.5 * matmul
+    flops = cost.flop_counts(model, losses.mse(), params, x, y)
+    assert flops["finite_differences"] == 2 * flat.size * forward
+    for method in ("backprop", "autodiff"):
+        assert 2 * matmul <= flops[method] <= 4 * forward, method
+
+
+def test_calibrate_makes_a_run_last_min_seconds():
+    def fn():
+        time.sleep(0.002)
+        return 0
+
+    n, per_call = cost.calibrate(fn, min_seconds=0.02)
+    assert n >= 2 and n * per_call >= 0.02 and per_call >= 0.002
 
 
 def test_time_call_is_positive_and_calls_the_function():
@@ -91,36 +134,108 @@ def test_time_call_is_positive_and_calls_the_function():
     assert seconds > 0 and len(calls) >= 4  # warm-up + at least one call per run
 
 
+def _power_law_data():
+    p = np.array([1089, 2145, 3201, 4257, 6369, 8481], np.float64)
+    seconds = {"finite_differences": 7e-8 * p ** 2.03, "backprop": 6e-8 * p ** 0.96,
+               "autodiff": 5.5e-8 * p ** 0.98}
+    return p, seconds
+
+
+def _lines(ax, prefix: str):
+    return [line for line in ax.get_lines() if line.get_label().startswith(prefix)]
+
+
+def test_cost_figure_draws_p_and_p_squared_reference_lines():
+    from gdlab.plots import cost as cost_plots
+
+    p, seconds = _power_law_data()
+    fits = {m: cost.fit_slope(p, t) for m, t in seconds.items()}
+    flops = {m: 3.0 * t * 1e9 for m, t in seconds.items()}
+    fig = cost_plots.cost_figure(p, seconds, fits, title="t", flops=flops,
+                                 flop_fits={m: cost.fit_slope(p, f) for m, f in flops.items()},
+                                 reference_slopes={"finite_differences": 2, "backprop": 1,
+                                                   "autodiff": 1})
+    try:
+        time_ax, flop_ax, ratio_ax = fig.axes
+        assert "seconds" in time_ax.get_title() and "XLA" in flop_ax.get_title()
+        for ax, values in ((time_ax, seconds), (flop_ax, flops)):
+            squared, linear = _lines(ax, "reference ∝ P²"), _lines(ax, "reference ∝ P ")
+            assert len(squared) == 1 and len(linear) == 1  # one per slope, not per method
+            for (line,), slope, method in ((squared, 2, "finite_differences"),
+                                           (linear, 1, "backprop")):
+                xs, ys = (np.asarray(v, np.float64) for v in line.get_data())
+                assert xs.min() == pytest.approx(p.min()) and xs.max() == pytest.approx(p.max())
+                fitted = np.polyfit(np.log(xs), np.log(ys), 1)[0]
+                assert fitted == pytest.approx(slope, abs=1e-9)
+                # through the method's points: the mean log residual is zero
+                residual = np.log(values[method]) - np.log(ys[0] * (p / xs[0]) ** slope)
+                assert np.mean(residual) == pytest.approx(0.0, abs=1e-9)
+            fd_label = next(t.get_text() for t in ax.get_legend().get_texts()
+                            if t.get_text().startswith("finite differences"))
+            assert f"slope {cost.fit_slope(p, values['finite_differences'])[0]:.2f}" in fd_label
+        ratio = _lines(ratio_ax, "measured seconds")[0].get_ydata()
+        np.testing.assert_allclose(ratio, seconds["finite_differences"] / seconds["backprop"])
+    finally:
+        plt.close(fig)
+    fig = cost_plots.cost_figure(p, seconds, fits, title="no counts",
+                                 flops={m: [math.nan] * len(p) for m in seconds})
+    try:
+        assert len(fig.axes) == 2  # no operation panel without counts
+    finally:
+        plt.close(fig)
+
+
 def _run(*args: str) -> subprocess.CompletedProcess:
     return run_experiment("backprop_cost", *args, timeout=120)
 
 
+def _lstsq_slope(xs, ys) -> tuple[float, float]:
+    """An independent fit: least squares through (ln x, ln y) by numpy.linalg.lstsq."""
+    a = np.stack([np.log(xs), np.ones(len(xs))], axis=1)
+    (slope, intercept), *_ = np.linalg.lstsq(a, np.log(ys), rcond=None)
+    return float(slope), float(intercept)
+
+
 def test_tiny_run_writes_cost_json_and_png(tmp_path):
-    proc = _run("--widths=2,4,8", "--repeats=1", "--batch_size=4", "--input_dim=3",
+    proc = _run("--depths=1,2,3", "--width=3", "--repeats=1", "--batch_size=4", "--input_dim=3",
                 f"--workdir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "cost.png").read_bytes()[:8] == PNG_MAGIC
-    assert json.loads((tmp_path / "config.json").read_text())["widths"] == ["2", "4", "8"]
+    assert json.loads((tmp_path / "config.json").read_text())["depths"] == ["1", "2", "3"]
     result = json.loads((tmp_path / "cost.json").read_text())
     model = result["model"]
-    assert model["input_dim"] == 3 and model["batch_size"] == 4
-    expected = [_mlp_params(w, model["depth"], 3, model["outputs"]) for w in (2, 4, 8)]
+    assert model["input_dim"] == 3 and model["batch_size"] == 4 and model["width"] == 3
+    assert model["depths"] == [1, 2, 3] and model["grows"] == "depth"
+    expected = [_mlp_params(3, d, 3, model["outputs"]) for d in (1, 2, 3)]
     assert result["params"] == expected == [r["params"] for r in result["sizes"]]
     assert expected == sorted(expected) and len(set(expected)) == 3
-    for row in result["sizes"]:
-        assert set(row["seconds"]) == set(cost.METHODS)
+    for row, depth in zip(result["sizes"], (1, 2, 3)):
+        assert (row["width"], row["depth"]) == (3, depth)
+        assert set(row["seconds"]) == set(cost.METHODS) == set(row["flops"])
         assert all(s > 0 for s in row["seconds"].values())
+        assert all(f > 0 for f in row["flops"].values())
         assert row["forward_passes_fd"] == 2 * row["params"]
         assert row["fd_over_backprop"] == pytest.approx(
             row["seconds"]["finite_differences"] / row["seconds"]["backprop"])
         assert row["fd_matches_backprop"] is True
-    assert set(result["slopes"]) == set(cost.METHODS)
-    assert all(math.isfinite(s) for s in result["slopes"].values())
+        assert all(runs >= 1 for runs in row["runs"].values())
+    assert result["reference_slopes"] == {"finite_differences": 2, "backprop": 1, "autodiff": 1}
+    # the stored slopes are the least-squares fits of the stored numbers
+    for key, measure in (("slopes", "seconds"), ("flop_slopes", "flops")):
+        assert set(result[key]) == set(cost.METHODS)
+        for method in cost.METHODS:
+            ys = [row[measure][method] for row in result["sizes"]]
+            slope, intercept = _lstsq_slope(result["params"], ys)
+            assert result[key][method] == pytest.approx(slope, rel=1e-9, abs=1e-12)
+            assert result["fits"][measure][method] == pytest.approx(
+                {"slope": slope, "intercept": intercept}, rel=1e-9, abs=1e-12)
+    assert result["timing"]["repeats"] == 1 and result["timing"]["statistic"] == "median"
     assert result["jax_version"] == jax.__version__ and result["device"]
+    assert "slopes of measured seconds" in proc.stdout
 
 
 @pytest.mark.parametrize("flag", [
-    "--widths=8", "--widths=0,4", "--widths=4,1000", "--repeats=0",
+    "--depths=8", "--depths=0,4", "--depths=4,1000", "--repeats=0", "--width=0",
     "--batch_size=-1", "stray",
 ])
 def test_bad_flags_exit_2_with_one_sentence(flag, tmp_path):
@@ -132,5 +247,5 @@ def test_bad_flags_exit_2_with_one_sentence(flag, tmp_path):
 def test_help_lists_every_flag():
     proc = _run("--help")
     assert proc.returncode == 0
-    for flag in ("widths", "batch_size", "input_dim", "repeats", "seed", "workdir"):
+    for flag in ("depths", "width", "batch_size", "input_dim", "repeats", "seed", "workdir"):
         assert f"--{flag}" in proc.stdout, flag

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 
 from conftest import assert_bad_input, run_experiment
+from gdlab.plots import modes as modes_plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -40,6 +43,18 @@ def test_three_modes_same_budget_on_digits(tmp_path):
         assert rows[-1]["train_loss"] < rows[0]["train_loss"]
         initial = initial or rows[0]
         assert rows[0] == initial  # one shared starting point
+        curve = run["curve"]
+        updates = 2 * run["steps_per_epoch"]
+        assert sum(curve["count"]) == updates  # every update's batch loss, each in one bin
+        assert curve["updates"] == sorted(curve["updates"]) and curve["updates"][0] == 0
+        assert curve["examples"][:2] == [0, run["batch_size"]]  # update 0, then update 1 alone
+        assert all(loss is not None and loss > 0 for loss in curve["batch_loss"])
+    # batch descent's batch is the whole training set: its batch loss at update k is the train
+    # loss after k − 1 updates (epochs), each alone in its bin
+    batch = out["modes"]["batch"]
+    assert batch["curve"]["count"] == [1, 1] and batch["curve"]["examples"] == [0, n]
+    assert batch["curve"]["batch_loss"] == pytest.approx(
+        [r["train_loss"] for r in batch["history"][:2]], rel=1e-5)
     assert out["modes"]["sgd"]["lr"] == 0.01 and out["modes"]["batch"]["lr"] == 1.0
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["dataset"] == "digits" and config["batch_size"] == 50 and config["epochs"] == 2
@@ -56,3 +71,66 @@ def test_bad_flags_exit_2_with_one_sentence(tmp_path, args, name):
     proc = run_modes(*args, f"--workdir={workdir}")
     assert_bad_input(proc, name)
     assert not workdir.exists()
+
+
+# --- the figure's data ------------------------------------------------------------------
+
+def test_examples_after_counts_whole_epochs_then_batches():
+    kw = {"steps_per_epoch": 10, "batch_size": 5, "num_examples": 48}  # the last batch holds 3
+    assert modes_plots.examples_after(0, **kw) == 0
+    assert modes_plots.examples_after(9, **kw) == 45
+    assert modes_plots.examples_after(10, **kw) == 48
+    assert modes_plots.examples_after(13, **kw) == 63
+    np.testing.assert_array_equal(modes_plots.examples_after(np.array([20, 21]), **kw), [96, 101])
+
+
+def test_binned_curve_keeps_every_update_once_and_the_first_exactly():
+    losses = np.arange(1.0, 101.0)  # update k has batch loss k
+    losses[50] = np.inf              # a non-finite loss is left out of its bin's mean
+    curve = modes_plots.binned_curve(losses, steps_per_epoch=10, batch_size=5, num_examples=48,
+                                     bins=12)
+    assert sum(curve["count"]) == 100
+    assert curve["updates"][:2] == [0.0, 1.0] and curve["batch_loss"][:2] == [1.0, 2.0]
+    assert curve["count"][:2] == [1, 1]
+    start = 0
+    for count, updates, loss in zip(curve["count"], curve["updates"], curve["batch_loss"]):
+        done = np.arange(start, start + count)  # updates done before each loss of the bin
+        assert updates == pytest.approx(done.mean())
+        values = losses[done]
+        assert loss == pytest.approx(values[np.isfinite(values)].mean())
+        start += count
+    widths = curve["count"]
+    assert widths[-1] > widths[2]  # log-spaced: the bins widen
+    assert modes_plots.binned_curve([], steps_per_epoch=1, batch_size=1, num_examples=1)["count"] == []
+
+
+def test_modes_figure_draws_each_mode_against_updates_and_examples():
+    n = 100
+    runs = {}
+    for mode, b in (("batch", n), ("minibatch", 10), ("sgd", 1)):
+        steps = -(-n // b)
+        history = [{"epoch": e, "step": e * steps, "examples": e * n, "wall_seconds": 0.1 * e,
+                    "train_loss": 1.0 / (1 + e), "test_loss": 1.1 / (1 + e)} for e in range(3)]
+        curve = modes_plots.binned_curve(1.0 / (1 + np.arange(2 * steps) / steps),
+                                         steps_per_epoch=steps, batch_size=b, num_examples=n)
+        runs[mode] = {"label": mode, "history": history, "curve": curve}
+    fig = modes_plots.modes_figure(runs, title="t")
+    try:
+        updates_ax, examples_ax, wall_ax = fig.axes
+        assert updates_ax.get_xscale() == "symlog" and examples_ax.get_xscale() == "symlog"
+        for mode, run in runs.items():
+            lines = {ln.get_label(): ln for ln in examples_ax.get_lines()}
+            xs = lines[f"{mode}: batch loss of its updates"].get_xdata()
+            np.testing.assert_allclose(xs, run["curve"]["examples"])
+            dots = lines[f"{mode}: train loss on all N, each epoch's end"]
+            np.testing.assert_allclose(dots.get_xdata(), [0, n, 2 * n])
+            lines = {ln.get_label(): ln for ln in updates_ax.get_lines()}
+            np.testing.assert_allclose(lines[f"{mode}: train loss on all N, each epoch's end"]
+                                       .get_xdata(), [r["step"] for r in run["history"]])
+        walls = {ln.get_label(): ln.get_xdata() for ln in wall_ax.get_lines()}
+        np.testing.assert_allclose(walls["sgd: test"], [0.0, 0.1, 0.2])
+        # within the first epoch sgd has points, batch descent none
+        assert min(x for x in runs["sgd"]["curve"]["examples"] if x > 0) < n
+        assert [x for x in runs["batch"]["curve"]["examples"] if 0 < x < n] == []
+    finally:
+        plt.close(fig)

@@ -1,20 +1,43 @@
-"""The landscape experiment end to end: a small run's outputs, and bad flags."""
+"""The landscape experiment end to end (a small run's outputs, bad flags) and what its
+figure draws: paths clipped to the view, a diverged one cut where it leaves."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 
 from conftest import assert_bad_input, run_experiment
-from gdlab import landscapes
+from gdlab import landscapes, optim
+from gdlab.plots import landscape as landscape_plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
     return run_experiment("landscape", *args, timeout=120)
+
+
+def test_default_run_is_plain_gd_on_the_bowl_at_three_rates(tmp_path):
+    proc = _run(f"--workdir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "landscape.png").read_bytes()[:8] == PNG_MAGIC
+    (bowl,) = json.loads((tmp_path / "landscape.json").read_text())["functions"]
+    assert bowl["name"] == "bowl"
+    assert bowl["lambda_max"] == pytest.approx(10.0) and bowl["stability_bound"] == pytest.approx(0.2)
+    runs = bowl["runs"]
+    assert [r["optimizer"] for r in runs] == ["gd"] * 3  # no momentum unless asked
+    assert [r["role"] for r in runs] == ["too small", "good", "too large"]
+    assert [r["lr_over_bound"] for r in runs] == pytest.approx([0.1, 0.5, 1.05])
+    small, good, large = runs
+    assert not small["diverged"] and small["distance_to_minimum"] > 1.0  # still on its way
+    assert not good["diverged"] and good["distance_to_minimum"] < 0.05
+    assert large["diverged"] and large["diverged_at_step"] >= 1
+    assert "= 1.05·2/λmax, diverged at step" in proc.stdout
 
 
 def test_small_run_writes_plot_and_json(tmp_path):
@@ -39,6 +62,8 @@ def test_small_run_writes_plot_and_json(tmp_path):
         assert len(run["final_point"]) == 2
         assert run["final_loss"] >= 0
     assert len(himmelblau["minima"]) == 4
+    assert himmelblau["lambda_max_at"] == [3.0, 2.0]
+    assert himmelblau["lambda_max"] == pytest.approx(54 + 800 ** 0.5, rel=1e-5)
     assert "device" in result and "jax_version" in result
 
 
@@ -48,6 +73,7 @@ def test_lrs_steps_and_plain_gd_only(tmp_path):
     assert proc.returncode == 0, proc.stderr
     (fn,) = json.loads((tmp_path / "landscape.json").read_text())["functions"]
     assert [(r["optimizer"], r["lr"], r["steps"]) for r in fn["runs"]] == [("gd", 0.001, 5)]
+    assert fn["runs"][0]["role"] is None  # rates of one's own have no role
 
 
 @pytest.mark.parametrize("flag", [
@@ -64,3 +90,67 @@ def test_help_lists_every_flag():
     assert proc.returncode == 0
     for flag in ("functions", "lrs", "momentum", "steps", "workdir"):
         assert f"--{flag}" in proc.stdout, flag
+
+
+# --- the figure: what a path draws ------------------------------------------------------
+
+BOX = (-1.0, 1.0, -1.0, 2.0)
+
+
+def _inside(points, box, atol=1e-12) -> bool:
+    x0, x1, y0, y1 = box
+    pts = points[~np.isnan(points).any(axis=1)]
+    return bool(np.all((pts[:, 0] >= x0 - atol) & (pts[:, 0] <= x1 + atol)
+                       & (pts[:, 1] >= y0 - atol) & (pts[:, 1] <= y1 + atol)))
+
+
+def test_a_path_that_leaves_and_returns_is_clipped_with_a_gap():
+    line, mark, left = landscape_plots.visible_path(np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 1.0]]),
+                                                    BOX, diverged=False)
+    np.testing.assert_allclose(line, [[0, 0], [1, 0], [np.nan, np.nan], [1, 0.9], [0, 1]])
+    assert mark is None and left is None
+
+
+def test_a_diverged_path_stops_at_the_edge_where_it_leaves_the_view():
+    bowl = landscapes.bowl()
+    path = landscapes.descend(bowl, bowl.start, optim.gd(0.21), 60, dtype=jnp.float64)
+    assert bool(path.diverged) and int(path.diverged_at) > 5
+    points = np.asarray(path.points)
+    line, mark, left = landscape_plots.visible_path(points, bowl.box, diverged=True)
+    # y_t = 2·(1 − 0.21·10)^t = 2·(−1.1)^t first leaves |y| ≤ 3 at t = 5
+    assert left == 5
+    assert _inside(line, bowl.box) and not np.isnan(line).any()
+    np.testing.assert_allclose(line[:5], points[:5])  # the path itself, up to the exit
+    assert len(line) == 6 and mark[1] == pytest.approx(-3.0)  # then the crossing of y = −3
+    np.testing.assert_allclose(line[-1], mark)
+    # on the segment from step 4 to step 5
+    t = (mark[0] - points[4, 0]) / (points[5, 0] - points[4, 0])
+    np.testing.assert_allclose(mark, points[4] + t * (points[5] - points[4]))
+
+
+def test_figure_draws_clipped_paths_and_losses_up_to_divergence():
+    bowl = landscapes.bowl()
+    lrs = bowl.lrs
+    paths = landscapes.sweep(bowl, bowl.start, optim.gd, lrs, bowl.steps, dtype=jnp.float64)
+    runs = [landscape_plots.Run(points=np.asarray(paths.points[i]), losses=np.asarray(paths.losses[i]),
+                                label=f"lr {lr:g}", color=i,
+                                diverged_at=int(paths.diverged_at[i]) if paths.diverged[i] else None)
+            for i, lr in enumerate(lrs)]
+    fig = landscape_plots.landscape_figure(
+        [landscape_plots.Row(landscape=bowl, optimizers=[("plain GD", runs)], note="2/λmax = 0.2")],
+        title="t", grid=30)
+    try:
+        contour_ax, loss_ax = [ax for ax in fig.axes if ax.get_visible()]
+        assert "plain GD; 2/λmax = 0.2" in contour_ax.get_title()
+        drawn = {ln.get_label(): np.column_stack(ln.get_data()).astype(np.float64)
+                 for ln in contour_ax.get_lines()}
+        large = drawn["lr 0.21 (✕: leaves the view at step 5)"]
+        assert _inside(large, bowl.box) and len(large) == 6
+        for label in ("lr 0.02", "lr 0.1"):
+            np.testing.assert_allclose(drawn[label], np.asarray(runs[lrs.index(float(label[3:]))].points))
+        losses = {ln.get_label(): ln.get_xdata() for ln in loss_ax.get_lines()}
+        assert len(losses["lr 0.21"]) == runs[2].diverged_at + 1  # up to the diverging update
+        assert len(losses["lr 0.02"]) == bowl.steps + 1
+        assert loss_ax.get_yscale() == "log"
+    finally:
+        plt.close(fig)

@@ -25,7 +25,8 @@ pytestmark = pytest.mark.slow
 # What a source distribution of gdlab needs; the rest of the checkout stays behind.
 SOURCE = ("pyproject.toml", "README.md", "LICENSE", "gdlab", "experiments")
 COMMANDS = ("gdlab-train", "gdlab-evaluate", "gdlab-gradcheck", "gdlab-lr-sweep",
-            "gdlab-descent-modes", "gdlab-backprop-cost", "gdlab-landscape")
+            "gdlab-descent-modes", "gdlab-backprop-cost", "gdlab-landscape",
+            "gdlab-edge-of-stability")
 INSTALL_TIMEOUT_S, RUN_TIMEOUT_S = 300, 300
 
 

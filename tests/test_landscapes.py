@@ -162,3 +162,16 @@ def test_nearest_minimum():
     fn = landscapes.himmelblau()
     m, d = landscapes.nearest_minimum(fn, (3.1, 2.0))
     assert m == (3.0, 2.0) and d == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("name, point, expected", [
+    ("bowl", (0.0, 0.0), 10.0),           # ½(x² + 10y²): the Hessian is diag(1, 10) everywhere
+    ("bowl", (-4.5, 2.0), 10.0),
+    # Rosenbrock at (1, 1): [[802, −400], [−400, 200]], λ = 501 + √(301² + 400²)
+    ("rosenbrock", (1.0, 1.0), 501.0 + (301.0**2 + 400.0**2) ** 0.5),
+    # Himmelblau at (3, 2): 2JᵀJ with J = [[6, 1], [1, 4]]: [[74, 20], [20, 34]], λ = 54 + √800
+    ("himmelblau", (3.0, 2.0), 54.0 + 800.0**0.5),
+])
+def test_lambda_max_is_the_top_hessian_eigenvalue(name, point, expected):
+    assert landscapes.lambda_max(landscapes.get(name), point) == pytest.approx(expected, rel=1e-12)
+    assert landscapes.lambda_max(landscapes.bowl(a=3.0, b=2.0), point) == pytest.approx(3.0)

@@ -1,7 +1,10 @@
-"""Matplotlib figures, one module per experiment family; each returns nothing and writes a PNG.
+"""Matplotlib figures, one module per experiment family.
 
-Every figure has a title, labelled axes, and a legend where it draws several lines.
-The Agg backend is forced: no display is needed.
+Each ``plot_*`` function writes a PNG and returns nothing; where a figure's data
+deserves a test, a ``*_figure`` function beside it builds the same figure and
+returns it open (``matplotlib.figure.Figure``), so tests can read what each
+line plots. Every figure has a title, labelled axes, and a legend where it
+draws several lines. The Agg backend is forced: no display is needed.
 """
 
 import matplotlib
@@ -9,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 from gdlab.plots.common import save
+from gdlab.plots.eos import plot_edge_of_stability
 from gdlab.plots.training import plot_history
 
-__all__ = ["plot_history", "save"]
+__all__ = ["plot_edge_of_stability", "plot_history", "save"]
