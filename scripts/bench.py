@@ -400,7 +400,8 @@ def bench_flax_optax(sizes, repeats, key):
             box[0], values = epoch(box[0], x, y)
             jax.block_until_ready(values)
 
-        times = alternate({"peer": peer, **runners}, repeats)
+        # three times the repeats: the goal is a 5% margin, finer than this machine's noise
+        times = alternate({"peer": peer, **runners}, 3 * repeats)
         steps = runners["manual"].steps
         row = {"size": name, "widths": list(widths), "batch_size": batch, "steps": steps,
                "peer_step_s": times["peer"] / steps,
@@ -646,7 +647,8 @@ def targets_for(results, backend) -> list[dict]:
                               big[0]["call_s"], 3.0, "<="))
         out.append(target(f"vmapped sweep of {results['sweep']['num_lrs']} lrs / one run",
                           results["sweep"]["vmapped_over_one_run"], 2.0, "<="))
-        out.append(target("achieved FLOP/s / matmul peak (large, full batch)", largest_ratio, 0.5, ">="))
+        out.append(target("achieved FLOP/s / TF32 matmul peak (large, full batch)", largest_ratio,
+                          0.7, ">="))
     else:
         out.append(target("achieved FLOP/s / matmul peak (largest size, full batch)",
                           largest_ratio, 0.75, ">="))
