@@ -195,6 +195,18 @@ def is_primary() -> bool:
     return jax.process_index() == 0
 
 
+def output_dir(workdir: str):
+    """``(folder, scratch)``: where this process writes its outputs. Process 0 writes the
+    workdir; any other process a temporary folder, removed when ``scratch`` (keep it
+    until the run ends) is dropped. ``scratch`` is None in process 0."""
+    if is_primary():
+        return workdir, None
+    import tempfile
+
+    scratch = tempfile.TemporaryDirectory(prefix="gdlab-process-")
+    return scratch.name, scratch
+
+
 def flags_text(config: dict) -> str:
     """``config`` as ``--name=value`` lines that ``--flagfile`` replays."""
     lines = []

@@ -96,11 +96,9 @@ def main(argv):
     model = _builders.build_model(ds, loss_name)
     _builders.check_memory(model, make_optimizer(lrs[0]), ds, batch_size, configs=len(lrs))
     workdir, _lock = _cli.prepare_workdir(FLAGS.workdir)  # held until the process ends
-    say = print
-    if not _cli.is_primary():  # process 0 reports and writes; the others train their share
-        import tempfile
-
-        workdir, say = tempfile.mkdtemp(prefix="gdlab-process-"), (lambda *a, **k: None)
+    # process 0 reports and writes; the others train their share and write a throwaway folder
+    workdir, _scratch = _cli.output_dir(workdir)
+    say = print if _scratch is None else (lambda *a, **k: None)
 
     import jax
     import numpy as np

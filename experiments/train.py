@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 
 from absl import flags
@@ -88,7 +87,7 @@ def main(argv):
     _builders.check_memory(model, optimizer, ds, batch_size)
     workdir, _lock = _cli.prepare_workdir(FLAGS.workdir, resume=FLAGS.resume)
     # where this process writes: the workdir, or (processes other than 0) a throwaway folder
-    outdir = workdir if primary else tempfile.mkdtemp(prefix="gdlab-process-")
+    outdir, _scratch = _cli.output_dir(workdir)
     signals = _cli.Signals().install()
     say = (lambda *a, **k: None) if FLAGS.quiet or not primary else print
 

@@ -139,13 +139,9 @@ def _local(tree):
     one (orbax saves host arrays from one process; device arrays it would gather)."""
     if jax.process_count() == 1:
         return tree
+    from gdlab import parallel
 
-    def local(leaf):
-        if isinstance(leaf, jax.Array):
-            return np.asarray(leaf.addressable_data(0))
-        return leaf
-
-    return jax.tree.map(local, tree)
+    return parallel.fetch(tree)
 
 
 def save(workdir, state, *, epoch: int, metrics_rows: int = 0, meta: dict | None = None,

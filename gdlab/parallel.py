@@ -145,10 +145,9 @@ def replicate(tree, mesh: Mesh):
     sharding = NamedSharding(mesh, P())
 
     def place(leaf):
-        value = np.asarray(leaf) if not isinstance(leaf, jax.Array) or leaf.is_fully_addressable \
-            else leaf
-        if isinstance(value, jax.Array):  # already global: reshard in a program
-            return jax.jit(lambda a: a, out_shardings=sharding)(value)
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:  # already global
+            return jax.jit(lambda a: a, out_shardings=sharding)(leaf)
+        value = np.asarray(leaf)
         return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
 
     return jax.tree.map(place, tree)

@@ -164,9 +164,10 @@ def guard(step_fn, *, blowup: float | None = DEFAULT_BLOWUP):
     exceeds ``blowup`` times the first step's. A bad update and every later one are
     refused: the state keeps the params (and model state and step) that gave the bad
     loss, with ``diverged_at`` the 1-based number of the refused update; its optimizer
-    state is not meaningful after that (a diverged state is never saved or resumed). The check reads only the loss the step
-    computed anyway, and the refusal is a select that XLA fuses into the update
-    itself: it costs no extra pass over the params. Params made non-finite by one
+    state is not meaningful after that (a diverged state is never saved or resumed).
+    The check reads only the loss the step computed anyway, and the refusal is a
+    select that XLA fuses into the update itself: it costs no extra pass over the
+    params. Params made non-finite by one
     update (an overflow from a finite loss) show in the next update's loss, which
     is then the one refused.
     """

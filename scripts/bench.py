@@ -434,9 +434,8 @@ def bench_sweep_throughput(counts, repeats):
         t0 = time.perf_counter()
         call(0)
         first = time.perf_counter() - t0
-        calls = [0]
-        seconds = median_time(lambda calls=calls: calls.append(calls[-1] + 1) or call(calls[-1]),
-                              max(1, repeats // 2))
+        shifts = itertools.count(1)
+        seconds = median_time(lambda shifts=shifts: call(next(shifts)), max(1, repeats // 2))
         rows.append({"configs": k, "epochs": epochs, "first_call_s": first, "call_s": seconds,
                      "config_epochs_per_s": k * epochs / seconds})
         print(f"  K={k:<7d} first call {first:7.2f} s, then {seconds:7.3f} s: "
