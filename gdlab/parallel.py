@@ -209,7 +209,8 @@ def value_and_grad(model: Layer, loss: Loss, *, axis: str = DATA) -> backprop.Va
 
 def make_epoch(model: Layer, loss: Loss, optimizer, mesh: Mesh, *, num_examples: int,
                batch_size: int, grad: str = "manual", shuffle: bool = True,
-               blowup: float | None = train.DEFAULT_BLOWUP) -> Callable:
+               blowup: float | None = train.DEFAULT_BLOWUP, norms: bool = False,
+               unroll: int | None = None) -> Callable:
     """``train.make_epoch`` on every device of ``mesh`` (axis ``DATA``), each step's batch
     split over the devices: ``epoch(state, x, y) -> (state, EpochMetrics)`` with the state
     and the data replicated on the mesh (``replicate``). Jit it (donating the state).
@@ -240,7 +241,7 @@ def make_epoch(model: Layer, loss: Loss, optimizer, mesh: Mesh, *, num_examples:
 
         return train.make_epoch(model, loss, optimizer, num_examples=num_examples,
                                 batch_size=batch_size, grad=grad, shuffle=shuffle, blowup=blowup,
-                                place_batches=sharded)
+                                norms=norms, unroll=unroll, place_batches=sharded)
 
     def my_columns(indices, weights):
         indices, weights = pad(indices, weights)
@@ -250,7 +251,7 @@ def make_epoch(model: Layer, loss: Loss, optimizer, mesh: Mesh, *, num_examples:
 
     local = train.make_epoch(model, loss, optimizer, num_examples=num_examples,
                              batch_size=batch_size, grad=grad, shuffle=shuffle, blowup=blowup,
-                             value_and_grad=value_and_grad(model, loss),
+                             norms=norms, unroll=unroll, value_and_grad=value_and_grad(model, loss),
                              place_batches=my_columns)
     # After the psum every device holds the same state and metrics: replicated outputs.
     return jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), P()), out_specs=(P(), P()),

@@ -113,7 +113,7 @@ def mlp_flops_per_step(widths, batch: int) -> float:
 class Runner:
     """A compiled scanned epoch for one (model, data, mode, gradient method), chaining its own state."""
 
-    def __init__(self, model, x, y, batch, grad, key):
+    def __init__(self, model, x, y, batch, grad, key, **epoch_kw):
         import jax
 
         from gdlab import losses, optim, train
@@ -125,13 +125,14 @@ class Runner:
         n = x.shape[0]
         self.steps = -(-n // batch)
         epoch = train.make_epoch(self.model, self.loss, self.optimizer, num_examples=n,
-                                 batch_size=batch, grad=grad, blowup=None)
+                                 batch_size=batch, grad=grad, blowup=None, **epoch_kw)
         self.epoch, self.compile_seconds = timed_compile(
             jax.jit(epoch, donate_argnums=(0,)), self.state, self.x, self.y)
 
     @classmethod
-    def mlp(cls, widths, n, batch, grad, key):
-        """The relu MLP of ``widths`` on n random examples of ``widths[0]`` features."""
+    def mlp(cls, widths, n, batch, grad, key, **epoch_kw):
+        """The relu MLP of ``widths`` on n random examples of ``widths[0]`` features
+        (``epoch_kw``: more arguments of ``make_epoch``)."""
         import jax
         import jax.numpy as jnp
 
@@ -140,7 +141,7 @@ class Runner:
         k_x, k_y, k_init = jax.random.split(key, 3)
         x = jax.random.normal(k_x, (n, widths[0]), jnp.float32)
         y = jax.random.randint(k_y, (n,), 0, widths[-1])
-        return cls(models.mlp(list(widths[1:]), "relu"), x, y, batch, grad, k_init)
+        return cls(models.mlp(list(widths[1:]), "relu"), x, y, batch, grad, k_init, **epoch_kw)
 
     def __call__(self):
         import jax
@@ -622,6 +623,9 @@ def targets_for(results, backend) -> list[dict]:
                   key=lambda r: r["model_flops_per_step"], default=None)
     peak = results["matmul_peak"]["flops_per_s"]
     largest_ratio = None if largest is None else largest["achieved_flops_manual"] / peak
+    # The GPU goal is at the large size's own mini-batch (4096³, B = 1024), not full batch.
+    large = [r for r in steps if r["size"] == "large" and r["mode"] == "minibatch"]
+    large_ratio = large[0]["achieved_flops_manual"] / peak if large else None
     model_rows = results.get("models", [])
     worst_model = max((r["ratio_manual_over_autodiff"] for r in model_rows), default=None)
     out = [
@@ -646,8 +650,10 @@ def targets_for(results, backend) -> list[dict]:
                               big[0]["call_s"], 3.0, "<="))
         out.append(target(f"vmapped sweep of {results['sweep']['num_lrs']} lrs / one run",
                           results["sweep"]["vmapped_over_one_run"], 2.0, "<="))
-        out.append(target("achieved FLOP/s / TF32 matmul peak (large, full batch)", largest_ratio,
-                          0.7, ">="))
+        out.append(target("achieved FLOP/s / TF32 matmul peak (large 4096³, B = 1024)",
+                          large_ratio, 0.7, ">="))
+        out.append(target("achieved FLOP/s / TF32 matmul peak (large, full batch B = 4096)",
+                          largest_ratio, 0.7, ">="))
     else:
         out.append(target("achieved FLOP/s / matmul peak (largest size, full batch)",
                           largest_ratio, 0.75, ">="))

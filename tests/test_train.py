@@ -278,12 +278,19 @@ def test_epoch_metrics_are_the_norms_they_name(key):
     opt = optim.gd(lr)
     state = train.create_state(model, opt, key, (3,))
     epoch = jax.jit(train.make_epoch(model, losses.get("xent"), opt, num_examples=8,
-                                     batch_size=4, shuffle=False))
+                                     batch_size=4, shuffle=False, norms=True))
     step = jax.jit(train.make_step(model, losses.get("xent"), opt))
     first, m1 = step(state, x[:4], y[:4], None, jax.random.PRNGKey(1))
     second, m2 = step(first, x[4:], y[4:], None, jax.random.PRNGKey(1))
     end, metrics = epoch(state, x, y)
     assert_tree_allclose(end.params, second.params, dtype=jnp.float64)
+    # Without norms (the default) the epoch is the same and reports the losses only.
+    plain = jax.jit(train.make_epoch(model, losses.get("xent"), opt, num_examples=8,
+                                     batch_size=4, shuffle=False))
+    end_plain, losses_only = plain(state, x, y)
+    assert losses_only.grad_norm is None and losses_only.displacement is None
+    np.testing.assert_array_equal(losses_only.loss, metrics.loss)
+    assert_tree_allclose(end_plain.params, end.params, dtype=jnp.float64)
     np.testing.assert_allclose(metrics.loss, [m1.loss, m2.loss], rtol=1e-12)
     np.testing.assert_allclose(metrics.grad_norm, m2.grad_norm, rtol=1e-12)
     def flat(tree):
@@ -291,6 +298,34 @@ def test_epoch_metrics_are_the_norms_they_name(key):
 
     np.testing.assert_allclose(metrics.displacement,
                                np.linalg.norm(flat(second.params) - flat(state.params)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("unroll", [2, 3])
+def test_unrolled_epoch_takes_the_same_steps(key, unroll):
+    """``unroll`` steps per loop iteration (3 does not divide the 5 steps): the same updates,
+    the same per-step losses, the same state as one step per iteration."""
+    model = models.mlp([6, 3], "tanh", dropout_rate=0.2, dtype=jnp.float64)
+    x, y = _small_problem(jnp.float64, 10)
+    opt = optim.momentum(0.1)
+    state = train.create_state(model, opt, key, (3,))
+
+    def run(u):
+        epoch = jax.jit(train.make_epoch(model, losses.get("xent"), opt, num_examples=10,
+                                         batch_size=2, unroll=u))
+        return epoch(epoch(state, x, y)[0], x, y)
+
+    (one, m1), (many, m2) = run(1), run(unroll)
+    np.testing.assert_allclose(m2.loss, m1.loss, rtol=1e-12)
+    assert_tree_allclose(many.params, one.params, dtype=jnp.float64)
+    assert int(many.step) == int(one.step) == 10
+
+
+def test_default_unroll_is_one_on_the_cpu_and_for_large_models():
+    small = {"w": jnp.zeros((8, 8))}
+    assert train.default_unroll(small) == (train.GPU_UNROLL if jax.default_backend() == "gpu"
+                                           else 1)
+    huge = {"w": jax.ShapeDtypeStruct((train.GPU_UNROLL_MAX_PARAMS + 1,), jnp.float32)}
+    assert train.default_unroll(huge) == 1
 
 
 def test_step_metrics_are_the_norms_they_name(key):

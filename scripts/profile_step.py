@@ -1,0 +1,297 @@
+r"""Where a training step's time goes: a companion to ``scripts/bench.py``.
+
+    python scripts/profile_step.py --sizes=tiny,large --out=profile/
+
+``--sizes`` and ``--repeats`` are bench.py's flags (it shares them).
+
+For each MLP size (``bench.SIZES``; "large" is scaled down on a CPU) it times, per step of
+a scanned mini-batch epoch of 16 steps:
+
+- ``floor``: the same momentum-SGD step written as plainly as jnp allows (the matmuls, the
+  relu masks, one fused update): what any framework's step must at least cost;
+- ``grad only``: gdlab's manual value-and-grad scanned without any update;
+- gdlab's epoch with manual and with jax.grad gradients, and the flax + optax peer;
+
+with each one's share of the matmul peak, and each gemm shape of the step on its own. It
+counts the kernels XLA compiled for each epoch (fusions, library gemms, copies) and writes
+their optimised HLO to ``--out``. At tiny it also times ``make_epoch(unroll=…)`` against a
+Python loop. Timings: compile apart, warm-up, ``block_until_ready``, medians, variants
+alternated in one process.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # scripts/: bench's helpers
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo
+
+from absl import flags
+
+import bench
+from experiments import _cli
+
+flags.DEFINE_string("out", None, "Folder for profile.json and the optimised HLO of each epoch.")
+flags.DEFINE_list("unrolls", "1,4,16", "lax.scan unroll factors to time at tiny.")
+FLAGS = flags.FLAGS
+STEPS = bench.MINIBATCH_STEPS
+
+
+def calls_per_s(fn, *args, calls=20):
+    """Seconds per call of a jitted ``fn``: ``calls`` dispatched back to back, blocked once."""
+    import jax
+
+    def run():
+        out = None
+        for _ in range(calls):
+            out = fn(*args)
+        jax.block_until_ready(out)
+
+    return bench.median_time(run, FLAGS.repeats) / calls
+
+
+def gemm_rates(widths, batch, key):
+    """FLOP/s of each gemm of the step on its own: forward x·W, dx = g·Wᵀ, dW = xᵀ·g."""
+    import jax
+    import jax.numpy as jnp
+
+    d, h = widths[0], widths[1]
+    k1, k2, k3 = jax.random.split(key, 3)
+    x = jax.random.normal(k1, (batch, d), jnp.float32)
+    w = jax.random.normal(k2, (d, h), jnp.float32)
+    g = jax.random.normal(k3, (batch, h), jnp.float32)
+    barrier = jax.lax.optimization_barrier
+    f = 2 * batch * d * h
+    cases = {"forward x·W": (lambda x, w, g: x @ w, f),
+             "dx = g·Wᵀ": (lambda x, w, g: g @ w.T, f),
+             "dW = xᵀ·g": (lambda x, w, g: x.T @ g, f),
+             # the same dW with operands laid out otherwise: does a transpose copy pay?
+             "dW, xᵀ copied": (lambda x, w, g: barrier(x.T) @ g, f),
+             "dW, both copied": (lambda x, w, g: barrier(x.T) @ barrier(g.T).T, f),
+             "dW = (gᵀ·x)ᵀ": (lambda x, w, g: (g.T @ x).T, f)}
+    out = {}
+    for name, (f, flops) in cases.items():
+        seconds = calls_per_s(jax.jit(f), x, w, g)
+        out[name] = {"shape": [batch, d, h], "seconds": seconds, "flops_per_s": flops / seconds}
+    return out
+
+
+def floor_epoch(widths, batch, lr=bench.LR, mu=0.9):
+    """The plainest momentum-SGD epoch over 16 fixed batches: matmuls, relu, fused update."""
+    import jax
+    import jax.numpy as jnp
+
+    def step(carry, xb):
+        ws, vs = carry
+        hs, h = [xb], xb
+        for i, w in enumerate(ws):
+            h = h @ w
+            if i < len(ws) - 1:
+                h = jnp.maximum(h, 0.0)
+            hs.append(h)
+        g = (h - jax.nn.one_hot(0, h.shape[-1])) / batch  # a stand-in ∂J/∂logits
+        grads = [None] * len(ws)
+        for i in reversed(range(len(ws))):
+            grads[i] = hs[i].T @ g
+            if i:
+                g = (g @ ws[i].T) * (hs[i] > 0)
+        vs = [mu * v + gw for v, gw in zip(vs, grads)]
+        ws = [w - lr * v for w, v in zip(ws, vs)]
+        return (ws, vs), h[0, 0]
+
+    def epoch(carry, xs):
+        return jax.lax.scan(step, carry, xs)
+
+    return jax.jit(epoch, donate_argnums=0)
+
+
+def unguarded(runner, n, batch, key):
+    """``runner``'s epoch without the divergence guard: the plain update, scanned."""
+    import jax
+
+    from gdlab import descent, train
+
+    update = train._update(runner.model, runner.loss, runner.optimizer, "manual")
+
+    def epoch(state, x, y):
+        k, shuffle_key = jax.random.split(state.key)
+        indices, weights = descent.epoch_batches(shuffle_key, n, batch)
+
+        def body(state, b):
+            state, value, _, _ = update(state, x[b[0]], y[b[0]], b[1], shuffle_key)
+            return state, value
+
+        return jax.lax.scan(body, state.replace(key=k), (indices, weights),
+                            unroll=train.default_unroll(state.params))
+
+    compiled = jax.jit(epoch, donate_argnums=0).lower(runner.state, runner.x, runner.y).compile()
+    box = [train.create_state(runner.model, runner.optimizer, key, runner.x.shape[1:])]
+
+    def run():
+        box[0], values = compiled(box[0], runner.x, runner.y)
+        jax.block_until_ready(values)
+
+    return run
+
+
+def kernel_census(compiled) -> dict:
+    """Kernels in XLA's optimised program: fusions by kind, library gemms, copies."""
+    text = compiled.as_text()
+    counts = collections.Counter()
+    for line in text.splitlines():
+        if " fusion(" in line:
+            kind = re.search(r'kind=(\w+)', line)
+            backend = re.search(r'"kind":"(\w+)"', line)
+            counts["fusion/" + (backend.group(1) if backend else kind.group(1) if kind else "?")] += 1
+        elif " custom-call(" in line:
+            target = re.search(r'custom_call_target="([^"]+)"', line)
+            counts["custom-call/" + (target.group(1) if target else "?")] += 1
+        elif re.search(r"= \S+ (copy|dot|while|gather|reduce|sort)\(", line):
+            counts[re.search(r"= \S+ (copy|dot|while|gather|reduce|sort)\(", line).group(1)] += 1
+    return dict(sorted(counts.items())), text
+
+
+def profile_size(name, widths, batch, key, out_dir, peak):
+    import jax
+    import jax.numpy as jnp
+
+    from gdlab import backprop, train
+
+    n = STEPS * batch
+    runners = {g: bench.Runner.mlp(widths, n, batch, g, key) for g in ("manual", "autodiff")}
+    r = runners["manual"]
+    x, y = r.x, r.y
+    peer, peer_carry = bench.flax_optax_epoch(widths, n, batch, key)
+    peer_box = [peer_carry]
+
+    def run_peer():
+        peer_box[0], values = peer(peer_box[0], x, y)
+        jax.block_until_ready(values)
+
+    floor = floor_epoch(widths, batch)
+    ws = [jnp.array(p["w"]) for p in r.state.params["layers"] if "w" in p]
+    floor_box = [(ws, [jnp.zeros_like(w) for w in ws])]
+    xs = x.reshape(STEPS, batch, -1)
+
+    def run_floor():
+        floor_box[0], values = floor(floor_box[0], xs)
+        jax.block_until_ready(values)
+
+    vg = backprop.manual(r.model, r.loss)
+
+    def grad_only(params, model_state, x, y):
+        def body(_, b):
+            xb, yb = b
+            (value, _), grads = vg(params, model_state, xb, yb, train=True)
+            return grads, value
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        return jax.lax.scan(body, zeros, (x.reshape(STEPS, batch, -1), y.reshape(STEPS, batch)))
+
+    grad_jit = jax.jit(grad_only)
+    own = train.create_state(r.model, r.optimizer, key, x.shape[1:])  # r's state is donated
+    g_args = (own.params, own.model_state, x, y)
+
+    def run_grad():
+        jax.block_until_ready(grad_jit(*g_args))
+
+    # gdlab's manual epoch with one piece changed at a time
+    variants = {"gdlab manual, norms": bench.Runner.mlp(widths, n, batch, "manual", key, norms=True),
+                "gdlab manual, unroll 1": bench.Runner.mlp(widths, n, batch, "manual", key, unroll=1),
+                "gdlab manual, no guard": unguarded(r, n, batch, key)}
+    times = bench.alternate({"floor": run_floor, "grad only (manual)": run_grad,
+                             "gdlab manual": runners["manual"], "gdlab jax.grad": runners["autodiff"],
+                             "flax+optax": run_peer, **variants}, 3 * FLAGS.repeats)
+    flops = bench.mlp_flops_per_step(widths, batch)
+    rows = {k: {"step_s": t / STEPS, "of_peak": flops / (t / STEPS) / peak} for k, t in times.items()}
+    for k, v in rows.items():
+        print(f"  {name:6s} {k:20s} {v['step_s'] * 1e6:9.1f} µs/step  {v['of_peak']:.3f} of peak",
+              flush=True)
+    census = {}
+    programs = {"gdlab_manual": runners["manual"].epoch, "gdlab_autodiff": runners["autodiff"].epoch,
+                "flax_optax": peer.lower(peer_box[0], x, y).compile(),
+                "floor": floor.lower(floor_box[0], xs).compile()}
+    for label, compiled in programs.items():
+        census[label], text = kernel_census(compiled)
+        if out_dir:
+            with open(os.path.join(out_dir, f"hlo-{name}-{label}.txt"), "w") as f:
+                f.write(text)
+        print(f"  {name:6s} kernels {label:15s} {census[label]}", flush=True)
+    out = {"widths": list(widths), "batch_size": batch, "model_flops_per_step": flops,
+           "steps": rows, "kernels": census}
+    if name != "tiny":
+        out["gemms"] = gemm_rates(widths, batch, key)
+        for k, v in out["gemms"].items():
+            print(f"  {name:6s} gemm {k:12s} {v['seconds'] * 1e6:8.1f} µs  "
+                  f"{v['flops_per_s'] / peak:.3f} of peak", flush=True)
+    return out
+
+
+def unroll_vs_loop(key):
+    """Per-step time at tiny: make_epoch(unroll=u) for each u, and bench's Python loop."""
+    import jax
+
+    from gdlab import train
+
+    widths, batch = bench.SIZES["tiny"]
+    n = 128 * batch
+    loop = bench.bench_scan_vs_loop(widths, batch, FLAGS.repeats, key)
+    base = bench.Runner.mlp(widths, n, batch, "manual", key)
+    fns = {}
+    for u in (int(s) for s in FLAGS.unrolls):
+        epoch = train.make_epoch(base.model, base.loss, base.optimizer, num_examples=n,
+                                 batch_size=batch, unroll=u)
+        compiled = jax.jit(epoch, donate_argnums=0).lower(base.state, base.x, base.y).compile()
+        box = [train.create_state(base.model, base.optimizer, key, (widths[0],))]
+
+        def run(compiled=compiled, box=box):
+            box[0], _ = compiled(box[0], base.x, base.y)
+            jax.block_until_ready(box[0])
+
+        fns[u] = run
+    times = bench.alternate(fns, FLAGS.repeats)
+    out = {"loop_step_s": loop["loop_step_s"],
+           "scan_step_s": {u: t / base.steps for u, t in times.items()}}
+    for u, t in out["scan_step_s"].items():
+        print(f"  tiny unroll={u:<3d} {t * 1e6:7.1f} µs/step: {out['loop_step_s'] / t:.2f}× "
+              f"the Python loop ({out['loop_step_s'] * 1e6:.1f} µs/step)", flush=True)
+    return out
+
+
+def main(argv):
+    del argv
+    import jax
+
+    unknown = [s for s in FLAGS.sizes if s not in bench.SIZES]
+    if unknown:
+        raise _cli.UsageError(f"--sizes: unknown size {unknown[0]!r}; choose from: "
+                              f"{', '.join(bench.SIZES)}")
+    out_dir = _cli.expand("out", FLAGS.out)
+    if out_dir:
+        try:
+            os.makedirs(out_dir, exist_ok=True)
+        except OSError as e:
+            raise _cli.UsageError(f"--out={FLAGS.out}: cannot make that folder ({e.strerror})") from None
+    backend = jax.default_backend()
+    key = jax.random.PRNGKey(0)
+    peak = bench.bench_matmul_peak(8192 if backend == "gpu" else 2048, FLAGS.repeats, key)
+    print(f"{jax.devices()[0].device_kind} ({backend}), jax {jax.__version__}: matmul peak "
+          f"{peak['flops_per_s'] / 1e12:.2f} TFLOP/s ({peak['n']}³ float32, default precision)")
+    results = {"device": bench.device_info(), "matmul_peak": peak, "sizes": {}}
+    for name in FLAGS.sizes:
+        widths, batch = bench.CPU_LARGE if (name == "large" and backend == "cpu") else bench.SIZES[name]
+        results["sizes"][name] = profile_size(name, widths, batch, key, out_dir,
+                                              peak["flops_per_s"])
+    if "tiny" in FLAGS.sizes and FLAGS.unrolls:
+        results["unroll"] = unroll_vs_loop(key)
+    if out_dir:
+        with open(os.path.join(out_dir, "profile.json"), "w") as f:
+            json.dump(results, f, indent=1, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_cli.run(main))
