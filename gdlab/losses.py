@@ -106,7 +106,9 @@ def softmax_cross_entropy() -> Loss:
 
     def forward(logits, labels, weights=None):
         labels = labels.astype(jnp.int32)
-        shifted = logits - jnp.max(logits, axis=-1, keepdims=True)
+        # The shift cancels in ℓ, so its derivative is exactly 0: stop_gradient spares
+        # jax.grad the max's own backward (a tie count and a select, two more kernels).
+        shifted = logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
         lse = jnp.log(jnp.sum(jnp.exp(shifted), axis=-1))  # logsumexp(z) − max(z), (B, ...)
         correct = jnp.take_along_axis(shifted, labels[..., None], axis=-1)[..., 0]
         probs = jnp.exp(shifted - lse[..., None])           # softmax(z), (B, ..., C)

@@ -269,6 +269,8 @@ def main(argv):
     if unknown:
         raise _cli.UsageError(f"--sizes: unknown size {unknown[0]!r}; choose from: "
                               f"{', '.join(bench.SIZES)}")
+    if not FLAGS.sizes:
+        raise _cli.UsageError(f"--sizes must name at least one size of: {', '.join(bench.SIZES)}")
     out_dir = _cli.expand("out", FLAGS.out)
     if out_dir:
         try:

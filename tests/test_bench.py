@@ -77,3 +77,39 @@ def test_empty_sizes_or_unwritable_json_out_exit_2_before_any_timing(tmp_path):
                            env={**os.environ, "JAX_PLATFORMS": "cpu"})
         assert r.returncode == 2 and "Traceback" not in r.stderr and needle in r.stderr, r.stderr
         assert "matmul peak" not in r.stdout  # nothing was timed
+
+
+def test_profile_step_times_every_piece_and_writes_the_hlo(tmp_path):
+    out = tmp_path / "profile"
+    r = subprocess.run(
+        [sys.executable, "scripts/profile_step.py", "--sizes=tiny", "--unrolls=1,2",
+         "--repeats=1", f"--out={out}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    assert r.returncode == 0, r.stderr
+    report = json.loads((out / "profile.json").read_text())
+    peak = report["matmul_peak"]["flops_per_s"]
+    tiny = report["sizes"]["tiny"]
+    assert set(tiny["steps"]) == {"floor", "grad only (manual)", "gdlab manual", "gdlab jax.grad",
+                                  "flax+optax", "gdlab manual, norms", "gdlab manual, unroll 1",
+                                  "gdlab manual, no guard"}
+    for row in tiny["steps"].values():  # each share of the peak is the quotient it names
+        assert row["step_s"] > 0
+        assert abs(row["of_peak"] - tiny["model_flops_per_step"] / row["step_s"] / peak) < 1e-9
+    for label in ("gdlab_manual", "gdlab_autodiff", "flax_optax", "floor"):
+        assert (out / f"hlo-tiny-{label}.txt").read_text().startswith("HloModule")
+        assert tiny["kernels"][label].get("dot", 0) + sum(
+            n for k, n in tiny["kernels"][label].items() if "gemm" in k or "matmul" in k) >= 5
+    assert set(report["unroll"]["scan_step_s"]) == {"1", "2"}
+    assert report["unroll"]["loop_step_s"] > 0
+
+
+def test_profile_step_bad_flags_exit_2(tmp_path):
+    (tmp_path / "file").write_text("x")
+    for args, needle in ((["--sizes=huge"], "--sizes"), (["--sizes="], "--sizes"),
+                         ([f"--out={tmp_path}/file"], "--out")):
+        r = subprocess.run([sys.executable, "scripts/profile_step.py", *args], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "JAX_PLATFORMS": "cpu"})
+        assert r.returncode == 2 and "Traceback" not in r.stderr and needle in r.stderr, r.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 from jax.scipy.special import erf
 
@@ -159,8 +160,9 @@ def gelu(approximate: bool = False) -> Layer:
 
 
 def softmax_forward(x, axis: int = -1):
-    """y = eˣ / Σ eˣ along ``axis``, with the max subtracted first (no overflow)."""
-    z = jnp.exp(x - jnp.max(x, axis=axis, keepdims=True))
+    """y = eˣ / Σ eˣ along ``axis``, with the max subtracted first (no overflow; y does not
+    depend on the shift, so jax.grad is told not to differentiate it)."""
+    z = jnp.exp(x - jax.lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True)))
     return z / jnp.sum(z, axis=axis, keepdims=True)
 
 
