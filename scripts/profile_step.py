@@ -41,23 +41,12 @@ FLAGS = flags.FLAGS
 STEPS = bench.MINIBATCH_STEPS
 
 
-def calls_per_s(fn, *args, calls=20):
-    """Seconds per call of a jitted ``fn``: ``calls`` dispatched back to back, blocked once."""
-    import jax
-
-    def run():
-        out = None
-        for _ in range(calls):
-            out = fn(*args)
-        jax.block_until_ready(out)
-
-    return bench.median_time(run, FLAGS.repeats) / calls
-
-
 def gemm_rates(widths, batch, key):
     """FLOP/s of each gemm of the step on its own: forward x·W, dx = g·Wᵀ, dW = xᵀ·g."""
     import jax
     import jax.numpy as jnp
+
+    from gdlab import cost
 
     d, h = widths[0], widths[1]
     k1, k2, k3 = jax.random.split(key, 3)
@@ -75,7 +64,7 @@ def gemm_rates(widths, batch, key):
              "dW = (gᵀ·x)ᵀ": (lambda x, w, g: (g.T @ x).T, f)}
     out = {}
     for name, (f, flops) in cases.items():
-        seconds = calls_per_s(jax.jit(f), x, w, g)
+        seconds = cost.time_call(jax.jit(f), x, w, g, repeats=FLAGS.repeats)
         out[name] = {"shape": [batch, d, h], "seconds": seconds, "flops_per_s": flops / seconds}
     return out
 
