@@ -3,6 +3,7 @@ r"""Check manual backprop against jax.grad and finite differences.
     python -m experiments.gradcheck --hidden=32,32 --activation=tanh --loss=xent --dtype=float64
     python -m experiments.gradcheck --layers=all --dtype=float64 --json_out=check.json
     python -m experiments.gradcheck --model=cnn        # or --model=transformer
+    python -m experiments.gradcheck --model=cnn --mixed=bfloat16   # mixed precision vs float64
 
 Prints one row per parameter leaf (or, with --layers, per layer and loss
 input/parameter) and exits 0 when every row passes, 1 when any fails, 2 on bad flags.
@@ -32,6 +33,9 @@ flags.DEFINE_enum("loss", "xent", list(losses.LOSSES), "Loss: mse, huber, xent (
                   "cross-entropy, integer labels) or bce (sigmoid binary cross-entropy).")
 flags.DEFINE_enum("dtype", "float64", ["float32", "float64"],
                   "Dtype of the manual and jax.grad gradients; finite differences are always float64.")
+flags.DEFINE_enum("mixed", None, ["bfloat16"], "Check mixed precision instead: each gradient "
+                  "(manual and jax.grad) computed in this dtype from float32 params, the loss in "
+                  "float32, against the float64 one, leaf by leaf in norm (tolerances.MIXED).")
 flags.DEFINE_integer("batch_size", 16, "Examples in the random batch.", lower_bound=1)
 flags.DEFINE_integer("input_dim", 8, "Features per example.", lower_bound=1)
 flags.DEFINE_integer("num_classes", 5, "Classes (outputs) for --loss=xent; mse and huber use "
@@ -66,6 +70,8 @@ def main(argv):
     if FLAGS.model != "mlp" and FLAGS.loss != "xent":
         raise _cli.UsageError(f"--model={FLAGS.model} is checked with --loss=xent, got "
                               f"--loss={FLAGS.loss}")
+    if FLAGS.mixed and names is not None:
+        raise _cli.UsageError("--mixed checks a model (--model), not --layers")
     if FLAGS.workdir is not None:
         FLAGS.workdir, _lock = _cli.prepare_workdir(FLAGS.workdir)  # held until the process ends
 
@@ -75,7 +81,8 @@ def main(argv):
         report = gradcheck.check_random_model(
             FLAGS.model, hidden=_cli.int_list(FLAGS.hidden), activation=FLAGS.activation,
             loss=FLAGS.loss, dtype=FLAGS.dtype, batch_size=FLAGS.batch_size,
-            input_dim=FLAGS.input_dim, num_classes=FLAGS.num_classes, seed=FLAGS.seed)
+            input_dim=FLAGS.input_dim, num_classes=FLAGS.num_classes, seed=FLAGS.seed,
+            mixed=FLAGS.mixed)
     print(report.table())
     outputs = [_cli.expand("json_out", FLAGS.json_out)] if FLAGS.json_out else []
     if FLAGS.workdir is not None:

@@ -23,9 +23,10 @@ from collections.abc import Callable
 from functools import partial
 
 import jax
+import jax.numpy as jnp
 
 from gdlab.layers import Layer
-from gdlab.losses import Loss
+from gdlab.losses import Loss, upcast
 from gdlab.types import Array, Grads, Params, PRNGKey, State
 
 ValueAndGrad = Callable[..., tuple[tuple[Array, State], Grads]]
@@ -131,9 +132,38 @@ def custom_vjp(model: Layer, loss: Loss) -> ValueAndGrad:
     return value_and_grad
 
 
-def value_and_grad(model: Layer, loss: Loss, method: str = "manual") -> ValueAndGrad:
-    """``manual``, ``custom_vjp`` or ``autodiff`` value-and-grad by name."""
+def mixed_precision(value_and_grad: ValueAndGrad, compute_dtype) -> ValueAndGrad:
+    """``value_and_grad`` run in ``compute_dtype`` (e.g. bfloat16) from float32 master params.
+
+    The float params and inputs are cast down for the forward and the backward pass, so
+    every matmul runs in ``compute_dtype``; the gradients come back up to each param's own
+    dtype, for the optimizer to update the master params in full precision. Build the
+    inner ``value_and_grad`` on ``losses.upcast(loss, compute_dtype)`` so that the loss
+    itself runs in float32 (``value_and_grad(..., compute_dtype=...)`` does both). The
+    model state (batch-norm statistics) keeps its dtype.
+    """
+
+    def down(a):
+        return a.astype(compute_dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
+
+    def vg(params, state, x, y, weights=None, *, key=None, train=False):
+        (value, new_state), grads = value_and_grad(jax.tree.map(down, params), state, down(x),
+                                                   y, weights, key=key, train=train)
+        return (value, new_state), jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
+
+    return vg
+
+
+def value_and_grad(model: Layer, loss: Loss, method: str = "manual", *,
+                   compute_dtype=None) -> ValueAndGrad:
+    """``manual``, ``custom_vjp`` or ``autodiff`` value-and-grad by name; with a
+    ``compute_dtype`` (e.g. ``jnp.bfloat16``), in mixed precision (``mixed_precision``)."""
     builders = {"manual": manual, "custom_vjp": custom_vjp, "autodiff": autodiff}
     if method not in builders:
         raise ValueError(f"unknown gradient method {method!r}; choose one of: {', '.join(METHODS)}")
-    return builders[method](model, loss)
+    if compute_dtype is None:
+        return builders[method](model, loss)
+    if jnp.dtype(compute_dtype) == jnp.float16:
+        raise ValueError("compute_dtype float16 needs loss scaling (its gradients underflow), "
+                         "which gdlab does not do; use bfloat16")
+    return mixed_precision(builders[method](model, upcast(loss, compute_dtype)), compute_dtype)

@@ -270,6 +270,92 @@ def check_model(
     return Report(dtype, tuple(rows))
 
 
+@dataclasses.dataclass(frozen=True)
+class MixedLeaf:
+    """One row of a mixed-precision check: a parameter leaf and how far its two gradients,
+    computed in the compute dtype, are from the float64 one (‖g − g_64‖ / ‖g_64‖)."""
+
+    path: str
+    shape: tuple[int, ...]
+    manual_err: float    # hand-written backprop in mixed precision
+    autodiff_err: float  # jax.grad in mixed precision
+    passed: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class MixedReport:
+    """A mixed-precision check (``check_mixed_precision``): every leaf within ``tolerance``."""
+
+    compute_dtype: str
+    tolerance: float
+    leaves: tuple[MixedLeaf, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(leaf.passed for leaf in self.leaves)
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "compute_dtype": self.compute_dtype,
+                "tolerance": self.tolerance,
+                "leaves": [dataclasses.asdict(leaf) for leaf in self.leaves]}
+
+    def to_json(self) -> str:
+        from gdlab.logging import to_json
+
+        return to_json(self.to_dict(), indent=2)
+
+    def table(self) -> str:
+        header = ("path", "shape", "manual vs float64", "jax.grad vs float64", "result")
+        rows = [header] + [(leaf.path, "x".join(map(str, leaf.shape)) or "scalar",
+                            f"{leaf.manual_err:.2e}", f"{leaf.autodiff_err:.2e}",
+                            "pass" if leaf.passed else "FAIL") for leaf in self.leaves]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        failed = sum(not leaf.passed for leaf in self.leaves)
+        worst = max((max(leaf.manual_err, leaf.autodiff_err) for leaf in self.leaves), default=0.0)
+        lines.append(f"mixed precision ({self.compute_dtype} compute, float32 params): "
+                     f"{len(self.leaves) - failed}/{len(self.leaves)} rows pass (manual within "
+                     f"{self.tolerance:g} of float64, or within {tolerances.MIXED_RATIO:g}× "
+                     f"jax.grad's error); worst {worst:.2e}")
+        return "\n".join(lines)
+
+
+def check_mixed_precision(model: Layer, loss: Loss, params, state, x, y, *,
+                          compute_dtype: str = "bfloat16", key=None, train: bool = False,
+                          weights=None) -> MixedReport:
+    """The gradient in mixed precision (``backprop.value_and_grad(..., compute_dtype=...)``:
+    float32 params and data, forward and backward in ``compute_dtype``, the loss in float32),
+    manual and jax.grad, against jax.grad in float64, leaf by leaf in norm. A leaf passes
+    when the manual error is within ``tolerances.MIXED``, or within ``MIXED_RATIO`` times
+    jax.grad's own error where bfloat16 rounding alone exceeds that bound."""
+    tol = tolerances.MIXED[compute_dtype]
+    with enable_x64(), highest_precision():
+        def run(method, dt, compute=None):
+            vg = backprop.value_and_grad(model, loss, method, compute_dtype=compute)
+            w = None if weights is None else jnp.asarray(weights, dt)
+            return jax.jit(lambda p, s, xs, ys: vg(p, s, xs, ys, w, key=key, train=train)[1])(
+                _cast(params, dt), _cast(state, dt), _cast(x, dt),
+                _cast_targets(y, _cast(params, dt)))
+
+        reference = run("autodiff", jnp.float64)
+        mixed = {m: run(m, jnp.float32, jnp.dtype(compute_dtype)) for m in ("manual", "autodiff")}
+
+    def err(g, r):
+        r = np.asarray(r, np.float64)
+        return float(np.linalg.norm(np.asarray(g, np.float64) - r)
+                     / max(np.linalg.norm(r), tolerances.RELATIVE_FLOOR))
+
+    rows = []
+    for path, ref, gm, ga in zip(leaf_paths(params), *(jax.tree_util.tree_leaves(t) for t in
+                                                        (reference, mixed["manual"],
+                                                         mixed["autodiff"]))):
+        e_m, e_a = err(gm, ref), err(ga, ref)
+        rows.append(MixedLeaf(path, tuple(ref.shape), e_m, e_a,
+                              e_m <= max(tol, tolerances.MIXED_RATIO * e_a)))
+    return MixedReport(compute_dtype, tol, tuple(rows))
+
+
 MODELS = ("mlp", "cnn", "transformer")
 """The model families ``check_random_model`` builds."""
 
@@ -321,11 +407,16 @@ def random_problem(model: str = "mlp", *, loss: str = "xent", hidden: Sequence[i
 
 
 def check_random_model(model: str = "mlp", *, loss: str = "xent", dtype: str = "float64",
-                       **problem) -> Report:
+                       mixed: str | None = None, **problem) -> Report | MixedReport:
     """Check a random ``model`` (``MODELS``) on a random batch, in training mode
-    (batch statistics), with ``loss``; ``problem`` goes to ``random_problem``."""
+    (batch statistics), with ``loss``; ``problem`` goes to ``random_problem``. With
+    ``mixed`` (a compute dtype, "bfloat16"), the mixed-precision check instead
+    (``check_mixed_precision``; ``dtype`` is then unused)."""
     with enable_x64():
         net, params, state, x, y = random_problem(model, loss=loss, **problem)
+        if mixed is not None:
+            return check_mixed_precision(net, losses.get(loss), params, state, x, y,
+                                         compute_dtype=mixed, train=True)
         return check_model(net, losses.get(loss), params, state, x, y, dtype=dtype, train=True)
 
 

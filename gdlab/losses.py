@@ -170,6 +170,21 @@ def l2_penalty(coeff: float) -> Penalty:
     return Penalty(forward, backward, f"l2({coeff})")
 
 
+def upcast(loss: Loss, grad_dtype) -> Loss:
+    """``loss`` evaluated in float32 on predictions of lower precision (mixed precision):
+    the predictions go up to float32 before the loss (its exponentials and its sum over the
+    batch), and ∂J/∂preds comes back down as ``grad_dtype``, the predictions' own dtype.
+    The same name: a report or an accuracy sees the loss it wraps."""
+
+    def forward(preds, targets, weights=None):
+        return loss.forward(preds.astype(jnp.float32), targets, weights)
+
+    def backward(residuals, g=1.0):
+        return loss.backward(residuals, g).astype(grad_dtype)
+
+    return Loss(forward, backward, loss.name)
+
+
 LOSSES = {
     "mse": mse,
     "huber": huber,

@@ -44,7 +44,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from gdlab import backprop, train
+from gdlab import backprop, losses, train
 from gdlab.layers import Layer
 from gdlab.layers.normalization import DATA_AXIS
 from gdlab.losses import Loss
@@ -210,7 +210,7 @@ def value_and_grad(model: Layer, loss: Loss, *, axis: str = DATA) -> backprop.Va
 def make_epoch(model: Layer, loss: Loss, optimizer, mesh: Mesh, *, num_examples: int,
                batch_size: int, grad: str = "manual", shuffle: bool = True,
                blowup: float | None = train.DEFAULT_BLOWUP, norms: bool = False,
-               unroll: int | None = None) -> Callable:
+               unroll: int | None = None, compute_dtype=None) -> Callable:
     """``train.make_epoch`` on every device of ``mesh`` (axis ``DATA``), each step's batch
     split over the devices: ``epoch(state, x, y) -> (state, EpochMetrics)`` with the state
     and the data replicated on the mesh (``replicate``). Jit it (donating the state).
@@ -219,7 +219,9 @@ def make_epoch(model: Layer, loss: Loss, optimizer, mesh: Mesh, *, num_examples:
     and the gradients meet in the explicit ``lax.psum`` of ``value_and_grad``.
     ``"autodiff"`` / ``"custom_vjp"``: the one-device epoch with the batch plan sharded
     over the mesh; XLA partitions the step and adds the all-reduce.
-    A batch size that does not split evenly is padded with masked rows.
+    A batch size that does not split evenly is padded with masked rows. ``compute_dtype``:
+    mixed precision (``backprop.mixed_precision``); the all-reduce then sums gradients of
+    that dtype.
     """
     if DATA not in mesh.axis_names:
         raise ValueError(f"the mesh needs an axis named {DATA!r}, got {mesh.axis_names}")
@@ -241,7 +243,8 @@ def make_epoch(model: Layer, loss: Loss, optimizer, mesh: Mesh, *, num_examples:
 
         return train.make_epoch(model, loss, optimizer, num_examples=num_examples,
                                 batch_size=batch_size, grad=grad, shuffle=shuffle, blowup=blowup,
-                                norms=norms, unroll=unroll, place_batches=sharded)
+                                norms=norms, unroll=unroll, compute_dtype=compute_dtype,
+                                place_batches=sharded)
 
     def my_columns(indices, weights):
         indices, weights = pad(indices, weights)
@@ -249,9 +252,13 @@ def make_epoch(model: Layer, loss: Loss, optimizer, mesh: Mesh, *, num_examples:
         return (jax.lax.dynamic_slice_in_dim(indices, start, per_device, axis=1),
                 jax.lax.dynamic_slice_in_dim(weights, start, per_device, axis=1))
 
+    vg = value_and_grad(model, loss if compute_dtype is None else
+                        losses.upcast(loss, compute_dtype))
+    if compute_dtype is not None:
+        vg = backprop.mixed_precision(vg, compute_dtype)
     local = train.make_epoch(model, loss, optimizer, num_examples=num_examples,
                              batch_size=batch_size, grad=grad, shuffle=shuffle, blowup=blowup,
-                             norms=norms, unroll=unroll, value_and_grad=value_and_grad(model, loss),
+                             norms=norms, unroll=unroll, value_and_grad=vg,
                              place_batches=my_columns)
     # After the psum every device holds the same state and metrics: replicated outputs.
     return jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), P()), out_specs=(P(), P()),

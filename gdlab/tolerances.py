@@ -34,6 +34,20 @@ FINITE_DIFF = {
     "float32": Tolerance(rtol=2e-3, atol=1e-5),
 }
 
+MIXED = {"bfloat16": 5e-2}
+"""Mixed precision (``backprop.mixed_precision``: forward and backward in the compute
+dtype from float32 params, the loss in float32) against the float64 gradient: the bound
+on ‖g_mixed − g_64‖ / ‖g_64‖, a norm over a leaf or a whole gradient. Element by element
+the comparison means little in bfloat16 (8 significant bits: entries that cancel to near
+zero lose every digit). The inputs, the params and every intermediate are rounded to
+2⁻⁹ relative, and the errors add up over a layer's sums."""
+
+MIXED_RATIO = 2.0
+"""Where the rounding itself exceeds ``MIXED`` (batch norm's and attention's gradients
+subtract nearly equal terms), a hand-written mixed-precision gradient still passes when
+its error is within this factor of jax.grad's in the same precision: the same accuracy,
+where a wrong backward rule would be off by order one."""
+
 FD_STEP = 1e-5
 """Central-difference step h in float64: (f(θ + h·e) − f(θ − h·e)) / 2h."""
 

@@ -103,13 +103,13 @@ def create_state(model: Layer, optimizer: optim.Optimizer, key: PRNGKey,
 
 
 def _update(model: Layer, loss: Loss, optimizer: optim.Optimizer, grad: str,
-            value_and_grad: backprop.ValueAndGrad | None = None):
+            value_and_grad: backprop.ValueAndGrad | None = None, compute_dtype=None):
     """``update(state, x, y, weights, key) -> (state, loss, grads, updates)``: the seed's rule
     on one batch, with nothing else computed (``make_step`` and ``make_epoch`` share it).
-    ``value_and_grad`` replaces ``backprop.value_and_grad(model, loss, grad)`` (the
-    data-parallel one of ``gdlab.parallel`` adds an all-reduce)."""
+    ``value_and_grad`` replaces ``backprop.value_and_grad(model, loss, grad, compute_dtype=...)``
+    (the data-parallel one of ``gdlab.parallel`` adds an all-reduce)."""
     if value_and_grad is None:
-        value_and_grad = backprop.value_and_grad(model, loss, grad)
+        value_and_grad = backprop.value_and_grad(model, loss, grad, compute_dtype=compute_dtype)
 
     def update(state: TrainState, x: Array, y: Array, weights: Array | None = None,
                key: PRNGKey | None = None):
@@ -128,17 +128,21 @@ def _update(model: Layer, loss: Loss, optimizer: optim.Optimizer, grad: str,
     return update
 
 
-def make_step(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, grad: str = "manual"):
+def make_step(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, grad: str = "manual",
+              compute_dtype=None):
     """``step(state, x, y, weights=None, key=None) -> (state, StepMetrics)``: one update on one batch.
 
     ``grad`` chooses how ∂J/∂θ is computed: ``"manual"`` (hand-written backprop),
-    ``"custom_vjp"`` or ``"autodiff"`` (``jax.grad``). The forward pass runs in
+    ``"custom_vjp"`` or ``"autodiff"`` (``jax.grad``); ``compute_dtype`` (e.g.
+    ``jnp.bfloat16``) computes it in mixed precision (``backprop.mixed_precision``: forward
+    and backward in that dtype, the loss in float32, the update on the float32 master
+    params). The forward pass runs in
     training mode and its new model state (batch-norm statistics) is kept; without
     a ``key``, the state's key is split for dropout. The metrics cost three
     reductions over the params; the scanned epoch (``make_epoch``) skips them.
     Wrap it in ``jax.jit`` (``donate_argnums=0`` lets XLA update the state in place).
     """
-    update = _update(model, loss, optimizer, grad)
+    update = _update(model, loss, optimizer, grad, compute_dtype=compute_dtype)
 
     def step(state: TrainState, x: Array, y: Array, weights: Array | None = None,
              key: PRNGKey | None = None):
@@ -150,10 +154,12 @@ def make_step(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, grad: str
     return step
 
 
-def jit_step(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, grad: str = "manual"):
+def jit_step(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, grad: str = "manual",
+             compute_dtype=None):
     """``make_step`` compiled, donating the state: params and optimizer state are
     updated in place, so the state passed in must not be used again."""
-    return jax.jit(make_step(model, loss, optimizer, grad=grad), donate_argnums=0)
+    return jax.jit(make_step(model, loss, optimizer, grad=grad, compute_dtype=compute_dtype),
+                   donate_argnums=0)
 
 
 def guard(step_fn, *, blowup: float | None = DEFAULT_BLOWUP):
@@ -199,10 +205,10 @@ def guard(step_fn, *, blowup: float | None = DEFAULT_BLOWUP):
 
 def make_guarded_step(model: Layer, loss: Loss, optimizer: optim.Optimizer, *,
                       grad: str = "manual", blowup: float | None = DEFAULT_BLOWUP,
-                      value_and_grad: backprop.ValueAndGrad | None = None):
+                      value_and_grad: backprop.ValueAndGrad | None = None, compute_dtype=None):
     """``step(state, x, y, weights, key) -> (state, (loss, grads))``: the guarded update that
     ``make_epoch`` scans, with no reduction beyond the loss (see ``guard``)."""
-    update = _update(model, loss, optimizer, grad, value_and_grad)
+    update = _update(model, loss, optimizer, grad, value_and_grad, compute_dtype)
 
     def step(state, x, y, weights=None, key=None):
         new_state, value, grads, _ = update(state, x, y, weights, key)
@@ -231,7 +237,7 @@ def default_unroll(params) -> int:
 def make_epoch(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, num_examples: int,
                batch_size: int, grad: str = "manual", shuffle: bool = True,
                blowup: float | None = DEFAULT_BLOWUP, norms: bool = False,
-               unroll: int | None = None,
+               unroll: int | None = None, compute_dtype=None,
                value_and_grad: backprop.ValueAndGrad | None = None,
                place_batches: Callable[[Array, Array], tuple[Array, Array]] | None = None):
     """``epoch(state, x, y) -> (state, EpochMetrics)``.
@@ -243,7 +249,8 @@ def make_epoch(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, num_exam
     its displacement ‖θ_end − θ_start‖ (``fit`` asks for them): that costs a copy
     of the params, the last gradient carried through the loop and three
     reductions, once per epoch. ``unroll`` steps run in each iteration of the
-    loop (``lax.scan``'s unroll; None: ``default_unroll``).
+    loop (``lax.scan``'s unroll; None: ``default_unroll``). ``compute_dtype``: mixed
+    precision, as in ``make_step``.
 
     ``gdlab.parallel`` runs the same epoch on many devices through the last two
     arguments: ``value_and_grad`` replaces the gradient (to add an all-reduce), and
@@ -251,7 +258,7 @@ def make_epoch(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, num_exam
     the one this program uses (a device's columns, or the plan with a sharding).
     """
     guarded = make_guarded_step(model, loss, optimizer, grad=grad, blowup=blowup,
-                                value_and_grad=value_and_grad)
+                                value_and_grad=value_and_grad, compute_dtype=compute_dtype)
 
     def epoch(state: TrainState, x: Array, y: Array):
         # One split per epoch: the next epoch's key, the shuffle, and a key per step
@@ -516,6 +523,7 @@ def fit(
     after_epoch: Callable[[int, TrainState], bool | None] | None = None,
     target_scale=None,
     mesh: Mesh | None = None,
+    compute_dtype=None,
 ) -> FitResult:
     """Train for ``epochs`` epochs of mini-batches of ``batch_size`` (N for batch GD, 1 for SGD).
 
@@ -535,6 +543,10 @@ def fit(
     With a ``mesh`` (``gdlab.parallel.make_mesh``), every batch is split over its
     devices (data parallelism, see ``gdlab.parallel``); the state comes back
     replicated on the mesh and the history is the same as on one device.
+
+    ``compute_dtype`` (e.g. ``jnp.bfloat16``) trains in mixed precision: each step's
+    forward and backward pass in that dtype from float32 master params, the loss and
+    the update in float32 (see ``make_step``); evaluation stays in the params' dtype.
 
     To resume, pass the ``state`` saved after epoch ``start_epoch`` (see
     ``gdlab.checkpoint``): epochs ``start_epoch + 1 … epochs`` run exactly as
@@ -557,13 +569,13 @@ def fit(
         check_params_fit(model, state.params, x.shape[1:])
     if mesh is None:
         epoch_fn = make_epoch(model, loss, optimizer, num_examples=n, batch_size=batch_size,
-                              grad=grad, blowup=blowup, norms=True)
+                              grad=grad, blowup=blowup, norms=True, compute_dtype=compute_dtype)
     else:
         from gdlab import parallel
 
         epoch_fn = parallel.make_epoch(model, loss, optimizer, mesh, num_examples=n,
                                        batch_size=batch_size, grad=grad, blowup=blowup,
-                                       norms=True)
+                                       norms=True, compute_dtype=compute_dtype)
         state, x, y, test = parallel.replicate((state, x, y, test), mesh)
     t0 = time.perf_counter()
     compiled = jax.jit(epoch_fn, donate_argnums=(0,)).lower(state, x, y).compile()

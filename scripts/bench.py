@@ -317,17 +317,42 @@ def bench_sweep(num_lrs, repeats, key):
     }
 
 
-def bench_matmul_peak(n, repeats, key):
-    """FLOP/s of an n×n float32 matmul at default precision: the device's practical peak."""
+def bench_matmul_peak(n, repeats, key, dtype="float32"):
+    """FLOP/s of an n×n matmul of ``dtype`` at default precision: the device's practical peak
+    (for float32 on a recent GPU that means TF32 tensor cores)."""
     import jax
     import jax.numpy as jnp
 
     k1, k2 = jax.random.split(key)
-    a = jax.random.normal(k1, (n, n), jnp.float32)
-    b = jax.random.normal(k2, (n, n), jnp.float32)
+    a = jax.random.normal(k1, (n, n), dtype)
+    b = jax.random.normal(k2, (n, n), dtype)
     matmul, compile_s = timed_compile(jax.jit(jnp.matmul), a, b)
     seconds = median_time(lambda: jax.block_until_ready(matmul(a, b)), repeats)
-    return {"n": n, "seconds": seconds, "flops_per_s": 2.0 * n**3 / seconds, "compile_s": compile_s}
+    return {"n": n, "dtype": str(dtype), "seconds": seconds, "flops_per_s": 2.0 * n**3 / seconds,
+            "compile_s": compile_s}
+
+
+def bench_mixed_precision(name, widths, batch, repeats, key, peak_n):
+    """One MLP's mini-batch step (manual backprop) in bfloat16 mixed precision against
+    float32, alternated, and its FLOP/s against a measured bfloat16 matmul peak."""
+    import jax.numpy as jnp
+
+    n = MINIBATCH_STEPS * batch
+    runners = {"float32": Runner.mlp(widths, n, batch, "manual", key),
+               "bfloat16": Runner.mlp(widths, n, batch, "manual", key, compute_dtype=jnp.bfloat16)}
+    times = alternate(runners, repeats)
+    steps = runners["float32"].steps
+    peak = bench_matmul_peak(peak_n, repeats, key, dtype="bfloat16")
+    flops = mlp_flops_per_step(widths, batch)
+    row = {"size": name, "widths": list(widths), "batch_size": batch,
+           "float32_step_s": times["float32"] / steps, "bfloat16_step_s": times["bfloat16"] / steps,
+           "speedup_bfloat16_over_float32": times["float32"] / times["bfloat16"],
+           "bfloat16_peak": peak, "achieved_flops_bfloat16": flops / (times["bfloat16"] / steps)}
+    row["bfloat16_of_peak"] = row["achieved_flops_bfloat16"] / peak["flops_per_s"]
+    print(f"  {name:6s} B={batch:<5d} float32 {row['float32_step_s'] * 1e6:9.1f} µs  bfloat16 "
+          f"{row['bfloat16_step_s'] * 1e6:9.1f} µs ({row['speedup_bfloat16_over_float32']:.2f}×), "
+          f"{row['bfloat16_of_peak']:.2f} of the bfloat16 peak", flush=True)
+    return row
 
 
 # --------------------------------------------------------------------------- flax + optax peer
@@ -654,6 +679,10 @@ def targets_for(results, backend) -> list[dict]:
                           large_ratio, 0.7, ">="))
         out.append(target("achieved FLOP/s / TF32 matmul peak (large, full batch B = 4096)",
                           largest_ratio, 0.7, ">="))
+        mixed = results.get("mixed_precision")
+        if mixed and mixed["size"] == "large":
+            out.append(target("bfloat16 mixed precision: achieved FLOP/s / bfloat16 matmul peak "
+                              "(large, B = 1024; optional)", mixed["bfloat16_of_peak"], 0.5, ">="))
     else:
         out.append(target("achieved FLOP/s / matmul peak (largest size, full batch)",
                           largest_ratio, 0.75, ">="))
@@ -696,6 +725,10 @@ def print_table(results):
     for r in f.get("sizes", []):
         print(f"flax + optax peer at {r['size']}: {r['peer_step_s'] * 1e6:.1f} µs/step; gdlab manual "
               f"{r['ratio_manual_over_peer']:.3f}×, jax.grad {r['ratio_autodiff_over_peer']:.3f}× its time")
+    mp = results["mixed_precision"]
+    print(f"bfloat16 mixed precision at {mp['size']}: {mp['bfloat16_step_s'] * 1e6:.1f} µs/step, "
+          f"{mp['speedup_bfloat16_over_float32']:.2f}× float32's speed, {mp['bfloat16_of_peak']:.2f} "
+          f"of the bfloat16 matmul peak ({mp['bfloat16_peak']['flops_per_s'] / 1e9:.1f} GFLOP/s)")
     for r in results["sweep_throughput"]:
         print(f"sweep K={r['configs']}: {r['config_epochs_per_s']:,.0f} configuration-epochs/s "
               f"({r['call_s']:.3f} s per call after a first call of {r['first_call_s']:.2f} s)")
@@ -756,6 +789,11 @@ def main(argv):
     results["data_parallel"] = bench_data_parallel(repeats, key)
     print("flax + optax peer", flush=True)
     results["flax_optax"] = bench_flax_optax(sizes, repeats, key)
+    print("mixed precision", flush=True)
+    mixed_size = "tiny" if FLAGS.quick else ("large" if backend == "gpu" else "small")
+    results["mixed_precision"] = bench_mixed_precision(
+        mixed_size, *SIZES[mixed_size], repeats, key,
+        256 if FLAGS.quick else (8192 if backend == "gpu" else 2048))
     print("sweep throughput", flush=True)
     counts = ((2,) if FLAGS.quick else (1, 64, 1024, 8192, 131072) if backend == "gpu"
               else (1, 16, 64, 256))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import assert_tree_allclose, tree_allclose
 
-from gdlab import backprop, layers, losses, models
+from gdlab import backprop, layers, losses, models, tolerances
 
 F64 = jnp.float64
 BATCH, IN_DIM, HIDDEN, CLASSES = 4, 3, 5, 3
@@ -283,3 +283,52 @@ def test_value_and_grad_by_name():
     assert backprop.METHODS == ("manual", "custom_vjp", "autodiff")
     with pytest.raises(ValueError, match="unknown gradient method 'adjoint'"):
         backprop.value_and_grad(model, loss, "adjoint")
+
+
+def _flat(tree):
+    return np.concatenate([np.ravel(np.asarray(a, np.float64)) for a in jax.tree.leaves(tree)])
+
+
+@pytest.mark.parametrize("method", backprop.METHODS)
+def test_mixed_precision_gradient_is_the_float32_one_to_bfloat16_accuracy(method):
+    """A CNN with batch norm in float32 master params, computed in bfloat16: the gradient is
+    float32 like the params, within ``tolerances.MIXED`` of the float32 gradient, and not
+    equal to it (the passes really ran in bfloat16); the loss is float32; the batch-norm
+    statistics stay float32."""
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(3), 3)
+    x = jax.random.normal(k1, (16, 6, 6, 1), jnp.float32)
+    y = jax.random.randint(k2, (16,), 0, 3)
+    model = models.cnn(3, channels=(4,))
+    _, params, state = model.init(k3, (6, 6, 1))
+    loss = losses.get("xent")
+    (v32, s32), g32 = backprop.value_and_grad(model, loss, method)(params, state, x, y, train=True)
+    (v16, s16), g16 = backprop.value_and_grad(model, loss, method, compute_dtype=jnp.bfloat16)(
+        params, state, x, y, train=True)
+    assert v16.dtype == jnp.float32
+    assert all(a.dtype == jnp.float32 for a in jax.tree.leaves((g16, s16)))
+    error = np.linalg.norm(_flat(g16) - _flat(g32)) / np.linalg.norm(_flat(g32))
+    assert 1e-5 < error <= tolerances.MIXED["bfloat16"], error  # vs float32 here
+    np.testing.assert_allclose(v16, v32, rtol=tolerances.MIXED["bfloat16"])
+    state_error = np.linalg.norm(_flat(s16) - _flat(s32)) / np.linalg.norm(_flat(s32))
+    assert state_error <= tolerances.MIXED["bfloat16"]  # the running statistics, updated
+
+
+def test_the_upcast_loss_runs_in_float32_and_hands_back_the_compute_dtype():
+    rng = np.random.default_rng(0)
+    preds = jnp.asarray(rng.normal(size=(8, 5)) * 4, jnp.bfloat16)
+    labels = jnp.asarray(rng.integers(0, 5, size=8))
+    xent = losses.get("xent")
+    up = losses.upcast(xent, jnp.bfloat16)
+    value, res = up.forward(preds, labels)
+    ref_value, ref_res = xent.forward(preds.astype(jnp.float32), labels)
+    assert value.dtype == jnp.float32 and up.name == "xent"
+    np.testing.assert_array_equal(value, ref_value)
+    dpreds = up.backward(res)
+    assert dpreds.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(dpreds, xent.backward(ref_res).astype(jnp.bfloat16))
+
+
+def test_float16_is_refused_for_want_of_loss_scaling():
+    model = _model("tanh", "xent")
+    with pytest.raises(ValueError, match="bfloat16"):
+        backprop.value_and_grad(model, losses.get("xent"), compute_dtype=jnp.float16)

@@ -57,6 +57,12 @@ def test_quick_benchmark_writes_the_report(tmp_path):
     assert dp["devices"] == [1] and {r["grad"] for r in dp["steps"]} == {"manual", "autodiff"}
     assert all(r["ratio_over_one_device"] == 1.0 and r["step_s"] > 0 for r in dp["steps"])
     assert [r["devices"] for r in dp["sweep"]] == [1]
+    mixed = report["mixed_precision"]  # bfloat16 mixed precision against float32, tiny
+    assert mixed["size"] == "tiny" and mixed["bfloat16_peak"]["dtype"] == "bfloat16"
+    assert abs(mixed["speedup_bfloat16_over_float32"]
+               - mixed["float32_step_s"] / mixed["bfloat16_step_s"]) < 1e-9
+    assert abs(mixed["bfloat16_of_peak"] - mixed["achieved_flops_bfloat16"]
+               / mixed["bfloat16_peak"]["flops_per_s"]) < 1e-9
     assert len(names) == 8 and all({"name", "ratio", "goal", "met"} <= set(t) for t in report["targets"])
     assert "targets" in r.stdout
 

@@ -72,6 +72,16 @@ def test_regression_and_full_batch_and_autodiff(tmp_path):
     assert summary["test_loss"] < 0.05  # the noise variance is 0.01 (σ = 0.1)
 
 
+def test_bfloat16_mixed_precision_run(tmp_path):
+    r = run("--dataset=digits", "--hidden=32", "--epochs=4", "--compute_dtype=bfloat16",
+            f"--workdir={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "config.json").read_text())["compute_dtype"] == "bfloat16"
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["test_accuracy"] >= 0.9
+    assert "in bfloat16 (mixed precision)" in r.stdout
+
+
 def test_mnist_from_idx_files(tmp_path):
     rng = np.random.default_rng(0)
     for prefix, n in (("train", 60), ("t10k", 20)):

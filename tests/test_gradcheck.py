@@ -39,6 +39,8 @@ BAD_FLAGS = {
     "layers": (["--layers=nope"], "--layers"),
     "model": (["--model=rnn"], "--model"),
     "model_loss": (["--model=cnn", "--loss=mse"], "--model=cnn is checked with --loss=xent"),
+    "mixed_dtype": (["--mixed=float16"], "--mixed"),
+    "mixed_layers": (["--mixed=bfloat16", "--layers=all"], "--mixed checks a model"),
 }
 
 BROKEN_TANH_SCRIPT = textwrap.dedent("""
@@ -499,3 +501,35 @@ def test_cli_workdir_gets_config_and_report(tmp_path):
                           f"--workdir={tmp_path / 'bad'}"], cwd=ROOT, capture_output=True,
                          text=True, timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
     assert bad.returncode == 2 and not (tmp_path / "bad").exists()
+
+
+# ------------------------------------------------------------ mixed precision (bfloat16)
+
+
+@pytest.mark.parametrize("model", gradcheck.MODELS)
+def test_mixed_precision_check_passes_for_every_model(model):
+    """bfloat16 compute from float32 params, manual and jax.grad against float64: every leaf
+    within tolerances.MIXED or (batch norm, attention) as close as jax.grad's own."""
+    report = gradcheck.check_random_model(model, mixed="bfloat16")
+    assert report.passed, report.table()
+    assert report.compute_dtype == "bfloat16" and report.tolerance == tolerances.MIXED["bfloat16"]
+    for leaf in report.leaves:  # rounded for real, and no leaf worse than bfloat16 allows
+        assert 0 < leaf.manual_err <= max(tolerances.MIXED["bfloat16"],
+                                          tolerances.MIXED_RATIO * leaf.autodiff_err)
+    assert json.loads(report.to_json())["passed"] is True
+    assert "rows pass" in report.table().splitlines()[-1]
+
+
+def test_mixed_precision_check_catches_a_wrong_backward():
+    """dW off by 10% is far beyond bfloat16's rounding: the dense layer's W fails, its b not."""
+    model = layers.serial(_dense_with(lambda dw: 1.1 * dw, out_dim=5), layers.tanh(),
+                          layers.dense(3))
+    _, params, state = model.init(jax.random.PRNGKey(0), (4,))
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=(32, 4)))
+    y = jnp.asarray(rng.integers(0, 3, size=32))
+    report = gradcheck.check_mixed_precision(model, losses.get("xent"), params, state, x, y)
+    rows = _by_path(report.leaves)
+    assert not report.passed
+    assert not rows["layers/0/w"].passed and rows["layers/0/b"].passed
+    assert rows["layers/2/w"].passed and rows["layers/2/b"].passed

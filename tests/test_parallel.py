@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gdlab import backprop, losses, models, optim, parallel, train
+from gdlab import backprop, losses, models, optim, parallel, tolerances, train
 
 ROOT = Path(__file__).resolve().parents[1]
 DEVICES = 4
@@ -198,3 +198,19 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("localhost", 0))
         return s.getsockname()[1]  # free once the socket closes: nobody listens there
+
+
+@pytest.mark.parametrize("grad", ["manual", "autodiff"])
+def test_mixed_precision_data_parallel_matches_one_device(grad):
+    """bfloat16 compute on 4 devices (the all-reduce sums bfloat16 gradients) against one
+    device: the same run to bfloat16 accuracy, float32 params."""
+    x, y = _problem(jnp.float32)
+    model = models.mlp([8, 3], "tanh")
+    args = (model, losses.get("xent"), optim.momentum(0.1), (x, y))
+    kw = dict(epochs=2, batch_size=16, key=jax.random.PRNGKey(1), grad=grad,
+              compute_dtype=jnp.bfloat16)
+    one = train.fit(*args, **kw)
+    four = train.fit(*args, **kw, mesh=parallel.make_mesh(DEVICES))
+    assert four.status == one.status == "completed"
+    assert all(a.dtype == jnp.float32 for a in jax.tree_util.tree_leaves(four.state.params))
+    assert _relative(one.state.params, four.state.params) <= tolerances.MIXED["bfloat16"]
