@@ -140,8 +140,12 @@ def mixed_precision(value_and_grad: ValueAndGrad, compute_dtype) -> ValueAndGrad
     dtype, for the optimizer to update the master params in full precision. Build the
     inner ``value_and_grad`` on ``losses.upcast(loss, compute_dtype)`` so that the loss
     itself runs in float32 (``value_and_grad(..., compute_dtype=...)`` does both). The
-    model state (batch-norm statistics) keeps its dtype.
+    model state (batch-norm statistics) keeps its dtype. float16 is refused: without
+    loss scaling its small gradients underflow.
     """
+    if jnp.dtype(compute_dtype) == jnp.float16:
+        raise ValueError("compute_dtype float16 needs loss scaling (its gradients underflow), "
+                         "which gdlab does not do; use bfloat16")
 
     def down(a):
         return a.astype(compute_dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
@@ -163,7 +167,4 @@ def value_and_grad(model: Layer, loss: Loss, method: str = "manual", *,
         raise ValueError(f"unknown gradient method {method!r}; choose one of: {', '.join(METHODS)}")
     if compute_dtype is None:
         return builders[method](model, loss)
-    if jnp.dtype(compute_dtype) == jnp.float16:
-        raise ValueError("compute_dtype float16 needs loss scaling (its gradients underflow), "
-                         "which gdlab does not do; use bfloat16")
     return mixed_precision(builders[method](model, upcast(loss, compute_dtype)), compute_dtype)

@@ -110,6 +110,9 @@ def _update(model: Layer, loss: Loss, optimizer: optim.Optimizer, grad: str,
     (the data-parallel one of ``gdlab.parallel`` adds an all-reduce)."""
     if value_and_grad is None:
         value_and_grad = backprop.value_and_grad(model, loss, grad, compute_dtype=compute_dtype)
+    elif compute_dtype is not None:
+        raise ValueError("give compute_dtype or value_and_grad, not both: build the "
+                         "value_and_grad in mixed precision (backprop.mixed_precision)")
 
     def update(state: TrainState, x: Array, y: Array, weights: Array | None = None,
                key: PRNGKey | None = None):
@@ -247,8 +250,8 @@ def make_epoch(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, num_exam
     updates; jit it once and call it every epoch. Each step reports its loss.
     With ``norms`` the epoch also reports the gradient norm of its last update and
     its displacement ‖θ_end − θ_start‖ (``fit`` asks for them): that costs a copy
-    of the params, the last gradient carried through the loop and three
-    reductions, once per epoch. ``unroll`` steps run in each iteration of the
+    of the params, the last gradient carried through the loop and two reductions
+    over the params, once per epoch. ``unroll`` steps run in each iteration of the
     loop (``lax.scan``'s unroll; None: ``default_unroll``). ``compute_dtype``: mixed
     precision, as in ``make_step``.
 

@@ -498,3 +498,13 @@ def test_mixed_precision_fit_trains_digits_and_keeps_float32_master_params():
     # the same steps from the same start, only rounded: the first losses nearly agree
     np.testing.assert_allclose(mixed.step_losses[:5], full.step_losses[:5], rtol=2e-2)
     assert not np.array_equal(mixed.step_losses, full.step_losses)
+
+
+def test_compute_dtype_and_a_value_and_grad_of_ones_own_are_not_both_taken():
+    from gdlab import backprop
+
+    model = models.mlp([4, 2], "relu")
+    vg = backprop.value_and_grad(model, losses.get("xent"))
+    with pytest.raises(ValueError, match="not both"):
+        train.make_epoch(model, losses.get("xent"), optim.gd(0.1), num_examples=8,
+                         batch_size=4, value_and_grad=vg, compute_dtype=jnp.bfloat16)
