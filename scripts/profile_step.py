@@ -41,10 +41,21 @@ FLAGS = flags.FLAGS
 STEPS = bench.MINIBATCH_STEPS
 
 
-def gemm_rates(widths, batch, key):
-    """FLOP/s of each gemm of the step on its own: forward x·W, dx = g·Wᵀ, dW = xᵀ·g."""
+GEMM_FILES = {"forward x·W": "forward", "dx = g·Wᵀ": "dx", "dW = xᵀ·g": "dw",
+              "dW from xt": "dw-from-xt", "dW from xt, gt": "dw-from-xt-gt",
+              "dW = (gᵀ·x)ᵀ": "dw-transposed"}
+"""The file name of each gemm's optimised HLO (``hlo-gemm-<name>.txt``)."""
+
+
+def gemm_rates(widths, batch, key, out_dir=None):
+    """FLOP/s of each gemm of the step on its own: forward x·W, dx = g·Wᵀ, dW = xᵀ·g, and dW
+    with its operands handed over already transposed (``xt`` = xᵀ, ``gt`` = gᵀ, made
+    outside the timed program, whose input layouts XLA cannot change): is the weight
+    gradient slow for its operands' layout or for its short reduction? With ``out_dir``,
+    each program's optimised HLO goes there."""
     import jax
     import jax.numpy as jnp
+    import numpy as np
 
     from gdlab import cost
 
@@ -53,19 +64,23 @@ def gemm_rates(widths, batch, key):
     x = jax.random.normal(k1, (batch, d), jnp.float32)
     w = jax.random.normal(k2, (d, h), jnp.float32)
     g = jax.random.normal(k3, (batch, h), jnp.float32)
-    barrier = jax.lax.optimization_barrier
+    xt, gt = jnp.asarray(np.asarray(x).T), jnp.asarray(np.asarray(g).T)  # row-major copies
     f = 2 * batch * d * h
-    cases = {"forward x·W": (lambda x, w, g: x @ w, f),
-             "dx = g·Wᵀ": (lambda x, w, g: g @ w.T, f),
-             "dW = xᵀ·g": (lambda x, w, g: x.T @ g, f),
-             # the same dW with operands laid out otherwise: does a transpose copy pay?
-             "dW, xᵀ copied": (lambda x, w, g: barrier(x.T) @ g, f),
-             "dW, both copied": (lambda x, w, g: barrier(x.T) @ barrier(g.T).T, f),
-             "dW = (gᵀ·x)ᵀ": (lambda x, w, g: (g.T @ x).T, f)}
+    cases = {"forward x·W": (lambda x, w, g, xt, gt: x @ w, f),
+             "dx = g·Wᵀ": (lambda x, w, g, xt, gt: g @ w.T, f),
+             "dW = xᵀ·g": (lambda x, w, g, xt, gt: x.T @ g, f),
+             "dW from xt": (lambda x, w, g, xt, gt: xt @ g, f),
+             "dW from xt, gt": (lambda x, w, g, xt, gt: xt @ gt.T, f),
+             "dW = (gᵀ·x)ᵀ": (lambda x, w, g, xt, gt: (g.T @ x).T, f)}
     out = {}
-    for name, (f, flops) in cases.items():
-        seconds = cost.time_call(jax.jit(f), x, w, g, repeats=FLAGS.repeats)
+    for name, (fn, flops) in cases.items():
+        jitted = jax.jit(fn)
+        seconds = cost.time_call(jitted, x, w, g, xt, gt, repeats=FLAGS.repeats)
         out[name] = {"shape": [batch, d, h], "seconds": seconds, "flops_per_s": flops / seconds}
+        if out_dir:
+            label = GEMM_FILES[name]
+            with open(os.path.join(out_dir, f"hlo-gemm-{label}.txt"), "w") as fh:
+                fh.write(jitted.lower(x, w, g, xt, gt).compile().as_text())
     return out
 
 
@@ -212,7 +227,7 @@ def profile_size(name, widths, batch, key, out_dir, peak):
     out = {"widths": list(widths), "batch_size": batch, "model_flops_per_step": flops,
            "steps": rows, "kernels": census}
     if name != "tiny":
-        out["gemms"] = gemm_rates(widths, batch, key)
+        out["gemms"] = gemm_rates(widths, batch, key, out_dir)
         for k, v in out["gemms"].items():
             print(f"  {name:6s} gemm {k:12s} {v['seconds'] * 1e6:8.1f} µs  "
                   f"{v['flops_per_s'] / peak:.3f} of peak", flush=True)
