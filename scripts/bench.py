@@ -60,14 +60,11 @@ LR = 0.01
 
 
 def median_time(fn, repeats: int) -> float:
-    """Median wall time of ``fn()`` (which must block) over ``repeats`` calls, after one warm-up."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    """Median seconds per call of ``fn()`` (which must block): ``gdlab.cost.time_call``, the
+    one timing helper (warm-up, runs of back-to-back calls of at least 10 ms)."""
+    from gdlab import cost
+
+    return cost.time_call(fn, repeats=repeats)
 
 
 def alternate(fns: dict, repeats: int) -> dict:
