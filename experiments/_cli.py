@@ -234,7 +234,7 @@ def prepare_workdir(path: str, *, resume: bool = False):
     import json
     import os
 
-    from gdlab.logging import write_json_atomic, write_text_atomic
+    from gdlab.records import write_json_atomic, write_text_atomic
     from gdlab.workdir import WorkdirError, open_workdir, resolve
 
     if "devices" in FLAGS and not is_primary():  # process 0 writes; the others only read

@@ -95,7 +95,7 @@ def main(argv):
     jax.config.update("jax_cpu_enable_async_dispatch", False)
 
     from gdlab import cost
-    from gdlab.logging import environment, write_json_atomic
+    from gdlab.records import environment, write_json_atomic
     from gdlab.plots import cost as cost_plots
 
     started = time.perf_counter()

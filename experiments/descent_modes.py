@@ -78,7 +78,7 @@ def main(argv):
     import jax
 
     from gdlab import data, losses, train
-    from gdlab.logging import environment, write_json_atomic
+    from gdlab.records import environment, write_json_atomic
     from gdlab.plots import modes as modes_plots
 
     loss = losses.get(loss_name)

@@ -173,7 +173,7 @@ def run(config: Config, workdir: str, *, dataset=None, say=print) -> dict:
 
     from gdlab import curvature, losses, models
     from gdlab.layers import initializers
-    from gdlab.logging import environment, write_json_atomic
+    from gdlab.records import environment, write_json_atomic
     from gdlab.plots import plot_edge_of_stability
 
     ds = load_digits(config) if dataset is None else dataset

@@ -18,7 +18,7 @@ from absl import flags
 
 from experiments import _cli
 from gdlab import layers, losses
-from gdlab.logging import write_text_atomic
+from gdlab.records import write_text_atomic
 
 flags.DEFINE_integer("seed", 0, "Seed for the random model, inputs and targets.")
 flags.DEFINE_enum("model", "mlp", ["mlp", "cnn", "transformer"],

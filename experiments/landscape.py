@@ -84,7 +84,7 @@ def main(argv):
     import numpy as np
 
     from gdlab import optim
-    from gdlab.logging import environment, write_json_atomic
+    from gdlab.records import environment, write_json_atomic
     from gdlab.plots import landscape as landscape_plots
 
     optimizers = [("gd", None, "plain GD", optim.gd)]

@@ -104,7 +104,7 @@ def main(argv):
     import numpy as np
 
     from gdlab import analysis, data, losses, theory, train
-    from gdlab.logging import environment, write_json_atomic
+    from gdlab.records import environment, write_json_atomic
     from gdlab.plots import sweep as sweep_plots
 
     loss = losses.get(loss_name)

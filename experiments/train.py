@@ -99,7 +99,7 @@ def main(argv):
     import jax.numpy as jnp
 
     from gdlab import checkpoint, data, losses, optim, plots, train
-    from gdlab.logging import (MetricsWriter, TensorBoard, environment, progress_line,
+    from gdlab.records import (MetricsWriter, TensorBoard, environment, progress_line,
                                provenance, write_json_atomic)
 
     rate = _builders.learning_rate(FLAGS.lr, total_steps)
@@ -247,7 +247,7 @@ def sharpness_probe(model, loss, ds):
 
 
 def _read_rows(workdir):
-    from gdlab.logging import read_jsonl
+    from gdlab.records import read_jsonl
 
     return read_jsonl(os.path.join(workdir, "metrics.jsonl"))
 

@@ -97,7 +97,7 @@ class Report:
         }
 
     def to_json(self) -> str:
-        from gdlab.logging import to_json  # NaN (a broken backward) becomes null
+        from gdlab.records import to_json  # NaN (a broken backward) becomes null
 
         return to_json(self.to_dict(), indent=2)
 
@@ -300,7 +300,7 @@ class MixedReport:
                 "leaves": [dataclasses.asdict(leaf) for leaf in self.leaves]}
 
     def to_json(self) -> str:
-        from gdlab.logging import to_json
+        from gdlab.records import to_json
 
         return to_json(self.to_dict(), indent=2)
 

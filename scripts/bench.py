@@ -611,7 +611,7 @@ def bench_torch(sizes, repeats, key, *, try_compile):
 def device_info() -> dict:
     import jax
 
-    from gdlab.logging import environment
+    from gdlab.records import environment
 
     info = environment()
     info.update(date=datetime.date.today().isoformat(), platform=platform.platform(),
@@ -747,7 +747,7 @@ def main(argv):
     del argv
     import jax
 
-    from gdlab.logging import write_json_atomic
+    from gdlab.records import write_json_atomic
 
     unknown = [s for s in FLAGS.sizes if s not in SIZES]
     if unknown:

@@ -6,7 +6,7 @@ import os
 
 import matplotlib.pyplot as plt
 
-from gdlab.logging import atomic_path
+from gdlab.records import atomic_path
 
 
 def save(fig, path: str | os.PathLike, *, dpi: int = 120) -> None:

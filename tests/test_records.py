@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from gdlab.logging import MetricsWriter, progress_line, write_json_atomic, write_text_atomic
+from gdlab.records import MetricsWriter, progress_line, write_json_atomic, write_text_atomic
 
 
 def test_atomic_write_replaces_whole_file_with_umask_permissions(tmp_path):
