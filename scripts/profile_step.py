@@ -11,6 +11,8 @@ a scanned mini-batch epoch of 16 steps:
   relu masks, one fused update): what any framework's step must at least cost;
 - ``grad only``: gdlab's manual value-and-grad scanned without any update;
 - gdlab's epoch with manual and with jax.grad gradients, and the flax + optax peer;
+- gdlab's manual epoch with one piece changed: the norms on (``norms=True``, as ``fit``
+  asks), one step per loop iteration (``unroll=1``), no divergence guard;
 
 with each one's share of the matmul peak, and each gemm shape of the step on its own. It
 counts the kernels XLA compiled for each epoch (fusions, library gemms, copies) and writes
@@ -36,7 +38,9 @@ import bench
 from experiments import _cli
 
 flags.DEFINE_string("out", None, "Folder for profile.json and the optimised HLO of each epoch.")
-flags.DEFINE_list("unrolls", "1,4,16", "lax.scan unroll factors to time at tiny.")
+flags.DEFINE_list("unrolls", "1,4,16", "lax.scan unroll factors to time at tiny; empty: none.")
+flags.register_validator("unrolls", lambda v: all(s.strip().isdigit() and int(s) > 0 for s in v),
+                         message="--unrolls must be comma-separated positive integers, e.g. 1,4")
 FLAGS = flags.FLAGS
 STEPS = bench.MINIBATCH_STEPS
 

@@ -114,7 +114,7 @@ def test_profile_step_times_every_piece_and_writes_the_hlo(tmp_path):
 def test_profile_step_bad_flags_exit_2(tmp_path):
     (tmp_path / "file").write_text("x")
     for args, needle in ((["--sizes=huge"], "--sizes"), (["--sizes="], "--sizes"),
-                         ([f"--out={tmp_path}/file"], "--out")):
+                         ([f"--out={tmp_path}/file"], "--out"), (["--unrolls=1,x"], "--unrolls")):
         r = subprocess.run([sys.executable, "scripts/profile_step.py", *args], cwd=ROOT,
                            capture_output=True, text=True, timeout=120,
                            env={**os.environ, "JAX_PLATFORMS": "cpu"})
