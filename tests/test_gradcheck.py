@@ -170,6 +170,16 @@ def _by_path(rows):
     return {row.path: row for row in rows}
 
 
+def _xent_problem(model, batch, in_dim=4, classes=3):
+    """``(params, state, x, y)``: ``model`` initialised for ``in_dim`` features and a random
+    batch of normal inputs with labels below ``classes``."""
+    _, params, state = model.init(jax.random.PRNGKey(0), (in_dim,))
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=(batch, in_dim)))
+    y = jnp.asarray(rng.integers(0, classes, size=batch))
+    return params, state, x, y
+
+
 # ----------------------------------------------------------------------------- check_all
 
 
@@ -303,11 +313,7 @@ def test_broken_layer_inside_model_fails_on_earlier_layers():
     """A wrong activation backward corrupts the gradients of every layer before it (in the
     forward order), never those after it."""
     model = layers.serial(layers.dense(5, dtype=F64), _scaled_tanh(1.01), layers.dense(3, dtype=F64))
-    _, params, state = model.init(jax.random.PRNGKey(0), (4,))
-    rng = np.random.default_rng(1)
-    x = jnp.asarray(rng.normal(size=(6, 4)))
-    y = jnp.asarray(rng.integers(0, 3, size=6))
-    report = gradcheck.check_model(model, losses.get("xent"), params, state, x, y)
+    report = gradcheck.check_model(model, losses.get("xent"), *_xent_problem(model, batch=6))
     rows = _by_path(report.leaves)
     assert not report.passed
     assert not rows["layers/0/w"].passed and not rows["layers/0/b"].passed
@@ -524,11 +530,8 @@ def test_mixed_precision_check_catches_a_wrong_backward():
     """dW off by 10% is far beyond bfloat16's rounding: the dense layer's W fails, its b not."""
     model = layers.serial(_dense_with(lambda dw: 1.1 * dw, out_dim=5), layers.tanh(),
                           layers.dense(3))
-    _, params, state = model.init(jax.random.PRNGKey(0), (4,))
-    rng = np.random.default_rng(1)
-    x = jnp.asarray(rng.normal(size=(32, 4)))
-    y = jnp.asarray(rng.integers(0, 3, size=32))
-    report = gradcheck.check_mixed_precision(model, losses.get("xent"), params, state, x, y)
+    report = gradcheck.check_mixed_precision(model, losses.get("xent"),
+                                             *_xent_problem(model, batch=32))
     rows = _by_path(report.leaves)
     assert not report.passed
     assert not rows["layers/0/w"].passed and rows["layers/0/b"].passed
