@@ -96,7 +96,8 @@ def test_sigterm_finishes_the_epoch_checkpoints_and_says_interrupted(tmp_path):
 
 @pytest.mark.slow
 def test_a_second_run_into_a_busy_workdir_exits_2_and_the_first_finishes(tmp_path):
-    first = _start(*FLAGS, "--epochs=4", f"--workdir={tmp_path}")
+    # 20 epochs: still running when the second process, started after it, looks
+    first = _start(*FLAGS, "--epochs=20", f"--workdir={tmp_path}")
     _wait_for(lambda: (tmp_path / "flags.txt").exists(), first)
     second = run_experiment("train", "--hidden=8", "--epochs=1", f"--workdir={tmp_path}",
                             "--overwrite")
@@ -104,8 +105,8 @@ def test_a_second_run_into_a_busy_workdir_exits_2_and_the_first_finishes(tmp_pat
     _, stderr = first.communicate(timeout=240)
     assert first.returncode == 0, stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["status"] == "completed" and summary["epochs_run"] == 4
-    assert [r["epoch"] for r in _rows(tmp_path)] == [0, 1, 2, 3, 4]
+    assert summary["status"] == "completed" and summary["epochs_run"] == 20
+    assert [r["epoch"] for r in _rows(tmp_path)] == list(range(21))
     assert json.loads((tmp_path / "config.json").read_text())["hidden"] == ["16"]
 
 
