@@ -132,27 +132,30 @@ def custom_vjp(model: Layer, loss: Loss) -> ValueAndGrad:
     return value_and_grad
 
 
-def mixed_precision(value_and_grad: ValueAndGrad, compute_dtype) -> ValueAndGrad:
-    """``value_and_grad`` run in ``compute_dtype`` (e.g. bfloat16) from float32 master params.
+def mixed_precision(build: Callable[[Layer, Loss], ValueAndGrad], model: Layer, loss: Loss,
+                    compute_dtype) -> ValueAndGrad:
+    """The value-and-grad that ``build(model, loss)`` makes (``manual``, ``autodiff``,
+    ``custom_vjp``, ``gdlab.parallel.value_and_grad``), run in ``compute_dtype`` (e.g.
+    bfloat16) from float32 master params.
 
     The float params and inputs are cast down for the forward and the backward pass, so
     every matmul runs in ``compute_dtype``; the gradients come back up to each param's own
-    dtype, for the optimizer to update the master params in full precision. Build the
-    inner ``value_and_grad`` on ``losses.upcast(loss, compute_dtype)`` so that the loss
-    itself runs in float32 (``value_and_grad(..., compute_dtype=...)`` does both). The
+    dtype, for the optimizer to update the master params in full precision. The loss
+    itself runs in float32 (``build`` gets ``losses.upcast(loss, compute_dtype)``). The
     model state (batch-norm statistics) keeps its dtype. float16 is refused: without
     loss scaling its small gradients underflow.
     """
     if jnp.dtype(compute_dtype) == jnp.float16:
         raise ValueError("compute_dtype float16 needs loss scaling (its gradients underflow), "
                          "which gdlab does not do; use bfloat16")
+    inner = build(model, upcast(loss, compute_dtype))
 
     def down(a):
         return a.astype(compute_dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
 
     def vg(params, state, x, y, weights=None, *, key=None, train=False):
-        (value, new_state), grads = value_and_grad(jax.tree.map(down, params), state, down(x),
-                                                   y, weights, key=key, train=train)
+        (value, new_state), grads = inner(jax.tree.map(down, params), state, down(x), y,
+                                          weights, key=key, train=train)
         return (value, new_state), jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
 
     return vg
@@ -167,4 +170,4 @@ def value_and_grad(model: Layer, loss: Loss, method: str = "manual", *,
         raise ValueError(f"unknown gradient method {method!r}; choose one of: {', '.join(METHODS)}")
     if compute_dtype is None:
         return builders[method](model, loss)
-    return mixed_precision(builders[method](model, upcast(loss, compute_dtype)), compute_dtype)
+    return mixed_precision(builders[method], model, loss, compute_dtype)

@@ -44,7 +44,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from gdlab import backprop, losses, train
+from gdlab import backprop, train
 from gdlab.layers import Layer
 from gdlab.layers.normalization import DATA_AXIS
 from gdlab.losses import Loss
@@ -252,10 +252,8 @@ def make_epoch(model: Layer, loss: Loss, optimizer, mesh: Mesh, *, num_examples:
         return (jax.lax.dynamic_slice_in_dim(indices, start, per_device, axis=1),
                 jax.lax.dynamic_slice_in_dim(weights, start, per_device, axis=1))
 
-    vg = value_and_grad(model, loss if compute_dtype is None else
-                        losses.upcast(loss, compute_dtype))
-    if compute_dtype is not None:
-        vg = backprop.mixed_precision(vg, compute_dtype)
+    vg = (value_and_grad(model, loss) if compute_dtype is None else
+          backprop.mixed_precision(value_and_grad, model, loss, compute_dtype))
     local = train.make_epoch(model, loss, optimizer, num_examples=num_examples,
                              batch_size=batch_size, grad=grad, shuffle=shuffle, blowup=blowup,
                              norms=norms, unroll=unroll, value_and_grad=vg,
