@@ -116,15 +116,21 @@ class Report:
             )
             for leaf in self.leaves
         ]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-        lines.insert(1, "  ".join("-" * w for w in widths))
+        lines = _table(rows)
         failed = sum(not leaf.passed for leaf in self.leaves)
         lines.append(
             f"{self.dtype}: {len(self.leaves) - failed}/{len(self.leaves)} rows pass; "
             f"worst relative error manual vs jax.grad {self.worst_rel_err:.2e}"
         )
         return "\n".join(lines)
+
+
+def _table(rows) -> list[str]:
+    """``rows`` of strings (the first the header) as fixed-width lines, a rule under the header."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
 
 
 def compare(a, b, tol: Tolerance) -> Comparison:
@@ -309,9 +315,7 @@ class MixedReport:
         rows = [header] + [(leaf.path, "x".join(map(str, leaf.shape)) or "scalar",
                             f"{leaf.manual_err:.2e}", f"{leaf.autodiff_err:.2e}",
                             "pass" if leaf.passed else "FAIL") for leaf in self.leaves]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-        lines.insert(1, "  ".join("-" * w for w in widths))
+        lines = _table(rows)
         failed = sum(not leaf.passed for leaf in self.leaves)
         worst = max((max(leaf.manual_err, leaf.autodiff_err) for leaf in self.leaves), default=0.0)
         lines.append(f"mixed precision ({self.compute_dtype} compute, float32 params): "
@@ -334,9 +338,9 @@ def check_mixed_precision(model: Layer, loss: Loss, params, state, x, y, *,
         def run(method, dt, compute=None):
             vg = backprop.value_and_grad(model, loss, method, compute_dtype=compute)
             w = None if weights is None else jnp.asarray(weights, dt)
+            p = _cast(params, dt)
             return jax.jit(lambda p, s, xs, ys: vg(p, s, xs, ys, w, key=key, train=train)[1])(
-                _cast(params, dt), _cast(state, dt), _cast(x, dt),
-                _cast_targets(y, _cast(params, dt)))
+                p, _cast(state, dt), _cast(x, dt), _cast_targets(y, p))
 
         reference = run("autodiff", jnp.float64)
         mixed = {m: run(m, jnp.float32, jnp.dtype(compute_dtype)) for m in ("manual", "autodiff")}
