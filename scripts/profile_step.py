@@ -240,29 +240,14 @@ def profile_size(name, widths, batch, key, out_dir, peak):
 
 def unroll_vs_loop(key):
     """Per-step time at tiny: make_epoch(unroll=u) for each u, and bench's Python loop."""
-    import jax
-
-    from gdlab import train
-
     widths, batch = bench.SIZES["tiny"]
     n = 128 * batch
     loop = bench.bench_scan_vs_loop(widths, batch, FLAGS.repeats, key)
-    base = bench.Runner.mlp(widths, n, batch, "manual", key)
-    fns = {}
-    for u in (int(s) for s in FLAGS.unrolls):
-        epoch = train.make_epoch(base.model, base.loss, base.optimizer, num_examples=n,
-                                 batch_size=batch, unroll=u)
-        compiled = jax.jit(epoch, donate_argnums=0).lower(base.state, base.x, base.y).compile()
-        box = [train.create_state(base.model, base.optimizer, key, (widths[0],))]
-
-        def run(compiled=compiled, box=box):
-            box[0], _ = compiled(box[0], base.x, base.y)
-            jax.block_until_ready(box[0])
-
-        fns[u] = run
-    times = bench.alternate(fns, FLAGS.repeats)
+    runners = {u: bench.Runner.mlp(widths, n, batch, "manual", key, unroll=u)
+               for u in (int(s) for s in FLAGS.unrolls)}
+    times = bench.alternate(runners, FLAGS.repeats)
     out = {"loop_step_s": loop["loop_step_s"],
-           "scan_step_s": {u: t / base.steps for u, t in times.items()}}
+           "scan_step_s": {u: t / runners[u].steps for u, t in times.items()}}
     for u, t in out["scan_step_s"].items():
         print(f"  tiny unroll={u:<3d} {t * 1e6:7.1f} µs/step: {out['loop_step_s'] / t:.2f}× "
               f"the Python loop ({out['loop_step_s'] * 1e6:.1f} µs/step)", flush=True)
