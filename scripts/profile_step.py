@@ -12,7 +12,8 @@ a scanned mini-batch epoch of 16 steps:
 - ``grad only``: gdlab's manual value-and-grad scanned without any update;
 - gdlab's epoch with manual and with jax.grad gradients, and the flax + optax peer;
 - gdlab's manual epoch with one piece changed: the norms on (``norms=True``, as ``fit``
-  asks), one step per loop iteration (``unroll=1``), no divergence guard;
+  asks), the weight gradients as a plain xᵀ·g (``weight_grad`` without its GPU
+  transpose), one step per loop iteration (``unroll=1``), no divergence guard;
 
 with each one's share of the matmul peak, and each gemm shape of the step on its own. It
 counts the kernels XLA compiled for each epoch (fusions, library gemms, copies) and writes
@@ -24,6 +25,8 @@ alternated in one process.
 from __future__ import annotations
 
 import collections
+import contextlib
+import importlib
 import json
 import os
 import re
@@ -47,16 +50,30 @@ STEPS = bench.MINIBATCH_STEPS
 
 GEMM_FILES = {"forward x·W": "forward", "dx = g·Wᵀ": "dx", "dW = xᵀ·g": "dw",
               "dW from xt": "dw-from-xt", "dW from xt, gt": "dw-from-xt-gt",
-              "dW = (gᵀ·x)ᵀ": "dw-transposed"}
+              "dW = (gᵀ·x)ᵀ": "dw-transposed", "weight_grad, xᵀ written": "dw-weight-grad"}
 """The file name of each gemm's optimised HLO (``hlo-gemm-<name>.txt``)."""
+
+
+@contextlib.contextmanager
+def weight_grad_transpose(on: bool):
+    """``gdlab.layers.dense.weight_grad`` with its transpose-first path forced on or off
+    (for programs traced inside): the A/B of that path."""
+    module = importlib.import_module("gdlab.layers.dense")  # the package exports dense()
+    saved = module._transpose_first
+    module._transpose_first = lambda x2, dy2: on
+    try:
+        yield module.weight_grad
+    finally:
+        module._transpose_first = saved
 
 
 def gemm_rates(widths, batch, key, out_dir=None):
     """FLOP/s of each gemm of the step on its own: forward x·W, dx = g·Wᵀ, dW = xᵀ·g, and dW
     with its operands handed over already transposed (``xt`` = xᵀ, ``gt`` = gᵀ, made
-    outside the timed program, whose input layouts XLA cannot change): is the weight
-    gradient slow for its operands' layout or for its short reduction? With ``out_dir``,
-    each program's optimised HLO goes there."""
+    outside the timed program, whose input layouts XLA cannot change), and gdlab's
+    ``weight_grad`` with xᵀ written out inside the program: is the weight gradient slow
+    for its operands' layout or for its short reduction? With ``out_dir``, each program's
+    optimised HLO goes there."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -75,16 +92,18 @@ def gemm_rates(widths, batch, key, out_dir=None):
              "dW = xᵀ·g": (lambda x, w, g, xt, gt: x.T @ g, f),
              "dW from xt": (lambda x, w, g, xt, gt: xt @ g, f),
              "dW from xt, gt": (lambda x, w, g, xt, gt: xt @ gt.T, f),
-             "dW = (gᵀ·x)ᵀ": (lambda x, w, g, xt, gt: (g.T @ x).T, f)}
+             "dW = (gᵀ·x)ᵀ": (lambda x, w, g, xt, gt: (g.T @ x).T, f),
+             "weight_grad, xᵀ written": (lambda x, w, g, xt, gt: weight_grad(x, g), f)}
     out = {}
     for name, (fn, flops) in cases.items():
-        jitted = jax.jit(fn)
-        seconds = cost.time_call(jitted, x, w, g, xt, gt, repeats=FLAGS.repeats)
+        with weight_grad_transpose(True) as weight_grad:  # traced here, with it on
+            compiled = jax.jit(fn).lower(x, w, g, xt, gt).compile()
+        seconds = cost.time_call(compiled, x, w, g, xt, gt, repeats=FLAGS.repeats)
         out[name] = {"shape": [batch, d, h], "seconds": seconds, "flops_per_s": flops / seconds}
         if out_dir:
             label = GEMM_FILES[name]
             with open(os.path.join(out_dir, f"hlo-gemm-{label}.txt"), "w") as fh:
-                fh.write(jitted.lower(x, w, g, xt, gt).compile().as_text())
+                fh.write(compiled.as_text())
     return out
 
 
@@ -207,7 +226,10 @@ def profile_size(name, widths, batch, key, out_dir, peak):
         jax.block_until_ready(grad_jit(*g_args))
 
     # gdlab's manual epoch with one piece changed at a time
+    with weight_grad_transpose(False):  # traced inside: dW as the plain xᵀ·g
+        plain_dw = bench.Runner.mlp(widths, n, batch, "manual", key)
     variants = {"gdlab manual, norms": bench.Runner.mlp(widths, n, batch, "manual", key, norms=True),
+                "gdlab manual, dW plain xᵀ·g": plain_dw,
                 "gdlab manual, unroll 1": bench.Runner.mlp(widths, n, batch, "manual", key, unroll=1),
                 "gdlab manual, no guard": unguarded(r, n, batch, key)}
     times = bench.alternate({"floor": run_floor, "grad only (manual)": run_grad,

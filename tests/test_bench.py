@@ -99,7 +99,7 @@ def test_profile_step_times_every_piece_and_writes_the_hlo(tmp_path):
     tiny = report["sizes"]["tiny"]
     assert set(tiny["steps"]) == {"floor", "grad only (manual)", "gdlab manual", "gdlab jax.grad",
                                   "flax+optax", "gdlab manual, norms", "gdlab manual, unroll 1",
-                                  "gdlab manual, no guard"}
+                                  "gdlab manual, no guard", "gdlab manual, dW plain xᵀ·g"}
     for row in tiny["steps"].values():  # each share of the peak is the quotient it names
         assert row["step_s"] > 0
         assert abs(row["of_peak"] - tiny["model_flops_per_step"] / row["step_s"] / peak) < 1e-9

@@ -7,6 +7,7 @@ paths), and the readable, stable parameter paths of nested compositions."""
 from __future__ import annotations
 
 import functools
+import importlib
 import math
 
 import jax
@@ -217,6 +218,41 @@ def test_dense_backward_closed_form(key):
     np.testing.assert_allclose(dparams["w"], x.T @ dy, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(dparams["b"], dy.sum(0), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(dx, dy @ w.T, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_weight_grad_with_x_transposed_first(monkeypatch, jit):
+    """The GPU path of ``weight_grad`` (xᵀ written out before the gemm), forced on here:
+    the same dW as NumPy's xᵀ·dy, and inside jit a real transpose XLA cannot fold away."""
+    dense_module = importlib.import_module("gdlab.layers.dense")  # the package exports dense()
+    monkeypatch.setattr(dense_module, "_transpose_first", lambda x2, dy2: True)
+    rng = np.random.default_rng(3)
+    x, dy = rng.normal(size=(7, 5)), rng.normal(size=(7, 3))
+    fn = jax.jit(dense_module.weight_grad) if jit else dense_module.weight_grad
+    np.testing.assert_allclose(fn(jnp.asarray(x), jnp.asarray(dy)), x.T @ dy, rtol=1e-12)
+    layer = layers.dense(3, dtype=jnp.float64)
+    _, params, state = layer.init(jax.random.PRNGKey(0), (5,))
+    both = _both_jit if jit else _both
+    manual, ref = both(layer, False, params, state, jnp.asarray(x), jnp.asarray(dy), None)
+    _assert_grads(manual, ref, params, x, "float64")
+    if jit:  # the gemm contracts xᵀ's minor axis, after a transpose of its own
+        hlo = jax.jit(dense_module.weight_grad).lower(x, dy).compile().as_text()
+        assert " transpose(" in hlo and "lhs_contracting_dims={1}" in hlo, hlo
+        monkeypatch.setattr(dense_module, "_transpose_first", lambda x2, dy2: False)
+        plain = jax.jit(lambda a, b: dense_module.weight_grad(a, b))  # a new trace
+        plain = plain.lower(x, dy).compile().as_text()
+        assert "lhs_contracting_dims={0}" in plain, plain
+
+
+def test_weight_grad_plain_off_gpu_and_for_small_or_low_precision_operands():
+    """``weight_grad`` transposes first only for float32 operands of at least
+    ``TRANSPOSE_MIN_ELEMENTS`` on a GPU."""
+    dense_module = importlib.import_module("gdlab.layers.dense")
+    big = jnp.zeros((1024, dense_module.TRANSPOSE_MIN_ELEMENTS // 1024), jnp.float32)
+    on_gpu = jax.default_backend() == "gpu"
+    assert dense_module._transpose_first(big, big) == on_gpu
+    assert not dense_module._transpose_first(big[:512], big[:512])
+    assert not dense_module._transpose_first(big.astype(jnp.bfloat16), big.astype(jnp.bfloat16))
 
 
 def test_vmapped_dense_grads_sum_to_batched_grads():

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from gdlab.layers import initializers
 from gdlab.layers.activations import gelu, softmax_backward, softmax_forward
 from gdlab.layers.base import Layer, residual, serial
-from gdlab.layers.dense import dense
+from gdlab.layers.dense import dense, weight_grad
 from gdlab.layers.normalization import layer_norm
 
 
@@ -97,7 +97,7 @@ def multi_head_attention(num_heads: int, *, causal: bool = False, w_init="glorot
         d = x.shape[-1]
         scale = 1.0 / math.sqrt(d // num_heads)
         # Output projection, a dense layer on o: leading axes folded into one.
-        dw_out = o.reshape(-1, d).T @ dy.reshape(-1, d)             # (D, D)
+        dw_out = weight_grad(o.reshape(-1, d), dy.reshape(-1, d))   # (D, D): oᵀ·dy
         db_out = dy.reshape(-1, d).sum(axis=0)                      # (D,)
         do = _split_heads(dy @ params["out"]["w"].T, num_heads)     # (B, H, T, d_h)
         # o = p·v
@@ -110,7 +110,8 @@ def multi_head_attention(num_heads: int, *, causal: bool = False, w_init="glorot
         dk = jnp.einsum("...ts,...td->...sd", ds, q) * scale       # (B, H, T, d_h)
         dqkv = jnp.concatenate([_merge_heads(dq), _merge_heads(dk), _merge_heads(dv)],
                                axis=-1)                             # (B, T, 3D)
-        dw_q, dw_k, dw_v = jnp.split(x.reshape(-1, d).T @ dqkv.reshape(-1, 3 * d), 3, axis=1)
+        dw_q, dw_k, dw_v = jnp.split(weight_grad(x.reshape(-1, d), dqkv.reshape(-1, 3 * d)), 3,
+                                     axis=1)                        # xᵀ·dqkv
         db_q, _, db_v = jnp.split(dqkv.reshape(-1, 3 * d).sum(axis=0), 3)  # (D,) each
         dx = dqkv @ qkv_weights(params)[0].T                        # (B, T, D)
         return {"query": {"w": dw_q, "b": db_q}, "key": {"w": dw_k},
