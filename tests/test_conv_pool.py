@@ -6,6 +6,7 @@ jit/vmap, init validation and He-initialised kernel statistics."""
 from __future__ import annotations
 
 import functools
+import importlib
 
 import flax.linen as nn
 import jax
@@ -165,6 +166,23 @@ def test_conv2d_matches_flax_and_vjp(name, dtype, key):
     assert_tree_allclose(r["y"], r["y_flax"], dtype=dtype)
     assert_tree_allclose(dx, ref_dx, dtype=dtype)
     assert_tree_allclose(dparams, ref_dparams, dtype=dtype)
+
+
+@pytest.mark.parametrize("name", CONV_CASES)
+def test_conv2d_dw_both_ways(name, key, monkeypatch):
+    """conv2d's two forms of dW (float64, eager): one matmul per kernel tap (the CPU's)
+    and one convolution (the GPU's, forced on here) both equal jax.vjp's dW, padding,
+    strides, dilation and groups included."""
+    conv_module = importlib.import_module("gdlab.layers.conv")
+    layer = _conv(name, "float64")
+    _, params, x, dy = _random_case(layer, _rng(key), "float64")
+    _, _, residuals = layer.forward(params, {}, x)
+    _, vjp = jax.vjp(lambda p: layer.forward(p, {}, x)[0], params)
+    reference = vjp(dy)[0]["w"]
+    for as_convolution in (False, True):
+        monkeypatch.setattr(conv_module, "_dw_as_one_convolution", lambda v=as_convolution: v)
+        dparams, _ = layer.backward(params, residuals, dy)
+        assert_tree_allclose(dparams["w"], reference, dtype="float64")
 
 
 def test_conv2d_same_output_is_ceil(key):
