@@ -9,6 +9,12 @@ is used exactly once per epoch. When B does not divide N, the last batch is
 *masked*, not dropped: it is padded to B with repeated indices whose loss
 weight is 0, so its gradient is the mean over its real examples only, and
 every epoch has the same shapes (no recompilation).
+
+The shuffle is ``permutation``: the algorithm of ``jax.random.permutation``
+(rounds of a stable sort by random keys), but each round sorts one packed
+``uint32`` array instead of key-value pairs. XLA's CPU sort is much slower on
+pairs: on a 2-core CPU, 4,096 rows took 2.1 ms with JAX's and 0.37 ms with this,
+60,000 rows 30 ms and 8.7 ms. The orders differ from ``jax.random.permutation``'s.
 """
 
 from __future__ import annotations
@@ -43,6 +49,39 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     return math.ceil(num_examples / batch_size)
 
 
+PACKED_MAX_EXAMPLES = 2**24  # above this, too few key bits are left per round: jax.random.permutation
+
+
+def shuffle_rounds(num_examples: int) -> int | None:
+    """Sort rounds ``permutation`` makes for ``num_examples`` rows (None: it defers to JAX's).
+
+    A round's sort key is one ``uint32``: ``p = ⌈log₂ N⌉`` low bits hold the row's
+    current position and the ``32 − p`` high bits are random, so sorting it is a
+    stable sort by the random bits. Rounds are added until they carry at least
+    3·log₂ N random bits per row in all, the bound ``jax.random.permutation``
+    uses for its 32-bit keys; ties within a round keep the previous round's order.
+    """
+    if num_examples > PACKED_MAX_EXAMPLES:
+        return None
+    position_bits = max(1, (num_examples - 1).bit_length())
+    return max(1, math.ceil(3 * math.log2(max(num_examples, 2)) / (32 - position_bits)))
+
+
+def permutation(key: PRNGKey, num_examples: int) -> Array:
+    """A uniformly random ordering of 0..N−1 (int32), drawn from ``key``; see ``shuffle_rounds``."""
+    rounds = shuffle_rounds(num_examples)
+    if rounds is None:
+        return jax.random.permutation(key, num_examples).astype(jnp.int32)
+    position_bits = max(1, (num_examples - 1).bit_length())
+    position = jnp.arange(num_examples, dtype=jnp.uint32)
+    low = jnp.uint32((1 << position_bits) - 1)
+    random_high = jax.random.bits(key, (rounds, num_examples), jnp.uint32) & ~low
+    order = position
+    for r in range(rounds):
+        order = order[jnp.sort(random_high[r] | position) & low]
+    return order.astype(jnp.int32)
+
+
 def epoch_batches(key: PRNGKey | None, num_examples: int, batch_size: int) -> tuple[Array, Array]:
     """One epoch's batches: ``(indices, weights)``, both ``(steps, B)``.
 
@@ -53,8 +92,8 @@ def epoch_batches(key: PRNGKey | None, num_examples: int, batch_size: int) -> tu
     """
     steps = steps_per_epoch(num_examples, batch_size)
     pad = steps * batch_size - num_examples
-    order = jnp.arange(num_examples) if key is None else jax.random.permutation(key, num_examples)
-    order = order.astype(jnp.int32)
+    order = (jnp.arange(num_examples, dtype=jnp.int32) if key is None
+             else permutation(key, num_examples))
     indices = jnp.concatenate([order, order[:pad]]).reshape(steps, batch_size)
     weights = jnp.concatenate([jnp.ones(num_examples, jnp.float32), jnp.zeros(pad, jnp.float32)])
     return indices, weights.reshape(steps, batch_size)

@@ -234,8 +234,10 @@ def _single_step(runner):
 def bench_scan_vs_loop(widths, batch, repeats, key):
     """Per-step time: the epoch as one lax.scan vs a Python loop calling the same step body.
 
-    Both run the identical guarded step (gather the batch from the data on the
-    device, value-and-grad, update, divergence check); only the loop differs.
+    Both run the identical epoch: one shuffle (``descent.epoch_batches``) and key split,
+    then per step the same guarded step (gather the batch from the data on the device,
+    value-and-grad, update, divergence check); only the loop differs. The loop's step
+    takes the epoch's plan and its step number, so it slices nothing on the host.
     """
     import jax
 
@@ -245,20 +247,27 @@ def bench_scan_vs_loop(widths, batch, repeats, key):
     scanned = Runner.mlp(widths, n, batch, "manual", key)
     guarded = train.make_guarded_step(scanned.model, scanned.loss, scanned.optimizer, blowup=None)
 
-    def body(state, x, y, idx, w, k):
-        state, (value, _) = guarded(state, x[idx], y[idx], w, k)
+    @jax.jit
+    def plan(key):  # as make_epoch begins: the next key, the shuffle, a key per step
+        key, shuffle_key, steps_key = jax.random.split(key, 3)
+        indices, weights = descent.epoch_batches(shuffle_key, n, batch)
+        return key, (indices, weights, jax.random.split(steps_key, indices.shape[0]))
+
+    def body(state, x, y, batches, i):
+        indices, weights, keys = batches
+        idx = indices[i]
+        state, (value, _) = guarded(state, x[idx], y[idx], weights[i], keys[i])
         return state, value  # what the scan keeps of each step: the loss
 
     step = jax.jit(body, donate_argnums=(0,))
-    indices, weights = descent.epoch_batches(jax.random.PRNGKey(1), n, batch)
-    keys = jax.random.split(jax.random.PRNGKey(2), indices.shape[0])
-    plan = list(zip(indices, weights, keys))  # made before timing, as the scan gets them at once
     carry = [train.create_state(scanned.model, scanned.optimizer, key, (widths[0],))]
 
     def python_loop():
         state = carry[0]
-        for idx, w, k in plan:
-            state, _ = step(state, scanned.x, scanned.y, idx, w, k)
+        next_key, batches = plan(state.key)
+        state = state.replace(key=next_key)
+        for i in range(scanned.steps):
+            state, _ = step(state, scanned.x, scanned.y, batches, i)
         jax.block_until_ready(state)
         carry[0] = state
 
@@ -534,7 +543,8 @@ def bench_data_parallel(repeats, key):
 
 
 def bench_torch(sizes, repeats, key, *, try_compile):
-    """The same MLP, initial weights and batches in PyTorch: eager and torch.compile."""
+    """The same MLP, initial weights and data in PyTorch, eager and torch.compile, each epoch
+    shuffled (``torch.randperm``) and each batch gathered on the device, as gdlab's."""
     try:
         import torch
     except ImportError:
@@ -566,21 +576,24 @@ def bench_torch(sizes, repeats, key, *, try_compile):
         opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=0.9)
         xs = torch.from_numpy(np.array(runner.x)).to(device)
         ys = torch.from_numpy(np.array(runner.y, dtype=np.int64)).to(device)
-        order = np.arange(xs.shape[0]).reshape(-1, batch)
-        batches = [(xs[i], ys[i]) for i in order]
         loss_fn = torch.nn.CrossEntropyLoss()
+        generator = torch.Generator(device).manual_seed(0)
 
-        def make_epoch(model, opt=opt, batches=batches, loss_fn=loss_fn):
+        # As gdlab's epoch: a new order of the examples, then each step gathers its batch.
+        def make_epoch(model, opt=opt, xs=xs, ys=ys, loss_fn=loss_fn, generator=generator,
+                       batch=batch):
             def epoch():
-                for xb, yb in batches:
+                order = torch.randperm(xs.shape[0], device=device, generator=generator)
+                for idx in order.view(-1, batch):
                     opt.zero_grad(set_to_none=True)
-                    loss_fn(model(xb), yb).backward()
+                    loss_fn(model(xs[idx]), ys[idx]).backward()
                     opt.step()
                 if device == "cuda":
                     torch.cuda.synchronize()
             return epoch
 
-        row = {"size": name, "widths": list(widths), "batch_size": batch, "steps": len(batches)}
+        steps = runner.steps
+        row = {"size": name, "widths": list(widths), "batch_size": batch, "steps": steps}
         variants = {"torch_eager": make_epoch(net)}
         if try_compile:
             try:
@@ -596,7 +609,7 @@ def bench_torch(sizes, repeats, key, *, try_compile):
         times = {"gdlab_scan": median_time(runner, repeats)}
         times.update({k: median_time(fn, repeats) for k, fn in variants.items()})
         for k, t in times.items():
-            row[f"{k}_step_s"] = t / len(batches)
+            row[f"{k}_step_s"] = t / steps
         for k in variants:
             row[f"speedup_gdlab_over_{k}"] = times[k] / times["gdlab_scan"]
         out["sizes"].append(row)

@@ -112,3 +112,65 @@ def test_minibatch_with_b_equal_n_is_batch_gradient_descent_step_for_step(key):
         assert_tree_allclose(result_params[expected_step], params, dtype=jnp.float64)
         chex.assert_trees_all_close(result_params[expected_step], params,
                                     rtol=F64_TOL.rtol, atol=F64_TOL.atol)
+
+
+# ----------------------------------------------------------------------------- the shuffle
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 255, 256, 257, 1000, 1797, 4096])
+def test_permutation_is_the_stable_sort_rounds_of_its_random_bits(n):
+    """The packed single-array sorts equal NumPy's stable argsort of each round's random
+    high bits, applied round after round (ties keep the previous round's order)."""
+    key = jax.random.PRNGKey(n)
+    rounds = descent.shuffle_rounds(n)
+    position_bits = max(1, (n - 1).bit_length())
+    high = np.asarray(jax.random.bits(key, (rounds, n), jnp.uint32)) >> position_bits
+    order = np.arange(n)
+    for r in range(rounds):
+        order = order[np.argsort(high[r], kind="stable")]
+    got = np.asarray(descent.permutation(key, n))
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, order)
+    assert sorted(got.tolist()) == list(range(n))
+    np.testing.assert_array_equal(got, np.asarray(jax.jit(descent.permutation, static_argnums=1)(key, n)))
+
+
+def test_shuffle_rounds_carry_three_log2_n_random_bits():
+    """As jax.random.permutation's bound: Σ rounds · (32 − ⌈log₂ N⌉) ≥ 3·log₂ N, with no
+    round to spare; beyond PACKED_MAX_EXAMPLES the shuffle defers to JAX's."""
+    assert [descent.shuffle_rounds(n) for n in (1, 2, 256, 257, 1797, 4096, 60000, 2**24)] == \
+        [1, 1, 1, 2, 2, 2, 3, 9]
+    for n in [2, 3, 100, 256, 257, 1000, 1449, 4096, 65536, 65537, 10**6, 2**24]:
+        rounds = descent.shuffle_rounds(n)
+        free = 32 - (n - 1).bit_length()
+        assert rounds * free >= 3 * np.log2(n) > (rounds - 1) * free
+    assert descent.shuffle_rounds(2**24 + 1) is None
+
+
+def test_permutation_defers_to_jax_beyond_the_packed_range(monkeypatch):
+    key = jax.random.PRNGKey(7)
+    monkeypatch.setattr(descent, "PACKED_MAX_EXAMPLES", 40)
+    np.testing.assert_array_equal(descent.permutation(key, 50), jax.random.permutation(key, 50))
+    assert not np.array_equal(descent.permutation(key, 40), jax.random.permutation(key, 40))
+
+
+def test_permutation_is_uniform():
+    """Chi-square against the uniform distribution (fixed keys: the outcome is fixed):
+    all 24 orders of 4 rows, and where row 0 lands among 300 (two sort rounds)."""
+    from scipy import stats
+
+    keys = jax.random.split(jax.random.PRNGKey(11), 24_000)
+    perms = np.asarray(jax.vmap(lambda k: descent.permutation(k, 4))(keys))
+    codes = perms @ np.array([64, 16, 4, 1])
+    counts = np.unique(codes, return_counts=True)[1]
+    assert len(counts) == 24
+    assert stats.chisquare(counts).pvalue > 1e-3
+
+    n = 300
+    assert descent.shuffle_rounds(n) == 2
+    perms = np.asarray(jax.vmap(lambda k: descent.permutation(k, n))(keys[:3000]))
+    where_row_0 = np.argmax(perms == 0, axis=1)
+    counts = np.bincount(where_row_0 // 30, minlength=10)
+    assert stats.chisquare(counts).pvalue > 1e-3
+    # and each position holds each row equally often: the mean row index is (n − 1)/2
+    assert abs(perms.mean(axis=0) - (n - 1) / 2).max() < 4 * n / np.sqrt(12 * 3000)
