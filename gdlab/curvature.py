@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from gdlab import backprop
+from gdlab import backprop, descent
 from gdlab.layers import Layer
 from gdlab.losses import Loss
 from gdlab.types import Array, Params, PRNGKey, State
@@ -367,7 +367,7 @@ def make_sharpness_path(model: Layer, loss: Loss, *, steps: int, every: int,
             if batch_size is None:
                 xb, yb = x, y
             else:
-                idx = jax.random.choice(k, n, (batch_size,), replace=False)
+                idx = descent.permutation(k, n)[:batch_size]  # without replacement
                 xb, yb = x[idx], y[idx]
             (_, state), grads = value_and_grad(params, state, xb, yb, train=True)   # ∂J/∂w
             updates, opt_state = optimizer.update(grads, opt_state, params)  # −η·∂J/∂w

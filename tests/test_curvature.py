@@ -352,6 +352,21 @@ def test_sharpness_path_is_plain_gd_with_exact_sharpness(small_mlp):
         curvature.make_sharpness_path(model, loss, steps=5, every=3)
 
 
+def test_sharpness_path_minibatch_of_every_example_is_full_batch(small_mlp):
+    """Mini-batches drawn without replacement: B = N draws every example once per step, so
+    the path is full-batch GD's up to the order of the sums; B < N moves elsewhere."""
+    model, loss, params, state, x, y, _, _ = small_mlp
+    n, key = x.shape[0], jax.random.PRNGKey(4)
+    paths = {b: curvature.make_sharpness_path(model, loss, steps=6, every=3, batch_size=b,
+                                              tol=1e-12, max_iters=2000)(params, state, x, y, 0.3, key)
+             for b in (None, n, n // 2)}
+    flat = {b: np.asarray(ravel_pytree(p.params)[0]) for b, p in paths.items()}
+    np.testing.assert_allclose(flat[n], flat[None], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(np.asarray(paths[n].sharpness), np.asarray(paths[None].sharpness),
+                               rtol=1e-8)
+    assert np.abs(flat[n // 2] - flat[None]).max() > 1e-6
+
+
 def test_fixed_subset_is_fixed_and_bounded():
     x = jnp.arange(50.0).reshape(25, 2)
     y = jnp.arange(25)
