@@ -98,3 +98,17 @@ def epoch_batches(key: PRNGKey | None, num_examples: int, batch_size: int) -> tu
     indices = jnp.concatenate([order, order[:pad]]).reshape(steps, batch_size)
     weights = jnp.concatenate([jnp.ones(num_examples, jnp.float32), jnp.zeros(pad, jnp.float32)])
     return indices, weights.reshape(steps, batch_size)
+
+
+def epoch_plan(key: PRNGKey, num_examples: int, batch_size: int, *, shuffle: bool = True):
+    """Everything an epoch draws from its state's key: ``(next_key, indices, weights,
+    step_keys)``.
+
+    ``next_key`` goes into the state for the next epoch, ``indices``/``weights`` are
+    ``epoch_batches`` (shuffled unless ``shuffle`` is False), and ``step_keys`` holds one
+    key per step (dropout). ``train.make_epoch`` begins with it; a loop that replays an
+    epoch outside the scan calls it to draw the same batches.
+    """
+    next_key, shuffle_key, steps_key = jax.random.split(key, 3)
+    indices, weights = epoch_batches(shuffle_key if shuffle else None, num_examples, batch_size)
+    return next_key, indices, weights, jax.random.split(steps_key, indices.shape[0])

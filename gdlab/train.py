@@ -266,12 +266,10 @@ def make_epoch(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, num_exam
     def epoch(state: TrainState, x: Array, y: Array):
         # One split per epoch: the next epoch's key, the shuffle, and a key per step
         # (drawn here at once, so the scanned step does no PRNG work of its own).
-        key, shuffle_key, steps_key = jax.random.split(state.key, 3)
-        indices, weights = descent.epoch_batches(shuffle_key if shuffle else None,
-                                                 num_examples, batch_size)
+        key, indices, weights, step_keys = descent.epoch_plan(state.key, num_examples,
+                                                              batch_size, shuffle=shuffle)
         if place_batches is not None:
             indices, weights = place_batches(indices, weights)
-        step_keys = jax.random.split(steps_key, indices.shape[0])
         start = state.params
         state = state.replace(key=key)
         steps = unroll if unroll is not None else default_unroll(state.params)

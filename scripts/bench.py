@@ -249,9 +249,8 @@ def bench_scan_vs_loop(widths, batch, repeats, key):
 
     @jax.jit
     def plan(key):  # as make_epoch begins: the next key, the shuffle, a key per step
-        key, shuffle_key, steps_key = jax.random.split(key, 3)
-        indices, weights = descent.epoch_batches(shuffle_key, n, batch)
-        return key, (indices, weights, jax.random.split(steps_key, indices.shape[0]))
+        key, indices, weights, step_keys = descent.epoch_plan(key, n, batch)
+        return key, (indices, weights, step_keys)
 
     def body(state, x, y, batches, i):
         indices, weights, keys = batches

@@ -174,3 +174,20 @@ def test_permutation_is_uniform():
     assert stats.chisquare(counts).pvalue > 1e-3
     # and each position holds each row equally often: the mean row index is (n − 1)/2
     assert abs(perms.mean(axis=0) - (n - 1) / 2).max() < 4 * n / np.sqrt(12 * 3000)
+
+
+def test_epoch_plan_draws_distinct_keys_and_the_shuffle_from_one_key():
+    key = jax.random.PRNGKey(5)
+    next_key, indices, weights, step_keys = descent.epoch_plan(key, 50, 10)
+    assert indices.shape == weights.shape == (5, 10) and step_keys.shape[0] == 5
+    drawn = [np.asarray(next_key), *np.asarray(step_keys), np.asarray(key)]
+    assert len({k.tobytes() for k in drawn}) == 7
+    assert sorted(np.asarray(indices).ravel().tolist()) == list(range(50))
+    assert not np.array_equal(np.asarray(indices).ravel(), np.arange(50))
+    in_order = descent.epoch_plan(key, 50, 10, shuffle=False)
+    np.testing.assert_array_equal(np.asarray(in_order[1]).ravel(), np.arange(50))
+    # the shuffle flag changes the order only, not the keys
+    np.testing.assert_array_equal(in_order[0], next_key)
+    np.testing.assert_array_equal(in_order[3], step_keys)
+    again = descent.epoch_plan(key, 50, 10)
+    np.testing.assert_array_equal(again[1], indices)

@@ -229,8 +229,7 @@ def test_batch_norm_running_statistics_see_only_the_real_examples_of_a_padded_ep
                                      batch_size=4))
     new_state, _ = epoch(state, jnp.asarray(x), jnp.asarray(y))
     # the epoch's shuffle, as make_epoch draws it from the state's key
-    _, shuffle_key, _ = jax.random.split(state.key, 3)
-    indices, weights = descent.epoch_batches(shuffle_key, 10, 4)
+    _, indices, weights, _ = descent.epoch_plan(state.key, 10, 4)
     mean, var = np.zeros(3), np.ones(3)
     for idx, w in zip(np.asarray(indices), np.asarray(weights)):
         real = x[idx[w > 0]]
