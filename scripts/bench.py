@@ -279,6 +279,46 @@ def bench_scan_vs_loop(widths, batch, repeats, key):
     }
 
 
+def bench_shuffle(row_counts, vmapped, repeats, key):
+    """The epoch's shuffle: ``descent.permutation`` against ``jax.random.permutation``, one
+    call for N rows, and ``vmapped = (K, N)``: K keys at once (a sweep's configurations each
+    shuffle). Then the tiny MLP's 128-step epoch with each shuffle and with none."""
+    import jax
+
+    from gdlab import descent
+
+    def variants(n, k):
+        shuffles = {"gdlab": lambda key: descent.permutation(key, n),
+                    "jax": lambda key: jax.random.permutation(key, n)}
+        keys = key if k == 1 else jax.random.split(key, k)
+        fns = {name: jax.jit(f if k == 1 else jax.vmap(f)) for name, f in shuffles.items()}
+        times = alternate({name: lambda f=f: jax.block_until_ready(f(keys)) for name, f in fns.items()},
+                          repeats)
+        row = {"rows": n, "keys": k, "rounds": descent.shuffle_rounds(n),
+               "gdlab_s": times["gdlab"], "jax_s": times["jax"],
+               "jax_over_gdlab": times["jax"] / times["gdlab"]}
+        print(f"  shuffle N={n:<6d} K={k:<5d} gdlab {row['gdlab_s'] * 1e3:8.3f} ms ({row['rounds']} "
+              f"rounds)  jax.random.permutation {row['jax_s'] * 1e3:8.3f} ms", flush=True)
+        return row
+
+    out = {"calls": [variants(n, 1) for n in row_counts] + [variants(vmapped[1], vmapped[0])]}
+    widths, batch = SIZES["tiny"]
+    n = 128 * batch
+    runners = {"gdlab": Runner.mlp(widths, n, batch, "manual", key),
+               "none": Runner.mlp(widths, n, batch, "manual", key, shuffle=False)}
+    original = descent.permutation
+    descent.permutation = lambda key, n: jax.random.permutation(key, n).astype("int32")
+    try:  # the epoch as it was with JAX's shuffle (traced, and compiled, now)
+        runners["jax"] = Runner.mlp(widths, n, batch, "manual", key)
+    finally:
+        descent.permutation = original
+    times = alternate(runners, repeats)
+    out["tiny_epoch_step_s"] = {name: t / runners[name].steps for name, t in times.items()}
+    print("  tiny step, 128-step epoch: " + ", ".join(
+        f"{name} shuffle {t * 1e6:.1f} µs" for name, t in out["tiny_epoch_step_s"].items()), flush=True)
+    return out
+
+
 def bench_sweep(num_lrs, repeats, key):
     """N learning rates: one vmapped program vs N sequential runs of the single-run program."""
     import jax
@@ -792,6 +832,9 @@ def main(argv):
     results["step_times"] = bench_step_times(sizes, repeats, key)
     print("scanned epoch vs python loop", flush=True)
     results["scan_vs_loop"] = bench_scan_vs_loop(*SIZES["tiny"], repeats, key)
+    print("shuffle", flush=True)
+    results["shuffle"] = bench_shuffle((512,) if FLAGS.quick else (512, 1438, 4096, 60000),
+                                       (16, 512) if FLAGS.quick else (1024, 1438), repeats, key)
     print("vmapped sweep", flush=True)
     results["sweep"] = bench_sweep(num_lrs, repeats, key)
     print("data parallel", flush=True)

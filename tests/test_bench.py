@@ -35,6 +35,12 @@ def test_quick_benchmark_writes_the_report(tmp_path):
     assert report["matmul_peak"]["flops_per_s"] > 0
     assert report["scan_vs_loop"]["speedup_scan_over_loop"] > 0
     assert report["sweep"]["num_lrs"] == 4
+    # the shuffle: gdlab's and JAX's per call and vmapped, and the tiny epoch with each and none
+    calls = report["shuffle"]["calls"]
+    assert [(c["rows"], c["keys"], c["rounds"]) for c in calls] == [(512, 1, 2), (512, 16, 2)]
+    for c in calls:
+        assert abs(c["jax_over_gdlab"] - c["jax_s"] / c["gdlab_s"]) < 1e-9
+    assert set(report["shuffle"]["tiny_epoch_step_s"]) == {"gdlab", "jax", "none"}
     assert report["torch"]["available"] is False
     # the CNN and transformer rows
     assert [row["model"] for row in report["models"]] == ["cnn_digits", "transformer_sort"]
