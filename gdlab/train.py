@@ -264,8 +264,8 @@ def make_epoch(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, num_exam
                                 value_and_grad=value_and_grad, compute_dtype=compute_dtype)
 
     def epoch(state: TrainState, x: Array, y: Array):
-        # One split per epoch: the next epoch's key, the shuffle, and a key per step
-        # (drawn here at once, so the scanned step does no PRNG work of its own).
+        # What the epoch draws from the state's key: the next epoch's key, the shuffle and
+        # a key per step, all here at once, so the scanned step does no PRNG work of its own.
         key, indices, weights, step_keys = descent.epoch_plan(state.key, num_examples,
                                                               batch_size, shuffle=shuffle)
         if place_batches is not None:

@@ -234,7 +234,7 @@ def _single_step(runner):
 def bench_scan_vs_loop(widths, batch, repeats, key):
     """Per-step time: the epoch as one lax.scan vs a Python loop calling the same step body.
 
-    Both run the identical epoch: one shuffle (``descent.epoch_batches``) and key split,
+    Both run the identical epoch: its shuffle and keys drawn once (``descent.epoch_plan``),
     then per step the same guarded step (gather the batch from the data on the device,
     value-and-grad, update, divergence check); only the loop differs. The loop's step
     takes the epoch's plan and its step number, so it slices nothing on the host.
