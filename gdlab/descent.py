@@ -51,7 +51,10 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     return math.ceil(num_examples / batch_size)
 
 
-PACKED_MAX_EXAMPLES = 2**24  # above this, too few key bits are left per round: jax.random.permutation
+PACKED_MAX_EXAMPLES = 2**20
+"""Above this many rows ``permutation`` defers to ``jax.random.permutation``: each round
+would carry 11 random bits or fewer, and the rounds' bits (drawn at once) would pass
+20 MB."""
 
 
 def shuffle_rounds(num_examples: int) -> int | None:
