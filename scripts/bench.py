@@ -1,5 +1,6 @@
 r"""gdlab benchmarks: manual backprop vs jax.grad vs flax + optax vs PyTorch, scanned epochs
-vs Python loops, vectorised sweeps, and achieved FLOP/s against the device's measured matmul peak.
+vs Python loops, the epoch's shuffle against JAX's, vectorised sweeps, and achieved FLOP/s
+against the device's measured matmul peak.
 
     python scripts/bench.py                       # the full run on this machine
     python scripts/bench.py --quick               # a tiny subset (CI smoke test)
