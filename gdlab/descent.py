@@ -68,8 +68,13 @@ def shuffle_rounds(num_examples: int) -> int | None:
     """
     if num_examples > PACKED_MAX_EXAMPLES:
         return None
-    position_bits = max(1, (num_examples - 1).bit_length())
-    return max(1, math.ceil(3 * math.log2(max(num_examples, 2)) / (32 - position_bits)))
+    return max(1, math.ceil(3 * math.log2(max(num_examples, 2))
+                            / (32 - _position_bits(num_examples))))
+
+
+def _position_bits(num_examples: int) -> int:
+    """⌈log₂ N⌉ (at least 1): the low bits of a sort key that hold a row's position."""
+    return max(1, (num_examples - 1).bit_length())
 
 
 def permutation(key: PRNGKey, num_examples: int) -> Array:
@@ -77,7 +82,7 @@ def permutation(key: PRNGKey, num_examples: int) -> Array:
     rounds = shuffle_rounds(num_examples)
     if rounds is None:
         return jax.random.permutation(key, num_examples).astype(jnp.int32)
-    position_bits = max(1, (num_examples - 1).bit_length())
+    position_bits = _position_bits(num_examples)
     position = jnp.arange(num_examples, dtype=jnp.uint32)
     low = jnp.uint32((1 << position_bits) - 1)
     random_high = jax.random.bits(key, (rounds, num_examples), jnp.uint32) & ~low
