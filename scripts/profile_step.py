@@ -144,15 +144,15 @@ def unguarded(runner, n, batch, key):
 
     update = train._update(runner.model, runner.loss, runner.optimizer, "manual")
 
-    def epoch(state, x, y):
-        k, shuffle_key = jax.random.split(state.key)
-        indices, weights = descent.epoch_batches(shuffle_key, n, batch)
+    def epoch(state, x, y):  # make_epoch's, but for the guard
+        k, indices, weights, step_keys = descent.epoch_plan(state.key, n, batch)
 
         def body(state, b):
-            state, value, _, _ = update(state, x[b[0]], y[b[0]], b[1], shuffle_key)
+            idx, w, step_key = b
+            state, value, _, _ = update(state, x[idx], y[idx], w, step_key)
             return state, value
 
-        return jax.lax.scan(body, state.replace(key=k), (indices, weights),
+        return jax.lax.scan(body, state.replace(key=k), (indices, weights, step_keys),
                             unroll=train.default_unroll(state.params))
 
     compiled = jax.jit(epoch, donate_argnums=0).lower(runner.state, runner.x, runner.y).compile()
