@@ -22,7 +22,10 @@ def define_data_flags(default: str = "digits") -> None:
                       "own (mnist IDX files in --data_dir, csv via --csv_path).")
     flags.DEFINE_string("data_dir", None, "Folder holding the MNIST IDX files (--dataset=mnist).")
     flags.DEFINE_string("csv_path", None, "The CSV table to learn from (--dataset=csv).")
-    flags.DEFINE_string("target", None, "Name of the target column (--dataset=csv).")
+    flags.DEFINE_string("target", None, "Name of the target column (--dataset=csv); a column "
+                        "of text is a classification target.")
+    flags.DEFINE_list("drop_columns", [], "--dataset=csv: columns to leave out, comma-separated "
+                      "(ids, names, free text). Other text columns are one-hot features.")
     flags.DEFINE_integer("seed", 0, "Seed for the split, the initial weights and the shuffles.")
     flags.DEFINE_enum("pixel_scaling", "global", ["global", "per_pixel"],
                       "Images (digits, mnist): global (one mean and std for all pixels) or "
@@ -110,8 +113,9 @@ def load_dataset() -> data.Dataset:
         raise _cli.UsageError(f"--dataset=sort is a sequence task for --model=transformer, got "
                               f"--model={model}")
     kwargs = {"seed": _cli.check_seed(FLAGS.seed)}
-    for name, users in (("data_dir", ("mnist",)), ("csv_path", ("csv",)), ("target", ("csv",))):
-        if FLAGS[name].value is not None and FLAGS.dataset not in users:
+    for name, users in (("data_dir", ("mnist",)), ("csv_path", ("csv",)), ("target", ("csv",)),
+                        ("drop_columns", ("csv",))):
+        if FLAGS[name].value not in (None, []) and FLAGS.dataset not in users:
             raise _cli.UsageError(f"--{name} is for --dataset={'/'.join(users)}, but "
                                   f"--dataset={FLAGS.dataset} does not use it")
     if FLAGS.dataset == "mnist":
@@ -121,7 +125,8 @@ def load_dataset() -> data.Dataset:
     elif FLAGS.dataset == "csv":
         if not FLAGS.csv_path or not FLAGS.target:
             raise _cli.UsageError("--dataset=csv needs --csv_path=FILE and --target=COLUMN")
-        kwargs.update(csv_path=_cli.expand("csv_path", FLAGS.csv_path), target=FLAGS.target)
+        kwargs.update(csv_path=_cli.expand("csv_path", FLAGS.csv_path), target=FLAGS.target,
+                      drop=[name.strip() for name in FLAGS.drop_columns])
     elif FLAGS.dataset == "sort":
         kwargs.update(n=FLAGS.sort_examples, length=FLAGS.sort_length, vocab=FLAGS.sort_symbols)
     if FLAGS.dataset in ("digits", "mnist"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -712,3 +713,103 @@ def test_csv_large_but_representable_values_still_load(tmp_path):
     ds = data.load_csv(path, "price", task="classification")
     assert np.all(np.isfinite(ds.x_train)) and np.all(np.isfinite(ds.x_test))
     assert np.abs(ds.x_train[:, 0]).max() < 3.0
+
+
+# ---------------------------------------------------------------- csv text columns
+
+
+def _mixed_table(tmp_path, n=60, name="mixed.csv"):
+    """Rows of a numeric feature, a text feature of three colours (one blank), a numeric
+    id and a text target; returns the path and the rows as written (stripped)."""
+    rng = np.random.default_rng(3)
+    colours = ["red", "green", " blue ", ""]
+    rows = [(f"{rng.normal() * 100:.4f}", colours[i % 4], str(1000 + i), ["no", "yes"][i % 3 == 0])
+            for i in range(n)]
+    text = "size,colour,id,answer\n" + "\n".join(",".join(r) for r in rows) + "\n"
+    return _write(tmp_path, text, name), [tuple(c.strip() for c in r) for r in rows]
+
+
+def test_csv_text_target_and_one_hot_text_features(tmp_path):
+    path, rows = _mixed_table(tmp_path)
+    ds = data.load("csv", csv_path=path, target="answer", seed=2)
+    assert ds.task == "classification" and ds.num_classes == 2
+    assert ds.info["label_values"] == ("no", "yes")
+    assert ds.info["categories"] == {"colour": ("", "blue", "green", "red")}
+    assert ds.feature_names == ("size", "colour=", "colour=blue", "colour=green", "colour=red", "id")
+    for x, y, index in ((ds.x_train, ds.y_train, ds.info["train_index"]),
+                        (ds.x_test, ds.y_test, ds.info["test_index"])):
+        expected = [rows[i][3] for i in index]
+        assert [ds.info["label_values"][k] for k in y] == expected
+        # the indicators, unscaled: exactly 1 for the row's own colour, 0 elsewhere
+        one_hot = np.array([[rows[i][1] == c for c in ("", "blue", "green", "red")] for i in index])
+        np.testing.assert_array_equal(x[:, 1:5], one_hot.astype(np.float32))
+    np.testing.assert_array_equal(ds.info["x_mean"][1:5], 0.0)
+    np.testing.assert_array_equal(ds.info["x_std"][1:5], 1.0)
+    # the numeric columns are standardised on the training split as before
+    size = np.array([float(rows[i][0]) for i in ds.info["train_index"]])
+    np.testing.assert_allclose(ds.x_train[:, 0], (size - size.mean()) / size.std(), rtol=1e-5,
+                               atol=1e-5)
+    assert abs(ds.x_train[:, 5].mean()) < 1e-5
+
+
+def test_csv_rare_category_is_neither_scaled_nor_warned_about(tmp_path):
+    """A category in 2 of 160 training rows: standardised, it would be a feature of about
+    9 (floored at 10, with a warning); as an indicator it stays 0/1, silently."""
+    train_idx, _ = data.split_indices(200, seed=0, test_fraction=0.2)
+    rare = set(train_idx[:2].tolist())
+    lines = ["x,kind,y"] + [f"{i},{'rare' if i in rare else 'common'},{i % 2}" for i in range(200)]
+    path = _write(tmp_path, "\n".join(lines) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", data.DataWarning)
+        ds = data.load("csv", csv_path=path, target="y", seed=0)
+    col = ds.feature_names.index("kind=rare")
+    np.testing.assert_array_equal(ds.x_train[:, col], [i in rare for i in ds.info["train_index"]])
+    np.testing.assert_array_equal(ds.x_test[:, col], 0.0)
+
+
+def test_csv_column_type_is_the_majority_of_its_cells(tmp_path):
+    # mostly numbers, one word: a numeric column with a bad cell
+    path = _write(tmp_path, "a,y\n1,0\n2,1\nNA,0\n4,1\n")
+    with pytest.raises(DataError, match=re.escape(
+            f"csv file '{path}', row 4, column 'a': 'NA' is not a number")):
+        data.load_csv(path, "y")
+    # mostly words, one number: a text column whose categories include "10"
+    path = _write(tmp_path, "size,y\nS,0\nM,1\nL,0\n10,1\nS,1\n", "sizes.csv")
+    ds = data.load_csv(path, "y")
+    assert ds.info["categories"] == {"size": ("10", "L", "M", "S")}
+    # a numeric column with a blank cell is still refused, with its row
+    path = _write(tmp_path, "a,y\n1,0\n,1\n3,0\n", "blank.csv")
+    with pytest.raises(DataError, match=re.escape(
+            f"csv file '{path}', row 3, column 'a' is empty; missing values are not allowed")):
+        data.load_csv(path, "y")
+
+
+def test_csv_drop_and_too_many_categories(tmp_path):
+    lines = ["name,x,y"] + [f"person {i},{i * 0.1},{i % 2}" for i in range(150)]
+    path = _write(tmp_path, "\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=re.escape(
+            f"csv file '{path}', column 'name' holds 150 distinct text values, more than the "
+            f"{data.tables.MAX_CATEGORIES} categories a text feature may have; leave it out")):
+        data.load("csv", csv_path=path, target="y")
+    ds = data.load("csv", csv_path=path, target="y", drop=["name"])
+    assert ds.feature_names == ("x",) and "categories" not in ds.info
+    for drop, message in ((["nome"], "column 'nome' to drop not found; columns are: name, x, y"),
+                          (["y"], "cannot drop the target column 'y'"),
+                          (["name", "x"], "has no feature columns besides the target 'y' once "
+                                          "the dropped ones are left out")):
+        with pytest.raises(DataError, match=re.escape(message)):
+            data.load("csv", csv_path=path, target="y", drop=drop)
+    with pytest.raises(DataError, match="dataset 'digits' does not use drop"):
+        data.load("digits", drop=["a"])
+
+
+@pytest.mark.parametrize(("text", "task", "message"), [
+    ("a,y\n1,yes\n2,no\n", "regression", "column 'y' holds text ('yes'); a regression target "
+                                         "must be numbers"),
+    ("a,y\n1,yes\n2,\n3,no\n", None, "row 3, column 'y' is empty; every example needs a label"),
+    ("a,y\n1,yes\n2,yes\n", None, "target column 'y' holds a single value (yes)"),
+])
+def test_csv_text_target_errors(tmp_path, text, task, message):
+    path = _write(tmp_path, text)
+    with pytest.raises(DataError, match=re.escape(message)):
+        data.load_csv(path, "y", task=task)

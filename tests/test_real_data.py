@@ -135,3 +135,50 @@ def test_collapse_rule():
     assert collapsed(rows, 10)  # best 0.95 > 0.3, last 0.12 < 0.15
     assert not collapsed(rows[:-1], 10)
     assert not collapsed([{"test_accuracy": 0.9}, {"test_accuracy": 0.5}], 2)  # two classes
+
+
+def passengers(n: int, seed: int = 0):
+    """A table as users bring it: an id, a name, text categories (one with blanks), numbers,
+    and a text outcome drawn from a known logistic model; returns the CSV text and the
+    features as numbers (one-hot by hand) with the outcomes, for a reference model."""
+    rng = np.random.default_rng(seed)
+    sex = rng.choice(["male", "female"], n)
+    klass = rng.choice([1, 2, 3], n, p=[0.25, 0.25, 0.5])
+    age = rng.uniform(1, 70, n).round(1)
+    port = rng.choice(["S", "C", "Q", ""], n, p=[0.7, 0.18, 0.1, 0.02])
+    logit = 4.0 * (sex == "female") - 1.5 * (klass - 2) - 0.04 * (age - 30) - 1.5
+    survived = rng.random(n) < 1 / (1 + np.exp(-logit))
+    lines = ["PassengerId,Name,Sex,Class,Age,Port,Outcome"] + [
+        f"{i + 1},Passenger {i} {rng.integers(10**6)},{sex[i]},{klass[i]},{age[i]},{port[i]},"
+        f"{'survived' if survived[i] else 'died'}" for i in range(n)]
+    features = np.column_stack([sex == "female", klass, age] + [port == p for p in "SCQ"])
+    return "\n".join(lines) + "\n", features.astype(float), survived.astype(int)
+
+
+def test_a_table_with_text_columns_trains_with_the_defaults(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    text, features, outcome = passengers(1000)
+    path = tmp_path / "passengers.csv"
+    path.write_text(text)
+    r = run_experiment("train", "--dataset=csv", f"--csv_path={path}", "--target=Outcome",
+                       f"--workdir={tmp_path / 'names'}")
+    assert r.returncode == 2 and "column 'Name' holds 1000 distinct text values" in r.stderr
+    assert "--drop_columns" in r.stderr and "Traceback" not in r.stderr
+    r = run_experiment("train", "--dataset=csv", f"--csv_path={path}", "--target=Outcome",
+                       "--drop_columns=Name,PassengerId", f"--workdir={tmp_path / 'run'}")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "completed", summary
+    assert "2 classes" in summary["dataset"] and "8 features" in summary["dataset"]  # 2 + 1 + 1 + 4
+    # the reference: scikit-learn's logistic regression on the same split and encoding
+    train, test = data.split_indices(len(outcome), seed=0, test_fraction=0.2)
+    scaler = StandardScaler().fit(features[train])
+    reference = LogisticRegression().fit(scaler.transform(features[train]), outcome[train])
+    bar = reference.score(scaler.transform(features[test]), outcome[test])
+    assert bar > 0.75  # the table has signal to learn
+    assert summary["test_accuracy"] >= bar - 0.05, (summary["test_accuracy"], bar)
+    r = run_experiment("evaluate", f"--workdir={tmp_path / 'run'}")
+    assert r.returncode == 0, r.stderr
+    assert f"accuracy {summary['test_accuracy']:.4g}" in r.stdout

@@ -28,6 +28,8 @@ one sentence naming the file or argument.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from gdlab.data.base import (
     SCALINGS,
     DataError,
@@ -82,7 +84,7 @@ _USES = {
     "moons": ("n", "noise"),
     "spirals": ("n", "noise"),
     "mnist": ("data_dir", "n"),
-    "csv": ("csv_path", "target", "task", "standardize_target"),
+    "csv": ("csv_path", "target", "task", "standardize_target", "drop"),
     "sort": ("n", "length", "vocab"),
 }
 
@@ -102,6 +104,7 @@ def load(
     standardize_target: bool | None = None,
     length: int | None = None,
     vocab: int | None = None,
+    drop: Sequence[str] | None = None,
 ) -> Dataset:
     """Load data set ``name`` (one of ``DATASETS``).
 
@@ -110,8 +113,10 @@ def load(
       seed: fixes the train/test split (and the points of generated sets). mnist
         ignores it: its split is the files'.
       data_dir: mnist only: the folder holding the four IDX files.
-      csv_path, target, task: csv only: the file, the column to predict, and
-        ``"classification"``/``"regression"`` to override the inferred task.
+      csv_path, target, task, drop: csv only: the file, the column to predict,
+        ``"classification"``/``"regression"`` to override the inferred task, and the
+        names of columns to leave out (ids, free text). Text columns are one-hot
+        features, or class labels when they are the target (``gdlab.data.tables``).
       n: houses, moons, spirals: number of points (defaults 1000, 1000, 1500);
         mnist: keep the first ``n`` training images.
       noise: houses (target noise std in 100k, default 0.1), moons (default 0.2),
@@ -133,7 +138,7 @@ def load(
         raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     given = {"data_dir": data_dir, "csv_path": csv_path, "target": target, "n": n,
              "noise": noise, "task": task, "standardize_target": standardize_target,
-             "length": length, "vocab": vocab}
+             "length": length, "vocab": vocab, "drop": drop}
     for arg, value in given.items():
         if value is not None and arg not in _USES[name]:
             users = [d for d in DATASETS if arg in _USES[d]]

@@ -16,7 +16,9 @@ when the source fixes the split, as MNIST does), so all data sets obey the same 
   dozens of standard deviations: its scale is floored at max|x − mean| / 10 over
   the training split, so no training feature exceeds 10 in absolute value, and a
   ``DataWarning`` names the floored columns. ``info["x_mean"]``, ``info["x_std"]``
-  (float64) record the map: ``x_standardised = (x_raw − x_mean) / x_std``.
+  (float64) record the map: ``x_standardised = (x_raw − x_mean) / x_std``. A loader
+  may keep some columns as they are (``unscaled``: a CSV's 0/1 one-hot indicators of
+  a text column): mean 0 and scale 1 in that map.
 - **images** (``"global"``, the default of digits and mnist): one mean and one
   standard deviation over all training pixels, the same for every pixel, so a
   rare stroke in an almost-always-blank border pixel stays an ordinary value.
@@ -214,25 +216,32 @@ def _columns(names, mask, feature_names) -> str:
     return ", ".join(shown) + (f" and {len(idx) - 5} more" if len(idx) > 5 else "")
 
 
-def fit_scaler(x_train: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def fit_scaler(x_train: np.ndarray, mode: str,
+               unscaled: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(mean, scale, floored)`` for ``mode`` in ``SCALINGS`` (float64; ``floored`` marks the
-    per_feature columns whose scale was raised to max|x − mean| / MAX_TRAIN_Z)."""
+    per_feature columns whose scale was raised to max|x − mean| / MAX_TRAIN_Z). The columns
+    ``unscaled`` marks (a boolean mask) get mean 0 and scale 1: they are kept as they are."""
     x = np.asarray(x_train, np.float64)
     d = x.shape[1] if x.ndim > 1 else 1
-    none = np.zeros(d, bool)
+    floored = np.zeros(d, bool)
     if mode == "none":
-        return np.zeros(d), np.ones(d), none
-    if mode == "global":
-        mean, std = float(x.mean()), float(x.std())
-        scale = std if std > _CONSTANT_STD * max(1.0, abs(mean)) else 1.0
-        return np.full(d, mean), np.full(d, scale), none
-    mean, std = fit_standardizer(x)
-    if mode == "per_pixel":
-        return mean, std, none
-    with np.errstate(over="ignore", invalid="ignore"):
-        floor = np.max(np.abs(x - mean), axis=0) / MAX_TRAIN_Z
-    floored = floor > std * (1 + 1e-12)
-    return mean, np.where(floored, floor, std), floored
+        mean, scale = np.zeros(d), np.ones(d)
+    elif mode == "global":
+        m, std = float(x.mean()), float(x.std())
+        mean, scale = np.full(d, m), np.full(d, std if std > _CONSTANT_STD * max(1.0, abs(m)) else 1.0)
+    else:
+        mean, scale = fit_standardizer(x)
+        if mode == "per_feature":
+            with np.errstate(over="ignore", invalid="ignore"):
+                floor = np.max(np.abs(x - mean), axis=0) / MAX_TRAIN_Z
+            floored = floor > scale * (1 + 1e-12)
+            scale = np.where(floored, floor, scale)
+    if unscaled is not None:
+        keep = np.asarray(unscaled, bool)
+        if keep.shape != (d,):
+            raise ValueError(f"unscaled marks {keep.shape} columns of data with {d}")
+        mean, scale, floored = np.where(keep, 0.0, mean), np.where(keep, 1.0, scale), floored & ~keep
+    return mean, scale, floored
 
 
 def from_split(
@@ -248,13 +257,16 @@ def from_split(
     standardize_target: bool = False,
     feature_names: tuple[str, ...] = (),
     info: dict | None = None,
+    unscaled: np.ndarray | None = None,
 ) -> Dataset:
     """Scale an already split data set (stats from train only) and wrap it in a ``Dataset``.
 
     ``standardize`` is one of ``SCALINGS`` (True means ``"per_feature"``, False
-    ``"none"``; see the module docstring). ``y`` may be 1-D for regression; it
-    becomes ``(N, 1)``. Extreme features and floored scales are reported as
-    ``DataWarning``s, and listed in ``info["warnings"]``.
+    ``"none"``; see the module docstring). ``unscaled``, a boolean mask over the
+    features of ``(N, D)`` data, marks columns kept as they are under ``"per_feature"``
+    (0/1 indicators of a category: mean 0, scale 1 in ``info``). ``y`` may be 1-D for
+    regression; it becomes ``(N, 1)``. Extreme features and floored scales are reported
+    as ``DataWarning``s, and listed in ``info["warnings"]``.
     """
     import warnings
 
@@ -277,12 +289,13 @@ def from_split(
     notes = []
     if mode != "none":
         flat_train = x_train.reshape(len(x_train), -1)
-        mean, std, floored = fit_scaler(flat_train, mode)
+        mean, std, floored = fit_scaler(flat_train, mode, unscaled)
         mean, std = mean.reshape(x_train.shape[1:]), std.reshape(x_train.shape[1:])
         for x in (x_train, x_test):
             x -= mean
             x /= std
-        info["x_mean"], info["x_std"] = (mean, std) if mode != "global" else (
+        one_map = mode == "global" and (unscaled is None or not np.any(unscaled))
+        info["x_mean"], info["x_std"] = (mean, std) if not one_map else (
             float(mean.flat[0]), float(std.flat[0]))
         info["scaling"] = mode
         if floored.any():
@@ -345,6 +358,7 @@ def from_arrays(
     standardize_target: bool = False,
     feature_names: tuple[str, ...] = (),
     info: dict | None = None,
+    unscaled: np.ndarray | None = None,
 ) -> Dataset:
     """Split ``(x, y)`` by ``seed`` (see the module docstring), standardise, wrap in a ``Dataset``.
 
@@ -364,6 +378,7 @@ def from_arrays(
         name, x[train_idx], y[train_idx], x[test_idx], y[test_idx],
         task=task, num_classes=num_classes, standardize=standardize,
         standardize_target=standardize_target, feature_names=feature_names, info=info,
+        unscaled=unscaled,
     )
 
 

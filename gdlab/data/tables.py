@@ -1,15 +1,29 @@
 """A user's CSV table as a ``Dataset``.
 
 The file must be UTF-8 text, comma separated, with a header row of distinct
-column names followed by data rows of numbers only (blank lines are skipped).
-``target`` names the column to predict; every other column is a feature.
+column names followed by data rows (blank lines are skipped). ``target`` names
+the column to predict; every other column is a feature, but for those named in
+``drop``.
+
+Columns of numbers and columns of text. A column is *numeric* when at least half
+of its non-empty cells are numbers; then every cell must be one (an empty cell,
+``NaN``, ``inf`` or a word such as ``NA`` is an error naming its row). Otherwise
+the column is *text*: each distinct stripped cell (the empty cell too) is a
+category. A text feature is one-hot encoded into one 0/1 column per category,
+named ``column=category`` (categories in sorted order, taken from the whole
+file, so a category seen only in the test split is an all-zero column in
+training); these indicator columns are not standardised. A text feature with
+more than ``MAX_CATEGORIES`` categories (names, ids, free text) is an error:
+drop it or encode it as numbers. ``info["categories"][column]`` lists a text
+feature's categories.
 
 Task: with ``task=None`` the table is a *classification* problem when the
-target column holds only integers (``3``, ``3.0``) with at most
+target column holds text, or only integers (``3``, ``3.0``) with at most
 ``MAX_INFERRED_CLASSES`` distinct values, and a *regression* problem otherwise;
-``task="classification"`` or ``"regression"`` overrides the guess.
-Classification labels are remapped to ``0..K−1`` in increasing order of the
-original values; ``info["label_values"][k]`` is the original value of class ``k``.
+``task="classification"`` or ``"regression"`` overrides the guess (a text
+target cannot be regressed). Classification labels are remapped to ``0..K−1``
+in increasing order of the original values (numbers, or text in sorted order);
+``info["label_values"][k]`` is the original value of class ``k``.
 Regression targets are ``(N, 1)`` float32, standardised on the training split
 by default (``info["y_mean"]``, ``info["y_std"]`` undo it).
 
@@ -23,8 +37,8 @@ beyond the float32 range once standardised (or, without standardising, as it is)
 from __future__ import annotations
 
 import csv
-import math
 import os
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -38,6 +52,9 @@ from gdlab.data.base import (
 )
 
 MAX_INFERRED_CLASSES = 20
+
+MAX_CATEGORIES = 100
+"""A text feature column may hold at most this many distinct values (one-hot columns)."""
 
 
 def _read_rows(path: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -86,32 +103,60 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _parse_numbers(path: str, header: list[str], data: list) -> np.ndarray:
-    """``(N, C)`` float64 values; a DataError for the first ragged, empty or non-numeric cell."""
+def _columns(path: str, header: list[str], data: list) -> list[np.ndarray]:
+    """Each column's ``(N,)`` cells as strings (one array per column: a long text cell
+    widens only its own); a DataError for the first ragged row."""
     where = f"csv file '{path}'"
-    values = np.empty((len(data), len(header)), np.float64)
-    for i, (row_number, row) in enumerate(data):
+    for row_number, row in data:
         if len(row) != len(header):
             raise DataError(f"{where}, row {row_number}: expected {len(header)} columns, "
                             f"found {len(row)}")
-        for j, cell in enumerate(row):
-            text = cell.strip()
+    return [np.array(cells, dtype=str) for cells in zip(*(row for _, row in data))]
+
+
+def _is_text(cells: list[str]) -> bool:
+    """A text column: fewer than half of its non-empty (stripped) cells are numbers."""
+    filled = [c for c in cells if c]
+    return bool(filled) and 2 * sum(_is_number(c) for c in filled) < len(filled)
+
+
+def _numbers(path: str, name: str, column: np.ndarray, data: list) -> np.ndarray | None:
+    """``(N,)`` float64 values of a column of numbers, or None for a column of text (see the
+    module docstring); a DataError for a numeric column's first empty, non-numeric, NaN or
+    infinite cell."""
+    where = f"csv file '{path}'"
+    try:
+        values = column.astype(np.float64)  # Python's float() rules, for the whole column
+    except ValueError:
+        cells = [c.strip() for c in column.tolist()]
+        if _is_text(cells):
+            return None
+        for i, text in enumerate(cells):  # the first cell that is not a number
             if not text:
-                raise DataError(f"{where}, row {row_number}, column '{header[j]}' is empty; "
-                                f"missing values are not allowed")
-            try:
-                value = float(text)
-            except ValueError:
-                raise DataError(f"{where}, row {row_number}, column '{header[j]}': "
-                                f"'{cell}' is not a number") from None
-            if math.isnan(value):
-                raise DataError(f"{where}, row {row_number}, column '{header[j]}' contains a "
-                                f"NaN value ('{cell}'); missing values are not allowed")
-            if math.isinf(value):
-                raise DataError(f"{where}, row {row_number}, column '{header[j]}' contains an "
-                                f"infinite value ('{cell}')")
-            values[i, j] = value
+                raise DataError(f"{where}, row {data[i][0]}, column '{name}' is empty; "
+                                f"missing values are not allowed in a column of numbers")
+            if not _is_number(text):
+                raise DataError(f"{where}, row {data[i][0]}, column '{name}': "
+                                f"'{text}' is not a number")
+        raise AssertionError("unreachable: astype failed on a column of numbers")
+    for bad, what in ((np.isnan(values), "a NaN value"), (np.isinf(values), "an infinite value")):
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            missing = "; missing values are not allowed" if what == "a NaN value" else ""
+            raise DataError(f"{where}, row {data[i][0]}, column '{name}' contains {what} "
+                            f"('{column[i].strip()}'){missing}")
     return values
+
+
+def _one_hot(path: str, name: str, cells: list[str]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """``(N, K)`` 0/1 indicators of a text column's K categories (sorted), and the categories."""
+    categories = tuple(sorted(set(cells)))
+    if len(categories) > MAX_CATEGORIES:
+        raise DataError(f"csv file '{path}', column '{name}' holds {len(categories)} distinct "
+                        f"text values, more than the {MAX_CATEGORIES} categories a text feature "
+                        f"may have; leave it out (drop, --drop_columns) or encode it as numbers")
+    codes = np.searchsorted(np.array(categories), np.array(cells))
+    return np.eye(len(categories))[codes], categories
 
 
 def load_csv(
@@ -123,8 +168,10 @@ def load_csv(
     test_fraction: float = 0.2,
     standardize: bool = True,
     standardize_target: bool = True,
+    drop: Sequence[str] = (),
 ) -> Dataset:
-    """The table at ``csv_path`` split by ``seed``; ``target`` names the column to predict."""
+    """The table at ``csv_path`` split by ``seed``; ``target`` names the column to predict,
+    ``drop`` the columns to leave out."""
     if csv_path is None:
         raise DataError("csv: csv_path is required: the path of a CSV file with a header row")
     path = os.fspath(csv_path)
@@ -139,43 +186,84 @@ def load_csv(
     if target not in header:
         raise DataError(f"{where}: target column '{target}' not found; "
                         f"columns are: {', '.join(header)}")
-    if len(header) < 2:
-        raise DataError(f"{where} has no feature columns besides the target '{target}'")
-    values = _parse_numbers(path, header, data)
-    t = header.index(target)
-    y = values[:, t]
-    x = np.delete(values, t, axis=1)
-    feature_names = tuple(name for name in header if name != target)
+    drop = tuple(drop)
+    for name in drop:
+        if name == target:
+            raise DataError(f"{where}: cannot drop the target column '{target}'")
+        if name not in header:
+            raise DataError(f"{where}: column '{name}' to drop not found; "
+                            f"columns are: {', '.join(header)}")
+    if len(set(header) - set(drop)) < 2:
+        raise DataError(f"{where} has no feature columns besides the target '{target}'"
+                        + (" once the dropped ones are left out" if drop else ""))
+    columns = _columns(path, header, data)
 
-    distinct = np.unique(y)
-    integral = bool(np.all(distinct == np.round(distinct)))
-    if task is None:
-        task = ("classification" if integral and len(distinct) <= MAX_INFERRED_CLASSES
-                else "regression")
+    # features: numbers as they are, text one-hot (its indicator columns left unscaled)
+    parts, feature_names, indicator, categories = [], [], [], {}
+    for j, name in enumerate(header):
+        if name == target or name in drop:
+            continue
+        values = _numbers(path, name, columns[j], data)
+        if values is None:
+            block, categories[name] = _one_hot(path, name, [c.strip() for c in columns[j]])
+            feature_names += [f"{name}={c}" for c in categories[name]]
+        else:
+            block = values[:, None]
+            feature_names.append(name)
+        parts.append(block)
+        indicator += [name in categories] * block.shape[1]
+    x = np.concatenate(parts, axis=1)
+    feature_names = tuple(feature_names)
+    unscaled = np.array(indicator, bool)
+    scaled = tuple(standardize not in (False, "none") and not u for u in indicator)
     info = {"source": path, "target": target}
-    if task == "classification":
-        if not integral:
+    if categories:
+        info["categories"] = categories
+
+    y = _numbers(path, target, columns[header.index(target)], data)
+    if y is None:
+        cells = [c.strip() for c in columns[header.index(target)]]
+        if task == "regression":
+            text = next(c for c in cells if c and not _is_number(c))
+            raise DataError(f"{where}, column '{target}' holds text ('{text}'); a regression "
+                            f"target must be numbers")
+        for i, c in enumerate(cells):
+            if not c:
+                raise DataError(f"{where}, row {data[i][0]}, column '{target}' is empty; "
+                                f"every example needs a label")
+        task = "classification"
+        distinct = np.array(sorted(set(cells)))
+        y = np.array(cells)
+        label_values = tuple(str(v) for v in distinct)
+    else:
+        distinct = np.unique(y)
+        integral = bool(np.all(distinct == np.round(distinct)))
+        if task is None:
+            task = ("classification" if integral and len(distinct) <= MAX_INFERRED_CLASSES
+                    else "regression")
+        if task == "classification" and not integral:
             row_number = data[int(np.flatnonzero(y != np.round(y))[0])][0]
             raise DataError(f"{where}, row {row_number}, column '{target}': classification "
                             f"needs integer labels, found {y[y != np.round(y)][0]:g}")
+        label_values = tuple(int(v) for v in distinct)
+    if task == "classification":
         if len(distinct) < 2:
             raise DataError(f"{where}: target column '{target}' holds a single value "
-                            f"({distinct[0]:g}); classification needs at least 2 classes")
+                            f"({label_values[0]}); classification needs at least 2 classes")
         labels = np.searchsorted(distinct, y)  # original value -> 0..K-1
-        info["label_values"] = tuple(int(v) for v in distinct)
+        info["label_values"] = label_values
         _check_scale(where, data, x, feature_names, seed=seed, test_fraction=test_fraction,
-                     standardize=standardize)
+                     standardize=scaled)
         return from_arrays(
             "csv", x, labels, task="classification", num_classes=len(distinct), seed=seed,
-            test_fraction=test_fraction, standardize=standardize,
+            test_fraction=test_fraction, standardize=standardize, unscaled=unscaled,
             feature_names=feature_names, info=info,
         )
     _check_scale(where, data, np.column_stack([x, y]), (*feature_names, target), seed=seed,
-                 test_fraction=test_fraction,
-                 standardize=(standardize,) * x.shape[1] + (standardize_target,))
+                 test_fraction=test_fraction, standardize=(*scaled, standardize_target))
     return from_arrays(
         "csv", x, y, task="regression", seed=seed, test_fraction=test_fraction,
-        standardize=standardize, standardize_target=standardize_target,
+        standardize=standardize, standardize_target=standardize_target, unscaled=unscaled,
         feature_names=feature_names, info=info,
     )
 
