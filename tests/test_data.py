@@ -608,8 +608,10 @@ def test_csv_many_integer_values_is_regression(tmp_path):
     ("a,b,c\n1,2,3\n4,5\n", "csv file '{p}', row 3: expected 3 columns, found 2"),
     ("a,b,c\n1,2,3\n4,5,6,7\n", "csv file '{p}', row 3: expected 3 columns, found 4"),
     ("age,b,c\n1,2,3\nabc,5,6\n", "csv file '{p}', row 3, column 'age': 'abc' is not a number"),
-    ("a,b,c\n1,2,3\n4,nan,6\n", "csv file '{p}', row 3, column 'b' contains a NaN value"),
-    ("a,b,c\n1,2,3\n4,,6\n", "csv file '{p}', row 3, column 'b' is empty"),
+    ("a,b,c\n1,2,3\n4,5,nan\n", "csv file '{p}', row 3, column 'c' has no value ('nan'); "
+                                "every example needs a target"),
+    ("a,b,c\n1,2,3\n4,5,\n", "csv file '{p}', row 3, column 'c' is empty; every example needs "
+                             "a target"),
     ("a,b,c\n1,2,3\n4,inf,6\n", "csv file '{p}', row 3, column 'b' contains an infinite value"),
     ("a,b,c\n1,2,3\n", "csv file '{p}': target column 'price' not found; columns are: a, b, c"),
     ("", "csv file '{p}' is empty"),
@@ -768,20 +770,19 @@ def test_csv_rare_category_is_neither_scaled_nor_warned_about(tmp_path):
 
 
 def test_csv_column_type_is_the_majority_of_its_cells(tmp_path):
-    # mostly numbers, one word: a numeric column with a bad cell
-    path = _write(tmp_path, "a,y\n1,0\n2,1\nNA,0\n4,1\n")
+    # mostly numbers, one word: a numeric column with a bad cell (NA would be a gap)
+    path = _write(tmp_path, "a,y\n1,0\n2,1\ntwelve,0\nNA,1\n4,1\n")
     with pytest.raises(DataError, match=re.escape(
-            f"csv file '{path}', row 4, column 'a': 'NA' is not a number")):
+            f"csv file '{path}', row 4, column 'a': 'twelve' is not a number")):
         data.load_csv(path, "y")
     # mostly words, one number: a text column whose categories include "10"
     path = _write(tmp_path, "size,y\nS,0\nM,1\nL,0\n10,1\nS,1\n", "sizes.csv")
     ds = data.load_csv(path, "y")
     assert ds.info["categories"] == {"size": ("10", "L", "M", "S")}
-    # a numeric column with a blank cell is still refused, with its row
-    path = _write(tmp_path, "a,y\n1,0\n,1\n3,0\n", "blank.csv")
-    with pytest.raises(DataError, match=re.escape(
-            f"csv file '{path}', row 3, column 'a' is empty; missing values are not allowed")):
-        data.load_csv(path, "y")
+    # mostly gaps and one number: numeric, the gaps filled
+    path = _write(tmp_path, "a,y\n,0\nNA,1\n?,0\n7,1\n", "gaps.csv")
+    with pytest.warns(data.DataWarning, match="3 missing values in 1 column"):
+        assert data.load_csv(path, "y").feature_names == ("a", "a=missing")
 
 
 def test_csv_drop_and_too_many_categories(tmp_path):
@@ -806,10 +807,36 @@ def test_csv_drop_and_too_many_categories(tmp_path):
 @pytest.mark.parametrize(("text", "task", "message"), [
     ("a,y\n1,yes\n2,no\n", "regression", "column 'y' holds text ('yes'); a regression target "
                                          "must be numbers"),
-    ("a,y\n1,yes\n2,\n3,no\n", None, "row 3, column 'y' is empty; every example needs a label"),
+    ("a,y\n1,yes\n2,\n3,no\n", None, "row 3, column 'y' is empty; every example needs a target"),
+    ("a,y\n1,yes\n2,NA\n3,no\n", None, "row 3, column 'y' has no value ('NA'); every example"),
     ("a,y\n1,yes\n2,yes\n", None, "target column 'y' holds a single value (yes)"),
 ])
 def test_csv_text_target_errors(tmp_path, text, task, message):
     path = _write(tmp_path, text)
     with pytest.raises(DataError, match=re.escape(message)):
         data.load_csv(path, "y", task=task)
+
+
+def test_csv_missing_numbers_get_the_training_mean_and_a_marker(tmp_path):
+    rng = np.random.default_rng(5)
+    n, gap_tokens = 80, ["", "NA", "nan", "?", " null ", "N/A", "None"]
+    age = rng.uniform(1, 80, n).round(1)
+    gaps = rng.random(n) < 0.25
+    cells = [gap_tokens[i % len(gap_tokens)] if g else str(a) for i, (a, g) in enumerate(zip(age, gaps))]
+    lines = ["age,other,y"] + [f"{c},{i * 0.5},{i % 2}" for i, c in enumerate(cells)]
+    path = _write(tmp_path, "\n".join(lines) + "\n")
+    with pytest.warns(data.DataWarning, match=re.escape(
+            f"csv: {gaps.sum()} missing values in 1 column (age) filled with the column's "
+            "training mean; a 0/1 column 'age=missing' marks them")):
+        ds = data.load("csv", csv_path=path, target="y", seed=4)
+    assert ds.feature_names == ("age", "age=missing", "other")
+    assert ds.info["missing"] == {"age": int(gaps.sum())}
+    assert any("missing values" in w for w in ds.info["warnings"])
+    train, test = ds.info["train_index"], ds.info["test_index"]
+    fill = age[train][~gaps[train]].mean()  # known training values only
+    filled = np.where(gaps, fill, age)
+    mean, std = filled[train].mean(), filled[train].std()
+    for x, index in ((ds.x_train, train), (ds.x_test, test)):
+        np.testing.assert_allclose(x[:, 0], (filled[index] - mean) / std, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(x[:, 1], gaps[index])  # the marker: 0/1, unscaled
+    assert gaps[test].any()  # test rows get the training mean too

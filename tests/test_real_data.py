@@ -138,9 +138,10 @@ def test_collapse_rule():
 
 
 def passengers(n: int, seed: int = 0):
-    """A table as users bring it: an id, a name, text categories (one with blanks), numbers,
-    and a text outcome drawn from a known logistic model; returns the CSV text and the
-    features as numbers (one-hot by hand) with the outcomes, for a reference model."""
+    """A table as users bring it: an id, a name, text categories (one with blanks), numbers
+    (a fifth of the ages missing), and a text outcome drawn from a known logistic model;
+    returns the CSV text and the complete features as numbers (one-hot by hand, every age
+    known) with the outcomes, for a reference model."""
     rng = np.random.default_rng(seed)
     sex = rng.choice(["male", "female"], n)
     klass = rng.choice([1, 2, 3], n, p=[0.25, 0.25, 0.5])
@@ -148,8 +149,9 @@ def passengers(n: int, seed: int = 0):
     port = rng.choice(["S", "C", "Q", ""], n, p=[0.7, 0.18, 0.1, 0.02])
     logit = 4.0 * (sex == "female") - 1.5 * (klass - 2) - 0.04 * (age - 30) - 1.5
     survived = rng.random(n) < 1 / (1 + np.exp(-logit))
+    written = np.where(rng.random(n) < 0.2, "", age.astype(str))
     lines = ["PassengerId,Name,Sex,Class,Age,Port,Outcome"] + [
-        f"{i + 1},Passenger {i} {rng.integers(10**6)},{sex[i]},{klass[i]},{age[i]},{port[i]},"
+        f"{i + 1},Passenger {i} {rng.integers(10**6)},{sex[i]},{klass[i]},{written[i]},{port[i]},"
         f"{'survived' if survived[i] else 'died'}" for i in range(n)]
     features = np.column_stack([sex == "female", klass, age] + [port == p for p in "SCQ"])
     return "\n".join(lines) + "\n", features.astype(float), survived.astype(int)
@@ -171,7 +173,8 @@ def test_a_table_with_text_columns_trains_with_the_defaults(tmp_path):
     assert r.returncode == 0, r.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "completed", summary
-    assert "2 classes" in summary["dataset"] and "8 features" in summary["dataset"]  # 2 + 1 + 1 + 4
+    assert "2 classes" in summary["dataset"] and "9 features" in summary["dataset"]  # 2+1+2+4
+    assert "warning: csv: " in r.stderr and "missing values in 1 column (Age)" in r.stderr
     # the reference: scikit-learn's logistic regression on the same split and encoding
     train, test = data.split_indices(len(outcome), seed=0, test_fraction=0.2)
     scaler = StandardScaler().fit(features[train])

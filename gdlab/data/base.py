@@ -316,7 +316,7 @@ def from_split(
                              f"{info[f'max_abs_x_{split}']:.3g}): "
                              f"{_columns(name, extreme, feature_names)}; training may diverge")
     if notes:
-        info["warnings"] = tuple(notes)
+        info["warnings"] = (*info.get("warnings", ()), *notes)  # after the loader's own
         for note in notes:
             warnings.warn(DataWarning(note), stacklevel=2)
     if task == "regression":

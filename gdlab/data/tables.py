@@ -6,10 +6,13 @@ the column to predict; every other column is a feature, but for those named in
 ``drop``.
 
 Columns of numbers and columns of text. A column is *numeric* when at least half
-of its non-empty cells are numbers; then every cell must be one (an empty cell,
-``NaN``, ``inf`` or a word such as ``NA`` is an error naming its row). Otherwise
-the column is *text*: each distinct stripped cell (the empty cell too) is a
-category. A text feature is one-hot encoded into one 0/1 column per category,
+of its present cells are numbers; there a cell that is blank or one of ``MISSING``
+(``NA``, ``NaN``, ``?``, ...) is a missing value, and any other cell that is not a
+finite number is an error naming its row. A missing value is filled with the
+mean of the column's known values in the training split, and a 0/1 column
+``column=missing`` (unscaled) marks the filled rows; a ``DataWarning`` counts
+them, and ``info["missing"]`` holds the count per column. Otherwise the column
+is *text*: each distinct stripped cell (the empty cell too) is a category. A text feature is one-hot encoded into one 0/1 column per category,
 named ``column=category`` (categories in sorted order, taken from the whole
 file, so a category seen only in the test split is an all-zero column in
 training); these indicator columns are not standardised. A text feature with
@@ -17,7 +20,7 @@ more than ``MAX_CATEGORIES`` categories (names, ids, free text) is an error:
 drop it or encode it as numbers. ``info["categories"][column]`` lists a text
 feature's categories.
 
-Task: with ``task=None`` the table is a *classification* problem when the
+The target must have a value in every row. Task: with ``task=None`` the table is a *classification* problem when the
 target column holds text, or only integers (``3``, ``3.0``) with at most
 ``MAX_INFERRED_CLASSES`` distinct values, and a *regression* problem otherwise;
 ``task="classification"`` or ``"regression"`` overrides the guess (a text
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -45,6 +49,7 @@ import numpy as np
 from gdlab.data.base import (
     TASKS,
     DataError,
+    DataWarning,
     Dataset,
     fit_standardizer,
     from_arrays,
@@ -55,6 +60,9 @@ MAX_INFERRED_CLASSES = 20
 
 MAX_CATEGORIES = 100
 """A text feature column may hold at most this many distinct values (one-hot columns)."""
+
+MISSING = ("", "na", "n/a", "nan", "null", "none", "?")
+"""Cells that mean "no value" in a column of numbers (compared stripped, in lower case)."""
 
 
 def _read_rows(path: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -114,16 +122,21 @@ def _columns(path: str, header: list[str], data: list) -> list[np.ndarray]:
     return [np.array(cells, dtype=str) for cells in zip(*(row for _, row in data))]
 
 
+def _is_missing(text: str) -> bool:
+    """A missing value: a blank cell or one of ``MISSING`` (any case)."""
+    return text.lower() in MISSING
+
+
 def _is_text(cells: list[str]) -> bool:
-    """A text column: fewer than half of its non-empty (stripped) cells are numbers."""
-    filled = [c for c in cells if c]
-    return bool(filled) and 2 * sum(_is_number(c) for c in filled) < len(filled)
+    """A text column: fewer than half of its present (stripped) cells are numbers."""
+    present = [c for c in cells if not _is_missing(c)]
+    return bool(present) and 2 * sum(_is_number(c) for c in present) < len(present)
 
 
 def _numbers(path: str, name: str, column: np.ndarray, data: list) -> np.ndarray | None:
-    """``(N,)`` float64 values of a column of numbers, or None for a column of text (see the
-    module docstring); a DataError for a numeric column's first empty, non-numeric, NaN or
-    infinite cell."""
+    """``(N,)`` float64 values of a column of numbers, NaN where a value is missing, or None
+    for a column of text (see the module docstring); a DataError for a numeric column's
+    first cell that is neither a number nor missing, or is infinite."""
     where = f"csv file '{path}'"
     try:
         values = column.astype(np.float64)  # Python's float() rules, for the whole column
@@ -131,20 +144,19 @@ def _numbers(path: str, name: str, column: np.ndarray, data: list) -> np.ndarray
         cells = [c.strip() for c in column.tolist()]
         if _is_text(cells):
             return None
-        for i, text in enumerate(cells):  # the first cell that is not a number
-            if not text:
-                raise DataError(f"{where}, row {data[i][0]}, column '{name}' is empty; "
-                                f"missing values are not allowed in a column of numbers")
+        values = np.full(len(cells), np.nan)
+        for i, text in enumerate(cells):
+            if _is_missing(text):
+                continue
             if not _is_number(text):
                 raise DataError(f"{where}, row {data[i][0]}, column '{name}': "
                                 f"'{text}' is not a number")
-        raise AssertionError("unreachable: astype failed on a column of numbers")
-    for bad, what in ((np.isnan(values), "a NaN value"), (np.isinf(values), "an infinite value")):
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            missing = "; missing values are not allowed" if what == "a NaN value" else ""
-            raise DataError(f"{where}, row {data[i][0]}, column '{name}' contains {what} "
-                            f"('{column[i].strip()}'){missing}")
+            values[i] = float(text)
+    infinite = np.isinf(values)
+    if infinite.any():
+        i = int(np.flatnonzero(infinite)[0])
+        raise DataError(f"{where}, row {data[i][0]}, column '{name}' contains an infinite "
+                        f"value ('{column[i].strip()}')")
     return values
 
 
@@ -199,7 +211,8 @@ def load_csv(
     columns = _columns(path, header, data)
 
     # features: numbers as they are, text one-hot (its indicator columns left unscaled)
-    parts, feature_names, indicator, categories = [], [], [], {}
+    parts, feature_names, indicator, categories, missing = [], [], [], {}, {}
+    train_idx, _ = split_indices(len(data), seed=seed, test_fraction=test_fraction)
     for j, name in enumerate(header):
         if name == target or name in drop:
             continue
@@ -207,11 +220,20 @@ def load_csv(
         if values is None:
             block, categories[name] = _one_hot(path, name, [c.strip() for c in columns[j]])
             feature_names += [f"{name}={c}" for c in categories[name]]
+            indicator += [True] * block.shape[1]
+        elif np.isnan(values).any():  # the training mean, and a 0/1 column marking the gaps
+            gaps = np.isnan(values)
+            known = values[train_idx][~gaps[train_idx]]
+            missing[name] = int(gaps.sum())
+            block = np.column_stack([np.where(gaps, known.mean() if known.size else 0.0, values),
+                                     gaps])
+            feature_names += [name, f"{name}=missing"]
+            indicator += [False, True]
         else:
             block = values[:, None]
             feature_names.append(name)
+            indicator.append(False)
         parts.append(block)
-        indicator += [name in categories] * block.shape[1]
     x = np.concatenate(parts, axis=1)
     feature_names = tuple(feature_names)
     unscaled = np.array(indicator, bool)
@@ -219,18 +241,29 @@ def load_csv(
     info = {"source": path, "target": target}
     if categories:
         info["categories"] = categories
+    if missing:
+        info["missing"] = missing
+        names = list(missing)
+        note = (f"csv: {sum(missing.values())} missing values in {len(names)} column"
+                f"{'s' if len(names) > 1 else ''} ({', '.join(names[:5])}"
+                f"{f' and {len(names) - 5} more' if len(names) > 5 else ''}) filled with the "
+                f"column's training mean; a 0/1 column "
+                f"'{names[0] if len(names) == 1 else '<column>'}=missing' marks them")
+        info["warnings"] = (note,)
+        warnings.warn(DataWarning(note), stacklevel=2)
 
+    cells = [c.strip() for c in columns[header.index(target)]]
+    for i, c in enumerate(cells):
+        if _is_missing(c):
+            raise DataError(f"{where}, row {data[i][0]}, column '{target}' "
+                            f"{f'has no value ({c!r})' if c else 'is empty'}; every example "
+                            f"needs a target")
     y = _numbers(path, target, columns[header.index(target)], data)
     if y is None:
-        cells = [c.strip() for c in columns[header.index(target)]]
         if task == "regression":
-            text = next(c for c in cells if c and not _is_number(c))
+            text = next(c for c in cells if not _is_number(c))
             raise DataError(f"{where}, column '{target}' holds text ('{text}'); a regression "
                             f"target must be numbers")
-        for i, c in enumerate(cells):
-            if not c:
-                raise DataError(f"{where}, row {data[i][0]}, column '{target}' is empty; "
-                                f"every example needs a label")
         task = "classification"
         distinct = np.array(sorted(set(cells)))
         y = np.array(cells)
