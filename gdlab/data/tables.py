@@ -12,16 +12,17 @@ finite number is an error naming its row. A missing value is filled with the
 mean of the column's known values in the training split, and a 0/1 column
 ``column=missing`` (unscaled) marks the filled rows; a ``DataWarning`` counts
 them, and ``info["missing"]`` holds the count per column. Otherwise the column
-is *text*: each distinct stripped cell (the empty cell too) is a category. A text feature is one-hot encoded into one 0/1 column per category,
-named ``column=category`` (categories in sorted order, taken from the whole
-file, so a category seen only in the test split is an all-zero column in
-training); these indicator columns are not standardised. A text feature with
-more than ``MAX_CATEGORIES`` categories (names, ids, free text) is an error:
-drop it or encode it as numbers. ``info["categories"][column]`` lists a text
-feature's categories.
+is *text*: each distinct stripped cell (the empty cell too) is a category. A
+text feature is one-hot encoded into one 0/1 column per category, named
+``column=category`` (categories in sorted order, taken from the whole file, so
+a category seen only in the test split is an all-zero column in training);
+these indicator columns are not standardised. A text feature with more than
+``MAX_CATEGORIES`` categories (names, ids, free text) is an error: drop it or
+encode it as numbers. ``info["categories"][column]`` lists a text feature's
+categories.
 
-The target must have a value in every row. Task: with ``task=None`` the table is a *classification* problem when the
-target column holds text, or only integers (``3``, ``3.0``) with at most
+The target must have a value in every row. Task: with ``task=None`` the table
+is a *classification* problem when the target column holds text, or only integers (``3``, ``3.0``) with at most
 ``MAX_INFERRED_CLASSES`` distinct values, and a *regression* problem otherwise;
 ``task="classification"`` or ``"regression"`` overrides the guess (a text
 target cannot be regressed). Classification labels are remapped to ``0..K−1``
