@@ -109,7 +109,9 @@ def mlp_flops_per_step(widths, batch: int) -> float:
 
 
 class Runner:
-    """A compiled scanned epoch for one (model, data, mode, gradient method), chaining its own state."""
+    """A compiled scanned epoch for one (model, data, mode, gradient method), chaining its own
+    state: ``make_epoch`` as a user gets it, the divergence guard on with its default blow-up
+    threshold."""
 
     def __init__(self, model, x, y, batch, grad, key, **epoch_kw):
         import jax
@@ -123,7 +125,7 @@ class Runner:
         n = x.shape[0]
         self.steps = -(-n // batch)
         epoch = train.make_epoch(self.model, self.loss, self.optimizer, num_examples=n,
-                                 batch_size=batch, grad=grad, blowup=None, **epoch_kw)
+                                 batch_size=batch, grad=grad, **epoch_kw)  # the default guard
         self.epoch, self.compile_seconds = timed_compile(
             jax.jit(epoch, donate_argnums=(0,)), self.state, self.x, self.y)
 
@@ -246,7 +248,7 @@ def bench_scan_vs_loop(widths, batch, repeats, key):
 
     n = 128 * batch
     scanned = Runner.mlp(widths, n, batch, "manual", key)
-    guarded = train.make_guarded_step(scanned.model, scanned.loss, scanned.optimizer, blowup=None)
+    guarded = train.make_guarded_step(scanned.model, scanned.loss, scanned.optimizer)
 
     @jax.jit
     def plan(key):  # as make_epoch begins: the next key, the shuffle, a key per step
