@@ -840,3 +840,24 @@ def test_csv_missing_numbers_get_the_training_mean_and_a_marker(tmp_path):
         np.testing.assert_allclose(x[:, 0], (filled[index] - mean) / std, rtol=1e-5, atol=1e-5)
         np.testing.assert_array_equal(x[:, 1], gaps[index])  # the marker: 0/1, unscaled
     assert gaps[test].any()  # test rows get the training mean too
+
+
+@pytest.mark.parametrize(("delimiter", "decimal"), [(";", ","), ("\t", "."), ("|", ".")])
+def test_csv_other_separators_load_as_the_comma_table(tmp_path, delimiter, decimal):
+    rows = [("1.5", "red, dark", "0"), ("-2.25", "blue", "1"), ("3", "red, dark", "1"),
+            ("NA", "blue", "0"), ("0.125", "green", "1"), ("7.5", "blue", "0")]
+
+    def table(sep, point):
+        quote = (lambda c: f'"{c}"' if sep in c or "," in c else c)
+        return "size,colour,y\n".replace(",", sep) + "\n".join(
+            sep.join(quote(c.replace(".", point)) for c in row) for row in rows) + "\n"
+
+    with pytest.warns(data.DataWarning, match="1 missing values"):
+        comma = data.load_csv(_write(tmp_path, table(",", "."), "comma.csv"), "y", seed=1)
+        other = data.load_csv(_write(tmp_path, table(delimiter, decimal), "other.csv"), "y", seed=1)
+    assert comma.info["delimiter"] == "," and other.info["delimiter"] == delimiter
+    assert other.feature_names == comma.feature_names == (
+        "size", "size=missing", "colour=blue", "colour=green", "colour=red, dark")
+    np.testing.assert_array_equal(other.x_train, comma.x_train)
+    np.testing.assert_array_equal(other.x_test, comma.x_test)
+    np.testing.assert_array_equal(other.y_train, comma.y_train)

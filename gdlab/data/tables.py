@@ -1,7 +1,10 @@
 """A user's CSV table as a ``Dataset``.
 
-The file must be UTF-8 text, comma separated, with a header row of distinct
-column names followed by data rows (blank lines are skipped). ``target`` names
+The file must be UTF-8 text with a header row of distinct column names followed by
+data rows (blank lines are skipped). The separator is the one of ``DELIMITERS``
+(comma, semicolon, tab, bar) that the header line holds most often; with
+semicolons, a comma inside a number is its decimal point (``1,5`` is 1.5), the
+convention that pairs the two. ``info["delimiter"]`` records it. ``target`` names
 the column to predict; every other column is a feature, but for those named in
 ``drop``.
 
@@ -62,12 +65,27 @@ MAX_INFERRED_CLASSES = 20
 MAX_CATEGORIES = 100
 """A text feature column may hold at most this many distinct values (one-hot columns)."""
 
+DELIMITERS = (",", ";", "\t", "|")
+"""The separators a table may use; the header line's most frequent one is taken."""
+
 MISSING = ("", "na", "n/a", "nan", "null", "none", "?")
 """Cells that mean "no value" in a column of numbers (compared stripped, in lower case)."""
 
 
-def _read_rows(path: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Header and ``(row number, cells)`` for each non-blank data row."""
+def _delimiter(f) -> str:
+    """The separator of the file's first non-blank line: the one of ``DELIMITERS`` it holds
+    most often (a comma when none, or on a tie); the file is read again from its start."""
+    line = ""
+    for line in f:
+        if line.strip():
+            break
+    f.seek(0)
+    counts = [line.count(d) for d in DELIMITERS]
+    return DELIMITERS[counts.index(max(counts))]
+
+
+def _read_rows(path: str) -> tuple[list[str], list[tuple[int, list[str]]], str]:
+    """Header, ``(row number, cells)`` for each non-blank data row, and the separator."""
     where = f"csv file '{path}'"
     if not os.path.exists(path):
         raise DataError(f"{where} does not exist")
@@ -75,7 +93,8 @@ def _read_rows(path: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
         raise DataError(f"{where} is a folder, not a file")
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
+            delimiter = _delimiter(f)
+            reader = csv.reader(f, delimiter=delimiter)
             rows = [(reader.line_num, row) for row in reader if any(c.strip() for c in row)]
     except UnicodeDecodeError:
         raise DataError(f"{where} is not UTF-8 text") from None
@@ -101,7 +120,7 @@ def _read_rows(path: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
         seen.add(name)
     if not data:
         raise DataError(f"{where} has a header row but no data rows")
-    return header, data
+    return header, data, delimiter
 
 
 def _is_number(text: str) -> bool:
@@ -134,11 +153,15 @@ def _is_text(cells: list[str]) -> bool:
     return bool(present) and 2 * sum(_is_number(c) for c in present) < len(present)
 
 
-def _numbers(path: str, name: str, column: np.ndarray, data: list) -> np.ndarray | None:
+def _numbers(path: str, name: str, column: np.ndarray, data: list,
+             decimal_comma: bool = False) -> np.ndarray | None:
     """``(N,)`` float64 values of a column of numbers, NaN where a value is missing, or None
     for a column of text (see the module docstring); a DataError for a numeric column's
-    first cell that is neither a number nor missing, or is infinite."""
+    first cell that is neither a number nor missing, or is infinite. ``decimal_comma``:
+    ``1,5`` is 1.5."""
     where = f"csv file '{path}'"
+    if decimal_comma:
+        column = np.char.replace(column, ",", ".")
     try:
         values = column.astype(np.float64)  # Python's float() rules, for the whole column
     except ValueError:
@@ -192,7 +215,7 @@ def load_csv(
     if task is not None and task not in TASKS:
         raise DataError(f"csv: task must be one of {', '.join(TASKS)} (or None to infer it), "
                         f"got {task!r}")
-    header, data = _read_rows(path)
+    header, data, delimiter = _read_rows(path)
     if not target:
         raise DataError(f"csv: the target column name is required for {where}; "
                         f"columns are: {', '.join(header)}")
@@ -210,6 +233,7 @@ def load_csv(
         raise DataError(f"{where} has no feature columns besides the target '{target}'"
                         + (" once the dropped ones are left out" if drop else ""))
     columns = _columns(path, header, data)
+    decimal_comma = delimiter == ";"  # the convention that pairs the two: 1,5 is 1.5
 
     # features: numbers as they are, text one-hot (its indicator columns left unscaled)
     parts, feature_names, indicator, categories, missing = [], [], [], {}, {}
@@ -217,7 +241,7 @@ def load_csv(
     for j, name in enumerate(header):
         if name == target or name in drop:
             continue
-        values = _numbers(path, name, columns[j], data)
+        values = _numbers(path, name, columns[j], data, decimal_comma)
         if values is None:
             block, categories[name] = _one_hot(path, name, [c.strip() for c in columns[j]])
             feature_names += [f"{name}={c}" for c in categories[name]]
@@ -239,7 +263,7 @@ def load_csv(
     feature_names = tuple(feature_names)
     unscaled = np.array(indicator, bool)
     scaled = tuple(standardize not in (False, "none") and not u for u in indicator)
-    info = {"source": path, "target": target}
+    info = {"source": path, "target": target, "delimiter": delimiter}
     if categories:
         info["categories"] = categories
     if missing:
@@ -259,7 +283,7 @@ def load_csv(
             raise DataError(f"{where}, row {data[i][0]}, column '{target}' "
                             f"{f'has no value ({c!r})' if c else 'is empty'}; every example "
                             f"needs a target")
-    y = _numbers(path, target, columns[header.index(target)], data)
+    y = _numbers(path, target, columns[header.index(target)], data, decimal_comma)
     if y is None:
         if task == "regression":
             text = next(c for c in cells if not _is_number(c))
