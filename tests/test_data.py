@@ -848,7 +848,9 @@ def test_csv_other_separators_load_as_the_comma_table(tmp_path, delimiter, decim
             ("NA", "blue", "0"), ("0.125", "green", "1"), ("7.5", "blue", "0")]
 
     def table(sep, point):
-        quote = (lambda c: f'"{c}"' if sep in c or "," in c else c)
+        def quote(c):
+            return f'"{c}"' if sep in c or "," in c else c
+
         return "size,colour,y\n".replace(",", sep) + "\n".join(
             sep.join(quote(c.replace(".", point)) for c in row) for row in rows) + "\n"
 
@@ -861,3 +863,13 @@ def test_csv_other_separators_load_as_the_comma_table(tmp_path, delimiter, decim
     np.testing.assert_array_equal(other.x_train, comma.x_train)
     np.testing.assert_array_equal(other.x_test, comma.x_test)
     np.testing.assert_array_equal(other.y_train, comma.y_train)
+
+
+def test_csv_numbers_with_separators_get_advice_not_categories(tmp_path):
+    lines = ["amount,y"] + [f'"{1000 + 37 * i:,}.5",{i % 2}' for i in range(150)]  # "1,037.5"
+    path = _write(tmp_path, "\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=re.escape(
+            "column 'amount' holds 150 distinct text values, more than the 100 categories a text "
+            "feature may have; its values look like numbers written with separators ('1,000.5'): "
+            "write them as plain numbers")):
+        data.load_csv(path, "y")

@@ -25,10 +25,10 @@ encode it as numbers. ``info["categories"][column]`` lists a text feature's
 categories.
 
 The target must have a value in every row. Task: with ``task=None`` the table
-is a *classification* problem when the target column holds text, or only integers (``3``, ``3.0``) with at most
-``MAX_INFERRED_CLASSES`` distinct values, and a *regression* problem otherwise;
-``task="classification"`` or ``"regression"`` overrides the guess (a text
-target cannot be regressed). Classification labels are remapped to ``0..K−1``
+is a *classification* problem when the target column holds text, or only
+integers (``3``, ``3.0``) with at most ``MAX_INFERRED_CLASSES`` distinct values,
+and a *regression* problem otherwise; ``task="classification"`` or
+``"regression"`` overrides the guess (a text target cannot be regressed). Classification labels are remapped to ``0..K−1``
 in increasing order of the original values (numbers, or text in sorted order);
 ``info["label_values"][k]`` is the original value of class ``k``.
 Regression targets are ``(N, 1)`` float32, standardised on the training split
@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import warnings
 from collections.abc import Sequence
 
@@ -174,7 +175,7 @@ def _numbers(path: str, name: str, column: np.ndarray, data: list,
                 continue
             if not _is_number(text):
                 raise DataError(f"{where}, row {data[i][0]}, column '{name}': "
-                                f"'{text}' is not a number")
+                                f"'{text}' is not a number") from None
             values[i] = float(text)
     infinite = np.isinf(values)
     if infinite.any():
@@ -184,13 +185,25 @@ def _numbers(path: str, name: str, column: np.ndarray, data: list,
     return values
 
 
+_SEPARATED_NUMBER = re.compile(r"[+-]?\d[\d,.' ]*")
+"""A number written with grouping or decimal-comma separators: 1,234.5  1.234,5  1 234."""
+
+
 def _one_hot(path: str, name: str, cells: list[str]) -> tuple[np.ndarray, tuple[str, ...]]:
     """``(N, K)`` 0/1 indicators of a text column's K categories (sorted), and the categories."""
     categories = tuple(sorted(set(cells)))
     if len(categories) > MAX_CATEGORIES:
+        looks = [c for c in cells if _SEPARATED_NUMBER.fullmatch(c)]
+        if 2 * len(looks) > len(cells):
+            example = looks[0]
+            advice = (f"its values look like numbers written with separators ('{example}'): "
+                      f"write them as plain numbers (1234.5), or separate the columns with "
+                      f"semicolons to read a comma as the decimal point")
+        else:
+            advice = "leave it out (drop, --drop_columns) or encode it as numbers"
         raise DataError(f"csv file '{path}', column '{name}' holds {len(categories)} distinct "
                         f"text values, more than the {MAX_CATEGORIES} categories a text feature "
-                        f"may have; leave it out (drop, --drop_columns) or encode it as numbers")
+                        f"may have; {advice}")
     codes = np.searchsorted(np.array(categories), np.array(cells))
     return np.eye(len(categories))[codes], categories
 
