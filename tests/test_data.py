@@ -865,11 +865,31 @@ def test_csv_other_separators_load_as_the_comma_table(tmp_path, delimiter, decim
     np.testing.assert_array_equal(other.y_train, comma.y_train)
 
 
-def test_csv_numbers_with_separators_get_advice_not_categories(tmp_path):
-    lines = ["amount,y"] + [f'"{1000 + 37 * i:,}.5",{i % 2}' for i in range(150)]  # "1,037.5"
+def test_csv_numbers_with_grouped_digits(tmp_path):
+    amounts = [1000 + 37.25 * i for i in range(40)] + [-1234567.5, 12.0, 999.0]
+    labels = [i % 2 for i in range(len(amounts))]
+
+    def load(cells, sep, name):
+        lines = [f"amount{sep}y"] + [f"{c}{sep}{y}" for c, y in zip(cells, labels)]
+        return data.load_csv(_write(tmp_path, "\n".join(lines) + "\n", name), "y",
+                             standardize=False)
+
+    plain = load([repr(a) for a in amounts], ",", "plain.csv")
+    us = load([f'"{a:,}"' for a in amounts], ",", "us.csv")  # "1,037.25"
+    eu = load([f"{a:,}".replace(",", "_").replace(".", ",").replace("_", ".") for a in amounts],
+              ";", "eu.csv")  # 1.037,25
+    assert us.feature_names == eu.feature_names == ("amount",)
+    np.testing.assert_array_equal(us.x_train, plain.x_train)
+    np.testing.assert_array_equal(eu.x_train, plain.x_train)
+    np.testing.assert_array_equal(eu.x_test, plain.x_test)
+
+
+def test_csv_numbers_with_other_separators_get_advice_not_categories(tmp_path):
+    lines = ["amount,y"] + [f"{1000 + 37 * i:,}.5".replace(",", "'") + f",{i % 2}"
+                            for i in range(150)]  # 1'037.5
     path = _write(tmp_path, "\n".join(lines) + "\n")
     with pytest.raises(DataError, match=re.escape(
             "column 'amount' holds 150 distinct text values, more than the 100 categories a text "
-            "feature may have; its values look like numbers written with separators ('1,000.5'): "
+            "feature may have; its values look like numbers written with separators ('1'000.5'): "
             "write them as plain numbers")):
         data.load_csv(path, "y")

@@ -2,9 +2,11 @@
 
 The file must be UTF-8 text with a header row of distinct column names followed by
 data rows (blank lines are skipped). The separator is the one of ``DELIMITERS``
-(comma, semicolon, tab, bar) that the header line holds most often; with
-semicolons, a comma inside a number is its decimal point (``1,5`` is 1.5), the
-convention that pairs the two. ``info["delimiter"]`` records it. ``target`` names
+(comma, semicolon, tab, bar) that the header line holds most often;
+``info["delimiter"]`` records it. With semicolons, in a column where a comma
+appears, the comma is the decimal point and a dot groups digits (``1.234,5`` is
+1234.5), the convention that pairs the two; otherwise commas may group digits in
+threes (``"1,234.5"``, quoted, is 1234.5). ``target`` names
 the column to predict; every other column is a feature, but for those named in
 ``drop``.
 
@@ -161,12 +163,14 @@ def _numbers(path: str, name: str, column: np.ndarray, data: list,
     first cell that is neither a number nor missing, or is infinite. ``decimal_comma``:
     ``1,5`` is 1.5."""
     where = f"csv file '{path}'"
-    if decimal_comma:
-        column = np.char.replace(column, ",", ".")
+    if decimal_comma and np.char.count(column, ",").any():  # 1.234,5 is 1234.5
+        column = np.char.replace(np.char.replace(column, ".", ""), ",", ".")
     try:
         values = column.astype(np.float64)  # Python's float() rules, for the whole column
     except ValueError:
         cells = [c.strip() for c in column.tolist()]
+        if not decimal_comma:  # "1,234.5", quoted in a comma-separated file, is 1234.5
+            cells = [c.replace(",", "") if _GROUPED.fullmatch(c) else c for c in cells]
         if _is_text(cells):
             return None
         values = np.full(len(cells), np.nan)
@@ -184,6 +188,9 @@ def _numbers(path: str, name: str, column: np.ndarray, data: list,
                         f"value ('{column[i].strip()}')")
     return values
 
+
+_GROUPED = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
+"""A number with commas between groups of three digits: 1,234  -12,345,678.5"""
 
 _SEPARATED_NUMBER = re.compile(r"[+-]?\d[\d,.' ]*")
 """A number written with grouping or decimal-comma separators: 1,234.5  1.234,5  1 234."""
