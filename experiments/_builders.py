@@ -19,9 +19,13 @@ def define_data_flags(default: str = "digits") -> None:
     flags.DEFINE_enum("dataset", default, list(data.DATASETS),
                       "Data set: bundled (digits, diabetes), generated (houses, moons, spirals; "
                       "sort: integer sequences to sort, for --model=transformer), or the user's "
-                      "own (mnist IDX files in --data_dir, csv via --csv_path).")
+                      "own (mnist IDX files in --data_dir, csv via --csv_path, NumPy arrays "
+                      "via --npz_path).")
     flags.DEFINE_string("data_dir", None, "Folder holding the MNIST IDX files (--dataset=mnist).")
     flags.DEFINE_string("csv_path", None, "The CSV table to learn from (--dataset=csv).")
+    flags.DEFINE_string("npz_path", None, "The .npz file to learn from (--dataset=npz): x and y, "
+                        "or x_train, y_train, x_test and y_test; x of features (N, D) or images "
+                        "(N, H, W[, C]).")
     flags.DEFINE_string("target", None, "Name of the target column (--dataset=csv); a column "
                         "of text is a classification target.")
     flags.DEFINE_list("drop_columns", [], "--dataset=csv: columns to leave out, comma-separated "
@@ -114,7 +118,7 @@ def load_dataset() -> data.Dataset:
                               f"--model={model}")
     kwargs = {"seed": _cli.check_seed(FLAGS.seed)}
     for name, users in (("data_dir", ("mnist",)), ("csv_path", ("csv",)), ("target", ("csv",)),
-                        ("drop_columns", ("csv",))):
+                        ("drop_columns", ("csv",)), ("npz_path", ("npz",))):
         if FLAGS[name].value not in (None, []) and FLAGS.dataset not in users:
             raise _cli.UsageError(f"--{name} is for --dataset={'/'.join(users)}, but "
                                   f"--dataset={FLAGS.dataset} does not use it")
@@ -127,6 +131,11 @@ def load_dataset() -> data.Dataset:
             raise _cli.UsageError("--dataset=csv needs --csv_path=FILE and --target=COLUMN")
         kwargs.update(csv_path=_cli.expand("csv_path", FLAGS.csv_path), target=FLAGS.target,
                       drop=[name.strip() for name in FLAGS.drop_columns])
+    elif FLAGS.dataset == "npz":
+        if not FLAGS.npz_path:
+            raise _cli.UsageError("--dataset=npz needs --npz_path=FILE, a numpy.savez file with x "
+                                  "and y")
+        kwargs["npz_path"] = _cli.expand("npz_path", FLAGS.npz_path)
     elif FLAGS.dataset == "sort":
         kwargs.update(n=FLAGS.sort_examples, length=FLAGS.sort_length, vocab=FLAGS.sort_symbols)
     if FLAGS.dataset in ("digits", "mnist"):

@@ -268,7 +268,7 @@ def test_from_arrays_rejects_nan_and_inf():
 def test_unknown_name_lists_the_choices():
     with pytest.raises(DataError, match=re.escape(
             "unknown dataset 'cifar'; choose one of: digits, houses, diabetes, moons, "
-            "spirals, mnist, csv, sort")):
+            "spirals, mnist, csv, npz, sort")):
         data.load("cifar")
 
 
@@ -893,3 +893,86 @@ def test_csv_numbers_with_other_separators_get_advice_not_categories(tmp_path):
             "feature may have; its values look like numbers written with separators ('1'000.5'): "
             "write them as plain numbers")):
         data.load_csv(path, "y")
+
+
+# ----------------------------------------------------------------------------- npz
+
+
+def test_npz_x_y_is_split_and_scaled_as_a_table(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 3)) * [1.0, 10.0, 100.0]
+    y = np.array([3, 7, 9])[rng.integers(0, 3, 50)]
+    path = tmp_path / "t.npz"
+    np.savez(path, x=x, y=y, notes=np.arange(3))  # other arrays are ignored
+    ds = data.load("npz", npz_path=str(path), seed=2)
+    assert ds.task == "classification" and ds.num_classes == 3
+    assert ds.info["label_values"] == (3, 7, 9) and ds.image_shape is None
+    train, test = data.split_indices(50, seed=2, test_fraction=0.2)
+    np.testing.assert_array_equal(ds.info["train_index"], train)
+    np.testing.assert_array_equal(np.array([3, 7, 9])[ds.y_test], y[test])
+    mean, std = x[train].mean(0), x[train].std(0)
+    np.testing.assert_allclose(ds.x_test, (x[test] - mean) / std, rtol=1e-5, atol=1e-6)
+    # the same arrays as a table of floats with many values: regression, target standardised
+    np.savez(path, x=x, y=x @ [1.0, 0.5, 0.25])
+    reg = data.load("npz", npz_path=str(path), seed=2)
+    assert reg.task == "regression" and reg.y_train.shape == (40, 1)
+    natural = reg.y_test[:, 0] * reg.info["y_std"][0] + reg.info["y_mean"][0]
+    np.testing.assert_allclose(natural, (x @ [1.0, 0.5, 0.25])[test], rtol=1e-5)
+    raw = data.load("npz", npz_path=str(path), seed=2, standardize_target=False)
+    np.testing.assert_allclose(raw.y_test[:, 0], (x @ [1.0, 0.5, 0.25])[test], rtol=1e-5)
+
+
+def test_npz_own_split_images_and_multi_output_targets(tmp_path):
+    digits = sk_datasets.load_digits()
+    images, labels = digits.images.astype(np.uint8), digits.target
+    path = tmp_path / "digits.npz"
+    np.savez_compressed(path, x_train=images[:1000], y_train=labels[:1000],
+                        x_test=images[1000:], y_test=labels[1000:])
+    ds = data.load("npz", npz_path=str(path))
+    assert (ds.n_train, ds.n_test) == (1000, len(labels) - 1000)  # the file's split, kept
+    assert ds.image_shape == (8, 8, 1) and ds.info["scaling"] == "global"
+    raw = images[:1000].reshape(1000, 64).astype(np.float64)
+    np.testing.assert_allclose(ds.x_train, (raw - raw.mean()) / raw.std(), rtol=1e-5, atol=1e-5)
+    assert data.as_images(ds).x_test.shape == (len(labels) - 1000, 8, 8, 1)
+    # colour images and (N, K) targets
+    rng = np.random.default_rng(1)
+    np.savez(path, x=rng.random((30, 4, 4, 3)), y=rng.normal(size=(30, 2)))
+    ds = data.load("npz", npz_path=str(path))
+    assert ds.image_shape == (4, 4, 3) and ds.task == "regression" and ds.num_outputs == 2
+
+
+def test_npz_errors_name_the_file_and_the_array(tmp_path):
+    p = tmp_path / "a.npz"
+    cases = [
+        (dict(x=np.ones((4, 2))), "holds x; expected x and y, or x_train, y_train, x_test, y_test"),
+        (dict(x=np.ones((4, 2)), y=np.ones(3)), "x has 4 rows but y has 3"),
+        (dict(x=np.ones((4, 2)), y=np.array(["a", "b", "a", "b"])),
+         "array 'y' has dtype <U1; numbers are needed"),
+        (dict(x=np.ones((4, 2)), y=np.array([1, None, 2, 1], dtype=object)),
+         "array 'y' holds Python objects"),
+        (dict(x=np.ones((4, 2, 2, 2, 2)), y=np.arange(4) % 2), "expected features (D,) or images"),
+        (dict(x=np.array([[1.0], [np.nan], [2.0], [3.0]]), y=np.arange(4) % 2),
+         "array 'x' contains NaN values"),
+        (dict(x=np.ones((4, 2)), y=np.array([0.5, 1, 0, 1])), None),  # regression: fine
+    ]
+    for arrays, message in cases:
+        np.savez(p, **arrays)
+        if message is None:
+            assert data.load("npz", npz_path=str(p)).task == "regression"
+            continue
+        with pytest.raises(DataError, match=re.escape(f"npz file '{p}'") + ".*" + re.escape(message)):
+            data.load("npz", npz_path=str(p))
+    with pytest.raises(DataError, match="classification needs integer labels, found 0.5"):
+        data.load("npz", npz_path=str(p), task="classification")
+    np.save(tmp_path / "one.npy", np.ones(3))
+    with pytest.raises(DataError, match="holds a single array"):
+        data.load("npz", npz_path=str(tmp_path / "one.npy"))
+    (tmp_path / "t.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(DataError, match="is not an .npz archive"):
+        data.load("npz", npz_path=str(tmp_path / "t.csv"))
+    with pytest.raises(DataError, match=re.escape(f"npz file '{tmp_path / 'no.npz'}' does not exist")):
+        data.load("npz", npz_path=str(tmp_path / "no.npz"))
+    with pytest.raises(DataError, match="npz: npz_path is required"):
+        data.load("npz")
+    with pytest.raises(DataError, match="dataset 'csv' does not use npz_path"):
+        data.load("csv", npz_path=str(p))

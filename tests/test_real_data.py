@@ -185,3 +185,22 @@ def test_a_table_with_text_columns_trains_with_the_defaults(tmp_path):
     r = run_experiment("evaluate", f"--workdir={tmp_path / 'run'}")
     assert r.returncode == 0, r.stderr
     assert f"accuracy {summary['test_accuracy']:.4g}" in r.stdout
+
+
+def test_images_as_numpy_arrays_train_with_the_defaults_and_the_cnn(tmp_path, sparse_files):
+    """The MNIST-like images saved with numpy.savez: the default command, and --model=cnn
+    (the images keep their shape), train as the IDX files do."""
+    path = tmp_path / "images.npz"
+    np.savez_compressed(
+        path, x_train=data.read_idx(sparse_files / "train-images-idx3-ubyte.gz"),
+        y_train=data.read_idx(sparse_files / "train-labels-idx1-ubyte.gz"),
+        x_test=data.read_idx(sparse_files / "t10k-images-idx3-ubyte.gz"),
+        y_test=data.read_idx(sparse_files / "t10k-labels-idx1-ubyte.gz"))
+    for name, flags in (("mlp", ["--hidden=256"]), ("cnn", ["--model=cnn", "--epochs=2"])):
+        r = run_experiment("train", "--dataset=npz", f"--npz_path={path}", *flags,
+                           f"--workdir={tmp_path / name}")
+        assert r.returncode == 0, r.stderr
+        summary = json.loads((tmp_path / name / "summary.json").read_text())
+        assert summary["status"] == "completed", summary
+        assert summary["test_accuracy"] >= ACCURACY_BAR, (name, summary["test_accuracy"])
+        assert "3000 train / 1000 test" in summary["dataset"]

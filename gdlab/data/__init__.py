@@ -15,10 +15,11 @@ moons     classification scikit-learn's ``make_moons``, 2-D, 2 classes
 spirals   classification generated 3-arm spiral, 2-D, 3 classes
 mnist     classification IDX files in ``data_dir``, 784 features, 10 classes
 csv       either         the user's table at ``csv_path``, ``target`` column
+npz       either         the user's arrays at ``npz_path``: features or images, labels or targets
 sort      classification generated integer sequences and their sorted order, per token
 ========= ============== ========================================================
 
-Images (digits, mnist) load flattened, ``(N, H·W)``; :func:`as_images` gives the same
+Images (digits, mnist, npz images) load flattened, ``(N, H·W)``; :func:`as_images` gives the same
 data as ``(N, H, W, 1)`` for convolutions. ``sort`` gives int32 token ids ``(N, T)``.
 
 The split, standardisation and dtype rules are stated once, in ``gdlab.data.base``.
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from gdlab.data.arrays import load_npz
 from gdlab.data.base import (
     SCALINGS,
     DataError,
@@ -66,6 +68,7 @@ __all__ = [
     "load_houses",
     "load_mnist",
     "load_moons",
+    "load_npz",
     "load_sort",
     "load_spirals",
     "read_idx",
@@ -73,7 +76,7 @@ __all__ = [
     "write_idx",
 ]
 
-DATASETS = ("digits", "houses", "diabetes", "moons", "spirals", "mnist", "csv", "sort")
+DATASETS = ("digits", "houses", "diabetes", "moons", "spirals", "mnist", "csv", "npz", "sort")
 
 # The optional arguments of `load` (those whose "not given" value is None) that each
 # data set uses; giving one a data set does not use is an error, not silently ignored.
@@ -85,6 +88,7 @@ _USES = {
     "spirals": ("n", "noise"),
     "mnist": ("data_dir", "n"),
     "csv": ("csv_path", "target", "task", "standardize_target", "drop"),
+    "npz": ("npz_path", "task", "standardize_target"),
     "sort": ("n", "length", "vocab"),
 }
 
@@ -95,6 +99,7 @@ def load(
     seed: int = 0,
     data_dir: str | None = None,
     csv_path: str | None = None,
+    npz_path: str | None = None,
     target: str | None = None,
     n: int | None = None,
     noise: float | None = None,
@@ -117,6 +122,9 @@ def load(
         ``"classification"``/``"regression"`` to override the inferred task, and the
         names of columns to leave out (ids, free text). Text columns are one-hot
         features, or class labels when they are the target (``gdlab.data.tables``).
+      npz_path: npz only: a ``numpy.savez`` file holding ``x`` and ``y`` (split by
+        ``seed``), or ``x_train``, ``y_train``, ``x_test`` and ``y_test``
+        (``gdlab.data.arrays``); ``task`` as for csv.
       n: houses, moons, spirals: number of points (defaults 1000, 1000, 1500);
         mnist: keep the first ``n`` training images.
       noise: houses (target noise std in 100k, default 0.1), moons (default 0.2),
@@ -136,7 +144,8 @@ def load(
     """
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
-    given = {"data_dir": data_dir, "csv_path": csv_path, "target": target, "n": n,
+    given = {"data_dir": data_dir, "csv_path": csv_path, "npz_path": npz_path,
+             "target": target, "n": n,
              "noise": noise, "task": task, "standardize_target": standardize_target,
              "length": length, "vocab": vocab, "drop": drop}
     for arg, value in given.items():
@@ -160,5 +169,8 @@ def load(
         return load_mnist(data_dir, n=n, standardize=standardize)
     if name == "sort":
         return load_sort(seed=seed, test_fraction=test_fraction, **extra)
+    if name == "npz":
+        return load_npz(npz_path, **split,
+                        **{k: v for k, v in extra.items() if k != "npz_path"})
     return load_csv(csv_path, target, **split,
                     **{k: v for k, v in extra.items() if k not in ("csv_path", "target")})

@@ -40,6 +40,7 @@ when the source fixes the split, as MNIST does), so all data sets obey the same 
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 import numpy as np
@@ -165,6 +166,27 @@ class Dataset:
         return int(self.x_test.shape[0])
 
 
+MAX_INFERRED_CLASSES = 20
+"""A numeric target of integers with at most this many distinct values is taken for labels."""
+
+
+def numeric_task(y: np.ndarray, task: str | None) -> tuple[str, np.ndarray, int | None]:
+    """``(task, distinct, bad)`` for a numeric target ``y`` (N,): with ``task=None``,
+    classification when ``y`` holds only integers with at most ``MAX_INFERRED_CLASSES``
+    distinct values, regression otherwise; ``distinct`` its sorted distinct values (class
+    ``k`` is ``distinct[k]``); ``bad`` the index of the first non-integer label when
+    classification is asked of a target that has one (the loader says where it is)."""
+    distinct = np.unique(y)
+    integral = bool(np.all(distinct == np.round(distinct)))
+    if task is None:
+        task = ("classification" if integral and len(distinct) <= MAX_INFERRED_CLASSES
+                else "regression")
+    bad = None
+    if task == "classification" and not integral:
+        bad = int(np.flatnonzero(y != np.round(y))[0])
+    return task, distinct, bad
+
+
 def check_finite(array: np.ndarray, what: str) -> None:
     """Raise ``DataError("<what> contains NaN values")`` (or infinite values) when needed."""
     array = np.asarray(array)
@@ -174,6 +196,14 @@ def check_finite(array: np.ndarray, what: str) -> None:
         raise DataError(f"{what} contains NaN values")
     if np.isinf(array).any():
         raise DataError(f"{what} contains infinite values")
+
+
+def check_file(path: str, where: str) -> None:
+    """A DataError ``"<where> does not exist"`` (or is a folder) unless ``path`` is a file."""
+    if not os.path.exists(path):
+        raise DataError(f"{where} does not exist")
+    if os.path.isdir(path):
+        raise DataError(f"{where} is a folder, not a file")
 
 
 def check_seed(seed: Any) -> int:

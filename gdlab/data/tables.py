@@ -28,11 +28,12 @@ categories.
 
 The target must have a value in every row. Task: with ``task=None`` the table
 is a *classification* problem when the target column holds text, or only
-integers (``3``, ``3.0``) with at most ``MAX_INFERRED_CLASSES`` distinct values,
-and a *regression* problem otherwise; ``task="classification"`` or
-``"regression"`` overrides the guess (a text target cannot be regressed). Classification labels are remapped to ``0..K−1``
-in increasing order of the original values (numbers, or text in sorted order);
-``info["label_values"][k]`` is the original value of class ``k``.
+integers (``3``, ``3.0``) with at most ``base.MAX_INFERRED_CLASSES`` distinct
+values, and a *regression* problem otherwise; ``task="classification"`` or
+``"regression"`` overrides the guess (a text target cannot be regressed).
+Classification labels are remapped to ``0..K−1`` in increasing order of the
+original values (numbers, or text in sorted order); ``info["label_values"][k]``
+is the original value of class ``k``.
 Regression targets are ``(N, 1)`` float32, standardised on the training split
 by default (``info["y_mean"]``, ``info["y_std"]`` undo it).
 
@@ -58,12 +59,12 @@ from gdlab.data.base import (
     DataError,
     DataWarning,
     Dataset,
+    check_file,
     fit_standardizer,
     from_arrays,
+    numeric_task,
     split_indices,
 )
-
-MAX_INFERRED_CLASSES = 20
 
 MAX_CATEGORIES = 100
 """A text feature column may hold at most this many distinct values (one-hot columns)."""
@@ -90,10 +91,7 @@ def _delimiter(f) -> str:
 def _read_rows(path: str) -> tuple[list[str], list[tuple[int, list[str]]], str]:
     """Header, ``(row number, cells)`` for each non-blank data row, and the separator."""
     where = f"csv file '{path}'"
-    if not os.path.exists(path):
-        raise DataError(f"{where} does not exist")
-    if os.path.isdir(path):
-        raise DataError(f"{where} is a folder, not a file")
+    check_file(path, where)
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             delimiter = _delimiter(f)
@@ -314,15 +312,10 @@ def load_csv(
         y = np.array(cells)
         label_values = tuple(str(v) for v in distinct)
     else:
-        distinct = np.unique(y)
-        integral = bool(np.all(distinct == np.round(distinct)))
-        if task is None:
-            task = ("classification" if integral and len(distinct) <= MAX_INFERRED_CLASSES
-                    else "regression")
-        if task == "classification" and not integral:
-            row_number = data[int(np.flatnonzero(y != np.round(y))[0])][0]
-            raise DataError(f"{where}, row {row_number}, column '{target}': classification "
-                            f"needs integer labels, found {y[y != np.round(y)][0]:g}")
+        task, distinct, bad = numeric_task(y, task)
+        if bad is not None:
+            raise DataError(f"{where}, row {data[bad][0]}, column '{target}': classification "
+                            f"needs integer labels, found {y[bad]:g}")
         label_values = tuple(int(v) for v in distinct)
     if task == "classification":
         if len(distinct) < 2:

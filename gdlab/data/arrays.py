@@ -1,0 +1,165 @@
+"""A user's NumPy arrays (an ``.npz`` file) as a ``Dataset``.
+
+The file (``numpy.savez`` or ``savez_compressed``) holds either ``x`` and ``y``,
+which are split by ``seed`` and ``test_fraction`` like every table, or
+``x_train``, ``y_train``, ``x_test`` and ``y_test``, a split of its own that is
+kept as it is. Other arrays in the file are ignored.
+
+Features: ``x`` of shape ``(N, D)`` is a table, standardised per feature on the
+training split (``"per_feature"``, with its scale floor); ``(N, H, W)`` or
+``(N, H, W, C)`` are images, flattened to ``(N, H·W·C)`` and normalised with one
+mean and std over all training pixels (``"global"``, as MNIST); ``info["image_shape"]``
+keeps their shape, so ``as_images`` (and ``--model=cnn``) gets them back. Numbers
+only (bool, integer or float); object arrays are refused, nothing is unpickled.
+
+Targets: ``y`` of shape ``(N,)``. With ``task=None`` it holds class labels when
+its values are integers with at most ``MAX_INFERRED_CLASSES`` distinct ones
+(remapped to ``0..K−1`` in increasing order; ``info["label_values"][k]`` is
+class ``k``'s original value), and a regression target otherwise; ``task``
+overrides the guess. ``(N, K)`` float targets are a K-output regression.
+Regression targets are standardised on the training split unless
+``standardize_target=False`` (``info["y_mean"]``, ``info["y_std"]`` undo it).
+
+Errors are ``DataError``s of one sentence naming the file and the array.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+
+import numpy as np
+
+from gdlab.data.base import (
+    TASKS,
+    DataError,
+    Dataset,
+    check_file,
+    check_finite,
+    from_split,
+    numeric_task,
+    split_indices,
+)
+
+SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _read(path: str) -> dict[str, np.ndarray]:
+    where = f"npz file '{path}'"
+    check_file(path, where)
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as e:
+        raise DataError(f"{where} cannot be read: {e.strerror or e}") from None
+    if magic == b"\x93NUMPY":
+        raise DataError(f"{where} holds a single array (.npy), not named arrays; save x and y "
+                        f"with numpy.savez(path, x=..., y=...)")
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{where} is not an .npz archive (the zip file numpy.savez writes)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            names = list(archive.files)
+            wanted = SPLIT_KEYS if set(SPLIT_KEYS) <= set(names) else ("x", "y")
+            missing = [k for k in wanted if k not in names]
+            if missing:
+                raise DataError(f"{where} holds {', '.join(names) or 'no arrays'}; expected x and "
+                                f"y, or {', '.join(SPLIT_KEYS)}")
+            arrays = {}
+            for k in wanted:
+                try:
+                    arrays[k] = archive[k]
+                except ValueError:  # an object array: it would need unpickling
+                    raise DataError(f"{where}: array '{k}' holds Python objects; save numbers "
+                                    f"(a numeric dtype)") from None
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError) as e:
+        raise DataError(f"{where} is not a readable .npz archive ({e})") from None
+    for k, a in arrays.items():
+        if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+            raise DataError(f"{where}: array '{k}' has dtype {a.dtype}; numbers are needed")
+        if a.ndim == 0:
+            raise DataError(f"{where}: array '{k}' is a scalar; one row per example is needed")
+        check_finite(a, f"{where}: array '{k}'")
+    return arrays
+
+
+def load_npz(
+    npz_path: str | os.PathLike | None,
+    *,
+    task: str | None = None,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    standardize: bool | str = True,
+    standardize_target: bool = True,
+) -> Dataset:
+    """The arrays in ``npz_path`` as a data set (see the module docstring)."""
+    if npz_path is None:
+        raise DataError("npz: npz_path is required: an .npz file holding x and y (or x_train, "
+                        "y_train, x_test, y_test)")
+    path = os.fspath(npz_path)
+    where = f"npz file '{path}'"
+    if task is not None and task not in TASKS:
+        raise DataError(f"npz: task must be one of {', '.join(TASKS)} (or None to infer it), "
+                        f"got {task!r}")
+    arrays = _read(path)
+    if "x" in arrays:
+        x, y = arrays["x"], arrays["y"]
+        if len(x) != len(y):
+            raise DataError(f"{where}: x has {len(x)} rows but y has {len(y)}")
+        train, test = split_indices(len(x), seed=seed, test_fraction=test_fraction)
+        parts = (x[train], y[train], x[test], y[test])
+        info = {"source": path, "seed": int(seed), "test_fraction": float(test_fraction),
+                "train_index": train, "test_index": test}
+    else:
+        parts = tuple(arrays[k] for k in SPLIT_KEYS)
+        for split, (xs, ys) in (("train", parts[:2]), ("test", parts[2:])):
+            if len(xs) != len(ys):
+                raise DataError(f"{where}: x_{split} has {len(xs)} rows but y_{split} has {len(ys)}")
+        if parts[0].shape[1:] != parts[2].shape[1:]:
+            raise DataError(f"{where}: x_train's examples are {parts[0].shape[1:]} but x_test's "
+                            f"are {parts[2].shape[1:]}")
+        info = {"source": path}
+    x_train, y_train, x_test, y_test = parts
+    if len(x_train) == 0 or len(x_test) == 0:
+        raise DataError(f"{where}: both splits need at least one example")
+
+    if x_train.ndim not in (2, 3, 4):
+        raise DataError(f"{where}: x's examples are {x_train.shape[1:]}; expected features (D,) "
+                        f"or images (H, W) or (H, W, C)")
+    if x_train.ndim > 2:
+        info["image_shape"] = tuple(int(d) for d in x_train.shape[1:])
+        scaling = {True: "global", False: "none"}.get(standardize, standardize)
+    else:
+        scaling = {True: "per_feature", False: "none"}.get(standardize, standardize)
+    flat = [a.reshape(len(a), -1).astype(np.float64) for a in (x_train, x_test)]
+
+    if y_train.ndim == 2 and y_train.shape[1] == 1:
+        y_train, y_test = y_train[:, 0], y_test[:, 0]
+    if y_train.ndim != 1 or y_test.shape[1:] != y_train.shape[1:]:
+        if y_train.ndim == 2 and y_test.shape[1:] == y_train.shape[1:] and task != "classification":
+            task = "regression"
+        else:
+            raise DataError(f"{where}: y's rows are {y_train.shape[1:]} (train) and "
+                            f"{y_test.shape[1:]} (test); expected one label or target per "
+                            f"example, or (N, K) targets")
+    num_classes = 0
+    if y_train.ndim == 1:
+        both = np.concatenate([y_train, y_test]).astype(np.float64)
+        task, distinct, bad = numeric_task(both, task)
+        if bad is not None:
+            raise DataError(f"{where}: classification needs integer labels, found {both[bad]:g} "
+                            f"in y")
+        if task == "classification":
+            if len(distinct) < 2:
+                raise DataError(f"{where}: y holds a single value ({distinct[0]:g}); "
+                                f"classification needs at least 2 classes")
+            info["label_values"] = tuple(int(v) for v in distinct)
+            num_classes = len(distinct)
+            y_train, y_test = (np.searchsorted(distinct, y) for y in (y_train, y_test))
+    return from_split(
+        "npz", flat[0], y_train, flat[1], y_test, task=task, num_classes=num_classes,
+        standardize=scaling, standardize_target=task == "regression" and standardize_target,
+        info=info,
+    )
