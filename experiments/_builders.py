@@ -19,9 +19,10 @@ def define_data_flags(default: str = "digits") -> None:
     flags.DEFINE_enum("dataset", default, list(data.DATASETS),
                       "Data set: bundled (digits, diabetes), generated (houses, moons, spirals; "
                       "sort: integer sequences to sort, for --model=transformer), or the user's "
-                      "own (mnist IDX files in --data_dir, csv via --csv_path, NumPy arrays "
-                      "via --npz_path).")
-    flags.DEFINE_string("data_dir", None, "Folder holding the MNIST IDX files (--dataset=mnist).")
+                      "own (mnist IDX files in --data_dir; images: image files in --data_dir, a "
+                      "subfolder per class; csv via --csv_path; NumPy arrays via --npz_path).")
+    flags.DEFINE_string("data_dir", None, "Folder holding the MNIST IDX files (--dataset=mnist), "
+                        "or a subfolder of image files per class (--dataset=images).")
     flags.DEFINE_string("csv_path", None, "The CSV table to learn from (--dataset=csv).")
     flags.DEFINE_string("npz_path", None, "The .npz file to learn from (--dataset=npz): x and y, "
                         "or x_train, y_train, x_test and y_test; x of features (N, D) or images "
@@ -32,7 +33,7 @@ def define_data_flags(default: str = "digits") -> None:
                       "(ids, names, free text). Other text columns are one-hot features.")
     flags.DEFINE_integer("seed", 0, "Seed for the split, the initial weights and the shuffles.")
     flags.DEFINE_enum("pixel_scaling", "global", ["global", "per_pixel"],
-                      "Images (digits, mnist): global (one mean and std for all pixels) or "
+                      "Images (digits, mnist, images): global (one mean and std for all pixels) or "
                       "per_pixel (each pixel standardised alone; rare strokes in blank pixels "
                       "become extreme features).")
     flags.DEFINE_integer("sort_length", 8, "--dataset=sort: tokens per sequence.", lower_bound=2)
@@ -117,14 +118,16 @@ def load_dataset() -> data.Dataset:
         raise _cli.UsageError(f"--dataset=sort is a sequence task for --model=transformer, got "
                               f"--model={model}")
     kwargs = {"seed": _cli.check_seed(FLAGS.seed)}
-    for name, users in (("data_dir", ("mnist",)), ("csv_path", ("csv",)), ("target", ("csv",)),
-                        ("drop_columns", ("csv",)), ("npz_path", ("npz",))):
+    for name, users in (("data_dir", ("mnist", "images")), ("csv_path", ("csv",)),
+                        ("target", ("csv",)), ("drop_columns", ("csv",)), ("npz_path", ("npz",))):
         if FLAGS[name].value not in (None, []) and FLAGS.dataset not in users:
             raise _cli.UsageError(f"--{name} is for --dataset={'/'.join(users)}, but "
                                   f"--dataset={FLAGS.dataset} does not use it")
-    if FLAGS.dataset == "mnist":
+    if FLAGS.dataset in ("mnist", "images"):
         if not FLAGS.data_dir:
-            raise _cli.UsageError("--dataset=mnist needs --data_dir, a folder with the MNIST IDX files")
+            raise _cli.UsageError(f"--dataset={FLAGS.dataset} needs --data_dir, a folder with " + (
+                "the MNIST IDX files" if FLAGS.dataset == "mnist"
+                else "a subfolder of image files per class"))
         kwargs["data_dir"] = _cli.expand("data_dir", FLAGS.data_dir)
     elif FLAGS.dataset == "csv":
         if not FLAGS.csv_path or not FLAGS.target:
@@ -138,7 +141,7 @@ def load_dataset() -> data.Dataset:
         kwargs["npz_path"] = _cli.expand("npz_path", FLAGS.npz_path)
     elif FLAGS.dataset == "sort":
         kwargs.update(n=FLAGS.sort_examples, length=FLAGS.sort_length, vocab=FLAGS.sort_symbols)
-    if FLAGS.dataset in ("digits", "mnist"):
+    if FLAGS.dataset in ("digits", "mnist", "images"):
         kwargs["standardize"] = FLAGS.pixel_scaling
     import sys
     import warnings
@@ -153,7 +156,8 @@ def load_dataset() -> data.Dataset:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if model == "cnn":
         if ds.image_shape is None:
-            raise _cli.UsageError(f"--model=cnn needs image data (digits, mnist), but "
+            raise _cli.UsageError(f"--model=cnn needs image data (digits, mnist, images, npz "
+                                  f"images), but "
                                   f"{ds.name} is flat: {ds.input_dim} features per example")
         ds = data.as_images(ds)
     return ds

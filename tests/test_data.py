@@ -268,7 +268,7 @@ def test_from_arrays_rejects_nan_and_inf():
 def test_unknown_name_lists_the_choices():
     with pytest.raises(DataError, match=re.escape(
             "unknown dataset 'cifar'; choose one of: digits, houses, diabetes, moons, "
-            "spirals, mnist, csv, npz, sort")):
+            "spirals, mnist, images, csv, npz, sort")):
         data.load("cifar")
 
 
@@ -976,3 +976,82 @@ def test_npz_errors_name_the_file_and_the_array(tmp_path):
         data.load("npz")
     with pytest.raises(DataError, match="dataset 'csv' does not use npz_path"):
         data.load("csv", npz_path=str(p))
+
+
+# ----------------------------------------------------------------------- image folders
+
+
+def _write_images(root, arrays, labels, mode="L"):
+    from PIL import Image
+
+    for i, (a, y) in enumerate(zip(arrays, labels)):
+        (root / str(y)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(a, mode).save(root / str(y) / f"{i:04d}.png")
+
+
+def test_image_folders_read_the_pixels_written(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = rng.integers(0, 256, (40, 6, 5), dtype=np.uint8)  # 5 wide, 6 high
+    labels = np.array(["cat", "dog", "eel"])[np.arange(40) % 3]
+    _write_images(tmp_path, arrays, labels)
+    (tmp_path / "dog" / "notes.txt").write_text("not an image")  # ignored
+    ds = data.load("images", data_dir=str(tmp_path), seed=1)
+    assert ds.info["class_names"] == ("cat", "dog", "eel") and ds.image_shape == (6, 5, 1)
+    assert (ds.n_train, ds.n_test) == (32, 8)
+    index = {str(tmp_path / y / f"{i:04d}.png"): i for i, y in enumerate(labels)}
+    rows = {split: [index[p] for p in ds.info["files"][split]] for split in ("train", "test")}
+    raw = arrays.reshape(40, -1) / 255.0
+    mean, std = raw[rows["train"]].mean(), raw[rows["train"]].std()
+    np.testing.assert_allclose(ds.x_test, (raw[rows["test"]] - mean) / std, rtol=1e-5, atol=1e-5)
+    names = np.array(ds.info["class_names"])
+    np.testing.assert_array_equal(names[ds.y_train], labels[rows["train"]])
+    assert data.as_images(ds).x_train.shape == (32, 6, 5, 1)
+
+
+def test_image_folders_colour_and_own_split(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    grey = rng.integers(0, 256, (6, 4, 4), dtype=np.uint8)
+    for split, rows in (("train", range(4)), ("test", range(4, 6))):
+        _write_images(tmp_path / split, grey[list(rows)], [r % 2 for r in rows])
+    colour = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    Image.fromarray(colour, "RGB").save(tmp_path / "train" / "1" / "rgb.png")
+    ds = data.load("images", data_dir=str(tmp_path), standardize=False)
+    assert ds.info["split"] == "the folders' own" and (ds.n_train, ds.n_test) == (5, 2)
+    assert ds.image_shape == (4, 4, 3)  # one colour image: all read as RGB
+    files = ds.info["files"]["train"]
+    rgb = files.index(str(tmp_path / "train" / "1" / "rgb.png"))
+    np.testing.assert_allclose(ds.x_train[rgb], colour.reshape(-1) / 255.0, rtol=1e-6)
+    first = files.index(str(tmp_path / "train" / "0" / "0000.png"))
+    np.testing.assert_allclose(ds.x_train[first].reshape(4, 4, 3)[..., 2], grey[0] / 255.0,
+                               rtol=1e-6)
+
+
+def test_image_folder_errors(tmp_path):
+    from PIL import Image
+
+    with pytest.raises(DataError, match="images: data_dir is required"):
+        data.load("images")
+    with pytest.raises(DataError, match=re.escape(f"data_dir '{tmp_path / 'no'}' does not exist")):
+        data.load("images", data_dir=str(tmp_path / "no"))
+    _write_images(tmp_path / "a", np.zeros((2, 3, 3), np.uint8), ["x", "x"])
+    with pytest.raises(DataError, match="needs a subfolder per class, at least 2, .* found 1"):
+        data.load("images", data_dir=str(tmp_path / "a"))
+    (tmp_path / "a" / "y").mkdir()
+    with pytest.raises(DataError, match=re.escape(f"class folder '{tmp_path / 'a' / 'y'}' holds "
+                                                  "no image files")):
+        data.load("images", data_dir=str(tmp_path / "a"))
+    Image.fromarray(np.zeros((4, 3), np.uint8)).save(tmp_path / "a" / "y" / "big.png")
+    big = tmp_path / "a" / "y" / "big.png"
+    with pytest.raises(DataError, match=re.escape(
+            f"'{big}' is 3x4 pixels, but 2 of the 3 images are 3x3; every image must have the "
+            "same size")):
+        data.load("images", data_dir=str(tmp_path / "a"))
+    (tmp_path / "a" / "y" / "big.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="big.png' cannot be read as an image"):
+        data.load("images", data_dir=str(tmp_path / "a"))
+    for split, cls in (("train", "p"), ("train", "q"), ("test", "p"), ("test", "r")):
+        _write_images(tmp_path / "s" / split, np.zeros((1, 2, 2), np.uint8), [cls])
+    with pytest.raises(DataError, match="holds classes p, q but .* holds p, r"):
+        data.load("images", data_dir=str(tmp_path / "s"))

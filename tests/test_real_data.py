@@ -204,3 +204,27 @@ def test_images_as_numpy_arrays_train_with_the_defaults_and_the_cnn(tmp_path, sp
         assert summary["status"] == "completed", summary
         assert summary["test_accuracy"] >= ACCURACY_BAR, (name, summary["test_accuracy"])
         assert "3000 train / 1000 test" in summary["dataset"]
+
+
+def test_images_as_png_folders_train_with_the_defaults(tmp_path, sparse_files):
+    """The MNIST-like images written as PNG files in train/<class>/ and test/<class>/."""
+    from PIL import Image
+
+    for split, stem in (("train", "train"), ("test", "t10k")):
+        images = data.read_idx(sparse_files / f"{stem}-images-idx3-ubyte.gz")
+        labels = data.read_idx(sparse_files / f"{stem}-labels-idx1-ubyte.gz")
+        for i, (image, label) in enumerate(zip(images, labels)):
+            folder = tmp_path / "png" / split / str(label)
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(folder / f"{i}.png")
+    r = run_experiment("train", "--dataset=images", f"--data_dir={tmp_path / 'png'}",
+                       "--hidden=256", f"--workdir={tmp_path / 'run'}")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "completed", summary
+    assert summary["test_accuracy"] >= ACCURACY_BAR
+    assert "3000 train / 1000 test, 784 features, 10 classes" in summary["dataset"]
+    r = run_experiment("train", "--dataset=images", f"--workdir={tmp_path / 'none'}")
+    assert r.returncode == 2 and r.stderr.strip() == (
+        "error: --dataset=images needs --data_dir, a folder with a subfolder of image files "
+        "per class")

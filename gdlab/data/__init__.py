@@ -16,10 +16,11 @@ spirals   classification generated 3-arm spiral, 2-D, 3 classes
 mnist     classification IDX files in ``data_dir``, 784 features, 10 classes
 csv       either         the user's table at ``csv_path``, ``target`` column
 npz       either         the user's arrays at ``npz_path``: features or images, labels or targets
+images    classification the user's image files in ``data_dir``, a subfolder per class
 sort      classification generated integer sequences and their sorted order, per token
 ========= ============== ========================================================
 
-Images (digits, mnist, npz images) load flattened, ``(N, H·W)``; :func:`as_images` gives the same
+Images (digits, mnist, images, npz images) load flattened, ``(N, H·W)``; :func:`as_images` gives the same
 data as ``(N, H, W, 1)`` for convolutions. ``sort`` gives int32 token ids ``(N, T)``.
 
 The split, standardisation and dtype rules are stated once, in ``gdlab.data.base``.
@@ -45,6 +46,7 @@ from gdlab.data.base import (
     split_indices,
 )
 from gdlab.data.bundled import load_diabetes, load_digits
+from gdlab.data.images import load_images
 from gdlab.data.mnist import load_mnist, read_idx, write_idx
 from gdlab.data.sequences import load_sort
 from gdlab.data.synthetic import load_houses, load_moons, load_spirals
@@ -66,6 +68,7 @@ __all__ = [
     "load_diabetes",
     "load_digits",
     "load_houses",
+    "load_images",
     "load_mnist",
     "load_moons",
     "load_npz",
@@ -76,7 +79,8 @@ __all__ = [
     "write_idx",
 ]
 
-DATASETS = ("digits", "houses", "diabetes", "moons", "spirals", "mnist", "csv", "npz", "sort")
+DATASETS = ("digits", "houses", "diabetes", "moons", "spirals", "mnist", "images", "csv", "npz",
+            "sort")
 
 # The optional arguments of `load` (those whose "not given" value is None) that each
 # data set uses; giving one a data set does not use is an error, not silently ignored.
@@ -87,6 +91,7 @@ _USES = {
     "moons": ("n", "noise"),
     "spirals": ("n", "noise"),
     "mnist": ("data_dir", "n"),
+    "images": ("data_dir",),
     "csv": ("csv_path", "target", "task", "standardize_target", "drop"),
     "npz": ("npz_path", "task", "standardize_target"),
     "sort": ("n", "length", "vocab"),
@@ -117,7 +122,8 @@ def load(
       name: which data set.
       seed: fixes the train/test split (and the points of generated sets). mnist
         ignores it: its split is the files'.
-      data_dir: mnist only: the folder holding the four IDX files.
+      data_dir: mnist: the folder holding the four IDX files; images: the folder with a
+        subfolder of image files per class (or ``train/`` and ``test/`` ones).
       csv_path, target, task, drop: csv only: the file, the column to predict,
         ``"classification"``/``"regression"`` to override the inferred task, and the
         names of columns to leave out (ids, free text). Text columns are one-hot
@@ -167,6 +173,8 @@ def load(
         return load_spirals(**split, **extra)
     if name == "mnist":
         return load_mnist(data_dir, n=n, standardize=standardize)
+    if name == "images":
+        return load_images(data_dir, **split)
     if name == "sort":
         return load_sort(seed=seed, test_fraction=test_fraction, **extra)
     if name == "npz":

@@ -1,0 +1,134 @@
+"""A user's folder of image files, one subfolder per class, as a ``Dataset``.
+
+Layouts (class folders hold the image files; the class names are the folder names,
+classes in sorted order, ``info["class_names"]``):
+
+- ``data_dir/<class>/*.png``: split by ``seed`` and ``test_fraction`` like a table;
+- ``data_dir/train/<class>/*`` and ``data_dir/test/<class>/*``: the folders' own
+  split, kept (the two must name the same classes).
+
+Files with the extensions of ``EXTENSIONS`` are read with Pillow; others, and
+names starting with a dot, are ignored. Every image must have the same height
+and width (nothing is resized). Grey-scale images stay one channel; if any image
+has colour, all are read as RGB. Pixels become ``x/255``, normalised with one
+mean and standard deviation over all training pixels (``"global"``, as MNIST;
+``"per_pixel"`` or ``False`` on request), flattened to ``(N, H·W·C)`` with
+``info["image_shape"] = (H, W, C)``, so ``as_images`` (and ``--model=cnn``) gets
+them back. Errors are ``DataError``s of one sentence naming the folder or file.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+
+import numpy as np
+
+from gdlab.data.base import DataError, Dataset, from_split, split_indices
+
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+_GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+def _class_files(folder: str) -> dict[str, list[str]]:
+    """``{class: sorted image paths}`` for each class subfolder of ``folder``."""
+    classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+    files = {}
+    for name in classes:
+        paths = sorted(os.path.join(folder, name, f) for f in os.listdir(os.path.join(folder, name))
+                       if not f.startswith(".") and f.lower().endswith(EXTENSIONS))
+        if not paths:
+            raise DataError(f"images: class folder '{os.path.join(folder, name)}' holds no image "
+                            f"files ({', '.join(EXTENSIONS)})")
+        files[name] = paths
+    if len(files) < 2:
+        raise DataError(f"images: '{folder}' needs a subfolder per class, at least 2, holding "
+                        f"the image files; found {len(files)}")
+    return files
+
+
+def _read(paths: list[str]) -> tuple[list, bool]:
+    """The opened images and whether any has colour; a DataError for an unreadable file."""
+    from PIL import Image, UnidentifiedImageError
+
+    images, colour = [], False
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                im.load()
+                images.append(im.copy())
+        except (UnidentifiedImageError, OSError, ValueError) as e:
+            raise DataError(f"images: '{path}' cannot be read as an image ({e})") from None
+        colour |= images[-1].mode not in _GREY_MODES
+    return images, colour
+
+
+def _pixels(images: list, paths: list[str], colour: bool) -> np.ndarray:
+    """``(N, H, W, C)`` float64 pixels in [0, 1]; a DataError naming an image whose size is
+    not the most common one."""
+    sizes = collections.Counter(im.size for im in images)
+    (size, count), = sizes.most_common(1)
+    out = np.empty((len(images), size[1], size[0], 3 if colour else 1))
+    for i, (im, path) in enumerate(zip(images, paths)):
+        if im.size != size:
+            raise DataError(f"images: '{path}' is {im.size[0]}x{im.size[1]} pixels, but "
+                            f"{count} of the {len(images)} images are {size[0]}x{size[1]}; "
+                            f"every image must have the same size (resize them)")
+        if im.mode in ("I", "I;16", "F"):  # 16-bit or float grey: scaled by its own range
+            a = np.asarray(im, np.float64)
+            a = a / (65535.0 if im.mode != "F" else max(1.0, float(a.max())))
+        else:
+            a = np.asarray(im.convert("RGB" if colour else "L"), np.float64) / 255.0
+        out[i] = a.reshape(out.shape[1:])
+    return out
+
+
+def load_images(
+    data_dir: str | os.PathLike | None,
+    *,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    standardize: bool | str = True,
+) -> Dataset:
+    """The class folders under ``data_dir`` as a classification data set (module docstring)."""
+    if data_dir is None:
+        raise DataError("images: data_dir is required: a folder with a subfolder of image files "
+                        "per class")
+    folder = os.fspath(data_dir)
+    if not os.path.isdir(folder):
+        raise DataError(f"images: data_dir '{folder}' "
+                        f"{'is a file, not a folder' if os.path.exists(folder) else 'does not exist'}")
+    split_dirs = [os.path.join(folder, s) for s in ("train", "test")]
+    own_split = all(os.path.isdir(d) for d in split_dirs)
+    if own_split:
+        train_files, test_files = (_class_files(d) for d in split_dirs)
+        if list(train_files) != list(test_files):
+            raise DataError(f"images: '{split_dirs[0]}' holds classes {', '.join(train_files)} "
+                            f"but '{split_dirs[1]}' holds {', '.join(test_files)}")
+        classes = list(train_files)
+        splits = [[(p, k) for k, c in enumerate(classes) for p in files[c]]
+                  for files in (train_files, test_files)]
+    else:
+        files = _class_files(folder)
+        classes = list(files)
+        every = [(p, k) for k, c in enumerate(classes) for p in files[c]]
+        train, test = split_indices(len(every), seed=seed, test_fraction=test_fraction)
+        splits = [[every[i] for i in train], [every[i] for i in test]]
+    paths = [p for split in splits for p, _ in split]
+    images, colour = _read(paths)
+    pixels = _pixels(images, paths, colour)
+    n_train = len(splits[0])
+    labels = np.array([k for split in splits for _, k in split])
+    scaling = {True: "global", False: "none"}.get(standardize, standardize)
+    flat = pixels.reshape(len(pixels), -1)
+    return from_split(
+        "images", flat[:n_train], labels[:n_train], flat[n_train:], labels[n_train:],
+        task="classification", num_classes=len(classes), standardize=scaling,
+        info={"source": folder, "split": "the folders' own" if own_split else f"seed {seed}",
+              "image_shape": pixels.shape[1:], "class_names": tuple(classes),
+              "files": {"train": [p for p, _ in splits[0]], "test": [p for p, _ in splits[1]]},
+              "pixel_scale": "x/255, then " + {"global": "one mean and std for all pixels",
+                                               "per_pixel": "standardised per pixel",
+                                               "none": "as it is"}.get(scaling, scaling)},
+    )
