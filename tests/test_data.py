@@ -737,7 +737,8 @@ def test_csv_text_target_and_one_hot_text_features(tmp_path):
     assert ds.task == "classification" and ds.num_classes == 2
     assert ds.info["label_values"] == ("no", "yes")
     assert ds.info["categories"] == {"colour": ("", "blue", "green", "red")}
-    assert ds.feature_names == ("size", "colour=", "colour=blue", "colour=green", "colour=red", "id")
+    assert ds.feature_names == ("size", "colour=", "colour=blue", "colour=green", "colour=red",
+                                "id")
     for x, y, index in ((ds.x_train, ds.y_train, ds.info["train_index"]),
                         (ds.x_test, ds.y_test, ds.info["test_index"])):
         expected = [rows[i][3] for i in index]
@@ -822,7 +823,8 @@ def test_csv_missing_numbers_get_the_training_mean_and_a_marker(tmp_path):
     n, gap_tokens = 80, ["", "NA", "nan", "?", " null ", "N/A", "None"]
     age = rng.uniform(1, 80, n).round(1)
     gaps = rng.random(n) < 0.25
-    cells = [gap_tokens[i % len(gap_tokens)] if g else str(a) for i, (a, g) in enumerate(zip(age, gaps))]
+    cells = [gap_tokens[i % len(gap_tokens)] if g else str(a)
+             for i, (a, g) in enumerate(zip(age, gaps))]
     lines = ["age,other,y"] + [f"{c},{i * 0.5},{i % 2}" for i, c in enumerate(cells)]
     path = _write(tmp_path, "\n".join(lines) + "\n")
     with pytest.warns(data.DataWarning, match=re.escape(
@@ -960,7 +962,8 @@ def test_npz_errors_name_the_file_and_the_array(tmp_path):
         if message is None:
             assert data.load("npz", npz_path=str(p)).task == "regression"
             continue
-        with pytest.raises(DataError, match=re.escape(f"npz file '{p}'") + ".*" + re.escape(message)):
+        pattern = re.escape(f"npz file '{p}'") + ".*" + re.escape(message)
+        with pytest.raises(DataError, match=pattern):
             data.load("npz", npz_path=str(p))
     with pytest.raises(DataError, match="classification needs integer labels, found 0.5"):
         data.load("npz", npz_path=str(p), task="classification")
@@ -970,7 +973,8 @@ def test_npz_errors_name_the_file_and_the_array(tmp_path):
     (tmp_path / "t.csv").write_text("a,b\n1,2\n")
     with pytest.raises(DataError, match="is not an .npz archive"):
         data.load("npz", npz_path=str(tmp_path / "t.csv"))
-    with pytest.raises(DataError, match=re.escape(f"npz file '{tmp_path / 'no.npz'}' does not exist")):
+    absent = tmp_path / "no.npz"
+    with pytest.raises(DataError, match=re.escape(f"npz file '{absent}' does not exist")):
         data.load("npz", npz_path=str(tmp_path / "no.npz"))
     with pytest.raises(DataError, match="npz: npz_path is required"):
         data.load("npz")

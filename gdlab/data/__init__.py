@@ -20,8 +20,9 @@ images    classification the user's image files in ``data_dir``, a subfolder per
 sort      classification generated integer sequences and their sorted order, per token
 ========= ============== ========================================================
 
-Images (digits, mnist, images, npz images) load flattened, ``(N, H·W)``; :func:`as_images` gives the same
-data as ``(N, H, W, 1)`` for convolutions. ``sort`` gives int32 token ids ``(N, T)``.
+Images (digits, mnist, images, npz images) load flattened, ``(N, H·W·C)``;
+:func:`as_images` gives the same data as ``(N, H, W, C)`` for convolutions.
+``sort`` gives int32 token ids ``(N, T)``.
 
 The split, standardisation and dtype rules are stated once, in ``gdlab.data.base``.
 Bad data or arguments raise :class:`DataError` (a ``ValueError``) whose message is

@@ -116,7 +116,8 @@ def load_npz(
         parts = tuple(arrays[k] for k in SPLIT_KEYS)
         for split, (xs, ys) in (("train", parts[:2]), ("test", parts[2:])):
             if len(xs) != len(ys):
-                raise DataError(f"{where}: x_{split} has {len(xs)} rows but y_{split} has {len(ys)}")
+                raise DataError(f"{where}: x_{split} has {len(xs)} rows but y_{split} has "
+                                f"{len(ys)}")
         if parts[0].shape[1:] != parts[2].shape[1:]:
             raise DataError(f"{where}: x_train's examples are {parts[0].shape[1:]} but x_test's "
                             f"are {parts[2].shape[1:]}")

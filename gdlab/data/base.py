@@ -258,7 +258,8 @@ def fit_scaler(x_train: np.ndarray, mode: str,
         mean, scale = np.zeros(d), np.ones(d)
     elif mode == "global":
         m, std = float(x.mean()), float(x.std())
-        mean, scale = np.full(d, m), np.full(d, std if std > _CONSTANT_STD * max(1.0, abs(m)) else 1.0)
+        scale = std if std > _CONSTANT_STD * max(1.0, abs(m)) else 1.0
+        mean, scale = np.full(d, m), np.full(d, scale)
     else:
         mean, scale = fit_standardizer(x)
         if mode == "per_feature":
@@ -270,7 +271,8 @@ def fit_scaler(x_train: np.ndarray, mode: str,
         keep = np.asarray(unscaled, bool)
         if keep.shape != (d,):
             raise ValueError(f"unscaled marks {keep.shape} columns of data with {d}")
-        mean, scale, floored = np.where(keep, 0.0, mean), np.where(keep, 1.0, scale), floored & ~keep
+        mean, scale = np.where(keep, 0.0, mean), np.where(keep, 1.0, scale)
+        floored = floored & ~keep
     return mean, scale, floored
 
 
@@ -293,7 +295,7 @@ def from_split(
 
     ``standardize`` is one of ``SCALINGS`` (True means ``"per_feature"``, False
     ``"none"``; see the module docstring). ``unscaled``, a boolean mask over the
-    features of ``(N, D)`` data, marks columns kept as they are under ``"per_feature"``
+    features of ``(N, D)`` data, marks columns kept as they are whatever the scaling
     (0/1 indicators of a category: mean 0, scale 1 in ``info``). ``y`` may be 1-D for
     regression; it becomes ``(N, 1)``. Extreme features and floored scales are reported
     as ``DataWarning``s, and listed in ``info["warnings"]``.

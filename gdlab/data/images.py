@@ -33,7 +33,8 @@ _GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
 def _class_files(folder: str) -> dict[str, list[str]]:
     """``{class: sorted image paths}`` for each class subfolder of ``folder``."""
-    classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+    classes = sorted(e.name for e in os.scandir(folder)
+                     if e.is_dir() and not e.name.startswith("."))
     files = {}
     for name in classes:
         paths = sorted(os.path.join(folder, name, f) for f in os.listdir(os.path.join(folder, name))
@@ -97,8 +98,8 @@ def load_images(
                         "per class")
     folder = os.fspath(data_dir)
     if not os.path.isdir(folder):
-        raise DataError(f"images: data_dir '{folder}' "
-                        f"{'is a file, not a folder' if os.path.exists(folder) else 'does not exist'}")
+        what = "is a file, not a folder" if os.path.exists(folder) else "does not exist"
+        raise DataError(f"images: data_dir '{folder}' {what}")
     split_dirs = [os.path.join(folder, s) for s in ("train", "test")]
     own_split = all(os.path.isdir(d) for d in split_dirs)
     if own_split:
