@@ -133,7 +133,7 @@ def load_dataset() -> data.Dataset:
         if not FLAGS.csv_path or not FLAGS.target:
             raise _cli.UsageError("--dataset=csv needs --csv_path=FILE and --target=COLUMN")
         kwargs.update(csv_path=_cli.expand("csv_path", FLAGS.csv_path), target=FLAGS.target,
-                      drop=[name.strip() for name in FLAGS.drop_columns])
+                      drop=[name.strip() for name in FLAGS.drop_columns if name.strip()])
     elif FLAGS.dataset == "npz":
         if not FLAGS.npz_path:
             raise _cli.UsageError("--dataset=npz needs --npz_path=FILE, a numpy.savez file with x "
