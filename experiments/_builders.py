@@ -24,6 +24,12 @@ def define_data_flags(default: str = "digits") -> None:
     flags.DEFINE_string("data_dir", None, "Folder holding the MNIST IDX files (--dataset=mnist), "
                         "or a subfolder of image files per class (--dataset=images).")
     flags.DEFINE_string("csv_path", None, "The CSV table to learn from (--dataset=csv).")
+    flags.DEFINE_list("image_size", [], "--dataset=images: HEIGHT,WIDTH to resize every image "
+                      "to (bilinear); empty: all images must already have one size.")
+    flags.register_validator(
+        "image_size", lambda v: not v or (len(v) == 2 and all(s.strip().isdigit() and int(s) > 0
+                                                              for s in v)),
+        message="--image_size must be HEIGHT,WIDTH, two positive integers, e.g. --image_size=28,28")
     flags.DEFINE_string("npz_path", None, "The .npz file to learn from (--dataset=npz): x and y, "
                         "or x_train, y_train, x_test and y_test; x of features (N, D) or images "
                         "(N, H, W[, C]).")
@@ -119,7 +125,8 @@ def load_dataset() -> data.Dataset:
                               f"--model={model}")
     kwargs = {"seed": _cli.check_seed(FLAGS.seed)}
     for name, users in (("data_dir", ("mnist", "images")), ("csv_path", ("csv",)),
-                        ("target", ("csv",)), ("drop_columns", ("csv",)), ("npz_path", ("npz",))):
+                        ("target", ("csv",)), ("drop_columns", ("csv",)), ("npz_path", ("npz",)),
+                        ("image_size", ("images",))):
         if FLAGS[name].value not in (None, []) and FLAGS.dataset not in users:
             raise _cli.UsageError(f"--{name} is for --dataset={'/'.join(users)}, but "
                                   f"--dataset={FLAGS.dataset} does not use it")
@@ -129,6 +136,8 @@ def load_dataset() -> data.Dataset:
                 "the MNIST IDX files" if FLAGS.dataset == "mnist"
                 else "a subfolder of image files per class"))
         kwargs["data_dir"] = _cli.expand("data_dir", FLAGS.data_dir)
+        if FLAGS.image_size:
+            kwargs["size"] = tuple(int(d) for d in FLAGS.image_size)
     elif FLAGS.dataset == "csv":
         if not FLAGS.csv_path or not FLAGS.target:
             raise _cli.UsageError("--dataset=csv needs --csv_path=FILE and --target=COLUMN")

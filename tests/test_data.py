@@ -1059,3 +1059,28 @@ def test_image_folder_errors(tmp_path):
         _write_images(tmp_path / "s" / split, np.zeros((1, 2, 2), np.uint8), [cls])
     with pytest.raises(DataError, match="holds classes p, q but .* holds p, r"):
         data.load("images", data_dir=str(tmp_path / "s"))
+
+
+def test_image_folders_of_mixed_sizes_resize_to_the_size_given(tmp_path):
+    from PIL import Image
+
+    shades = {"a": [10, 60], "b": [200, 250]}
+    for cls, values in shades.items():
+        (tmp_path / cls).mkdir()
+        for j, v in enumerate(values):  # constant images of two sizes: resized, still constant
+            image = Image.fromarray(np.full((5 + 3 * j, 7 - j), v, np.uint8))
+            image.save(tmp_path / cls / f"{j}.png")
+    with pytest.raises(DataError, match="every image must have the same size .*--image_size"):
+        data.load("images", data_dir=str(tmp_path))
+    ds = data.load("images", data_dir=str(tmp_path), size=(4, 3), standardize=False)
+    assert ds.image_shape == (4, 3, 1)
+    pixels = np.r_[ds.x_train, ds.x_test]
+    files = ds.info["files"]["train"] + ds.info["files"]["test"]
+    for row, path in zip(pixels, files):
+        cls, j = path.split("/")[-2], int(path[-5])
+        np.testing.assert_allclose(row, shades[cls][j] / 255.0, rtol=1e-6)
+    for bad in ((4,), (0, 3), (4.5, 3)):
+        with pytest.raises(DataError, match="size must be \\(height, width\\), two positive"):
+            data.load("images", data_dir=str(tmp_path), size=bad)
+    with pytest.raises(DataError, match="dataset 'mnist' does not use size"):
+        data.load("mnist", data_dir=str(tmp_path), size=(4, 3))

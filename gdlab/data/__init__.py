@@ -92,7 +92,7 @@ _USES = {
     "moons": ("n", "noise"),
     "spirals": ("n", "noise"),
     "mnist": ("data_dir", "n"),
-    "images": ("data_dir",),
+    "images": ("data_dir", "size"),
     "csv": ("csv_path", "target", "task", "standardize_target", "drop"),
     "npz": ("npz_path", "task", "standardize_target"),
     "sort": ("n", "length", "vocab"),
@@ -116,6 +116,7 @@ def load(
     length: int | None = None,
     vocab: int | None = None,
     drop: Sequence[str] | None = None,
+    size: tuple[int, int] | None = None,
 ) -> Dataset:
     """Load data set ``name`` (one of ``DATASETS``).
 
@@ -125,6 +126,7 @@ def load(
         ignores it: its split is the files'.
       data_dir: mnist: the folder holding the four IDX files; images: the folder with a
         subfolder of image files per class (or ``train/`` and ``test/`` ones).
+      size: images only: ``(height, width)`` to resize every image to.
       csv_path, target, task, drop: csv only: the file, the column to predict,
         ``"classification"``/``"regression"`` to override the inferred task, and the
         names of columns to leave out (ids, free text). Text columns are one-hot
@@ -154,7 +156,7 @@ def load(
     given = {"data_dir": data_dir, "csv_path": csv_path, "npz_path": npz_path,
              "target": target, "n": n,
              "noise": noise, "task": task, "standardize_target": standardize_target,
-             "length": length, "vocab": vocab, "drop": drop}
+             "length": length, "vocab": vocab, "drop": drop, "size": size}
     for arg, value in given.items():
         if value is not None and arg not in _USES[name]:
             users = [d for d in DATASETS if arg in _USES[d]]
@@ -175,7 +177,7 @@ def load(
     if name == "mnist":
         return load_mnist(data_dir, n=n, standardize=standardize)
     if name == "images":
-        return load_images(data_dir, **split)
+        return load_images(data_dir, **split, size=size)
     if name == "sort":
         return load_sort(seed=seed, test_fraction=test_fraction, **extra)
     if name == "npz":

@@ -9,7 +9,8 @@ classes in sorted order, ``info["class_names"]``):
 
 Files with the extensions of ``EXTENSIONS`` are read with Pillow; others, and
 names starting with a dot, are ignored. Every image must have the same height
-and width (nothing is resized). Grey-scale images stay one channel; if any image
+and width, unless ``size = (height, width)`` is given: then each is resized to
+it (bilinear), whatever its own. Grey-scale images stay one channel; if any image
 has colour, all are read as RGB. Pixels become ``x/255``, normalised with one
 mean and standard deviation over all training pixels (``"global"``, as MNIST;
 ``"per_pixel"`` or ``False`` on request), flattened to ``(N, H·W·C)`` with
@@ -65,18 +66,26 @@ def _read(paths: list[str]) -> tuple[list, bool]:
     return images, colour
 
 
-def _pixels(images: list, paths: list[str], colour: bool) -> np.ndarray:
-    """``(N, H, W, C)`` float64 pixels in [0, 1]; a DataError naming an image whose size is
-    not the most common one."""
-    sizes = collections.Counter(im.size for im in images)
-    (size, count), = sizes.most_common(1)
+def _pixels(images: list, paths: list[str], colour: bool,
+            resize: tuple[int, int] | None) -> np.ndarray:
+    """``(N, H, W, C)`` float64 pixels in [0, 1], each image resized to ``resize`` (height,
+    width) when given; else a DataError naming an image whose size is not the most common."""
+    from PIL import Image
+
+    if resize is None:
+        (size, count), = collections.Counter(im.size for im in images).most_common(1)
+    else:
+        size, count = (resize[1], resize[0]), None  # PIL's sizes are (width, height)
     out = np.empty((len(images), size[1], size[0], 3 if colour else 1))
     for i, (im, path) in enumerate(zip(images, paths)):
-        if im.size != size:
+        if im.size != size and count is None:
+            im = im.resize(size, Image.Resampling.BILINEAR)
+        elif im.size != size:
             raise DataError(f"images: '{path}' is {im.size[0]}x{im.size[1]} pixels, but "
                             f"{count} of the {len(images)} images are {size[0]}x{size[1]}; "
-                            f"every image must have the same size (resize them)")
-        if im.mode in ("I", "I;16", "F"):  # 16-bit or float grey: scaled by its own range
+                            f"every image must have the same size (resize them, or give a "
+                            f"size to resize to: --image_size=HEIGHT,WIDTH)")
+        if not colour and im.mode in ("I", "I;16", "F"):  # 16-bit or float grey: own range
             a = np.asarray(im, np.float64)
             a = a / (65535.0 if im.mode != "F" else max(1.0, float(a.max())))
         else:
@@ -91,8 +100,16 @@ def load_images(
     seed: int = 0,
     test_fraction: float = 0.2,
     standardize: bool | str = True,
+    size: tuple[int, int] | None = None,
 ) -> Dataset:
-    """The class folders under ``data_dir`` as a classification data set (module docstring)."""
+    """The class folders under ``data_dir`` as a classification data set (module docstring);
+    ``size = (height, width)`` resizes every image to it (bilinear)."""
+    if size is not None:
+        size = tuple(size)
+        if len(size) != 2 or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool)
+                                     and d > 0 for d in size):
+            raise DataError(f"images: size must be (height, width), two positive integers, "
+                            f"got {size!r}")
     if data_dir is None:
         raise DataError("images: data_dir is required: a folder with a subfolder of image files "
                         "per class")
@@ -118,7 +135,7 @@ def load_images(
         splits = [[every[i] for i in train], [every[i] for i in test]]
     paths = [p for split in splits for p, _ in split]
     images, colour = _read(paths)
-    pixels = _pixels(images, paths, colour)
+    pixels = _pixels(images, paths, colour, size)
     n_train = len(splits[0])
     labels = np.array([k for split in splits for _, k in split])
     scaling = {True: "global", False: "none"}.get(standardize, standardize)
