@@ -127,13 +127,14 @@ def load(
       data_dir: mnist: the folder holding the four IDX files; images: the folder with a
         subfolder of image files per class (or ``train/`` and ``test/`` ones).
       size: images only: ``(height, width)`` to resize every image to.
-      csv_path, target, task, drop: csv only: the file, the column to predict,
-        ``"classification"``/``"regression"`` to override the inferred task, and the
+      csv_path, target, drop: csv only: the file, the column to predict, and the
         names of columns to leave out (ids, free text). Text columns are one-hot
         features, or class labels when they are the target (``gdlab.data.tables``).
       npz_path: npz only: a ``numpy.savez`` file holding ``x`` and ``y`` (split by
         ``seed``), or ``x_train``, ``y_train``, ``x_test`` and ``y_test``
-        (``gdlab.data.arrays``); ``task`` as for csv.
+        (``gdlab.data.arrays``).
+      task: csv and npz: ``"classification"``/``"regression"`` to override the task
+        inferred from the target.
       n: houses, moons, spirals: number of points (defaults 1000, 1000, 1500);
         mnist: keep the first ``n`` training images.
       noise: houses (target noise std in 100k, default 0.1), moons (default 0.2),
