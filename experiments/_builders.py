@@ -30,6 +30,10 @@ def define_data_flags(default: str = "digits") -> None:
         "image_size", lambda v: not v or (len(v) == 2 and all(s.strip().isdigit() and int(s) > 0
                                                               for s in v)),
         message="--image_size must be HEIGHT,WIDTH, two positive integers, e.g. --image_size=28,28")
+    flags.DEFINE_enum("task", "auto", ["auto", "classification", "regression"],
+                      "--dataset=csv or npz: what the target is; auto: class labels when it holds "
+                      "text, or integers with at most 20 distinct values, else a regression "
+                      "target.")
     flags.DEFINE_string("npz_path", None, "The .npz file to learn from (--dataset=npz): x and y, "
                         "or x_train, y_train, x_test and y_test; x of features (N, D) or images "
                         "(N, H, W[, C]).")
@@ -126,8 +130,8 @@ def load_dataset() -> data.Dataset:
     kwargs = {"seed": _cli.check_seed(FLAGS.seed)}
     for name, users in (("data_dir", ("mnist", "images")), ("csv_path", ("csv",)),
                         ("target", ("csv",)), ("drop_columns", ("csv",)), ("npz_path", ("npz",)),
-                        ("image_size", ("images",))):
-        if FLAGS[name].value not in (None, []) and FLAGS.dataset not in users:
+                        ("image_size", ("images",)), ("task", ("csv", "npz"))):
+        if FLAGS[name].value not in (None, [], "auto") and FLAGS.dataset not in users:
             raise _cli.UsageError(f"--{name} is for --dataset={'/'.join(users)}, but "
                                   f"--dataset={FLAGS.dataset} does not use it")
     if FLAGS.dataset in ("mnist", "images"):
@@ -150,6 +154,8 @@ def load_dataset() -> data.Dataset:
         kwargs["npz_path"] = _cli.expand("npz_path", FLAGS.npz_path)
     elif FLAGS.dataset == "sort":
         kwargs.update(n=FLAGS.sort_examples, length=FLAGS.sort_length, vocab=FLAGS.sort_symbols)
+    if FLAGS.task != "auto":
+        kwargs["task"] = FLAGS.task
     if FLAGS.dataset in ("digits", "mnist", "images"):
         kwargs["standardize"] = FLAGS.pixel_scaling
     import sys

@@ -107,6 +107,25 @@ def test_csv_table(tmp_path):
     assert "regression" in r.stdout
 
 
+def test_csv_task_flag_overrides_the_inferred_task(tmp_path):
+    """Ratings 1..5 (integers, few values) are labels by default; --task=regression makes
+    them a target, as the summary's metrics show."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(120, 2))
+    rating = np.clip(np.round(3 + x[:, 0] - 0.5 * x[:, 1]), 1, 5).astype(int)
+    path = tmp_path / "ratings.csv"
+    path.write_text("a,b,rating\n" + "\n".join(f"{a:.4f},{b:.4f},{r}"
+                                                for (a, b), r in zip(x, rating)) + "\n")
+    for task, present, absent in (("auto", "test_accuracy", "test_rmse"),
+                                  ("regression", "test_rmse", "test_accuracy")):
+        wd = tmp_path / task
+        r = run("--dataset=csv", f"--csv_path={path}", "--target=rating", f"--task={task}",
+                "--epochs=2", f"--workdir={wd}")
+        assert r.returncode == 0, r.stderr
+        summary = json.loads((wd / "summary.json").read_text())
+        assert summary[present] is not None and summary[absent] is None, summary
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--dataset=imagenet"], "--dataset"),
     (["--lr=-0.1"], "--lr"),
@@ -129,6 +148,15 @@ def test_csv_table(tmp_path):
     (["--dataset=sort"], "--dataset=sort"),
     (["--model=transformer"], "--model=transformer needs token sequences"),
     (["--model=rnn"], "--model"),
+    (["--task=regression"], "--task is for --dataset=csv/npz"),
+    (["--task=ranking"], "--task"),
+    (["--drop_columns=a"], "--drop_columns is for --dataset=csv"),
+    (["--npz_path=a.npz"], "--npz_path is for --dataset=npz"),
+    (["--dataset=npz"], "--dataset=npz needs --npz_path"),
+    (["--dataset=images"], "--dataset=images needs --data_dir"),
+    (["--dataset=images", "--data_dir=/no/such/folder"], "/no/such/folder"),
+    (["--image_size=28"], "--image_size"),
+    (["--image_size=28,28"], "--image_size is for --dataset=images"),
 ])
 def test_bad_input_exits_2_with_one_sentence(tmp_path, args, needle):
     wd = tmp_path / "run"
