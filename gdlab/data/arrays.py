@@ -36,9 +36,9 @@ from gdlab.data.base import (
     Dataset,
     check_file,
     check_finite,
+    from_arrays,
     from_split,
     numeric_task,
-    split_indices,
 )
 
 SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -104,53 +104,44 @@ def load_npz(
         raise DataError(f"npz: task must be one of {', '.join(TASKS)} (or None to infer it), "
                         f"got {task!r}")
     arrays = _read(path)
-    if "x" in arrays:
-        x, y = arrays["x"], arrays["y"]
+    own_split = "x" not in arrays  # the file's x_train/y_train/x_test/y_test, kept
+    xs = [arrays["x_train"], arrays["x_test"]] if own_split else [arrays["x"]]
+    ys = [arrays["y_train"], arrays["y_test"]] if own_split else [arrays["y"]]
+    for x, y, split in zip(xs, ys, ("_train", "_test") if own_split else ("",)):
         if len(x) != len(y):
-            raise DataError(f"{where}: x has {len(x)} rows but y has {len(y)}")
-        train, test = split_indices(len(x), seed=seed, test_fraction=test_fraction)
-        parts = (x[train], y[train], x[test], y[test])
-        info = {"source": path, "seed": int(seed), "test_fraction": float(test_fraction),
-                "train_index": train, "test_index": test}
-    else:
-        parts = tuple(arrays[k] for k in SPLIT_KEYS)
-        for split, (xs, ys) in (("train", parts[:2]), ("test", parts[2:])):
-            if len(xs) != len(ys):
-                raise DataError(f"{where}: x_{split} has {len(xs)} rows but y_{split} has "
-                                f"{len(ys)}")
-        if parts[0].shape[1:] != parts[2].shape[1:]:
-            raise DataError(f"{where}: x_train's examples are {parts[0].shape[1:]} but x_test's "
-                            f"are {parts[2].shape[1:]}")
-        info = {"source": path}
-    x_train, y_train, x_test, y_test = parts
-    if len(x_train) == 0 or len(x_test) == 0:
-        raise DataError(f"{where}: both splits need at least one example")
+            raise DataError(f"{where}: x{split} has {len(x)} rows but y{split} has {len(y)}")
+        if own_split and len(x) == 0:
+            raise DataError(f"{where}: both splits need at least one example")
+    if xs[-1].shape[1:] != xs[0].shape[1:]:
+        raise DataError(f"{where}: x_train's examples are {xs[0].shape[1:]} but x_test's "
+                        f"are {xs[1].shape[1:]}")
+    info = {"source": path}
 
-    if x_train.ndim not in (2, 3, 4):
-        raise DataError(f"{where}: x's examples are {x_train.shape[1:]}; expected features (D,) "
+    if xs[0].ndim not in (2, 3, 4):
+        raise DataError(f"{where}: x's examples are {xs[0].shape[1:]}; expected features (D,) "
                         f"or images (H, W) or (H, W, C)")
-    if x_train.ndim > 2:
-        info["image_shape"] = tuple(int(d) for d in x_train.shape[1:])
+    if xs[0].ndim > 2:
+        info["image_shape"] = tuple(int(d) for d in xs[0].shape[1:])
         scaling = {True: "global", False: "none"}.get(standardize, standardize)
     else:
         scaling = {True: "per_feature", False: "none"}.get(standardize, standardize)
-    flat = [a.reshape(len(a), -1).astype(np.float64) for a in (x_train, x_test)]
+    xs = [x.reshape(len(x), -1).astype(np.float64) for x in xs]
 
-    if y_train.ndim == 2 and y_train.shape[1] == 1:
-        y_train, y_test = y_train[:, 0], y_test[:, 0]
-    if y_train.ndim != 1 or y_test.shape[1:] != y_train.shape[1:]:
-        if y_train.ndim == 2 and y_test.shape[1:] == y_train.shape[1:] and task != "classification":
+    if ys[0].ndim == 2 and ys[0].shape[1] == 1:
+        ys = [y[:, 0] for y in ys]
+    if ys[0].ndim != 1 or ys[-1].shape[1:] != ys[0].shape[1:]:
+        if ys[0].ndim == 2 and ys[-1].shape[1:] == ys[0].shape[1:] and task != "classification":
             task = "regression"
         else:
-            raise DataError(f"{where}: y's rows are {y_train.shape[1:]} (train) and "
-                            f"{y_test.shape[1:]} (test); expected one label or target per "
+            raise DataError(f"{where}: y's rows are {ys[0].shape[1:]} (train) and "
+                            f"{ys[-1].shape[1:]} (test); expected one label or target per "
                             f"example, or (N, K) targets")
     num_classes = 0
-    if y_train.ndim == 1:
-        both = np.concatenate([y_train, y_test]).astype(np.float64)
-        task, distinct, bad = numeric_task(both, task)
+    if ys[0].ndim == 1:
+        every = np.concatenate(ys).astype(np.float64)
+        task, distinct, bad = numeric_task(every, task)
         if bad is not None:
-            raise DataError(f"{where}: classification needs integer labels, found {both[bad]:g} "
+            raise DataError(f"{where}: classification needs integer labels, found {every[bad]:g} "
                             f"in y")
         if task == "classification":
             if len(distinct) < 2:
@@ -158,9 +149,9 @@ def load_npz(
                                 f"classification needs at least 2 classes")
             info["label_values"] = tuple(int(v) for v in distinct)
             num_classes = len(distinct)
-            y_train, y_test = (np.searchsorted(distinct, y) for y in (y_train, y_test))
-    return from_split(
-        "npz", flat[0], y_train, flat[1], y_test, task=task, num_classes=num_classes,
-        standardize=scaling, standardize_target=task == "regression" and standardize_target,
-        info=info,
-    )
+            ys = [np.searchsorted(distinct, y) for y in ys]
+    common = dict(task=task, num_classes=num_classes, standardize=scaling,
+                  standardize_target=task == "regression" and standardize_target, info=info)
+    if own_split:
+        return from_split("npz", xs[0], ys[0], xs[1], ys[1], **common)
+    return from_arrays("npz", xs[0], ys[0], seed=seed, test_fraction=test_fraction, **common)

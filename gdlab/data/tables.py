@@ -295,13 +295,14 @@ def load_csv(
         info["warnings"] = (note,)
         warnings.warn(DataWarning(note), stacklevel=2)
 
-    cells = [c.strip() for c in columns[header.index(target)]]
+    target_column = columns[header.index(target)]
+    cells = [c.strip() for c in target_column]
     for i, c in enumerate(cells):
         if _is_missing(c):
             raise DataError(f"{where}, row {data[i][0]}, column '{target}' "
                             f"{f'has no value ({c!r})' if c else 'is empty'}; every example "
                             f"needs a target")
-    y = _numbers(path, target, columns[header.index(target)], data, decimal_comma)
+    y = _numbers(path, target, target_column, data, decimal_comma)
     if y is None:
         if task == "regression":
             text = next(c for c in cells if not _is_number(c))
@@ -323,15 +324,14 @@ def load_csv(
                             f"({label_values[0]}); classification needs at least 2 classes")
         labels = np.searchsorted(distinct, y)  # original value -> 0..K-1
         info["label_values"] = label_values
-        _check_scale(where, data, x, feature_names, seed=seed, test_fraction=test_fraction,
-                     standardize=scaled)
+        _check_scale(where, data, x, feature_names, train_idx=train_idx, standardize=scaled)
         return from_arrays(
             "csv", x, labels, task="classification", num_classes=len(distinct), seed=seed,
             test_fraction=test_fraction, standardize=standardize, unscaled=unscaled,
             feature_names=feature_names, info=info,
         )
-    _check_scale(where, data, np.column_stack([x, y]), (*feature_names, target), seed=seed,
-                 test_fraction=test_fraction, standardize=(*scaled, standardize_target))
+    _check_scale(where, data, np.column_stack([x, y]), (*feature_names, target),
+                 train_idx=train_idx, standardize=(*scaled, standardize_target))
     return from_arrays(
         "csv", x, y, task="regression", seed=seed, test_fraction=test_fraction,
         standardize=standardize, standardize_target=standardize_target, unscaled=unscaled,
@@ -343,19 +343,16 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _check_scale(where: str, data: list, values: np.ndarray, names: tuple[str, ...], *,
-                 seed: int, test_fraction: float, standardize) -> None:
+                 train_idx: np.ndarray, standardize: tuple[bool, ...]) -> None:
     """A DataError naming the file and column (and the row, where one value is to blame)
     for a column that ``from_arrays`` could not turn into finite float32 numbers: its
     training mean or variance overflows float64, or a value lies beyond the float32
     range once standardised with those statistics (or as it is, unstandardised).
 
-    ``values`` (N, C) float64 in file row order; ``standardize`` a bool, or one per
-    column. The statistics are ``from_arrays``'s own: ``fit_standardizer`` on the
+    ``values`` (N, C) float64 in file row order; ``standardize`` one bool per column.
+    The statistics are ``from_arrays``'s own: ``fit_standardizer`` on ``train_idx``, the
     training rows of the same seeded split.
     """
-    if isinstance(standardize, bool):
-        standardize = (standardize,) * values.shape[1]
-    train_idx, _ = split_indices(len(values), seed=seed, test_fraction=test_fraction)
     for j, name in enumerate(names):
         column = values[:, j]
         if standardize[j]:
