@@ -29,9 +29,9 @@ if [ -d .venv/lib/python3.11/site-packages/tensorboardX ]; then  # carried: not 
     mkdir -p /tmp/gdlab-extra && cp -r .venv/lib/python3.11/site-packages/tensorboardX /tmp/gdlab-extra/
     export PYTHONPATH="$PYTHONPATH:/tmp/gdlab-extra"
 fi
-timeout 260 python scripts/bench.py --torch_compile=false --json_out="$OUT/bench.json" > "$OUT/bench.log" 2>&1
+timeout 300 python scripts/bench.py --torch_compile=false --json_out="$OUT/bench.json" > "$OUT/bench.log" 2>&1
 log bench $?
-timeout 110 python scripts/profile_step.py --sizes=tiny,small,large --out=/tmp/gdlab-profile \
+timeout 100 python scripts/profile_step.py --sizes=tiny,small,large --out=/tmp/gdlab-profile \
     > "$OUT/profile.log" 2>&1
 log profile $?
 tar czf "$OUT/profile.tgz" -C /tmp gdlab-profile

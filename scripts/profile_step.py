@@ -41,7 +41,7 @@ import bench
 from experiments import _cli
 
 flags.DEFINE_string("out", None, "Folder for profile.json and the optimised HLO of each epoch.")
-flags.DEFINE_list("unrolls", "1,4,16", "lax.scan unroll factors to time at tiny; empty: none.")
+flags.DEFINE_list("unrolls", "1,4,8,16", "lax.scan unroll factors to time at tiny; empty: none.")
 flags.register_validator("unrolls", lambda v: all(s.strip().isdigit() and int(s) > 0 for s in v),
                          message="--unrolls must be comma-separated positive integers, e.g. 1,4")
 FLAGS = flags.FLAGS

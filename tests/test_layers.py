@@ -221,9 +221,10 @@ def test_dense_backward_closed_form(key):
 
 
 @pytest.mark.parametrize("jit", [False, True])
-def test_weight_grad_with_x_transposed_first(monkeypatch, jit):
-    """The GPU path of ``weight_grad`` (xᵀ written out before the gemm), forced on here:
-    the same dW as NumPy's xᵀ·dy, and inside jit a real transpose XLA cannot fold away."""
+def test_weight_grad_with_x_and_dy_transposed_first(monkeypatch, jit):
+    """The GPU path of ``weight_grad`` (xᵀ and dyᵀ written out before the gemm), forced on
+    here: the same dW as NumPy's xᵀ·dy, and inside jit real transposes XLA cannot fold away,
+    with the gemm summing along both operands' minor axis."""
     dense_module = importlib.import_module("gdlab.layers.dense")  # the package exports dense()
     monkeypatch.setattr(dense_module, "_transpose_first", lambda x2, dy2: True)
     rng = np.random.default_rng(3)
@@ -235,9 +236,10 @@ def test_weight_grad_with_x_transposed_first(monkeypatch, jit):
     both = _both_jit if jit else _both
     manual, ref = both(layer, False, params, state, jnp.asarray(x), jnp.asarray(dy), None)
     _assert_grads(manual, ref, params, x, "float64")
-    if jit:  # the gemm contracts xᵀ's minor axis, after a transpose of its own
+    if jit:  # the gemm contracts xᵀ's and dyᵀ's minor axes, after transposes of their own
         hlo = jax.jit(dense_module.weight_grad).lower(x, dy).compile().as_text()
-        assert " transpose(" in hlo and "lhs_contracting_dims={1}" in hlo, hlo
+        assert hlo.count(" transpose(") >= 2, hlo
+        assert "lhs_contracting_dims={1}" in hlo and "rhs_contracting_dims={1}" in hlo, hlo
         monkeypatch.setattr(dense_module, "_transpose_first", lambda x2, dy2: False)
         plain = jax.jit(lambda a, b: dense_module.weight_grad(a, b))  # a new trace
         plain = plain.lower(x, dy).compile().as_text()
