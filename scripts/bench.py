@@ -854,9 +854,9 @@ def main(argv):
     results["data_parallel"] = bench_data_parallel(repeats, key)
     print("flax + optax peer", flush=True)
     results["flax_optax"] = bench_flax_optax(sizes, repeats, key)
-    if not FLAGS.quick:  # the same with longer epochs: less of each call's fixed cost per step
-        results["flax_optax_long"] = bench_flax_optax(
-            {k: v for k, v in sizes.items() if k != "large"}, repeats, key, LONG_EPOCH_STEPS)
+    # the same with longer epochs: less of each call's fixed cost per step
+    results["flax_optax_long"] = bench_flax_optax(
+        {k: v for k, v in sizes.items() if k != "large"}, repeats, key, LONG_EPOCH_STEPS)
     print("mixed precision", flush=True)
     mixed_size = "tiny" if FLAGS.quick else ("large" if backend == "gpu" else "small")
     results["mixed_precision"] = bench_mixed_precision(

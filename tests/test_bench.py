@@ -55,6 +55,12 @@ def test_quick_benchmark_writes_the_report(tmp_path):
     for g in ("manual", "autodiff"):
         assert abs(peer[f"ratio_{g}_over_peer"] - peer[f"{g}_step_s"] / peer["peer_step_s"]) < 1e-9
         assert f"gdlab {g} step / flax+optax step (tiny)" in names
+    # and again with 128-step epochs, where a call's fixed cost weighs less per step
+    (long,) = report["flax_optax_long"]["sizes"]
+    assert long["size"] == "tiny" and long["steps"] == 128 and peer["steps"] == 16
+    for g in ("manual", "autodiff"):
+        assert abs(long[f"ratio_{g}_over_peer"] - long[f"{g}_step_s"] / long["peer_step_s"]) < 1e-9
+        assert f"gdlab {g} step / flax+optax step (tiny, 128-step epochs)" in names
     (sweep,) = report["sweep_throughput"]
     assert sweep["configs"] == 2 and sweep["epochs"] == 5
     assert abs(sweep["config_epochs_per_s"] - 2 * 5 / sweep["call_s"]) < 1e-6 * sweep["config_epochs_per_s"]
@@ -69,7 +75,7 @@ def test_quick_benchmark_writes_the_report(tmp_path):
                - mixed["float32_step_s"] / mixed["bfloat16_step_s"]) < 1e-9
     assert abs(mixed["bfloat16_of_peak"] - mixed["achieved_flops_bfloat16"]
                / mixed["bfloat16_peak"]["flops_per_s"]) < 1e-9
-    assert len(names) == 8 and all({"name", "ratio", "goal", "met"} <= set(t) for t in report["targets"])
+    assert len(names) == 10 and all({"name", "ratio", "goal", "met"} <= set(t) for t in report["targets"])
     assert "targets" in r.stdout
 
 
