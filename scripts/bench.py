@@ -198,22 +198,30 @@ def _model_cases():
     }
 
 
-def bench_models(names, repeats, key):
-    """Manual vs autodiff step time of the CNN and the transformer (mini-batch epochs)."""
+def model_case(name, key, steps=MINIBATCH_STEPS):
+    """``(build, x, y, batch, key)`` for a model of ``_model_cases``: ``build()`` makes the
+    model, ``x``/``y`` are ``steps`` batches of random data for it, ``key`` initialises it."""
     import jax
     import jax.numpy as jnp
 
+    build, shape, vocab, batch = _model_cases()[name]
+    n = steps * batch
+    k_x, k_y, k_init = jax.random.split(key, 3)
+    if vocab:
+        x = jax.random.randint(k_x, (n, *shape), 0, vocab)
+        y = jnp.sort(x, axis=1)
+    else:
+        x = jax.random.normal(k_x, (n, *shape), jnp.float32)
+        y = jax.random.randint(k_y, (n,), 0, 10)
+    return build, x, y, batch, k_init
+
+
+def bench_models(names, repeats, key):
+    """Manual vs autodiff step time of the CNN and the transformer (mini-batch epochs)."""
     rows = []
     for name in names:
-        build, shape, vocab, batch = _model_cases()[name]
-        n = MINIBATCH_STEPS * batch
-        k_x, k_y, k_init = jax.random.split(key, 3)
-        if vocab:
-            x = jax.random.randint(k_x, (n, *shape), 0, vocab)
-            y = jnp.sort(x, axis=1)
-        else:
-            x = jax.random.normal(k_x, (n, *shape), jnp.float32)
-            y = jax.random.randint(k_y, (n,), 0, 10)
+        build, x, y, batch, k_init = model_case(name, key)
+        shape = x.shape[1:]
         runners = {g: Runner(build(), x, y, batch, g, k_init) for g in ("manual", "autodiff")}
         times = alternate(runners, repeats)
         steps = runners["manual"].steps

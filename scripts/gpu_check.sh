@@ -6,7 +6,8 @@
 #   env.txt          GPU, driver, jax and torch versions; each part's exit status and time
 #   bench.json/.log  scripts/bench.py, full run (flax + optax and PyTorch eager peers)
 #   profile.log/.tgz scripts/profile_step.py at tiny, small and large: where the step's time
-#                    goes, kernel counts, optimised HLO (in the archive)
+#                    goes, kernel counts, optimised HLO (in the archive); and the tiny MLP,
+#                    the CNN and the transformer at unroll 1, 4 and 8 (train.GPU_UNROLL)
 #   train.json       experiments.train's summary.json with default flags, on the GPU
 #   pytest.log       the test suite under this machine's jax (the tests pin themselves to
 #                    the CPU), in 14 workers, for what time is left of BUDGET seconds
@@ -31,7 +32,7 @@ if [ -d .venv/lib/python3.11/site-packages/tensorboardX ]; then  # carried: not 
 fi
 timeout 300 python scripts/bench.py --torch_compile=false --json_out="$OUT/bench.json" > "$OUT/bench.log" 2>&1
 log bench $?
-timeout 100 python scripts/profile_step.py --sizes=tiny,small,large --out=/tmp/gdlab-profile \
+timeout 170 python scripts/profile_step.py --sizes=tiny,small,large --unrolls=1,4,8 --out=/tmp/gdlab-profile \
     > "$OUT/profile.log" 2>&1
 log profile $?
 tar czf "$OUT/profile.tgz" -C /tmp gdlab-profile

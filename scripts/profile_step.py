@@ -18,7 +18,8 @@ a scanned mini-batch epoch of 16 steps:
 with each one's share of the matmul peak, and each gemm shape of the step on its own. It
 counts the kernels XLA compiled for each epoch (fusions, library gemms, copies) and writes
 their optimised HLO to ``--out``. At tiny it also times ``make_epoch(unroll=…)`` against a
-Python loop. Timings: compile apart, warm-up, ``block_until_ready``, medians, variants
+Python loop, and the bench's CNN and transformer epochs at the same unroll factors
+(``--unroll_models``). Timings: compile apart, warm-up, ``block_until_ready``, medians, variants
 alternated in one process.
 """
 
@@ -42,6 +43,9 @@ from experiments import _cli
 
 flags.DEFINE_string("out", None, "Folder for profile.json and the optimised HLO of each epoch.")
 flags.DEFINE_list("unrolls", "1,4,8,16", "lax.scan unroll factors to time at tiny; empty: none.")
+flags.DEFINE_list("unroll_models", "cnn_digits,transformer_sort",
+                  "Models of the bench's CNN and transformer rows to time at each of --unrolls "
+                  "(16-step epochs, manual gradients); empty: none.")
 flags.register_validator("unrolls", lambda v: all(s.strip().isdigit() and int(s) > 0 for s in v),
                          message="--unrolls must be comma-separated positive integers, e.g. 1,4")
 FLAGS = flags.FLAGS
@@ -276,6 +280,23 @@ def unroll_vs_loop(key):
     return out
 
 
+def unroll_models(key):
+    """Per-step time and compile seconds of the bench's CNN and transformer epochs at each
+    ``--unrolls``: whether unrolling, which pays for the small MLPs, pays for them too."""
+    out = {}
+    for name in FLAGS.unroll_models:
+        build, x, y, batch, k_init = bench.model_case(name, key)
+        runners = {u: bench.Runner(build(), x, y, batch, "manual", k_init, unroll=u)
+                   for u in (int(s) for s in FLAGS.unrolls)}
+        times = bench.alternate(runners, FLAGS.repeats)
+        out[name] = {u: {"step_s": t / runners[u].steps, "compile_s": runners[u].compile_seconds}
+                     for u, t in times.items()}
+        for u, row in out[name].items():
+            print(f"  {name:17s} unroll={u:<3d} {row['step_s'] * 1e6:8.1f} µs/step, compiled in "
+                  f"{row['compile_s']:.1f} s", flush=True)
+    return out
+
+
 def main(argv):
     del argv
     import jax
@@ -286,6 +307,11 @@ def main(argv):
                               f"{', '.join(bench.SIZES)}")
     if not FLAGS.sizes:
         raise _cli.UsageError(f"--sizes must name at least one size of: {', '.join(bench.SIZES)}")
+    cases = bench._model_cases()
+    odd = [m for m in FLAGS.unroll_models if m not in cases]
+    if odd:
+        raise _cli.UsageError(f"--unroll_models: unknown model {odd[0]!r}; choose from: "
+                              f"{', '.join(cases)}")
     out_dir = _cli.expand("out", FLAGS.out)
     if out_dir:
         try:
@@ -304,6 +330,8 @@ def main(argv):
                                               peak["flops_per_s"])
     if "tiny" in FLAGS.sizes and FLAGS.unrolls:
         results["unroll"] = unroll_vs_loop(key)
+    if FLAGS.unroll_models and FLAGS.unrolls:
+        results["unroll_models"] = unroll_models(key)
     if out_dir:
         with open(os.path.join(out_dir, "profile.json"), "w") as f:
             json.dump(results, f, indent=1, default=str)

@@ -101,7 +101,7 @@ def test_profile_step_times_every_piece_and_writes_the_hlo(tmp_path):
     out = tmp_path / "profile"
     r = subprocess.run(
         [sys.executable, "scripts/profile_step.py", "--sizes=tiny", "--unrolls=1,2",
-         "--repeats=1", f"--out={out}"],
+         "--unroll_models=cnn_digits", "--repeats=1", f"--out={out}"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
         env={**os.environ, "JAX_PLATFORMS": "cpu"},
     )
@@ -121,11 +121,15 @@ def test_profile_step_times_every_piece_and_writes_the_hlo(tmp_path):
             n for k, n in tiny["kernels"][label].items() if "gemm" in k or "matmul" in k) >= 5
     assert set(report["unroll"]["scan_step_s"]) == {"1", "2"}
     assert report["unroll"]["loop_step_s"] > 0
+    (cnn,) = report["unroll_models"].values()  # the CNN's epoch at each unroll factor
+    assert set(report["unroll_models"]) == {"cnn_digits"} and set(cnn) == {"1", "2"}
+    assert all(row["step_s"] > 0 and row["compile_s"] > 0 for row in cnn.values())
 
 
 def test_profile_step_bad_flags_exit_2(tmp_path):
     (tmp_path / "file").write_text("x")
     for args, needle in ((["--sizes=huge"], "--sizes"), (["--sizes="], "--sizes"),
+                         (["--unroll_models=rnn"], "--unroll_models"),
                          ([f"--out={tmp_path}/file"], "--out"), (["--unrolls=1,x"], "--unrolls")):
         r = subprocess.run([sys.executable, "scripts/profile_step.py", *args], cwd=ROOT,
                            capture_output=True, text=True, timeout=120,
