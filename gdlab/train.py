@@ -222,24 +222,34 @@ def make_guarded_step(model: Layer, loss: Loss, optimizer: optim.Optimizer, *,
 
 GPU_UNROLL = 8
 """Steps per iteration of the scanned epoch's loop on a GPU, for models of at most
-``GPU_UNROLL_MAX_PARAMS`` parameters. There every loop iteration costs about 5 µs of its
-own (measured on an H200: 26.8 µs a step at the tiny MLP unrolled 1, 21.2 µs unrolled 4),
-a large share of a small model's step; unrolling takes most of it away. Unrolled 8, the
-tiny and medium MLPs' steps (16- and 128-step epochs) were another 2–5% faster than
-unrolled 4, and no slower than unrolled 16, in one H200 run. Compiling takes longer: the
-medium MLP's epoch 4.6 s against 2.9, the small transformer's 12.2 against 7.0 (whose
-step, 329 µs in that run against 273 in the one before, may not gain at all; the
-profile's ``--unroll_models`` times it at both). On a CPU unrolling gains nothing, and a
-large model's step dwarfs it."""
+``GPU_UNROLL_MAX_ARRAYS`` parameter arrays and ``GPU_UNROLL_MAX_PARAMS`` parameters. There
+every loop iteration costs about 5 µs of its own (measured on an H200: 26.8 µs a step at
+the tiny MLP unrolled 1, 21.2 µs unrolled 4), a large share of a small model's step;
+unrolling takes most of it away. Unrolled 8, the tiny and medium MLPs' steps (16- and
+128-step epochs) were another 2–5% faster than unrolled 4, and no slower than unrolled
+16, in one H200 run; the medium MLP's epoch then took 4.6 s to compile against 2.9. On a
+CPU unrolling gains nothing, and a large model's step dwarfs it."""
+
+GPU_UNROLL_LONG_STEP = 4
+"""``GPU_UNROLL`` for models of more than ``GPU_UNROLL_MAX_ARRAYS`` parameter arrays,
+whose steps are long (each array has its forward op, its gradient and its update): there
+the loop's own cost is a sliver of the step, while compiling grows with the unroll (the
+small transformer's epoch, 36 arrays: 7.0 s to compile unrolled 4, 12.2 s unrolled 8,
+and its step took 273 µs unrolled 4 and 329 µs unrolled 8, in two H200 runs)."""
+
+GPU_UNROLL_MAX_ARRAYS = 16
 
 GPU_UNROLL_MAX_PARAMS = 1 << 24
 
 
 def default_unroll(params) -> int:
-    """``make_epoch``'s ``unroll`` when none is given: ``GPU_UNROLL`` on a GPU for a model of
-    at most ``GPU_UNROLL_MAX_PARAMS`` parameters, else 1."""
-    size = sum(leaf.size for leaf in jax.tree.leaves(params))
-    return GPU_UNROLL if jax.default_backend() == "gpu" and size <= GPU_UNROLL_MAX_PARAMS else 1
+    """``make_epoch``'s ``unroll`` when none is given. On a GPU: ``GPU_UNROLL`` for a model of
+    at most ``GPU_UNROLL_MAX_ARRAYS`` parameter arrays, ``GPU_UNROLL_LONG_STEP`` for one of
+    more, 1 for one of more than ``GPU_UNROLL_MAX_PARAMS`` parameters. On a CPU: 1."""
+    leaves = jax.tree.leaves(params)
+    if jax.default_backend() != "gpu" or sum(leaf.size for leaf in leaves) > GPU_UNROLL_MAX_PARAMS:
+        return 1
+    return GPU_UNROLL if len(leaves) <= GPU_UNROLL_MAX_ARRAYS else GPU_UNROLL_LONG_STEP
 
 
 def make_epoch(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, num_examples: int,

@@ -327,6 +327,20 @@ def test_default_unroll_is_one_on_the_cpu_and_for_large_models():
     assert train.default_unroll(huge) == 1
 
 
+def test_default_unroll_on_a_gpu_is_shorter_for_models_of_many_arrays(monkeypatch):
+    """The GPU rule, on any machine: short steps (few parameter arrays) unroll more."""
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    arrays = lambda k: {f"a{i}": jnp.zeros((4,)) for i in range(k)}  # noqa: E731
+    assert train.default_unroll(arrays(train.GPU_UNROLL_MAX_ARRAYS)) == train.GPU_UNROLL
+    assert (train.default_unroll(arrays(train.GPU_UNROLL_MAX_ARRAYS + 1))
+            == train.GPU_UNROLL_LONG_STEP < train.GPU_UNROLL)
+    huge = {"w": jax.ShapeDtypeStruct((train.GPU_UNROLL_MAX_PARAMS + 1,), jnp.float32)}
+    assert train.default_unroll(huge) == 1
+    mlp = train.create_state(models.mlp([64, 10], "relu"), optim.momentum(0.1),
+                             jax.random.PRNGKey(0), (64,))
+    assert train.default_unroll(mlp.params) == train.GPU_UNROLL  # the MLPs of the bench
+
+
 def test_step_metrics_are_the_norms_they_name(key):
     model = models.mlp([4, 2], "relu", dtype=jnp.float64)
     x, y = _small_problem(jnp.float64, 8)
