@@ -269,15 +269,22 @@ def unroll_vs_loop(key):
     widths, batch = bench.SIZES["tiny"]
     n = 128 * batch
     loop = bench.bench_scan_vs_loop(widths, batch, FLAGS.repeats, key)
-    runners = {u: bench.Runner.mlp(widths, n, batch, "manual", key, unroll=u)
-               for u in (int(s) for s in FLAGS.unrolls)}
-    times = bench.alternate(runners, FLAGS.repeats)
+    times = _unroll_times(lambda u: bench.Runner.mlp(widths, n, batch, "manual", key, unroll=u))
     out = {"loop_step_s": loop["loop_step_s"],
-           "scan_step_s": {u: t / runners[u].steps for u, t in times.items()}}
+           "scan_step_s": {u: row["step_s"] for u, row in times.items()}}
     for u, t in out["scan_step_s"].items():
         print(f"  tiny unroll={u:<3d} {t * 1e6:7.1f} µs/step: {out['loop_step_s'] / t:.2f}× "
               f"the Python loop ({out['loop_step_s'] * 1e6:.1f} µs/step)", flush=True)
     return out
+
+
+def _unroll_times(make_runner) -> dict:
+    """``{u: {"step_s", "compile_s"}}`` for ``make_runner(u)`` (a ``bench.Runner``) at each
+    ``--unrolls``, the runners timed alternately."""
+    runners = {u: make_runner(u) for u in (int(s) for s in FLAGS.unrolls)}
+    times = bench.alternate(runners, FLAGS.repeats)
+    return {u: {"step_s": t / runners[u].steps, "compile_s": runners[u].compile_seconds}
+            for u, t in times.items()}
 
 
 def unroll_models(key):
@@ -285,12 +292,13 @@ def unroll_models(key):
     ``--unrolls``: whether unrolling, which pays for the small MLPs, pays for them too."""
     out = {}
     for name in FLAGS.unroll_models:
-        build, x, y, batch, k_init = bench.model_case(name, key)
-        runners = {u: bench.Runner(build(), x, y, batch, "manual", k_init, unroll=u)
-                   for u in (int(s) for s in FLAGS.unrolls)}
-        times = bench.alternate(runners, FLAGS.repeats)
-        out[name] = {u: {"step_s": t / runners[u].steps, "compile_s": runners[u].compile_seconds}
-                     for u, t in times.items()}
+        case = bench.model_case(name, key)
+
+        def make(u, case=case):
+            build, x, y, batch, k_init = case
+            return bench.Runner(build(), x, y, batch, "manual", k_init, unroll=u)
+
+        out[name] = _unroll_times(make)
         for u, row in out[name].items():
             print(f"  {name:17s} unroll={u:<3d} {row['step_s'] * 1e6:8.1f} µs/step, compiled in "
                   f"{row['compile_s']:.1f} s", flush=True)

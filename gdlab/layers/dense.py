@@ -57,9 +57,9 @@ def weight_grad(x2, dy2):
     optimisation barrier, which XLA can neither fold nor see through) and the gemm is
     xᵀ·(dyᵀ)ᵀ with both operands summed along their minor axis. The large MLP's step
     (4096³, B = 1024): 857 µs plain; in a later run 800 µs with xᵀ written out and 786 µs
-    with both. The
-    product is the same but for the order of its float32 sums. Small operands, other
-    dtypes and the CPU keep the plain xᵀ·dy (there the copies cost more than they save).
+    with both. The product is the same but for the order of its float32 sums. Small
+    operands, other dtypes and the CPU keep the plain xᵀ·dy (there the copies cost more
+    than they save).
     """
     if _transpose_first(x2, dy2):
         xt = _row_major_transpose(x2)    # (D_in, B)
