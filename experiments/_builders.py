@@ -43,7 +43,8 @@ def define_data_flags(default: str = "digits") -> None:
                       "(ids, names, free text). Other text columns are one-hot features.")
     flags.DEFINE_integer("seed", 0, "Seed for the split, the initial weights and the shuffles.")
     flags.DEFINE_enum("pixel_scaling", "global", ["global", "per_pixel"],
-                      "Images (digits, mnist, images): global (one mean and std for all pixels) or "
+                      "Images (digits, mnist, images, npz images): global (one mean and std for "
+                      "all pixels) or "
                       "per_pixel (each pixel standardised alone; rare strokes in blank pixels "
                       "become extreme features).")
     flags.DEFINE_integer("sort_length", 8, "--dataset=sort: tokens per sequence.", lower_bound=2)
@@ -158,6 +159,11 @@ def load_dataset() -> data.Dataset:
         kwargs["task"] = FLAGS.task
     if FLAGS.dataset in ("digits", "mnist", "images"):
         kwargs["standardize"] = FLAGS.pixel_scaling
+    elif FLAGS.pixel_scaling != FLAGS["pixel_scaling"].default:  # npz images take it too
+        if FLAGS.dataset != "npz":
+            raise _cli.UsageError(f"--pixel_scaling is for image data (digits, mnist, images, "
+                                  f"npz images), but --dataset={FLAGS.dataset} is not")
+        kwargs["standardize"] = FLAGS.pixel_scaling
     import sys
     import warnings
 
@@ -169,6 +175,10 @@ def load_dataset() -> data.Dataset:
             sys.stderr.write(f"warning: {w.message}\n")
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if "standardize" in kwargs and FLAGS.dataset == "npz" and ds.image_shape is None:
+        raise _cli.UsageError(f"--pixel_scaling is for image data, but {ds.name} "
+                              f"('{kwargs['npz_path']}') holds a table of "
+                              f"{ds.input_dim} features")
     if model == "cnn":
         if ds.image_shape is None:
             raise _cli.UsageError(f"--model=cnn needs image data (digits, mnist, images, npz "
@@ -176,6 +186,12 @@ def load_dataset() -> data.Dataset:
                                   f"{ds.name} is flat: {ds.input_dim} features per example")
         ds = data.as_images(ds)
     return ds
+
+
+def target_scale(ds: data.Dataset):
+    """Regression: what turns an error in the standardised target back into the target's
+    own units (the RMSE that train and evaluate report); None for classification."""
+    return ds.info.get("y_std", 1.0) if ds.task == "regression" else None
 
 
 def loss_name(ds: data.Dataset) -> str:
@@ -228,12 +244,29 @@ def build_model(ds: data.Dataset, loss: str):
     return model
 
 
-def batch_size(ds: data.Dataset) -> int:
-    """The batch size ``--descent`` implies; ``--batch_size`` must fit the training set."""
-    if FLAGS.descent == "minibatch" and not 1 <= FLAGS.batch_size <= ds.n_train:
+def minibatch_size(ds: data.Dataset) -> int:
+    """``--batch_size`` for this training set. Given on the command line it must fit the
+    set (else one sentence); left at its default, a set smaller than the default trains
+    in full batches of all its examples, with a warning that says so."""
+    size = FLAGS.batch_size
+    if FLAGS["batch_size"].using_default_value and size > ds.n_train >= 1:
+        import sys
+
+        sys.stderr.write(f"warning: {ds.name} has {ds.n_train} training examples, fewer than "
+                         f"the default --batch_size={size}; each batch holds all "
+                         f"{ds.n_train}\n")
+        return ds.n_train
+    if not 1 <= size <= ds.n_train:
         raise _cli.UsageError(f"--batch_size must be between 1 and {ds.n_train} (the training set "
-                              f"size of {ds.name}), got {FLAGS.batch_size}")
-    return descent.batch_size_for(FLAGS.descent, ds.n_train, FLAGS.batch_size)
+                              f"size of {ds.name}), got {size}")
+    return size
+
+
+def batch_size(ds: data.Dataset) -> int:
+    """The batch size ``--descent`` implies (``minibatch_size`` for minibatch descent)."""
+    if FLAGS.descent == "minibatch":
+        return minibatch_size(ds)
+    return descent.batch_size_for(FLAGS.descent, ds.n_train)
 
 
 def check_descent_flags() -> None:

@@ -150,6 +150,10 @@ OPERATIONAL = ("resume", "overwrite", "quiet", "checkpoint_every", "checkpoint_s
                "coordinator_address", "num_processes", "process_id", "distributed_timeout")
 
 
+DATA_PATHS = ("csv_path", "npz_path", "data_dir")
+"""Flags that name the user's data: ``config.json`` keeps them as absolute paths."""
+
+
 def define_device_flags() -> None:
     """``--devices`` and the ``jax.distributed`` flags (``start_devices`` reads them)."""
     flags.DEFINE_integer("devices", 0, "Devices to split every batch (or a sweep's learning "
@@ -207,29 +211,62 @@ def output_dir(workdir: str):
     return scratch.name, scratch
 
 
+def _flag_text(value) -> str:
+    """A flag's value as it is written after ``--name=``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
 def flags_text(config: dict) -> str:
     """``config`` as ``--name=value`` lines that ``--flagfile`` replays."""
     lines = []
     for name, value in config.items():
         if isinstance(value, bool):
             lines.append(f"--{name}" if value else f"--no{name}")
-        elif isinstance(value, (list, tuple)):
-            lines.append(f"--{name}={','.join(map(str, value))}")
         elif value is not None:
-            lines.append(f"--{name}={value}")
+            lines.append(f"--{name}={_flag_text(value)}")
     return "\n".join(lines) + "\n"
 
 
-def prepare_workdir(path: str, *, resume: bool = False):
+def restore_flags(config, source: str, skip=()) -> None:
+    """Set this program's flags from a run's ``config.json`` (``source`` names it), each
+    value through its flag's own parser, so a hand-edited file is checked like a command
+    line: a value that does not parse is one sentence (exit 2). Names this program does
+    not define, and those in ``skip``, are left alone."""
+    if not isinstance(config, dict):
+        raise UsageError(f"{source} must hold a JSON object of flag values, not "
+                         f"{type(config).__name__}")
+    for name, value in config.items():
+        if name not in FLAGS or name in skip:
+            continue
+        if value is None:
+            FLAGS[name].value = None
+            continue
+        try:
+            FLAGS[name].parse(_flag_text(value))
+        except (flags.Error, ValueError, TypeError) as e:
+            raise UsageError(f"{source}: {value!r} is not a valid --{name} "
+                             f"({str(e).rstrip('.') or 'bad value'})") from None
+    try:  # the checks of several flags, and those registered apart from the parsers
+        FLAGS.validate_all_flags()
+    except flags.Error as e:
+        raise UsageError(f"{source}: {str(e).rstrip('.')}") from None
+
+
+def prepare_workdir(path: str, *, resume: bool = False, check=None):
     """Open ``--workdir`` for this run: expand ``~``, create it, lock it, refuse one that
     holds files unless ``--resume``/``--overwrite``, and write ``config.json`` and
     ``flags.txt`` (every flag; ``--flagfile=flags.txt`` replays the run).
 
     On ``resume`` the folder's ``config.json`` must match this run's flags, except
-    ``OPERATIONAL`` ones. Returns ``(path, lock)``; the lock is held until the
-    process ends. Every failure is one sentence (exit 2) and writes nothing. In a
-    multi-process run only process 0 opens the folder; the others get its path
-    (to read a checkpoint on resume) and no lock.
+    ``OPERATIONAL`` ones; then ``check(path)``, when given, may still refuse the folder
+    (raise ``UsageError``) before anything is written. Returns ``(path, lock)``; the
+    lock is held until the process ends. Every failure is one sentence (exit 2) and
+    writes nothing. In a multi-process run only process 0 opens the folder; the others
+    get its path (to read a checkpoint on resume) and no lock.
     """
     import json
     import os
@@ -238,6 +275,8 @@ def prepare_workdir(path: str, *, resume: bool = False):
     from gdlab.workdir import WorkdirError, open_workdir, resolve
 
     if "devices" in FLAGS and not is_primary():  # process 0 writes; the others only read
+        if check is not None:
+            check(resolve(path))
         return resolve(path), None
 
     overwrite = bool(FLAGS["overwrite"].value)
@@ -246,6 +285,9 @@ def prepare_workdir(path: str, *, resume: bool = False):
     workdir, lock = open_workdir(path, resume=resume, overwrite=overwrite)
     config = config_dict()
     config["workdir"] = workdir
+    for name in DATA_PATHS:  # absolute: evaluate and --flagfile=flags.txt work from anywhere
+        if config.get(name):
+            config[name] = os.path.abspath(resolve(config[name]))
     saved_path = os.path.join(workdir, "config.json")
     if resume and os.path.exists(saved_path):
         try:
@@ -257,11 +299,20 @@ def prepare_workdir(path: str, *, resume: bool = False):
         for name, value in config.items():
             if name in OPERATIONAL or name not in saved:
                 continue
-            if json.loads(json.dumps(value)) != saved[name]:
+            theirs = saved[name]
+            if name in DATA_PATHS and value and isinstance(theirs, str) and theirs:
+                theirs = os.path.abspath(resolve(theirs))  # a run that kept the path as typed
+            if json.loads(json.dumps(value)) != theirs:
                 lock.release()
                 raise WorkdirError(
                     f"--resume: {workdir} was trained with --{name}={_show(saved[name])}, not "
                     f"--{name}={_show(value)}; resume with the same flags or start a new workdir")
+    if check is not None:
+        try:
+            check(workdir)
+        except BaseException:
+            lock.release()
+            raise
     try:
         write_json_atomic(saved_path, config)
         write_text_atomic(os.path.join(workdir, "flags.txt"), flags_text(config))

@@ -68,9 +68,7 @@ def main(argv):
     if not 0.0 <= FLAGS.momentum < 1.0:
         raise _cli.UsageError(f"--momentum must lie in [0, 1), got {FLAGS.momentum}")
     ds = _builders.load_dataset()
-    if not 1 <= FLAGS.batch_size <= ds.n_train:
-        raise _cli.UsageError(f"--batch_size must be between 1 and {ds.n_train} (the training set "
-                              f"size of {ds.name}), got {FLAGS.batch_size}")
+    minibatch = _builders.minibatch_size(ds)
     loss_name = _builders.loss_name(ds)
     model = _builders.build_model(ds, loss_name)
     workdir, _lock = _cli.prepare_workdir(FLAGS.workdir)  # held until the process ends
@@ -91,7 +89,7 @@ def main(argv):
     started = time.perf_counter()
     runs = {}
     for mode in MODES:
-        batch_size = descent.batch_size_for(mode, n, FLAGS.batch_size)
+        batch_size = descent.batch_size_for(mode, n, minibatch)
         steps = descent.steps_per_epoch(n, batch_size)
         result = train.fit(model, loss, optim.get(FLAGS.optimizer, rates[mode], **kwargs),
                            (ds.x_train, ds.y_train), epochs=FLAGS.epochs, batch_size=batch_size,

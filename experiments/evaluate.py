@@ -41,9 +41,7 @@ def main(argv):
                               "of experiments.train?") from None
     except (OSError, ValueError) as e:
         raise _cli.UsageError(f"{config_path} cannot be read ({e})") from None
-    for name, value in config.items():  # the run's own data and model flags
-        if name in FLAGS and name not in ("workdir", "epoch"):
-            FLAGS[name].value = value
+    _cli.restore_flags(config, config_path, skip=("workdir", "epoch"))  # the run's own flags
     ds = _builders.load_dataset()
     loss_name = _builders.loss_name(ds)
     model = _builders.build_model(ds, loss_name)
@@ -60,7 +58,8 @@ def main(argv):
         train.check_params_fit(model, state.params, ds.input_shape)
     except ValueError as e:
         raise _cli.UsageError(f"{workdir}: {e}") from None
-    evaluate = jax.jit(train.make_evaluate(model, losses.get(loss_name)))
+    evaluate = jax.jit(train.make_evaluate(model, losses.get(loss_name),
+                                           target_scale=_builders.target_scale(ds)))
     epoch = FLAGS.epoch if FLAGS.epoch is not None else checkpoint.latest_epoch(workdir)
     print(f"{workdir}: {model.name}, checkpoint of epoch {epoch} (step {int(state.step)})")
     for split, (x, y) in (("train", (ds.x_train, ds.y_train)), ("test", (ds.x_test, ds.y_test))):

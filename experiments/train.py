@@ -76,6 +76,24 @@ def collapsed(rows, num_classes: int) -> bool:
     return max(accuracies) > 3 * chance and accuracies[-1] < 1.5 * chance
 
 
+def restore_checkpoint(workdir: str, model, ds) -> tuple:
+    """``--resume``: ``(state, epoch, metrics rows kept)`` of ``workdir``'s latest checkpoint,
+    or ``()`` when it has none (or no --resume); a UsageError when the checkpoint's params
+    do not fit this run's model on its data (the data changed: one more category column)."""
+    from gdlab import checkpoint, train
+
+    if not FLAGS.resume or checkpoint.latest_epoch(workdir) is None:
+        return ()
+    meta = checkpoint.read_meta(workdir)
+    state = checkpoint.restore(workdir)
+    try:
+        train.check_params_fit(model, state.params, ds.input_shape)
+    except ValueError as e:
+        raise _cli.UsageError(f"--resume: the checkpoint in {workdir} does not fit this run "
+                              f"({e}); has the data changed since?") from None
+    return state, meta["epoch"], meta["metrics_rows"]
+
+
 def main(argv):
     del argv
     mesh = _cli.start_devices()  # first: jax.distributed must start before anything else
@@ -89,7 +107,10 @@ def main(argv):
     total_steps = FLAGS.epochs * -(-ds.n_train // batch_size)  # ⌈N/B⌉ updates an epoch
     optimizer = _builders.build_optimizer(FLAGS.lr, total_steps)
     _builders.check_memory(model, optimizer, ds, batch_size)
-    workdir, _lock = _cli.prepare_workdir(FLAGS.workdir, resume=FLAGS.resume)
+    resumed = []  # --resume: (state, epoch, metrics rows kept) of the latest checkpoint
+    workdir, _lock = _cli.prepare_workdir(
+        FLAGS.workdir, resume=FLAGS.resume,
+        check=lambda folder: resumed.extend(restore_checkpoint(folder, model, ds)))
     # where this process writes: the workdir, or (processes other than 0) a throwaway folder
     outdir, _scratch = _cli.output_dir(workdir)
     signals = _cli.Signals().install()
@@ -104,10 +125,8 @@ def main(argv):
 
     rate = _builders.learning_rate(FLAGS.lr, total_steps)
     loss = losses.get(loss_name)
-    state, start_epoch, rows_kept = None, 0, None
-    if FLAGS.resume and checkpoint.latest_epoch(workdir) is not None:
-        meta = checkpoint.read_meta(workdir)
-        state, start_epoch, rows_kept = checkpoint.restore(workdir), meta["epoch"], meta["metrics_rows"]
+    state, start_epoch, rows_kept = resumed or (None, 0, None)
+    if state is not None:
         say(f"resuming {workdir} after epoch {start_epoch} (step {int(state.step)})")
     elif FLAGS.resume:
         say(f"--resume: {workdir} has no checkpoint yet; starting the run")
@@ -115,8 +134,7 @@ def main(argv):
         f"{FLAGS.optimizer} lr={FLAGS.lr}; {FLAGS.grad} gradients"
         + (" in bfloat16 (mixed precision)" if FLAGS.compute_dtype == "bfloat16" else "")
         + f" on {jax.default_backend()}")
-    # Regression: RMSE in the target's own units (undoing a standardised target).
-    y_scale = ds.info.get("y_std", 1.0) if ds.task == "regression" else None
+    y_scale = _builders.target_scale(ds)
 
     started = time.perf_counter()
     last_save = [time.perf_counter()]

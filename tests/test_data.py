@@ -493,7 +493,10 @@ def test_mnist_loads_small_idx_files(tmp_path, gz):
     np.testing.assert_allclose(glob.info["x_std"], raw.std(), rtol=1e-6)
     np.testing.assert_allclose(glob.x_test, (ds.x_test - raw.mean()) / raw.std(), rtol=1e-5,
                                atol=1e-5)
-    first = data.load_mnist(tmp_path / "mnist", n=7, standardize=False)
+    # the first 7 training images hold labels 0..6: the test's 9 is a class never trained on
+    with pytest.warns(data.DataWarning, match=re.escape(
+            "mnist: 1 test examples belong to 1 classes that no training example has ('9')")):
+        first = data.load_mnist(tmp_path / "mnist", n=7, standardize=False)
     assert first.n_train == 7 and first.n_test == 5
     np.testing.assert_array_equal(first.x_train, ds.x_train[:7])
 
@@ -601,7 +604,9 @@ def test_csv_classification_remaps_labels(tmp_path):
 def test_csv_many_integer_values_is_regression(tmp_path):
     path = _write(tmp_path, "x,y\n" + "\n".join(f"{i},{i * 2}" for i in range(30)))
     assert data.load_csv(path, "y").task == "regression"
-    assert data.load_csv(path, "y", task="classification").num_classes == 30
+    with pytest.warns(data.DataWarning, match="6 test examples belong to 6 classes that no "
+                                              "training example has"):
+        assert data.load_csv(path, "y", task="classification").num_classes == 30
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -955,6 +960,11 @@ def test_npz_errors_name_the_file_and_the_array(tmp_path):
         (dict(x=np.ones((4, 2, 2, 2, 2)), y=np.arange(4) % 2), "expected features (D,) or images"),
         (dict(x=np.array([[1.0], [np.nan], [2.0], [3.0]]), y=np.arange(4) % 2),
          "array 'x' contains NaN values"),
+        (dict(x=np.ones((0, 2)), y=np.ones(0)), "x has no rows"),
+        (dict(x=np.ones((4, 0)), y=np.arange(4) % 2), "x's examples (0,) hold no values"),
+        (dict(x=np.ones((4, 0, 3)), y=np.arange(4) % 2), "x's examples (0, 3) hold no values"),
+        (dict(x=np.ones((4, 2)) * (1 + 1j), y=np.arange(4) % 2),
+         "array 'x' holds complex numbers (complex128)"),
         (dict(x=np.ones((4, 2)), y=np.array([0.5, 1, 0, 1])), None),  # regression: fine
     ]
     for arrays, message in cases:
@@ -967,6 +977,14 @@ def test_npz_errors_name_the_file_and_the_array(tmp_path):
             data.load("npz", npz_path=str(p))
     with pytest.raises(DataError, match="classification needs integer labels, found 0.5"):
         data.load("npz", npz_path=str(p), task="classification")
+    for arrays, what in ((dict(x=np.array([[1e300], [-1e300], [1e300], [2.0]]), y=np.arange(4) % 2),
+                          "values"),
+                         (dict(x=np.ones((4, 2)), y=np.array([1e300, -1e300, 0.5, 2.0])),
+                          "targets")):
+        np.savez(p, **arrays)  # finite, but their variance overflows: no silent zeros
+        with pytest.raises(DataError, match=re.escape(
+                f"data set 'npz' ('{p}'): the {what} are too large to standardise")):
+            data.load("npz", npz_path=str(p))
     np.save(tmp_path / "one.npy", np.ones(3))
     with pytest.raises(DataError, match="holds a single array"):
         data.load("npz", npz_path=str(tmp_path / "one.npy"))
@@ -980,6 +998,46 @@ def test_npz_errors_name_the_file_and_the_array(tmp_path):
         data.load("npz")
     with pytest.raises(DataError, match="dataset 'csv' does not use npz_path"):
         data.load("csv", npz_path=str(p))
+
+
+def test_a_training_split_of_one_class_is_refused_and_unseen_test_classes_warn(tmp_path):
+    p = tmp_path / "split.npz"
+    x = np.arange(16.0).reshape(8, 2)
+    np.savez(p, x_train=x[:6], y_train=np.full(6, 7), x_test=x[6:], y_test=np.array([7, 9]))
+    with pytest.raises(DataError, match=re.escape(
+            f"data set 'npz' ('{p}'): every training example has the same label (7); "
+            "classification needs at least 2 classes in the training split")):
+        data.load("npz", npz_path=str(p))
+    np.savez(p, x_train=x[:6], y_train=np.arange(6) % 2 + 3, x_test=x[6:], y_test=np.array([3, 8]))
+    with pytest.warns(data.DataWarning, match=re.escape(
+            "npz: 1 test examples belong to 1 classes that no training example has (8)")):
+        ds = data.load("npz", npz_path=str(p))
+    assert ds.num_classes == 3 and ds.info["label_values"] == (3, 4, 8)
+    assert list(ds.y_test) == [0, 2] and "no training example has" in ds.info["warnings"][-1]
+
+
+def test_the_separator_is_the_one_that_cuts_every_line_alike(tmp_path):
+    # the header's names hold commas, as many as its tabs: the rows decide
+    rows = "\n".join(f"{i}\t{2 * i}\t{'ab'[i % 2]}" for i in range(10))
+    path = _write(tmp_path, "height (cm, approx)\tweight (kg, approx)\tlabel\n" + rows,
+                  "t.tsv")
+    ds = data.load_csv(path, "label")
+    assert ds.info["delimiter"] == "\t" and ds.input_dim == 2 and ds.num_classes == 2
+    assert ds.feature_names == ("height (cm, approx)", "weight (kg, approx)")
+    # semicolons with decimal commas; a quoted comma in a comma-separated file
+    ds = data.load_csv(_write(tmp_path, "a;b;y\n" + "\n".join(
+        f"{i},5;{i};{i % 2}" for i in range(6)), "s.csv"), "y")
+    assert ds.info["delimiter"] == ";" and ds.input_dim == 2
+    ds = data.load_csv(_write(tmp_path, 'a,b,y\n' + "\n".join(
+        f'"{i},000",{i},{i % 2}' for i in range(6)), "q.csv"), "y")
+    assert ds.info["delimiter"] == "," and ds.input_dim == 2
+
+
+def test_a_one_row_table_names_its_file(tmp_path):
+    path = _write(tmp_path, "a,y\n1,0\n")
+    with pytest.raises(DataError, match=re.escape(
+            f"csv file '{path}' has 1 data row; a train/test split needs at least 2")):
+        data.load_csv(path, "y")
 
 
 # ----------------------------------------------------------------------- image folders
@@ -1030,6 +1088,50 @@ def test_image_folders_colour_and_own_split(tmp_path):
     first = files.index(str(tmp_path / "train" / "0" / "0000.png"))
     np.testing.assert_allclose(ds.x_train[first].reshape(4, 4, 3)[..., 2], grey[0] / 255.0,
                                rtol=1e-6)
+
+
+def test_wide_grey_images_keep_their_range_among_colour_and_float_ones(tmp_path):
+    """16-bit grey images are x/65535 (R = G = B once a colour image makes every image RGB);
+    float images share one scale, the folder's largest value, so their classes stay apart."""
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    deep = rng.integers(0, 65536, (2, 3, 3), dtype=np.uint16)
+    for i, a in enumerate(deep):
+        (tmp_path / "c" / str(i)).mkdir(parents=True)
+        Image.fromarray(a).save(tmp_path / "c" / str(i) / "deep.png")
+        colour = rng.integers(0, 256, (3, 3, 3), dtype=np.uint8)
+        Image.fromarray(colour, "RGB").save(tmp_path / "c" / str(i) / "rgb.png")
+    ds = data.load("images", data_dir=str(tmp_path / "c"), standardize=False, seed=0)
+    assert ds.image_shape == (3, 3, 3)
+    pixels = dict(zip(ds.info["files"]["train"] + ds.info["files"]["test"],
+                      np.r_[ds.x_train, ds.x_test]))
+    for i, a in enumerate(deep):
+        got = pixels[str(tmp_path / "c" / str(i) / "deep.png")].reshape(3, 3, 3)
+        for channel in range(3):
+            np.testing.assert_allclose(got[..., channel], a / 65535.0, rtol=1e-6)
+
+    dim, bright = rng.uniform(0, 0.1, (3, 4, 4)), rng.uniform(0, 1.0, (3, 4, 4))
+    for cls, arrays in (("dim", dim), ("bright", bright)):
+        (tmp_path / "f" / cls).mkdir(parents=True)
+        for j, a in enumerate(arrays):
+            Image.fromarray(a.astype(np.float32), "F").save(tmp_path / "f" / cls / f"{j}.tif")
+    ds = data.load("images", data_dir=str(tmp_path / "f"), standardize=False)
+    scale = max(1.0, float(np.r_[dim, bright].astype(np.float32).max()))
+    for split, x, y in (("train", ds.x_train, ds.y_train), ("test", ds.x_test, ds.y_test)):
+        for path, row, label in zip(ds.info["files"][split], x, y):
+            cls, j = path.split("/")[-2], int(path[-5])
+            source = (dim if cls == "dim" else bright)[j].astype(np.float32)
+            np.testing.assert_allclose(row, source.reshape(-1) / scale, rtol=1e-6)
+            assert ds.info["class_names"][label] == cls
+
+
+def test_an_image_size_beyond_memory_is_refused_before_allocating(tmp_path):
+    _write_images(tmp_path, np.zeros((4, 3, 3), np.uint8), ["a", "b", "a", "b"])
+    with pytest.raises(DataError, match=r"images: 4 images of 1000000x1000000 pixels would take "
+                                        r"2.98e\+04 GiB as float64, more than half of this "
+                                        r"machine's .* GiB; give a smaller size"):
+        data.load("images", data_dir=str(tmp_path), size=(10**6, 10**6))
 
 
 def test_image_folder_errors(tmp_path):

@@ -157,12 +157,31 @@ def test_csv_task_flag_overrides_the_inferred_task(tmp_path):
     (["--dataset=images", "--data_dir=/no/such/folder"], "/no/such/folder"),
     (["--image_size=28"], "--image_size"),
     (["--image_size=28,28"], "--image_size is for --dataset=images"),
+    (["--dataset=houses", "--pixel_scaling=per_pixel"], "--pixel_scaling is for image data"),
 ])
 def test_bad_input_exits_2_with_one_sentence(tmp_path, args, needle):
     wd = tmp_path / "run"
     r = run(*args, f"--workdir={wd}")
     assert_bad_input(r, needle)
     assert not (wd / "summary.json").exists()
+
+
+def test_a_table_smaller_than_the_default_batch_trains_in_full_batches(tmp_path):
+    rows = "".join(f"{i % 5},{(i % 5) // 3}\n" for i in range(20))  # 16 train, 4 test
+    table = tmp_path / "small.csv"
+    table.write_text("x,y\n" + rows)
+    r = run("--dataset=csv", f"--csv_path={table}", "--target=y", "--epochs=3",
+            f"--workdir={tmp_path / 'run'}")
+    assert r.returncode == 0, r.stderr
+    assert ("warning: csv has 16 training examples, fewer than the default --batch_size=32; "
+            "each batch holds all 16") in r.stderr
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text()
+            .splitlines()]
+    assert [row["step"] for row in rows] == [0, 1, 2, 3]  # one full-batch step an epoch
+    # a batch size asked for must fit
+    r = run("--dataset=csv", f"--csv_path={table}", "--target=y", "--batch_size=32",
+            f"--workdir={tmp_path / 'asked'}")
+    assert_bad_input(r, "--batch_size must be between 1 and 16")
 
 
 def test_bad_input_leaves_an_earlier_run_intact(tmp_path):

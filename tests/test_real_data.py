@@ -204,6 +204,12 @@ def test_images_as_numpy_arrays_train_with_the_defaults_and_the_cnn(tmp_path, sp
         assert summary["status"] == "completed", summary
         assert summary["test_accuracy"] >= ACCURACY_BAR, (name, summary["test_accuracy"])
         assert "3000 train / 1000 test" in summary["dataset"]
+    # --pixel_scaling reaches npz images too: per pixel, the rare border strokes warn
+    r = run_experiment("train", "--dataset=npz", f"--npz_path={path}", "--hidden=16",
+                       "--epochs=1", "--pixel_scaling=per_pixel", f"--workdir={tmp_path / 'pp'}")
+    assert r.returncode == 0, r.stderr
+    assert "beyond 50 after scaling" in r.stderr
+    assert json.loads((tmp_path / "pp" / "config.json").read_text())["pixel_scaling"] == "per_pixel"
 
 
 def test_images_as_png_folders_train_with_the_defaults(tmp_path, sparse_files):

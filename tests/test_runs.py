@@ -154,6 +154,60 @@ def test_evaluate_reloads_the_run_and_matches_its_summary(finished_run):
                      "no config.json")
 
 
+@pytest.mark.parametrize("edit, needle", [
+    (lambda config: {**config, "hidden": ["a"]}, "--hidden must be comma-separated positive"),
+    (lambda config: {**config, "lr": "fast"}, "'fast' is not a valid --lr"),
+    (lambda config: [1, 2], "must hold a JSON object of flag values, not list"),
+])
+def test_evaluate_checks_a_hand_edited_config_like_a_command_line(finished_run, tmp_path, edit,
+                                                                 needle):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run, copy)
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps(edit(config)))
+    assert_bad_input(run_experiment("evaluate", f"--workdir={copy}"), needle)
+
+
+def test_a_table_run_keeps_its_data_path_and_resume_refuses_changed_data(tmp_path):
+    """config.json holds the table's absolute path, so evaluate works from any folder and
+    reports the RMSE in the target's units as the summary does; a --resume after the table
+    gained a category (one more input column) is one sentence and leaves the run as it was."""
+    rng = np.random.default_rng(0)
+    colours = rng.choice(["red", "green"], 60)
+    x = rng.normal(size=60)
+    price = 1000.0 * (3 * x + (colours == "red")) + rng.normal(scale=100.0, size=60)
+    table = tmp_path / "prices.csv"
+    table.write_text("colour,x,price\n" + "".join(
+        f"{c},{a:.4f},{p:.2f}\n" for c, a, p in zip(colours, x, price)))
+    workdir = tmp_path / "run"
+    args = ["--dataset=csv", f"--csv_path={os.path.relpath(table, ROOT)}", "--target=price",
+            "--hidden=8", "--epochs=3", f"--workdir={workdir}"]
+    r = run_experiment("train", *args)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((workdir / "config.json").read_text())["csv_path"] == str(table)
+    summary = json.loads((workdir / "summary.json").read_text())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    r = subprocess.run([sys.executable, "-m", "experiments.evaluate", f"--workdir={workdir}"],
+                       cwd=elsewhere, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr
+    test_line = next(line for line in r.stdout.splitlines() if line.startswith("test:"))
+    values = dict(zip(test_line.split()[1::2], map(float, test_line.split()[2::2])))
+    assert summary["test_rmse"] > 50  # in dollars, not in standardised units
+    assert values["rmse"] == pytest.approx(summary["test_rmse"], rel=1e-5)
+
+    with table.open("a") as f:
+        f.write("blue,0.5,1500.00\n")
+    before = _snapshot(workdir)
+    r = run_experiment("train", *args, "--resume")
+    assert_bad_input(r, "--resume: the checkpoint in")
+    assert "does not fit this run" in r.stderr and "has the data changed since?" in r.stderr
+    assert _snapshot(workdir) == before
+
+
 def test_workdir_outputs_flags_replay_and_tilde(tmp_path, monkeypatch):
     home = tmp_path / "home"
     home.mkdir()

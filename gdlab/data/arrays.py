@@ -79,6 +79,9 @@ def _read(path: str) -> dict[str, np.ndarray]:
     for k, a in arrays.items():
         if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
             raise DataError(f"{where}: array '{k}' has dtype {a.dtype}; numbers are needed")
+        if np.iscomplexobj(a):
+            raise DataError(f"{where}: array '{k}' holds complex numbers ({a.dtype}); real "
+                            f"numbers are needed")
         if a.ndim == 0:
             raise DataError(f"{where}: array '{k}' is a scalar; one row per example is needed")
         check_finite(a, f"{where}: array '{k}'")
@@ -110,8 +113,11 @@ def load_npz(
     for x, y, split in zip(xs, ys, ("_train", "_test") if own_split else ("",)):
         if len(x) != len(y):
             raise DataError(f"{where}: x{split} has {len(x)} rows but y{split} has {len(y)}")
-        if own_split and len(x) == 0:
-            raise DataError(f"{where}: both splits need at least one example")
+        if len(x) == 0:
+            raise DataError(f"{where}: x{split} has no rows" + (
+                "; both splits need at least one example" if own_split else ""))
+        if 0 in x.shape[1:]:
+            raise DataError(f"{where}: x{split}'s examples {x.shape[1:]} hold no values")
     if xs[-1].shape[1:] != xs[0].shape[1:]:
         raise DataError(f"{where}: x_train's examples are {xs[0].shape[1:]} but x_test's "
                         f"are {xs[1].shape[1:]}")

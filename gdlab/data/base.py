@@ -276,6 +276,13 @@ def fit_scaler(x_train: np.ndarray, mode: str,
     return mean, scale, floored
 
 
+def _label(value, info: dict) -> str:
+    """Class ``value`` (0..K−1) as the user's data names it (``info["label_values"]``)."""
+    names = info.get("label_values") or info.get("class_names")
+    value = int(value)
+    return repr(names[value]) if names is not None and 0 <= value < len(names) else str(value)
+
+
 def from_split(
     name: str,
     x_train: np.ndarray,
@@ -307,9 +314,24 @@ def from_split(
         raise DataError(f"data set {name!r}: unknown scaling {standardize!r}; choose one of: "
                         f"{', '.join(SCALINGS)}")
     info = dict(info or {})
+    source = info.get("source")  # a path, or one per file (MNIST's): name their folder
+    if isinstance(source, dict) and source:
+        source = os.path.dirname(next(iter(source.values())))
+    where = f"data set {name!r}" + (f" ('{source}')" if isinstance(source, str) else "")
     for array, what in ((x_train, "x_train"), (y_train, "y_train"),
                         (x_test, "x_test"), (y_test, "y_test")):
-        check_finite(array, f"data set {name!r} {what}")
+        check_finite(array, f"{where} {what}")
+    if len(x_train) == 0 or len(x_test) == 0:
+        raise DataError(f"{where}: the training and test splits need an example each, got "
+                        f"{len(x_train)} and {len(x_test)}")
+    if np.asarray(x_train)[0].size == 0:
+        raise DataError(f"{where}: its examples {tuple(np.shape(x_train)[1:])} hold no values")
+    if task == "classification":
+        seen = np.unique(np.asarray(y_train))
+        if len(seen) < 2:
+            raise DataError(f"{where}: every training example has the same label "
+                            f"({_label(seen[0], info)}); classification needs at least 2 "
+                            f"classes in the training split")
     if np.issubdtype(np.asarray(x_train).dtype, np.integer):  # token ids: kept as they are
         if mode != "none":
             raise DataError(f"data set {name!r}: integer token ids cannot be standardised; "
@@ -321,7 +343,11 @@ def from_split(
     notes = []
     if mode != "none":
         flat_train = x_train.reshape(len(x_train), -1)
-        mean, std, floored = fit_scaler(flat_train, mode, unscaled)
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, std, floored = fit_scaler(flat_train, mode, unscaled)
+        if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+            raise DataError(f"{where}: the values are too large to standardise (their mean or "
+                            f"variance overflows float64); rescale them")
         mean, std = mean.reshape(x_train.shape[1:]), std.reshape(x_train.shape[1:])
         for x in (x_train, x_test):
             x -= mean
@@ -347,6 +373,13 @@ def from_split(
                              f"beyond {WARN_Z:g} after scaling (largest |x| "
                              f"{info[f'max_abs_x_{split}']:.3g}): "
                              f"{_columns(name, extreme, feature_names)}; training may diverge")
+    if task == "classification":
+        unseen = np.setdiff1d(np.unique(np.asarray(y_test)), np.unique(np.asarray(y_train)))
+        if unseen.size:
+            count = int(np.isin(np.asarray(y_test), unseen).sum())
+            notes.append(f"{name}: {count} test examples belong to {unseen.size} classes that no "
+                         f"training example has ({', '.join(_label(v, info) for v in unseen[:5])}"
+                         f"{', …' if unseen.size > 5 else ''}); the model cannot learn them")
     if notes:
         info["warnings"] = (*info.get("warnings", ()), *notes)  # after the loader's own
         for note in notes:
@@ -357,18 +390,30 @@ def from_split(
         if y_train.ndim == 1:
             y_train, y_test = y_train[:, None], y_test[:, None]
         if standardize_target:
-            y_mean, y_std = fit_standardizer(y_train)
+            with np.errstate(over="ignore", invalid="ignore"):
+                y_mean, y_std = fit_standardizer(y_train)
+            if not (np.isfinite(y_mean).all() and np.isfinite(y_std).all()):
+                raise DataError(f"{where}: the targets are too large to standardise (their mean "
+                                f"or variance overflows float64); rescale them")
             y_train = (y_train - y_mean) / y_std
             y_test = (y_test - y_mean) / y_std
             info["y_mean"], info["y_std"] = y_mean, y_std
-        y_train, y_test = y_train.astype(np.float32), y_test.astype(np.float32)
+        with np.errstate(over="ignore"):
+            y_train, y_test = y_train.astype(np.float32), y_test.astype(np.float32)
     else:
         y_train, y_test = np.asarray(y_train, np.int32), np.asarray(y_test, np.int32)
+    if x_train.dtype != np.int32:
+        with np.errstate(over="ignore"):
+            x_train, x_test = x_train.astype(np.float32), x_test.astype(np.float32)
+    for array, what in ((x_train, "features"), (y_train, "targets")):
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            raise DataError(f"{where}: some {what} lie beyond float32's range "
+                            f"(±{float(np.finfo(np.float32).max):.3g}) after scaling; rescale them")
     return Dataset(
         name=name,
-        x_train=x_train if x_train.dtype == np.int32 else x_train.astype(np.float32),
+        x_train=x_train,
         y_train=y_train,
-        x_test=x_test if x_test.dtype == np.int32 else x_test.astype(np.float32),
+        x_test=x_test,
         y_test=y_test,
         task=task,
         num_classes=num_classes if task == "classification" else 0,

@@ -11,9 +11,11 @@ Files with the extensions of ``EXTENSIONS`` are read with Pillow; others, and
 names starting with a dot, are ignored. Every image must have the same height
 and width, unless ``size = (height, width)`` is given: then each is resized to
 it (bilinear), whatever its own. Grey-scale images stay one channel; if any image
-has colour, all are read as RGB. Pixels become ``x/255``, normalised with one
-mean and standard deviation over all training pixels (``"global"``, as MNIST;
-``"per_pixel"`` or ``False`` on request), flattened to ``(N, H·W·C)`` with
+has colour, all are read as RGB (grey ones with R = G = B). Pixels become ``x/255``
+(16-bit grey ``x/65535``; float grey ``x`` over the largest float value of the
+folder, when above 1), normalised with one mean and standard deviation over all
+training pixels (``"global"``, as MNIST; ``"per_pixel"`` or ``False`` on
+request), flattened to ``(N, H·W·C)`` with
 ``info["image_shape"] = (H, W, C)``, so ``as_images`` (and ``--model=cnn``) gets
 them back. Errors are ``DataError``s of one sentence naming the folder or file.
 """
@@ -29,7 +31,9 @@ from gdlab.data.base import DataError, Dataset, from_split, split_indices
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
-_GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+_WIDE_GREY_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+"""Grey modes of more than 8 bits: 16-bit integers become x/65535, floats x/max."""
+_GREY_MODES = ("1", "L", "LA", *_WIDE_GREY_MODES)
 
 
 def _class_files(folder: str) -> dict[str, list[str]]:
@@ -76,7 +80,16 @@ def _pixels(images: list, paths: list[str], colour: bool,
         (size, count), = collections.Counter(im.size for im in images).most_common(1)
     else:
         size, count = (resize[1], resize[0]), None  # PIL's sizes are (width, height)
-    out = np.empty((len(images), size[1], size[0], 3 if colour else 1))
+    shape = (len(images), size[1], size[0], 3 if colour else 1)
+    need, have = 8 * float(np.prod(shape, dtype=np.float64)), _physical_memory()
+    if have is not None and need > have / 2:
+        raise DataError(f"images: {len(images)} images of {size[1]}x{size[0]} pixels would take "
+                        f"{need / 2**30:.3g} GiB as float64, more than half of this machine's "
+                        f"{have / 2**30:.3g} GiB; give a smaller size (--image_size=HEIGHT,WIDTH)")
+    out = np.empty(shape)
+    # float ("F") grey images: one scale for the folder, their largest value (at least 1)
+    float_max = max([1.0] + [float(np.asarray(im).max()) for im in images
+                          if im.mode == "F"])
     for i, (im, path) in enumerate(zip(images, paths)):
         if im.size != size and count is None:
             im = im.resize(size, Image.Resampling.BILINEAR)
@@ -85,13 +98,21 @@ def _pixels(images: list, paths: list[str], colour: bool,
                             f"{count} of the {len(images)} images are {size[0]}x{size[1]}; "
                             f"every image must have the same size (resize them, or give a "
                             f"size to resize to: --image_size=HEIGHT,WIDTH)")
-        if not colour and im.mode in ("I", "I;16", "F"):  # 16-bit or float grey: own range
-            a = np.asarray(im, np.float64)
-            a = a / (65535.0 if im.mode != "F" else max(1.0, float(a.max())))
+        if im.mode in _WIDE_GREY_MODES:  # 16-bit or float grey: their own range, to [0, 1]
+            a = np.asarray(im, np.float64) / (float_max if im.mode == "F" else 65535.0)
+            a = np.repeat(a[..., None], shape[-1], axis=-1)  # grey among colour: R = G = B
         else:
             a = np.asarray(im.convert("RGB" if colour else "L"), np.float64) / 255.0
         out[i] = a.reshape(out.shape[1:])
     return out
+
+
+def _physical_memory() -> float | None:
+    """This machine's memory in bytes (None where the system does not say)."""
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE")) * float(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def load_images(

@@ -2,8 +2,9 @@
 
 The file must be UTF-8 text with a header row of distinct column names followed by
 data rows (blank lines are skipped). The separator is the one of ``DELIMITERS``
-(comma, semicolon, tab, bar) that the header line holds most often;
-``info["delimiter"]`` records it. With semicolons, in a column where a comma
+(comma, semicolon, tab, bar) that cuts the first lines into the same number of
+cells, the most (else the header line's most frequent); ``info["delimiter"]``
+records it. With semicolons, in a column where a comma
 appears, the comma is the decimal point and a dot groups digits (``1.234,5`` is
 1234.5), the convention that pairs the two; otherwise commas may group digits in
 threes (``"1,234.5"``, quoted, is 1234.5). ``target`` names
@@ -70,21 +71,36 @@ MAX_CATEGORIES = 100
 """A text feature column may hold at most this many distinct values (one-hot columns)."""
 
 DELIMITERS = (",", ";", "\t", "|")
-"""The separators a table may use; the header line's most frequent one is taken."""
+"""The separators a table may use (``_delimiter`` picks the file's)."""
 
 MISSING = ("", "na", "n/a", "nan", "null", "none", "?")
 """Cells that mean "no value" in a column of numbers (compared stripped, in lower case)."""
 
 
+SNIFF_LINES = 20
+"""How many of the first non-blank lines choose the separator."""
+
+
 def _delimiter(f) -> str:
-    """The separator of the file's first non-blank line: the one of ``DELIMITERS`` it holds
-    most often (a comma when none, or on a tie); the file is read again from its start."""
-    line = ""
+    """The separator: of ``DELIMITERS``, the one that cuts the first ``SNIFF_LINES``
+    non-blank lines (quotes respected) into one number of cells, more than one, and the
+    most cells; when none does, the one the first line holds most often (a comma when
+    none, or on a tie). The file is read again from its start."""
+    lines = []
     for line in f:
         if line.strip():
-            break
+            lines.append(line)
+            if len(lines) == SNIFF_LINES:
+                break
     f.seek(0)
-    counts = [line.count(d) for d in DELIMITERS]
+    best, best_width = None, 1
+    for d in DELIMITERS:
+        widths = {len(row) for row in csv.reader(lines, delimiter=d)}
+        if len(widths) == 1 and (width := widths.pop()) > best_width:
+            best, best_width = d, width
+    if best is not None:
+        return best
+    counts = [lines[0].count(d) if lines else 0 for d in DELIMITERS]
     return DELIMITERS[counts.index(max(counts))]
 
 
@@ -255,6 +271,9 @@ def load_csv(
 
     # features: numbers as they are, text one-hot (its indicator columns left unscaled)
     parts, feature_names, indicator, categories, missing = [], [], [], {}, {}
+    if len(data) < 2:
+        raise DataError(f"{where} has {len(data)} data row{'' if len(data) == 1 else 's'}; a "
+                        f"train/test split needs at least 2")
     train_idx, _ = split_indices(len(data), seed=seed, test_fraction=test_fraction)
     for j, name in enumerate(header):
         if name == target or name in drop:
@@ -301,7 +320,7 @@ def load_csv(
         if _is_missing(c):
             raise DataError(f"{where}, row {data[i][0]}, column '{target}' "
                             f"{f'has no value ({c!r})' if c else 'is empty'}; every example "
-                            f"needs a target")
+                            f"needs a target" + (f" (if {c!r} is a class, rename it)" if c else ""))
     y = _numbers(path, target, target_column, data, decimal_comma)
     if y is None:
         if task == "regression":
