@@ -272,12 +272,7 @@ def batch_size(ds: data.Dataset) -> int:
 def check_descent_flags() -> None:
     import math
 
-    import numpy as np
-
     _cli.positive_float("lr", FLAGS.lr)
-    if FLAGS.lr > float(np.finfo(np.float32).max):
-        raise _cli.UsageError(f"--lr={FLAGS.lr} overflows float32, the training dtype (largest "
-                              f"{float(np.finfo(np.float32).max):.3g})")
     if not 0.0 <= FLAGS.momentum < 1.0:
         raise _cli.UsageError(f"--momentum must lie in [0, 1), got {FLAGS.momentum}")
     if not (math.isfinite(FLAGS.weight_decay) and FLAGS.weight_decay >= 0):

@@ -25,6 +25,18 @@ def fail(message: str):
     sys.exit(2)
 
 
+def fail_now(message: str):
+    """``fail``, skipping the interpreter's shutdown: for a failure that leaves a library's
+    threads behind, still failing (orbax's reads of a damaged checkpoint), which would
+    print their tracebacks while Python exits. Nothing has been written when it is called."""
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+    os._exit(2)
+
+
 def _parse(argv):
     if any(a in ("-h", "-help", "--help", "--helpshort") for a in argv[1:]):
         app.usage(shorthelp=True, writeto_stdout=True, exitcode=0)  # absl alone would exit 1
@@ -326,17 +338,29 @@ def _show(value) -> str:
     return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+"""The largest float32: rates and tolerances are used in float32, the training dtype."""
+
+
+def _check_float32(name: str, value: float) -> None:
+    if value > FLOAT32_MAX:
+        raise UsageError(f"--{name}={value} overflows float32, the training dtype (largest "
+                         f"{FLOAT32_MAX:.3g})")
+
+
 def positive_float(name: str, value: float) -> float:
-    """``value`` when it is finite and > 0, else a UsageError naming ``--name``."""
+    """``value`` when it is finite, > 0 and within float32, else a UsageError naming it."""
     import math
 
     if not (math.isfinite(value) and value > 0):
         raise UsageError(f"--{name} must be a positive number, got {value}")
+    _check_float32(name, value)
     return value
 
 
 def positive_float_list(name: str, values) -> list[float]:
-    """``--name=a,b,c`` as floats, each finite and > 0, else a UsageError naming ``--name``."""
+    """``--name=a,b,c`` as floats, each finite, > 0 and within float32, else a UsageError
+    naming ``--name``."""
     import math
 
     out = []
@@ -348,5 +372,15 @@ def positive_float_list(name: str, values) -> list[float]:
         if not (math.isfinite(value) and value > 0):
             raise UsageError(f"--{name} must be comma-separated positive numbers, e.g. "
                              f"--{name}=0.01,0.1,1; got {text.strip()!r}")
+        _check_float32(name, value)
         out.append(value)
     return out
+
+
+def seconds(name: str, value: float) -> float:
+    """A duration flag: finite and >= 0 (a NaN would silently never elapse)."""
+    import math
+
+    if not (math.isfinite(value) and value >= 0):
+        raise UsageError(f"--{name} must be a number of seconds >= 0, got {value}")
+    return value

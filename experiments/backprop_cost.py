@@ -85,6 +85,7 @@ def main(argv):
     width = FLAGS.width
     input_dim = FLAGS.input_dim or width
     depths = _depths(width, input_dim)
+    _cli.check_seed(FLAGS.seed)
     _cli.check_seed(FLAGS.seed + len(depths) - 1, "seed")  # size i uses seed + i
     workdir, _lock = _cli.prepare_workdir(FLAGS.workdir)  # held until the process ends
 

@@ -71,6 +71,9 @@ def main(argv):
     minibatch = _builders.minibatch_size(ds)
     loss_name = _builders.loss_name(ds)
     model = _builders.build_model(ds, loss_name)
+    kwargs = {"momentum": FLAGS.momentum} if FLAGS.optimizer in ("momentum", "nesterov") else {}
+    _builders.check_memory(model, optim.get(FLAGS.optimizer, rates["batch"], **kwargs), ds,
+                           ds.n_train)  # the batch mode's full batch: the most memory
     workdir, _lock = _cli.prepare_workdir(FLAGS.workdir)  # held until the process ends
 
     import jax
@@ -81,7 +84,6 @@ def main(argv):
 
     loss = losses.get(loss_name)
     n = ds.n_train
-    kwargs = {"momentum": FLAGS.momentum} if FLAGS.optimizer in ("momentum", "nesterov") else {}
     print(f"{data.describe(ds)}; {model.name}; {loss_name} loss; {FLAGS.optimizer}; "
           f"{FLAGS.epochs} epochs per mode; {FLAGS.grad} gradients on {jax.default_backend()}")
 

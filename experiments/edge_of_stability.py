@@ -36,7 +36,7 @@ import time
 
 from absl import flags
 
-from experiments import _cli
+from experiments import _builders, _cli
 
 SCALINGS = ("global", "per_pixel")
 
@@ -143,6 +143,8 @@ def summarize(lr: float, steps: int, every: int, path, seconds: float) -> dict:
         "initial_loss": _number(loss[0]),
         "final_loss": _number(loss[-1]),
         "diverged": bool(not np.all(np.isfinite(loss))),
+        "diverged_by_step": (int(measured[np.argmin(np.isfinite(loss))])
+                             if not np.all(np.isfinite(loss)) else None),
         "steps": steps,
         "hvp_per_estimate": float(np.mean(path.iterations)),
         "estimates_converged": float(np.mean(path.converged)),
@@ -254,12 +256,19 @@ def _print_row(say, r, note=""):
         f"{fmt(r['ratio_init'], '>7.2f')} {fmt(r['sharpness_last_third_median'], '>8.3f')} "
         f"{fmt(r['ratio_last_third'], '>6.3f')} {fmt(r['initial_loss'], '>8.4f')} "
         f"{fmt(r['final_loss'], '>9.5f')} {r['seconds']:>6.1f}{note}", flush=True)
+    if r["diverged"]:
+        say(f"        η={r['lr']:g} diverged: the loss was no longer finite by step "
+            f"{r['diverged_by_step']}; η is far beyond 2/λmax", flush=True)
 
 
 def main(argv):
     del argv
     config = config_from_flags()
     ds = load_digits(config)
+    from gdlab import models, optim
+
+    _builders.check_memory(models.mlp([*config.hidden, ds.num_classes], "tanh"),
+                           optim.get("gd", max(config.lrs)), ds, config.examples)
     workdir, _lock = _cli.prepare_workdir(FLAGS.workdir)  # held until the process ends
     summary = run(config, workdir, dataset=ds)
     print(f"\n{summary['at_edge_count']} of {len(summary['runs'])} learning rates started below "

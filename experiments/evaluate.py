@@ -54,6 +54,8 @@ def main(argv):
         state = checkpoint.restore(workdir, FLAGS.epoch)
     except FileNotFoundError as e:
         raise _cli.UsageError(str(e)) from None
+    except checkpoint.CheckpointError as e:
+        _cli.fail_now(str(e))
     try:
         train.check_params_fit(model, state.params, ds.input_shape)
     except ValueError as e:

@@ -84,7 +84,7 @@ def main(argv):
             input_dim=FLAGS.input_dim, num_classes=FLAGS.num_classes, seed=FLAGS.seed,
             mixed=FLAGS.mixed)
     print(report.table())
-    outputs = [_cli.expand("json_out", FLAGS.json_out)] if FLAGS.json_out else []
+    outputs = [_cli.expand("json_out", FLAGS.json_out)] if FLAGS.json_out is not None else []
     if FLAGS.workdir is not None:
         outputs.append(os.path.join(FLAGS.workdir, "gradcheck.json"))
     for path in outputs:

@@ -54,7 +54,7 @@ def learning_rates() -> list[float]:
     """The grid the flags ask for, ascending; one sentence for a bad one."""
     if FLAGS.lrs is not None:
         for name in ("lr_min", "lr_max", "num"):
-            if FLAGS[name].present:
+            if FLAGS[name].value != FLAGS[name].default:  # flags.txt lists them all
                 raise _cli.UsageError(f"give either --lrs or --lr_min/--lr_max/--num, not both "
                                       f"(got --lrs and --{name})")
         if not FLAGS.lrs:

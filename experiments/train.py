@@ -76,21 +76,25 @@ def collapsed(rows, num_classes: int) -> bool:
     return max(accuracies) > 3 * chance and accuracies[-1] < 1.5 * chance
 
 
-def restore_checkpoint(workdir: str, model, ds) -> tuple:
+def restore_checkpoint(workdir: str, model, optimizer, ds) -> tuple:
     """``--resume``: ``(state, epoch, metrics rows kept)`` of ``workdir``'s latest checkpoint,
-    or ``()`` when it has none (or no --resume); a UsageError when the checkpoint's params
-    do not fit this run's model on its data (the data changed: one more category column)."""
+    or ``()`` when it has none (or no --resume). A UsageError when it cannot be read, or
+    does not fit this run's model, optimizer and data (the data changed: one more
+    category column)."""
     from gdlab import checkpoint, train
 
-    if not FLAGS.resume or checkpoint.latest_epoch(workdir) is None:
-        return ()
-    meta = checkpoint.read_meta(workdir)
-    state = checkpoint.restore(workdir)
     try:
-        train.check_params_fit(model, state.params, ds.input_shape)
+        if not FLAGS.resume or checkpoint.latest_epoch(workdir) is None:
+            return ()
+        meta = checkpoint.read_meta(workdir)
+        state = checkpoint.restore(workdir)
+    except checkpoint.CheckpointError as e:
+        _cli.fail_now(f"--resume: {e}")
+    try:
+        train.check_state_fit(model, optimizer, state, ds.input_shape)
     except ValueError as e:
         raise _cli.UsageError(f"--resume: the checkpoint in {workdir} does not fit this run "
-                              f"({e}); has the data changed since?") from None
+                              f"({e}); have the data or flags changed since it was saved?") from None
     return state, meta["epoch"], meta["metrics_rows"]
 
 
@@ -100,6 +104,7 @@ def main(argv):
     primary = _cli.is_primary()  # process 0 writes the workdir; the others write nothing
     _builders.apply_model_defaults()
     _builders.check_descent_flags()
+    _cli.seconds("checkpoint_seconds", FLAGS.checkpoint_seconds)
     ds = _builders.load_dataset()
     loss_name = _builders.loss_name(ds)
     batch_size = _builders.batch_size(ds)
@@ -110,7 +115,7 @@ def main(argv):
     resumed = []  # --resume: (state, epoch, metrics rows kept) of the latest checkpoint
     workdir, _lock = _cli.prepare_workdir(
         FLAGS.workdir, resume=FLAGS.resume,
-        check=lambda folder: resumed.extend(restore_checkpoint(folder, model, ds)))
+        check=lambda folder: resumed.extend(restore_checkpoint(folder, model, optimizer, ds)))
     # where this process writes: the workdir, or (processes other than 0) a throwaway folder
     outdir, _scratch = _cli.output_dir(workdir)
     signals = _cli.Signals().install()
@@ -193,7 +198,7 @@ def main(argv):
         "test_rmse": last.get("test_rmse"),
         "train_loss": last.get("train_loss"),
         "train_accuracy": last.get("train_accuracy"),
-        "epochs_run": last.get("epoch", start_epoch),
+        "epochs_run": result.epochs_run,
         "steps": int(result.state.step),
         "wall_seconds": time.perf_counter() - started,
         "compile_seconds": result.compile_seconds,
@@ -235,7 +240,8 @@ def main(argv):
     else:
         acc = f", test accuracy {summary['test_accuracy']:.4f}" if summary["test_accuracy"] is not None else ""
         rmse = f", test RMSE {summary['test_rmse']:.4g}" if summary["test_rmse"] is not None else ""
-        print(f"done: test loss {summary['test_loss']:.4g}{acc}{rmse}")
+        loss_text = "nan" if summary["test_loss"] is None else f"{summary['test_loss']:.4g}"
+        print(f"done: test loss {loss_text}{acc}{rmse}")
     say(f"outputs in {os.path.abspath(workdir)}")
     return 0
 
@@ -243,8 +249,9 @@ def main(argv):
 def sharpness_probe(model, loss, ds):
     """``probe(state) -> λmax``: the top Hessian eigenvalue of the training-mode loss on a fixed
     subset of --sharpness_examples training examples, by Lanczos on Hessian-vector products
-    through the manual backward (``gdlab.curvature``), compiled once and warm-started from the
-    previous top eigenvector."""
+    through the manual backward (``gdlab.curvature``), compiled once. Every probe starts
+    from the same seeded direction, not from the previous eigenvector: λmax is then a
+    function of the state alone, so a resumed run logs the same values bit for bit."""
     import jax
 
     from gdlab import curvature
@@ -253,13 +260,10 @@ def sharpness_probe(model, loss, ds):
                                   FLAGS.sharpness_examples, seed=FLAGS.seed)
     estimate = curvature.make_sharpness(model, loss, method="lanczos", tol=1e-4, max_iters=50)
     key = jax.random.PRNGKey(FLAGS.seed)  # one fixed dropout mask, if the model has dropout
-    start = []
 
     def probe(state):
-        v0 = start.pop() if start else curvature.random_direction(key, state.params)
-        out = estimate(state.params, state.model_state, x, y, v0, key=key)
-        start.append(jax.tree.map(lambda a: a[0], out.vectors))  # the top Ritz vector
-        return float(out.values[0])
+        v0 = curvature.random_direction(key, state.params)
+        return float(estimate(state.params, state.model_state, x, y, v0, key=key).values[0])
 
     return probe
 

@@ -35,6 +35,54 @@ import numpy as np
 FOLDER = "checkpoints"
 
 
+class CheckpointError(Exception):
+    """A checkpoint folder that cannot be read; its message is one sentence naming it."""
+
+
+class _Silenced:
+    """Standard error (file descriptor 2) sent to /dev/null while orbax reads: after a
+    failed read its abandoned array reads print their own copies of the error from other
+    threads and from the garbage collector. On a failure they are collected before
+    standard error comes back; the failure itself is raised as one ``CheckpointError``."""
+
+    def __enter__(self):
+        import sys
+
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        import gc
+        import sys
+        import time
+
+        if kind is not None:  # let the abandoned reads finish failing, out of sight
+            hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
+            try:
+                gc.collect()
+                time.sleep(0.2)
+                gc.collect()
+            finally:
+                sys.unraisablehook = hook
+        sys.stderr.flush()
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        return False
+
+
+def _unreadable(workdir, epoch, error: BaseException) -> CheckpointError:
+    detail = (str(error).strip().splitlines() or [""])[0][:200]
+    folder = os.path.join(directory(workdir), str(epoch))
+    return CheckpointError(
+        f"the checkpoint {folder} cannot be read ({type(error).__name__}"
+        f"{': ' + detail if detail else ''}); remove that folder to fall back to the one "
+        f"before it, or start over with --overwrite")
+
+
 def directory(workdir: str | os.PathLike) -> str:
     """``WORKDIR/checkpoints`` as an absolute path (orbax wants one)."""
     return os.path.join(os.path.abspath(os.fspath(workdir)), FOLDER)
@@ -175,6 +223,8 @@ def save(workdir, state, *, epoch: int, metrics_rows: int = 0, meta: dict | None
 def epochs(workdir) -> list[int]:
     """The epochs that have a complete checkpoint, oldest first (none: [])."""
     if not os.path.isdir(directory(workdir)):
+        if os.path.exists(directory(workdir)):
+            raise CheckpointError(f"{directory(workdir)} is a file, not a folder of checkpoints")
         return []
     with _manager(workdir) as mngr:
         return sorted(int(s) for s in mngr.all_steps())
@@ -191,23 +241,40 @@ def read_meta(workdir, epoch: int | None = None) -> dict:
     import orbax.checkpoint as ocp
 
     epoch = _epoch_or_latest(workdir, epoch)
-    with _manager(workdir) as mngr:
-        return mngr.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    failure = None
+    try:
+        with _Silenced(), _manager(workdir) as mngr:
+            record = mngr.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        record = record["meta"]
+        if not isinstance(record, dict) or not {"epoch", "metrics_rows", "structure"} <= set(record):
+            raise ValueError("its meta record lacks the epoch, metrics rows or structure")
+    except Exception as e:  # orbax and tensorstore raise many kinds: one sentence for them all
+        failure = _unreadable(workdir, epoch, e)
+    if failure is not None:
+        raise failure
+    return record
 
 
 def restore(workdir, epoch: int | None = None):
     """The ``TrainState`` saved at ``epoch`` (the latest by default), on the default device.
 
-    Raises ``FileNotFoundError`` when there is no checkpoint.
+    Raises ``FileNotFoundError`` when there is no checkpoint, ``CheckpointError`` when it
+    cannot be read (a damaged or truncated file).
     """
     import orbax.checkpoint as ocp
 
     epoch = _epoch_or_latest(workdir, epoch)
     record = read_meta(workdir, epoch)
-    target = abstract(record["structure"])
-    with _manager(workdir) as mngr:
-        out = mngr.restore(epoch, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target)))
+    failure = None
+    try:
+        target = abstract(record["structure"])
+        with _Silenced(), _manager(workdir) as mngr:
+            out = mngr.restore(epoch, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(target)))
+    except Exception as e:  # a damaged or truncated array file, a structure it cannot rebuild
+        failure = _unreadable(workdir, epoch, e)
+    if failure is not None:
+        raise failure
     return out["state"]
 
 

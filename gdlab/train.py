@@ -22,6 +22,7 @@ import dataclasses
 import functools
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -451,15 +452,30 @@ def check_data(model: Layer, loss: Loss, data, name: str = "train_data"):
     return jnp.asarray(x), jnp.asarray(y)
 
 
+def _same_shapes(expected, given) -> bool:
+    """Whether two pytrees have one structure and leaves of the same shapes."""
+    return jax.tree_util.tree_structure(expected) == jax.tree_util.tree_structure(given) and all(
+        tuple(np.shape(a)) == tuple(np.shape(b))
+        for a, b in zip(jax.tree_util.tree_leaves(expected), jax.tree_util.tree_leaves(given)))
+
+
 def check_params_fit(model: Layer, params, in_shape) -> None:
     """``ValueError`` unless ``params`` are shaped like ``model``'s on examples of ``in_shape``."""
-    expected = init_shapes(model, tuple(in_shape))[1]
-    ok = jax.tree_util.tree_structure(expected) == jax.tree_util.tree_structure(params) and all(
-        tuple(a.shape) == tuple(np.shape(b)) for a, b in zip(jax.tree_util.tree_leaves(expected),
-                                                             jax.tree_util.tree_leaves(params)))
-    if not ok:
+    if not _same_shapes(init_shapes(model, tuple(in_shape))[1], params):
         raise ValueError(f"the given state's params do not fit {model.name} on examples of "
                          f"shape {tuple(in_shape)}")
+
+
+def check_state_fit(model: Layer, optimizer: optim.Optimizer, state: TrainState,
+                    in_shape) -> None:
+    """``ValueError`` unless ``state`` could have come from ``create_state(model, optimizer,
+    ...)`` on examples of ``in_shape``: its params fit the model and its optimizer state is
+    the one ``optimizer`` keeps (momentum's velocity, Adam's two moments, ...)."""
+    check_params_fit(model, state.params, in_shape)
+    if not _same_shapes(jax.eval_shape(optimizer.init, state.params), state.opt_state):
+        raise ValueError(f"the given state's optimizer state "
+                         f"({type(state.opt_state).__name__}) is not the one this optimizer "
+                         f"keeps ({type(jax.eval_shape(optimizer.init, state.params)).__name__})")
 
 
 def _bytes(tree) -> int:
@@ -518,6 +534,7 @@ class FitResult:
     compile_seconds: float         # time to compile the epoch program
     step_losses: np.ndarray        # the batch loss of every update this call ran, in order;
                                    # on divergence up to and including the refused one
+    epochs_run: int = 0            # the last epoch trained (start_epoch when none was)
 
 
 def fit(
@@ -582,7 +599,7 @@ def fit(
     if state is None:
         state = create_state(model, optimizer, key, x.shape[1:])
     else:
-        check_params_fit(model, state.params, x.shape[1:])
+        check_state_fit(model, optimizer, state, x.shape[1:])
     if mesh is None:
         epoch_fn = make_epoch(model, loss, optimizer, num_examples=n, batch_size=batch_size,
                               grad=grad, blowup=blowup, norms=True, compute_dtype=compute_dtype)
@@ -617,12 +634,18 @@ def fit(
     first_step = int(state.step)
     step_losses: list[np.ndarray] = []
     stopped = False
+    epochs_run = start_epoch
     for epoch in range(start_epoch + 1, epochs + 1):
         t0 = time.perf_counter()
         state, metrics = compiled(state, x, y)
         jax.block_until_ready(state)
         seconds = time.perf_counter() - t0
+        epochs_run = epoch
         diverged = bool(state.health.diverged)
+        if not diverged and not np.isfinite(float(metrics.displacement)):
+            # the epoch's last update left non-finite params: the guard would refuse the
+            # next update on its loss, but no update of this epoch comes after it
+            state, diverged = _diverged_after(state), True
         values = np.asarray(metrics.loss)
         if diverged:  # keep the losses up to the refused update
             values = values[:max(0, int(state.health.diverged_at) - first_step
@@ -634,7 +657,11 @@ def fit(
                 break
             continue
         row = evaluated(epoch, state)
-        row["batch_loss"] = float(np.nanmean(values)) if values.size else float("nan")
+        if not diverged and not np.isfinite(row["train_loss"]):  # finite params, bad loss
+            state, diverged = _diverged_after(state), True
+        with warnings.catch_warnings():  # an epoch whose losses were all refused: NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            row["batch_loss"] = float(np.nanmean(values)) if values.size else float("nan")
         row.update(grad_norm=float(metrics.grad_norm), displacement=float(metrics.displacement),
                    param_norm=float(optim.global_norm(state.params)),
                    seconds=seconds, examples_per_second=n / seconds)
@@ -654,7 +681,15 @@ def fit(
         diverged_at_step=int(state.health.diverged_at) if bool(state.health.diverged) else None,
         compile_seconds=compile_seconds,
         step_losses=np.concatenate(step_losses) if step_losses else np.zeros(0, np.float32),
+        epochs_run=epochs_run,
     )
+
+
+def _diverged_after(state: TrainState) -> TrainState:
+    """``state`` marked diverged at the next update, as the guard would mark it when that
+    update's loss came out non-finite (so ``diverged_at`` − 1 is still the state's step)."""
+    return state.replace(health=state.health.replace(
+        diverged=jnp.array(True), diverged_at=jnp.asarray(state.step + 1, jnp.int32)))
 
 
 @functools.lru_cache(maxsize=8)

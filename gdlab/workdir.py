@@ -71,16 +71,52 @@ def open_workdir(path: str | os.PathLike, *, resume: bool = False,
     except OSError as e:
         raise WorkdirError(f"{path}: cannot write there ({e.strerror})") from None
     names = sorted(os.listdir(path))
+    shown = ", ".join(names[:4]) + (", …" if len(names) > 4 else "")
     if names and not (resume or overwrite):
         lock.release()
-        shown = ", ".join(names[:4]) + (", …" if len(names) > 4 else "")
         raise WorkdirError(f"{path} already holds a run ({shown}); pass --resume to continue "
                            "it or --overwrite to replace it")
     if names and overwrite and not resume:
-        for name in names:
-            full = os.path.join(path, name)
-            if os.path.isdir(full) and not os.path.islink(full):
-                shutil.rmtree(full)
-            else:
-                os.unlink(full)
+        if RUN_MARK not in names:  # --workdir=. --overwrite must not empty a source tree
+            lock.release()
+            raise WorkdirError(f"{path} holds files but no run ({RUN_MARK} is missing: {shown});"
+                               f" --overwrite replaces only a run's folder: choose another "
+                               f"--workdir")
+        blocked = _unwritable(path, files=False)  # all or nothing: check before deleting
+        try:
+            if blocked is not None:
+                raise PermissionError(13, f"cannot delete what {blocked} holds")
+            for name in names:
+                full = os.path.join(path, name)
+                if os.path.isdir(full) and not os.path.islink(full):
+                    shutil.rmtree(full)
+                else:
+                    os.unlink(full)
+        except OSError as e:
+            lock.release()
+            raise WorkdirError(f"--overwrite: {path}: {e.strerror or e}") from None
+    elif names and resume:
+        blocked = _unwritable(path, files=True)
+        if blocked is not None:
+            lock.release()
+            raise WorkdirError(f"--resume: {blocked} cannot be written, so the run could not go "
+                               f"on there")
     return path, lock
+
+
+RUN_MARK = "config.json"
+"""The file every run writes first into its workdir: a folder without it is not a run."""
+
+
+def _unwritable(path: str, *, files: bool) -> str | None:
+    """The first folder under ``path`` (itself included) whose entries cannot be created or
+    deleted, or, with ``files``, the first file that cannot be written; None if none."""
+    for folder, _, names in os.walk(path):
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return folder
+        if files:
+            for name in names:
+                full = os.path.join(folder, name)
+                if not os.path.islink(full) and not os.access(full, os.W_OK):
+                    return full
+    return None

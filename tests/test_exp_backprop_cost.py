@@ -236,7 +236,7 @@ def test_tiny_run_writes_cost_json_and_png(tmp_path):
 
 @pytest.mark.parametrize("flag", [
     "--depths=8", "--depths=0,4", "--depths=4,1000", "--repeats=0", "--width=0",
-    "--batch_size=-1", "stray",
+    "--batch_size=-1", "stray", "--seed=-1",
 ])
 def test_bad_flags_exit_2_with_one_sentence(flag, tmp_path):
     proc = _run(flag, f"--workdir={tmp_path / 'out'}")

@@ -91,6 +91,15 @@ def test_bad_flag_exits_2_with_one_sentence(tmp_path):
     assert not (tmp_path / "out").exists()  # nothing written
 
 
+def test_a_run_that_diverges_says_so(tmp_path):
+    proc = _run("--lrs=50", "--steps=40", "--sharpness_every=20", "--examples=100",
+                "--hidden=8", "--minibatch_size=0", f"--workdir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    assert "η=50 diverged: the loss was no longer finite by step" in proc.stdout
+    run = json.loads((tmp_path / "eos.json").read_text())["runs"][0]
+    assert run["diverged"] and run["diverged_by_step"] in (20, 40)
+
+
 def test_help_lists_every_flag():
     proc = _run("--help")
     assert proc.returncode == 0

@@ -89,12 +89,28 @@ def test_explicit_learning_rates_minibatch_momentum(tmp_path):
     (["--lrs=0.1,-1"], "--lrs"),
     (["--lr_min=1", "--lr_max=0.1"], "--lr_min"),
     (["--num=1"], "--num"),
+    (["--lrs=0.1,1e39"], "--lrs=1e+39 overflows float32"),
 ])
 def test_bad_flags_exit_2_with_one_sentence(tmp_path, args, name):
     workdir = tmp_path / "out"
     proc = run_sweep(*args, f"--workdir={workdir}")
     assert_bad_input(proc, name)
     assert not workdir.exists()  # stopped before anything was written
+
+
+def test_flags_txt_replays_a_sweep_of_listed_rates(tmp_path):
+    """flags.txt lists every flag, --lr_min and friends at their defaults beside --lrs."""
+    first, replay = tmp_path / "first", tmp_path / "replay"
+    proc = run_sweep("--lrs=0.1,1", "--epochs=2", f"--workdir={first}")
+    assert proc.returncode == 0, proc.stderr
+    assert "--lr_min=" in (first / "flags.txt").read_text()
+    proc = run_sweep(f"--flagfile={first / 'flags.txt'}", f"--workdir={replay}")
+    assert proc.returncode == 0, proc.stderr
+    a, b = (json.loads((d / "sweep.json").read_text()) for d in (first, replay))
+    assert a["lrs"] == b["lrs"] == [0.1, 1.0]
+    # both ways of giving the grid at once is still refused
+    assert_bad_input(run_sweep("--lrs=0.1,1", "--num=5", f"--workdir={tmp_path / 'x'}"),
+                     "give either --lrs or --lr_min/--lr_max/--num, not both")
 
 
 # The verdict rule on hand-made sweeps: initial loss 10, best final loss 0.01 (log gap ln 1000).

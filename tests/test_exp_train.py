@@ -62,6 +62,18 @@ def test_large_lr_on_houses_ends_diverged_with_status_0(tmp_path):
     assert 2 <= len(rows) <= 6  # the metrics up to the divergence are kept (and epoch 0's)
 
 
+def test_a_last_update_that_leaves_no_finite_loss_ends_diverged(tmp_path):
+    """One full-batch step at lr 1e30: its loss was finite, the next one would not be, and
+    no later step comes to see it; the run still ends diverged, with nothing saved."""
+    r = run("--descent=batch", "--optimizer=gd", "--lr=1e30", "--epochs=1",
+            f"--workdir={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr and "diverged at step 2" in r.stdout
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["diverged_at_step"] == 2
+    assert summary["steps"] == 1 and summary["checkpoint_epoch"] is None
+
+
 def test_regression_and_full_batch_and_autodiff(tmp_path):
     r = run("--dataset=houses", "--model=linear", "--descent=batch", "--optimizer=gd", "--lr=0.3",
             "--epochs=100", "--grad=autodiff", f"--workdir={tmp_path}")
@@ -158,6 +170,7 @@ def test_csv_task_flag_overrides_the_inferred_task(tmp_path):
     (["--image_size=28"], "--image_size"),
     (["--image_size=28,28"], "--image_size is for --dataset=images"),
     (["--dataset=houses", "--pixel_scaling=per_pixel"], "--pixel_scaling is for image data"),
+    (["--checkpoint_seconds=nan"], "--checkpoint_seconds must be a number of seconds >= 0"),
 ])
 def test_bad_input_exits_2_with_one_sentence(tmp_path, args, needle):
     wd = tmp_path / "run"

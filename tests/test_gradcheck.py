@@ -41,6 +41,7 @@ BAD_FLAGS = {
     "model_loss": (["--model=cnn", "--loss=mse"], "--model=cnn is checked with --loss=xent"),
     "mixed_dtype": (["--mixed=float16"], "--mixed"),
     "mixed_layers": (["--mixed=bfloat16", "--layers=all"], "--mixed checks a model"),
+    "json_out": (["--json_out="], "--json_out must not be empty"),
 }
 
 BROKEN_TANH_SCRIPT = textwrap.dedent("""

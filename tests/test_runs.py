@@ -55,8 +55,9 @@ def _leaves(tree):
 def test_sigkill_after_the_second_checkpoint_then_resume_is_bitwise_identical(tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     # 30 epochs: after the second checkpoint the run still has many seconds to go, so the
-    # kill lands mid-run however late a loaded machine lets this process look
-    args = [*FLAGS, "--epochs=30"]
+    # kill lands mid-run however late a loaded machine lets this process look. The
+    # sharpness probe too must give the same bits after the resume.
+    args = [*FLAGS, "--epochs=30", "--sharpness_every=1", "--sharpness_examples=64"]
     proc = _start(*args, f"--workdir={killed}")
     _wait_for(lambda: checkpoint.epochs(killed)[-1:] >= [2], proc)
     proc.send_signal(signal.SIGKILL)
@@ -73,13 +74,14 @@ def test_sigkill_after_the_second_checkpoint_then_resume_is_bitwise_identical(tm
         np.testing.assert_array_equal(a, b)  # bitwise: the same bits, not merely close
     assert _rows(killed) == _rows(whole)
     assert [r["epoch"] for r in _rows(whole)] == list(range(31))
+    assert all(r["sharpness"] > 0 for r in _rows(whole))
     assert json.loads((killed / "summary.json").read_text())["status"] == "completed"
     assert checkpoint.epochs(whole) == [28, 29, 30]  # --keep_checkpoints=3
 
 
 @pytest.mark.slow
 def test_sigterm_finishes_the_epoch_checkpoints_and_says_interrupted(tmp_path):
-    proc = _start(*FLAGS, "--epochs=50", f"--workdir={tmp_path}")
+    proc = _start(*FLAGS, "--epochs=50", "--eval_every=3", f"--workdir={tmp_path}")
     _wait_for(lambda: checkpoint.latest_epoch(tmp_path) is not None, proc)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=120)
@@ -91,7 +93,8 @@ def test_sigterm_finishes_the_epoch_checkpoints_and_says_interrupted(tmp_path):
     state = checkpoint.restore(tmp_path)  # loadable, and the epoch the summary names
     assert summary["checkpoint_epoch"] == summary["epochs_run"] == checkpoint.latest_epoch(tmp_path)
     assert int(state.step) == summary["steps"]
-    assert len(_rows(tmp_path)) == summary["epochs_run"] + 1  # and epoch 0
+    # the epoch it stopped after, though metrics rows come every third epoch (and epoch 0)
+    assert [r["epoch"] for r in _rows(tmp_path)] == list(range(0, summary["epochs_run"] + 1, 3))
 
 
 @pytest.mark.slow
@@ -170,6 +173,47 @@ def test_evaluate_checks_a_hand_edited_config_like_a_command_line(finished_run, 
     assert_bad_input(run_experiment("evaluate", f"--workdir={copy}"), needle)
 
 
+def _damage(workdir):
+    """The latest checkpoint's largest array file, cut to 100 bytes."""
+    latest = workdir / "checkpoints" / str(checkpoint.latest_epoch(workdir))
+    biggest = max((p for p in latest.rglob("*") if p.is_file() and p.parent.name == "d"),
+                  key=lambda p: p.stat().st_size)
+    with open(biggest, "r+b") as f:
+        f.truncate(100)
+
+
+@pytest.mark.parametrize("harm, extra, needle", [
+    (_damage, [], "cannot be read (Exception: Encountered error while reading array"),
+    (lambda w: (w / "checkpoints" / "7").mkdir(), [], "checkpoints/7 cannot be read"),
+    # without its config.json the changed optimizer is caught by the checkpoint's state
+    (lambda w: (w / "config.json").unlink(), ["--optimizer=adam"],
+     "optimizer state (MomentumState) is not the one this optimizer keeps (AdamState)"),
+])
+def test_resume_from_a_checkpoint_it_cannot_use_is_one_sentence(finished_run, tmp_path, harm,
+                                                               extra, needle):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run, copy)
+    harm(copy)
+    before = _snapshot(copy)
+    r = run_experiment("train", "--hidden=8", "--epochs=2", *extra, "--resume",
+                       f"--workdir={copy}")
+    assert_bad_input(r, needle)
+    assert _snapshot(copy) == before
+    if harm is _damage:  # evaluate says the same
+        assert_bad_input(run_experiment("evaluate", f"--workdir={copy}"), "cannot be read")
+
+
+def test_overwrite_replaces_a_run_but_not_a_folder_that_holds_no_run(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "src").mkdir()
+    r = run_experiment("train", "--hidden=8", "--epochs=1", "--overwrite",
+                       f"--workdir={tmp_path}")
+    assert_bad_input(r, "holds files but no run (config.json is missing: notes.txt, src)")
+    assert (tmp_path / "notes.txt").read_text() == "mine" and (tmp_path / "src").is_dir()
+
+
 def test_a_table_run_keeps_its_data_path_and_resume_refuses_changed_data(tmp_path):
     """config.json holds the table's absolute path, so evaluate works from any folder and
     reports the RMSE in the target's units as the summary does; a --resume after the table
@@ -204,7 +248,7 @@ def test_a_table_run_keeps_its_data_path_and_resume_refuses_changed_data(tmp_pat
     before = _snapshot(workdir)
     r = run_experiment("train", *args, "--resume")
     assert_bad_input(r, "--resume: the checkpoint in")
-    assert "does not fit this run" in r.stderr and "has the data changed since?" in r.stderr
+    assert "does not fit this run" in r.stderr and "have the data or flags changed" in r.stderr
     assert _snapshot(workdir) == before
 
 

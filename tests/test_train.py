@@ -92,6 +92,25 @@ def test_non_finite_loss_refuses_that_update_and_keeps_the_state_that_gave_it():
     assert all(np.all(np.isfinite(leaf)) and np.max(np.abs(leaf)) > 1e28 for leaf in kept)
 
 
+@pytest.mark.parametrize("epochs", [1, 3])
+def test_an_epoch_whose_last_update_leaves_a_non_finite_loss_ends_the_run_diverged(epochs):
+    """Full batch, lr 1e30: the one update of epoch 1 lands at params ~1e30, whose loss
+    overflows. No later update of that epoch sees it, so ``fit`` marks the run as the guard
+    would have at the next update (2) and stops there, whether or not epochs remain."""
+    x = np.ones((4, 2), np.float32)
+    y = np.ones((4, 1), np.float32)
+    model, opt = models.linear(1), optim.gd(1e30)
+    result = train.fit(model, losses.get("mse"), opt, (x, y), epochs=epochs, batch_size=4,
+                       key=jax.random.PRNGKey(0), blowup=None)
+    assert result.status == "diverged" and result.diverged_at_step == 2
+    assert bool(result.state.health.diverged) and int(result.state.health.diverged_at) == 2
+    assert int(result.state.step) == 1 and result.epochs_run == 1
+    assert [row["epoch"] for row in result.history] == [0, 1]
+    assert result.history[-1]["step"] == result.diverged_at_step - 1
+    assert not np.isfinite(result.history[-1]["train_loss"])
+    assert result.step_losses.shape == (1,) and np.isfinite(result.step_losses[0])
+
+
 def _small_problem(dtype, n):
     k1, k2 = jax.random.split(jax.random.PRNGKey(7))
     x = jax.random.normal(k1, (n, 3), dtype)
