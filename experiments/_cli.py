@@ -52,7 +52,8 @@ def _parse(argv):
 
 
 flags.DEFINE_bool("overwrite", False, "Replace what an earlier run left in --workdir (without "
-                  "it, a workdir that holds files is refused).")
+                  "it, a workdir that holds files is refused); a folder that holds no run (no "
+                  "config.json) is never emptied.")
 
 
 def run(main) -> None:

@@ -62,6 +62,9 @@ COLUMNS = ["epoch", "step", "train_loss", "test_loss", "train_accuracy", "test_a
 TIMING = ("seconds", "examples_per_second")
 """Row fields that differ between identical runs."""
 
+LOSS_ROSE = 10.0
+"""A completed run whose training loss ended this many times its initial one warns."""
+
 EXTREME_INPUT = 20.0
 """Inputs beyond this |x| (after scaling) are named as a likely cause of divergence."""
 
@@ -242,6 +245,10 @@ def main(argv):
         rmse = f", test RMSE {summary['test_rmse']:.4g}" if summary["test_rmse"] is not None else ""
         loss_text = "nan" if summary["test_loss"] is None else f"{summary['test_loss']:.4g}"
         print(f"done: test loss {loss_text}{acc}{rmse}")
+        first, final = (rows[0].get("train_loss"), last.get("train_loss")) if rows else (None, None)
+        if first and final and final > LOSS_ROSE * first:  # grew, short of the blow-up rule
+            sys.stderr.write(f"warning: the training loss rose from {first:.4g} to {final:.4g} "
+                             f"without diverging; lr={FLAGS.lr} is likely too large\n")
     say(f"outputs in {os.path.abspath(workdir)}")
     return 0
 

@@ -74,6 +74,17 @@ def test_a_last_update_that_leaves_no_finite_loss_ends_diverged(tmp_path):
     assert summary["steps"] == 1 and summary["checkpoint_epoch"] is None
 
 
+def test_a_loss_that_rose_short_of_the_blow_up_rule_warns(tmp_path):
+    r = run("--dataset=houses", "--model=linear", "--loss=mse", "--descent=batch",
+            "--optimizer=gd", "--lr=100", "--epochs=1", f"--workdir={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert summary["status"] == "completed"
+    assert 10 * rows[0]["train_loss"] < rows[-1]["train_loss"] < 1e6 * rows[0]["train_loss"]
+    assert "warning: the training loss rose from" in r.stderr and "lr=100.0" in r.stderr
+
+
 def test_regression_and_full_batch_and_autodiff(tmp_path):
     r = run("--dataset=houses", "--model=linear", "--descent=batch", "--optimizer=gd", "--lr=0.3",
             "--epochs=100", "--grad=autodiff", f"--workdir={tmp_path}")
