@@ -21,7 +21,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gdlab.layers.activations import sigmoid_forward
+from gdlab.layers.activations import exp_neg_abs, sigmoid_forward
 from gdlab.types import Array, Params
 
 
@@ -78,6 +78,9 @@ def huber(delta: float = 1.0) -> Loss:
     like ``mse``.  ∂J/∂p = ω_b·clip(r, −δ, δ)/D: quadratic near the target, a
     constant pull far away.
     """
+
+    if not delta > 0:
+        raise ValueError(f"huber's delta must be a positive number, got {delta}")
 
     def forward(preds, targets, weights=None):
         r = preds - targets.reshape(preds.shape).astype(preds.dtype)
@@ -137,7 +140,10 @@ def sigmoid_binary_cross_entropy() -> Loss:
 
     def forward(logits, labels, weights=None):
         y = labels.reshape(logits.shape).astype(logits.dtype)
-        per_element = jnp.maximum(logits, 0) - logits * y + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+        # max(z, 0) and e^{−|z|} as wheres with z = 0 on the z ≥ 0 side: the jax.grad of
+        # jnp.maximum and jnp.abs at 0 (½ and +1) would make its gradient −y there, not σ(0) − y
+        per_element = (jnp.where(logits >= 0, logits, 0.0) - logits * y
+                       + jnp.log1p(exp_neg_abs(logits)))
         scale = example_weights(weights, logits) / _per_example_size(logits)
         return jnp.sum(scale * per_element), (logits, y, scale)
 

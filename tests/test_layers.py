@@ -299,6 +299,34 @@ def test_activation_values(layer, reference):
     np.testing.assert_allclose(y, reference(_X.reshape(1, -1)), rtol=1e-12, atol=1e-14)
 
 
+def test_exact_gelu_keeps_its_precision_in_the_negative_tail():
+    """Φ(x) = ½·erfc(−x/√2): against jax.nn.gelu (exact), value and derivative, to the last
+    digits down to x = −30, where ½(1 + erf(x/√2)) loses every one (y = −0 at x = −10)."""
+    x = jnp.asarray([np.concatenate([-np.geomspace(30.0, 0.1, 25), np.geomspace(0.1, 30.0, 25)])],
+                    jnp.float64)
+    layer = layers.gelu()
+    y, _, res = layer.forward({}, {}, x)
+    _, dx = layer.backward({}, res, jnp.ones_like(x))
+    exact = functools.partial(jax.nn.gelu, approximate=False)
+    np.testing.assert_allclose(y, exact(x), rtol=1e-12, atol=0)
+    np.testing.assert_allclose(dx, jax.vmap(jax.grad(lambda v: exact(v)))(x[0])[None],
+                               rtol=1e-12, atol=0)
+    assert y[0, 0] < 0  # x·Φ(x) at −30 is about −3e−197, not −0
+
+
+def test_tanh_backward_is_the_product_jax_grad_forms():
+    """(1 + y)(1 − y), as jax.grad forms it: the same bits where y is the same. Near
+    y = −1 the factor 1 + y magnifies the last bit of y, which two programs may round
+    apart (x = −12: 1 + y ≈ 1.5e−10), so there the two agree to 1e−10 only."""
+    x = jnp.asarray([[-0.3, 0.0, 0.7, 2.0, 10.0, 15.0, -5.0, -12.0]], jnp.float64)
+    layer = layers.tanh()
+    _, _, res = layer.forward({}, {}, x)
+    _, dx = layer.backward({}, res, jnp.ones_like(x))
+    reference = jax.vmap(jax.grad(jnp.tanh))(x[0])[None]
+    np.testing.assert_allclose(dx[:, :6], reference[:, :6], rtol=1e-15, atol=0)
+    np.testing.assert_allclose(dx, reference, rtol=1e-10, atol=0)
+
+
 @pytest.mark.parametrize("name", ["sigmoid", "tanh", "softplus", "elu", "gelu", "gelu_tanh"])
 def test_activation_stable_for_large_inputs(name):
     layer = layers.activation(name)

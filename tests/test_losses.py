@@ -229,6 +229,27 @@ def test_xent_backward_is_softmax_minus_onehot(label_dtype):
                                rtol=1e-12, atol=1e-15)
 
 
+def test_bce_autodiff_at_logits_of_exactly_zero():
+    """z = ±0 (an all-zero input row with zero biases): jax.grad of the forward, the
+    reference of the gradient checks, must give σ(0) − y = ½ − y there as the manual
+    backward does; jnp.maximum(z, 0) and jnp.abs(z) in the forward made it −y."""
+    z = jnp.asarray([[0.0], [-0.0], [0.0], [1.5]], jnp.float64)
+    y = jnp.asarray([1.0, 0.0, 0.0, 1.0], jnp.float64)
+    loss = _loss("bce")
+    _, res = loss.forward(z, y)
+    manual = np.asarray(loss.backward(res))
+    auto = np.asarray(jax.grad(lambda z_: loss.forward(z_, y)[0])(z))
+    expected = (1 / (1 + np.exp(-np.asarray(z))) - np.asarray(y)[:, None]) / 4
+    np.testing.assert_allclose(manual, expected, rtol=1e-15)
+    np.testing.assert_allclose(auto, expected, rtol=1e-15)
+
+
+def test_huber_needs_a_positive_delta():
+    for delta in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="huber's delta must be a positive number"):
+            losses.huber(delta)
+
+
 def test_bce_gradient_closed_form():
     rng = np.random.default_rng(2)
     z = 2.0 * rng.normal(size=(6, 1))

@@ -11,7 +11,7 @@ import math
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import erf
+from jax.scipy.special import erfc
 
 from gdlab.layers.base import Layer, stateless
 
@@ -21,10 +21,11 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _GELU_C = 0.044715
 
 
-def _exp_neg_abs(x):
+def exp_neg_abs(x):
     """e^{−|x|} ∈ (0, 1]: never overflows. −|x| is written as a ``where`` so that
     ``jax.grad`` at exactly 0 takes the x ≥ 0 branch (d/dx = −e) instead of
-    ``sign(0) = 0``, which would make autodiff of ``sigmoid_forward`` give 0 there."""
+    ``sign(0) = 0``, which would make autodiff of ``sigmoid_forward`` (and of the
+    binary cross-entropy) wrong there."""
     return jnp.exp(jnp.where(x >= 0, -x, x))
 
 
@@ -35,7 +36,7 @@ def sigmoid_forward(x):
     exponential overflows and neither branch subtracts nearly equal numbers (the
     old ½(tanh(x/2) + 1) form lost every digit below x ≈ −37 in float64).
     """
-    e = _exp_neg_abs(x)
+    e = exp_neg_abs(x)
     return jnp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
@@ -45,7 +46,7 @@ def sigmoid_derivative(x):
     Never formed as y(1 − y): for large x, 1 − y cancels and keeps no relative
     precision (at x = 30 in float64 it is off by ~1e-3).
     """
-    e = _exp_neg_abs(x)
+    e = exp_neg_abs(x)
     return e / ((1.0 + e) * (1.0 + e))
 
 
@@ -65,13 +66,14 @@ def sigmoid() -> Layer:
 
 
 def tanh() -> Layer:
-    """y = tanh(x).  dx = dy · (1 − y²)."""
+    """y = tanh(x).  dx = dy · (1 − y²), evaluated as (1 + y)(1 − y): near |y| = 1 that
+    keeps the digits y·y rounds away (and is the product ``jax.grad`` forms)."""
 
     def fn(x):
         y = jnp.tanh(x)
         return y, y
 
-    return stateless("tanh", fn, lambda y, dy: dy * (1.0 - y * y))
+    return stateless("tanh", fn, lambda y, dy: dy * ((1.0 + y) * (1.0 - y)))
 
 
 def relu() -> Layer:
@@ -130,7 +132,8 @@ def gelu(approximate: bool = False) -> Layer:
     """GELU (Hendrycks & Gimpel 2016), exact or with the tanh approximation.
 
     exact:  y = x·Φ(x),  dx = dy · (Φ(x) + x·φ(x)), with Φ, φ the standard
-            normal CDF and density.
+            normal CDF and density; Φ(x) = ½·erfc(−x/√2), accurate in the far
+            negative tail too.
     tanh:   y = ½x(1 + t), t = tanh(u), u = √(2/π)(x + 0.044715x³),
             dx = dy · (½(1 + t) + ½x(1 − t²)·√(2/π)(1 + 3·0.044715x²)).
     """
@@ -148,7 +151,7 @@ def gelu(approximate: bool = False) -> Layer:
         return stateless("gelu_tanh", fn, grad)
 
     def fn(x):
-        cdf = 0.5 * (1.0 + erf(x / _SQRT_2))
+        cdf = 0.5 * erfc(-x / _SQRT_2)  # Φ(x); 1 + erf(x/√2) would cancel for x ≲ −5
         return x * cdf, (x, cdf)
 
     def grad(res, dy):
