@@ -57,7 +57,7 @@ def test_sigkill_after_the_second_checkpoint_then_resume_is_bitwise_identical(tm
     # 30 epochs: after the second checkpoint the run still has many seconds to go, so the
     # kill lands mid-run however late a loaded machine lets this process look. The
     # sharpness probe too must give the same bits after the resume.
-    args = [*FLAGS, "--epochs=30", "--sharpness_every=1", "--sharpness_examples=64"]
+    args = [*FLAGS, "--epochs=30", "--sharpness_every=5", "--sharpness_examples=64"]
     proc = _start(*args, f"--workdir={killed}")
     _wait_for(lambda: checkpoint.epochs(killed)[-1:] >= [2], proc)
     proc.send_signal(signal.SIGKILL)
@@ -74,7 +74,7 @@ def test_sigkill_after_the_second_checkpoint_then_resume_is_bitwise_identical(tm
         np.testing.assert_array_equal(a, b)  # bitwise: the same bits, not merely close
     assert _rows(killed) == _rows(whole)
     assert [r["epoch"] for r in _rows(whole)] == list(range(31))
-    assert all(r["sharpness"] > 0 for r in _rows(whole))
+    assert all(r["sharpness"] > 0 for r in _rows(whole) if r["epoch"] % 5 == 0)
     assert json.loads((killed / "summary.json").read_text())["status"] == "completed"
     assert checkpoint.epochs(whole) == [28, 29, 30]  # --keep_checkpoints=3
 
