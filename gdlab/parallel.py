@@ -92,9 +92,12 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
                                    initialization_timeout=timeout)
     except (RuntimeError, ValueError) as e:  # jax reports a timeout as a RuntimeError
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        where = f" at {coordinator_address}" if coordinator_address else ""
-        raise DistributedError(f"could not join the distributed run{where} within {timeout} s "
-                               f"({first[:200]})") from None
+        if coordinator_address is None:  # detection found no cluster: nothing timed out
+            raise DistributedError(f"jax found no cluster to join ({first[:200]}); outside "
+                                   f"SLURM, Open MPI or Kubernetes give coordinator_address, "
+                                   f"num_processes and process_id") from None
+        raise DistributedError(f"could not join the distributed run at {coordinator_address} "
+                               f"within {timeout} s ({first[:200]})") from None
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -105,7 +108,19 @@ def _address(text: str) -> tuple[str, int]:
 
 
 def _check_free(host: str, port: int) -> None:
-    """Process 0 serves the coordinator on ``port``: it must be free."""
+    """Process 0 serves the coordinator on ``port`` of ``host``: the host must be this
+    machine and the port free."""
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as e:
+        raise DistributedError(f"the coordinator's host {host!r} cannot be resolved "
+                               f"({getattr(e, 'strerror', None) or e})") from None
+    with socket.socket(family) as s:
+        try:
+            s.bind((address[0], 0, *address[2:]))  # any port: is the address this machine's?
+        except OSError:
+            raise DistributedError(f"process 0 serves the coordinator, so it must run on {host} "
+                                   f"({address[0]} is not an address of this machine)") from None
     with socket.socket() as s:
         try:
             s.bind(("", port))

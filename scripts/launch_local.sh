@@ -25,9 +25,8 @@ for ((i = 0; i < n; i++)); do
 done
 status=0
 for pid in "${pids[@]}"; do
-    if ! wait "$pid"; then
-        code=$?
-        if [[ $status -eq 0 ]]; then status=$code; cleanup; fi
-    fi
+    code=0
+    wait "$pid" || code=$?  # (in `if ! wait` the status would be the negation's, 0)
+    if [[ $code -ne 0 && $status -eq 0 ]]; then status=$code; cleanup; fi
 done
 exit "$status"

@@ -187,6 +187,28 @@ def test_an_unreachable_coordinator_is_one_sentence_not_a_hang(tmp_path):
     assert not (tmp_path / "run").exists()  # nothing written
 
 
+@pytest.mark.parametrize("address, needle", [
+    ("no.such.host.invalid:1234", "the coordinator's host 'no.such.host.invalid' cannot be "
+                                  "resolved"),
+    ("192.0.2.1:1234", "process 0 serves the coordinator, so it must run on 192.0.2.1"),
+])
+def test_process_0_on_a_host_that_is_not_this_one_is_one_sentence(tmp_path, address, needle):
+    """jax would abort process 0 with a C++ stack trace after its timeout."""
+    code, _, err = _run_group([sys.executable, "-m", "experiments.train",
+                               f"--coordinator_address={address}", "--num_processes=2",
+                               "--process_id=0", "--distributed_timeout=5",
+                               f"--workdir={tmp_path / 'run'}"], timeout=60)
+    assert code == 2 and "Traceback" not in err, err
+    assert err.strip().splitlines() == [err.strip()] and needle in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_launch_local_exits_with_a_failing_process_status():
+    code, _, err = _run_group(["bash", "scripts/launch_local.sh", "2", "--", "-c",
+                               "import sys; sys.exit(3)"], timeout=60)
+    assert code == 3, err
+
+
 def test_more_devices_than_there_are_is_one_sentence(tmp_path):
     code, _, err = _run_group([sys.executable, "-m", "experiments.lr_sweep", "--devices=3",
                                f"--workdir={tmp_path / 'run'}"], timeout=60)

@@ -36,6 +36,25 @@ def test_readme_example_runs_and_manual_matches_jax_grad(capsys):
     assert_tree_allclose(ns["block_grads"], auto, rtol=1e-4, atol=1e-5)
 
 
+def test_readme_curvature_snippet_continues_the_example_and_finds_the_top_eigenvalues():
+    """The second Python block runs after the first, as its comment says; its three
+    Lanczos values are the dense Hessian's largest three (the Hessian of J over the
+    flattened params, by jax.hessian, here small enough to hold)."""
+    from jax.flatten_util import ravel_pytree
+
+    text = (ROOT / "README.md").read_text()
+    first, second = re.findall(r"```python\n(.*?)```", text, re.DOTALL)[:2]
+    namespace: dict = {}
+    exec(compile(first, "README.md", "exec"), namespace)
+    exec(compile(second, "README.md", "exec"), namespace)
+    ns = namespace
+    flat, unravel = ravel_pytree(ns["params"])
+    objective = lambda v: ns["loss"].value(  # noqa: E731
+        ns["model"].forward(unravel(v), ns["state"], ns["x"])[0], ns["y"])
+    eigenvalues = np.linalg.eigvalsh(np.asarray(jax.hessian(objective)(flat), np.float64))
+    np.testing.assert_allclose(np.asarray(ns["top3"]), eigenvalues[::-1][:3], rtol=2e-3)
+
+
 def test_readme_opens_with_the_two_commands():
     lines = [line for line in (ROOT / "README.md").read_text().splitlines() if line.strip()]
     assert lines[1] == "```bash"
