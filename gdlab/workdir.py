@@ -110,11 +110,13 @@ RUN_MARK = "config.json"
 
 def _unwritable(path: str, *, files: bool) -> str | None:
     """The first folder under ``path`` (itself included) whose entries cannot be created or
-    deleted, or, with ``files``, the first file that cannot be written; None if none."""
+    deleted, or, with ``files``, the first file directly in ``path`` that cannot be written
+    (the metrics a resumed run appends to; checkpoints are only ever added and removed);
+    None if none."""
     for folder, _, names in os.walk(path):
         if not os.access(folder, os.W_OK | os.X_OK):
             return folder
-        if files:
+        if files and folder == path:
             for name in names:
                 full = os.path.join(folder, name)
                 if not os.path.islink(full) and not os.access(full, os.W_OK):

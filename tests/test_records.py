@@ -50,3 +50,54 @@ def test_progress_line():
            "examples_per_second": 12345.6}
     assert progress_line(row, epochs=10) == (
         "epoch  3/10  train_loss 0.1235  test_loss 0.2  test_acc 0.9500  12,346 ex/s")
+
+
+# ----------------------------------------------------------------------- the workdir
+
+
+def _a_run(folder):
+    (folder / "checkpoints" / "3").mkdir(parents=True)
+    (folder / "checkpoints" / "3" / "state").write_text("arrays")
+    (folder / "config.json").write_text("{}")
+    (folder / "metrics.jsonl").write_text("{}\n")
+
+
+def _deny(monkeypatch, denied):
+    """os.access as a user who may not write ``denied`` (the tests run as any user)."""
+    from gdlab import workdir
+
+    real = os.access
+    monkeypatch.setattr(workdir.os, "access",
+                        lambda p, mode: False if str(p) == str(denied) else real(p, mode))
+
+
+def test_overwrite_deletes_nothing_unless_it_can_delete_everything(tmp_path, monkeypatch):
+    from gdlab.workdir import WorkdirError, open_workdir
+
+    _a_run(tmp_path)
+    _deny(monkeypatch, tmp_path / "checkpoints" / "3")
+    with pytest.raises(WorkdirError, match=r"--overwrite: .*cannot delete what .*checkpoints/3"):
+        open_workdir(tmp_path, overwrite=True)
+    assert (tmp_path / "checkpoints" / "3" / "state").read_text() == "arrays"
+    assert (tmp_path / "config.json").exists() and (tmp_path / "metrics.jsonl").exists()
+    monkeypatch.undo()
+    path, lock = open_workdir(tmp_path, overwrite=True)
+    lock.release()
+    assert os.listdir(path) == []
+
+
+def test_resume_needs_a_workdir_it_can_write(tmp_path, monkeypatch):
+    from gdlab.workdir import WorkdirError, open_workdir
+
+    _a_run(tmp_path)
+    _deny(monkeypatch, tmp_path / "metrics.jsonl")
+    with pytest.raises(WorkdirError, match=r"--resume: .*metrics.jsonl cannot be written"):
+        open_workdir(tmp_path, resume=True)
+    monkeypatch.undo()
+    _deny(monkeypatch, tmp_path / "checkpoints")
+    with pytest.raises(WorkdirError, match=r"--resume: .*checkpoints cannot be written"):
+        open_workdir(tmp_path, resume=True)
+    monkeypatch.undo()
+    _, lock = open_workdir(tmp_path, resume=True)  # the lock is free again after a refusal
+    lock.release()
+    assert (tmp_path / "checkpoints" / "3" / "state").exists()
