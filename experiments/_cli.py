@@ -288,9 +288,10 @@ def prepare_workdir(path: str, *, resume: bool = False, check=None):
     from gdlab.workdir import WorkdirError, open_workdir, resolve
 
     if "devices" in FLAGS and not is_primary():  # process 0 writes; the others only read
+        path = resolve(path)
         if check is not None:
-            check(resolve(path))
-        return resolve(path), None
+            check(path)
+        return path, None
 
     overwrite = bool(FLAGS["overwrite"].value)
     if resume and overwrite:

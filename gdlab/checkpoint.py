@@ -24,6 +24,7 @@ the same program gives bitwise the same parameters as never stopping.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import os
@@ -74,13 +75,20 @@ class _Silenced:
         return False
 
 
-def _unreadable(workdir, epoch, error: BaseException) -> CheckpointError:
-    detail = (str(error).strip().splitlines() or [""])[0][:200]
-    folder = os.path.join(directory(workdir), str(epoch))
-    return CheckpointError(
-        f"the checkpoint {folder} cannot be read ({type(error).__name__}"
-        f"{': ' + detail if detail else ''}); remove that folder to fall back to the one "
-        f"before it, or start over with --overwrite")
+@contextlib.contextmanager
+def _reading(workdir, epoch):
+    """Reading the checkpoint of ``epoch`` with orbax, standard error silenced: whatever
+    fails (orbax and tensorstore raise many kinds) is one ``CheckpointError``."""
+    try:
+        with _Silenced():
+            yield
+    except Exception as error:
+        detail = (str(error).strip().splitlines() or [""])[0][:200]
+        folder = os.path.join(directory(workdir), str(epoch))
+        raise CheckpointError(
+            f"the checkpoint {folder} cannot be read ({type(error).__name__}"
+            f"{': ' + detail if detail else ''}); remove that folder to fall back to the one "
+            f"before it, or start over with --overwrite") from None
 
 
 def directory(workdir: str | os.PathLike) -> str:
@@ -241,17 +249,12 @@ def read_meta(workdir, epoch: int | None = None) -> dict:
     import orbax.checkpoint as ocp
 
     epoch = _epoch_or_latest(workdir, epoch)
-    failure = None
-    try:
-        with _Silenced(), _manager(workdir) as mngr:
+    with _reading(workdir, epoch):
+        with _manager(workdir) as mngr:
             record = mngr.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
         record = record["meta"]
         if not isinstance(record, dict) or not {"epoch", "metrics_rows", "structure"} <= set(record):
             raise ValueError("its meta record lacks the epoch, metrics rows or structure")
-    except Exception as e:  # orbax and tensorstore raise many kinds: one sentence for them all
-        failure = _unreadable(workdir, epoch, e)
-    if failure is not None:
-        raise failure
     return record
 
 
@@ -265,16 +268,11 @@ def restore(workdir, epoch: int | None = None):
 
     epoch = _epoch_or_latest(workdir, epoch)
     record = read_meta(workdir, epoch)
-    failure = None
-    try:
+    with _reading(workdir, epoch):  # a damaged array file, a structure it cannot rebuild
         target = abstract(record["structure"])
-        with _Silenced(), _manager(workdir) as mngr:
+        with _manager(workdir) as mngr:
             out = mngr.restore(epoch, args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(target)))
-    except Exception as e:  # a damaged or truncated array file, a structure it cannot rebuild
-        failure = _unreadable(workdir, epoch, e)
-    if failure is not None:
-        raise failure
     return out["state"]
 
 

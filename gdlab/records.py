@@ -214,6 +214,14 @@ def provenance() -> dict:
     return {"gdlab_version": gdlab.__version__, "git_commit": commit}
 
 
+def host_memory() -> int | None:
+    """This machine's RAM in bytes (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def environment() -> dict:
     """Where a run ran: device, backend, versions (for summaries and benchmark files)."""
     import jax

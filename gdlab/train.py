@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -517,10 +516,9 @@ def device_memory() -> int | None:
         stats = {}
     if stats.get("bytes_limit"):
         return int(stats["bytes_limit"])
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
+    from gdlab.records import host_memory
+
+    return host_memory()
 
 
 @dataclasses.dataclass(frozen=True)

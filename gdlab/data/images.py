@@ -28,6 +28,7 @@ import os
 import numpy as np
 
 from gdlab.data.base import DataError, Dataset, from_split, split_indices
+from gdlab.records import host_memory
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -81,7 +82,7 @@ def _pixels(images: list, paths: list[str], colour: bool,
     else:
         size, count = (resize[1], resize[0]), None  # PIL's sizes are (width, height)
     shape = (len(images), size[1], size[0], 3 if colour else 1)
-    need, have = 8 * float(np.prod(shape, dtype=np.float64)), _physical_memory()
+    need, have = 8 * float(np.prod(shape, dtype=np.float64)), host_memory()
     if have is not None and need > have / 2:
         raise DataError(f"images: {len(images)} images of {size[1]}x{size[0]} pixels would take "
                         f"{need / 2**30:.3g} GiB as float64, more than half of this machine's "
@@ -105,14 +106,6 @@ def _pixels(images: list, paths: list[str], colour: bool,
             a = np.asarray(im.convert("RGB" if colour else "L"), np.float64) / 255.0
         out[i] = a.reshape(out.shape[1:])
     return out
-
-
-def _physical_memory() -> float | None:
-    """This machine's memory in bytes (None where the system does not say)."""
-    try:
-        return float(os.sysconf("SC_PAGE_SIZE")) * float(os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, ValueError, OSError):
-        return None
 
 
 def load_images(
