@@ -22,7 +22,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
 from gdlab import backprop, layers, losses, tolerances
 from gdlab._compat import enable_x64, highest_precision
@@ -134,16 +133,23 @@ def _table(rows) -> list[str]:
 
 
 def compare(a, b, tol: Tolerance) -> Comparison:
-    """Compare two arrays in float64: pass when |a−b| ≤ atol + rtol·(|a|+|b|) everywhere."""
+    """Compare two arrays (one leaf) in float64: pass when, everywhere,
+    |a−b| ≤ atol·max(1, ‖a‖∞, ‖b‖∞) + rtol·(|a|+|b|).
+
+    The absolute floor grows with the leaf's largest entry: an entry that is the small
+    difference of much larger terms cannot be resolved more finely than the dtype's
+    rounding of those terms, so beside entries of size 30 a float32 entry near 0 is
+    judged on its absolute error, as it would be beside entries of size 1."""
     a = np.asarray(a, np.float64)
     b = np.asarray(b, np.float64)
     diff = np.abs(a - b)
     scale = np.abs(a) + np.abs(b)
+    size = max(1.0, float(np.max(np.abs(a), initial=0.0)), float(np.max(np.abs(b), initial=0.0)))
     rel = diff / np.maximum(tolerances.RELATIVE_FLOOR, scale)
     return Comparison(
         max_abs_err=float(np.max(diff, initial=0.0)),
         max_rel_err=float(np.max(rel, initial=0.0)),
-        passed=bool(np.all(diff <= tol.atol + tol.rtol * scale)),
+        passed=bool(np.all(diff <= tol.atol * size + tol.rtol * scale)),
     )
 
 
@@ -164,13 +170,23 @@ def finite_differences(f: Callable, args, *, step: float = tolerances.FD_STEP, c
     """Central-difference gradient of scalar ``f(args)`` for every coordinate of ``args``.
 
     ``args`` must be float64. Coordinates are perturbed ``chunk`` at a time
-    under one ``vmap``, so a few thousand parameters take a few compiled calls.
+    under one ``vmap``, so a few thousand parameters take a few compiled calls. The
+    flattening and the index vectors are built on the host: done with jnp op by op, each
+    would compile a program of its own for every new shape.
     """
-    flat, unravel = ravel_pytree(args)
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    host = [np.asarray(leaf, np.float64) for leaf in leaves]
+    sizes = [a.size for a in host]
+    flat = np.concatenate([a.ravel() for a in host]) if host else np.zeros(0)
     n = flat.size
+    chunk = max(1, min(chunk, n))
+
+    def unravel(v):
+        parts = jnp.split(v, np.cumsum(sizes)[:-1]) if sizes else []
+        return treedef.unflatten([p.reshape(a.shape) for p, a in zip(parts, host)])
 
     @jax.jit
-    def directional(idx):
+    def directional(flat, idx):
         e = jax.nn.one_hot(idx, n, dtype=flat.dtype) * step  # (chunk, n), rows h·e_i
         f_plus = jax.vmap(lambda d: f(unravel(flat + d)))(e)
         f_minus = jax.vmap(lambda d: f(unravel(flat - d)))(e)
@@ -178,16 +194,26 @@ def finite_differences(f: Callable, args, *, step: float = tolerances.FD_STEP, c
 
     parts = []
     for start in range(0, n, chunk):
-        idx = jnp.arange(start, min(start + chunk, n))
-        idx = jnp.pad(idx, (0, chunk - idx.size), constant_values=-1)  # one_hot(−1) = 0
-        parts.append(np.asarray(directional(idx))[: min(chunk, n - start)])
-    return unravel(jnp.asarray(np.concatenate(parts) if parts else np.zeros(0)))
+        idx = np.full(chunk, -1, np.int32)  # one_hot(−1) = 0: the padding perturbs nothing
+        idx[: min(chunk, n - start)] = np.arange(start, min(start + chunk, n))
+        parts.append(np.asarray(directional(flat, idx))[: min(chunk, n - start)])
+    grad = np.concatenate(parts) if parts else np.zeros(0)
+    return treedef.unflatten([jnp.asarray(p.reshape(a.shape)) for p, a in
+                              zip(np.split(grad, np.cumsum(sizes)[:-1]) if sizes else [], host)])
 
 
 def _cast(tree, dtype):
-    return jax.tree.map(
-        lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree
-    )
+    """Floating leaves to ``dtype``; integer leaves (token ids) unchanged. Concrete arrays
+    are cast on the host, where an eager ``astype`` would compile a program per shape."""
+
+    def cast(a):
+        if not jnp.issubdtype(a.dtype, jnp.floating):
+            return a
+        if isinstance(a, jax.core.Tracer):
+            return a.astype(dtype)
+        return jnp.asarray(np.asarray(a).astype(dtype))
+
+    return jax.tree.map(cast, tree)
 
 
 def _check(
@@ -201,8 +227,8 @@ def _check(
     """Rows for ``args``: ``manual_grad(args)`` and ``autodiff_grad(args)`` in ``dtype``,
     against finite differences of ``scalar`` on a float64 copy of ``args``."""
     args_d = _cast(args, jnp.dtype(dtype))
-    g_manual = jax.jit(manual_grad)(args_d)
-    g_auto = jax.jit(autodiff_grad)(args_d)
+    # one program for both: compiling is most of a small check's time
+    g_manual, g_auto = jax.jit(lambda a: (manual_grad(a), autodiff_grad(a)))(args_d)
     g_fd = finite_differences(scalar, _cast(args, jnp.float64))
     analytic = tolerances.ANALYTIC[dtype]
     fd_tol = tolerances.FINITE_DIFF[dtype]
@@ -377,7 +403,7 @@ def random_problem(model: str = "mlp", *, loss: str = "xent", hidden: Sequence[i
     """
     from gdlab import models
 
-    k_init, k_x, k_y, k_perturb = jax.random.split(jax.random.PRNGKey(seed), 4)
+    k_init, k_x, k_y = jax.random.split(jax.random.PRNGKey(seed), 3)
     if model == "mlp":
         outputs = 1 if loss == "bce" else num_classes
         net = models.mlp([*hidden, outputs], activation)
@@ -398,7 +424,8 @@ def random_problem(model: str = "mlp", *, loss: str = "xent", hidden: Sequence[i
     if model != "mlp":
         if loss != "xent":
             raise ValueError(f"the {model} check uses the xent loss, got {loss!r}")
-        params = _perturb(params, k_perturb, 0.1)  # layer norm γ ≠ 1, non-zero biases
+        # layer norm γ ≠ 1, non-zero biases
+        params = _perturb(params, np.random.default_rng(seed), 0.1)
         y = jax.random.randint(k_y, x.shape[:1] + ((6,) if model == "transformer" else ()),
                                0, num_classes)
     elif loss == "xent":
@@ -574,68 +601,77 @@ def check_all(*, dtype: str = "float64", seed: int = 0, names: Sequence[str] | N
         raise ValueError(f"unknown layer or loss {unknown[0]!r}; choose from: {', '.join(CHECK_NAMES)}")
     cases = layer_cases()
     rows: list[LeafCheck] = []
+    # The random values come from NumPy: drawn op by op with jax.random, every new shape
+    # would compile its own program, and those compiles were most of check_all's time.
+    rng = np.random.default_rng(seed)
     with enable_x64(), highest_precision():
         key = jax.random.PRNGKey(seed)
         for name in names:
-            key, k_init, k_x, k_dy, k_fwd = jax.random.split(key, 5)
+            key, k_init, k_fwd = jax.random.split(key, 3)
             if name in cases:
                 case = cases[name]
-                _, params, state = case.layer.init(k_init, case.shape[1:])
-                params = _perturb(params, k_init)
-                state = _perturb_state(state, k_fwd)
-                if case.vocab:
-                    x = jax.random.randint(k_x, case.shape, 0, case.vocab)
-                else:
-                    x = 1.5 * jax.random.normal(k_x, case.shape, jnp.float64)
-                weights = None
-                if case.masked:  # the last third of the batch is padding
-                    n = case.shape[0]
-                    weights = jnp.where(jnp.arange(n) < n - n // 3, 1.0, 0.0)
                 fwd_key = k_fwd if case.train else None
-                out = case.layer.forward(_cast(params, jnp.float64), _cast(state, jnp.float64), x,
-                                         key=fwd_key, train=case.train, weights=weights)[0]
-                dy = jax.random.normal(k_dy, out.shape, jnp.float64)
+                params, state, x, weights, dy = _case_inputs(case, k_init, fwd_key, rng)
                 rows += check_layer(case.layer, params, state, x, dy, dtype=dtype, key=fwd_key,
                                     train=case.train, weights=weights, name=name)
             elif name == "l2":
-                params = {"w": jax.random.normal(k_x, (3, 4)), "b": jax.random.normal(k_dy, (4,))}
+                params = {"w": _normal(rng, (3, 4)), "b": _normal(rng, (4,))}
                 rows += check_penalty(losses.l2_penalty(0.3), params, 1.7, dtype=dtype)
             else:
                 loss = losses.get(name.removesuffix("_tokens"))
-                preds, targets = _loss_inputs(name, k_x, k_dy)
-                g = float(jax.random.uniform(k_fwd, (), minval=0.5, maxval=2.0))
-                rows += check_loss(loss, preds, targets, g, dtype=dtype, name=name)
+                preds, targets = _loss_inputs(name, rng)
+                rows += check_loss(loss, preds, targets, float(rng.uniform(0.5, 2.0)),
+                                   dtype=dtype, name=name)
     return Report(dtype, tuple(rows))
 
 
-def _perturb(params, key, scale: float = 0.5):
-    """Random non-trivial values for every parameter (layer norm starts at γ=1, β=0)."""
-    leaves, treedef = jax.tree_util.tree_flatten(params)
-    keys = jax.random.split(key, max(1, len(leaves)))
-    return treedef.unflatten(
-        [leaf + scale * jax.random.normal(k, leaf.shape, leaf.dtype) for leaf, k in zip(leaves, keys)]
-    )
+def _normal(rng: np.random.Generator, shape, scale: float = 1.0):
+    return jnp.asarray(scale * rng.standard_normal(shape), jnp.float64)
 
 
-def _perturb_state(state, key):
+def _case_inputs(case: Case, k_init, fwd_key, rng: np.random.Generator):
+    """``(params, state, x, weights, dy)`` for one layer case: the layer's initial params and
+    statistics moved to random non-trivial values, a random input, and a random cotangent
+    shaped like the output (its shape found by tracing, not by running the forward)."""
+    _, params, state = case.layer.init(k_init, case.shape[1:])
+    params = _perturb(params, rng)
+    state = _perturb_state(state, rng)
+    if case.vocab:
+        x = jnp.asarray(rng.integers(0, case.vocab, case.shape))
+    else:
+        x = _normal(rng, case.shape, 1.5)
+    weights = None
+    if case.masked:  # the last third of the batch is padding
+        n = case.shape[0]
+        weights = jnp.asarray(np.arange(n) < n - n // 3, jnp.float64)
+    out = jax.eval_shape(lambda p, s, x: case.layer.forward(
+        p, s, x, key=fwd_key, train=case.train, weights=weights)[0], params, state, x)
+    return params, state, x, weights, _normal(rng, out.shape)
+
+
+def _perturb(params, rng: np.random.Generator, scale: float = 0.5):
+    """Random non-trivial float64 values for every parameter (layer norm starts at γ=1,
+    β=0): each value moved by ``scale`` times a standard normal."""
+    return jax.tree.map(lambda leaf: jnp.asarray(np.asarray(leaf, np.float64)
+                                                 + scale * rng.standard_normal(leaf.shape)),
+                        params)
+
+
+def _perturb_state(state, rng: np.random.Generator):
     """Running statistics away from their initial 0 and 1: positive, so variances stay valid."""
-    leaves, treedef = jax.tree_util.tree_flatten(state)
-    keys = jax.random.split(key, max(1, len(leaves)))
-    return treedef.unflatten(
-        [0.2 + jnp.abs(leaf + 0.5 * jax.random.normal(k, leaf.shape, leaf.dtype))
-         for leaf, k in zip(leaves, keys)]
-    )
+    return jax.tree.map(lambda leaf: jnp.asarray(
+        0.2 + np.abs(np.asarray(leaf, np.float64) + 0.5 * rng.standard_normal(leaf.shape))),
+        state)
 
 
-def _loss_inputs(name, k_pred, k_target, batch: int = 6, classes: int = 4):
+def _loss_inputs(name, rng: np.random.Generator, batch: int = 6, classes: int = 4):
     if name == "xent_tokens":  # per-token logits (B, T, C) against labels (B, T)
-        return (2.0 * jax.random.normal(k_pred, (batch, 3, classes), jnp.float64),
-                jax.random.randint(k_target, (batch, 3), 0, classes))
+        return (_normal(rng, (batch, 3, classes), 2.0),
+                jnp.asarray(rng.integers(0, classes, (batch, 3))))
     if name == "xent":
-        return (2.0 * jax.random.normal(k_pred, (batch, classes), jnp.float64),
-                jax.random.randint(k_target, (batch,), 0, classes))
+        return _normal(rng, (batch, classes), 2.0), jnp.asarray(rng.integers(0, classes, batch))
     if name == "bce":
-        return (2.0 * jax.random.normal(k_pred, (batch, 1), jnp.float64),
-                jax.random.bernoulli(k_target, 0.5, (batch,)).astype(jnp.float64))
-    preds = jax.random.normal(k_pred, (batch, 2), jnp.float64)
-    return preds, preds + 1.5 * jax.random.normal(k_target, (batch, 2), jnp.float64)
+        return (_normal(rng, (batch, 1), 2.0),
+                jnp.asarray(rng.integers(0, 2, batch), jnp.float64))
+    preds = _normal(rng, (batch, 2))
+    return preds, preds + _normal(rng, (batch, 2), 1.5)
