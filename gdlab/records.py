@@ -11,6 +11,7 @@ import csv
 import json
 import math
 import os
+import sys
 import tempfile
 from typing import ClassVar
 
@@ -181,9 +182,7 @@ class TensorBoard:
             "learning_rate": "learning_rate", "examples_per_second": "speed/examples_per_second"}
 
     def __init__(self, logdir: str | os.PathLike):
-        from tensorboardX import SummaryWriter  # imported here: only runs that log pay for it
-
-        self._writer = SummaryWriter(logdir=os.fspath(logdir))
+        self._writer = _summary_writer()(logdir=os.fspath(logdir))
 
     def write(self, row: dict, step: int) -> None:
         for key, tag in self.TAGS.items():
@@ -194,6 +193,22 @@ class TensorBoard:
 
     def close(self) -> None:
         self._writer.close()
+
+
+def _summary_writer():
+    """tensorboardX's ``SummaryWriter``, imported here so that only runs that log pay for
+    it, and without PyTorch: where torch is installed, tensorboardX imports it (to accept
+    torch tensors, which gdlab never passes), about 2 s at the start of every run."""
+    if "torch" in sys.modules:  # already paid for
+        from tensorboardX import SummaryWriter
+
+        return SummaryWriter
+    sys.modules["torch"] = None  # for this import, `import torch` raises ImportError
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        del sys.modules["torch"]
+    return SummaryWriter
 
 
 def provenance() -> dict:

@@ -101,3 +101,32 @@ def test_resume_needs_a_workdir_it_can_write(tmp_path, monkeypatch):
     _, lock = open_workdir(tmp_path, resume=True)  # the lock is free again after a refusal
     lock.release()
     assert (tmp_path / "checkpoints" / "3" / "state").exists()
+
+
+def test_tensorboard_writer_does_not_import_torch(tmp_path):
+    # tensorboardX imports torch where it is installed, seconds at every run's start. A
+    # stand-in torch package here records whether anything imported it.
+    import subprocess
+    import sys
+
+    fake = tmp_path / "site" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        f"open({str(tmp_path / 'imported')!r}, 'w').close()\nTensor = object\n")
+    marker = str(tmp_path / "imported")
+    script = ("import os\n"
+              "from gdlab.records import TensorBoard\n"
+              f"board = TensorBoard({str(tmp_path / 'tb')!r})\n"
+              "board.write({'train_loss': 0.5, 'test_loss': float('nan')}, 3)\n"
+              "board.close()\n"
+              f"assert not os.path.exists({marker!r}), 'torch was imported'\n"
+              "import torch  # the stand-in works, and is still importable afterwards\n"
+              f"assert torch.Tensor is object and os.path.exists({marker!r})\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(tmp_path / "site"), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    (events,) = (tmp_path / "tb").iterdir()
+    assert events.name.startswith("events.out.tfevents.") and b"loss/train" in events.read_bytes()
+    assert b"loss/test" not in events.read_bytes()  # NaN is not logged
