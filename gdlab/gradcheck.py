@@ -139,17 +139,20 @@ def compare(a, b, tol: Tolerance) -> Comparison:
     The absolute floor grows with the leaf's largest entry: an entry that is the small
     difference of much larger terms cannot be resolved more finely than the dtype's
     rounding of those terms, so beside entries of size 30 a float32 entry near 0 is
-    judged on its absolute error, as it would be beside entries of size 1."""
+    judged on its absolute error, as it would be beside entries of size 1. A NaN or an
+    infinity anywhere fails: it would otherwise make every bound infinite."""
     a = np.asarray(a, np.float64)
     b = np.asarray(b, np.float64)
-    diff = np.abs(a - b)
-    scale = np.abs(a) + np.abs(b)
-    size = max(1.0, float(np.max(np.abs(a), initial=0.0)), float(np.max(np.abs(b), initial=0.0)))
-    rel = diff / np.maximum(tolerances.RELATIVE_FLOOR, scale)
+    with np.errstate(invalid="ignore", over="ignore"):  # ∞ − ∞ and ∞ / ∞ are NaN, failing
+        diff = np.abs(a - b)
+        scale = np.abs(a) + np.abs(b)
+        size = max(1.0, float(np.max(np.abs(a), initial=0.0)),
+                   float(np.max(np.abs(b), initial=0.0)))
+        rel = diff / np.maximum(tolerances.RELATIVE_FLOOR, scale)
     return Comparison(
         max_abs_err=float(np.max(diff, initial=0.0)),
         max_rel_err=float(np.max(rel, initial=0.0)),
-        passed=bool(np.all(diff <= tol.atol * size + tol.rtol * scale)),
+        passed=bool(np.all(np.isfinite(scale)) and np.all(diff <= tol.atol * size + tol.rtol * scale)),
     )
 
 

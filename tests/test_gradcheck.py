@@ -379,6 +379,11 @@ def test_compare_absolute_floor_grows_with_the_leafs_largest_entry():
     assert not gradcheck.compare([100.0, 1e-3], [100.0, 1e-3 + 2e-4], tol).passed
     # the large entries themselves are still held to rtol
     assert not gradcheck.compare([100.0, 1e-3], [100.03, 1e-3], tol).passed
+    # an infinity would make every bound infinite: it fails, as NaN does
+    for bad in (np.inf, -np.inf, np.nan):
+        assert not gradcheck.compare([bad, 1.0], [5.0, 1.0], tol).passed
+        assert not gradcheck.compare([5.0, 1.0], [bad, 1.0], tol).passed
+    assert not gradcheck.compare([np.inf], [np.inf], tol).passed
 
 
 def test_finite_differences_closed_form():
