@@ -138,9 +138,9 @@ def compare(a, b, tol: Tolerance) -> Comparison:
 
     The absolute floor grows with the leaf's largest entry: an entry that is the small
     difference of much larger terms cannot be resolved more finely than the dtype's
-    rounding of those terms, so beside entries of size 30 a float32 entry near 0 is
-    judged on its absolute error, as it would be beside entries of size 1. A NaN or an
-    infinity anywhere fails: it would otherwise make every bound infinite."""
+    rounding of those terms, so beside entries of size 30 a float32 entry near 0 may be
+    off by 30·atol, atol relative to the leaf's largest entry. A NaN or an infinity
+    anywhere fails: it would otherwise make every bound infinite."""
     a = np.asarray(a, np.float64)
     b = np.asarray(b, np.float64)
     with np.errstate(invalid="ignore", over="ignore"):  # ∞ − ∞ and ∞ / ∞ are NaN, failing

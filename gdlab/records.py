@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import tempfile
+import threading
 from typing import ClassVar
 
 
@@ -198,8 +199,10 @@ class TensorBoard:
 def _summary_writer():
     """tensorboardX's ``SummaryWriter``, imported here so that only runs that log pay for
     it, and without PyTorch: where torch is installed, tensorboardX imports it (to accept
-    torch tensors, which gdlab never passes), about 2 s at the start of every run."""
-    if "torch" in sys.modules:  # already paid for
+    torch tensors, which gdlab never passes), about 2 s at the start of every run. The
+    block holds for the whole process while tensorboardX loads, so it is taken only when
+    this is the process's one thread: no other thread can be importing torch meanwhile."""
+    if "torch" in sys.modules or threading.active_count() > 1:
         from tensorboardX import SummaryWriter
 
         return SummaryWriter
