@@ -179,14 +179,14 @@ def finite_differences(f: Callable, args, *, step: float = tolerances.FD_STEP, c
     """
     leaves, treedef = jax.tree_util.tree_flatten(args)
     host = [np.asarray(leaf, np.float64) for leaf in leaves]
-    sizes = [a.size for a in host]
     flat = np.concatenate([a.ravel() for a in host]) if host else np.zeros(0)
     n = flat.size
     chunk = max(1, min(chunk, n))
+    ends = np.cumsum([a.size for a in host])
 
-    def unravel(v):
-        parts = jnp.split(v, np.cumsum(sizes)[:-1]) if sizes else []
-        return treedef.unflatten([p.reshape(a.shape) for p, a in zip(parts, host)])
+    def unravel(v):  # slices: NumPy arrays stay on the host, traced ones stay traced
+        return treedef.unflatten([v[end - a.size:end].reshape(a.shape)
+                                  for a, end in zip(host, ends)])
 
     @jax.jit
     def directional(flat, idx):
@@ -200,9 +200,7 @@ def finite_differences(f: Callable, args, *, step: float = tolerances.FD_STEP, c
         idx = np.full(chunk, -1, np.int32)  # one_hot(−1) = 0: the padding perturbs nothing
         idx[: min(chunk, n - start)] = np.arange(start, min(start + chunk, n))
         parts.append(np.asarray(directional(flat, idx))[: min(chunk, n - start)])
-    grad = np.concatenate(parts) if parts else np.zeros(0)
-    return treedef.unflatten([jnp.asarray(p.reshape(a.shape)) for p, a in
-                              zip(np.split(grad, np.cumsum(sizes)[:-1]) if sizes else [], host)])
+    return jax.tree.map(jnp.asarray, unravel(np.concatenate(parts) if parts else np.zeros(0)))
 
 
 def _cast(tree, dtype):
