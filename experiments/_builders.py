@@ -96,17 +96,32 @@ def define_model_flags() -> None:
                       "(autodiff), or the manual rules through jax.custom_vjp.")
 
 
+def define_optimizer_flags(*, optimizer: str = "momentum",
+                           optimizer_help: str = "The update rule.") -> None:
+    """--optimizer, --schedule, --momentum, --weight_decay, --weight_decay_on: what
+    ``build_optimizer`` reads, the same in every experiment that trains."""
+    flags.DEFINE_enum("optimizer", optimizer, list(optim.OPTIMIZERS), optimizer_help)
+    flags.DEFINE_enum("schedule", "constant", list(optim.SCHEDULES),
+                      "Learning-rate schedule over the whole run, from the learning rate.")
+    flags.DEFINE_float("momentum", 0.9, "β of --optimizer=momentum and nesterov.")
+    flags.DEFINE_float("weight_decay", 0.0, "L2 coefficient (decoupled for adamw); 0 for none.")
+    flags.DEFINE_enum("weight_decay_on", "all", list(WEIGHT_DECAY_ON),
+                      "The parameters --weight_decay reaches: all (as torch.optim's "
+                      "weight_decay) or weights (kernels and embedding tables, the leaves of two "
+                      "or more dimensions; not biases or normalisation scales and shifts).")
+
+
+WEIGHT_DECAY_ON = {"all": None, "weights": optim.weights_only}
+"""--weight_decay_on's values and the decay masks they stand for."""
+
+
 def define_descent_flags(*, descent_default: str = "minibatch", batch_size: int = 32,
                          optimizer: str = "momentum", lr: float = 0.05, epochs: int = 20) -> None:
     flags.DEFINE_enum("descent", descent_default, list(descent.MODES),
                       "batch (all examples per step), sgd (one) or minibatch (--batch_size).")
     flags.DEFINE_integer("batch_size", batch_size, "Examples per step for --descent=minibatch.")
-    flags.DEFINE_enum("optimizer", optimizer, list(optim.OPTIMIZERS), "The update rule.")
+    define_optimizer_flags(optimizer=optimizer)
     flags.DEFINE_float("lr", lr, "Learning rate α (> 0).")
-    flags.DEFINE_enum("schedule", "constant", list(optim.SCHEDULES),
-                      "Learning-rate schedule over the whole run.")
-    flags.DEFINE_float("momentum", 0.9, "β of momentum and nesterov.")
-    flags.DEFINE_float("weight_decay", 0.0, "L2 coefficient (decoupled for adamw); 0 for none.")
     flags.DEFINE_integer("epochs", epochs, "Passes over the training set.", lower_bound=1)
 
 
@@ -270,14 +285,22 @@ def batch_size(ds: data.Dataset) -> int:
 
 
 def check_descent_flags() -> None:
+    _cli.positive_float("lr", FLAGS.lr)
+    check_optimizer_flags()
+
+
+def check_optimizer_flags() -> None:
+    """One sentence (exit 2) for a bad --momentum, --weight_decay or --weight_decay_on."""
     import math
 
-    _cli.positive_float("lr", FLAGS.lr)
     if not 0.0 <= FLAGS.momentum < 1.0:
         raise _cli.UsageError(f"--momentum must lie in [0, 1), got {FLAGS.momentum}")
     if not (math.isfinite(FLAGS.weight_decay) and FLAGS.weight_decay >= 0):
         raise _cli.UsageError(f"--weight_decay must be a finite number >= 0, got "
                               f"{FLAGS.weight_decay}")
+    if FLAGS.weight_decay_on != "all" and FLAGS.weight_decay == 0:
+        raise _cli.UsageError(f"--weight_decay_on={FLAGS.weight_decay_on} needs a decay to "
+                              "restrict: give --weight_decay > 0")
 
 
 def check_memory(model, optimizer, ds: data.Dataset, batch_size: int, configs: int = 1) -> None:
@@ -305,11 +328,13 @@ def learning_rate(lr, total_steps: int):
 
 
 def build_optimizer(lr, total_steps: int) -> optim.Optimizer:
-    """``--optimizer`` with ``--schedule`` over ``total_steps``, ``--momentum`` and ``--weight_decay``."""
+    """``--optimizer`` at ``lr`` (a number, or a traced one in a sweep) with ``--schedule``
+    over ``total_steps``, ``--momentum``, ``--weight_decay`` and ``--weight_decay_on``."""
     rate = learning_rate(lr, total_steps)
     kwargs = {}
     if FLAGS.optimizer in ("momentum", "nesterov"):
         kwargs["momentum"] = FLAGS.momentum
     if FLAGS.weight_decay > 0 or FLAGS.optimizer == "adamw":
         kwargs["weight_decay"] = FLAGS.weight_decay
+        kwargs["weight_decay_mask"] = WEIGHT_DECAY_ON[FLAGS.weight_decay_on]
     return optim.get(FLAGS.optimizer, rate, **kwargs)

@@ -28,14 +28,14 @@ import time
 from absl import flags
 
 from experiments import _builders, _cli
-from gdlab import descent, optim
+from gdlab import descent
 
 _builders.define_data_flags()
 _builders.define_model_flags()
 flags.DEFINE_integer("batch_size", 32, "Examples per step of the minibatch mode.")
-flags.DEFINE_enum("optimizer", "gd", list(optim.OPTIMIZERS),
-                  "The update rule of all three modes (plain gd isolates the effect of the mode).")
-flags.DEFINE_float("momentum", 0.9, "β of --optimizer=momentum and nesterov.")
+_builders.define_optimizer_flags(
+    optimizer="gd",
+    optimizer_help="The update rule of all three modes (plain gd isolates the effect of the mode).")
 flags.DEFINE_float("lr_batch", 1.0, "Learning rate of batch descent (B = N).")
 flags.DEFINE_float("lr_minibatch", 0.3, "Learning rate of minibatch descent (B = --batch_size).")
 flags.DEFINE_float("lr_sgd", 0.01, "Learning rate of stochastic descent (B = 1).")
@@ -65,14 +65,12 @@ def _text(value, spec: str) -> str:
 def main(argv):
     del argv
     rates = {mode: _cli.positive_float(f"lr_{mode}", FLAGS[f"lr_{mode}"].value) for mode in MODES}
-    if not 0.0 <= FLAGS.momentum < 1.0:
-        raise _cli.UsageError(f"--momentum must lie in [0, 1), got {FLAGS.momentum}")
+    _builders.check_optimizer_flags()
     ds = _builders.load_dataset()
     minibatch = _builders.minibatch_size(ds)
     loss_name = _builders.loss_name(ds)
     model = _builders.build_model(ds, loss_name)
-    kwargs = {"momentum": FLAGS.momentum} if FLAGS.optimizer in ("momentum", "nesterov") else {}
-    _builders.check_memory(model, optim.get(FLAGS.optimizer, rates["batch"], **kwargs), ds,
+    _builders.check_memory(model, _builders.build_optimizer(rates["batch"], FLAGS.epochs), ds,
                            ds.n_train)  # the batch mode's full batch: the most memory
     workdir, _lock = _cli.prepare_workdir(FLAGS.workdir)  # held until the process ends
 
@@ -93,7 +91,8 @@ def main(argv):
     for mode in MODES:
         batch_size = descent.batch_size_for(mode, n, minibatch)
         steps = descent.steps_per_epoch(n, batch_size)
-        result = train.fit(model, loss, optim.get(FLAGS.optimizer, rates[mode], **kwargs),
+        optimizer = _builders.build_optimizer(rates[mode], FLAGS.epochs * steps)
+        result = train.fit(model, loss, optimizer,
                            (ds.x_train, ds.y_train), epochs=FLAGS.epochs, batch_size=batch_size,
                            key=key, grad=FLAGS.grad, test_data=(ds.x_test, ds.y_test))
         history, wall = [], 0.0

@@ -25,7 +25,7 @@ import time
 from absl import flags
 
 from experiments import _builders, _cli
-from gdlab import descent, optim
+from gdlab import descent
 
 _builders.define_data_flags(default="houses")
 _builders.define_model_flags()
@@ -34,8 +34,7 @@ flags.FLAGS.set_default("model", "linear")  # houses' textbook model, where 2/λ
 flags.DEFINE_enum("descent", "batch", list(descent.MODES),
                   "batch (all examples per step), sgd (one) or minibatch (--batch_size).")
 flags.DEFINE_integer("batch_size", 32, "Examples per step for --descent=minibatch.")
-flags.DEFINE_enum("optimizer", "gd", list(optim.OPTIMIZERS), "The update rule, at every α.")
-flags.DEFINE_float("momentum", 0.9, "β of --optimizer=momentum and nesterov.")
+_builders.define_optimizer_flags(optimizer="gd", optimizer_help="The update rule, at every α.")
 flags.DEFINE_integer("epochs", 100, "Passes over the training set, for every α.", lower_bound=1)
 flags.DEFINE_list("lrs", None, "Learning rates to try, comma-separated (sorted, duplicates "
                   "dropped), e.g. --lrs=0.01,0.1,1; replaces --lr_min/--lr_max/--num.")
@@ -73,11 +72,6 @@ def learning_rates() -> list[float]:
     return [float(v) for v in np.geomspace(FLAGS.lr_min, FLAGS.lr_max, FLAGS.num)]
 
 
-def make_optimizer(lr) -> optim.Optimizer:
-    kwargs = {"momentum": FLAGS.momentum} if FLAGS.optimizer in ("momentum", "nesterov") else {}
-    return optim.get(FLAGS.optimizer, lr, **kwargs)
-
-
 def _number(value) -> float | None:
     """A float for JSON: None for NaN and infinities, 6 significant digits."""
     value = float(value)
@@ -88,12 +82,16 @@ def main(argv):
     del argv
     mesh = _cli.start_devices()  # first: jax.distributed must start before anything else
     lrs = learning_rates()
-    if not 0.0 <= FLAGS.momentum < 1.0:
-        raise _cli.UsageError(f"--momentum must lie in [0, 1), got {FLAGS.momentum}")
+    _builders.check_optimizer_flags()
     ds = _builders.load_dataset()
     loss_name = _builders.loss_name(ds)
     batch_size = _builders.batch_size(ds)
     model = _builders.build_model(ds, loss_name)
+    total_steps = FLAGS.epochs * descent.steps_per_epoch(ds.n_train, batch_size)
+
+    def make_optimizer(lr):  # lr: one of the sweep's learning rates, traced
+        return _builders.build_optimizer(lr, total_steps)
+
     _builders.check_memory(model, make_optimizer(lrs[0]), ds, batch_size, configs=len(lrs))
     workdir, _lock = _cli.prepare_workdir(FLAGS.workdir)  # held until the process ends
     # process 0 reports and writes; the others train their share and write a throwaway folder
@@ -133,7 +131,8 @@ def main(argv):
     if FLAGS.model == "linear" and loss_name == "mse":
         # mse averages over the K outputs too, so each output's Hessian is (2/(N·K))·AᵀA.
         bound = ds.num_outputs * theory.max_stable_lr(x)
-    exact = FLAGS.descent == "batch" and FLAGS.optimizer == "gd"
+    exact = (FLAGS.descent == "batch" and FLAGS.optimizer == "gd" and FLAGS.weight_decay == 0
+             and FLAGS.schedule == "constant")
 
     say(f"\n{'lr':>10}  {'final loss':>12}  verdict")
     for lr, value, verdict in zip(lrs, final, judged.verdicts):
@@ -170,7 +169,8 @@ def main(argv):
         "theory": (None if bound is None else
                    "2/λmax of the linear model's MSE Hessian (2/N)·AᵀA, A = [X 1]: the exact "
                    "stability bound of full-batch plain gd" + ("" if exact else
-                   "; only a guide here, since this run is not full-batch plain gd")),
+                   "; only a guide here, since this run is not full-batch plain gd at a constant "
+                   "rate without weight decay")),
         "picked": {role: lrs[k] for role, k in picks.items()},
         "curves": {"epoch": list(range(FLAGS.epochs + 1)),
                    "train_loss": [[_number(v) for v in row] for row in curves]},
@@ -193,7 +193,8 @@ def main(argv):
     if bound is not None:
         ratio = "" if first_bad is None else f"; first diverged / bound = {first_bad / bound:.3f}"
         say(f"stability bound 2/λmax = {bound:.4g}{ratio}"
-              + ("" if exact else " (exact only for --descent=batch --optimizer=gd)"))
+              + ("" if exact else " (exact only for --descent=batch --optimizer=gd at a constant "
+                             "rate and no --weight_decay)"))
     say(f"outputs in {os.path.abspath(workdir)}: config.json, sweep.json, sweep.png")
     return 0
 

@@ -64,6 +64,8 @@ def test_three_modes_same_budget_on_digits(tmp_path):
 
 @pytest.mark.parametrize("args, name", [
     (["--lr_sgd=0"], "--lr_sgd"),
+    (["--momentum=1"], "--momentum"),
+    (["--weight_decay=nan"], "--weight_decay"),
     (["--dataset=houses", "--batch_size=5000"], "--batch_size"),
 ])
 def test_bad_flags_exit_2_with_one_sentence(tmp_path, args, name):

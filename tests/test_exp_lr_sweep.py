@@ -85,7 +85,27 @@ def test_explicit_learning_rates_minibatch_momentum(tmp_path):
     assert (tmp_path / "sweep.png").read_bytes().startswith(PNG_MAGIC)
 
 
+def test_weight_decay_and_schedule_reach_every_rate(acceptance, tmp_path):
+    # The same rate as one of the acceptance grid's, with a strong L2 decay and a cosine
+    # schedule: the optimizer flags are the train command's, and they change the descent.
+    _, _, plain = acceptance
+    k = plain["verdicts"].index("converged")
+    lr = plain["lrs"][k]
+    proc = run_sweep(f"--lrs={lr!r}", "--weight_decay=1", "--weight_decay_on=weights",
+                     "--schedule=cosine", f"--workdir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    decayed = json.loads((tmp_path / "sweep.json").read_text())
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert (config["weight_decay"], config["weight_decay_on"], config["schedule"]) == (
+        1.0, "weights", "cosine")
+    assert decayed["lrs"] == [lr]
+    assert decayed["final_losses"][0] > 1.5 * plain["final_losses"][k]
+    assert "only a guide" in decayed["theory"]  # decay and schedule: the bound is not exact
+
+
 @pytest.mark.parametrize("args, name", [
+    (["--weight_decay_on=weights"], "--weight_decay_on=weights needs a decay"),
+    (["--weight_decay=-1"], "--weight_decay"),
     (["--lrs=0.1,-1"], "--lrs"),
     (["--lr_min=1", "--lr_max=0.1"], "--lr_min"),
     (["--num=1"], "--num"),

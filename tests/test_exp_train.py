@@ -182,6 +182,8 @@ def test_csv_task_flag_overrides_the_inferred_task(tmp_path):
     (["--image_size=28,28"], "--image_size is for --dataset=images"),
     (["--dataset=houses", "--pixel_scaling=per_pixel"], "--pixel_scaling is for image data"),
     (["--checkpoint_seconds=nan"], "--checkpoint_seconds must be a number of seconds >= 0"),
+    (["--weight_decay_on=weights"], "--weight_decay_on=weights needs a decay"),
+    (["--weight_decay_on=biases"], "--weight_decay_on"),
 ])
 def test_bad_input_exits_2_with_one_sentence(tmp_path, args, needle):
     wd = tmp_path / "run"
@@ -253,7 +255,8 @@ def test_help_documents_every_flag():
     r = run("--help")
     assert r.returncode == 0
     for flag in ("dataset", "model", "hidden", "activation", "loss", "descent", "batch_size",
-                 "optimizer", "lr", "schedule", "momentum", "weight_decay", "epochs", "grad",
+                 "optimizer", "lr", "schedule", "momentum", "weight_decay", "weight_decay_on",
+                 "epochs", "grad",
                  "seed", "eval_every", "workdir", "channels", "kernel", "padding", "width",
                  "depth", "heads", "vocab_size", "sort_length", "sort_symbols"):
         assert f"--{flag}" in r.stdout, flag

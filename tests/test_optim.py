@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import assert_tree_allclose
 
-from gdlab import optim
+from gdlab import models, optim, train
 from gdlab.optim import schedules
 
 # ----------------------------------------------------------------------------- fixtures
@@ -100,10 +100,13 @@ def np_rmsprop(w, gs, lr, rho, eps):
     return out
 
 
-def np_adam(w, gs, lr, b1, b2, eps, decoupled=0.0, l2=0.0):
+def np_adam(w, gs, lr, b1, b2, eps, decoupled=0.0, l2=0.0, decays=1.0):
+    """``decays``: 1 where a weight decay reaches the flat entry, 0 where it does not."""
     m = np.zeros_like(w)
     v = np.zeros_like(w)
     out = []
+    decoupled = decoupled * np.asarray(decays)
+    l2 = l2 * np.asarray(decays)
     for i, g in enumerate(gs):
         g = g + l2 * w
         t = i + 1
@@ -116,8 +119,9 @@ def np_adam(w, gs, lr, b1, b2, eps, decoupled=0.0, l2=0.0):
     return out
 
 
-def np_gd_l2(w, gs, lr, coeff):
+def np_gd_l2(w, gs, lr, coeff, decays=1.0):
     out = []
+    coeff = coeff * np.asarray(decays)
     for t, g in enumerate(gs):
         w = w - lr(t) * (g + coeff * w)
         out.append(w)
@@ -146,6 +150,9 @@ def _warmup2(t):
 def _cos4(t):
     return 0.01 * 0.5 * (1 + math.cos(math.pi * min(t, 4) / 4))  # cosine_decay(0.01, 4)
 
+
+ONLY_B = np.array([0, 0, 0, 1, 1, 1, 1.0])
+"""The flat entries of ``_params64``'s 2-D leaf ``b``: the ones ``weights_only`` decays."""
 
 S = schedules
 CASES = {
@@ -196,6 +203,21 @@ CASES = {
         lambda w, gs: np_adam(w, gs, _const(0.01), 0.9, 0.999, 1e-8, decoupled=0.1),
         None,
     ),
+    "adamw_weights_only": (
+        optim.adamw(0.01, weight_decay=0.1, mask=optim.weights_only),
+        lambda w, gs: np_adam(w, gs, _const(0.01), 0.9, 0.999, 1e-8, decoupled=0.1, decays=ONLY_B),
+        None,
+    ),
+    "adamw_weights_only_get": (
+        optim.get("adamw", 0.01, weight_decay=0.1, weight_decay_mask=optim.weights_only),
+        lambda w, gs: np_adam(w, gs, _const(0.01), 0.9, 0.999, 1e-8, decoupled=0.1, decays=ONLY_B),
+        None,
+    ),
+    "adamw_cosine_schedule_decays_on_schedule": (
+        optim.adamw(S.cosine_decay(0.01, 4), weight_decay=0.5),
+        lambda w, gs: np_adam(w, gs, _cos4, 0.9, 0.999, 1e-8, decoupled=0.5),
+        None,
+    ),
     "gd_l2_chain": (
         optim.chain(optim.add_weight_decay(0.05), optim.gd(0.1)),
         lambda w, gs: np_gd_l2(w, gs, _const(0.1), 0.05),
@@ -206,9 +228,24 @@ CASES = {
         lambda w, gs: np_gd_l2(w, gs, _const(0.1), 0.05),
         None,
     ),
+    "gd_l2_weights_only": (
+        optim.chain(optim.add_weight_decay(0.05, mask=optim.weights_only), optim.gd(0.1)),
+        lambda w, gs: np_gd_l2(w, gs, _const(0.1), 0.05, decays=ONLY_B),
+        None,
+    ),
+    "gd_l2_get_with_a_mask_tree": (
+        optim.get("gd", 0.1, weight_decay=0.05, weight_decay_mask={"a": True, "b": False}),
+        lambda w, gs: np_gd_l2(w, gs, _const(0.1), 0.05, decays=1.0 - ONLY_B),
+        None,
+    ),
     "gd_decoupled_decay": (
         optim.chain(optim.gd(0.1), optim.add_decayed_weights(0.05, learning_rate=0.1)),
         lambda w, gs: np_gd_l2(w, gs, _const(0.1), 0.05),
+        None,
+    ),
+    "gd_decoupled_decay_folded_rate_masked": (
+        optim.chain(optim.gd(0.1), optim.add_decayed_weights(0.005, mask=optim.weights_only)),
+        lambda w, gs: np_gd_l2(w, gs, _const(0.1), 0.05, decays=ONLY_B),
         None,
     ),
     "adam_l2_get": (
@@ -240,11 +277,6 @@ CASES = {
     "adam_cosine_schedule": (
         optim.adam(S.cosine_decay(0.01, 4)),
         lambda w, gs: np_adam(w, gs, _cos4, 0.9, 0.999, 1e-8),
-        None,
-    ),
-    "scale_by_learning_rate": (
-        optim.scale_by_learning_rate(0.1),
-        lambda w, gs: np_gd(w, gs, _const(0.1)),
         None,
     ),
 }
@@ -528,9 +560,14 @@ def test_get_option_errors():
 
 
 def test_get_weight_decay_routing():
-    # adamw takes weight_decay itself (no chain); the others get an L2 chain; 0 adds nothing.
+    # adamw takes weight_decay itself (adam, then its decoupled decay); the others get an
+    # L2 chain; 0 adds nothing.
     params = {"w": jnp.ones(2, jnp.float64)}
-    assert isinstance(optim.get("adamw", 0.1, weight_decay=0.2).init(params), optim.AdamState)
+    adamw_state = optim.get("adamw", 0.1, weight_decay=0.2).init(params)
+    assert isinstance(adamw_state[0], optim.AdamState)
+    assert isinstance(adamw_state[1], optim.EmptyState)  # a constant rate needs no count
+    scheduled = optim.adamw(schedules.cosine_decay(0.1, 4)).init(params)
+    assert isinstance(scheduled[1], optim.DecayState)
     assert isinstance(optim.get("adam", 0.1, weight_decay=0.0).init(params), optim.AdamState)
     chained = optim.get("adam", 0.1, weight_decay=0.2, clip_norm=1.0).init(params)
     assert isinstance(chained, tuple) and len(chained) == 3
@@ -553,6 +590,63 @@ def test_transforms_that_read_params_require_them():
     for opt in (optim.add_weight_decay(0.1), optim.add_decayed_weights(0.1), optim.adamw(0.1)):
         with pytest.raises(ValueError, match="reads the parameters"):
             opt.update(grads, opt.init(grads))
+
+
+@pytest.mark.parametrize("model, in_shape", [
+    (models.cnn(10, channels=(4,), hidden=(6,)), (8, 8, 1)),
+    (models.transformer(11, 3, max_len=5, width=8, depth=1, num_heads=2), (5,)),
+], ids=["cnn", "transformer"])
+def test_weights_only_marks_kernels_and_tables_not_biases_or_norms(model, in_shape):
+    params, _ = train.init_model(model, jax.random.key(0), in_shape)
+    marks = optim.weights_only(params)
+    paths = jax.tree_util.tree_flatten_with_path(params)[0]
+    for (path, _), mark in zip(paths, jax.tree_util.tree_leaves(marks), strict=True):
+        name = path[-1].key
+        assert mark is (name in ("w", "table")), jax.tree_util.keystr(path)
+    # A decoupled decay under that mask moves exactly the marked leaves.
+    opt = optim.add_decayed_weights(0.5, mask=optim.weights_only)
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    updates, _ = opt.update(zeros, opt.init(params), params)
+    for w, u, mark in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(updates),
+                          jax.tree_util.tree_leaves(marks), strict=True):
+        np.testing.assert_array_equal(np.asarray(u), -0.5 * np.asarray(w) if mark else 0.0)
+
+
+def test_masked_decay_under_jit_and_vmap_over_the_learning_rate():
+    params = _params64()
+    grads = _grads_seq()[0]
+
+    def step(lr):
+        opt = optim.adamw(lr, weight_decay=0.1, mask=optim.weights_only)
+        updates, _ = opt.update(grads, opt.init(params), params)
+        return optim.apply_updates(params, updates)
+
+    lrs = jnp.array([0.01, 0.02], jnp.float64)
+    batched = jax.jit(jax.vmap(step))(lrs)
+    for i, lr in enumerate([0.01, 0.02]):
+        want = np_adam(_flat(params), [_flat(grads)], _const(lr), 0.9, 0.999, 1e-8,
+                       decoupled=0.1, decays=ONLY_B)[0]
+        np.testing.assert_allclose(_flat(jax.tree.map(lambda x, i=i: x[i], batched)), want,
+                                   rtol=1e-14, atol=0)
+
+
+def test_a_bad_mask_is_refused():
+    params = _params64()
+    grads = _grads_seq()[0]
+    with pytest.raises(ValueError, match="add_weight_decay mask must be None, a pytree of Python bools"):
+        optim.add_weight_decay(0.1, mask={"a": jnp.array(True), "b": False})
+    wrong_tree = optim.add_decayed_weights(0.1, mask={"a": True})
+    with pytest.raises(ValueError, match="add_decayed_weights mask must have the params' structure"):
+        wrong_tree.update(grads, wrong_tree.init(params), params)
+    from_params = optim.adamw(0.1, mask=lambda p: jax.tree.map(lambda w: w.sum() > 0, p))
+    with pytest.raises(ValueError, match="mask must be None, a pytree of Python bools"):
+        from_params.update(grads, from_params.init(params), params)  # arrays, not bools
+    with pytest.raises(ValueError, match="weight_decay_mask needs a weight decay"):
+        optim.get("gd", 0.1, weight_decay_mask=optim.weights_only)
+    with pytest.raises(ValueError, match="weight_decay_mask needs a weight decay"):
+        optim.get("momentum", 0.1, weight_decay=0.0, weight_decay_mask=optim.weights_only)
+    with pytest.raises(ValueError, match="takes no option mask"):
+        optim.get("adamw", 0.1, mask=optim.weights_only)  # get's name for it is weight_decay_mask
 
 
 def test_global_norm_and_apply_updates():
@@ -579,7 +673,6 @@ BUILDERS = {
     "rmsprop": optim.rmsprop,
     "adam": optim.adam,
     "adamw": optim.adamw,
-    "scale_by_learning_rate": optim.scale_by_learning_rate,
     "add_decayed_weights(lr)": lambda lr: optim.add_decayed_weights(0.1, learning_rate=lr),
 }
 """Everything that takes a learning rate, as ``lr -> Optimizer``."""

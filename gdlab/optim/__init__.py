@@ -11,6 +11,9 @@ Plain gradient descent is the seed rule ``w_new = w_old − α · ∂J/∂w``. M
 one convention throughout: ``v ← β·v + g`` and the step ``−α·v`` (Nesterov:
 ``−α·(g + β·v)``). A learning rate is a number or a schedule ``step -> lr``
 (``gdlab.optim.schedules``), ``step`` being the int32 count of updates applied so far.
+Weight decay, coupled (``add_weight_decay``, L2) or decoupled (``add_decayed_weights``;
+``adamw``), reaches every leaf unless a ``mask`` says which: ``mask=optim.weights_only``
+spares biases and normalisation parameters.
 """
 
 from gdlab.optim import schedules
@@ -50,11 +53,12 @@ from gdlab.optim.schedules import (
     piecewise_constant,
 )
 from gdlab.optim.transforms import (
-    ScaleByLearningRateState,
+    DecayState,
+    Mask,
     add_decayed_weights,
     add_weight_decay,
     clip_by_global_norm,
-    scale_by_learning_rate,
+    weights_only,
 )
 
 __all__ = [
@@ -62,13 +66,14 @@ __all__ = [
     "SCHEDULES",
     "AdagradState",
     "AdamState",
+    "DecayState",
     "EmptyState",
     "GDState",
     "LearningRate",
+    "Mask",
     "MomentumState",
     "Optimizer",
     "RMSPropState",
-    "ScaleByLearningRateState",
     "Schedule",
     "adagrad",
     "adam",
@@ -92,6 +97,6 @@ __all__ = [
     "nesterov",
     "piecewise_constant",
     "rmsprop",
-    "scale_by_learning_rate",
     "schedules",
+    "weights_only",
 ]

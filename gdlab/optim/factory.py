@@ -7,7 +7,7 @@ import numbers
 
 from gdlab.optim import optimizers
 from gdlab.optim.base import LearningRate, Optimizer, chain, check_number
-from gdlab.optim.transforms import add_weight_decay, clip_by_global_norm
+from gdlab.optim.transforms import Mask, add_weight_decay, clip_by_global_norm
 
 OPTIMIZERS = ("gd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 """Names ``get`` accepts."""
@@ -24,8 +24,10 @@ _BUILDERS = {
 
 
 def _keyword_options(builder) -> tuple[str, ...]:
+    """The builder's keyword options, less ``mask``: ``get`` takes it as ``weight_decay_mask``."""
     params = inspect.signature(builder).parameters.values()
-    return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+    return tuple(p.name for p in params
+                 if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "mask")
 
 
 def get(
@@ -34,6 +36,7 @@ def get(
     *,
     momentum: float | None = None,
     weight_decay: float | None = None,
+    weight_decay_mask: Mask = None,
     clip_norm: float | None = None,
     **options,
 ) -> Optimizer:
@@ -48,6 +51,9 @@ def get(
       weight_decay: for ``"adamw"``, its decoupled ``λ`` (None keeps the default
         1e-2). For the others, a value > 0 adds L2 regularisation,
         ``chain(add_weight_decay(weight_decay), opt)``; None or 0 adds nothing.
+      weight_decay_mask: which leaves that decay reaches: None for every one, or a
+        mask as in ``gdlab.optim.transforms`` (e.g. ``optim.weights_only``). An error
+        when there is no decay to mask.
       clip_norm: when set, ``clip_by_global_norm(clip_norm)`` is chained first, so
         the raw gradient is clipped before any weight decay or step.
       **options: the optimizer's own keyword options (``eps=``, ``b1=``, ``decay=``, ...).
@@ -70,7 +76,8 @@ def get(
     if unknown:
         raise ValueError(
             f"optimizer {name!r} takes no option {', '.join(unknown)}; its options are: "
-            f"{', '.join(accepted) or 'none'}, plus momentum=, weight_decay=, clip_norm= where they apply"
+            f"{', '.join(accepted) or 'none'}, plus momentum=, weight_decay=, "
+            "weight_decay_mask=, clip_norm= where they apply"
         )
     if momentum is not None:
         if "beta" not in accepted:
@@ -88,15 +95,21 @@ def get(
     if "weight_decay" in accepted:  # adamw: decoupled decay inside the optimizer
         if weight_decay is not None:
             options["weight_decay"] = weight_decay
-    elif weight_decay is not None:
-        is_zero = isinstance(weight_decay, numbers.Real) and float(weight_decay) == 0.0
-        l2 = not is_zero
+        if weight_decay_mask is not None:
+            options["mask"] = weight_decay_mask  # adamw's own name for it
+    else:
+        if weight_decay is not None:
+            is_zero = isinstance(weight_decay, numbers.Real) and float(weight_decay) == 0.0
+            l2 = not is_zero
+        if weight_decay_mask is not None and not l2:
+            raise ValueError(f"weight_decay_mask needs a weight decay to mask: give {name!r} "
+                             "a weight_decay > 0")
 
     transforms = []
     if clip_norm is not None:
         transforms.append(clip_by_global_norm(clip_norm))
     if l2:
-        transforms.append(add_weight_decay(weight_decay))
+        transforms.append(add_weight_decay(weight_decay, mask=weight_decay_mask))
     opt = builder(learning_rate, **options)
     if not transforms:
         return opt

@@ -17,6 +17,7 @@ rmsprop    ``s ← ρ·s + (1−ρ)·g²``;  ``u = −α·g / (√s + ε)``     
 adam       ``m ← β₁·m + (1−β₁)·g``;  ``v ← β₂·v + (1−β₂)·g²``;           Kingma & Ba 2015
            ``m̂ = m/(1−β₁ᵗ⁺¹)``, ``v̂ = v/(1−β₂ᵗ⁺¹)``;  ``u = −α·m̂/(√v̂ + ε)``
 adamw      adam's ``m̂, v̂``;  ``u = −α·(m̂/(√v̂ + ε) + λ·w)``               Loshchilov & Hutter 2019
+           (``chain(adam, add_decayed_weights)``)
 =========  ==========================================================  ===============================
 
 **One momentum sign convention.** The velocity accumulates *gradients*,
@@ -42,12 +43,14 @@ from gdlab.optim.base import (
     LearningRate,
     Optimizer,
     Params,
+    chain,
     check_number,
     increment,
     learning_rate_at,
     like,
     zero_count,
 )
+from gdlab.optim.transforms import Mask, add_decayed_weights
 
 
 class GDState(NamedTuple):
@@ -194,42 +197,6 @@ def rmsprop(learning_rate: LearningRate, *, decay: float = 0.9, eps: float = 1e-
     return Optimizer(init, update)
 
 
-def _adam(learning_rate, b1, b2, eps, weight_decay, name) -> Optimizer:
-    """Adam, plus ``−α·λ·w`` decoupled weight decay when ``weight_decay`` is not None."""
-    check_number("learning_rate", learning_rate)
-    check_number(f"{name} b1", b1, high=1.0)
-    check_number(f"{name} b2", b2, high=1.0)
-    check_number(f"{name} eps", eps)
-    if weight_decay is not None:
-        check_number(f"{name} weight_decay", weight_decay)
-
-    def init(params):
-        return AdamState(count=zero_count(), mu=_zeros_like(params), nu=_zeros_like(params))
-
-    def update(grads, state, params=None):
-        if weight_decay is not None and params is None:
-            raise ValueError(f"{name} reads the parameters: call update(grads, state, params)")
-        alpha = learning_rate_at(learning_rate, state.count)
-        t = state.count + 1  # this is update number t (1-based), as in Kingma & Ba
-        mu = jax.tree.map(lambda m, g: like(b1 * m + (1.0 - b1) * g, m), state.mu, grads)
-        nu = jax.tree.map(lambda v, g: like(b2 * v + (1.0 - b2) * g * g, v), state.nu, grads)
-        # Bias correction: m and v start at 0, so early averages are too small by 1 − βᵗ.
-        bc1 = 1.0 - b1 ** t.astype(float)
-        bc2 = 1.0 - b2 ** t.astype(float)
-
-        def step(g, m, v, w):
-            direction = (m / bc1) / (jnp.sqrt(v / bc2) + eps)
-            if weight_decay is not None:
-                direction = direction + weight_decay * w
-            return like(-alpha * direction, g)
-
-        ws = params if weight_decay is not None else grads  # w is read only for the decay
-        updates = jax.tree.map(step, grads, mu, nu, ws)
-        return updates, AdamState(count=increment(state.count), mu=mu, nu=nu)
-
-    return Optimizer(init, update)
-
-
 def adam(
     learning_rate: LearningRate, *, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
 ) -> Optimizer:
@@ -244,7 +211,28 @@ def adam(
       b2: ``β₂`` in [0, 1), decay of the second-moment average.
       eps: ``ε`` added to ``√v̂``.
     """
-    return _adam(learning_rate, b1, b2, eps, None, "adam")
+    check_number("learning_rate", learning_rate)
+    check_number("adam b1", b1, high=1.0)
+    check_number("adam b2", b2, high=1.0)
+    check_number("adam eps", eps)
+
+    def init(params):
+        return AdamState(count=zero_count(), mu=_zeros_like(params), nu=_zeros_like(params))
+
+    def update(grads, state, params=None):
+        del params
+        alpha = learning_rate_at(learning_rate, state.count)
+        t = state.count + 1  # this is update number t (1-based), as in Kingma & Ba
+        mu = jax.tree.map(lambda m, g: like(b1 * m + (1.0 - b1) * g, m), state.mu, grads)
+        nu = jax.tree.map(lambda v, g: like(b2 * v + (1.0 - b2) * g * g, v), state.nu, grads)
+        # Bias correction: m and v start at 0, so early averages are too small by 1 − βᵗ.
+        bc1 = 1.0 - b1 ** t.astype(float)
+        bc2 = 1.0 - b2 ** t.astype(float)
+        updates = jax.tree.map(
+            lambda g, m, v: like(-alpha * (m / bc1) / (jnp.sqrt(v / bc2) + eps), g), grads, mu, nu)
+        return updates, AdamState(count=increment(state.count), mu=mu, nu=nu)
+
+    return Optimizer(init, update)
 
 
 def adamw(
@@ -254,16 +242,22 @@ def adamw(
     b2: float = 0.999,
     eps: float = 1e-8,
     weight_decay: float = 1e-2,
+    mask: Mask = None,
 ) -> Optimizer:
     """AdamW (Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization").
 
-    Adam's ``m̂``, ``v̂`` as in ``adam``, and ``u = −α·(m̂/(√v̂ + ε) + λ·w)``: the decay
-    ``λ·w`` is added to the step, not to the gradient, so Adam's per-coordinate
-    scaling does not weaken it. ``update`` needs ``params``.
+    ``chain(adam(α, ...), add_decayed_weights(λ, learning_rate=α, mask=mask))``: Adam's
+    step ``−α·m̂/(√v̂ + ε)``, then ``−α·λ·w``. The decay is added to the step, not to
+    the gradient, so Adam's per-coordinate scaling does not weaken it. ``update``
+    needs ``params``; the state is ``(AdamState, the decay's state)``.
 
     Args:
       learning_rate: ``α``, a number or a schedule ``step -> α``.
       b1, b2, eps: as in ``adam``.
       weight_decay: ``λ`` ≥ 0.
+      mask: which leaves decay (``gdlab.optim.transforms``): None for every one, or
+        e.g. ``optim.weights_only`` to spare biases and normalisation parameters.
     """
-    return _adam(learning_rate, b1, b2, eps, weight_decay, "adamw")
+    check_number("adamw weight_decay", weight_decay)
+    return chain(adam(learning_rate, b1=b1, b2=b2, eps=eps),
+                 add_decayed_weights(weight_decay, learning_rate=learning_rate, mask=mask))

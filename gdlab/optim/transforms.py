@@ -8,29 +8,40 @@ gradient when it comes first in a chain) to new updates:
   training recurrent neural networks").
 - ``add_weight_decay(coeff)``: L2 regularisation, ``u ← u + λ·w``; put it *before*
   the optimizer so the step sees the gradient of ``J + λ/2·‖w‖²``.
-- ``scale_by_learning_rate(lr)``: ``u ← −α·u``, turns a direction into a signed step.
 - ``add_decayed_weights(coeff, learning_rate=None)``: decoupled weight decay,
   ``u ← u − α·λ·w`` (``α = 1`` when no learning rate is given, i.e. ``coeff``
   already includes it); put it *after* the optimizer so the decay bypasses the
   optimizer's rescaling (Loshchilov & Hutter 2019, "Decoupled Weight Decay
   Regularization"). For plain ``gd`` both decays give the same step; for adaptive
-  methods (adam, rmsprop, adagrad) they differ.
+  methods (adam, rmsprop, adagrad) they differ. ``adamw`` is
+  ``chain(adam, add_decayed_weights)``.
+
+``gd(α)``, last in a chain, turns the direction into the signed step ``u ← −α·u``.
 
 ``w`` is always the parameter value before the step, so the transforms that read
 it need ``update(grads, state, params)``.
+
+**Which leaves decay.** Both decays take ``mask``: ``None`` decays every leaf (as
+``torch.optim``'s ``weight_decay`` does), a pytree of Python bools shaped like the
+params decays the leaves marked True, and a callable ``params -> such a pytree``
+decides from the params; ``weights_only`` marks the leaves of two or more
+dimensions (dense and convolution kernels, embedding tables, attention
+projections) and leaves biases and normalisation scales and shifts alone.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gdlab.optim.base import (
     EmptyState,
     LearningRate,
     Optimizer,
+    Params,
     check_number,
     global_norm,
     increment,
@@ -40,13 +51,47 @@ from gdlab.optim.base import (
 )
 
 
-class ScaleByLearningRateState(NamedTuple):
+class DecayState(NamedTuple):
     count: jax.Array  # number of updates applied so far, int32 scalar; the schedule's step
+
+
+Mask = Any  # None, a pytree of Python bools shaped like the params, or params -> that pytree
 
 
 def _needs_params(name: str, params) -> None:
     if params is None:
         raise ValueError(f"{name} reads the parameters: call update(grads, state, params)")
+
+
+def weights_only(params: Params) -> Any:
+    """The decay mask that marks the leaves of two or more dimensions.
+
+    True for dense and convolution kernels, embedding tables and attention
+    projections; False for biases and normalisation scales and shifts (one
+    dimension) and scalars. Pass it as ``mask=`` to a weight decay.
+    """
+    return jax.tree.map(lambda w: jnp.ndim(w) >= 2, params)
+
+
+def _check_mask(name: str, mask: Mask) -> None:
+    if mask is None or callable(mask):
+        return
+    leaves = jax.tree_util.tree_leaves(mask)
+    if not all(isinstance(m, (bool, np.bool_)) for m in leaves):
+        raise ValueError(f"{name} mask must be None, a pytree of Python bools shaped like "
+                         "the params, or a callable params -> such a pytree")
+
+
+def _decayed(name: str, mask: Mask, decay, updates, params):
+    """``decay(u, w)`` on the leaves ``mask`` marks, ``u`` unchanged on the others."""
+    marks = mask(params) if callable(mask) else mask
+    if marks is None:
+        return jax.tree.map(decay, updates, params)
+    _check_mask(name, marks)
+    try:
+        return jax.tree.map(lambda m, u, w: decay(u, w) if m else u, marks, updates, params)
+    except ValueError as e:
+        raise ValueError(f"{name} mask must have the params' structure: {e}") from None
 
 
 def clip_by_global_norm(max_norm: float) -> Optimizer:
@@ -71,12 +116,14 @@ def clip_by_global_norm(max_norm: float) -> Optimizer:
     return Optimizer(init, update)
 
 
-def add_weight_decay(coeff: float) -> Optimizer:
+def add_weight_decay(coeff: float, *, mask: Mask = None) -> Optimizer:
     """L2 regularisation: ``u ← u + λ·w`` (the gradient of ``λ/2·‖w‖²`` added).
 
     Chain it before the optimizer: ``chain(add_weight_decay(1e-4), adam(1e-3))``.
+    ``mask`` chooses the leaves (module docstring); ``None`` decays every one.
     """
     check_number("add_weight_decay coeff", coeff)
+    _check_mask("add_weight_decay", mask)
 
     def init(params):
         del params
@@ -84,53 +131,41 @@ def add_weight_decay(coeff: float) -> Optimizer:
 
     def update(grads, state, params=None):
         _needs_params("add_weight_decay", params)
-        return jax.tree.map(lambda u, w: like(u + coeff * w, u), grads, params), state
+        return _decayed("add_weight_decay", mask, lambda u, w: like(u + coeff * w, u),
+                        grads, params), state
 
     return Optimizer(init, update)
 
 
-def scale_by_learning_rate(learning_rate: LearningRate) -> Optimizer:
-    """``u ← −α·u``, with ``α`` a number or a schedule of the step count."""
-    check_number("learning_rate", learning_rate)
-
-    def init(params):
-        del params
-        return ScaleByLearningRateState(count=zero_count())
-
-    def update(grads, state, params=None):
-        del params
-        alpha = learning_rate_at(learning_rate, state.count)
-        updates = jax.tree.map(lambda u: like(-alpha * u, u), grads)
-        return updates, ScaleByLearningRateState(count=increment(state.count))
-
-    return Optimizer(init, update)
-
-
-def add_decayed_weights(coeff: float, *, learning_rate: LearningRate | None = None) -> Optimizer:
+def add_decayed_weights(coeff: float, *, learning_rate: LearningRate | None = None,
+                        mask: Mask = None) -> Optimizer:
     """Decoupled weight decay: ``u ← u − α·λ·w`` (``α = 1`` when ``learning_rate`` is None).
 
     Chain it after the optimizer, which has already produced a signed step:
     ``chain(adam(1e-3), add_decayed_weights(1e-2, learning_rate=1e-3))`` is AdamW
-    (Loshchilov & Hutter 2019). With a schedule as ``learning_rate`` the state
-    keeps the step count; without one the transform is stateless.
+    (Loshchilov & Hutter 2019), which ``adamw`` builds. With a schedule as
+    ``learning_rate`` the state keeps the step count, so the decay follows the
+    schedule; otherwise the transform is stateless. ``mask`` chooses the leaves
+    (module docstring); ``None`` decays every one.
     """
     check_number("add_decayed_weights coeff", coeff)
     check_number("learning_rate", learning_rate)
+    _check_mask("add_decayed_weights", mask)
+    scheduled = callable(learning_rate)
 
     def init(params):
         del params
-        if learning_rate is None:
-            return EmptyState()
-        return ScaleByLearningRateState(count=zero_count())
+        return DecayState(count=zero_count()) if scheduled else EmptyState()
 
     def update(grads, state, params=None):
         _needs_params("add_decayed_weights", params)
-        if learning_rate is None:
-            alpha, new_state = 1.0, state
-        else:
+        if scheduled:
             alpha = learning_rate_at(learning_rate, state.count)
-            new_state = ScaleByLearningRateState(count=increment(state.count))
-        updates = jax.tree.map(lambda u, w: like(u - alpha * coeff * w, u), grads, params)
-        return updates, new_state
+            state = DecayState(count=increment(state.count))
+        else:
+            alpha = 1.0 if learning_rate is None else learning_rate
+        updates = _decayed("add_decayed_weights", mask,
+                           lambda u, w: like(u - alpha * coeff * w, u), grads, params)
+        return updates, state
 
     return Optimizer(init, update)
