@@ -43,32 +43,40 @@ Everything that changes while training is one pytree, ``gdlab.train.TrainState``
 Randomness is explicit: PRNG keys are passed, split and consumed once.
 """
 
-from gdlab import (
-    backprop,
-    checkpoint,
-    data,
-    descent,
-    gradcheck,
-    layers,
-    losses,
-    models,
-    optim,
-    parallel,
-    theory,
-    tolerances,
-    train,
-)
-from gdlab.layers import Layer, residual, serial
-from gdlab.losses import Loss
-from gdlab.models import cnn, linear, mlp, transformer
-from gdlab.optim import Optimizer, apply_updates
-from gdlab.train import TrainState, fit, sweep
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Layer", "Loss", "Optimizer", "TrainState", "apply_updates", "backprop", "checkpoint", "cnn",
-    "data",
-    "descent", "fit", "gradcheck", "layers", "linear", "losses", "mlp", "models", "optim",
-    "parallel", "residual", "serial", "sweep", "theory", "tolerances", "train", "transformer",
-]
+_SUBMODULES = ("analysis", "backprop", "checkpoint", "cost", "curvature", "data", "descent",
+               "gradcheck", "landscapes", "layers", "losses", "models", "optim", "parallel",
+               "plots", "records", "theory", "tolerances", "train", "workdir")
+"""Imported on first use (``gdlab.train``, ``from gdlab import optim``): ``import gdlab``
+loads none of them, so a command pays only for what it touches."""
+
+_NAMES = {
+    "Layer": "layers", "residual": "layers", "serial": "layers",
+    "Loss": "losses",
+    "cnn": "models", "linear": "models", "mlp": "models", "transformer": "models",
+    "Optimizer": "optim", "apply_updates": "optim",
+    "TrainState": "train", "fit": "train", "sweep": "train",
+}
+"""The names ``gdlab`` re-exports, and the submodule each comes from."""
+
+__all__ = sorted(set(_NAMES) | {
+    "backprop", "checkpoint", "data", "descent", "gradcheck", "layers", "losses", "models",
+    "optim", "parallel", "theory", "tolerances", "train"})
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        module = importlib.import_module(f"gdlab.{name}")
+    elif name in _NAMES:
+        module = getattr(importlib.import_module(f"gdlab.{_NAMES[name]}"), name)
+    else:
+        raise AttributeError(f"module 'gdlab' has no attribute {name!r}")
+    globals()[name] = module  # the next lookup finds it without coming here
+    return module
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SUBMODULES) | set(_NAMES))

@@ -1,0 +1,62 @@
+"""Tests for gdlab/__init__.py: the re-exported names, and light imports (``import gdlab``
+and an experiment's flag definitions load no submodule they do not use)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+import gdlab
+
+HEAVY = ("jax", "flax", "orbax.checkpoint", "tensorboardX", "matplotlib", "sklearn",
+         "gdlab.train", "gdlab.parallel", "gdlab.checkpoint")
+
+
+def _probe(code: str) -> list[str]:
+    """A fresh interpreter that runs ``code``, then prints the ``HEAVY`` modules it holds."""
+    probe = f"{code}\nimport sys\nprint(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    return [sys.executable, "-c", probe]
+
+
+def _loaded_after(*codes: str) -> list[list[str]]:
+    """For each of ``codes`` (run side by side, each in its own interpreter), the ``HEAVY``
+    modules loaded after it."""
+    procs = [subprocess.Popen(_probe(code), cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for code in codes]
+    loaded = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        loaded.append(out.split())
+    return loaded
+
+
+def test_import_gdlab_loads_no_submodule():
+    assert _loaded_after("import gdlab") == [[]]
+
+
+EXPERIMENTS = ("train", "lr_sweep", "edge_of_stability", "gradcheck")
+
+
+def test_the_experiments_flags_load_no_training_machinery():
+    # Defining the flags (all that --help needs) pays for jax and the data loaders only.
+    loaded = _loaded_after(*(f"import experiments.{name}" for name in EXPERIMENTS))
+    for name, modules in zip(EXPERIMENTS, loaded, strict=True):
+        assert set(modules) <= {"jax"}, name
+
+
+def test_every_exported_name_is_its_submodules():
+    import importlib
+
+    for name in gdlab.__all__:
+        value = getattr(gdlab, name)
+        if name in gdlab._NAMES:
+            assert value is getattr(importlib.import_module(f"gdlab.{gdlab._NAMES[name]}"), name)
+        else:
+            assert value is importlib.import_module(f"gdlab.{name}")
+    assert set(gdlab.__all__) <= set(dir(gdlab))
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_thing'"):
+        gdlab.no_such_thing  # noqa: B018
