@@ -2,6 +2,16 @@
 
 They are documentation, not enforcement: every one of them is a pytree of
 ``jax.Array`` leaves (or a single array) that jit, vmap and scan accept.
+
+Which container, when (one rule for the whole package):
+
+- ``typing.NamedTuple`` for small records that travel through ``jit``, ``scan`` and
+  ``vmap`` as pytrees, or pair functions: optimizer states, step and epoch metrics,
+  ``Layer``, ``Loss``, curvature results. Every field is commented where it is defined.
+- ``flax.struct.dataclass`` for the one training pytree that is checkpointed and
+  updated field by field with ``.replace``: ``train.TrainState`` and its ``Health``.
+- frozen ``dataclasses.dataclass`` for host-side values that are not traced: data
+  sets, configurations, reports and results holding NumPy arrays or Python numbers.
 """
 
 from __future__ import annotations
