@@ -4,7 +4,7 @@ A learning-rate sweep trains the same model from the same initial weights with
 many step sizes α. Each α gets one verdict, decided by this rule alone::
 
     diverged   gdlab's guard flagged the run (a non-finite loss or weights, or a
-               step loss above 1e6 × the first step's, see ``gdlab.train``), or
+               step loss above 1e6 × the initial loss, see ``gdlab.train``), or
                the final loss is not finite, or it ends *above* the initial loss J₀;
     converged  otherwise, when it closed at least 95% of the gap between J₀ and
                the best final loss J* of the sweep, measured in log space:
@@ -40,7 +40,7 @@ LOSS_FLOOR = 1e-12
 def verdict_rule(fraction: float = CONVERGED_FRACTION, blowup: float = DEFAULT_BLOWUP) -> str:
     """The rule ``lr_verdicts`` applies, as one sentence for printing and for ``sweep.json``."""
     return (f"diverged if gdlab flagged the run (non-finite loss or weights, or a step loss "
-            f"> {blowup:g}x the first step's) or the final loss is non-finite or above the "
+            f"> {blowup:g}x the initial training loss) or the final loss is non-finite or above the "
             f"initial loss J0; converged if not diverged and log J0 - log J_final >= "
             f"{fraction:g} * (log J0 - log J_best), J_best the lowest non-diverged final loss "
             f"of the sweep (losses floored at {LOSS_FLOOR:g} * J0); too slow otherwise")

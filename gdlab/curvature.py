@@ -136,10 +136,14 @@ def power_iteration(matvec: MatVec, v0: Array, *, tol: float = 1e-3, max_iters: 
     """The eigenvalue of largest magnitude of a symmetric H, from products alone; jittable.
 
     v ← H·v/‖H·v‖ and λ = vᵀ·H·v (v a unit vector), stopping once
-    |λ_t − λ_{t−1}| ≤ tol·|λ_t| or after ``max_iters`` products. The Rayleigh
-    quotient's error shrinks like (λ₂/λ₁)^{2t}, twice as fast as the vector's,
-    so a close second eigenvalue slows the vector, not λ; the error left can still
-    be 1/(1 − (λ₂/λ₁)²) times the last change. Warm-start ``v0`` from a previous
+    |λ_t − λ_{t−1}| ≤ tol·|λ_t| and the residual ‖H·v − λ·v‖ ≤ √tol·|λ_t|, or after
+    ``max_iters`` products. The Rayleigh quotient's error shrinks like (λ₂/λ₁)^{2t},
+    twice as fast as the vector's, so a close second eigenvalue slows the vector,
+    not λ; the error left can still be 1/(1 − (λ₂/λ₁)²) times the last change. The
+    residual test matters when two eigenvalues share the largest magnitude (λ and −λ,
+    as at a saddle): the vector then never settles, λ can stall anywhere in [−λ, λ],
+    and only the residual (λ is within it of an eigenvalue) shows it. Warm-start
+    ``v0`` from a previous
     ``vector`` when H changes little. ``shift`` σ iterates on H − σI instead (the
     value returned is still H's: λ + σ). The returned vector is the next iterate
     H·v/‖H·v‖; H = 0 gives λ = 0.
@@ -160,7 +164,10 @@ def power_iteration(matvec: MatVec, v0: Array, *, tol: float = 1e-3, max_iters: 
         norm = jnp.linalg.norm(w)
         zero = norm == 0                            # (H − σI)·v = 0: an exact eigenvector
         v_next = jnp.where(zero, v, w / jnp.where(zero, 1, norm))
-        done = zero | (jnp.abs(lam - lam_prev) <= tol * jnp.abs(lam + shift))
+        # ‖w − λv‖² = ‖w‖² − λ² for a unit v with vᵀw = λ
+        residual = jnp.sqrt(jnp.maximum(norm * norm - lam * lam, 0))
+        done = zero | ((jnp.abs(lam - lam_prev) <= tol * jnp.abs(lam + shift))
+                       & (residual <= jnp.sqrt(tol) * jnp.abs(lam)))
         return i + 1, v_next, lam, done
 
     i, v, lam, done = jax.lax.while_loop(cond, body, (jnp.array(0, jnp.int32), v, nan,
@@ -174,16 +181,24 @@ def top_eigenvalue(matvec: MatVec, v0: Array, *, tol: float = 1e-3,
 
     Power iteration finds the eigenvalue of largest magnitude. When that one is
     negative (λmin, with |λmin| > λmax), a second run on H − λmin·I, whose spectrum
-    is [0, λmax − λmin], finds λmax from the same ``v0``. ``max_iters`` caps each run;
-    ``iterations`` counts both.
+    is [0, λmax − λmin], finds λmax from the same ``v0``. When the first run does not
+    converge (two eigenvalues of the largest magnitude, λ and −λ, or a slow one), the
+    second runs on H + ρ·I, ρ = ‖H·v‖ ≈ the largest magnitude, whose largest eigenvalue
+    is λmax + ρ; every value either run gives is a Rayleigh quotient, at most λmax, so
+    the larger one is kept. ``max_iters`` caps each run; ``iterations`` counts both
+    runs (and the product that measures ρ).
     """
     first = power_iteration(matvec, v0, tol=tol, max_iters=max_iters)
 
     def shifted(first):
-        out = power_iteration(matvec, v0, tol=tol, max_iters=max_iters, shift=first.value)
-        return out._replace(iterations=first.iterations + out.iterations)
+        radius = jnp.linalg.norm(matvec(first.vector))      # ≈ max |λ|
+        shift = jnp.where(first.converged, first.value, -radius)
+        out = power_iteration(matvec, v0, tol=tol, max_iters=max_iters, shift=shift)
+        best = jnp.where(first.converged | (out.value >= first.value), out.value, first.value)
+        return out._replace(value=best, iterations=first.iterations + out.iterations + 1)
 
-    return jax.lax.cond(first.value < 0, shifted, lambda first: first, first)
+    return jax.lax.cond((first.value < 0) | ~first.converged, shifted, lambda first: first,
+                        first)
 
 
 def lanczos(matvec: MatVec, v0: Array, *, k: int = 1, tol: float = 1e-6,

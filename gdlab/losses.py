@@ -105,6 +105,10 @@ def softmax_cross_entropy() -> Loss:
     classification), J = Σ_b ω_b ℓ_b. The softmax and the log cancel into the
     fused gradient ∂J/∂z = (ω_b/T)(softmax(z) − onehot(y)), i.e.
     (softmax − onehot)/B for plain unweighted classification.
+
+    A label outside 0..C−1 (negative ones too: no wrapping) makes that position's ℓ
+    NaN, so the loss is NaN and a guarded step is refused; its onehot is 0, in the
+    hand-written gradient and in ``jax.grad`` alike.
     """
 
     def forward(logits, labels, weights=None):
@@ -114,6 +118,8 @@ def softmax_cross_entropy() -> Loss:
         shifted = logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
         lse = jnp.log(jnp.sum(jnp.exp(shifted), axis=-1))  # logsumexp(z) − max(z), (B, ...)
         correct = jnp.take_along_axis(shifted, labels[..., None], axis=-1)[..., 0]
+        in_range = (labels >= 0) & (labels < logits.shape[-1])  # take_along_axis wraps −1
+        correct = jnp.where(in_range, correct, jnp.nan)
         probs = jnp.exp(shifted - lse[..., None])           # softmax(z), (B, ..., C)
         positions = _per_example_size(lse)                  # T tokens per example
         scale = example_weights(weights, lse) / positions   # ω_b / T, (B, 1, ...) like lse

@@ -9,10 +9,11 @@ The step is the seed's update rule with the gradient from backprop::
 An epoch shuffles the training set (``gdlab.descent``) and runs every step in
 one ``lax.scan``, with the data on the device. Everything that changes is one
 pytree, ``TrainState``: params, model state, optimizer state, key, step and the
-divergence record. A step whose loss or new
-parameters are not finite, or whose loss exceeds ``blowup`` times the first
-step's, marks the run *diverged*: from then on the state stays at the last
-finite one and the step number is recorded. ``sweep`` runs many learning rates
+divergence record. A step whose loss is not finite, or exceeds ``blowup`` times
+the reference loss (the training-set loss at the initial params in ``fit`` and
+``sweep``, else the first step's), marks the run *diverged*: that update and every
+later one are refused, so the state stays at the one that gave the bad loss (its
+params are non-finite when an update overflowed them), and the step is recorded. ``sweep`` runs many learning rates
 (and seeds) at once with ``vmap``, tracking divergence per configuration.
 """
 
@@ -37,8 +38,8 @@ from gdlab.losses import Loss
 from gdlab.types import Array, Params, PRNGKey, State
 
 DEFAULT_BLOWUP = 1e6
-"""A loss this many times the first step's loss counts as diverged: a geometric
-blow-up takes hundreds of steps to reach inf, but only tens to get here."""
+"""A loss this many times the reference loss (the initial one) counts as diverged: a
+geometric blow-up takes hundreds of steps to reach inf, but only tens to get here."""
 
 
 @flax.struct.dataclass
@@ -47,7 +48,8 @@ class Health:
 
     diverged: Array        # bool scalar: some step went non-finite or blew up
     diverged_at: Array     # int32: the 1-based number of the update that went bad, −1 if none
-    reference_loss: Array  # the first step's loss (NaN before it); blow-up is relative to it
+    reference_loss: Array  # what blow-up is relative to: the training-set loss at the initial
+                           # params (fit, sweep), else the first step's loss; NaN until set
 
     @classmethod
     def initial(cls) -> Health:
@@ -171,7 +173,10 @@ def guard(step_fn, *, blowup: float | None = DEFAULT_BLOWUP):
     ``step_fn(state, x, y, weights, key)`` returns ``(new_state, out)`` with the batch
     loss first in ``out`` (``out[0]``, e.g. ``StepMetrics.loss``); so does the guarded step.
     The update is bad when its loss, J at the params *before* it, is not finite or
-    exceeds ``blowup`` times the first step's. A bad update and every later one are
+    exceeds ``blowup`` times ``state.health.reference_loss`` (``fit`` and ``sweep`` set
+    it to the training-set loss at the initial params; left NaN, the first step's loss
+    becomes the reference: with small batches one batch's loss can be far below the
+    data's, see ``with_reference_loss``). A bad update and every later one are
     refused: the state keeps the params (and model state and step) that gave the bad
     loss, with ``diverged_at`` the 1-based number of the refused update; its optimizer
     state is not meaningful after that (a diverged state is never saved or resumed).
@@ -569,7 +574,12 @@ def fit(
     ``grad_norm`` (‖∂J/∂θ‖ of the epoch's last update), ``displacement``
     (‖θ_end − θ_start‖ over the epoch), ``param_norm``, ``seconds`` (training time
     of the epoch) and ``examples_per_second``. ``hook(row, state)`` is called
-    with each row. Training stops at the first diverged epoch.
+    with each row. Training stops at the first diverged epoch. Blow-up (see
+    ``guard``) is measured against epoch 0's ``train_loss``.
+
+    Each epoch consumes its input state (its buffers are donated to the next), so
+    ``fit`` works on a copy of the ``state`` passed in and hands ``hook`` and
+    ``after_epoch`` copies too: every state a caller holds stays readable.
 
     With a ``mesh`` (``gdlab.parallel.make_mesh``), every batch is split over its
     devices (data parallelism, see ``gdlab.parallel``); the state comes back
@@ -598,6 +608,7 @@ def fit(
         state = create_state(model, optimizer, key, x.shape[1:])
     else:
         check_state_fit(model, optimizer, state, x.shape[1:])
+        state = _copy(state)  # each epoch consumes (donates) its input: keep the caller's
     if mesh is None:
         epoch_fn = make_epoch(model, loss, optimizer, num_examples=n, batch_size=batch_size,
                               grad=grad, blowup=blowup, norms=True, compute_dtype=compute_dtype)
@@ -608,9 +619,6 @@ def fit(
                                        batch_size=batch_size, grad=grad, blowup=blowup,
                                        norms=True, compute_dtype=compute_dtype)
         state, x, y, test = parallel.replicate((state, x, y, test), mesh)
-    t0 = time.perf_counter()
-    compiled = jax.jit(epoch_fn, donate_argnums=(0,)).lower(state, x, y).compile()
-    compile_seconds = time.perf_counter() - t0
     evaluate = jax.jit(make_evaluate(model, loss, target_scale=target_scale))
 
     def evaluated(epoch, state):
@@ -627,8 +635,15 @@ def fit(
         row = evaluated(0, state)  # where descent starts: the initial loss
         row["param_norm"] = float(optim.global_norm(state.params))
         history.append(row)
+        # blow-up is relative to the initial loss on all the data, not on the first batch
+        state = jax.jit(with_reference_loss)(state, row["train_loss"])
+        if mesh is not None:
+            state = parallel.replicate(state, mesh)  # as the epoch program expects it
         if hook is not None:
-            hook(row, state)
+            hook(row, _copy(state))
+    t0 = time.perf_counter()
+    compiled = jax.jit(epoch_fn, donate_argnums=(0,)).lower(state, x, y).compile()
+    compile_seconds = time.perf_counter() - t0
     first_step = int(state.step)
     step_losses: list[np.ndarray] = []
     stopped = False
@@ -650,7 +665,7 @@ def fit(
                                  - sum(map(len, step_losses)))]
         step_losses.append(values)
         if epoch % eval_every and epoch != epochs and not diverged:
-            if after_epoch is not None and after_epoch(epoch, state):
+            if after_epoch is not None and after_epoch(epoch, _copy(state)):
                 stopped = True
                 break
             continue
@@ -665,10 +680,10 @@ def fit(
                    seconds=seconds, examples_per_second=n / seconds)
         history.append(row)
         if hook is not None:
-            hook(row, state)
+            hook(row, _copy(state))
         if diverged:
             break
-        if after_epoch is not None and after_epoch(epoch, state) and epoch != epochs:
+        if after_epoch is not None and after_epoch(epoch, _copy(state)) and epoch != epochs:
             stopped = True
             break
     status = "diverged" if bool(state.health.diverged) else "stopped" if stopped else "completed"
@@ -683,11 +698,30 @@ def fit(
     )
 
 
-def _diverged_after(state: TrainState) -> TrainState:
-    """``state`` marked diverged at the next update, as the guard would mark it when that
-    update's loss came out non-finite (so ``diverged_at`` − 1 is still the state's step)."""
-    return state.replace(health=state.health.replace(
-        diverged=jnp.array(True), diverged_at=jnp.asarray(state.step + 1, jnp.int32)))
+def _diverged_after(state: TrainState, late=True) -> TrainState:
+    """``state`` marked diverged at the next update where ``late`` (a bool, traced or not)
+    and it has not diverged yet, as the guard would mark it when that update's loss came
+    out non-finite (so ``diverged_at`` − 1 is still the state's step)."""
+    health = state.health
+    late = jnp.asarray(late) & ~health.diverged
+    return state.replace(health=health.replace(
+        diverged=health.diverged | late,
+        diverged_at=jnp.where(late, jnp.asarray(state.step + 1, jnp.int32), health.diverged_at)))
+
+
+def _copy(state: TrainState) -> TrainState:
+    """A copy of ``state`` on the same devices: what ``fit`` hands out (to its caller's
+    callbacks) while the next epoch consumes the original."""
+    return jax.tree.map(jnp.copy, state)
+
+
+def with_reference_loss(state: TrainState, loss) -> TrainState:
+    """``state`` whose blow-up reference is ``loss`` (the training-set loss at the initial
+    params), unless it already has one (a resumed run keeps its own). Traceable."""
+    health = state.health
+    reference = jnp.where(jnp.isnan(health.reference_loss),
+                          jnp.asarray(loss, health.reference_loss.dtype), health.reference_loss)
+    return state.replace(health=health.replace(reference_loss=reference))
 
 
 @functools.lru_cache(maxsize=8)
@@ -715,7 +749,8 @@ class SweepResult:
     train_loss: np.ndarray      # (K, epochs) J on the training set after each epoch; NaN once diverged
     diverged: np.ndarray        # (K,) bool
     diverged_at_step: np.ndarray  # (K,) int, −1 when it did not diverge
-    params: Params              # final (or last finite) params, every leaf with a leading K axis
+    params: Params              # final params (diverged: those that gave the refused loss,
+                                # non-finite after an overflow), every leaf with a leading K axis
     model_state: State          # the model state beside them, likewise
 
 
@@ -734,10 +769,14 @@ def make_run(model: Layer, loss: Loss, optimizer_for: Callable[[Array], optim.Op
         epoch_fn = make_epoch(model, loss, optimizer, num_examples=num_examples,
                               batch_size=batch_size, grad=grad, blowup=blowup)
         state = create_state(model, optimizer, key, in_shape)
+        initial = evaluate(state.params, state.model_state, x, y)["loss"]
+        state = with_reference_loss(state, initial)  # as fit: blow-up against J(θ₀)
 
         def body(state, _):
             state, _ = epoch_fn(state, x, y)
             train_loss = evaluate(state.params, state.model_state, x, y)["loss"]
+            # as fit: an epoch's last update that left J non-finite diverged at the next one
+            state = _diverged_after(state, ~jnp.isfinite(train_loss))
             return state, jnp.where(state.health.diverged, jnp.nan, train_loss)
 
         return jax.lax.scan(body, state, None, length=epochs)

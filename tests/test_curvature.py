@@ -285,6 +285,39 @@ def test_top_eigenvalue_is_the_largest_not_the_largest_in_magnitude():
     assert bool(top.converged) and int(top.iterations) > int(plain.iterations)
 
 
+def test_power_iteration_is_not_fooled_by_lambda_and_minus_lambda():
+    # Eigenvalues 3 and −3 share the largest magnitude: v never settles and the Rayleigh
+    # quotient stalls anywhere in [−3, 3], so a test on its change alone stopped early.
+    a, values = _spd(12, 4, top=[1.0, 3.0])
+    values[0] = -3.0
+    q = np.linalg.eigh(a)[1]
+    a = (q * values) @ q.T
+    matvec = lambda u: jnp.asarray(a) @ u  # noqa: E731
+    v0 = jnp.asarray(_rng(5).standard_normal(12))
+    plain = _compiled(lambda v: curvature.power_iteration(matvec, v, tol=1e-3, max_iters=200), v0)
+    assert not bool(plain.converged) and int(plain.iterations) == 200
+    top = _compiled(lambda v: curvature.top_eigenvalue(matvec, v, tol=1e-6, max_iters=400), v0)
+    assert bool(top.converged)
+    np.testing.assert_allclose(float(top.value), 3.0, rtol=1e-5)
+
+
+def test_sharpness_at_a_saddle_with_a_symmetric_spectrum():
+    # A tanh MLP at all-zero weights: its Hessian's extreme eigenvalues are ±c.
+    model = models.mlp([2, 1], "tanh", dtype=F64)
+    params, state, x = _setup(model, (2,), 16, salt=11)
+    params = jax.tree.map(jnp.zeros_like, params)
+    y = _targets("mse", (1,), 16, 11) + 1.0
+    loss = losses.mse()
+    eigs = np.linalg.eigvalsh(np.asarray(curvature.dense_hessian(model, loss, params, state, x, y)))
+    np.testing.assert_allclose(eigs[0], -eigs[-1], rtol=1e-10)  # the saddle's ±c
+    sharpness = curvature.make_sharpness(model, loss, tol=1e-4, max_iters=300)
+    for seed in range(3):
+        v0 = curvature.random_direction(jax.random.PRNGKey(seed), params)
+        out = _compiled(lambda v: sharpness(params, state, x, y, v), v0)
+        assert bool(out.converged)
+        np.testing.assert_allclose(float(out.value), eigs[-1], rtol=1e-3)
+
+
 @pytest.fixture(scope="module")
 def small_mlp():
     """A tanh MLP under mse, and its Hessian's eigenvalues by jax.hessian and eigvalsh."""

@@ -229,6 +229,20 @@ def test_xent_backward_is_softmax_minus_onehot(label_dtype):
                                rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("bad_label", [-1, -4, 4])
+def test_xent_label_outside_the_classes_is_nan_with_the_same_gradient_both_ways(bad_label):
+    # −1 must not wrap to the last class in the forward while the backward's onehot is 0.
+    z = jnp.asarray([[2.0, 0.5, -1.0, 0.3], [0.1, 0.2, 0.3, 0.4]])
+    y = jnp.asarray([bad_label, 1])
+    loss = _loss("xent")
+    value, res = loss.forward(z, y)
+    assert np.isnan(float(value))
+    manual = loss.backward(res)
+    reference = jax.grad(lambda logits: loss.forward(logits, y)[0])(z)
+    np.testing.assert_allclose(manual, reference, rtol=1e-13, atol=1e-16)
+    np.testing.assert_allclose(manual[0], np_softmax(np.asarray(z[:1]))[0] / 2, rtol=1e-13)
+
+
 def test_bce_autodiff_at_logits_of_exactly_zero():
     """z = ±0 (an all-zero input row with zero biases): jax.grad of the forward, the
     reference of the gradient checks, must give σ(0) − y = ½ − y there as the manual

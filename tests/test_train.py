@@ -4,6 +4,7 @@ statistics over a padded epoch, chunked evaluation, vmapped sweeps, and digits a
 
 from __future__ import annotations
 
+import functools
 import pathlib
 
 import jax
@@ -109,6 +110,64 @@ def test_an_epoch_whose_last_update_leaves_a_non_finite_loss_ends_the_run_diverg
     assert result.history[-1]["step"] == result.diverged_at_step - 1
     assert not np.isfinite(result.history[-1]["train_loss"])
     assert result.step_losses.shape == (1,) and np.isfinite(result.step_losses[0])
+
+
+def test_sweep_marks_a_last_epoch_overflow_as_fit_does():
+    # One full-batch epoch at lr 1e37: the update overflows the params and no later update
+    # of the run sees it; fit and sweep must both call it diverged at update 2.
+    rng = np.random.default_rng(0)
+    x = 3 * rng.normal(size=(16, 3)).astype(np.float32)
+    y = rng.normal(size=(16, 1)).astype(np.float32)
+    model, loss = models.linear(1), losses.get("mse")
+    swept = train.sweep(model, loss, optim.gd, [0.01, 1e37], (x, y), epochs=1, batch_size=16)
+    for k, lr in enumerate([0.01, 1e37]):
+        fitted = train.fit(model, loss, optim.gd(lr), (x, y), epochs=1, batch_size=16,
+                           key=jax.random.PRNGKey(0))
+        assert bool(swept.diverged[k]) == (fitted.status == "diverged")
+        assert int(swept.diverged_at_step[k]) == (fitted.diverged_at_step or -1)
+    assert list(swept.diverged_at_step) == [-1, 2] and np.isnan(swept.train_loss[1, 0])
+
+
+def test_blow_up_is_measured_against_the_initial_loss_on_all_the_data():
+    # SGD where the first example is already fitted (loss ~1e-9): against that one loss an
+    # ordinary later example (~0.1) looked like a 1e6-fold blow-up.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 2)).astype(np.float32)
+    model, loss = models.linear(1), losses.get("mse")
+    params, state = train.init_model(model, jax.random.PRNGKey(0), (2,))
+    noise = np.array([[1e-4]] * 7 + [[1.0]], np.float32) * rng.normal(size=(8, 1))
+    y = np.asarray(model.forward(params, state, jnp.asarray(x))[0]) + noise.astype(np.float32)
+    result = train.fit(model, loss, optim.gd(0.01), (x, y), epochs=3, batch_size=1,
+                       key=jax.random.PRNGKey(0))
+    assert result.status == "completed"
+    assert result.step_losses.min() < 1e-7 * result.step_losses.max()  # what used to trip it
+    np.testing.assert_allclose(float(result.state.health.reference_loss),
+                               result.history[0]["train_loss"], rtol=1e-6)
+    swept = train.sweep(model, loss, optim.gd, [0.01], (x, y), epochs=3, batch_size=1)
+    assert not swept.diverged[0]
+    # a real blow-up is still caught, against the same reference
+    exploded = train.fit(model, loss, optim.gd(30.0), (x, y), epochs=3, batch_size=1,
+                         key=jax.random.PRNGKey(0))
+    assert exploded.status == "diverged"
+    assert np.isfinite(exploded.step_losses).all()  # by the blow-up rule, before any overflow
+
+
+def test_fit_leaves_every_state_a_caller_holds_readable():
+    # Each epoch donates its input: fit must not consume the caller's state, nor the states
+    # it hands to hook and after_epoch.
+    x, y = _small_problem(jnp.float32, 24)
+    model, loss, opt = models.mlp([8, 3], "tanh"), losses.get("xent"), optim.momentum(0.1)
+    fit = functools.partial(train.fit, model, loss, opt, (x, y), batch_size=8,
+                            key=jax.random.PRNGKey(1))
+    seen = []
+    first = fit(epochs=2, hook=lambda row, state: seen.append(state),
+                after_epoch=lambda epoch, state: seen.append(state) and None)
+    resumed = fit(epochs=3, state=first.state, start_epoch=2)
+    straight = fit(epochs=3)
+    for held in [first.state, *seen]:
+        jax.tree.map(np.asarray, held)  # raises if any buffer was donated away
+    assert [int(s.step) for s in seen] == [0, 3, 3, 6, 6]
+    assert_tree_allclose(resumed.state.params, straight.state.params, rtol=0, atol=0)
 
 
 def _small_problem(dtype, n):
