@@ -27,8 +27,7 @@ def define_data_flags(default: str = "digits") -> None:
     flags.DEFINE_list("image_size", [], "--dataset=images: HEIGHT,WIDTH to resize every image "
                       "to (bilinear); empty: all images must already have one size.")
     flags.register_validator(
-        "image_size", lambda v: not v or (len(v) == 2 and all(s.strip().isdigit() and int(s) > 0
-                                                              for s in v)),
+        "image_size", lambda v: not v or (len(v) == 2 and all(map(_cli.is_positive_int, v))),
         message="--image_size must be HEIGHT,WIDTH, two positive integers, e.g. --image_size=28,28")
     flags.DEFINE_enum("task", "auto", ["auto", "classification", "regression"],
                       "--dataset=csv or npz: what the target is; auto: class labels when it holds "

@@ -43,10 +43,16 @@ def _parse(argv):
     try:
         rest = FLAGS(argv)
     except flags.Error as e:
-        fail(str(e).rstrip("."))
+        fail(str(e).removeprefix("ERROR:: ").rstrip("."))
+    except UnicodeDecodeError as e:  # absl reads flagfiles as UTF-8
+        fail(f"a --flagfile is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8 "
+             "(an editor's 'Unicode' or PowerShell's > write UTF-16)")
     if FLAGS["verbosity"].using_default_value:
         FLAGS.verbosity = logging.WARNING  # absl would say INFO: keep JAX's backend chatter out
     if len(rest) > 1:
+        if rest[1].startswith("\ufeff"):
+            fail(f"unexpected argument {rest[1]!r}: a --flagfile starts with a byte-order mark; "
+                 "save it as UTF-8 without one")
         fail(f"unexpected argument {rest[1]!r}: every option is a --flag (see --help)")
     return rest
 
@@ -132,12 +138,19 @@ class Signals:
         return 128 + self.received if self.received else 0
 
 
+def is_positive_int(text: str) -> bool:
+    """Whether ``text`` is a positive integer in ASCII digits (``"²".isdigit()`` holds,
+    but ``int("²")`` fails)."""
+    text = text.strip()
+    return text.isascii() and text.isdigit() and int(text) > 0
+
+
 def define_int_list(name: str, default: str, help: str) -> None:
     """A comma-separated list of positive integers, e.g. ``--hidden=32,32``."""
     flags.DEFINE_list(name, default, help)
     flags.register_validator(
         name,
-        lambda v: bool(v) and all(s.strip().isdigit() and int(s) > 0 for s in v),
+        lambda v: bool(v) and all(is_positive_int(s) for s in v),
         message=f"--{name} must be comma-separated positive integers, e.g. --{name}=32,32",
     )
 
@@ -310,6 +323,12 @@ def prepare_workdir(path: str, *, resume: bool = False, check=None):
         except (OSError, ValueError):
             lock.release()
             raise WorkdirError(f"--resume: {saved_path} cannot be read") from None
+        foreign = sorted(set(saved) - set(config)) if isinstance(saved, dict) else ["?"]
+        if foreign:  # flags this program lacks: another experiment wrote the folder
+            lock.release()
+            raise WorkdirError(f"--resume: {workdir} holds the run of another program (its "
+                               f"config.json has {', '.join('--' + n for n in foreign[:3])}, "
+                               f"which this one does not take); start a new workdir")
         for name, value in config.items():
             if name in OPERATIONAL or name not in saved:
                 continue

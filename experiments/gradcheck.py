@@ -72,6 +72,10 @@ def main(argv):
                               f"--loss={FLAGS.loss}")
     if FLAGS.mixed and names is not None:
         raise _cli.UsageError("--mixed checks a model (--model), not --layers")
+    json_out = _cli.expand("json_out", FLAGS.json_out)
+    if json_out is not None and os.path.isdir(json_out):  # refused before the check runs
+        raise _cli.UsageError(f"--json_out={json_out} is a folder; give a file path, e.g. "
+                              f"--json_out={os.path.join(json_out, 'gradcheck.json')}")
     if FLAGS.workdir is not None:
         FLAGS.workdir, _lock = _cli.prepare_workdir(FLAGS.workdir)  # held until the process ends
 
@@ -84,7 +88,7 @@ def main(argv):
             input_dim=FLAGS.input_dim, num_classes=FLAGS.num_classes, seed=FLAGS.seed,
             mixed=FLAGS.mixed)
     print(report.table())
-    outputs = [_cli.expand("json_out", FLAGS.json_out)] if FLAGS.json_out is not None else []
+    outputs = [json_out] if json_out is not None else []
     if FLAGS.workdir is not None:
         outputs.append(os.path.join(FLAGS.workdir, "gradcheck.json"))
     for path in outputs:

@@ -139,7 +139,7 @@ def main(argv):
         note = ""
         if lr == first_bad:
             note = "   <- first diverged" + ("" if bound is None else
-                                           f"; 2/λmax = {bound:.4g} (ratio {lr / bound:.3f})")
+                                           f"; 2/λmax = {bound:.4g} (ratio {lr / bound:.4g})")
         say(f"{lr:>10.4g}  {value:>12.4g}  {verdict}{note}")
     say(f"rule: {rule}")
 
@@ -191,7 +191,7 @@ def main(argv):
               f"(initial {initial_loss:.4g})")
     say("first diverged lr: " + ("none" if first_bad is None else f"{first_bad:.4g}"))
     if bound is not None:
-        ratio = "" if first_bad is None else f"; first diverged / bound = {first_bad / bound:.3f}"
+        ratio = "" if first_bad is None else f"; first diverged / bound = {first_bad / bound:.4g}"
         say(f"stability bound 2/λmax = {bound:.4g}{ratio}"
               + ("" if exact else " (exact only for --descent=batch --optimizer=gd at a constant "
                              "rate and no --weight_decay)"))

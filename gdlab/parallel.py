@@ -102,7 +102,7 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
 
 def _address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ValueError(f"coordinator_address must be host:port, got {text!r}")
     return host, int(port)
 

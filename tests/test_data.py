@@ -948,6 +948,25 @@ def test_npz_own_split_images_and_multi_output_targets(tmp_path):
     assert ds.image_shape == (4, 4, 3) and ds.task == "regression" and ds.num_outputs == 2
 
 
+def test_csv_decimal_commas_with_point_grouping_and_mixed_conventions(tmp_path):
+    # ';'-separated: 1,5 is 1.5 and points group thousands (1.234,5); a number written with
+    # a decimal point among them is refused, never read 10-1000x off.
+    ok = "price;y\n1.234,5;0\n2,25;1\n-0,5;0\n1.000.000;1\n12;0\n"
+    ds = data.load_csv(_write(tmp_path, ok, "ok.csv"), "y", standardize=False, test_fraction=0.4)
+    values = sorted(np.concatenate([ds.x_train[:, 0], ds.x_test[:, 0]]).tolist())
+    np.testing.assert_allclose(values, [-0.5, 2.25, 12, 1234.5, 1e6], rtol=1e-7)
+    for text, message in (
+            ("a;y\n0.5;0\n1,5;1\n2.75;0\n3;1\n",
+             "column 'a' mixes decimal commas (row 3: '1,5') with a decimal point (row 2: '0.5')"),
+            ("a;y\n999,5;0\n1,234.50;1\n2,5;0\n3;1\n",
+             "row 3, column 'a': '1,234.50' is not a number (a ';'-separated file writes "
+             "decimals with commas")):
+        path = _write(tmp_path, text, "mixed.csv")
+        with pytest.raises(DataError, match=re.escape(f"csv file '{path}'") + ".*"
+                           + re.escape(message)):
+            data.load_csv(path, "y")
+
+
 def test_npz_errors_name_the_file_and_the_array(tmp_path):
     p = tmp_path / "a.npz"
     cases = [
@@ -963,6 +982,7 @@ def test_npz_errors_name_the_file_and_the_array(tmp_path):
         (dict(x=np.ones((0, 2)), y=np.ones(0)), "x has no rows"),
         (dict(x=np.ones((4, 0)), y=np.arange(4) % 2), "x's examples (0,) hold no values"),
         (dict(x=np.ones((4, 0, 3)), y=np.arange(4) % 2), "x's examples (0, 3) hold no values"),
+        (dict(x=np.ones((4, 2)), y=np.ones((4, 0))), "y's rows (0,) hold no values"),
         (dict(x=np.ones((4, 2)) * (1 + 1j), y=np.arange(4) % 2),
          "array 'x' holds complex numbers (complex128)"),
         (dict(x=np.ones((4, 2)), y=np.array([0.5, 1, 0, 1])), None),  # regression: fine
@@ -985,6 +1005,13 @@ def test_npz_errors_name_the_file_and_the_array(tmp_path):
         with pytest.raises(DataError, match=re.escape(
                 f"data set 'npz' ('{p}'): the {what} are too large to standardise")):
             data.load("npz", npz_path=str(p))
+    import zipfile
+
+    with zipfile.ZipFile(p, "w") as archive:  # members that are not .npy: numpy gives bytes
+        archive.writestr("x.npy", b"not an array")
+        archive.writestr("y", b"0101")
+    with pytest.raises(DataError, match="member 'x' is not a NumPy array"):
+        data.load("npz", npz_path=str(p))
     np.save(tmp_path / "one.npy", np.ones(3))
     with pytest.raises(DataError, match="holds a single array"):
         data.load("npz", npz_path=str(tmp_path / "one.npy"))
@@ -1161,6 +1188,22 @@ def test_image_folder_errors(tmp_path):
         _write_images(tmp_path / "s" / split, np.zeros((1, 2, 2), np.uint8), [cls])
     with pytest.raises(DataError, match="holds classes p, q but .* holds p, r"):
         data.load("images", data_dir=str(tmp_path / "s"))
+
+
+def test_images_beyond_the_decompression_limit_are_refused_or_warned_in_one_line(tmp_path,
+                                                                                 monkeypatch):
+    from PIL import Image
+
+    _write_images(tmp_path, np.zeros((4, 6, 6), np.uint8), ["a", "b", "a", "b"])
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 30)  # 36 pixels: PIL warns (it errs at 2x)
+    with pytest.warns(data.DataWarning, match=r"images: '.*\.png': Image size \(36 pixels\) "
+                                               r"exceeds limit of 30 pixels"):
+        ds = data.load("images", data_dir=str(tmp_path))
+    assert ds.image_shape == (6, 6, 1)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)
+    with pytest.raises(DataError, match=r"images: '.*\.png' is too large to open \(Image size "
+                                        r"\(36 pixels\) exceeds limit of 20 pixels\); shrink it"):
+        data.load("images", data_dir=str(tmp_path))
 
 
 def test_image_folders_of_mixed_sizes_resize_to_the_size_given(tmp_path):

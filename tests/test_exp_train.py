@@ -184,6 +184,8 @@ def test_csv_task_flag_overrides_the_inferred_task(tmp_path):
     (["--checkpoint_seconds=nan"], "--checkpoint_seconds must be a number of seconds >= 0"),
     (["--weight_decay_on=weights"], "--weight_decay_on=weights needs a decay"),
     (["--weight_decay_on=biases"], "--weight_decay_on"),
+    (["--hidden=²"], "--hidden must be comma-separated positive integers"),
+    (["--dataset=images", "--image_size=²,3"], "--image_size must be HEIGHT,WIDTH"),
 ])
 def test_bad_input_exits_2_with_one_sentence(tmp_path, args, needle):
     wd = tmp_path / "run"
@@ -261,6 +263,20 @@ def test_help_documents_every_flag():
                  "depth", "heads", "vocab_size", "sort_length", "sort_symbols"):
         assert f"--{flag}" in r.stdout, flag
     assert "--[no]causal" in r.stdout
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("--hidden=8\n".encode("utf-16"), "a --flagfile is not UTF-8 text"),
+    ("\ufeff--hidden=8\n".encode("utf-8"), "a --flagfile starts with a byte-order mark"),
+    (None, "Unable to open flagfile"),
+])
+def test_a_flagfile_that_cannot_be_read_is_one_sentence(tmp_path, content, needle):
+    flagfile = tmp_path / "flags.txt"
+    if content is not None:
+        flagfile.write_bytes(content)
+    r = run(f"--flagfile={flagfile}", f"--workdir={tmp_path / 'run'}")
+    assert_bad_input(r, needle)
+    assert "ERROR::" not in r.stderr and not (tmp_path / "run").exists()
 
 
 def test_flagfile(tmp_path):

@@ -41,6 +41,7 @@ BAD_FLAGS = {
     "mixed_dtype": (["--mixed=float16"], "--mixed"),
     "mixed_layers": (["--mixed=bfloat16", "--layers=all"], "--mixed checks a model"),
     "json_out": (["--json_out="], "--json_out must not be empty"),
+    "json_out_folder": (["--json_out=/"], "--json_out=/ is a folder; give a file path"),
 }
 
 BROKEN_TANH_SCRIPT = textwrap.dedent("""

@@ -182,12 +182,21 @@ def _damage(workdir):
         f.truncate(100)
 
 
+def _foreign_config(workdir):
+    config = json.loads((workdir / "config.json").read_text())
+    (workdir / "config.json").write_text(json.dumps({**config, "dtype": "float64",
+                                                     "layers": "all"}))
+
+
 @pytest.mark.parametrize("harm, extra, needle", [
     (_damage, [], "cannot be read (Exception: Encountered error while reading array"),
     (lambda w: (w / "checkpoints" / "7").mkdir(), [], "checkpoints/7 cannot be read"),
     # without its config.json the changed optimizer is caught by the checkpoint's state
     (lambda w: (w / "config.json").unlink(), ["--optimizer=adam"],
      "optimizer state (MomentumState) is not the one this optimizer keeps (AdamState)"),
+    # another experiment's folder (gradcheck's flags) whose shared flags happen to match
+    (_foreign_config, [], "holds the run of another program (its config.json has --dtype, "
+                          "--layers, which this one does not take)"),
 ])
 def test_resume_from_a_checkpoint_it_cannot_use_is_one_sentence(finished_run, tmp_path, harm,
                                                                extra, needle):

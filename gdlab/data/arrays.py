@@ -77,6 +77,9 @@ def _read(path: str) -> dict[str, np.ndarray]:
     except (zipfile.BadZipFile, ValueError, EOFError, OSError) as e:
         raise DataError(f"{where} is not a readable .npz archive ({e})") from None
     for k, a in arrays.items():
+        if not isinstance(a, np.ndarray):  # numpy hands back a member that is not .npy as bytes
+            raise DataError(f"{where}: member '{k}' is not a NumPy array (.npy); save the file "
+                            f"with numpy.savez(path, x=..., y=...)")
         if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
             raise DataError(f"{where}: array '{k}' has dtype {a.dtype}; numbers are needed")
         if np.iscomplexobj(a):
@@ -118,6 +121,8 @@ def load_npz(
                 "; both splits need at least one example" if own_split else ""))
         if 0 in x.shape[1:]:
             raise DataError(f"{where}: x{split}'s examples {x.shape[1:]} hold no values")
+        if 0 in y.shape[1:]:
+            raise DataError(f"{where}: y{split}'s rows {y.shape[1:]} hold no values")
     if xs[-1].shape[1:] != xs[0].shape[1:]:
         raise DataError(f"{where}: x_train's examples are {xs[0].shape[1:]} but x_test's "
                         f"are {xs[1].shape[1:]}")

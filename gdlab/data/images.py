@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import collections
 import os
+import warnings
 
 import numpy as np
 
-from gdlab.data.base import DataError, Dataset, from_split, split_indices
+from gdlab.data.base import DataError, DataWarning, Dataset, from_split, split_indices
 from gdlab.records import host_memory
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -62,11 +63,17 @@ def _read(paths: list[str]) -> tuple[list, bool]:
     images, colour = [], False
     for path in paths:
         try:
-            with Image.open(path) as im:
+            with warnings.catch_warnings(record=True) as caught, Image.open(path) as im:
+                warnings.simplefilter("always")
                 im.load()
                 images.append(im.copy())
+        except Image.DecompressionBombError as e:  # PIL's guard against decompression bombs
+            raise DataError(f"images: '{path}' is too large to open ({str(e).split(',')[0]}); "
+                            f"shrink it or leave it out") from None
         except (UnidentifiedImageError, OSError, ValueError) as e:
             raise DataError(f"images: '{path}' cannot be read as an image ({e})") from None
+        for message in {str(w.message).splitlines()[0] for w in caught}:  # one line each
+            warnings.warn(DataWarning(f"images: '{path}': {message}"), stacklevel=3)
         colour |= images[-1].mode not in _GREY_MODES
     return images, colour
 

@@ -177,8 +177,10 @@ def _numbers(path: str, name: str, column: np.ndarray, data: list,
     first cell that is neither a number nor missing, or is infinite. ``decimal_comma``:
     ``1,5`` is 1.5."""
     where = f"csv file '{path}'"
+    written = column  # the cells as the file has them, for messages
+    point = None  # a number written with a decimal point among decimal commas
     if decimal_comma and np.char.count(column, ",").any():  # 1.234,5 is 1234.5
-        column = np.char.replace(np.char.replace(column, ".", ""), ",", ".")
+        column, point = _from_decimal_commas(column)
     try:
         values = column.astype(np.float64)  # Python's float() rules, for the whole column
     except ValueError:
@@ -192,15 +194,42 @@ def _numbers(path: str, name: str, column: np.ndarray, data: list,
             if _is_missing(text):
                 continue
             if not _is_number(text):
+                hint = (" (a ';'-separated file writes decimals with commas, 1,5, and may "
+                        "group thousands with points, 1.234,5)" if decimal_comma else "")
                 raise DataError(f"{where}, row {data[i][0]}, column '{name}': "
-                                f"'{text}' is not a number") from None
+                                f"'{written[i].strip()}' is not a number{hint}") from None
             values[i] = float(text)
+    if point is not None:
+        comma = int(np.flatnonzero(np.char.count(written, ","))[0])
+        raise DataError(f"{where}, column '{name}' mixes decimal commas (row {data[comma][0]}: "
+                        f"'{written[comma].strip()}') with a decimal point (row "
+                        f"{data[point][0]}: '{written[point].strip()}'); write every number "
+                        f"of the column one way")
     infinite = np.isinf(values)
     if infinite.any():
         i = int(np.flatnonzero(infinite)[0])
         raise DataError(f"{where}, row {data[i][0]}, column '{name}' contains an infinite "
                         f"value ('{column[i].strip()}')")
     return values
+
+
+_DECIMAL_COMMA = re.compile(r"[+-]?(\d{1,3}(\.\d{3})+|\d*)(,\d*)?")
+"""A number in the decimal-comma convention: 1,5  -0,25  1.234,5  1.234.567  12"""
+
+
+def _from_decimal_commas(column: np.ndarray) -> tuple[np.ndarray, int | None]:
+    """A column of decimal-comma numbers in Python's notation (1.234,5 → 1234.5; other
+    cells as they are), and the first cell that is a number only with a decimal point
+    (0.5, 1,234.50: the column then mixes conventions), or None."""
+    out, point = [], None
+    for i, cell in enumerate(c.strip() for c in column.tolist()):
+        if _DECIMAL_COMMA.fullmatch(cell) and any(ch.isdigit() for ch in cell):
+            out.append(cell.replace(".", "").replace(",", "."))
+            continue
+        if point is None and "." in cell and (_is_number(cell) or _GROUPED.fullmatch(cell)):
+            point = i
+        out.append(cell)
+    return np.array(out, dtype=str), point
 
 
 _GROUPED = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
