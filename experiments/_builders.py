@@ -63,14 +63,16 @@ MODEL_DEFAULTS = {
 """Descent flags that a model changes when they are not given on the command line."""
 
 
-def define_model_flags() -> None:
+def define_model_flags(*, model_defaults: bool = False) -> None:
+    """The model flags; ``model_defaults``: the program applies ``MODEL_DEFAULTS``
+    (``apply_model_defaults``), and --model's help says so."""
+    defaults = (" cnn and transformer change the defaults of flags not given: " + "; ".join(
+        f"{m}: " + ", ".join(f"--{k}={v}" for k, v in d.items())
+        for m, d in MODEL_DEFAULTS.items()) + ".") if model_defaults else ""
     flags.DEFINE_enum("model", "mlp", list(MODELS),
                       "mlp (hidden layers), linear (no hidden layer, regression's model), cnn "
                       "(conv/batch-norm/relu/max-pool stages on images: digits, mnist) or "
-                      "transformer (pre-layer-norm blocks on token sequences: sort). cnn and "
-                      "transformer change the defaults of flags not given: " + "; ".join(
-                          f"{m}: " + ", ".join(f"--{k}={v}" for k, v in d.items())
-                          for m, d in MODEL_DEFAULTS.items()) + ".")
+                      "transformer (pre-layer-norm blocks on token sequences: sort)." + defaults)
     _cli.define_int_list("hidden", "64", "Hidden layer sizes of the MLP, comma-separated.")
     _cli.define_int_list("channels", "32,64", "--model=cnn: output channels of each conv stage.")
     flags.DEFINE_integer("kernel", 3, "--model=cnn: conv kernel size (k x k).", lower_bound=1)
@@ -324,6 +326,21 @@ def check_memory(model, optimizer, ds: data.Dataset, batch_size: int, configs: i
 def learning_rate(lr, total_steps: int):
     """``lr`` under ``--schedule`` over ``total_steps``: a number or a schedule ``step -> lr``."""
     return lr if FLAGS.schedule == "constant" else optim.get_schedule(FLAGS.schedule, lr, total_steps)
+
+
+def describe_optimizer() -> str:
+    """The optimizer flags in a few words: ``momentum (β=0.9), cosine schedule, weight decay
+    0.01 on weights``; only what differs from plain."""
+    words = FLAGS.optimizer
+    if FLAGS.optimizer in ("momentum", "nesterov"):
+        words += f" (β={FLAGS.momentum:g})"
+    if FLAGS.schedule != "constant":
+        words += f", {FLAGS.schedule} schedule"
+    if FLAGS.weight_decay > 0:
+        words += f", weight decay {FLAGS.weight_decay:g}"
+        if FLAGS.weight_decay_on != "all":
+            words += f" on {FLAGS.weight_decay_on}"
+    return words
 
 
 def build_optimizer(lr, total_steps: int) -> optim.Optimizer:

@@ -82,7 +82,7 @@ def main(argv):
 
     loss = losses.get(loss_name)
     n = ds.n_train
-    print(f"{data.describe(ds)}; {model.name}; {loss_name} loss; {FLAGS.optimizer}; "
+    print(f"{data.describe(ds)}; {model.name}; {loss_name} loss; {_builders.describe_optimizer()}; "
           f"{FLAGS.epochs} epochs per mode; {FLAGS.grad} gradients on {jax.default_backend()}")
 
     key = jax.random.PRNGKey(FLAGS.seed)  # the same initial weights for every mode

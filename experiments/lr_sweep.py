@@ -108,8 +108,9 @@ def main(argv):
     loss = losses.get(loss_name)
     x, y = ds.x_train, ds.y_train
     say(f"{data.describe(ds)}; {model.name}; {loss_name} loss; {FLAGS.descent} descent "
-          f"(B={batch_size}); {FLAGS.optimizer}; {len(lrs)} learning rates from {lrs[0]:.4g} to "
-          f"{lrs[-1]:.4g}; {FLAGS.epochs} epochs; {FLAGS.grad} gradients on {jax.default_backend()}")
+          f"(B={batch_size}); {_builders.describe_optimizer()}; {len(lrs)} learning rates from "
+          f"{lrs[0]:.4g} to {lrs[-1]:.4g}; {FLAGS.epochs} epochs; {FLAGS.grad} gradients on "
+          f"{jax.default_backend()}")
 
     # J0: the loss at the initial weights every learning rate starts from (same key as sweep's).
     key = jax.random.PRNGKey(FLAGS.seed)

@@ -26,7 +26,7 @@ from absl import flags
 from experiments import _builders, _cli
 
 _builders.define_data_flags()
-_builders.define_model_flags()
+_builders.define_model_flags(model_defaults=True)
 _builders.define_descent_flags()
 _cli.define_device_flags()
 flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"], "Dtype of each step's "
@@ -97,7 +97,8 @@ def restore_checkpoint(workdir: str, model, optimizer, ds) -> tuple:
         train.check_state_fit(model, optimizer, state, ds.input_shape)
     except ValueError as e:
         raise _cli.UsageError(f"--resume: the checkpoint in {workdir} does not fit this run "
-                              f"({e}); have the data or flags changed since it was saved?") from None
+                              f"({e}); have the data, the flags or gdlab's version changed "
+                              f"since it was saved?") from None
     return state, meta["epoch"], meta["metrics_rows"]
 
 
@@ -139,7 +140,7 @@ def main(argv):
     elif FLAGS.resume:
         say(f"--resume: {workdir} has no checkpoint yet; starting the run")
     say(f"{data.describe(ds)}; {model.name}; {FLAGS.descent} descent (B={batch_size}); "
-        f"{FLAGS.optimizer} lr={FLAGS.lr}; {FLAGS.grad} gradients"
+        f"{_builders.describe_optimizer()}, lr={FLAGS.lr}; {FLAGS.grad} gradients"
         + (" in bfloat16 (mixed precision)" if FLAGS.compute_dtype == "bfloat16" else "")
         + f" on {jax.default_backend()}")
     y_scale = _builders.target_scale(ds)

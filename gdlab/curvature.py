@@ -16,8 +16,11 @@ every layer family.
 From products alone, the top of the spectrum:
 
 - ``power_iteration``: v ← Hv/‖Hv‖, λ = vᵀHv, until λ changes by at most ``tol``
-  (relative) or ``max_iters`` products; the eigenvalue largest in magnitude.
-  ``top_eigenvalue`` shifts by it when that one is negative, so it gives λmax.
+  (relative) or ``max_iters`` products; the eigenvalue largest in magnitude,
+  converged when the residual ‖Hv − λv‖ is small too (λ also settles, at no
+  eigenvalue, when λ and −λ share the largest magnitude). ``top_eigenvalue`` runs
+  it again on a shifted H when that eigenvalue is negative or λ settled without
+  converging, so it gives λmax.
 - ``lanczos``: a Krylov basis with full reorthogonalisation and the Ritz values of
   its tridiagonal matrix (Lanczos 1950); the ``k`` algebraically largest
   eigenvalues, until their residuals fall below ``tol``.
@@ -135,15 +138,15 @@ def power_iteration(matvec: MatVec, v0: Array, *, tol: float = 1e-3, max_iters: 
                     shift: float | Array = 0.0) -> Eigen:
     """The eigenvalue of largest magnitude of a symmetric H, from products alone; jittable.
 
-    v ← H·v/‖H·v‖ and λ = vᵀ·H·v (v a unit vector), stopping once
-    |λ_t − λ_{t−1}| ≤ tol·|λ_t| and the residual ‖H·v − λ·v‖ ≤ √tol·|λ_t|, or after
-    ``max_iters`` products. The Rayleigh quotient's error shrinks like (λ₂/λ₁)^{2t},
+    v ← H·v/‖H·v‖ and λ = vᵀ·H·v (v a unit vector), stopping once λ settles,
+    |λ_t − λ_{t−1}| ≤ tol·|λ_t|, or after ``max_iters`` products. It has converged
+    when λ settled and the residual ‖H·v − λ·v‖ ≤ √tol·|λ_t| (λ then lies within the
+    residual of an eigenvalue). The Rayleigh quotient's error shrinks like (λ₂/λ₁)^{2t},
     twice as fast as the vector's, so a close second eigenvalue slows the vector,
-    not λ; the error left can still be 1/(1 − (λ₂/λ₁)²) times the last change. The
-    residual test matters when two eigenvalues share the largest magnitude (λ and −λ,
-    as at a saddle): the vector then never settles, λ can stall anywhere in [−λ, λ],
-    and only the residual (λ is within it of an eigenvalue) shows it. Warm-start
-    ``v0`` from a previous
+    not λ; the error left can still be 1/(1 − (λ₂/λ₁)²) times the last change. When
+    two eigenvalues share the largest magnitude (λ and −λ, as at a saddle) the vector
+    never settles but λ does, anywhere in [−λ, λ]: the residual stays large, and the
+    run stops there, not converged. Warm-start ``v0`` from a previous
     ``vector`` when H changes little. ``shift`` σ iterates on H − σI instead (the
     value returned is still H's: λ + σ). The returned vector is the next iterate
     H·v/‖H·v‖; H = 0 gives λ = 0.
@@ -154,11 +157,11 @@ def power_iteration(matvec: MatVec, v0: Array, *, tol: float = 1e-3, max_iters: 
     nan = jnp.array(jnp.nan, v.dtype)
 
     def cond(carry):
-        i, _, _, done = carry
+        i, _, _, done, _ = carry
         return (i < max_iters) & ~done
 
     def body(carry):
-        i, v, lam_prev, _ = carry
+        i, v, lam_prev, _, _ = carry
         w = matvec(v) - shift * v                   # (H − σI)·v
         lam = jnp.vdot(v, w)                        # Rayleigh quotient vᵀ(H − σI)v
         norm = jnp.linalg.norm(w)
@@ -166,13 +169,14 @@ def power_iteration(matvec: MatVec, v0: Array, *, tol: float = 1e-3, max_iters: 
         v_next = jnp.where(zero, v, w / jnp.where(zero, 1, norm))
         # ‖w − λv‖² = ‖w‖² − λ² for a unit v with vᵀw = λ
         residual = jnp.sqrt(jnp.maximum(norm * norm - lam * lam, 0))
-        done = zero | ((jnp.abs(lam - lam_prev) <= tol * jnp.abs(lam + shift))
-                       & (residual <= jnp.sqrt(tol) * jnp.abs(lam)))
-        return i + 1, v_next, lam, done
+        settled = jnp.abs(lam - lam_prev) <= tol * jnp.abs(lam + shift)
+        converged = zero | (settled & (residual <= jnp.sqrt(tol) * jnp.abs(lam)))
+        return i + 1, v_next, lam, zero | settled, converged
 
-    i, v, lam, done = jax.lax.while_loop(cond, body, (jnp.array(0, jnp.int32), v, nan,
-                                                      jnp.array(False)))
-    return Eigen(value=lam + shift, vector=v, iterations=i, converged=done)
+    false = jnp.array(False)
+    i, v, lam, _, converged = jax.lax.while_loop(
+        cond, body, (jnp.array(0, jnp.int32), v, nan, false, false))
+    return Eigen(value=lam + shift, vector=v, iterations=i, converged=converged)
 
 
 def top_eigenvalue(matvec: MatVec, v0: Array, *, tol: float = 1e-3,
@@ -181,24 +185,25 @@ def top_eigenvalue(matvec: MatVec, v0: Array, *, tol: float = 1e-3,
 
     Power iteration finds the eigenvalue of largest magnitude. When that one is
     negative (λmin, with |λmin| > λmax), a second run on H − λmin·I, whose spectrum
-    is [0, λmax − λmin], finds λmax from the same ``v0``. When the first run does not
-    converge (two eigenvalues of the largest magnitude, λ and −λ, or a slow one), the
-    second runs on H + ρ·I, ρ = ‖H·v‖ ≈ the largest magnitude, whose largest eigenvalue
-    is λmax + ρ; every value either run gives is a Rayleigh quotient, at most λmax, so
-    the larger one is kept. ``max_iters`` caps each run; ``iterations`` counts both
-    runs (and the product that measures ρ).
+    is [0, λmax − λmin], finds λmax from the same ``v0``. When the first run's λ
+    settled without converging (λ and −λ share the largest magnitude), the second
+    runs on H + ρ·I, ρ = ‖H·v‖ ≈ that magnitude, whose top eigenvalue λmax + ρ is
+    then the largest in magnitude. A first run stopped by ``max_iters`` (a slow
+    spectrum) is returned as it is, not converged. ``max_iters`` caps each run;
+    ``iterations`` counts both runs (and the product that measures ρ).
     """
     first = power_iteration(matvec, v0, tol=tol, max_iters=max_iters)
+    negative = first.converged & (first.value < 0)
+    stalled = ~first.converged & (first.iterations < max_iters)
 
     def shifted(first):
-        radius = jnp.linalg.norm(matvec(first.vector))      # ≈ max |λ|
-        shift = jnp.where(first.converged, first.value, -radius)
+        shift, extra = jax.lax.cond(
+            negative, lambda: (first.value, 0),
+            lambda: (-jnp.linalg.norm(matvec(first.vector)), 1))   # −ρ, ρ ≈ max |λ|
         out = power_iteration(matvec, v0, tol=tol, max_iters=max_iters, shift=shift)
-        best = jnp.where(first.converged | (out.value >= first.value), out.value, first.value)
-        return out._replace(value=best, iterations=first.iterations + out.iterations + 1)
+        return out._replace(iterations=first.iterations + out.iterations + extra)
 
-    return jax.lax.cond((first.value < 0) | ~first.converged, shifted, lambda first: first,
-                        first)
+    return jax.lax.cond(negative | stalled, shifted, lambda first: first, first)
 
 
 def lanczos(matvec: MatVec, v0: Array, *, k: int = 1, tol: float = 1e-6,

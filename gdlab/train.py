@@ -575,7 +575,8 @@ def fit(
     (‖θ_end − θ_start‖ over the epoch), ``param_norm``, ``seconds`` (training time
     of the epoch) and ``examples_per_second``. ``hook(row, state)`` is called
     with each row. Training stops at the first diverged epoch. Blow-up (see
-    ``guard``) is measured against epoch 0's ``train_loss``.
+    ``guard``) is measured against epoch 0's ``train_loss``; a ``state`` passed in
+    keeps the reference it already has (a resumed run, its original one).
 
     Each epoch consumes its input state (its buffers are donated to the next), so
     ``fit`` works on a copy of the ``state`` passed in and hands ``hook`` and

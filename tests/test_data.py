@@ -951,13 +951,16 @@ def test_npz_own_split_images_and_multi_output_targets(tmp_path):
 def test_csv_decimal_commas_with_point_grouping_and_mixed_conventions(tmp_path):
     # ';'-separated: 1,5 is 1.5 and points group thousands (1.234,5); a number written with
     # a decimal point among them is refused, never read 10-1000x off.
-    ok = "price;y\n1.234,5;0\n2,25;1\n-0,5;0\n1.000.000;1\n12;0\n"
+    ok = "price;y\n1.234,5;0\n2,25;1\n-0,5;0\n1.000.000;1\n12;0\n1,5E-03;1\n"
     ds = data.load_csv(_write(tmp_path, ok, "ok.csv"), "y", standardize=False, test_fraction=0.4)
     values = sorted(np.concatenate([ds.x_train[:, 0], ds.x_test[:, 0]]).tolist())
-    np.testing.assert_allclose(values, [-0.5, 2.25, 12, 1234.5, 1e6], rtol=1e-7)
+    np.testing.assert_allclose(values, [-0.5, 1.5e-3, 2.25, 12, 1234.5, 1e6], rtol=1e-6)
     for text, message in (
             ("a;y\n0.5;0\n1,5;1\n2.75;0\n3;1\n",
              "column 'a' mixes decimal commas (row 3: '1,5') with a decimal point (row 2: '0.5')"),
+            ("a;y\n0,5;0\n-0.250;1\n2,5;0\n3;1\n",  # a thousands group never starts with 0
+             "column 'a' mixes decimal commas (row 2: '0,5') with a decimal point (row 3: "
+             "'-0.250')"),
             ("a;y\n999,5;0\n1,234.50;1\n2,5;0\n3;1\n",
              "row 3, column 'a': '1,234.50' is not a number (a ';'-separated file writes "
              "decimals with commas")):

@@ -612,6 +612,15 @@ def test_weights_only_marks_kernels_and_tables_not_biases_or_norms(model, in_sha
         np.testing.assert_array_equal(np.asarray(u), -0.5 * np.asarray(w) if mark else 0.0)
 
 
+def test_a_mask_prefix_marks_every_leaf_below_it():
+    params = {"layers": ({"w": jnp.ones((2, 2)), "b": jnp.ones(2)}, {"w": jnp.ones((2, 1))})}
+    opt = optim.add_decayed_weights(0.5, mask={"layers": (True, False)})  # first layer only
+    updates, _ = opt.update(jax.tree.map(jnp.zeros_like, params), opt.init(params), params)
+    assert float(jnp.sum(updates["layers"][0]["w"])) == -2.0
+    assert float(jnp.sum(updates["layers"][0]["b"])) == -1.0
+    assert float(jnp.sum(jnp.abs(updates["layers"][1]["w"]))) == 0.0
+
+
 def test_masked_decay_under_jit_and_vmap_over_the_learning_rate():
     params = _params64()
     grads = _grads_seq()[0]
@@ -635,7 +644,7 @@ def test_a_bad_mask_is_refused():
     grads = _grads_seq()[0]
     with pytest.raises(ValueError, match="add_weight_decay mask must be None, a pytree of Python bools"):
         optim.add_weight_decay(0.1, mask={"a": jnp.array(True), "b": False})
-    wrong_tree = optim.add_decayed_weights(0.1, mask={"a": True})
+    wrong_tree = optim.add_decayed_weights(0.1, mask={"a": True, "c": False})
     with pytest.raises(ValueError, match="add_decayed_weights mask must have the params' structure"):
         wrong_tree.update(grads, wrong_tree.init(params), params)
     from_params = optim.adamw(0.1, mask=lambda p: jax.tree.map(lambda w: w.sum() > 0, p))

@@ -257,7 +257,7 @@ def test_a_table_run_keeps_its_data_path_and_resume_refuses_changed_data(tmp_pat
     before = _snapshot(workdir)
     r = run_experiment("train", *args, "--resume")
     assert_bad_input(r, "--resume: the checkpoint in")
-    assert "does not fit this run" in r.stderr and "have the data or flags changed" in r.stderr
+    assert "does not fit this run" in r.stderr and "have the data, the flags or gdlab's version changed" in r.stderr
     assert _snapshot(workdir) == before
 
 

@@ -213,8 +213,9 @@ def _numbers(path: str, name: str, column: np.ndarray, data: list,
     return values
 
 
-_DECIMAL_COMMA = re.compile(r"[+-]?(\d{1,3}(\.\d{3})+|\d*)(,\d*)?")
-"""A number in the decimal-comma convention: 1,5  -0,25  1.234,5  1.234.567  12"""
+_DECIMAL_COMMA = re.compile(r"[+-]?([1-9]\d{0,2}(\.\d{3})+|\d*)(,\d*)?([eE][+-]?\d+)?")
+"""A number in the decimal-comma convention: 1,5  -0,25  1.234,5  1.234.567  12  1,5E-03
+(a group of thousands never starts with 0: 0.125 is a decimal point, not 125)"""
 
 
 def _from_decimal_commas(column: np.ndarray) -> tuple[np.ndarray, int | None]:

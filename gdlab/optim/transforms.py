@@ -23,8 +23,8 @@ it need ``update(grads, state, params)``.
 
 **Which leaves decay.** Both decays take ``mask``: ``None`` decays every leaf (as
 ``torch.optim``'s ``weight_decay`` does), a pytree of Python bools shaped like the
-params decays the leaves marked True, and a callable ``params -> such a pytree``
-decides from the params; ``weights_only`` marks the leaves of two or more
+params (or a prefix of it: one bool for a whole layer) decays the leaves marked
+True, and a callable ``params -> such a pytree`` decides from the params; ``weights_only`` marks the leaves of two or more
 dimensions (dense and convolution kernels, embedding tables, attention
 projections) and leaves biases and normalisation scales and shifts alone.
 """
@@ -88,10 +88,12 @@ def _decayed(name: str, mask: Mask, decay, updates, params):
     if marks is None:
         return jax.tree.map(decay, updates, params)
     _check_mask(name, marks)
-    try:
-        return jax.tree.map(lambda m, u, w: decay(u, w) if m else u, marks, updates, params)
+    try:  # a prefix (one bool for a subtree) marks every leaf below it
+        marks = jax.tree.map(lambda m, sub: jax.tree.map(lambda _: m, sub), marks, params)
     except ValueError as e:
-        raise ValueError(f"{name} mask must have the params' structure: {e}") from None
+        raise ValueError(f"{name} mask must have the params' structure, or a prefix of "
+                         f"it: {e}") from None
+    return jax.tree.map(lambda m, u, w: decay(u, w) if m else u, marks, updates, params)
 
 
 def clip_by_global_norm(max_norm: float) -> Optimizer:
