@@ -37,8 +37,21 @@ def fail_now(message: str):
     os._exit(2)
 
 
-def _parse(argv):
+def _usage(module) -> None:
+    """``--help``: the experiment's docstring and its flags (absl's own ``usage`` reads
+    ``__main__``, which for an installed ``gdlab-*`` command is only the launcher), exit 0."""
+    # absl files the flags of a module run as __main__ under the script's path
+    name = sys.argv[0] if module.__name__ == "__main__" else module.__name__
+    sys.stdout.write(f"{(module.__doc__ or '').strip()}\n\nflags:\n\n"
+                     f"{FLAGS.module_help(name)}\n")
+    sys.stdout.flush()
+    sys.exit(0)
+
+
+def _parse(argv, module=None):
     if any(a in ("-h", "-help", "--help", "--helpshort") for a in argv[1:]):
+        if module is not None:
+            _usage(module)
         app.usage(shorthelp=True, writeto_stdout=True, exitcode=0)  # absl alone would exit 1
     try:
         rest = FLAGS(argv)
@@ -76,7 +89,8 @@ def run(main) -> None:
             sys.stderr.write("interrupted\n")
             sys.exit(130)
 
-    app.run(guarded, flags_parser=_parse)
+    module = sys.modules[main.__module__]  # the experiment, however it was started
+    app.run(guarded, flags_parser=lambda argv: _parse(argv, module))
 
 
 SEED_MAX = 2**32 - 1

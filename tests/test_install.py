@@ -89,6 +89,19 @@ def test_gdlab_train_runs_outside_the_checkout(installed, tmp_path):
     assert summary["status"] == "completed"
 
 
+def test_an_installed_commands_help_lists_its_flags_as_python_m_does(installed, tmp_path):
+    # For a console command, __main__ is the launcher: absl's own usage would show no flags.
+    site, env = installed
+    proc = _run([site / "bin" / "gdlab-lr-sweep", "--help"], tmp_path, env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("Sweep learning rates: train one model with many α at once")
+    for flag in ("--lrs", "--weight_decay_on", "--dataset", "--model", "--workdir"):
+        assert f"  {flag}:" in proc.stdout, flag
+    module = _run([sys.executable, "-m", "experiments.lr_sweep", "--help"], tmp_path, env)
+    flags = [line for line in proc.stdout.splitlines() if line.startswith("  --")]
+    assert flags == [line for line in module.stdout.splitlines() if line.startswith("  --")]
+
+
 def test_gdlab_gradcheck_runs_outside_the_checkout(installed, tmp_path):
     site, env = installed
     workdir = tmp_path / "check"
