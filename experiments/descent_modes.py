@@ -94,7 +94,8 @@ def main(argv):
         optimizer = _builders.build_optimizer(rates[mode], FLAGS.epochs * steps)
         result = train.fit(model, loss, optimizer,
                            (ds.x_train, ds.y_train), epochs=FLAGS.epochs, batch_size=batch_size,
-                           key=key, grad=FLAGS.grad, test_data=(ds.x_test, ds.y_test))
+                           key=key, grad=FLAGS.grad, test_data=(ds.x_test, ds.y_test),
+                           warm_up=True)  # wall times compared: XLA's first run off the clock
         history, wall = [], 0.0
         for row in result.history:  # epoch 0 (the initial weights) first
             wall += row.get("seconds", 0.0)

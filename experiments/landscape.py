@@ -104,13 +104,19 @@ def main(argv):
         panels, rows = [], []
         for opt_name, opt_beta, title, make in optimizers:
             paths = landscapes.sweep(fn, fn.start, make, lrs, steps, dtype=jnp.float32)
+            # heavy ball on a quadratic is stable up to 2(1+β)/λmax, plain GD up to 2/λmax;
+            # the roles (too small, good, too large) are plain GD's
+            own_bound = bound * (1.0 + (opt_beta or 0.0))
+            bound_name = "2/λmax" if opt_beta is None else "2(1+β)/λmax"
             runs = []
             for i, (lr, role) in enumerate(zip(lrs, roles)):
+                role = role if opt_beta is None else None
                 points = np.asarray(paths.points[i], np.float64)
                 diverged = bool(paths.diverged[i])
                 at = int(paths.diverged_at[i]) if diverged else None
                 minimum, dist = landscapes.nearest_minimum(fn, points[-1])
-                label = (f"{role}: " if role else "") + f"α = {lr:g} = {lr / bound:.3g}·2/λmax"
+                label = (f"{role}: " if role else "") + (
+                    f"α = {lr:g} = {lr / own_bound:.3g}·{bound_name}")
                 label += f", diverged at step {at}" if diverged else ""
                 runs.append(landscape_plots.Run(points=points, losses=np.asarray(paths.losses[i]),
                                                 label=label, color=i, diverged_at=at))
@@ -118,7 +124,8 @@ def main(argv):
                     "optimizer": opt_name,
                     "beta": opt_beta,
                     "lr": lr,
-                    "lr_over_bound": lr / bound,
+                    "bound": own_bound,
+                    "lr_over_bound": lr / own_bound,
                     "role": role,
                     "steps": steps,
                     "final_point": points[-1].tolist(),
@@ -133,7 +140,8 @@ def main(argv):
             panels.append((title, runs))
         figure_rows.append(landscape_plots.Row(
             landscape=fn, optimizers=panels,
-            note=f"2/λmax = {bound:.3g} (λmax = {lam:.4g} at the minimum {_point(fn.minima[0])})"))
+            note=f"2/λmax = {bound:.3g} (λmax = {lam:.4g} at the minimum {_point(fn.minima[0])})"
+                 + (f"; momentum's 2(1+β)/λmax = {bound * (1 + beta):.3g}" if beta > 0 else "")))
         summary.append({"name": name, "formula": fn.formula, "minima": [list(m) for m in fn.minima],
                         "minimum_value": fn.minimum_value, "box": list(fn.box),
                         "start": list(fn.start), "lambda_max": lam,
@@ -147,7 +155,10 @@ def main(argv):
                       "escape_factor about its centre (that point kept) or goes non-finite "
                       "(that point dropped)",
         "stability_bound": "2/lambda_max, lambda_max the largest eigenvalue of f's Hessian at "
-                           "lambda_max_at: plain GD on a quadratic converges iff lr < 2/lambda_max",
+                           "lambda_max_at: plain GD on a quadratic converges iff lr < 2/lambda_max; "
+                           "each run's bound is its optimizer's: 2(1+beta)/lambda_max for "
+                           "momentum (heavy ball), and its role (too small, good, too large) is "
+                           "given for plain GD only",
         "wall_seconds": time.perf_counter() - started,
         **environment(),
     }

@@ -12,7 +12,7 @@ many step sizes α. Each α gets one verdict, decided by this rule alone::
     too slow   everything else: it went down, but not far enough in the epochs given.
 
 Log space because losses fall geometrically: on a gap from J₀ = 14 to J* = 0.01,
-95% of the *linear* gap would accept a loss 60× the best, 95% of the *log* gap
+95% of the *linear* gap would accept a loss 71× the best, 95% of the *log* gap
 accepts only about 1.4× the best. Losses are floored at ``LOSS_FLOOR · J₀``
 before taking logs, so a sweep whose best run fits exactly (J* = 0) still has a
 finite gap. When no run went below J₀ the gap is zero and nothing converged.

@@ -534,7 +534,7 @@ class FitResult:
     history: list[dict]            # one row per evaluated epoch (and epoch 0), see ``fit``
     status: str                    # "completed", "diverged" or "stopped" (by after_epoch)
     diverged_at_step: int | None   # the refused update, when diverged
-    compile_seconds: float         # time to compile the epoch program
+    compile_seconds: float         # time to compile the epoch program (and warm it up)
     step_losses: np.ndarray        # the batch loss of every update this call ran, in order;
                                    # on divergence up to and including the refused one
     epochs_run: int = 0            # the last epoch trained (start_epoch when none was)
@@ -560,6 +560,7 @@ def fit(
     target_scale=None,
     mesh: Mesh | None = None,
     compute_dtype=None,
+    warm_up: bool = False,
 ) -> FitResult:
     """Train for ``epochs`` epochs of mini-batches of ``batch_size`` (N for batch GD, 1 for SGD).
 
@@ -585,6 +586,12 @@ def fit(
     With a ``mesh`` (``gdlab.parallel.make_mesh``), every batch is split over its
     devices (data parallelism, see ``gdlab.parallel``); the state comes back
     replicated on the mesh and the history is the same as on one device.
+
+    ``warm_up=True`` runs the compiled epoch once on a copy of the state (result
+    discarded) before training, and counts it in ``compile_seconds``: XLA's first run
+    of a program pays one-off costs (tens of ms on a CPU), which would otherwise
+    land in epoch 1's ``seconds``. It costs one epoch of compute; use it when the
+    epochs' times are compared (``experiments.descent_modes``).
 
     ``compute_dtype`` (e.g. ``jnp.bfloat16``) trains in mixed precision: each step's
     forward and backward pass in that dtype from float32 master params, the loss and
@@ -644,6 +651,8 @@ def fit(
             hook(row, _copy(state))
     t0 = time.perf_counter()
     compiled = jax.jit(epoch_fn, donate_argnums=(0,)).lower(state, x, y).compile()
+    if warm_up:  # the first run's one-off costs, off the epochs' clock
+        jax.block_until_ready(compiled(_copy(state), x, y))
     compile_seconds = time.perf_counter() - t0
     first_step = int(state.step)
     step_losses: list[np.ndarray] = []

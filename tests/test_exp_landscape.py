@@ -58,6 +58,12 @@ def test_small_run_writes_plot_and_json(tmp_path):
     assert by_key["gd", large]["diverged"]                    # α > 2/b on the bowl
     assert by_key["gd", large]["diverged_at_step"] >= 1
     assert not by_key["momentum", large]["diverged"]          # momentum's bound is 2(1+β)/b
+    # each run's ratio is to its own optimizer's bound; plain GD's roles stay plain GD's
+    momentum = by_key["momentum", large]
+    assert momentum["bound"] == pytest.approx(2 * 1.9 / 10, rel=1e-6)
+    assert momentum["lr_over_bound"] == pytest.approx(1.05 / 1.9, rel=1e-6)
+    assert momentum["role"] is None and by_key["gd", large]["role"] == "too large"
+    assert "α = 0.21 = 0.553·2(1+β)/λmax" in proc.stdout
     for run in bowl["runs"] + himmelblau["runs"]:
         assert len(run["final_point"]) == 2
         assert run["final_loss"] >= 0

@@ -149,6 +149,10 @@ def test_default_learning_rates_behave_as_labelled():
                                      fn.steps).losses[-1])
             for lr in fn.lrs)
         assert good < small and good < large, name
+        # and the labels match the bound at the (first) minimum: good below 2/λmax, too
+        # large above it (Rosenbrock's 'good' was 1.0016·2/λmax and ended in a 2-cycle)
+        bound = 2.0 / landscapes.lambda_max(fn, fn.minima[0])
+        assert fn.lrs[0] < fn.lrs[1] < bound < fn.lrs[2], name
 
 
 def test_zero_steps_and_default_dtype():

@@ -152,6 +152,17 @@ def test_blow_up_is_measured_against_the_initial_loss_on_all_the_data():
     assert np.isfinite(exploded.step_losses).all()  # by the blow-up rule, before any overflow
 
 
+def test_a_warmed_up_fit_trains_exactly_as_one_without():
+    # warm_up runs the epoch once on a copy, off the clock, and throws the result away
+    x, y = _small_problem(jnp.float32, 24)
+    model, loss, opt = models.mlp([8, 3], "tanh"), losses.get("xent"), optim.momentum(0.1)
+    runs = [train.fit(model, loss, opt, (x, y), epochs=2, batch_size=8, key=jax.random.PRNGKey(1),
+                      warm_up=warm) for warm in (False, True)]
+    assert_tree_allclose(runs[1].state.params, runs[0].state.params, rtol=0, atol=0)
+    assert [r["step"] for r in runs[1].history] == [0, 3, 6]
+    np.testing.assert_array_equal(runs[1].step_losses, runs[0].step_losses)
+
+
 def test_fit_leaves_every_state_a_caller_holds_readable():
     # Each epoch donates its input: fit must not consume the caller's state, nor the states
     # it hands to hook and after_epoch.

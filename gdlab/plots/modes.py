@@ -103,7 +103,7 @@ def modes_figure(runs: Mapping[str, Mapping], *, title: str):
     ):
         ax.set_xscale("symlog", linthresh=1.0)
         decorate(ax, xlabel=xlabel, ylabel="loss J(θ)", title=panel, ylog=True, legend=False)
-    decorate(axes[2], xlabel="training wall time (s, compile excluded)", ylabel="loss J(θ)",
+    decorate(axes[2], xlabel="training wall time (s; compile, first run excluded)", ylabel="loss J(θ)",
              title="per second of training (per epoch)", ylog=True, legend=False)
     axes[0].legend(fontsize=7, loc="lower left")
     axes[2].legend(fontsize=7)
