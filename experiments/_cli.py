@@ -239,6 +239,19 @@ def is_primary() -> bool:
     return jax.process_index() == 0
 
 
+def all_processes_agree(ok: bool) -> bool:
+    """Whether ``ok`` holds in every process of the run (one small all-gather; every
+    process must call it at the same point). A one-process run just returns ``ok``."""
+    import jax
+
+    if jax.process_count() == 1:
+        return ok
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    return bool(np.all(multihost_utils.process_allgather(np.array([ok]))))
+
+
 def output_dir(workdir: str):
     """``(folder, scratch)``: where this process writes its outputs. Process 0 writes the
     workdir; any other process a temporary folder, removed when ``scratch`` (keep it
@@ -297,6 +310,31 @@ def restore_flags(config, source: str, skip=()) -> None:
 
 
 def prepare_workdir(path: str, *, resume: bool = False, check=None):
+    """``_prepare_workdir`` in every process, then a vote: when any process refused (in a
+    multi-process run only process 0 checks the folder), all of them stop with exit 2,
+    instead of the others training on into a collective that never completes."""
+    error = None
+    try:
+        result = _prepare_workdir(path, resume=resume, check=check)
+    except (UsageError, DataError) as e:
+        error = e
+    except Exception as e:  # WorkdirError: imported late, to keep --help light
+        from gdlab.workdir import WorkdirError
+
+        if not isinstance(e, WorkdirError):
+            raise
+        error = e
+    if not all_processes_agree(error is None):
+        if error is None:
+            _, lock = result
+            if lock is not None:
+                lock.release()
+            raise UsageError("another process refused --workdir (its error says why)")
+        raise error
+    return result
+
+
+def _prepare_workdir(path: str, *, resume: bool = False, check=None):
     """Open ``--workdir`` for this run: expand ``~``, create it, lock it, refuse one that
     holds files unless ``--resume``/``--overwrite``, and write ``config.json`` and
     ``flags.txt`` (every flag; ``--flagfile=flags.txt`` replays the run).

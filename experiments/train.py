@@ -169,7 +169,9 @@ def main(argv):
             say(progress_line(row, epochs=FLAGS.epochs, elapsed=now - started, eta=eta), flush=True)
 
         def after_epoch(epoch, state):
-            stop = signals.received is not None
+            # every process stops at the same epoch, whichever got the signal (a process
+            # that stopped alone would leave the others waiting in the next all-reduce)
+            stop = not _cli.all_processes_agree(signals.received is None)
             due = epoch % FLAGS.checkpoint_every == 0 and (
                 time.perf_counter() - last_save[0] >= FLAGS.checkpoint_seconds)
             if primary and (stop or due or epoch == FLAGS.epochs):

@@ -259,7 +259,8 @@ def read_meta(workdir, epoch: int | None = None) -> dict:
 
 
 def restore(workdir, epoch: int | None = None):
-    """The ``TrainState`` saved at ``epoch`` (the latest by default), on the default device.
+    """The ``TrainState`` saved at ``epoch`` (the latest by default), on this process's
+    first device, whichever devices (one, a mesh, several processes) the saving run used.
 
     Raises ``FileNotFoundError`` when there is no checkpoint, ``CheckpointError`` when it
     cannot be read (a damaged or truncated file).
@@ -269,7 +270,12 @@ def restore(workdir, epoch: int | None = None):
     epoch = _epoch_or_latest(workdir, epoch)
     record = read_meta(workdir, epoch)
     with _reading(workdir, epoch):  # a damaged array file, a structure it cannot rebuild
-        target = abstract(record["structure"])
+        # onto this process's first device, whatever devices the saving run used (a mesh
+        # run's arrays carry its layout, which orbax would otherwise insist on)
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        target = jax.tree.map(
+            lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device),
+            abstract(record["structure"]))
         with _manager(workdir) as mngr:
             out = mngr.restore(epoch, args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(target)))

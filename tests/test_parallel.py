@@ -3,10 +3,13 @@ two processes joined by jax.distributed: each equals the one-device run."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -236,3 +239,82 @@ def test_mixed_precision_data_parallel_matches_one_device(grad):
     assert four.status == one.status == "completed"
     assert all(a.dtype == jnp.float32 for a in jax.tree_util.tree_leaves(four.state.params))
     assert _relative(one.state.params, four.state.params) <= tolerances.MIXED["bfloat16"]
+
+
+def test_a_mesh_runs_checkpoint_restores_where_there_is_one_device(tmp_path):
+    """orbax would insist on the saving run's 4-device layout ("Topology mismatch"), so a
+    mesh run could be evaluated or resumed only on as many devices."""
+    from gdlab import checkpoint
+
+    x, y = _problem(jnp.float32)
+    result = train.fit(models.mlp([8, 3], "tanh"), losses.get("xent"), optim.adamw(0.01), (x, y),
+                       epochs=1, batch_size=14, key=jax.random.PRNGKey(1),
+                       mesh=parallel.make_mesh(DEVICES))
+    checkpoint.save(tmp_path, result.state, epoch=1)
+    out = tmp_path / "params.npy"
+    code = ("import jax, numpy as np\nfrom gdlab import checkpoint\n"
+            f"state = checkpoint.restore({str(tmp_path)!r})\n"
+            "leaves = jax.tree_util.tree_leaves(state.params)\n"
+            f"np.save({str(out)!r}, np.concatenate([np.ravel(a) for a in leaves]))\n"
+            "print(len(jax.devices()))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-1] == "1"
+    np.testing.assert_array_equal(np.load(out), _flat(result.state.params))
+
+
+def _files(folder):
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_two_processes_that_process_0_refuses_both_exit_2_at_once(tmp_path):
+    """Only process 0 checks the workdir; process 1 used to train on alone into an
+    all-reduce that never came, until jax's heartbeat killed both 40 s later."""
+    run = tmp_path / "run"
+    code, _, err = _run_group([sys.executable, *TRAIN, f"--workdir={run}"], timeout=300)
+    assert code == 0, err
+    before = _files(run)
+    started = time.monotonic()
+    code, _, err = _run_group(["bash", "scripts/launch_local.sh", "2", "--", *TRAIN,
+                               f"--workdir={run}"], timeout=120)
+    assert code == 2 and "Traceback" not in err, err
+    assert "already holds a run" in err and "another process refused --workdir" in err
+    assert time.monotonic() - started < 30
+    assert _files(run) == before
+
+
+@pytest.mark.slow
+def test_a_signal_to_one_process_stops_both_at_the_same_epoch(tmp_path):
+    """SIGTERM reaches process 0 only: both finish that epoch, process 0 checkpoints, the
+    launcher exits 143 and leaves no process behind (process 1 used to wait forever in
+    the next epoch's all-reduce)."""
+    run = tmp_path / "run"
+    proc = subprocess.Popen(["bash", "scripts/launch_local.sh", "2", "--", "-m", "experiments.train",
+                             "--hidden=8", "--epochs=1000", "--quiet", f"--workdir={run}"],
+                            cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        metrics = run / "metrics.jsonl"
+        while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.2)
+        first = subprocess.run(["pgrep", "-f", f"workdir={run} .*--process_id=0"],
+                               capture_output=True, text=True).stdout.split()
+        assert len(first) == 1
+        os.kill(int(first[0]), signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        try:
+            os.killpg(proc.pid, 9)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    assert proc.returncode == 143, err
+    stopped = [line for line in out.splitlines() if line.startswith("interrupted after epoch")]
+    assert len(stopped) == 1  # process 0 reports
+    epoch = int(stopped[0].split()[3].rstrip(":"))
+    assert (run / "checkpoints" / str(epoch)).is_dir()
+    assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
