@@ -3,6 +3,7 @@ two processes joined by jax.distributed: each equals the one-device run."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -146,19 +147,26 @@ def _env():
     return {**env, "JAX_PLATFORMS": "cpu", "PYTHON": sys.executable}
 
 
-def _run_group(args, timeout):
-    """Run ``args`` in a new process group; whatever happens, kill the group after."""
+@contextlib.contextmanager
+def _group(args):
+    """``args`` started in a new process group; whatever happens, the group is killed after."""
     proc = subprocess.Popen(args, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        out, err = proc.communicate(timeout=timeout)
-        return proc.returncode, out, err
+        yield proc
     finally:
         try:
             os.killpg(proc.pid, 9)
         except ProcessLookupError:
             pass
         proc.wait()
+
+
+def _run_group(args, timeout):
+    """Run ``args`` in a new process group: ``(exit status, stdout, stderr)``."""
+    with _group(args) as proc:
+        out, err = proc.communicate(timeout=timeout)
+        return proc.returncode, out, err
 
 
 @pytest.mark.slow
@@ -291,11 +299,8 @@ def test_a_signal_to_one_process_stops_both_at_the_same_epoch(tmp_path):
     launcher exits 143 and leaves no process behind (process 1 used to wait forever in
     the next epoch's all-reduce)."""
     run = tmp_path / "run"
-    proc = subprocess.Popen(["bash", "scripts/launch_local.sh", "2", "--", "-m", "experiments.train",
-                             "--hidden=8", "--epochs=1000", "--quiet", f"--workdir={run}"],
-                            cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    try:
+    with _group(["bash", "scripts/launch_local.sh", "2", "--", "-m", "experiments.train",
+                 "--hidden=8", "--epochs=1000", "--quiet", f"--workdir={run}"]) as proc:
         deadline = time.monotonic() + 120
         metrics = run / "metrics.jsonl"
         while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
@@ -306,12 +311,6 @@ def test_a_signal_to_one_process_stops_both_at_the_same_epoch(tmp_path):
         assert len(first) == 1
         os.kill(int(first[0]), signal.SIGTERM)
         out, err = proc.communicate(timeout=120)
-    finally:
-        try:
-            os.killpg(proc.pid, 9)
-        except ProcessLookupError:
-            pass
-        proc.wait()
     assert proc.returncode == 143, err
     stopped = [line for line in out.splitlines() if line.startswith("interrupted after epoch")]
     assert len(stopped) == 1  # process 0 reports
