@@ -71,7 +71,8 @@ EXTREME_INPUT = 20.0
 
 def collapsed(rows, num_classes: int) -> bool:
     """The "degraded" rule: the final test accuracy fell below 1.5× chance after the best
-    one had been above 3× chance (chance = 1/classes; never for two classes)."""
+    one had been above 3× chance (chance = 1/classes; so never for two or three classes,
+    where 3× chance is 1 or more)."""
     accuracies = [r["test_accuracy"] for r in rows if r.get("test_accuracy") is not None]
     if not accuracies or num_classes < 2:
         return False
@@ -129,7 +130,7 @@ def main(argv):
     import jax.numpy as jnp
 
     from gdlab import checkpoint, data, losses, optim, plots, train
-    from gdlab.records import (MetricsWriter, TensorBoard, environment, progress_line,
+    from gdlab.records import (MetricsWriter, TensorBoard, environment, eta_seconds, progress_line,
                                provenance, write_json_atomic)
 
     rate = _builders.learning_rate(FLAGS.lr, total_steps)
@@ -147,8 +148,9 @@ def main(argv):
 
     started = time.perf_counter()
     last_save = [time.perf_counter()]
-    first_epoch_began = [None]
-    tensorboard = TensorBoard(outdir)
+    first_end = [None]  # (epoch, clock) when the first epoch trained here ended
+    # resumed: TensorBoard drops what the stopped run logged after its checkpoint
+    tensorboard = TensorBoard(outdir, purge_step=int(state.step) + 1 if start_epoch else None)
     sharpness = sharpness_probe(model, loss, ds) if FLAGS.sharpness_every else None
     with MetricsWriter(outdir, COLUMNS, keep_rows=rows_kept) as writer:
         def hook(row, state):
@@ -162,13 +164,13 @@ def main(argv):
             now = time.perf_counter()
             eta = None
             if row["epoch"] > start_epoch:
-                if first_epoch_began[0] is None:  # compiling is over: time the epochs from here
-                    first_epoch_began[0] = now - row["seconds"]
-                done = row["epoch"] - start_epoch
-                eta = (now - first_epoch_began[0]) / done * (FLAGS.epochs - row["epoch"])
+                eta = eta_seconds(row["epoch"], row["seconds"], epochs=FLAGS.epochs,
+                                  first_end=first_end[0], now=now)
             say(progress_line(row, epochs=FLAGS.epochs, elapsed=now - started, eta=eta), flush=True)
 
         def after_epoch(epoch, state):
+            if first_end[0] is None:
+                first_end[0] = (epoch, time.perf_counter())
             # every process stops at the same epoch, whichever got the signal (a process
             # that stopped alone would leave the others waiting in the next all-reduce)
             stop = not _cli.all_processes_agree(signals.received is None)

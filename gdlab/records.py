@@ -148,6 +148,20 @@ def duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+def eta_seconds(epoch: int, epoch_seconds: float, *, epochs: int,
+                first_end: tuple[int, float] | None, now: float) -> float:
+    """Seconds left after ``epoch`` of ``epochs``: the epochs left times the mean epoch
+    since ``first_end`` = (the first epoch trained, the clock when it ended), so compiling
+    is not counted; this epoch's own ``epoch_seconds`` while there is no such mean yet.
+    Rows logged every few epochs (``--eval_every``) are fine: the mean spans them all."""
+    if first_end is None or first_end[0] >= epoch:
+        per_epoch = epoch_seconds
+    else:
+        first, clock = first_end
+        per_epoch = (now - clock) / (epoch - first)
+    return per_epoch * (epochs - epoch)
+
+
 def progress_line(row: dict, *, epochs: int, elapsed: float | None = None,
                   eta: float | None = None) -> str:
     """One line per epoch: epoch, losses, accuracy when there is one, RMSE in the target's
@@ -172,18 +186,23 @@ def progress_line(row: dict, *, epochs: int, elapsed: float | None = None,
 class TensorBoard:
     """TensorBoard event files (tensorboardX) in ``logdir``: one scalar per metric and step.
 
-    ``write(row, step)`` logs every number of ``row`` whose key is in ``tags``
-    (metric name → TensorBoard tag, e.g. ``"train_loss" → "loss/train"``).
+    ``write(row, step)`` logs every finite number of ``row`` whose key is in ``TAGS``
+    (metric name → TensorBoard tag, e.g. ``"train_loss" → "loss/train"``). A resumed
+    run passes ``purge_step``, its checkpoint's step + 1: TensorBoard then drops what
+    the stopped run had logged from there on, as the metrics files do.
     """
 
     TAGS: ClassVar[dict[str, str]] = {"train_loss": "loss/train", "test_loss": "loss/test",
+            "batch_loss": "loss/batch_mean",
             "train_accuracy": "accuracy/train", "test_accuracy": "accuracy/test",
             "train_rmse": "rmse/train", "test_rmse": "rmse/test", "grad_norm": "norms/gradient",
             "displacement": "norms/displacement", "param_norm": "norms/params",
-            "learning_rate": "learning_rate", "examples_per_second": "speed/examples_per_second"}
+            "learning_rate": "learning_rate", "sharpness": "curvature/sharpness",
+            "two_over_lr": "curvature/two_over_lr",
+            "examples_per_second": "speed/examples_per_second"}
 
-    def __init__(self, logdir: str | os.PathLike):
-        self._writer = _summary_writer()(logdir=os.fspath(logdir))
+    def __init__(self, logdir: str | os.PathLike, *, purge_step: int | None = None):
+        self._writer = _summary_writer()(logdir=os.fspath(logdir), purge_step=purge_step)
 
     def write(self, row: dict, step: int) -> None:
         for key, tag in self.TAGS.items():
@@ -222,7 +241,7 @@ def provenance() -> dict:
 
     commit = None
     root = os.path.dirname(os.path.dirname(os.path.abspath(gdlab.__file__)))
-    if os.path.isdir(os.path.join(root, ".git")):
+    if os.path.exists(os.path.join(root, ".git")):  # a folder, or a file in a worktree
         try:
             out = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
                                  text=True, timeout=10)

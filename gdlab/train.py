@@ -696,6 +696,11 @@ def fit(
         if after_epoch is not None and after_epoch(epoch, _copy(state)) and epoch != epochs:
             stopped = True
             break
+    if bool(state.health.diverged) and (
+            sum(map(len, step_losses)) < int(state.health.diverged_at) - first_step):
+        # marked after its epoch (_diverged_after): the refused update never ran, and its
+        # loss, J at the non-finite params the last update left, is not a number
+        step_losses.append(np.full(1, np.nan, np.float32))
     status = "diverged" if bool(state.health.diverged) else "stopped" if stopped else "completed"
     return FitResult(
         state=state,

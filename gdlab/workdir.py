@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 
 
@@ -19,11 +20,21 @@ class WorkdirError(ValueError):
 
 
 def resolve(path: str | os.PathLike) -> str:
-    """``path`` with ``~`` and environment variables expanded."""
+    """``path`` with ``~`` and environment variables expanded; a ``WorkdirError`` for a
+    variable that is not set (``os.path.expandvars`` would leave ``$NAME`` in the path, and
+    a run would write into a folder of that name)."""
     text = os.fspath(path)
     if not text:
         raise WorkdirError("the workdir must name a folder, e.g. runs/demo")
-    return os.path.expandvars(os.path.expanduser(text))
+    expanded = os.path.expandvars(os.path.expanduser(text))
+    unset = _VARIABLE.search(expanded)
+    if unset is not None:
+        raise WorkdirError(f"{text}: the environment variable {unset.group(0)} is not set")
+    return expanded
+
+
+_VARIABLE = re.compile(r"\$(\w+|\{[^}]*\})")
+"""``$NAME`` or ``${NAME}``, as ``os.path.expandvars`` expands (or leaves when unset)."""
 
 
 class Lock:
@@ -77,10 +88,11 @@ def open_workdir(path: str | os.PathLike, *, resume: bool = False,
         raise WorkdirError(f"{path} already holds a run ({shown}); pass --resume to continue "
                            "it or --overwrite to replace it")
     if names and overwrite and not resume:
-        if RUN_MARK not in names:  # --workdir=. --overwrite must not empty a source tree
+        if not set(RUN_MARKS) <= set(names):  # --overwrite must not empty a source tree
             lock.release()
-            raise WorkdirError(f"{path} holds files but no run ({RUN_MARK} is missing: {shown});"
-                               f" --overwrite replaces only a run's folder: choose another "
+            raise WorkdirError(f"{path} holds files but no run (a run's "
+                               f"{' and '.join(RUN_MARKS)} are not both there: {shown}); "
+                               f"--overwrite replaces only a run's folder: choose another "
                                f"--workdir")
         blocked = _unwritable(path, files=False)  # all or nothing: check before deleting
         try:
@@ -104,8 +116,9 @@ def open_workdir(path: str | os.PathLike, *, resume: bool = False,
     return path, lock
 
 
-RUN_MARK = "config.json"
-"""The file every run writes first into its workdir: a folder without it is not a run."""
+RUN_MARKS = ("config.json", "flags.txt")
+"""The files every run writes first into its workdir: a folder without both is not a run
+(a project's own config.json alone does not make it one)."""
 
 
 def _unwritable(path: str, *, files: bool) -> str | None:

@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-from gdlab.records import MetricsWriter, progress_line, write_json_atomic, write_text_atomic
+from gdlab.records import (MetricsWriter, TensorBoard, eta_seconds, progress_line,
+                           write_json_atomic, write_text_atomic)
 
 
 def test_atomic_write_replaces_whole_file_with_umask_permissions(tmp_path):
@@ -59,6 +60,7 @@ def _a_run(folder):
     (folder / "checkpoints" / "3").mkdir(parents=True)
     (folder / "checkpoints" / "3" / "state").write_text("arrays")
     (folder / "config.json").write_text("{}")
+    (folder / "flags.txt").write_text("--epochs=3\n")
     (folder / "metrics.jsonl").write_text("{}\n")
 
 
@@ -130,3 +132,32 @@ def test_tensorboard_writer_does_not_import_torch(tmp_path):
     (events,) = (tmp_path / "tb").iterdir()
     assert events.name.startswith("events.out.tfevents.") and b"loss/train" in events.read_bytes()
     assert b"loss/test" not in events.read_bytes()  # NaN is not logged
+
+
+def test_eta_is_the_mean_epoch_since_the_first_times_the_epochs_left():
+    # rows every 12 epochs: the first row's own epoch time would say 12x too little
+    assert eta_seconds(12, 0.5, epochs=24, first_end=(1, 100.0), now=111.0) == 12.0
+    assert eta_seconds(1, 0.5, epochs=24, first_end=None, now=111.0) == 0.5 * 23
+    assert eta_seconds(5, 0.5, epochs=5, first_end=(1, 100.0), now=104.0) == 0.0
+
+
+def test_a_resumed_runs_tensorboard_purges_what_the_stopped_run_logged_after(tmp_path):
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    board = TensorBoard(tmp_path, purge_step=7)
+    board.write({"train_loss": 0.5, "batch_loss": 0.4, "sharpness": 3.0}, 9)
+    board.close()
+    (path,) = tmp_path.iterdir()
+    data, events, i = path.read_bytes(), [], 0
+    while i < len(data):  # TFRecord framing: length, its CRC, the event, its CRC
+        (n,) = struct.unpack("<Q", data[i:i + 8])
+        event = event_pb2.Event()
+        event.ParseFromString(data[i + 12:i + 12 + n])
+        events.append(event)
+        i += 16 + n
+    starts = [e.step for e in events if e.HasField("session_log")]
+    assert starts == [7]  # TensorBoard drops earlier files' events from step 7 on
+    tags = {v.tag for e in events for v in e.summary.value}
+    assert {"loss/train", "loss/batch_mean", "curvature/sharpness"} <= tags

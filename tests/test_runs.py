@@ -217,10 +217,21 @@ def test_resume_from_a_checkpoint_it_cannot_use_is_one_sentence(finished_run, tm
 def test_overwrite_replaces_a_run_but_not_a_folder_that_holds_no_run(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     (tmp_path / "src").mkdir()
+    (tmp_path / "config.json").write_text('{"name": "my-app"}')  # a project's own config
+    before = _snapshot(tmp_path)
     r = run_experiment("train", "--hidden=8", "--epochs=1", "--overwrite",
                        f"--workdir={tmp_path}")
-    assert_bad_input(r, "holds files but no run (config.json is missing: notes.txt, src)")
-    assert (tmp_path / "notes.txt").read_text() == "mine" and (tmp_path / "src").is_dir()
+    assert_bad_input(r, "holds files but no run (a run's config.json and flags.txt are not "
+                        "both there: config.json, notes.txt, src)")
+    assert _snapshot(tmp_path) == before
+
+
+def test_an_unset_variable_in_a_path_flag_is_one_sentence(tmp_path, monkeypatch):
+    monkeypatch.delenv("GDLAB_NO_SUCH_VAR", raising=False)
+    r = run_experiment("train", "--hidden=8", "--epochs=1",
+                       f"--workdir={tmp_path}/$GDLAB_NO_SUCH_VAR/run")
+    assert_bad_input(r, "the environment variable $GDLAB_NO_SUCH_VAR is not set")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_table_run_keeps_its_data_path_and_resume_refuses_changed_data(tmp_path):
@@ -363,7 +374,7 @@ def test_quiet_prints_only_the_last_line_and_tensorboard_has_the_scalars(tmp_pat
     events = [p for p in quiet.iterdir() if p.name.startswith("events.out.tfevents")]
     assert len(events) == 1
     blob = events[0].read_bytes()
-    for tag in (b"loss/train", b"loss/test", b"accuracy/test", b"norms/gradient",
+    for tag in (b"loss/train", b"loss/test", b"loss/batch_mean", b"accuracy/test", b"norms/gradient",
                 b"learning_rate", b"speed/examples_per_second"):
         assert tag in blob, tag
     loud = run_experiment("train", "--hidden=8", "--epochs=2", f"--workdir={tmp_path / 'loud'}")

@@ -109,7 +109,9 @@ def test_an_epoch_whose_last_update_leaves_a_non_finite_loss_ends_the_run_diverg
     assert [row["epoch"] for row in result.history] == [0, 1]
     assert result.history[-1]["step"] == result.diverged_at_step - 1
     assert not np.isfinite(result.history[-1]["train_loss"])
-    assert result.step_losses.shape == (1,) and np.isfinite(result.step_losses[0])
+    # update 1's loss, then the refused update 2's, which never ran: not a number
+    assert result.step_losses.shape == (2,) and np.isfinite(result.step_losses[0])
+    assert np.isnan(result.step_losses[1])
 
 
 def test_sweep_marks_a_last_epoch_overflow_as_fit_does():
