@@ -42,6 +42,13 @@ def _size(builder: str, name: str, value, *, pair: bool = False) -> None:
     raise ValueError(f"{builder} {name} must be {accepted}, got {value!r}")
 
 
+def _dropout_rate(builder: str, value) -> None:
+    """A dropout rate in [0, 1) (0: no dropout), whether or not a dropout layer is built."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not 0.0 <= float(value) < 1.0):
+        raise ValueError(f"{builder} dropout_rate must be a number in [0, 1), got {value!r}")
+
+
 def default_init(activation: str) -> str:
     """He-normal for the ReLU family, Glorot-uniform for tanh, sigmoid and the rest."""
     return "he_normal" if activation in _RELU_FAMILY else "glorot_uniform"
@@ -64,6 +71,8 @@ def mlp(
     The input size comes from ``init(key, in_shape)``.
     """
     sizes = _sizes("mlp", "sizes", sizes)
+    _dropout_rate("mlp", dropout_rate)
+    layers.activation(activation)  # an unknown name is refused even with no hidden layer
     w_init = w_init or default_init(activation)
     stack: list[Layer] = []
     for size in sizes[:-1]:
@@ -104,6 +113,7 @@ def cnn(
     comes from ``init(key, (H, W, C))``.
     """
     _size("cnn", "num_outputs", num_outputs)
+    _dropout_rate("cnn", dropout_rate)
     channels = _sizes("cnn", "channels", channels)
     hidden = _sizes("cnn", "hidden", hidden, allow_empty=True)
     _size("cnn", "kernel_size", kernel_size, pair=True)

@@ -255,6 +255,24 @@ def test_mlp_rejects_non_integer_sizes_instead_of_truncating(sizes):
         models.mlp(sizes)
 
 
+@pytest.mark.parametrize("build", [
+    lambda rate: models.mlp([3, 2], dropout_rate=rate),
+    lambda rate: models.mlp([3], dropout_rate=rate),            # no hidden layer to drop in
+    lambda rate: models.cnn(3, hidden=(4,), dropout_rate=rate),
+    lambda rate: models.cnn(3, dropout_rate=rate),
+], ids=["mlp", "mlp_no_hidden", "cnn", "cnn_no_hidden"])
+@pytest.mark.parametrize("rate", [-0.5, 1.0, 1.5, math.nan, True, "0.1"])
+def test_a_dropout_rate_outside_0_1_is_refused_even_where_no_dropout_is_built(build, rate):
+    # a negative rate used to build no dropout layer, silently
+    with pytest.raises(ValueError, match=r"dropout_rate must be a number in \[0, 1\)"):
+        build(rate)
+
+
+def test_mlp_refuses_an_unknown_activation_even_without_hidden_layers():
+    with pytest.raises(ValueError, match="unknown activation 'nope'"):
+        models.mlp([3], "nope")
+
+
 def test_sizes_accept_numpy_integers():
     assert models.mlp([np.int64(3), np.int32(2)]).name == "mlp(3-2, relu)"
     models.linear(np.int64(2))

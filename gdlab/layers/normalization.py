@@ -96,8 +96,10 @@ def batch_norm(*, momentum: float = 0.9, eps: float = 1e-5, dtype=jnp.float32) -
                              f"got shape {x.shape}")
         axes = tuple(range(x.ndim - 1))  # every axis but the features
         if not train:
-            inv = jax.lax.rsqrt(state["var"] + eps)  # (C,): 1/√(var_run + ε)
-            xhat = (x - state["mean"]) * inv
+            # in x's dtype: mixed precision keeps the running statistics in float32, and a
+            # float32 mean would turn a bfloat16 x (and every layer after) into float32
+            inv = jax.lax.rsqrt(state["var"] + eps).astype(x.dtype)  # (C,): 1/√(var_run + ε)
+            xhat = (x - state["mean"].astype(x.dtype)) * inv
             return params["scale"] * xhat + params["shift"], state, (xhat, inv)
         bshape = (x.shape[0],) + (1,) * (x.ndim - 1)
         if weights is None:
