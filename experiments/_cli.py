@@ -313,16 +313,12 @@ def prepare_workdir(path: str, *, resume: bool = False, check=None):
     """``_prepare_workdir`` in every process, then a vote: when any process refused (in a
     multi-process run only process 0 checks the folder), all of them stop with exit 2,
     instead of the others training on into a collective that never completes."""
+    from gdlab.workdir import WorkdirError
+
     error = None
     try:
         result = _prepare_workdir(path, resume=resume, check=check)
-    except (UsageError, DataError) as e:
-        error = e
-    except Exception as e:  # WorkdirError: imported late, to keep --help light
-        from gdlab.workdir import WorkdirError
-
-        if not isinstance(e, WorkdirError):
-            raise
+    except (UsageError, DataError, WorkdirError) as e:
         error = e
     if not all_processes_agree(error is None):
         if error is None:

@@ -152,7 +152,8 @@ def compare(a, b, tol: Tolerance) -> Comparison:
     return Comparison(
         max_abs_err=float(np.max(diff, initial=0.0)),
         max_rel_err=float(np.max(rel, initial=0.0)),
-        passed=bool(np.all(np.isfinite(scale)) and np.all(diff <= tol.atol * size + tol.rtol * scale)),
+        passed=bool(np.all(np.isfinite(scale))
+                    and np.all(diff <= tol.atol * size + tol.rtol * scale)),
     )
 
 

@@ -13,8 +13,9 @@ divergence record. A step whose loss is not finite, or exceeds ``blowup`` times
 the reference loss (the training-set loss at the initial params in ``fit`` and
 ``sweep``, else the first step's), marks the run *diverged*: that update and every
 later one are refused, so the state stays at the one that gave the bad loss (its
-params are non-finite when an update overflowed them), and the step is recorded. ``sweep`` runs many learning rates
-(and seeds) at once with ``vmap``, tracking divergence per configuration.
+params are non-finite when an update overflowed them), and the step is recorded.
+``sweep`` runs many learning rates (and seeds) at once with ``vmap``, tracking
+divergence per configuration.
 """
 
 from __future__ import annotations
@@ -689,11 +690,13 @@ def fit(
                    param_norm=float(optim.global_norm(state.params)),
                    seconds=seconds, examples_per_second=n / seconds)
         history.append(row)
+        # one copy for both callbacks: the next epoch consumes the original
+        handed = None if hook is None and after_epoch is None else _copy(state)
         if hook is not None:
-            hook(row, _copy(state))
+            hook(row, handed)
         if diverged:
             break
-        if after_epoch is not None and after_epoch(epoch, _copy(state)) and epoch != epochs:
+        if after_epoch is not None and after_epoch(epoch, handed) and epoch != epochs:
             stopped = True
             break
     if bool(state.health.diverged) and (
