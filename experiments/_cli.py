@@ -6,6 +6,7 @@ stderr and exit status 2, never a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import app, flags, logging
@@ -29,8 +30,6 @@ def fail_now(message: str):
     """``fail``, skipping the interpreter's shutdown: for a failure that leaves a library's
     threads behind, still failing (orbax's reads of a damaged checkpoint), which would
     print their tracebacks while Python exits. Nothing has been written when it is called."""
-    import os
-
     sys.stdout.flush()
     sys.stderr.write(f"error: {message}\n")
     sys.stderr.flush()
@@ -112,6 +111,36 @@ def expand(name: str, value: str | None) -> str | None:
     if not value:
         raise UsageError(f"--{name} must not be empty")
     return resolve(value)
+
+
+def output_file(name: str, value: str | None, example: str) -> str | None:
+    """A flag's output file, checked before any work is done: ``expand``'s path, which must
+    not be a folder and must lie in a folder that exists and can be written (None stays
+    None). ``example`` is the file name suggested when the flag names a folder."""
+    path = expand(name, value)
+    if path is None:
+        return None
+    if os.path.isdir(path):
+        raise UsageError(f"--{name}={value} is a folder; give a file path, e.g. "
+                         f"--{name}={os.path.join(value, example)}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"--{name}={value}: cannot write a file there, no folder {folder}")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"--{name}={value}: cannot write a file there, {folder} is not writable")
+    return path
+
+
+def write_json_file(name: str, path: str, data) -> None:
+    """``data`` as JSON at ``path`` (an ``output_file`` flag's), written atomically; an OS
+    error (a full disk, a folder removed since) is one sentence."""
+    from gdlab.records import write_json_atomic
+
+    try:
+        write_json_atomic(path, data)
+    except OSError as e:
+        raise UsageError(f"--{name}={path}: cannot write it ({e.strerror})") from None
+    print(f"wrote {os.path.abspath(path)}")
 
 
 class Signals:
@@ -343,7 +372,6 @@ def _prepare_workdir(path: str, *, resume: bool = False, check=None):
     get its path (to read a checkpoint on resume) and no lock.
     """
     import json
-    import os
 
     from gdlab.records import write_json_atomic, write_text_atomic
     from gdlab.workdir import WorkdirError, open_workdir, resolve

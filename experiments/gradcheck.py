@@ -72,10 +72,7 @@ def main(argv):
                               f"--loss={FLAGS.loss}")
     if FLAGS.mixed and names is not None:
         raise _cli.UsageError("--mixed checks a model (--model), not --layers")
-    json_out = _cli.expand("json_out", FLAGS.json_out)
-    if json_out is not None and os.path.isdir(json_out):  # refused before the check runs
-        raise _cli.UsageError(f"--json_out={json_out} is a folder; give a file path, e.g. "
-                              f"--json_out={os.path.join(json_out, 'gradcheck.json')}")
+    json_out = _cli.output_file("json_out", FLAGS.json_out, "gradcheck.json")  # before the check
     if FLAGS.workdir is not None:
         FLAGS.workdir, _lock = _cli.prepare_workdir(FLAGS.workdir)  # held until the process ends
 

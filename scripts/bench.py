@@ -820,8 +820,6 @@ def main(argv):
     del argv
     import jax
 
-    from gdlab.records import write_json_atomic
-
     unknown = [s for s in FLAGS.sizes if s not in SIZES]
     if unknown:
         raise _cli.UsageError(f"--sizes: unknown size {unknown[0]!r}; choose from: {', '.join(SIZES)}")
@@ -830,11 +828,7 @@ def main(argv):
     if FLAGS.simulated_devices:  # before jax starts its backend
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform"
                                    f"_device_count={FLAGS.simulated_devices}").strip()
-    json_out = _cli.expand("json_out", FLAGS.json_out)
-    if json_out is not None:  # checked now, not after minutes of timing
-        folder = os.path.dirname(os.path.abspath(json_out)) or "."
-        if os.path.isdir(json_out) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-            raise _cli.UsageError(f"--json_out={FLAGS.json_out}: cannot write a file there")
+    json_out = _cli.output_file("json_out", FLAGS.json_out, "bench.json")  # now, not after the timing
     backend = jax.default_backend()
     sizes = {name: SIZES[name] for name in FLAGS.sizes}
     if backend == "cpu" and "large" in sizes:
@@ -889,11 +883,7 @@ def main(argv):
     results["targets"] = targets_for(results, backend)
     print_table(results)
     if json_out:
-        try:
-            write_json_atomic(json_out, results)
-        except OSError as e:
-            raise _cli.UsageError(f"--json_out={FLAGS.json_out}: cannot write it ({e.strerror})") from None
-        print(f"wrote {os.path.abspath(json_out)}")
+        _cli.write_json_file("json_out", json_out, results)
     return 0
 
 

@@ -9,8 +9,11 @@
 #                    goes, kernel counts, optimised HLO (in the archive); and the tiny MLP,
 #                    the CNN and the transformer at unroll 1, 4 and 8 (train.GPU_UNROLL)
 #   train.json       experiments.train's summary.json with default flags, on the GPU
+#   fused.json/.log  scripts/probe_fused_update.py: the large layer's weight gradient with the
+#                    momentum update in its epilogue (Pallas Triton and Mosaic GPU kernels)
 #   pytest.log       the test suite under this machine's jax (the tests pin themselves to
-#                    the CPU), in 14 workers, for what time is left of BUDGET seconds
+#                    the CPU), in 14 workers, for what time is left of BUDGET seconds; cut
+#                    short, it is interrupted (SIGINT) so that it still names its failures
 # tensorboardX, which that machine lacks, comes from .venv when it is carried there.
 set -uo pipefail
 OUT="${1:-gpu-out}"
@@ -39,9 +42,11 @@ tar czf "$OUT/profile.tgz" -C /tmp gdlab-profile
 timeout 40 python -m experiments.train --overwrite --workdir=/tmp/gdlab-train > "$OUT/train.log" 2>&1 \
     && cp /tmp/gdlab-train/summary.json "$OUT/train.json"
 log train $?
+timeout 100 python scripts/probe_fused_update.py --json_out="$OUT/fused.json" > "$OUT/fused.log" 2>&1
+log probe $?
 left=$((BUDGET - (SECONDS - start)))
 if [ "$left" -gt 30 ]; then
-    timeout "$left" python -m pytest -q -n 14 -p no:benchmark -p no:cacheprovider tests \
-        > "$OUT/pytest.log" 2>&1
+    timeout -s INT -k 30 "$left" python -m pytest -q -rf -n 14 -p no:benchmark \
+        -p no:cacheprovider tests > "$OUT/pytest.log" 2>&1
     log pytest $?
 fi

@@ -135,3 +135,31 @@ def test_profile_step_bad_flags_exit_2(tmp_path):
                            capture_output=True, text=True, timeout=120,
                            env={**os.environ, "JAX_PLATFORMS": "cpu"})
         assert r.returncode == 2 and "Traceback" not in r.stderr and needle in r.stderr, r.stderr
+
+
+def test_fused_update_probe_kernels_match_the_xla_step(tmp_path):
+    """scripts/probe_fused_update.py on a CPU: the Pallas kernel (in Pallas's interpreter)
+    gives the momentum step of the XLA program, fused and as a plain weight gradient; the
+    Mosaic GPU kernels still lower for a GPU."""
+    out = tmp_path / "fused.json"
+    r = subprocess.run([sys.executable, "scripts/probe_fused_update.py", f"--json_out={out}"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert r.returncode == 0, r.stderr
+    variants = json.loads(out.read_text())["variants"]
+    pallas = {k: v for k, v in variants.items() if k.startswith("pallas")}
+    assert {k.split()[1] for k in pallas} == {"fused", "gemm", "fused-raw"}
+    for name, row in pallas.items():  # float32, sums in another order: a few ulps of the change
+        errors = [row[k] for k in ("err_v", "err_w", "err_g") if k in row]
+        assert errors and max(errors) < 1e-4, (name, row)
+    mosaic = {k: v for k, v in variants.items() if k.startswith("mgpu")}
+    assert len(mosaic) >= 2 and all(row.get("lowered") for row in mosaic.values()), mosaic
+
+
+def test_fused_update_probe_bad_flags_exit_2(tmp_path):
+    for args, needle in (([f"--json_out={tmp_path}"], "is a folder"),
+                         (["--size=300"], "multiple of 256"), (["--repeats=0"], "--repeats")):
+        r = subprocess.run([sys.executable, "scripts/probe_fused_update.py", *args], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "JAX_PLATFORMS": "cpu"})
+        assert r.returncode == 2 and "Traceback" not in r.stderr and needle in r.stderr, r.stderr

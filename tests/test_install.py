@@ -3,8 +3,8 @@
 The package is installed (no network: no dependencies, no build isolation, so
 the venv's own setuptools builds it) into a private ``--target`` folder from a
 copy of the source tree; the commands then run from another working directory
-with that folder and the venv's site-packages (for jax, flax, …) on the path,
-and the checkout nowhere on it.
+with that folder, the venv's site-packages (for jax, flax, …) and any other folder
+PYTHONPATH names on the path, and the checkout nowhere on it.
 """
 
 from __future__ import annotations
@@ -49,7 +49,11 @@ def installed(tmp_path_factory):
         cwd=base, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    env["PYTHONPATH"] = os.pathsep.join([str(site), sysconfig.get_paths()["purelib"]])
+    # Folders PYTHONPATH adds for dependencies stay (a machine may bring a package that way);
+    # the checkout, and anything inside it, goes.
+    extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+             if p and not Path(p).resolve().is_relative_to(ROOT.resolve())]
+    env["PYTHONPATH"] = os.pathsep.join([str(site), sysconfig.get_paths()["purelib"], *extra])
     env["JAX_PLATFORMS"] = "cpu"
     return site, env
 
