@@ -27,6 +27,11 @@ class Config:
     epi_tile: int = 64
     grid_tile_width: int = 8
     num_sms: int = 132
+    prefetch: bool = False
+    """With the update: load the tile's W and v into shared memory while its gemm runs and
+    store the new ones without waiting (the store is waited on only before the next tile's
+    loads reuse that memory), instead of one 64 × 64 piece at a time, each copy waited on.
+    Needs 2 · 2 · tile_m · tile_n · 4 bytes of shared memory besides the pipeline's."""
 
 
 def _kernel(a_gmem, b_gmem, *refs, config: Config, beta: float, lr: float, fused: bool):
@@ -59,6 +64,10 @@ def _kernel(a_gmem, b_gmem, *refs, config: Config, beta: float, lr: float, fused
             max_concurrent_steps=config.max_concurrent_steps, compute_context=compute_context)
 
     ignore = lambda *_, **__: None  # noqa: E731
+    if fused and config.prefetch:
+        return _prefetch_body(a_gmem, b_gmem, w_gmem, v_gmem, w_out, v_out, get_pipeline,
+                              ignore, config=config, beta=beta, lr=lr,
+                              iters=(m_iters, n_iters), cta_tn=cta_tn)
     n_bufs = 2 if fused else 1
 
     @functools.partial(
@@ -112,6 +121,66 @@ def _kernel(a_gmem, b_gmem, *refs, config: Config, beta: float, lr: float, fused
                                 plgpu.commit_smem()
                                 plgpu.copy_smem_to_gmem(out_smem.at[wg, 0], at(g_out))
                             plgpu.wait_smem_to_gmem(0, wait_read_only=True)
+
+            def mma_body(idxs, a_smem, b_smem, acc_ref):
+                plgpu.wgmma(acc_ref, a_smem, plgpu.transpose_ref(b_smem.at[wg_n], (1, 0)))
+                plgpu.wgmma_wait(0)
+                return acc_ref
+
+            get_pipeline(mma_body, compute_context)(
+                a_gmem.at[m_sl, :], b_gmem.at[n_sl, :], allocations=pipeline_allocs)
+
+    plgpu.wait_smem_to_gmem(0, wait_read_only=True)
+
+
+def _prefetch_body(a_gmem, b_gmem, w_gmem, v_gmem, w_out, v_out, get_pipeline, ignore, *,
+                   config, beta, lr, iters, cta_tn):
+    """The fused kernel with its W and v tiles loaded during the gemm (``Config.prefetch``)."""
+    tm, tn = config.tile_m, config.tile_n
+    m_iters, n_iters = iters
+    swizzle = plgpu.find_swizzle(tn * 4 * 8)
+    tile_transforms = (plgpu.TilingTransform((8, swizzle // 4)), plgpu.SwizzleTransform(swizzle))
+
+    @functools.partial(
+        pl.run_scoped,
+        pipeline_allocs=get_pipeline(ignore, ignore).get_allocations(a_gmem, b_gmem),
+        wv_smem=plgpu.SMEM((2, 2, tm, tn), jnp.float32, transforms=tile_transforms),
+        barriers=plgpu.Barrier(num_barriers=4),
+        collective_axes="wg",
+    )
+    def _scope(pipeline_allocs, wv_smem, barriers):
+        wg = lax.axis_index("wg")
+
+        @plgpu.nd_loop((m_iters * n_iters,), collective_axes="sm")
+        def _tiles(info):
+            (lin,) = info.index
+            mi, ni = plgpu.planar_snake(lin, (m_iters, n_iters), 1, config.grid_tile_width)
+            m_sl = pl.ds(mi * tm, tm)
+            n_sl = pl.ds(ni * cta_tn, cta_tn)
+            wg_n = pl.ds(wg * tn, tn)
+
+            def tile(ref):
+                return ref.at[m_sl, n_sl].at[:, wg_n]
+
+            def compute_context(eval_pipeline):
+                # The last tile's stores must have read this memory before it is refilled.
+                plgpu.wait_smem_to_gmem(0, wait_read_only=True)
+                plgpu.copy_gmem_to_smem(tile(v_gmem), wv_smem.at[wg, 0], barriers.at[2 * wg])
+                plgpu.copy_gmem_to_smem(tile(w_gmem), wv_smem.at[wg, 1], barriers.at[2 * wg + 1])
+
+                @functools.partial(pl.run_scoped, acc_ref=plgpu.ACC((tm, tn), jnp.float32))
+                def _acc(acc_ref):
+                    eval_pipeline(acc_ref)   # the gemm, while W and v arrive
+                    plgpu.barrier_wait(barriers.at[2 * wg])
+                    plgpu.barrier_wait(barriers.at[2 * wg + 1])
+                    acc = acc_ref[...]
+                    for rows in (slice(0, tm // 2), slice(tm // 2, tm)):  # fewer live registers
+                        v_new = beta * wv_smem[wg, 0, rows] + acc[rows]
+                        wv_smem[wg, 0, rows] = v_new
+                        wv_smem[wg, 1, rows] = wv_smem[wg, 1, rows] - lr * v_new
+                    plgpu.commit_smem()
+                    plgpu.copy_smem_to_gmem(wv_smem.at[wg, 0], tile(v_out))
+                    plgpu.copy_smem_to_gmem(wv_smem.at[wg, 1], tile(w_out))
 
             def mma_body(idxs, a_smem, b_smem, acc_ref):
                 plgpu.wgmma(acc_ref, a_smem, plgpu.transpose_ref(b_smem.at[wg_n], (1, 0)))

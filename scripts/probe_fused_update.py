@@ -16,7 +16,8 @@ one 4096 × 4096 layer's ``dW = xᵀ·dy`` followed by ``v ← β·v + dW``, ``W
 - ``pallas gemm …``: the same kernel writing dW only (how fast the gemm itself is);
 - ``pallas fused-raw …``: the fused kernel reading x and dy as they are (batch-major);
 - ``mgpu fused …`` and ``mgpu gemm …``: the same with a Mosaic GPU kernel (Hopper's wgmma
-  and TMA, warp-specialised; ``scripts/_mgpu_weight_grad.py``).
+  and TMA, warp-specialised; ``scripts/_mgpu_weight_grad.py``); ``mgpu fused-prefetch …``
+  loads the tile's W and v while its gemm runs and stores them without waiting.
 
 Each result is compared with the XLA program's: ``err_v`` and ``err_w`` are the largest
 differences relative to the largest change the step makes to v and to W (both TF32 on a GPU,
@@ -132,15 +133,30 @@ def make_pallas(config, *, raw, epilogue, interpret=False):
 MGPU_CONFIGS = [  # (tile_m, tile_n per warpgroup, tile_k, pipeline stages)
     (128, 128, 32, 3), (128, 64, 32, 4), (128, 128, 32, 2), (128, 64, 64, 2),
 ]
+MGPU_PREFETCH_CONFIGS = [(128, 64, 32, 3), (128, 64, 32, 2)]  # W and v tiles take the rest
 
 
-def make_mgpu(config, *, epilogue):
+def mgpu_variants():
+    """``{name: (epilogue, prefetch, config)}`` of the Mosaic kernels the probe runs: each
+    config fused and as a plain gemm, and the prefetching epilogue (``Config.prefetch``)."""
+    out = {}
+    for config in MGPU_CONFIGS:
+        name = "{}x{}x{}/s{}".format(*config)
+        out[f"mgpu fused {name}"] = (True, False, config)
+        out[f"mgpu gemm {name}"] = (False, False, config)
+    for config in MGPU_PREFETCH_CONFIGS:
+        out["mgpu fused-prefetch {}x{}x{}/s{}".format(*config)] = (True, True, config)
+    return out
+
+
+def make_mgpu(config, *, epilogue, prefetch=False):
     """The Mosaic GPU (Hopper wgmma + TMA) kernel of ``_mgpu_weight_grad``."""
     import _mgpu_weight_grad as mgpu
     from gdlab.layers.dense import _row_major_transpose
 
     tm, tn, tk, stages = config
-    cfg = mgpu.Config(tile_m=tm, tile_n=tn, tile_k=tk, max_concurrent_steps=stages)
+    cfg = mgpu.Config(tile_m=tm, tile_n=tn, tile_k=tk, max_concurrent_steps=stages,
+                      prefetch=prefetch)
 
     def call(x, dy, w, v):
         xt, dyt = _row_major_transpose(x), _row_major_transpose(dy)
@@ -228,25 +244,21 @@ def main(argv):
                 jax.jit(make_pallas(config, raw=True, epilogue=True, **kw_), donate_argnums=(2, 3)),
                 "update")
 
-    if not on_gpu:  # the Mosaic kernels cannot run here: check that they still lower
-        for config in MGPU_CONFIGS:
-            name = "{}x{}x{}/s{}".format(*config)
-            for epilogue, kind in ((True, "fused"), (False, "gemm")):
-                row = {}
-                try:
-                    jax.jit(make_mgpu(config, epilogue=epilogue)).trace(
-                        x, dy, w0, v0).lower(lowering_platforms=("cuda",))
-                    row["lowered"] = True
-                except Exception as e:
-                    row["error"] = f"{type(e).__name__}: {str(e)[:600]}"
-                out["variants"][f"mgpu {kind} {name}"] = row
-                print(f"{f'mgpu {kind} {name}':40s} {json.dumps(row)}", flush=True)
-    else:
-        for config in MGPU_CONFIGS:
-            name = "{}x{}x{}/s{}".format(*config)
-            variants[f"mgpu fused {name}"] = (
-                jax.jit(make_mgpu(config, epilogue=True), donate_argnums=(2, 3)), "update")
-            variants[f"mgpu gemm {name}"] = (jax.jit(make_mgpu(config, epilogue=False)), "gemm")
+    for name, (epilogue, prefetch, config) in mgpu_variants().items():
+        fn = jax.jit(make_mgpu(config, epilogue=epilogue, prefetch=prefetch),
+                     donate_argnums=(2, 3) if epilogue else ())
+        if on_gpu:
+            variants[name] = (fn, "update" if epilogue else "gemm")
+            continue
+        row = {}  # the Mosaic kernels cannot run here: check that they still lower
+        try:
+            fn.trace(x, dy, w0, v0).lower(lowering_platforms=("cuda",))
+            row["lowered"] = True
+        except Exception as e:
+            row["error"] = f"{type(e).__name__}: {str(e)[:600]}"
+        out["variants"][name] = row
+        print(f"{name:40s} {json.dumps(row)}", flush=True)
+    if on_gpu:
         variants["xla again"] = variants["xla"]   # drift over the run
     for name, (fn, kind) in variants.items():
         row = {}
