@@ -64,20 +64,21 @@ def _kernel(a_gmem, b_gmem, *refs, config: Config, beta: float, lr: float, fused
             max_concurrent_steps=config.max_concurrent_steps, compute_context=compute_context)
 
     ignore = lambda *_, **__: None  # noqa: E731
-    if fused and config.prefetch:
-        return _prefetch_body(a_gmem, b_gmem, w_gmem, v_gmem, w_out, v_out, get_pipeline,
-                              ignore, config=config, beta=beta, lr=lr,
-                              iters=(m_iters, n_iters), cta_tn=cta_tn)
-    n_bufs = 2 if fused else 1
+    prefetch = fused and config.prefetch
+    if prefetch:  # the whole (tm, tn) tile of W and of v, per warpgroup
+        swizzle = plgpu.find_swizzle(tn * 4 * 8)
+        smem = plgpu.SMEM((2, 2, tm, tn), jnp.float32, transforms=(
+            plgpu.TilingTransform((8, swizzle // 4)), plgpu.SwizzleTransform(swizzle)))
+    else:         # one (et, et) piece of the output (and of W), per warpgroup
+        smem = plgpu.SMEM((2, 2 if fused else 1, et, et), jnp.float32, transforms=out_transforms)
 
     @functools.partial(
         pl.run_scoped,
         pipeline_allocs=get_pipeline(ignore, ignore).get_allocations(a_gmem, b_gmem),
-        out_smem=plgpu.SMEM((2, n_bufs, et, et), jnp.float32, transforms=out_transforms),
-        barrier=plgpu.Barrier(num_barriers=2) if fused else None,
+        smem=smem, barriers=plgpu.Barrier(num_barriers=4) if fused else None,
         collective_axes="wg",
     )
-    def _scope(pipeline_allocs, out_smem, barrier):
+    def _scope(pipeline_allocs, smem, barriers):
         wg = lax.axis_index("wg")
 
         @plgpu.nd_loop((m_iters * n_iters,), collective_axes="sm")
@@ -87,100 +88,60 @@ def _kernel(a_gmem, b_gmem, *refs, config: Config, beta: float, lr: float, fused
             m_sl = pl.ds(mi * tm, tm)
             n_sl = pl.ds(ni * cta_tn, cta_tn)
             wg_n = pl.ds(wg * tn, tn)
+            v_bar, w_bar = (barriers.at[2 * wg], barriers.at[2 * wg + 1]) if fused else (None, None)
 
-            def compute_context(eval_pipeline):
-                @functools.partial(pl.run_scoped, acc_ref=plgpu.ACC((tm, tn), jnp.float32))
-                def _acc(acc_ref):
-                    eval_pipeline(acc_ref)
-                    acc = acc_ref[...]
-                    plgpu.wait_smem_to_gmem(0, wait_read_only=True)
-                    for ei in range(tm // et):
-                        for ej in range(tn // et):
-                            esl_m = slice(ei * et, (ei + 1) * et)
-                            esl_n = slice(ej * et, (ej + 1) * et)
-                            part = acc[esl_m, esl_n]
-
-                            def at(ref, esl_m=esl_m, esl_n=esl_n):
-                                return ref.at[m_sl, n_sl].at[:, wg_n].at[esl_m, esl_n]
-
-                            if fused:
-                                plgpu.copy_gmem_to_smem(at(v_gmem), out_smem.at[wg, 0],
-                                                        barrier.at[wg])
-                                plgpu.barrier_wait(barrier.at[wg])
-                                plgpu.copy_gmem_to_smem(at(w_gmem), out_smem.at[wg, 1],
-                                                        barrier.at[wg])
-                                plgpu.barrier_wait(barrier.at[wg])
-                                v_new = beta * out_smem[wg, 0] + part
-                                out_smem[wg, 0] = v_new
-                                out_smem[wg, 1] = out_smem[wg, 1] - lr * v_new
-                                plgpu.commit_smem()
-                                plgpu.copy_smem_to_gmem(out_smem.at[wg, 0], at(v_out))
-                                plgpu.copy_smem_to_gmem(out_smem.at[wg, 1], at(w_out))
-                            else:
-                                out_smem[wg, 0] = part
-                                plgpu.commit_smem()
-                                plgpu.copy_smem_to_gmem(out_smem.at[wg, 0], at(g_out))
-                            plgpu.wait_smem_to_gmem(0, wait_read_only=True)
-
-            def mma_body(idxs, a_smem, b_smem, acc_ref):
-                plgpu.wgmma(acc_ref, a_smem, plgpu.transpose_ref(b_smem.at[wg_n], (1, 0)))
-                plgpu.wgmma_wait(0)
-                return acc_ref
-
-            get_pipeline(mma_body, compute_context)(
-                a_gmem.at[m_sl, :], b_gmem.at[n_sl, :], allocations=pipeline_allocs)
-
-    plgpu.wait_smem_to_gmem(0, wait_read_only=True)
-
-
-def _prefetch_body(a_gmem, b_gmem, w_gmem, v_gmem, w_out, v_out, get_pipeline, ignore, *,
-                   config, beta, lr, iters, cta_tn):
-    """The fused kernel with its W and v tiles loaded during the gemm (``Config.prefetch``)."""
-    tm, tn = config.tile_m, config.tile_n
-    m_iters, n_iters = iters
-    swizzle = plgpu.find_swizzle(tn * 4 * 8)
-    tile_transforms = (plgpu.TilingTransform((8, swizzle // 4)), plgpu.SwizzleTransform(swizzle))
-
-    @functools.partial(
-        pl.run_scoped,
-        pipeline_allocs=get_pipeline(ignore, ignore).get_allocations(a_gmem, b_gmem),
-        wv_smem=plgpu.SMEM((2, 2, tm, tn), jnp.float32, transforms=tile_transforms),
-        barriers=plgpu.Barrier(num_barriers=4),
-        collective_axes="wg",
-    )
-    def _scope(pipeline_allocs, wv_smem, barriers):
-        wg = lax.axis_index("wg")
-
-        @plgpu.nd_loop((m_iters * n_iters,), collective_axes="sm")
-        def _tiles(info):
-            (lin,) = info.index
-            mi, ni = plgpu.planar_snake(lin, (m_iters, n_iters), 1, config.grid_tile_width)
-            m_sl = pl.ds(mi * tm, tm)
-            n_sl = pl.ds(ni * cta_tn, cta_tn)
-            wg_n = pl.ds(wg * tn, tn)
-
-            def tile(ref):
+            def tile(ref):  # this warpgroup's (tm, tn) tile of an output-shaped ref
                 return ref.at[m_sl, n_sl].at[:, wg_n]
 
-            def compute_context(eval_pipeline):
-                # The last tile's stores must have read this memory before it is refilled.
+            def prefetched_update(acc):
+                """W and v are in shared memory: update them there and store both, unwaited."""
+                plgpu.barrier_wait(v_bar)
+                plgpu.barrier_wait(w_bar)
+                for rows in (slice(0, tm // 2), slice(tm // 2, tm)):  # fewer live registers
+                    v_new = beta * smem[wg, 0, rows] + acc[rows]
+                    smem[wg, 0, rows] = v_new
+                    smem[wg, 1, rows] = smem[wg, 1, rows] - lr * v_new
+                plgpu.commit_smem()
+                plgpu.copy_smem_to_gmem(smem.at[wg, 0], tile(v_out))
+                plgpu.copy_smem_to_gmem(smem.at[wg, 1], tile(w_out))
+
+            def piecewise_epilogue(acc):
+                """One (et, et) piece at a time: load v and W (if fused), update, store, wait."""
                 plgpu.wait_smem_to_gmem(0, wait_read_only=True)
-                plgpu.copy_gmem_to_smem(tile(v_gmem), wv_smem.at[wg, 0], barriers.at[2 * wg])
-                plgpu.copy_gmem_to_smem(tile(w_gmem), wv_smem.at[wg, 1], barriers.at[2 * wg + 1])
+                for ei in range(tm // et):
+                    for ej in range(tn // et):
+                        piece = (slice(ei * et, (ei + 1) * et), slice(ej * et, (ej + 1) * et))
+
+                        def at(ref, piece=piece):
+                            return tile(ref).at[piece]
+
+                        if fused:
+                            plgpu.copy_gmem_to_smem(at(v_gmem), smem.at[wg, 0], v_bar)
+                            plgpu.barrier_wait(v_bar)
+                            plgpu.copy_gmem_to_smem(at(w_gmem), smem.at[wg, 1], w_bar)
+                            plgpu.barrier_wait(w_bar)
+                            v_new = beta * smem[wg, 0] + acc[piece]
+                            smem[wg, 0] = v_new
+                            smem[wg, 1] = smem[wg, 1] - lr * v_new
+                            plgpu.commit_smem()
+                            plgpu.copy_smem_to_gmem(smem.at[wg, 0], at(v_out))
+                            plgpu.copy_smem_to_gmem(smem.at[wg, 1], at(w_out))
+                        else:
+                            smem[wg, 0] = acc[piece]
+                            plgpu.commit_smem()
+                            plgpu.copy_smem_to_gmem(smem.at[wg, 0], at(g_out))
+                        plgpu.wait_smem_to_gmem(0, wait_read_only=True)
+
+            def compute_context(eval_pipeline):
+                if prefetch:  # once the last tile's stores have read this memory, refill it
+                    plgpu.wait_smem_to_gmem(0, wait_read_only=True)
+                    plgpu.copy_gmem_to_smem(tile(v_gmem), smem.at[wg, 0], v_bar)
+                    plgpu.copy_gmem_to_smem(tile(w_gmem), smem.at[wg, 1], w_bar)
 
                 @functools.partial(pl.run_scoped, acc_ref=plgpu.ACC((tm, tn), jnp.float32))
                 def _acc(acc_ref):
-                    eval_pipeline(acc_ref)   # the gemm, while W and v arrive
-                    plgpu.barrier_wait(barriers.at[2 * wg])
-                    plgpu.barrier_wait(barriers.at[2 * wg + 1])
-                    acc = acc_ref[...]
-                    for rows in (slice(0, tm // 2), slice(tm // 2, tm)):  # fewer live registers
-                        v_new = beta * wv_smem[wg, 0, rows] + acc[rows]
-                        wv_smem[wg, 0, rows] = v_new
-                        wv_smem[wg, 1, rows] = wv_smem[wg, 1, rows] - lr * v_new
-                    plgpu.commit_smem()
-                    plgpu.copy_smem_to_gmem(wv_smem.at[wg, 0], tile(v_out))
-                    plgpu.copy_smem_to_gmem(wv_smem.at[wg, 1], tile(w_out))
+                    eval_pipeline(acc_ref)   # the gemm (while W and v arrive, with prefetch)
+                    (prefetched_update if prefetch else piecewise_epilogue)(acc_ref[...])
 
             def mma_body(idxs, a_smem, b_smem, acc_ref):
                 plgpu.wgmma(acc_ref, a_smem, plgpu.transpose_ref(b_smem.at[wg_n], (1, 0)))
