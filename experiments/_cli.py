@@ -294,11 +294,18 @@ def output_dir(workdir: str):
 
 
 def _flag_text(value) -> str:
-    """A flag's value as it is written after ``--name=``."""
+    """A flag's value as it is written after ``--name=``. A list's items are joined by commas
+    the way absl's list flags read them back (CSV: an item holding a comma or a quote is
+    quoted, as in ``--drop_columns="Weight, kg",id``)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
-        return ",".join(map(str, value))
+        import csv
+        import io
+
+        text = io.StringIO()
+        csv.writer(text, lineterminator="").writerow(map(str, value))
+        return text.getvalue()
     return str(value)
 
 

@@ -603,7 +603,16 @@ def test_csv_classification_remaps_labels(tmp_path):
 
 def test_csv_many_integer_values_is_regression(tmp_path):
     path = _write(tmp_path, "x,y\n" + "\n".join(f"{i},{i * 2}" for i in range(30)))
-    assert data.load_csv(path, "y").task == "regression"
+    with pytest.warns(data.DataWarning, match="target column 'y' holds 30 distinct whole numbers "
+                                              r"\(0 to 58\), read as a regression target") as caught:
+        dataset = data.load_csv(path, "y")
+    assert dataset.task == "regression" and len(caught) == 1
+    assert dataset.info["warnings"] == (str(caught[0].message),)  # summary.json keeps it
+    # floats, or more distinct integers than classes could plausibly be, say nothing
+    for values, name in (([i + 0.5 for i in range(30)], "floats"), (range(0, 3000, 2), "many")):
+        other = _write(tmp_path, "x,y\n" + "\n".join(f"{i},{v}" for i, v in enumerate(values)),
+                       f"{name}.csv")
+        assert "warnings" not in data.load_csv(other, "y").info
     with pytest.warns(data.DataWarning, match="6 test examples belong to 6 classes that no "
                                               "training example has"):
         assert data.load_csv(path, "y", task="classification").num_classes == 30
@@ -946,6 +955,41 @@ def test_npz_own_split_images_and_multi_output_targets(tmp_path):
     np.savez(path, x=rng.random((30, 4, 4, 3)), y=rng.normal(size=(30, 2)))
     ds = data.load("npz", npz_path=str(path))
     assert ds.image_shape == (4, 4, 3) and ds.task == "regression" and ds.num_outputs == 2
+    # PyTorch's channels-first (N, C, H, W) is read as the same images channels-last
+    nchw = np.moveaxis(images[:1000, :, :, None], -1, 1)  # (1000, 1, 8, 8)
+    np.savez(path, x=nchw, y=labels[:1000])
+    with pytest.warns(data.DataWarning, match=re.escape(
+            "npz: x's examples (1, 8, 8) look channels-first (C, H, W), as PyTorch stores "
+            "images; read as 8x8 images of 1 channel")):
+        first = data.load("npz", npz_path=str(path))
+    np.savez(path, x=images[:1000, :, :, None], y=labels[:1000])
+    last = data.load("npz", npz_path=str(path))
+    assert first.image_shape == last.image_shape == (8, 8, 1)
+    np.testing.assert_array_equal(first.x_train, last.x_train)
+
+
+def test_csv_unnamed_columns_pandas_index_and_trailing_separators(tmp_path):
+    rows = [(0.5, 1.0, 0), (1.5, -2.0, 1), (2.5, 0.25, 0), (3.5, 4.0, 1), (4.5, 5.0, 0)]
+    plain = data.load_csv(_write(tmp_path, "a,b,y\n" + "".join(
+        f"{a},{b},{y}\n" for a, b, y in rows), "plain.csv"), "y")
+    # pandas' DataFrame.to_csv() writes its row index as a first column with no name
+    path = _write(tmp_path, ",a,b,y\n" + "".join(
+        f"{i},{a},{b},{y}\n" for i, (a, b, y) in enumerate(rows)), "pandas.csv")
+    with pytest.warns(data.DataWarning, match="column 1 has no name and is left out, taken for "
+                                              r"a row index \(pandas writes one unless"):
+        indexed = data.load_csv(path, "y")
+    # a separator ending every line makes an empty, unnamed last column: left out silently
+    trailing = data.load_csv(_write(tmp_path, "a,b,y,\n" + "".join(
+        f"{a},{b},{y},\n" for a, b, y in rows), "trailing.csv"), "y")
+    for ds in (indexed, trailing):
+        assert ds.feature_names == plain.feature_names == ("a", "b")
+        np.testing.assert_array_equal(ds.x_train, plain.x_train)
+        np.testing.assert_array_equal(ds.y_test, plain.y_test)
+    assert "warnings" not in trailing.info and len(indexed.info["warnings"]) == 1
+    path = _write(tmp_path, "a,,y\n1,2,0\n3,4,1\n5,6,0\n", "middle.csv")
+    with pytest.raises(DataError, match=re.escape(f"csv file '{path}', row 1: column 2 has an "
+                                                  "empty name; name it in the header row")):
+        data.load_csv(path, "y")
 
 
 def test_csv_decimal_commas_with_point_grouping_and_mixed_conventions(tmp_path):
@@ -968,6 +1012,25 @@ def test_csv_decimal_commas_with_point_grouping_and_mixed_conventions(tmp_path):
         with pytest.raises(DataError, match=re.escape(f"csv file '{path}'") + ".*"
                            + re.escape(message)):
             data.load_csv(path, "y")
+
+
+def test_csv_point_grouped_whole_numbers_follow_the_files_decimal_commas(tmp_path):
+    # 1.250 is 1250 in a ';'-separated file whose numbers elsewhere use decimal commas (said in
+    # a warning), and 1.25 where the file writes its decimals with points
+    rows = [("1.250", "45,5"), ("980", "60,0"), ("12.400", "70,5"), ("3.100", "80,0"),
+            ("750", "90,5"), ("2.000", "100,0")]
+    text = "price;area;y\n" + "".join(f"{p};{a};{i % 2}\n" for i, (p, a) in enumerate(rows))
+    with pytest.warns(data.DataWarning, match=re.escape(
+            "csv: column 'price' reads '1.250' as 1250: its points only group thousands, as in "
+            "the file's numbers with decimal commas (column 'area', row 2: '45,5')")):
+        ds = data.load_csv(_write(tmp_path, text, "commas.csv"), "y", standardize=False)
+    prices = sorted(np.concatenate([ds.x_train[:, 0], ds.x_test[:, 0]]).tolist())
+    assert prices == [750, 980, 1250, 2000, 3100, 12400]
+    ds = data.load_csv(_write(tmp_path, text.replace(",", "."), "points.csv"), "y",
+                       standardize=False)
+    prices = sorted(np.concatenate([ds.x_train[:, 0], ds.x_test[:, 0]]).tolist())
+    np.testing.assert_allclose(prices, [1.25, 2, 3.1, 12.4, 750, 980], rtol=1e-6)
+    assert "warnings" not in ds.info
 
 
 def test_npz_errors_name_the_file_and_the_array(tmp_path):

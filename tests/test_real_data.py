@@ -150,7 +150,7 @@ def passengers(n: int, seed: int = 0):
     logit = 4.0 * (sex == "female") - 1.5 * (klass - 2) - 0.04 * (age - 30) - 1.5
     survived = rng.random(n) < 1 / (1 + np.exp(-logit))
     written = np.where(rng.random(n) < 0.2, "", age.astype(str))
-    lines = ["PassengerId,Name,Sex,Class,Age,Port,Outcome"] + [
+    lines = ['PassengerId,"Name, full",Sex,Class,Age,Port,Outcome'] + [
         f"{i + 1},Passenger {i} {rng.integers(10**6)},{sex[i]},{klass[i]},{written[i]},{port[i]},"
         f"{'survived' if survived[i] else 'died'}" for i in range(n)]
     features = np.column_stack([sex == "female", klass, age] + [port == p for p in "SCQ"])
@@ -166,11 +166,15 @@ def test_a_table_with_text_columns_trains_with_the_defaults(tmp_path):
     path.write_text(text)
     r = run_experiment("train", "--dataset=csv", f"--csv_path={path}", "--target=Outcome",
                        f"--workdir={tmp_path / 'names'}")
-    assert r.returncode == 2 and "column 'Name' holds 1000 distinct text values" in r.stderr
+    assert r.returncode == 2 and "column 'Name, full' holds 1000 distinct text values" in r.stderr
     assert "--drop_columns" in r.stderr and "Traceback" not in r.stderr
     r = run_experiment("train", "--dataset=csv", f"--csv_path={path}", "--target=Outcome",
-                       "--drop_columns=Name,PassengerId", f"--workdir={tmp_path / 'run'}")
+                       '--drop_columns="Name, full",PassengerId', f"--workdir={tmp_path / 'run'}")
     assert r.returncode == 0, r.stderr
+    # the name with a comma is quoted where the run's flags are written down, so flags.txt
+    # replays the run and evaluate (below) restores it
+    flags_txt = (tmp_path / "run" / "flags.txt").read_text().splitlines()
+    assert '--drop_columns="Name, full",PassengerId' in flags_txt, flags_txt
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "completed", summary
     assert "2 classes" in summary["dataset"] and "9 features" in summary["dataset"]  # 2+1+2+4

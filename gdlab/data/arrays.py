@@ -38,6 +38,7 @@ from gdlab.data.base import (
     check_finite,
     from_arrays,
     from_split,
+    note,
     numeric_task,
 )
 
@@ -131,6 +132,11 @@ def load_npz(
     if xs[0].ndim not in (2, 3, 4):
         raise DataError(f"{where}: x's examples are {xs[0].shape[1:]}; expected features (D,) "
                         f"or images (H, W) or (H, W, C)")
+    if xs[0].ndim == 4 and xs[0].shape[1] in (1, 3, 4) and xs[0].shape[3] not in (1, 3, 4):
+        c, h, w = xs[0].shape[1:]  # PyTorch's (N, C, H, W): 1, 3 or 4 channels first
+        xs = [np.moveaxis(x, 1, -1) for x in xs]
+        note(info, f"npz: x's examples {(c, h, w)} look channels-first (C, H, W), as PyTorch "
+                   f"stores images; read as {h}x{w} images of {c} channel{'s' if c > 1 else ''}")
     if xs[0].ndim > 2:
         info["image_shape"] = tuple(int(d) for d in xs[0].shape[1:])
         scaling = {True: "global", False: "none"}.get(standardize, standardize)
@@ -150,7 +156,7 @@ def load_npz(
     num_classes = 0
     if ys[0].ndim == 1:
         every = np.concatenate(ys).astype(np.float64)
-        task, distinct, bad = numeric_task(every, task)
+        task, distinct, bad = numeric_task(every, task, info, "npz: y")
         if bad is not None:
             raise DataError(f"{where}: classification needs integer labels, found {every[bad]:g} "
                             f"in y")

@@ -169,18 +169,40 @@ class Dataset:
 MAX_INFERRED_CLASSES = 20
 """A numeric target of integers with at most this many distinct values is taken for labels."""
 
+WARN_CLASSES_UP_TO = 1000
+"""A target of more integers than ``MAX_INFERRED_CLASSES``, up to this many distinct ones,
+is read as a regression target with a warning: they may be classes (26 letters, 100
+object kinds)."""
 
-def numeric_task(y: np.ndarray, task: str | None) -> tuple[str, np.ndarray, int | None]:
+
+def note(info: dict, text: str) -> None:
+    """Report ``text`` as a ``DataWarning`` and keep it in ``info["warnings"]``."""
+    import warnings
+
+    info["warnings"] = (*info.get("warnings", ()), text)
+    warnings.warn(DataWarning(text), stacklevel=3)
+
+
+def numeric_task(y: np.ndarray, task: str | None, info: dict | None = None,
+                 what: str = "y") -> tuple[str, np.ndarray, int | None]:
     """``(task, distinct, bad)`` for a numeric target ``y`` (N,): with ``task=None``,
     classification when ``y`` holds only integers with at most ``MAX_INFERRED_CLASSES``
     distinct values, regression otherwise; ``distinct`` its sorted distinct values (class
     ``k`` is ``distinct[k]``); ``bad`` the index of the first non-integer label when
-    classification is asked of a target that has one (the loader says where it is)."""
+    classification is asked of a target that has one (the loader says where it is).
+    Integers inferred to be a regression target, up to ``WARN_CLASSES_UP_TO`` distinct
+    ones, are a ``note`` in ``info`` (``what`` names the target)."""
     distinct = np.unique(y)
     integral = bool(np.all(distinct == np.round(distinct)))
     if task is None:
         task = ("classification" if integral and len(distinct) <= MAX_INFERRED_CLASSES
                 else "regression")
+        if integral and task == "regression" and len(distinct) <= WARN_CLASSES_UP_TO:
+            note(info if info is not None else {},
+                 f"{what} holds {len(distinct)} distinct whole numbers ({distinct[0]:g} to "
+                 f"{distinct[-1]:g}), read as a regression target (classes are inferred for at "
+                 f"most {MAX_INFERRED_CLASSES}); if they are classes, pass "
+                 f"--task=classification (task='classification')")
     bad = None
     if task == "classification" and not integral:
         bad = int(np.flatnonzero(y != np.round(y))[0])
@@ -382,8 +404,8 @@ def from_split(
                          f"{', …' if unseen.size > 5 else ''}); the model cannot learn them")
     if notes:
         info["warnings"] = (*info.get("warnings", ()), *notes)  # after the loader's own
-        for note in notes:
-            warnings.warn(DataWarning(note), stacklevel=2)
+        for text in notes:
+            warnings.warn(DataWarning(text), stacklevel=2)
     if task == "regression":
         y_train = np.asarray(y_train, np.float64)
         y_test = np.asarray(y_test, np.float64)

@@ -50,7 +50,6 @@ from __future__ import annotations
 import csv
 import os
 import re
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -58,11 +57,11 @@ import numpy as np
 from gdlab.data.base import (
     TASKS,
     DataError,
-    DataWarning,
     Dataset,
     check_file,
     fit_standardizer,
     from_arrays,
+    note,
     numeric_task,
     split_indices,
 )
@@ -104,8 +103,10 @@ def _delimiter(f) -> str:
     return DELIMITERS[counts.index(max(counts))]
 
 
-def _read_rows(path: str) -> tuple[list[str], list[tuple[int, list[str]]], str]:
-    """Header, ``(row number, cells)`` for each non-blank data row, and the separator."""
+def _read_rows(path: str) -> tuple[list[str], list[tuple[int, list[str]]], str, list[str]]:
+    """Header, ``(row number, cells)`` for each non-blank data row, the separator, and notes
+    on the columns left out: an unnamed one with no values (a separator ending every line)
+    silently, an unnamed first one (the row index pandas writes) with a note."""
     where = f"csv file '{path}'"
     check_file(path, where)
     try:
@@ -127,9 +128,7 @@ def _read_rows(path: str) -> tuple[list[str], list[tuple[int, list[str]]], str]:
         raise DataError(f"{where} has no header row: row 1 holds numbers "
                         f"({', '.join(header[:5])}{', ...' if len(header) > 5 else ''}) "
                         f"where column names are required")
-    for i, name in enumerate(header):
-        if not name:
-            raise DataError(f"{where}, row 1: column {i + 1} has an empty name")
+    header, data, notes = _without_unnamed(where, header, data)
     seen = set()
     for name in header:
         if name in seen:
@@ -137,7 +136,33 @@ def _read_rows(path: str) -> tuple[list[str], list[tuple[int, list[str]]], str]:
         seen.add(name)
     if not data:
         raise DataError(f"{where} has a header row but no data rows")
-    return header, data, delimiter
+    return header, data, delimiter, notes
+
+
+def _without_unnamed(where, header, data):
+    """``(header, data, notes)`` without the columns of an empty name that hold nothing or
+    are the first (pandas' ``to_csv`` writes its row index there unless ``index=False``);
+    any other unnamed column is a DataError."""
+    leave, notes = [], []
+    for i, name in enumerate(header):
+        if name:
+            continue
+        if not any(row[i].strip() for _, row in data if i < len(row)):
+            leave.append(i)  # every line ends with a separator, or an empty column
+        elif i == 0:
+            leave.append(i)
+            notes.append(f"{where}: column 1 has no name and is left out, taken for a row index "
+                         f"(pandas writes one unless to_csv(index=False)); name it in the "
+                         f"header row to use it")
+        else:
+            raise DataError(f"{where}, row 1: column {i + 1} has an empty name; name it in "
+                            f"the header row")
+    if not leave:
+        return header, data, notes
+    keep = [i for i in range(len(header)) if i not in leave]
+    width = len(header)  # a ragged row stays ragged, for _columns to report
+    data = [(n, [row[i] for i in keep] if len(row) == width else row) for n, row in data]
+    return [header[i] for i in keep], data, notes
 
 
 def _is_number(text: str) -> bool:
@@ -171,16 +196,29 @@ def _is_text(cells: list[str]) -> bool:
 
 
 def _numbers(path: str, name: str, column: np.ndarray, data: list,
-             decimal_comma: bool = False) -> np.ndarray | None:
+             decimal_comma: bool = False, info: dict | None = None) -> np.ndarray | None:
     """``(N,)`` float64 values of a column of numbers, NaN where a value is missing, or None
     for a column of text (see the module docstring); a DataError for a numeric column's
     first cell that is neither a number nor missing, or is infinite. ``decimal_comma``:
-    ``1,5`` is 1.5."""
+    ``1,5`` is 1.5. ``info["decimal_comma"]`` (a cell of the file that is written so, found
+    by ``_decimal_comma_cell``): in a column without commas, points that only ever group
+    three digits (1.250, 12.400) group thousands too, as the file's other numbers do; a
+    ``note`` in ``info`` says so."""
     where = f"csv file '{path}'"
     written = column  # the cells as the file has them, for messages
     point = None  # a number written with a decimal point among decimal commas
     if decimal_comma and np.char.count(column, ",").any():  # 1.234,5 is 1234.5
         column, point = _from_decimal_commas(column)
+    elif decimal_comma and info is not None and info.get("decimal_comma"):
+        cells = [c.strip() for c in column.tolist()]
+        dotted = [c for c in cells if "." in c]
+        if dotted and all(_THOUSANDS.fullmatch(c) for c in dotted):
+            column = np.array([c.replace(".", "") if _THOUSANDS.fullmatch(c) else c
+                               for c in cells], dtype=str)
+            note(info, f"csv: column '{name}' reads '{dotted[0]}' as {dotted[0].replace('.', '')}"
+                       f": its points only group thousands, as in the file's numbers with "
+                       f"decimal commas ({info['decimal_comma']}); write 1250 or 1.250,0 to "
+                       f"say so, or 1,25 for a decimal")
     try:
         values = column.astype(np.float64)  # Python's float() rules, for the whole column
     except ValueError:
@@ -233,6 +271,21 @@ def _from_decimal_commas(column: np.ndarray) -> tuple[np.ndarray, int | None]:
     return np.array(out, dtype=str), point
 
 
+_THOUSANDS = re.compile(r"[+-]?[1-9]\d{0,2}(\.\d{3})+")
+"""A whole number with points between groups of three digits: 1.250  -12.400.000"""
+
+
+def _decimal_comma_cell(header, columns, data) -> str | None:
+    """Where the file first writes a number with a decimal comma (``column 'a', row 3:
+    '45,5'``), or None."""
+    for name, column in zip(header, columns):
+        for i in np.flatnonzero(np.char.count(column, ",")):
+            cell = column[i].strip()
+            if _DECIMAL_COMMA.fullmatch(cell) and any(ch.isdigit() for ch in cell):
+                return f"column '{name}', row {data[i][0]}: '{cell}'"
+    return None
+
+
 _GROUPED = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
 """A number with commas between groups of three digits: 1,234  -12,345,678.5"""
 
@@ -279,7 +332,7 @@ def load_csv(
     if task is not None and task not in TASKS:
         raise DataError(f"csv: task must be one of {', '.join(TASKS)} (or None to infer it), "
                         f"got {task!r}")
-    header, data, delimiter = _read_rows(path)
+    header, data, delimiter, notes = _read_rows(path)
     if not target:
         raise DataError(f"csv: the target column name is required for {where}; "
                         f"columns are: {', '.join(header)}")
@@ -298,6 +351,11 @@ def load_csv(
                         + (" once the dropped ones are left out" if drop else ""))
     columns = _columns(path, header, data)
     decimal_comma = delimiter == ";"  # the convention that pairs the two: 1,5 is 1.5
+    info = {"source": path, "target": target, "delimiter": delimiter}
+    for text in notes:
+        note(info, text)
+    if decimal_comma:
+        info["decimal_comma"] = _decimal_comma_cell(header, columns, data)
 
     # features: numbers as they are, text one-hot (its indicator columns left unscaled)
     parts, feature_names, indicator, categories, missing = [], [], [], {}, {}
@@ -308,7 +366,7 @@ def load_csv(
     for j, name in enumerate(header):
         if name == target or name in drop:
             continue
-        values = _numbers(path, name, columns[j], data, decimal_comma)
+        values = _numbers(path, name, columns[j], data, decimal_comma, info)
         if values is None:
             block, categories[name] = _one_hot(path, name, [c.strip() for c in columns[j]])
             feature_names += [f"{name}={c}" for c in categories[name]]
@@ -330,19 +388,17 @@ def load_csv(
     feature_names = tuple(feature_names)
     unscaled = np.array(indicator, bool)
     scaled = tuple(standardize not in (False, "none") and not u for u in indicator)
-    info = {"source": path, "target": target, "delimiter": delimiter}
     if categories:
         info["categories"] = categories
     if missing:
         info["missing"] = missing
         names = list(missing)
-        note = (f"csv: {sum(missing.values())} missing values in {len(names)} column"
+        text = (f"csv: {sum(missing.values())} missing values in {len(names)} column"
                 f"{'s' if len(names) > 1 else ''} ({', '.join(names[:5])}"
                 f"{f' and {len(names) - 5} more' if len(names) > 5 else ''}) filled with the "
                 f"column's training mean; a 0/1 column "
                 f"'{names[0] if len(names) == 1 else '<column>'}=missing' marks them")
-        info["warnings"] = (note,)
-        warnings.warn(DataWarning(note), stacklevel=2)
+        note(info, text)
 
     target_column = columns[header.index(target)]
     cells = [c.strip() for c in target_column]
@@ -351,7 +407,7 @@ def load_csv(
             raise DataError(f"{where}, row {data[i][0]}, column '{target}' "
                             f"{f'has no value ({c!r})' if c else 'is empty'}; every example "
                             f"needs a target" + (f" (if {c!r} is a class, rename it)" if c else ""))
-    y = _numbers(path, target, target_column, data, decimal_comma)
+    y = _numbers(path, target, target_column, data, decimal_comma, info)
     if y is None:
         if task == "regression":
             text = next(c for c in cells if not _is_number(c))
@@ -362,7 +418,7 @@ def load_csv(
         y = np.array(cells)
         label_values = tuple(str(v) for v in distinct)
     else:
-        task, distinct, bad = numeric_task(y, task)
+        task, distinct, bad = numeric_task(y, task, info, f"csv: target column '{target}'")
         if bad is not None:
             raise DataError(f"{where}, row {data[bad][0]}, column '{target}': classification "
                             f"needs integer labels, found {y[bad]:g}")
