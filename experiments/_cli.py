@@ -345,6 +345,11 @@ def restore_flags(config, source: str, skip=()) -> None:
         raise UsageError(f"{source}: {str(e).rstrip('.')}") from None
 
 
+FIRST_SHOWN = ("dataset", "model")
+"""The flags a refused ``--resume`` names first when several differ: they set the others'
+defaults (a CNN's learning rate and epochs are not an MLP's)."""
+
+
 def prepare_workdir(path: str, *, resume: bool = False, check=None):
     """``_prepare_workdir`` in every process, then a vote: when any process refused (in a
     multi-process run only process 0 checks the folder), all of them stop with exit 2,
@@ -412,17 +417,22 @@ def _prepare_workdir(path: str, *, resume: bool = False, check=None):
             raise WorkdirError(f"--resume: {workdir} holds the run of another program (its "
                                f"config.json has {', '.join('--' + n for n in foreign[:3])}, "
                                f"which this one does not take); start a new workdir")
-        for name, value in config.items():
+        differ = []  # every flag that differs, the ones that decide the others' defaults first
+        for name, value in sorted(config.items(), key=lambda item: (item[0] not in FIRST_SHOWN,
+                                                                     item[0])):
             if name in OPERATIONAL or name not in saved:
                 continue
             theirs = saved[name]
             if name in DATA_PATHS and value and isinstance(theirs, str) and theirs:
                 theirs = os.path.abspath(resolve(theirs))  # a run that kept the path as typed
             if json.loads(json.dumps(value)) != theirs:
-                lock.release()
-                raise WorkdirError(
-                    f"--resume: {workdir} was trained with --{name}={_show(saved[name])}, not "
-                    f"--{name}={_show(value)}; resume with the same flags or start a new workdir")
+                differ.append((f"--{name}={_show(saved[name])}", f"--{name}={_show(value)}"))
+        if differ:
+            lock.release()
+            raise WorkdirError(
+                f"--resume: {workdir} was trained with {' '.join(t for t, _ in differ)}, not "
+                f"{' '.join(o for _, o in differ)}; resume with the same flags or start a new "
+                f"workdir")
     if check is not None:
         try:
             check(workdir)

@@ -100,6 +100,9 @@ def restore_checkpoint(workdir: str, model, optimizer, ds) -> tuple:
         raise _cli.UsageError(f"--resume: the checkpoint in {workdir} does not fit this run "
                               f"({e}); have the data, the flags or gdlab's version changed "
                               f"since it was saved?") from None
+    from gdlab.records import check_rows
+
+    check_rows(workdir, meta["metrics_rows"])  # before anything in the workdir is written
     return state, meta["epoch"], meta["metrics_rows"]
 
 

@@ -81,7 +81,8 @@ class MetricsWriter:
     ``keep_rows=None`` starts both files afresh. ``keep_rows=k`` continues a
     resumed run: the first k rows already there are kept (both files are
     rewritten atomically with just those), later ones dropped, and new rows are
-    appended after them.
+    appended after them. If ``metrics.jsonl`` holds fewer than k rows (lost or
+    cut short since), a ``WorkdirError`` says so and neither file is touched.
     """
 
     def __init__(self, workdir: str | os.PathLike, columns: list[str], *, stem: str = "metrics",
@@ -89,7 +90,7 @@ class MetricsWriter:
         self.columns = list(columns)
         os.makedirs(workdir, exist_ok=True)
         jsonl, csv_path = (os.path.join(workdir, f"{stem}.{ext}") for ext in ("jsonl", "csv"))
-        kept = [] if keep_rows is None else read_jsonl(jsonl)[:keep_rows]
+        kept = [] if keep_rows is None else check_rows(workdir, keep_rows, stem=stem)
         write_text_atomic(jsonl, "".join(to_json(row) + "\n" for row in kept))
         with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
@@ -121,6 +122,22 @@ class MetricsWriter:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def check_rows(workdir: str | os.PathLike, rows: int, *, stem: str = "metrics") -> list[dict]:
+    """The first ``rows`` rows of ``<stem>.jsonl`` in ``workdir``, which a resumed run keeps;
+    a ``WorkdirError`` if the file holds fewer (lost or cut short since the checkpoint that
+    counted them was saved)."""
+    path = os.path.join(workdir, f"{stem}.jsonl")
+    kept = read_jsonl(path)[:rows]
+    if len(kept) < rows:
+        from gdlab.workdir import WorkdirError
+
+        raise WorkdirError(
+            f"{path} holds {len(kept)} rows where the run had written {rows} when its "
+            f"checkpoint was saved; going on would lose them from {stem}.csv too: put the file "
+            f"back, or start the run again in a new workdir")
+    return kept
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

@@ -108,6 +108,11 @@ def open_workdir(path: str | os.PathLike, *, resume: bool = False,
             lock.release()
             raise WorkdirError(f"--overwrite: {path}: {e.strerror or e}") from None
     elif names and resume:
+        if not set(RUN_MARKS) <= set(names):  # --resume must not write over other files
+            lock.release()
+            raise WorkdirError(f"--resume: {path} holds files but no run (a run's "
+                               f"{' and '.join(RUN_MARKS)} are not both there: {shown}); "
+                               f"choose the run's own workdir, or another one to start afresh")
         blocked = _unwritable(path, files=True)
         if blocked is not None:
             lock.release()

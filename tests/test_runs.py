@@ -136,6 +136,12 @@ def finished_run(tmp_path_factory):
     (["--data_dir=/tmp"], "--data_dir"),
     (["--hidden=8", "--epochs=2"], "already holds a run"),
     (["--hidden=9", "--epochs=2", "--resume"], "--hidden=8, not --hidden=9"),
+    # every flag that differs, in one sentence, --model first: it sets the others' defaults,
+    # which differ too (a user told only the first would fix one flag per attempt)
+    (["--hidden=9", "--epochs=3", "--model=cnn", "--resume"],
+     "was trained with --model=mlp --epochs=2 --hidden=8 --lr=0.05 --optimizer=momentum "
+     "--schedule=constant, not --model=cnn --epochs=3 --hidden=9 --lr=0.002 --optimizer=adam "
+     "--schedule=cosine; resume with the same flags"),
     (["--hidden=8", "--epochs=2", "--resume", "--overwrite"], "contradict"),
 ])
 def test_a_failed_start_leaves_the_earlier_run_byte_for_byte(finished_run, args, needle):
@@ -191,9 +197,13 @@ def _foreign_config(workdir):
 @pytest.mark.parametrize("harm, extra, needle", [
     (_damage, [], "cannot be read (Exception: Encountered error while reading array"),
     (lambda w: (w / "checkpoints" / "7").mkdir(), [], "checkpoints/7 cannot be read"),
-    # without its config.json the changed optimizer is caught by the checkpoint's state
+    # without its config.json the folder is no run to go on with (its flags are unknown)
     (lambda w: (w / "config.json").unlink(), ["--optimizer=adam"],
-     "optimizer state (MomentumState) is not the one this optimizer keeps (AdamState)"),
+     "--resume: {w} holds files but no run (a run's config.json and flags.txt are not both "
+     "there"),
+    # metrics.jsonl lost since the checkpoint: going on would rewrite metrics.csv without them
+    (lambda w: (w / "metrics.jsonl").unlink(), [],
+     "{w}/metrics.jsonl holds 0 rows where the run had written 3 when its checkpoint was saved"),
     # another experiment's folder (gradcheck's flags) whose shared flags happen to match
     (_foreign_config, [], "holds the run of another program (its config.json has --dtype, "
                           "--layers, which this one does not take)"),
@@ -208,7 +218,7 @@ def test_resume_from_a_checkpoint_it_cannot_use_is_one_sentence(finished_run, tm
     before = _snapshot(copy)
     r = run_experiment("train", "--hidden=8", "--epochs=2", *extra, "--resume",
                        f"--workdir={copy}")
-    assert_bad_input(r, needle)
+    assert_bad_input(r, needle.format(w=copy))
     assert _snapshot(copy) == before
     if harm is _damage:  # evaluate says the same
         assert_bad_input(run_experiment("evaluate", f"--workdir={copy}"), "cannot be read")
@@ -223,6 +233,13 @@ def test_overwrite_replaces_a_run_but_not_a_folder_that_holds_no_run(tmp_path):
                        f"--workdir={tmp_path}")
     assert_bad_input(r, "holds files but no run (a run's config.json and flags.txt are not "
                         "both there: config.json, notes.txt, src)")
+    assert _snapshot(tmp_path) == before
+    (tmp_path / "metrics.csv").write_text("a,b\n")  # --resume must not write over them either
+    before = _snapshot(tmp_path)
+    r = run_experiment("train", "--hidden=8", "--epochs=1", "--resume", f"--workdir={tmp_path}")
+    assert_bad_input(r, f"--resume: {tmp_path} holds files but no run (a run's config.json "
+                        "and flags.txt are not both there: config.json, metrics.csv, notes.txt, "
+                        "src); choose the run's own workdir")
     assert _snapshot(tmp_path) == before
 
 
