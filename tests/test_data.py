@@ -1227,6 +1227,23 @@ def test_an_image_size_beyond_memory_is_refused_before_allocating(tmp_path):
         data.load("images", data_dir=str(tmp_path), size=(10**6, 10**6))
 
 
+def test_images_are_resized_as_they_are_read_and_memory_errors_are_one_sentence(tmp_path,
+                                                                                monkeypatch):
+    from PIL import Image
+
+    from gdlab.data import images
+
+    _write_images(tmp_path, np.zeros((3, 40, 30), np.uint8), ["a", "b", "a"])
+    paths = sorted(str(p) for p in tmp_path.rglob("*.png"))
+    read, colour, _ = images._read(paths, (4, 3))  # only one image at a time at its own size
+    assert [im.size for im in read] == [(3, 4)] * 3 and not colour
+    monkeypatch.setattr(Image.Image, "load", lambda self: (_ for _ in ()).throw(MemoryError()))
+    with pytest.raises(DataError, match=r"images: this machine ran out of memory reading "
+                                        r"'.*\.png', image 1 of 3; give a smaller size "
+                                        r"\(--image_size=HEIGHT,WIDTH\) or fewer images"):
+        data.load("images", data_dir=str(tmp_path))
+
+
 def test_image_folder_errors(tmp_path):
     from PIL import Image
 

@@ -56,52 +56,64 @@ def _class_files(folder: str) -> dict[str, list[str]]:
     return files
 
 
-def _read(paths: list[str]) -> tuple[list, bool]:
-    """The opened images and whether any has colour; a DataError for an unreadable file."""
+def _check_memory(shape) -> None:
+    """A DataError if ``shape`` (N, H, W, C) float64 pixels would take more than half of this
+    machine's memory."""
+    need, have = 8 * float(np.prod(shape, dtype=np.float64)), host_memory()
+    if have is not None and need > have / 2:
+        raise DataError(f"images: {shape[0]} images of {shape[1]}x{shape[2]} pixels would take "
+                        f"{need / 2**30:.3g} GiB as float64, more than half of this machine's "
+                        f"{have / 2**30:.3g} GiB; give a smaller size (--image_size=HEIGHT,WIDTH)")
+
+
+def _read(paths: list[str], resize: tuple[int, int] | None = None) -> tuple[list, bool, float]:
+    """The opened images, each resized to ``resize`` (height, width; bilinear) as it is read
+    when given, so that only one image at a time is held at its own size; whether any has
+    colour; and the largest value of the float grey ("F") images, at least 1, taken before
+    resizing. A DataError for a file that cannot be read, or does not fit in memory."""
     from PIL import Image, UnidentifiedImageError
 
-    images, colour = [], False
+    images, colour, float_max = [], False, 1.0
     for path in paths:
         try:
             with warnings.catch_warnings(record=True) as caught, Image.open(path) as im:
                 warnings.simplefilter("always")
                 im.load()
-                images.append(im.copy())
+                if im.mode == "F":  # float grey: one scale for the folder, its largest value
+                    float_max = max(float_max, float(np.asarray(im).max()))
+                if resize is not None and im.size != (resize[1], resize[0]):
+                    images.append(im.resize((resize[1], resize[0]), Image.Resampling.BILINEAR))
+                else:
+                    images.append(im.copy())
         except Image.DecompressionBombError as e:  # PIL's guard against decompression bombs
             raise DataError(f"images: '{path}' is too large to open ({str(e).split(',')[0]}); "
                             f"shrink it or leave it out") from None
         except (UnidentifiedImageError, OSError, ValueError) as e:
             raise DataError(f"images: '{path}' cannot be read as an image ({e})") from None
+        except MemoryError:
+            raise DataError(f"images: this machine ran out of memory reading '{path}', image "
+                            f"{len(images) + 1} of {len(paths)}; give a smaller size "
+                            f"(--image_size=HEIGHT,WIDTH) or fewer images") from None
         for message in {str(w.message).splitlines()[0] for w in caught}:  # one line each
             warnings.warn(DataWarning(f"images: '{path}': {message}"), stacklevel=3)
         colour |= images[-1].mode not in _GREY_MODES
-    return images, colour
+    return images, colour, float_max
 
 
-def _pixels(images: list, paths: list[str], colour: bool,
-            resize: tuple[int, int] | None) -> np.ndarray:
-    """``(N, H, W, C)`` float64 pixels in [0, 1], each image resized to ``resize`` (height,
-    width) when given; else a DataError naming an image whose size is not the most common."""
-    from PIL import Image
-
+def _pixels(images: list, paths: list[str], colour: bool, resize: tuple[int, int] | None,
+            float_max: float = 1.0) -> np.ndarray:
+    """``(N, H, W, C)`` float64 pixels in [0, 1], of images ``_read`` resized to ``resize``
+    (height, width) when given; else a DataError naming an image whose size is not the most
+    common. ``float_max``: the scale of float grey images (``_read``'s)."""
     if resize is None:
         (size, count), = collections.Counter(im.size for im in images).most_common(1)
     else:
         size, count = (resize[1], resize[0]), None  # PIL's sizes are (width, height)
     shape = (len(images), size[1], size[0], 3 if colour else 1)
-    need, have = 8 * float(np.prod(shape, dtype=np.float64)), host_memory()
-    if have is not None and need > have / 2:
-        raise DataError(f"images: {len(images)} images of {size[1]}x{size[0]} pixels would take "
-                        f"{need / 2**30:.3g} GiB as float64, more than half of this machine's "
-                        f"{have / 2**30:.3g} GiB; give a smaller size (--image_size=HEIGHT,WIDTH)")
+    _check_memory(shape)
     out = np.empty(shape)
-    # float ("F") grey images: one scale for the folder, their largest value (at least 1)
-    float_max = max([1.0] + [float(np.asarray(im).max()) for im in images
-                          if im.mode == "F"])
     for i, (im, path) in enumerate(zip(images, paths)):
-        if im.size != size and count is None:
-            im = im.resize(size, Image.Resampling.BILINEAR)
-        elif im.size != size:
+        if im.size != size:
             raise DataError(f"images: '{path}' is {im.size[0]}x{im.size[1]} pixels, but "
                             f"{count} of the {len(images)} images are {size[0]}x{size[1]}; "
                             f"every image must have the same size (resize them, or give a "
@@ -155,8 +167,10 @@ def load_images(
         train, test = split_indices(len(every), seed=seed, test_fraction=test_fraction)
         splits = [[every[i] for i in train], [every[i] for i in test]]
     paths = [p for split in splits for p, _ in split]
-    images, colour = _read(paths)
-    pixels = _pixels(images, paths, colour, size)
+    if size is not None:  # before reading: even one grey channel may not fit
+        _check_memory((len(paths), *size, 1))
+    images, colour, float_max = _read(paths, size)
+    pixels = _pixels(images, paths, colour, size, float_max)
     n_train = len(splits[0])
     labels = np.array([k for split in splits for _, k in split])
     scaling = {True: "global", False: "none"}.get(standardize, standardize)
