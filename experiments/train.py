@@ -81,8 +81,8 @@ def collapsed(rows, num_classes: int) -> bool:
 
 
 def restore_checkpoint(workdir: str, model, optimizer, ds) -> tuple:
-    """``--resume``: ``(state, epoch, metrics rows kept)`` of ``workdir``'s latest checkpoint,
-    or ``()`` when it has none (or no --resume). A UsageError when it cannot be read, or
+    """``--resume``: ``(state, epoch, metrics rows kept, wall seconds trained before)`` of
+    ``workdir``'s latest checkpoint, or ``()`` when it has none (or no --resume). A UsageError when it cannot be read, or
     does not fit this run's model, optimizer and data (the data changed: one more
     category column)."""
     from gdlab import checkpoint, train
@@ -103,7 +103,8 @@ def restore_checkpoint(workdir: str, model, optimizer, ds) -> tuple:
     from gdlab.records import check_rows
 
     check_rows(workdir, meta["metrics_rows"])  # before anything in the workdir is written
-    return state, meta["epoch"], meta["metrics_rows"]
+    before = meta.get("meta", {}).get("wall_seconds", 0.0)  # 0: saved before gdlab kept it
+    return state, meta["epoch"], meta["metrics_rows"], before
 
 
 def main(argv):
@@ -120,7 +121,7 @@ def main(argv):
     total_steps = FLAGS.epochs * -(-ds.n_train // batch_size)  # ⌈N/B⌉ updates an epoch
     optimizer = _builders.build_optimizer(FLAGS.lr, total_steps)
     _builders.check_memory(model, optimizer, ds, batch_size)
-    resumed = []  # --resume: (state, epoch, metrics rows kept) of the latest checkpoint
+    resumed = []  # --resume: (state, epoch, metrics rows, wall seconds) of the latest checkpoint
     workdir, _lock = _cli.prepare_workdir(
         FLAGS.workdir, resume=FLAGS.resume,
         check=lambda folder: resumed.extend(restore_checkpoint(folder, model, optimizer, ds)))
@@ -138,7 +139,7 @@ def main(argv):
 
     rate = _builders.learning_rate(FLAGS.lr, total_steps)
     loss = losses.get(loss_name)
-    state, start_epoch, rows_kept = resumed or (None, 0, None)
+    state, start_epoch, rows_kept, wall_before = resumed or (None, 0, None, 0.0)
     if state is not None:
         say(f"resuming {workdir} after epoch {start_epoch} (step {int(state.step)})")
     elif FLAGS.resume:
@@ -181,7 +182,8 @@ def main(argv):
                 time.perf_counter() - last_save[0] >= FLAGS.checkpoint_seconds)
             if primary and (stop or due or epoch == FLAGS.epochs):
                 checkpoint.save(workdir, state, epoch=epoch, metrics_rows=writer.rows,
-                                keep=FLAGS.keep_checkpoints)
+                                keep=FLAGS.keep_checkpoints,  # the run's time, over resumes
+                                meta={"wall_seconds": wall_before + time.perf_counter() - started})
                 last_save[0] = time.perf_counter()
             return stop
 
@@ -211,7 +213,7 @@ def main(argv):
         "train_accuracy": last.get("train_accuracy"),
         "epochs_run": result.epochs_run,
         "steps": int(result.state.step),
-        "wall_seconds": time.perf_counter() - started,
+        "wall_seconds": wall_before + time.perf_counter() - started,  # earlier parts too
         "compile_seconds": result.compile_seconds,
         "examples_per_second": last.get("examples_per_second"),
         "dataset": data.describe(ds),

@@ -64,6 +64,8 @@ def test_sigkill_after_the_second_checkpoint_then_resume_is_bitwise_identical(tm
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL
     assert checkpoint.latest_epoch(killed) < 30
+    trained_before = checkpoint.read_meta(killed)["meta"]["wall_seconds"]  # up to the save
+    assert trained_before > 0
     r = run_experiment("train", *args, f"--workdir={killed}", "--resume")
     assert r.returncode == 0, r.stderr
     assert "resuming" in r.stdout
@@ -75,7 +77,12 @@ def test_sigkill_after_the_second_checkpoint_then_resume_is_bitwise_identical(tm
     assert _rows(killed) == _rows(whole)
     assert [r["epoch"] for r in _rows(whole)] == list(range(31))
     assert all(r["sharpness"] > 0 for r in _rows(whole) if r["epoch"] % 5 == 0)
-    assert json.loads((killed / "summary.json").read_text())["status"] == "completed"
+    summary = json.loads((killed / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    # the run's time counts the part before the kill too (up to its checkpoint), and each
+    # checkpoint keeps the time up to it
+    assert summary["wall_seconds"] > trained_before
+    assert checkpoint.read_meta(killed)["meta"]["wall_seconds"] > trained_before
     assert checkpoint.epochs(whole) == [28, 29, 30]  # --keep_checkpoints=3
 
 
