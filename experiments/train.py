@@ -81,8 +81,9 @@ def collapsed(rows, num_classes: int) -> bool:
 
 
 def restore_checkpoint(workdir: str, model, optimizer, ds) -> tuple:
-    """``--resume``: ``(state, epoch, metrics rows kept, wall seconds trained before)`` of
-    ``workdir``'s latest checkpoint, or ``()`` when it has none (or no --resume). A UsageError when it cannot be read, or
+    """``--resume``: ``(state, epoch, metrics rows kept, the meta record this program keeps:
+    wall seconds trained and devices)`` of ``workdir``'s latest checkpoint, or ``()`` when
+    it has none (or no --resume). A UsageError when it cannot be read, or
     does not fit this run's model, optimizer and data (the data changed: one more
     category column)."""
     from gdlab import checkpoint, train
@@ -103,8 +104,8 @@ def restore_checkpoint(workdir: str, model, optimizer, ds) -> tuple:
     from gdlab.records import check_rows
 
     check_rows(workdir, meta["metrics_rows"])  # before anything in the workdir is written
-    before = meta.get("meta", {}).get("wall_seconds", 0.0)  # 0: saved before gdlab kept it
-    return state, meta["epoch"], meta["metrics_rows"], before
+    kept = meta.get("meta", {})  # wall seconds and devices: absent in older checkpoints
+    return state, meta["epoch"], meta["metrics_rows"], kept
 
 
 def main(argv):
@@ -121,7 +122,7 @@ def main(argv):
     total_steps = FLAGS.epochs * -(-ds.n_train // batch_size)  # ⌈N/B⌉ updates an epoch
     optimizer = _builders.build_optimizer(FLAGS.lr, total_steps)
     _builders.check_memory(model, optimizer, ds, batch_size)
-    resumed = []  # --resume: (state, epoch, metrics rows, wall seconds) of the latest checkpoint
+    resumed = []  # --resume: (state, epoch, metrics rows, meta) of the latest checkpoint
     workdir, _lock = _cli.prepare_workdir(
         FLAGS.workdir, resume=FLAGS.resume,
         check=lambda folder: resumed.extend(restore_checkpoint(folder, model, optimizer, ds)))
@@ -139,9 +140,16 @@ def main(argv):
 
     rate = _builders.learning_rate(FLAGS.lr, total_steps)
     loss = losses.get(loss_name)
-    state, start_epoch, rows_kept, wall_before = resumed or (None, 0, None, 0.0)
+    state, start_epoch, rows_kept, kept = resumed or (None, 0, None, {})
+    wall_before = kept.get("wall_seconds", 0.0)
+    devices = mesh.size if mesh is not None else 1
     if state is not None:
         say(f"resuming {workdir} after epoch {start_epoch} (step {int(state.step)})")
+        if kept.get("devices", devices) != devices and primary:
+            sys.stderr.write(f"warning: --resume: the run trained on {kept['devices']} "
+                             f"device{'s' if kept['devices'] > 1 else ''} and goes on on "
+                             f"{devices}: its gradients are now summed in another order, so "
+                             f"it will be close to, not bitwise, the run it would have been\n")
     elif FLAGS.resume:
         say(f"--resume: {workdir} has no checkpoint yet; starting the run")
     say(f"{data.describe(ds)}; {model.name}; {FLAGS.descent} descent (B={batch_size}); "
@@ -183,7 +191,8 @@ def main(argv):
             if primary and (stop or due or epoch == FLAGS.epochs):
                 checkpoint.save(workdir, state, epoch=epoch, metrics_rows=writer.rows,
                                 keep=FLAGS.keep_checkpoints,  # the run's time, over resumes
-                                meta={"wall_seconds": wall_before + time.perf_counter() - started})
+                                meta={"wall_seconds": wall_before + time.perf_counter() - started,
+                                      "devices": devices})
                 last_save[0] = time.perf_counter()
             return stop
 

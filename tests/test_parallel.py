@@ -227,6 +227,29 @@ def test_more_devices_than_there_are_is_one_sentence(tmp_path):
     assert "1..1" in err  # the subprocess sees one CPU device
 
 
+def test_resuming_on_another_number_of_devices_says_it_is_no_longer_bitwise(tmp_path):
+    import shutil
+
+    from gdlab import checkpoint
+
+    workdir = tmp_path / "run"
+    args = [sys.executable, "-m", "experiments.train", "--hidden=8", "--epochs=2",
+            "--checkpoint_seconds=0", f"--workdir={workdir}"]
+    two = {**_env(), "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    r = subprocess.run([*args, "--devices=2"], cwd=ROOT, env=two, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert checkpoint.read_meta(workdir)["meta"]["devices"] == 2
+    shutil.rmtree(workdir / "checkpoints" / "2")  # resume from epoch 1, on one device
+    r = subprocess.run([*args, "--resume"], cwd=ROOT, env=_env(), capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert ("warning: --resume: the run trained on 2 devices and goes on on 1: its gradients "
+            "are now summed in another order, so it will be close to, not bitwise, the run it "
+            "would have been") in r.stderr
+    assert checkpoint.read_meta(workdir)["meta"]["devices"] == 1
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("localhost", 0))
