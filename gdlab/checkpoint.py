@@ -96,15 +96,19 @@ def directory(workdir: str | os.PathLike) -> str:
     return os.path.join(os.path.abspath(os.fspath(workdir)), FOLDER)
 
 
+@contextlib.contextmanager
 def _manager(workdir, *, keep: int | None = None, write: bool = False):
-    """An orbax manager; only a writer (the run holding the workdir's lock) may clean up
-    temporary folders, which a reader could otherwise delete under a run saving one."""
+    """An orbax manager, open for the ``with`` block; only a writer (the run holding the
+    workdir's lock) may clean up temporary folders, which a reader could otherwise delete
+    under a run saving one. Meanwhile orbax's absl log lines are off: a reader's (it warns
+    that it is read-only, and its threads log a damaged ``_CHECKPOINT_METADATA`` that it
+    then reads past) all of them, a writer's but errors."""
     import orbax.checkpoint as ocp
 
     from absl import logging as absl_logging
 
     verbosity = absl_logging.get_verbosity()
-    absl_logging.set_verbosity(absl_logging.ERROR)  # orbax warns that a reader is read-only
+    absl_logging.set_verbosity(absl_logging.ERROR if write else absl_logging.FATAL)
     try:
         extra = {}
         if jax.process_count() > 1:  # each process reads on its own, process 0 alone writes:
@@ -117,8 +121,9 @@ def _manager(workdir, *, keep: int | None = None, write: bool = False):
                                                read_only=not write,
                                                enable_async_checkpointing=False,
                                                cleanup_tmp_directories=write, **extra)
-        return ocp.CheckpointManager(directory(workdir), options=options,
-                                     item_names=("state", "meta"))
+        with ocp.CheckpointManager(directory(workdir), options=options,
+                                   item_names=("state", "meta")) as manager:
+            yield manager
     finally:
         absl_logging.set_verbosity(verbosity)
 

@@ -170,6 +170,18 @@ def test_evaluate_reloads_the_run_and_matches_its_summary(finished_run):
                      "no config.json")
 
 
+def test_orbax_says_nothing_of_a_damaged_metadata_file_it_reads_past(finished_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run, copy)
+    (copy / "checkpoints" / "2" / "_CHECKPOINT_METADATA").write_text("garbage{")
+    r = run_experiment("evaluate", f"--workdir={copy}")
+    assert r.returncode == 0, r.stderr
+    assert "checkpoint of epoch 2" in r.stdout
+    assert "Failed to json parse" not in r.stderr and r.stderr.strip() == "", r.stderr
+
+
 @pytest.mark.parametrize("edit, needle", [
     (lambda config: {**config, "hidden": ["a"]}, "--hidden must be comma-separated positive"),
     (lambda config: {**config, "lr": "fast"}, "'fast' is not a valid --lr"),
