@@ -966,6 +966,8 @@ def test_npz_own_split_images_and_multi_output_targets(tmp_path):
     last = data.load("npz", npz_path=str(path))
     assert first.image_shape == last.image_shape == (8, 8, 1)
     np.testing.assert_array_equal(first.x_train, last.x_train)
+    np.savez(path, x=rng.random((30, 4, 8, 2)), y=rng.integers(0, 2, 30))  # 4x8, 2 channels
+    assert data.load("npz", npz_path=str(path)).image_shape == (4, 8, 2)  # as it is, no warning
 
 
 @pytest.mark.parametrize("delimiter, newline, quote", [
