@@ -120,8 +120,9 @@ def output_file(name: str, value: str | None, example: str) -> str | None:
     path = expand(name, value)
     if path is None:
         return None
-    if os.path.isdir(path):
-        raise UsageError(f"--{name}={value} is a folder; give a file path, e.g. "
+    if os.path.isdir(path) or path.endswith((os.sep, "/")):
+        what = "is a folder" if os.path.isdir(path) else "names a folder (it ends with /)"
+        raise UsageError(f"--{name}={value} {what}; give a file path, e.g. "
                          f"--{name}={os.path.join(value, example)}")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
@@ -426,7 +427,8 @@ def _prepare_workdir(path: str, *, resume: bool = False, check=None):
             if name in DATA_PATHS and value and isinstance(theirs, str) and theirs:
                 theirs = os.path.abspath(resolve(theirs))  # a run that kept the path as typed
             if json.loads(json.dumps(value)) != theirs:
-                differ.append((f"--{name}={_show(saved[name])}", f"--{name}={_show(value)}"))
+                differ.append((f"--{name}={_flag_text(saved[name])}",
+                               f"--{name}={_flag_text(value)}"))
         if differ:
             lock.release()
             raise WorkdirError(
@@ -446,10 +448,6 @@ def _prepare_workdir(path: str, *, resume: bool = False, check=None):
         lock.release()
         raise UsageError(f"--workdir={workdir}: cannot write there ({e.strerror})") from None
     return workdir, lock
-
-
-def _show(value) -> str:
-    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 FLOAT32_MAX = 3.4028234663852886e38

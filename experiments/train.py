@@ -164,7 +164,8 @@ def main(argv):
     # resumed: TensorBoard drops what the stopped run logged after its checkpoint
     tensorboard = TensorBoard(outdir, purge_step=int(state.step) + 1 if start_epoch else None)
     sharpness = sharpness_probe(model, loss, ds) if FLAGS.sharpness_every else None
-    with MetricsWriter(outdir, COLUMNS, keep_rows=rows_kept) as writer:
+    # process 0 keeps the run's rows; any other process writes its scratch folder afresh
+    with MetricsWriter(outdir, COLUMNS, keep_rows=rows_kept if primary else None) as writer:
         def hook(row, state):
             # the rate of the last step taken (of the first, at epoch 0)
             row["learning_rate"] = float(optim.learning_rate_at(rate, max(int(state.step) - 1, 0)))

@@ -134,7 +134,8 @@ def check_rows(workdir: str | os.PathLike, rows: int, *, stem: str = "metrics") 
         from gdlab.workdir import WorkdirError
 
         raise WorkdirError(
-            f"{path} holds {len(kept)} rows where the run had written {rows} when its "
+            f"{path} holds {len(kept)} row{'' if len(kept) == 1 else 's'} where the run had "
+            f"written {rows} when its "
             f"checkpoint was saved; going on would lose them from {stem}.csv too: put the file "
             f"back, or start the run again in a new workdir")
     return kept

@@ -966,8 +966,9 @@ def test_npz_own_split_images_and_multi_output_targets(tmp_path):
     last = data.load("npz", npz_path=str(path))
     assert first.image_shape == last.image_shape == (8, 8, 1)
     np.testing.assert_array_equal(first.x_train, last.x_train)
-    np.savez(path, x=rng.random((30, 4, 8, 2)), y=rng.integers(0, 2, 30))  # 4x8, 2 channels
-    assert data.load("npz", npz_path=str(path)).image_shape == (4, 8, 2)  # as it is, no warning
+    for shape in ((30, 4, 8, 2), (30, 3, 3, 103)):  # 4x8, 2 channels; 3x3 of 103 bands
+        np.savez(path, x=rng.random(shape), y=rng.integers(0, 2, 30))
+        assert data.load("npz", npz_path=str(path)).image_shape == shape[1:]  # no warning
 
 
 @pytest.mark.parametrize("delimiter, newline, quote", [
@@ -1036,6 +1037,11 @@ def test_csv_unnamed_columns_pandas_index_and_trailing_separators(tmp_path):
         np.testing.assert_array_equal(ds.x_train, plain.x_train)
         np.testing.assert_array_equal(ds.y_test, plain.y_test)
     assert "warnings" not in trailing.info and len(indexed.info["warnings"]) == 1
+    # a short row is refused against the file's own columns (left out, it would fit)
+    path = _write(tmp_path, ",a,b,y\n0,1.5,2.5,0\n1,3.5,4.5,1\n2,7.5,1\n", "short.csv")
+    with pytest.raises(DataError, match=re.escape(f"csv file '{path}', row 4: expected 4 "
+                                                  "columns, found 3")):
+        data.load_csv(path, "y")
     path = _write(tmp_path, "a,,y\n1,2,0\n3,4,1\n5,6,0\n", "middle.csv")
     with pytest.raises(DataError, match=re.escape(f"csv file '{path}', row 1: column 2 has an "
                                                   "empty name; name it in the header row")):
@@ -1081,6 +1087,20 @@ def test_csv_point_grouped_whole_numbers_follow_the_files_decimal_commas(tmp_pat
     prices = sorted(np.concatenate([ds.x_train[:, 0], ds.x_test[:, 0]]).tolist())
     np.testing.assert_allclose(prices, [1.25, 2, 3.1, 12.4, 750, 980], rtol=1e-6)
     assert "warnings" not in ds.info
+    # every value dotted: thousands or three decimals? read as decimals, with a warning
+    text = "p;a;y\n1.250;1,5;0\n2.500;2,5;1\n12.125;3,5;0\n3.100;4,5;1\n"
+    with pytest.warns(data.DataWarning, match=re.escape(
+            "csv: column 'p' reads '1.250' as 1.25, though the file's other numbers write "
+            "decimal commas (column 'a', row 2: '1,5'), where it would be 1250")):
+        ds = data.load_csv(_write(tmp_path, text, "doubt.csv"), "y", standardize=False)
+    values = sorted(np.concatenate([ds.x_train[:, 0], ds.x_test[:, 0]]).tolist())
+    np.testing.assert_allclose(values, [1.25, 2.5, 3.1, 12.125], rtol=1e-6)
+    # text and dotted codes stay text, without a word about thousands
+    for codes in (["1.250", "abc", "def", "ghi"], ["192.168.100.200", "10.100.200.100"] * 2):
+        text = "a;code;y\n" + "".join(f"{i},5;{c};{i % 2}\n" for i, c in enumerate(codes))
+        ds = data.load_csv(_write(tmp_path, text, "codes.csv"), "y", standardize=False)
+        assert ds.feature_names == ("a", *(f"code={c}" for c in sorted(set(codes))))
+        assert "warnings" not in ds.info
 
 
 def test_npz_errors_name_the_file_and_the_array(tmp_path):

@@ -42,6 +42,9 @@ BAD_FLAGS = {
     "mixed_layers": (["--mixed=bfloat16", "--layers=all"], "--mixed checks a model"),
     "json_out": (["--json_out="], "--json_out must not be empty"),
     "json_out_folder": (["--json_out=/"], "--json_out=/ is a folder; give a file path"),
+    "json_out_new_folder": (["--json_out=/no/such/dir/"],
+                            "--json_out=/no/such/dir/ names a folder (it ends with /); give a "
+                            "file path, e.g. --json_out=/no/such/dir/gradcheck.json"),
 }
 
 BROKEN_TANH_SCRIPT = textwrap.dedent("""

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import shutil
 import socket
 import subprocess
 import sys
@@ -178,14 +179,22 @@ def test_two_processes_on_localhost_train_like_one(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     code, _, err = _run_group([sys.executable, *TRAIN, f"--workdir={one}"], timeout=300)
     assert code == 0, err
-    code, out, err = _run_group(["bash", "scripts/launch_local.sh", "2", "--", *TRAIN,
-                                 f"--workdir={two}"], timeout=300)
+    launch = ["bash", "scripts/launch_local.sh", "2", "--", *TRAIN, "--checkpoint_seconds=0",
+              f"--workdir={two}"]
+    code, out, err = _run_group(launch, timeout=300)
     assert code == 0, err
     assert out.count("done: test loss") == 1  # process 0 reports, the other is silent
     a, b = checkpoint.load_params(one), checkpoint.load_params(two)
     assert _relative(a, b) <= TOLERANCE["float32"]
-    rows = [line for line in (two / "metrics.jsonl").read_text().splitlines()]
+    rows = (two / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 3  # epochs 0, 1, 2: written once, by process 0
+    # resumed from epoch 1 by both processes, it ends where it did (process 1 keeps no rows)
+    shutil.rmtree(two / "checkpoints" / "2")
+    code, out, err = _run_group([*launch, "--resume"], timeout=300)
+    assert code == 0, err
+    assert (two / "metrics.jsonl").read_text().splitlines()[:2] == rows[:2]
+    assert len((two / "metrics.jsonl").read_text().splitlines()) == 3
+    np.testing.assert_array_equal(_flat(checkpoint.load_params(two)), _flat(b))
 
 
 def test_an_unreachable_coordinator_is_one_sentence_not_a_hang(tmp_path):

@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_experiment
+from conftest import assert_bad_input, run_experiment
 
 from gdlab import data
 from gdlab.data import write_idx
@@ -189,6 +189,10 @@ def test_a_table_with_text_columns_trains_with_the_defaults(tmp_path):
     r = run_experiment("evaluate", f"--workdir={tmp_path / 'run'}")
     assert r.returncode == 0, r.stderr
     assert f"accuracy {summary['test_accuracy']:.4g}" in r.stdout
+    r = run_experiment("train", "--dataset=csv", f"--csv_path={path}", "--target=Outcome",
+                       "--drop_columns=PassengerId", "--resume", f"--workdir={tmp_path / 'run'}")
+    assert_bad_input(r, 'was trained with --drop_columns="Name, full",PassengerId, not '
+                        '--drop_columns=PassengerId')
 
 
 def test_images_as_numpy_arrays_train_with_the_defaults_and_the_cnn(tmp_path, sparse_files):

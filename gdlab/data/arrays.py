@@ -132,8 +132,8 @@ def load_npz(
     if xs[0].ndim not in (2, 3, 4):
         raise DataError(f"{where}: x's examples are {xs[0].shape[1:]}; expected features (D,) "
                         f"or images (H, W) or (H, W, C)")
-    if xs[0].ndim == 4 and xs[0].shape[1] in (1, 3, 4) and xs[0].shape[3] > 4:
-        c, h, w = xs[0].shape[1:]  # PyTorch's (N, C, H, W): 1, 3 or 4 channels, then W > 4
+    if xs[0].ndim == 4 and xs[0].shape[1] in (1, 3, 4) and min(xs[0].shape[2:]) > 4:
+        c, h, w = xs[0].shape[1:]  # PyTorch's (N, C, H, W): 1, 3 or 4 channels, H and W > 4
         xs = [np.moveaxis(x, 1, -1) for x in xs]
         note(info, f"npz: x's examples {(c, h, w)} look channels-first (C, H, W), as PyTorch "
                    f"stores images; read as {h}x{w} images of {c} channel{'s' if c > 1 else ''}")

@@ -190,9 +190,12 @@ def _without_unnamed(where, header, data):
                             f"the header row")
     if not leave:
         return header, data, notes
-    keep = [i for i in range(len(header)) if i not in leave]
-    width = len(header)  # a ragged row stays ragged, for _columns to report
-    data = [(n, [row[i] for i in keep] if len(row) == width else row) for n, row in data]
+    width = len(header)
+    for n, row in data:  # said now, of the file's own columns (left out, a short row may fit)
+        if len(row) != width:
+            raise DataError(f"{where}, row {n}: expected {width} columns, found {len(row)}")
+    keep = [i for i in range(width) if i not in leave]
+    data = [(n, [row[i] for i in keep]) for n, row in data]
     return [header[i] for i in keep], data, notes
 
 
@@ -242,14 +245,24 @@ def _numbers(path: str, name: str, column: np.ndarray, data: list,
         column, point = _from_decimal_commas(column)
     elif decimal_comma and info is not None and info.get("decimal_comma"):
         cells = [c.strip() for c in column.tolist()]
-        dotted = [c for c in cells if "." in c]
-        if dotted and all(_THOUSANDS.fullmatch(c) for c in dotted):
+        present = [c for c in cells if not _is_missing(c)]
+        dotted = [c for c in present if "." in c]
+        # whole numbers, those of four digits or more (only they) grouped by points: 1.250 980
+        if (dotted and len(dotted) < len(present)
+                and all(_THOUSANDS.fullmatch(c) or _WHOLE.fullmatch(c) for c in present)
+                and all(abs(int(c)) < 1000 for c in present if "." not in c)):
             column = np.array([c.replace(".", "") if _THOUSANDS.fullmatch(c) else c
                                for c in cells], dtype=str)
             note(info, f"csv: column '{name}' reads '{dotted[0]}' as {dotted[0].replace('.', '')}"
                        f": its points only group thousands, as in the file's numbers with "
                        f"decimal commas ({info['decimal_comma']}); write 1250 or 1.250,0 to "
                        f"say so, or 1,25 for a decimal")
+        elif dotted and len(dotted) == len(present) and all(
+                _THOUSANDS.fullmatch(c) and c.count(".") == 1 for c in present):
+            note(info, f"csv: column '{name}' reads '{dotted[0]}' as {float(dotted[0]):g}, though "
+                       f"the file's other numbers write decimal commas ({info['decimal_comma']}),"
+                       f" where it would be {dotted[0].replace('.', '')}; write 1,25 or 1250 "
+                       f"to remove the doubt")
     try:
         values = column.astype(np.float64)  # Python's float() rules, for the whole column
     except ValueError:
@@ -304,6 +317,9 @@ def _from_decimal_commas(column: np.ndarray) -> tuple[np.ndarray, int | None]:
 
 _THOUSANDS = re.compile(r"[+-]?[1-9]\d{0,2}(\.\d{3})+")
 """A whole number with points between groups of three digits: 1.250  -12.400.000"""
+
+_WHOLE = re.compile(r"[+-]?\d+")
+"""A whole number written plainly: 980  -12"""
 
 
 def _decimal_comma_cell(header, columns, data) -> str | None:
