@@ -304,8 +304,11 @@ def check_optimizer_flags() -> None:
                               "restrict: give --weight_decay > 0")
 
 
-def check_memory(model, optimizer, ds: data.Dataset, batch_size: int, configs: int = 1) -> None:
-    """One sentence (exit 2) when the run would not fit in the device's memory."""
+def check_memory(model, optimizer, ds: data.Dataset, batch_size: int, configs: int = 1, *,
+                 basis_vectors: int = 0) -> None:
+    """One sentence (exit 2) when the run would not fit in the device's memory;
+    ``basis_vectors``: parameter-sized vectors kept besides (a Lanczos basis, at most one
+    per parameter)."""
     import jax
 
     from gdlab import train
@@ -314,6 +317,11 @@ def check_memory(model, optimizer, ds: data.Dataset, batch_size: int, configs: i
     need = train.estimate_memory(model, optimizer, ds.input_shape, batch_size=batch_size,
                                  input_dtype=ds.x_train.dtype, data_bytes=data_bytes,
                                  configs=configs)
+    if basis_vectors:
+        _, params, _ = train.init_shapes(model, tuple(ds.input_shape))
+        sizes = [(leaf.size, leaf.dtype.itemsize) for leaf in jax.tree.leaves(params)]
+        count = sum(n for n, _ in sizes)
+        need += min(basis_vectors, count) * sum(n * b for n, b in sizes)
     have = train.device_memory()
     if have is not None and need > have:
         what = f"{configs} configurations of {model.name}" if configs > 1 else model.name

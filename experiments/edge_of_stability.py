@@ -103,6 +103,8 @@ def config_from_flags() -> Config:
                               f"--steps={FLAGS.steps}")
     _cli.positive_float("init_variance", FLAGS.init_variance)
     _cli.positive_float("tol", FLAGS.tol)
+    if FLAGS.tol >= 1:
+        raise _cli.UsageError(f"--tol must be below 1 (a fraction of λmax), got {FLAGS.tol:g}")
     if FLAGS.minibatch_lr is not None:
         _cli.positive_float("minibatch_lr", FLAGS.minibatch_lr)
     if FLAGS.minibatch_size > FLAGS.examples:
@@ -268,7 +270,8 @@ def main(argv):
     from gdlab import models, optim
 
     _builders.check_memory(models.mlp([*config.hidden, ds.num_classes], "tanh"),
-                           optim.get("gd", max(config.lrs)), ds, config.examples)
+                           optim.get("gd", max(config.lrs)), ds, config.examples,
+                           basis_vectors=config.max_iters)  # the Lanczos basis
     workdir, _lock = _cli.prepare_workdir(FLAGS.workdir)  # held until the process ends
     summary = run(config, workdir, dataset=ds)
     print(f"\n{summary['at_edge_count']} of {len(summary['runs'])} learning rates started below "

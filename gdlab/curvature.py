@@ -219,13 +219,27 @@ def lanczos(matvec: MatVec, v0: Array, *, k: int = 1, tol: float = 1e-6,
     Stops when all top-k residuals are ≤ tol·|θ₁|, when the Krylov space is exhausted
     (β = 0: then exact; values beyond its dimension are NaN), or after ``max_iters``
     products (at most P).
+
+    One starting vector sees each eigenvalue once: a repeated eigenvalue (a linear
+    model's Hessian repeats each one per output) shows once among the k, and the
+    values after it are the next distinct ones, each a true eigenpair (small residual,
+    ``converged``) but not the k largest counted with multiplicity. λmax (k = 1) is
+    unaffected. Below float32 (bfloat16 parameters) the basis is kept in float32, each
+    product taken in the parameters' dtype: reorthogonalising in bfloat16 would lose the
+    basis, and there is no bfloat16 eigensolver.
     """
     n = v0.shape[0]
     m = min(int(max_iters), n)
     if not 1 <= k <= m:
         raise ValueError(f"lanczos needs 1 <= k <= min(max_iters, P) = {m}, got k={k}")
-    dtype = v0.dtype
-    q0 = _unit(v0)
+    own = v0.dtype
+    dtype = jnp.promote_types(own, jnp.float32)
+    if dtype != own:
+        product = matvec
+
+        def matvec(v):
+            return product(v.astype(own)).astype(dtype)
+    q0 = _unit(v0.astype(dtype))
     idx = jnp.arange(m)
 
     def ritz(alpha, beta, j):
@@ -269,7 +283,7 @@ def lanczos(matvec: MatVec, v0: Array, *, k: int = 1, tol: float = 1e-6,
     vectors = s[:, top].T @ basis                    # (k, P): u_i = Q·s_i (rows of Q beyond j are 0)
     residuals = beta[j - 1] * jnp.abs(s[j - 1, top])
     found = jnp.arange(k) < j                        # an exhausted space of dimension j < k
-    return Eigens(values=jnp.where(found, theta[top], jnp.nan), vectors=vectors,
+    return Eigens(values=jnp.where(found, theta[top], jnp.nan), vectors=vectors.astype(own),
                   residuals=residuals, iterations=j, converged=done)
 
 
@@ -307,8 +321,8 @@ def make_sharpness(model: Layer, loss: Loss, *, method: str = "power", k: int = 
     """
     if method not in METHODS:
         raise ValueError(f"unknown eigenvalue method {method!r}; choose one of: {', '.join(METHODS)}")
-    if not tol > 0:
-        raise ValueError(f"tol must be > 0, got {tol}")
+    if not 0 < tol < 1:
+        raise ValueError(f"tol must be in (0, 1), a fraction of the eigenvalue, got {tol}")
 
     def sharpness(params, state, x, y, v0, weights=None, key=None):
         matvec, unravel = linearized_hvp(model, loss, params, state, x, y, weights, key=key,

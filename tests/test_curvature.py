@@ -271,6 +271,22 @@ def test_lanczos_top_k_matches_eigvalsh_and_honours_tol_and_cap():
         curvature.lanczos(matvec, v0, k=5, max_iters=4)
 
 
+def test_lanczos_sees_a_repeated_eigenvalue_once_and_runs_bfloat16_in_float32():
+    # eigenvalues 5, 5, 5, 1, 0.5, ...: one start vector spans one copy of 5
+    a = np.diag([5.0, 5.0, 5.0, 1.0, 0.5, 0.25])
+    out = curvature.lanczos(lambda u: jnp.asarray(a) @ u, jnp.ones(6), k=3, tol=1e-10)
+    np.testing.assert_allclose(np.asarray(out.values), [5.0, 1.0, 0.5], rtol=1e-9)  # as documented
+    # bfloat16 products, a float32 basis: the top pair of an SPD matrix to bfloat16's accuracy
+    b, values = _spd(30, 3, top=[2.0, 3.0])
+    bf16 = jnp.asarray(b, jnp.bfloat16)
+    out = curvature.lanczos(lambda u: bf16 @ u, jnp.asarray(_rng(4).standard_normal(30),
+                                                           jnp.bfloat16), k=2, tol=1e-2)
+    assert out.vectors.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(out.values, np.float64), values[::-1][:2], rtol=2e-2)
+    with pytest.raises(ValueError, match=r"tol must be in \(0, 1\)"):
+        curvature.make_sharpness(models.mlp([3], "tanh"), losses.get("xent"), tol=5.0)
+
+
 def test_top_eigenvalue_is_the_largest_not_the_largest_in_magnitude():
     a, values = _spd(20, 2, top=[2.0])
     values[0] = -3.0  # |λmin| > λmax: plain power iteration finds −3

@@ -89,6 +89,11 @@ def test_bad_flag_exits_2_with_one_sentence(tmp_path):
     assert_bad_input(proc, "--sharpness_every")
     assert "--steps=4000" in proc.stderr
     assert not (tmp_path / "out").exists()  # nothing written
+    # a Lanczos basis of 10⁹ vectors is counted (at most one per parameter: 10⁸ here,
+    # 400 GB), not left to run out of memory
+    proc = _run("--hidden=10000,10000", "--max_iters=1000000000", f"--workdir={tmp_path / 'out'}")
+    assert_bad_input(proc, "needs about")
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_run_that_diverges_says_so(tmp_path):
