@@ -378,7 +378,9 @@ def make_sharpness_path(model: Layer, loss: Loss, *, steps: int, every: int,
     Rayleigh-quotient test stops early (1.5% low at tol 1e-3), while a Lanczos Ritz value
     with residual r is within r²/gap.
     ``lr`` is an argument, so other learning rates reuse the compiled program. The model
-    state (batch norm's statistics) follows the training steps.
+    state (batch norm's statistics) follows the training steps. Dropout draws a mask per
+    training step, and one fixed mask (from ``key``) for every measurement, so the
+    measured J and λmax are of one function along the path.
 
     Full-batch GD on a quadratic is stable only while λmax < 2/η; on a neural network
     λmax first rises (progressive sharpening) and then hovers at 2/η, the edge of
@@ -403,16 +405,17 @@ def make_sharpness_path(model: Layer, loss: Loss, *, steps: int, every: int,
             else:
                 idx = descent.permutation(k, n)[:batch_size]  # without replacement
                 xb, yb = x[idx], y[idx]
-            (_, state), grads = value_and_grad(params, state, xb, yb, train=True)   # ∂J/∂w
+            (_, state), grads = value_and_grad(params, state, xb, yb, train=True,  # ∂J/∂w
+                                               key=jax.random.fold_in(k, 1))  # dropout's
             updates, opt_state = optimizer.update(grads, opt_state, params)  # −η·∂J/∂w
             return (optim.apply_updates(params, updates), state, opt_state), None
 
         def measure(params, state, v):
-            out = estimate(params, state, x, y, v)
+            out = estimate(params, state, x, y, v, key=mask)
             if method == "lanczos":  # the top Ritz pair
                 out = Eigen(value=out.values[0], vector=jax.tree.map(lambda a: a[0], out.vectors),
                             iterations=out.iterations, converged=out.converged)
-            value = loss.value(model.forward(params, state, x, train=True)[0], y)
+            value = loss.value(model.forward(params, state, x, train=True, key=mask)[0], y)
             return value, out
 
         def chunk(carry, inputs):
@@ -432,6 +435,7 @@ def make_sharpness_path(model: Layer, loss: Loss, *, steps: int, every: int,
 
         num_chunks = steps // every
         k_v0, k_steps = jax.random.split(key)
+        mask = jax.random.fold_in(key, 2)  # dropout's one fixed mask for every measurement
         carry = (params, state, optimizer.init(params), random_direction(k_v0, params))
         inputs = (jnp.arange(num_chunks + 1), jax.random.split(k_steps, num_chunks + 1))
         (params, *_), (values, lams, iters, conv) = jax.lax.scan(chunk, carry, inputs)

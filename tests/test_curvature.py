@@ -431,6 +431,26 @@ def test_sharpness_path_minibatch_of_every_example_is_full_batch(small_mlp):
     assert np.abs(flat[n // 2] - flat[None]).max() > 1e-6
 
 
+def test_sharpness_path_of_a_dropout_model_measures_one_fixed_mask():
+    """Dropout: a mask per training step, one fixed mask (from the path's key) for every
+    measurement; the first λmax is the dense Hessian's under that mask."""
+    model = models.mlp([6, 3], "tanh", dropout_rate=0.3, dtype=F64)
+    params, state, x = _setup(model, (4,), 12, salt=5)
+    y = _targets("mse", (3,), 12, 5)
+    loss, key = losses.mse(), jax.random.PRNGKey(3)
+    path = curvature.make_sharpness_path(model, loss, steps=2, every=1, tol=1e-12,
+                                         max_iters=2000)
+    out = path(params, state, x, y, 0.1, key)
+    mask = jax.random.fold_in(key, 2)
+    dense = _compiled(lambda p: curvature.dense_hessian(model, loss, p, state, x, y, key=mask),
+                      params)
+    np.testing.assert_allclose(float(out.sharpness[0]), np.linalg.eigvalsh(np.asarray(dense))[-1],
+                               rtol=1e-8)
+    np.testing.assert_allclose(float(out.loss[0]), float(loss.value(
+        model.forward(params, state, x, train=True, key=mask)[0], y)), rtol=1e-12)
+    assert bool(np.all(out.converged)) and np.all(np.isfinite(np.asarray(out.loss)))
+
+
 def test_fixed_subset_is_fixed_and_bounded():
     x = jnp.arange(50.0).reshape(25, 2)
     y = jnp.arange(25)
