@@ -83,7 +83,7 @@ def main(argv):
     import jax.numpy as jnp
     import numpy as np
 
-    from gdlab import optim
+    from gdlab import optim, theory
     from gdlab.records import environment, write_json_atomic
     from gdlab.plots import landscape as landscape_plots
 
@@ -106,8 +106,9 @@ def main(argv):
             paths = landscapes.sweep(fn, fn.start, make, lrs, steps, dtype=jnp.float32)
             # heavy ball on a quadratic is stable up to 2(1+β)/λmax, plain GD up to 2/λmax;
             # the roles (too small, good, too large) are plain GD's
-            own_bound = bound * (1.0 + (opt_beta or 0.0))
-            bound_name = "2/λmax" if opt_beta is None else "2(1+β)/λmax"
+            kind = "gd" if opt_beta is None else "momentum"
+            own_bound = bound * theory.stable_lr_factor(kind, opt_beta or 0.0)
+            bound_name = theory.BOUND_NAMES[kind]
             runs = []
             for i, (lr, role) in enumerate(zip(lrs, roles)):
                 role = role if opt_beta is None else None

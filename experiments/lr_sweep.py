@@ -129,10 +129,13 @@ def main(argv):
     first_bad = analysis.first_diverged(lrs, judged.verdicts)
 
     bound = None
+    factor = theory.stable_lr_factor(FLAGS.optimizer, FLAGS.momentum)
+    name = theory.BOUND_NAMES.get(FLAGS.optimizer, "2/λmax")
     if FLAGS.model == "linear" and loss_name == "mse":
-        # mse averages over the K outputs too, so each output's Hessian is (2/(N·K))·AᵀA.
-        bound = ds.num_outputs * theory.max_stable_lr(x)
-    exact = (FLAGS.descent == "batch" and FLAGS.optimizer == "gd" and FLAGS.weight_decay == 0
+        # mse averages over the K outputs too, so each output's Hessian is (2/(N·K))·AᵀA;
+        # momentum moves the bound (theory.stable_lr_factor), adaptive rates have none: 2/λmax
+        bound = ds.num_outputs * theory.max_stable_lr(x) * (factor or 1.0)
+    exact = (FLAGS.descent == "batch" and factor is not None and FLAGS.weight_decay == 0
              and FLAGS.schedule == "constant")
 
     say(f"\n{'lr':>10}  {'final loss':>12}  verdict")
@@ -140,7 +143,7 @@ def main(argv):
         note = ""
         if lr == first_bad:
             note = "   <- first diverged" + ("" if bound is None else
-                                           f"; 2/λmax = {bound:.4g} (ratio {lr / bound:.4g})")
+                                           f"; {name} = {bound:.4g} (ratio {lr / bound:.4g})")
         say(f"{lr:>10.4g}  {value:>12.4g}  {verdict}{note}")
     say(f"rule: {rule}")
 
@@ -168,10 +171,10 @@ def main(argv):
         "theoretical_max_lr": bound,
         "first_diverged_over_theoretical": (first_bad / bound if bound and first_bad else None),
         "theory": (None if bound is None else
-                   "2/λmax of the linear model's MSE Hessian (2/N)·AᵀA, A = [X 1]: the exact "
-                   "stability bound of full-batch plain gd" + ("" if exact else
-                   "; only a guide here, since this run is not full-batch plain gd at a constant "
-                   "rate without weight decay")),
+                   f"{name} with λmax of the linear model's MSE Hessian (2/N)·AᵀA, A = [X 1]: "
+                   f"the exact stability bound of full-batch {FLAGS.optimizer}" + (
+                       "" if exact else "; only a guide here, since this run is not full-batch "
+                       "gd, momentum or nesterov at a constant rate without weight decay")),
         "picked": {role: lrs[k] for role, k in picks.items()},
         "curves": {"epoch": list(range(FLAGS.epochs + 1)),
                    "train_loss": [[_number(v) for v in row] for row in curves]},
@@ -193,9 +196,9 @@ def main(argv):
     say("first diverged lr: " + ("none" if first_bad is None else f"{first_bad:.4g}"))
     if bound is not None:
         ratio = "" if first_bad is None else f"; first diverged / bound = {first_bad / bound:.4g}"
-        say(f"stability bound 2/λmax = {bound:.4g}{ratio}"
-              + ("" if exact else " (exact only for --descent=batch --optimizer=gd at a constant "
-                             "rate and no --weight_decay)"))
+        say(f"stability bound {name} = {bound:.4g}{ratio}"
+              + ("" if exact else " (exact only for --descent=batch and --optimizer=gd, momentum "
+                             "or nesterov at a constant rate and no --weight_decay)"))
     say(f"outputs in {os.path.abspath(workdir)}: config.json, sweep.json, sweep.png")
     return 0
 

@@ -7,6 +7,11 @@ one output), write A = [X 1] (a column of ones for the bias). Then
 - the Hessian is constant,  H = (2/N) AᵀA;
 - gradient descent θ ← θ − α·H(θ − θ*) contracts along each eigenvector of H by
   |1 − α·λ|, so it converges iff α < 2/λmax: the stability bound.
+
+With momentum (gdlab's convention, v ← β·v + g) the update is a two-step recurrence on
+each eigenvector, stable until one of its two roots reaches −1: heavy ball
+(θ ← θ − α·v) for α < 2(1+β)/λmax, Nesterov (θ ← θ − α·(g + β·v)) for
+α < 2(1+β)/((1+2β)·λmax) (``stable_lr_factor``).
 """
 
 from __future__ import annotations
@@ -41,3 +46,16 @@ def lambda_max(x) -> float:
 def max_stable_lr(x) -> float:
     """2/λmax: plain gradient descent on the linear MSE converges for α below it."""
     return 2.0 / lambda_max(x)
+
+
+BOUND_NAMES = {"gd": "2/λmax", "momentum": "2(1+β)/λmax", "nesterov": "2(1+β)/((1+2β)λmax)"}
+"""The name of each optimizer's stability bound on a quadratic (``stable_lr_factor``)."""
+
+
+def stable_lr_factor(optimizer: str, beta: float = 0.0) -> float | None:
+    """``optimizer``'s stability bound on a quadratic as a multiple of plain gd's 2/λmax:
+    1 for gd, 1 + β for heavy-ball momentum, (1 + β)/(1 + 2β) for Nesterov (each the α at
+    which a root of the recurrence reaches −1); None for an optimizer with no such bound
+    (adaptive rates)."""
+    factors = {"gd": 1.0, "momentum": 1.0 + beta, "nesterov": (1.0 + beta) / (1.0 + 2.0 * beta)}
+    return factors.get(optimizer)

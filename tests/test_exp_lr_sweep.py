@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_bad_input, run_experiment
-from gdlab import analysis
+from gdlab import analysis, data, theory
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 BOUND_TOLERANCE = 0.10  # |first diverged / (2/λmax) − 1| the default grid and epochs must reach
@@ -83,6 +83,20 @@ def test_explicit_learning_rates_minibatch_momentum(tmp_path):
     assert "only a guide" in sweep["theory"]  # not full-batch gd: the bound is not exact
     assert len(sweep["curves"]["epoch"]) == 11
     assert (tmp_path / "sweep.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_nesterov_meets_its_own_bound(tmp_path):
+    # full-batch Nesterov with β = 0.5 on the linear MSE: stable up to 2(1+β)/((1+2β)λmax),
+    # 0.75 of plain gd's 2/λmax; the default grid's first diverged rate lies just above it
+    proc = run_sweep("--dataset=houses", "--model=linear", "--loss=mse", "--descent=batch",
+                     "--optimizer=nesterov", "--momentum=0.5", f"--workdir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    sweep = json.loads((tmp_path / "sweep.json").read_text())
+    x = data.load("houses").x_train
+    assert sweep["theoretical_max_lr"] == pytest.approx(0.75 * theory.max_stable_lr(x), rel=1e-9)
+    assert 1 <= sweep["first_diverged_over_theoretical"] <= 1 + BOUND_TOLERANCE
+    assert sweep["theory"].startswith("2(1+β)/((1+2β)λmax) with λmax") and "guide" not in sweep["theory"]
+    assert "stability bound 2(1+β)/((1+2β)λmax) = " in proc.stdout
 
 
 def test_weight_decay_and_schedule_reach_every_rate(acceptance, tmp_path):

@@ -29,6 +29,28 @@ def _linear_params(result):
     return np.asarray(layer["w"], np.float64), np.asarray(layer["b"], np.float64)
 
 
+@pytest.mark.parametrize("name, beta", [("gd", 0.0), ("momentum", 0.5), ("momentum", 0.9),
+                                        ("nesterov", 0.5), ("nesterov", 0.9)])
+def test_stable_lr_factor_is_where_the_optimizer_starts_to_diverge_on_a_quadratic(name, beta):
+    """gdlab's own optimizer on J = ½λw² for 2,000 steps: it converges at 0.99× its bound
+    (theory.stable_lr_factor · 2/λ) and diverges at 1.01× (|w| from 1 shrinks or grows)."""
+    lam = 3.0
+    bound = theory.stable_lr_factor(name, beta) * 2.0 / lam
+    for scale, converges in ((0.99, True), (1.01, False)):
+        opt = optim.get(name, scale * bound, **({} if name == "gd" else {"momentum": beta}))
+
+        def run(w, opt=opt):
+            def step(carry, _):
+                w, state = carry
+                updates, state = opt.update(lam * w, state, w)   # ∇J = λw
+                return (optim.apply_updates(w, updates), state), None
+            return jax.lax.scan(step, (w, opt.init(w)), None, length=2000)[0][0]
+
+        w = float(jax.jit(run)(jnp.array([1.0]))[0])
+        assert (abs(w) < 1.0) == converges, (name, beta, scale, w)
+    assert theory.stable_lr_factor("adam") is None
+
+
 def test_batch_gd_converges_to_least_squares(houses):
     """Linear regression with MSE, batch GD: the weights reach numpy's lstsq within 1e-4."""
     w_star, b_star = theory.least_squares(houses.x_train, houses.y_train)
