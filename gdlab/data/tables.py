@@ -235,9 +235,11 @@ def _numbers(path: str, name: str, column: np.ndarray, data: list,
     for a column of text (see the module docstring); a DataError for a numeric column's
     first cell that is neither a number nor missing, or is infinite. ``decimal_comma``:
     ``1,5`` is 1.5. ``info["decimal_comma"]`` (a cell of the file that is written so, found
-    by ``_decimal_comma_cell``): in a column without commas, points that only ever group
-    three digits (1.250, 12.400) group thousands too, as the file's other numbers do; a
-    ``note`` in ``info`` says so."""
+    by ``_decimal_comma_cell``): a column without commas whose whole numbers of four digits
+    or more are grouped by points (1.250, 12.400) beside plain ones below 1000 (980) reads
+    them as the file's other numbers would, 1250; one whose every value is such a dotted
+    number (1.250, 2.500) reads them as decimals; either way a ``note`` in ``info`` says
+    so."""
     where = f"csv file '{path}'"
     written = column  # the cells as the file has them, for messages
     point = None  # a number written with a decimal point among decimal commas
