@@ -50,8 +50,9 @@ def main(argv):
 
     from gdlab import checkpoint, losses, train
 
-    try:
-        state = checkpoint.restore(workdir, FLAGS.epoch)
+    try:  # the newest, read with its epoch (a run saving beside may replace it meanwhile)
+        epoch, state = (checkpoint.latest(workdir) if FLAGS.epoch is None
+                        else (FLAGS.epoch, checkpoint.restore(workdir, FLAGS.epoch)))
     except FileNotFoundError as e:
         raise _cli.UsageError(str(e)) from None
     except checkpoint.CheckpointError as e:
@@ -62,7 +63,6 @@ def main(argv):
         raise _cli.UsageError(f"{workdir}: {e}") from None
     evaluate = jax.jit(train.make_evaluate(model, losses.get(loss_name),
                                            target_scale=_builders.target_scale(ds)))
-    epoch = FLAGS.epoch if FLAGS.epoch is not None else checkpoint.latest_epoch(workdir)
     print(f"{workdir}: {model.name}, checkpoint of epoch {epoch} (step {int(state.step)})")
     for split, (x, y) in (("train", (ds.x_train, ds.y_train)), ("test", (ds.x_test, ds.y_test))):
         metrics = evaluate(state.params, state.model_state, x, y)

@@ -172,9 +172,13 @@ def main(argv):
         "first_diverged_over_theoretical": (first_bad / bound if bound and first_bad else None),
         "theory": (None if bound is None else
                    f"{name} with λmax of the linear model's MSE Hessian (2/N)·AᵀA, A = [X 1]: "
-                   f"the exact stability bound of full-batch {FLAGS.optimizer}" + (
-                       "" if exact else "; only a guide here, since this run is not full-batch "
-                       "gd, momentum or nesterov at a constant rate without weight decay")),
+                   + (f"the exact stability bound of full-batch {FLAGS.optimizer}"
+                      if factor is not None else
+                      f"plain gd's exact stability bound, drawn for reference: "
+                      f"{FLAGS.optimizer} adapts its steps and has no fixed bound")
+                   + ("" if exact or factor is None else
+                      "; only a guide here, since this run is not full-batch at a constant "
+                      "rate without weight decay")),
         "picked": {role: lrs[k] for role, k in picks.items()},
         "curves": {"epoch": list(range(FLAGS.epochs + 1)),
                    "train_loss": [[_number(v) for v in row] for row in curves]},
@@ -185,7 +189,7 @@ def main(argv):
     sweep_plots.plot_lr_sweep(
         lrs, final, judged.verdicts, curves, picks, os.path.join(workdir, "sweep.png"),
         title=f"{model.name} on {ds.name}: {FLAGS.descent} {FLAGS.optimizer}, {FLAGS.epochs} epochs",
-        initial_loss=initial_loss, theoretical_max_lr=bound)
+        initial_loss=initial_loss, theoretical_max_lr=bound, bound_name=name)
 
     counts = ", ".join(f"{n} {v}" for v, n in summary["counts"].items())
     say(f"\n{len(lrs)} learning rates x {FLAGS.epochs} epochs in {seconds:.1f} s "
@@ -197,8 +201,9 @@ def main(argv):
     if bound is not None:
         ratio = "" if first_bad is None else f"; first diverged / bound = {first_bad / bound:.4g}"
         say(f"stability bound {name} = {bound:.4g}{ratio}"
-              + ("" if exact else " (exact only for --descent=batch and --optimizer=gd, momentum "
-                             "or nesterov at a constant rate and no --weight_decay)"))
+              + ("" if exact else f" (plain gd's, for reference: {FLAGS.optimizer} has none)"
+                 if factor is None else " (exact only for --descent=batch at a constant rate "
+                                        "and no --weight_decay)"))
     say(f"outputs in {os.path.abspath(workdir)}: config.json, sweep.json, sweep.png")
     return 0
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+import logging as std_logging
 import os
 from typing import Any
 
@@ -107,7 +108,10 @@ def _manager(workdir, *, keep: int | None = None, write: bool = False):
 
     from absl import logging as absl_logging
 
-    verbosity = absl_logging.get_verbosity()
+    # absl's verbosity flag, and the levels it sets on the absl and root loggers (a
+    # program's own logging.basicConfig level, not only the flag, comes back afterwards)
+    loggers = [std_logging.getLogger("absl"), std_logging.getLogger()]
+    verbosity, levels = absl_logging.get_verbosity(), [lg.level for lg in loggers]
     absl_logging.set_verbosity(absl_logging.ERROR if write else absl_logging.FATAL)
     try:
         extra = {}
@@ -126,6 +130,8 @@ def _manager(workdir, *, keep: int | None = None, write: bool = False):
             yield manager
     finally:
         absl_logging.set_verbosity(verbosity)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 # --- the tree structure, as JSON ------------------------------------------------------
@@ -263,15 +269,33 @@ def read_meta(workdir, epoch: int | None = None) -> dict:
     return record
 
 
+def latest(workdir, attempts: int = 3) -> tuple[int, Any]:
+    """``(epoch, state)`` of the newest checkpoint, read together. A run saving beside the
+    reader (``evaluate`` on a run in progress) may remove or replace the newest one while it
+    is read: then the new newest is read, up to ``attempts`` times in all, instead of a
+    checkpoint being replaced taken for a damaged one (or mislabelled)."""
+    for attempt in range(attempts):
+        epoch = _epoch_or_latest(workdir, None)
+        try:
+            return epoch, restore(workdir, epoch)
+        except (CheckpointError, FileNotFoundError):
+            if attempt + 1 == attempts or latest_epoch(workdir) == epoch:
+                raise  # not replaced meanwhile: it is the checkpoint itself
+    raise AssertionError("unreachable")
+
+
 def restore(workdir, epoch: int | None = None):
-    """The ``TrainState`` saved at ``epoch`` (the latest by default), on this process's
-    first device, whichever devices (one, a mesh, several processes) the saving run used.
+    """The ``TrainState`` saved at ``epoch`` (the latest by default: ``latest``), on this
+    process's first device, whichever devices (one, a mesh, several processes) the saving
+    run used.
 
     Raises ``FileNotFoundError`` when there is no checkpoint, ``CheckpointError`` when it
     cannot be read (a damaged or truncated file).
     """
     import orbax.checkpoint as ocp
 
+    if epoch is None:
+        return latest(workdir)[1]
     epoch = _epoch_or_latest(workdir, epoch)
     record = read_meta(workdir, epoch)
     with _reading(workdir, epoch):  # a damaged array file, a structure it cannot rebuild

@@ -99,6 +99,28 @@ def test_nesterov_meets_its_own_bound(tmp_path):
     assert "stability bound 2(1+β)/((1+2β)λmax) = " in proc.stdout
 
 
+def test_an_adaptive_optimizer_gets_plain_gds_bound_for_reference(tmp_path, monkeypatch):
+    proc = run_sweep("--optimizer=adam", "--lrs=0.01,0.1", "--epochs=3", f"--workdir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    sweep = json.loads((tmp_path / "sweep.json").read_text())
+    assert "plain gd's exact stability bound, drawn for reference: adam adapts" in sweep["theory"]
+    assert "the exact stability bound of full-batch adam" not in sweep["theory"]
+    assert "(plain gd's, for reference: adam has none)" in proc.stdout
+    # the figure's dashed line carries the bound's own name
+    import matplotlib.axes
+
+    from gdlab.plots import sweep as sweep_plots
+
+    labels = []
+    monkeypatch.setattr(matplotlib.axes.Axes, "axvline",
+                        lambda self, x, **kw: labels.append(kw.get("label")))
+    sweep_plots.plot_lr_sweep([0.1, 1.0], [0.5, 0.1], ["too slow", "converged"],
+                              np.ones((2, 3)), {"good": 1}, tmp_path / "s.png", title="t",
+                              initial_loss=1.0, theoretical_max_lr=0.9,
+                              bound_name="2(1+β)/λmax")
+    assert labels == ["2(1+β)/λmax = 0.9"]
+
+
 def test_weight_decay_and_schedule_reach_every_rate(acceptance, tmp_path):
     # The same rate as one of the acceptance grid's, with a strong L2 decay and a cosine
     # schedule: the optimizer flags are the train command's, and they change the descent.

@@ -384,6 +384,48 @@ def test_checkpoint_keeps_the_newest_and_refuses_diverged_states(tmp_path, key):
         checkpoint.restore(tmp_path / "empty")
 
 
+def test_latest_reads_the_new_newest_when_a_saving_run_replaces_it(tmp_path, key, monkeypatch):
+    """A reader beside a saving run (keep=1): the newest checkpoint it chose is replaced
+    while it reads. It reads the new one, with that one's epoch, instead of calling the
+    replaced one damaged; a checkpoint that stays newest and fails is raised as it is."""
+    _, state, _ = _small_state(key)
+    later = state.replace(step=state.step + 7)
+    checkpoint.save(tmp_path, state, epoch=2, keep=1)
+    own, calls = checkpoint.restore, []
+
+    def restore_while_saving(workdir, epoch=None):
+        calls.append(epoch)
+        if len(calls) == 1:  # the writer saves epoch 3 and removes epoch 2 meanwhile
+            checkpoint.save(tmp_path, later, epoch=3, keep=1)
+        return own(workdir, epoch)
+
+    monkeypatch.setattr(checkpoint, "restore", restore_while_saving)
+    epoch, restored = checkpoint.latest(tmp_path)
+    assert (epoch, int(restored.step)) == (3, int(later.step)) and calls == [2, 3]
+    monkeypatch.setattr(checkpoint, "restore", own)
+    _damage(tmp_path)  # damaged where it stays the newest: the error, at once
+    with pytest.raises(checkpoint.CheckpointError, match="checkpoints/3 cannot be read"):
+        checkpoint.latest(tmp_path)
+
+
+def test_checkpoint_reads_leave_the_programs_logging_levels_as_they_were(tmp_path, key):
+    import logging
+
+    _, state, _ = _small_state(key)
+    checkpoint.save(tmp_path, state, epoch=1)
+    loggers = [logging.getLogger("absl"), logging.getLogger()]
+    saved = [lg.level for lg in loggers]
+    try:
+        for lg, level in zip(loggers, (logging.NOTSET, logging.INFO)):
+            lg.setLevel(level)  # a program's own configuration
+        checkpoint.restore(tmp_path)
+        checkpoint.save(tmp_path, state, epoch=2)
+        assert [lg.level for lg in loggers] == [logging.NOTSET, logging.INFO]
+    finally:
+        for lg, level in zip(loggers, saved):
+            lg.setLevel(level)
+
+
 def test_fit_resumed_from_a_checkpoint_equals_one_fit(tmp_path, key):
     """The library path of exact resume: fit 2 epochs, save, restore, fit 2 more."""
     ds = data.load("digits")

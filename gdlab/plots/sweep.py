@@ -29,6 +29,7 @@ def plot_lr_sweep(
     title: str,
     initial_loss: float,
     theoretical_max_lr: float | None = None,
+    bound_name: str = "2/λmax",
 ) -> None:
     """Write the two-panel sweep figure to ``path``.
 
@@ -37,7 +38,9 @@ def plot_lr_sweep(
       curves: (K, epochs + 1) train loss from epoch 0 (the initial loss); NaN once diverged.
       picks: role ("too small", "good", "too large") -> index of the run to draw on the right.
       initial_loss: J₀, drawn as a horizontal line on the left.
-      theoretical_max_lr: 2/λmax, drawn as a vertical line when given.
+      theoretical_max_lr: the stability bound, drawn as a vertical line when given, and
+        ``bound_name`` its name in the legend (2/λmax for plain gd, 2(1+β)/λmax for heavy
+        ball: ``gdlab.theory.BOUND_NAMES``).
     """
     lrs = np.asarray(learning_rates, np.float64)
     final = np.asarray(final_losses, np.float64)
@@ -62,7 +65,7 @@ def plot_lr_sweep(
     left.axhline(initial_loss, color="0.4", ls=":", lw=1, label=f"initial loss J₀ = {initial_loss:.3g}")
     if theoretical_max_lr is not None:
         left.axvline(theoretical_max_lr, color="k", ls="--", lw=1,
-                     label=f"2/λmax = {theoretical_max_lr:.4g}")
+                     label=f"{bound_name} = {theoretical_max_lr:.4g}")
     decorate(left, xlabel="learning rate α", ylabel="final train loss J(θ)",
           title="final loss against learning rate", xlog=True, ylog=True)
 
