@@ -307,8 +307,8 @@ def check_optimizer_flags() -> None:
 def check_memory(model, optimizer, ds: data.Dataset, batch_size: int, configs: int = 1, *,
                  basis_vectors: int = 0) -> None:
     """One sentence (exit 2) when the run would not fit in the device's memory;
-    ``basis_vectors``: parameter-sized vectors kept besides (a Lanczos basis, at most one
-    per parameter)."""
+    ``basis_vectors``: a Lanczos basis of that many parameter-sized vectors kept besides (at
+    most one per parameter), with its small m × m eigenproblems."""
     import jax
 
     from gdlab import train
@@ -317,18 +317,19 @@ def check_memory(model, optimizer, ds: data.Dataset, batch_size: int, configs: i
     need = train.estimate_memory(model, optimizer, ds.input_shape, batch_size=batch_size,
                                  input_dtype=ds.x_train.dtype, data_bytes=data_bytes,
                                  configs=configs)
-    if basis_vectors:
+    if basis_vectors:  # the m vectors, and m × m Ritz problems (T, its eigenvectors, eigh's)
         _, params, _ = train.init_shapes(model, tuple(ds.input_shape))
         sizes = [(leaf.size, leaf.dtype.itemsize) for leaf in jax.tree.leaves(params)]
-        count = sum(n for n, _ in sizes)
-        need += min(basis_vectors, count) * sum(n * b for n, b in sizes)
+        m = min(basis_vectors, sum(n for n, _ in sizes))
+        need += m * sum(n * b for n, b in sizes) + 4 * m * m * max(b for _, b in sizes)
     have = train.device_memory()
     if have is not None and need > have:
         what = f"{configs} configurations of {model.name}" if configs > 1 else model.name
         raise _cli.UsageError(f"{what} with batches of {batch_size} needs about "
                               f"{need / 2**30:.1f} GiB, more than the {have / 2**30:.1f} GiB of "
                               f"the {jax.default_backend()} device; use a smaller model, batch "
-                              "or sweep")
+                              + ("or --max_iters (the Lanczos basis)" if basis_vectors
+                                 else "or sweep"))
 
 
 def learning_rate(lr, total_steps: int):

@@ -134,6 +134,13 @@ def _unit(v: Array) -> Array:
     return v / jnp.linalg.norm(v)
 
 
+def _check_tol(tol) -> None:
+    """A ValueError unless ``tol``, a fraction of the eigenvalue, lies in (0, 1): from 1 on,
+    any Rayleigh quotient would pass for converged."""
+    if not 0 < tol < 1:
+        raise ValueError(f"tol must be in (0, 1), a fraction of the eigenvalue, got {tol}")
+
+
 def power_iteration(matvec: MatVec, v0: Array, *, tol: float = 1e-3, max_iters: int = 100,
                     shift: float | Array = 0.0) -> Eigen:
     """The eigenvalue of largest magnitude of a symmetric H, from products alone; jittable.
@@ -153,6 +160,7 @@ def power_iteration(matvec: MatVec, v0: Array, *, tol: float = 1e-3, max_iters: 
     """
     if max_iters < 1:
         raise ValueError(f"power_iteration needs max_iters >= 1, got {max_iters}")
+    _check_tol(tol)
     v = _unit(v0)
     nan = jnp.array(jnp.nan, v.dtype)
 
@@ -228,6 +236,7 @@ def lanczos(matvec: MatVec, v0: Array, *, k: int = 1, tol: float = 1e-6,
     product taken in the parameters' dtype: reorthogonalising in bfloat16 would lose the
     basis, and there is no bfloat16 eigensolver.
     """
+    _check_tol(tol)
     n = v0.shape[0]
     m = min(int(max_iters), n)
     if not 1 <= k <= m:
@@ -321,8 +330,7 @@ def make_sharpness(model: Layer, loss: Loss, *, method: str = "power", k: int = 
     """
     if method not in METHODS:
         raise ValueError(f"unknown eigenvalue method {method!r}; choose one of: {', '.join(METHODS)}")
-    if not 0 < tol < 1:
-        raise ValueError(f"tol must be in (0, 1), a fraction of the eigenvalue, got {tol}")
+    _check_tol(tol)  # now, not at the first call
 
     def sharpness(params, state, x, y, v0, weights=None, key=None):
         matvec, unravel = linearized_hvp(model, loss, params, state, x, y, weights, key=key,

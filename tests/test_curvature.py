@@ -285,6 +285,9 @@ def test_lanczos_sees_a_repeated_eigenvalue_once_and_runs_bfloat16_in_float32():
     np.testing.assert_allclose(np.asarray(out.values, np.float64), values[::-1][:2], rtol=2e-2)
     with pytest.raises(ValueError, match=r"tol must be in \(0, 1\)"):
         curvature.make_sharpness(models.mlp([3], "tanh"), losses.get("xent"), tol=5.0)
+    for solver in (curvature.power_iteration, curvature.top_eigenvalue, curvature.lanczos):
+        with pytest.raises(ValueError, match=r"tol must be in \(0, 1\)"):  # 5 passed anything
+            solver(lambda u: jnp.asarray(a) @ u, jnp.ones(6), tol=5.0)
 
 
 def test_top_eigenvalue_is_the_largest_not_the_largest_in_magnitude():

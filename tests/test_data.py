@@ -1070,6 +1070,16 @@ def test_csv_decimal_commas_with_point_grouping_and_mixed_conventions(tmp_path):
             data.load_csv(path, "y")
 
 
+def test_csv_a_name_with_a_comma_is_quoted_in_messages(tmp_path):
+    path = _write(tmp_path, 'id,"Weight, kg",y\n' + "".join(
+        f"{i},{i * 2},{i % 2}\n" for i in range(10)), "names.csv")
+    with pytest.raises(DataError, match=re.escape(
+            "column 'Weight' to drop not found; columns are: id, 'Weight, kg', y; quote a name "
+            "that holds a comma, in a shell inside single quotes: --drop_columns='\"Weight, kg\"'")):
+        data.load_csv(path, "y", drop=("Weight",))
+    assert data.load_csv(path, "y", drop=("Weight, kg",)).feature_names == ("id",)
+
+
 def test_csv_point_grouped_whole_numbers_follow_the_files_decimal_commas(tmp_path):
     # 1.250 is 1250 in a ';'-separated file whose numbers elsewhere use decimal commas (said in
     # a warning), and 1.25 where the file writes its decimals with points

@@ -89,10 +89,10 @@ def test_bad_flag_exits_2_with_one_sentence(tmp_path):
     assert_bad_input(proc, "--sharpness_every")
     assert "--steps=4000" in proc.stderr
     assert not (tmp_path / "out").exists()  # nothing written
-    # a Lanczos basis of 10⁹ vectors is counted (at most one per parameter: 10⁸ here,
-    # 400 GB), not left to run out of memory
-    proc = _run("--hidden=10000,10000", "--max_iters=1000000000", f"--workdir={tmp_path / 'out'}")
-    assert_bad_input(proc, "needs about")
+    # a Lanczos basis of 10⁵ vectors of 4.2·10⁶ parameters (1.7 TB) is counted, with its
+    # 10⁵ × 10⁵ Ritz problems, not left to run out of memory
+    proc = _run("--hidden=2000,2000", "--max_iters=100000", f"--workdir={tmp_path / 'out'}")
+    assert_bad_input(proc, "or --max_iters (the Lanczos basis)")
     assert not (tmp_path / "out").exists()
 
 

@@ -199,6 +199,11 @@ def _without_unnamed(where, header, data):
     return [header[i] for i in keep], data, notes
 
 
+def _names(header) -> str:
+    """The column names for a message, a name holding a comma in quotes: a, 'Name, full', y."""
+    return ", ".join(f"'{h}'" if "," in h else h for h in header)
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -390,17 +395,20 @@ def load_csv(
         matrix = None
     if not target:
         raise DataError(f"csv: the target column name is required for {where}; "
-                        f"columns are: {', '.join(header)}")
+                        f"columns are: {_names(header)}")
     if target not in header:
         raise DataError(f"{where}: target column '{target}' not found; "
-                        f"columns are: {', '.join(header)}")
+                        f"columns are: {_names(header)}")
     drop = tuple(drop)
     for name in drop:
         if name == target:
             raise DataError(f"{where}: cannot drop the target column '{target}'")
         if name not in header:
             raise DataError(f"{where}: column '{name}' to drop not found; "
-                            f"columns are: {', '.join(header)}")
+                            f"columns are: {_names(header)}" + "".join(
+                                f"; quote a name that holds a comma, in a shell inside single "
+                                f"quotes: --drop_columns='\"{h}\"'"
+                                for h in [h for h in header if "," in h][:1]))
     if len(set(header) - set(drop)) < 2:
         raise DataError(f"{where} has no feature columns besides the target '{target}'"
                         + (" once the dropped ones are left out" if drop else ""))
