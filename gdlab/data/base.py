@@ -329,8 +329,6 @@ def from_split(
     regression; it becomes ``(N, 1)``. Extreme features and floored scales are reported
     as ``DataWarning``s, and listed in ``info["warnings"]``.
     """
-    import warnings
-
     mode = {True: "per_feature", False: "none"}.get(standardize, standardize)
     if mode not in SCALINGS:
         raise DataError(f"data set {name!r}: unknown scaling {standardize!r}; choose one of: "
@@ -402,10 +400,8 @@ def from_split(
             notes.append(f"{name}: {count} test examples belong to {unseen.size} classes that no "
                          f"training example has ({', '.join(_label(v, info) for v in unseen[:5])}"
                          f"{', …' if unseen.size > 5 else ''}); the model cannot learn them")
-    if notes:
-        info["warnings"] = (*info.get("warnings", ()), *notes)  # after the loader's own
-        for text in notes:
-            warnings.warn(DataWarning(text), stacklevel=2)
+    for text in notes:  # after the loader's own
+        note(info, text)
     if task == "regression":
         y_train = np.asarray(y_train, np.float64)
         y_test = np.asarray(y_test, np.float64)
