@@ -190,11 +190,8 @@ def _without_unnamed(where, header, data):
                             f"the header row")
     if not leave:
         return header, data, notes
-    width = len(header)
-    for n, row in data:  # said now, of the file's own columns (left out, a short row may fit)
-        if len(row) != width:
-            raise DataError(f"{where}, row {n}: expected {width} columns, found {len(row)}")
-    keep = [i for i in range(width) if i not in leave]
+    _check_widths(where, len(header), data)  # now, of the file's own columns: one left out,
+    keep = [i for i in range(len(header)) if i not in leave]  # a short row could fit
     data = [(n, [row[i] for i in keep]) for n, row in data]
     return [header[i] for i in keep], data, notes
 
@@ -215,12 +212,16 @@ def _is_number(text: str) -> bool:
 def _columns(path: str, header: list[str], data: list) -> list[np.ndarray]:
     """Each column's ``(N,)`` cells as strings (one array per column: a long text cell
     widens only its own); a DataError for the first ragged row."""
-    where = f"csv file '{path}'"
-    for row_number, row in data:
-        if len(row) != len(header):
-            raise DataError(f"{where}, row {row_number}: expected {len(header)} columns, "
-                            f"found {len(row)}")
+    _check_widths(f"csv file '{path}'", len(header), data)
     return [np.array(cells, dtype=str) for cells in zip(*(row for _, row in data))]
+
+
+def _check_widths(where: str, width: int, data: list) -> None:
+    """A DataError for the first data row that has not ``width`` cells."""
+    for row_number, row in data:
+        if len(row) != width:
+            raise DataError(f"{where}, row {row_number}: expected {width} columns, found "
+                            f"{len(row)}")
 
 
 def _is_missing(text: str) -> bool:
