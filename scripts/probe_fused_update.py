@@ -51,6 +51,8 @@ flags.DEFINE_integer("size", 4096, "Width of the layer on a GPU (W is size × si
 flags.DEFINE_integer("batch", 1024, "Batch size B on a GPU (the gemm's reduction); a multiple of "
                      "64.", lower_bound=64)
 flags.DEFINE_integer("repeats", 30, "Timed runs per variant.", lower_bound=1)
+flags.DEFINE_list("variants", [], "Run only the variants whose names begin with one of these "
+                  "(all when empty); 'xla' and 'xla gemm', the references, always run.")
 FLAGS = flags.FLAGS
 
 BETA, LR = 0.9, 1e-3
@@ -133,7 +135,8 @@ def make_pallas(config, *, raw, epilogue, interpret=False):
 MGPU_CONFIGS = [  # (tile_m, tile_n per warpgroup, tile_k, pipeline stages)
     (128, 128, 32, 3), (128, 64, 32, 4), (128, 128, 32, 2), (128, 64, 64, 2),
 ]
-MGPU_PREFETCH_CONFIGS = [(128, 64, 32, 3), (128, 64, 32, 2)]  # W and v tiles take the rest
+MGPU_PREFETCH_CONFIGS = [  # W and v tiles take the shared memory the pipeline leaves
+    (128, 64, 32, 3), (128, 64, 32, 2), (128, 32, 32, 4), (128, 64, 16, 4), (128, 32, 64, 2)]
 
 
 def mgpu_variants():
@@ -258,6 +261,9 @@ def main(argv):
             row["error"] = f"{type(e).__name__}: {str(e)[:600]}"
         out["variants"][name] = row
         print(f"{name:40s} {json.dumps(row)}", flush=True)
+    if FLAGS.variants:
+        variants = {name: v for name, v in variants.items() if name in ("xla", "xla gemm")
+                    or any(name.startswith(prefix) for prefix in FLAGS.variants)}
     if on_gpu:
         variants["xla again"] = variants["xla"]   # drift over the run
     for name, (fn, kind) in variants.items():

@@ -19,7 +19,9 @@ with each one's share of the matmul peak, and each gemm shape of the step on its
 counts the kernels XLA compiled for each epoch (fusions, library gemms, copies) and writes
 their optimised HLO to ``--out``. At tiny it also times ``make_epoch(unroll=…)`` against a
 Python loop, and the bench's CNN and transformer epochs at the same unroll factors
-(``--unroll_models``). Timings: compile apart, warm-up, ``block_until_ready``, medians, variants
+(``--unroll_models``); for those models it also compares the manual epoch with the jax.grad
+one (each at its default unroll): times, kernel counts and optimised HLO
+(``hlo-model-<model>-<manual|autodiff>.txt``). Timings: compile apart, warm-up, ``block_until_ready``, medians, variants
 alternated in one process.
 """
 
@@ -305,6 +307,33 @@ def unroll_models(key):
     return out
 
 
+def model_grads(key, out_dir):
+    """For each ``--unroll_models`` model: the manual and the jax.grad epoch as the bench runs
+    them (timed alternately), with the kernels XLA compiled for each, and their optimised HLO
+    written to ``out_dir``: where a model's manual step spends more than jax.grad's."""
+    out = {}
+    for name in FLAGS.unroll_models:
+        build, x, y, batch, k_init = bench.model_case(name, key)
+        runners = {g: bench.Runner(build(), x, y, batch, g, k_init) for g in ("manual", "autodiff")}
+        times = bench.alternate(runners, 3 * FLAGS.repeats)
+        row = {}
+        for g, runner in runners.items():
+            census, text = kernel_census(runner.epoch)
+            row[g] = {"step_s": times[g] / runner.steps, "kernels": census,
+                      "kernel_total": sum(census.values())}
+            if out_dir:
+                with open(os.path.join(out_dir, f"hlo-model-{name}-{g}.txt"), "w") as f:
+                    f.write(text)
+        row["ratio_manual_over_autodiff"] = times["manual"] / times["autodiff"]
+        out[name] = row
+        print(f"  {name:17s} manual {row['manual']['step_s'] * 1e6:8.1f} µs/step "
+              f"({row['manual']['kernel_total']} kernels), jax.grad "
+              f"{row['autodiff']['step_s'] * 1e6:8.1f} µs/step "
+              f"({row['autodiff']['kernel_total']} kernels): ratio "
+              f"{row['ratio_manual_over_autodiff']:.3f}", flush=True)
+    return out
+
+
 def main(argv):
     del argv
     import jax
@@ -340,6 +369,8 @@ def main(argv):
         results["unroll"] = unroll_vs_loop(key)
     if FLAGS.unroll_models and FLAGS.unrolls:
         results["unroll_models"] = unroll_models(key)
+    if FLAGS.unroll_models:
+        results["models"] = model_grads(key, out_dir)
     if out_dir:
         with open(os.path.join(out_dir, "profile.json"), "w") as f:
             json.dump(results, f, indent=1, default=str)

@@ -124,6 +124,13 @@ def test_profile_step_times_every_piece_and_writes_the_hlo(tmp_path):
     (cnn,) = report["unroll_models"].values()  # the CNN's epoch at each unroll factor
     assert set(report["unroll_models"]) == {"cnn_digits"} and set(cnn) == {"1", "2"}
     assert all(row["step_s"] > 0 and row["compile_s"] > 0 for row in cnn.values())
+    grads = report["models"]["cnn_digits"]  # its manual epoch against its jax.grad one
+    assert set(report["models"]) == {"cnn_digits"}
+    assert abs(grads["ratio_manual_over_autodiff"]
+               - grads["manual"]["step_s"] / grads["autodiff"]["step_s"]) < 1e-12
+    for g in ("manual", "autodiff"):
+        assert grads[g]["kernel_total"] == sum(grads[g]["kernels"].values()) > 0
+        assert (out / f"hlo-model-cnn_digits-{g}.txt").read_text().startswith("HloModule")
 
 
 def test_profile_step_bad_flags_exit_2(tmp_path):
