@@ -15,9 +15,12 @@
 #                    the CPU), in 14 workers, for what time is left of BUDGET seconds; cut
 #                    short, it is interrupted (SIGINT) so that it still names its failures
 # tensorboardX, which that machine lacks, comes from .venv when it is carried there.
+# PARTS (third argument, default all: "bench profile train probe pytest") picks the parts.
 set -uo pipefail
 OUT="${1:-gpu-out}"
 BUDGET="${2:-340}"
+PARTS=" ${3:-bench profile train probe pytest} "
+want() { [[ "$PARTS" == *" $1 "* ]]; }
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 cd "$(dirname "$0")/.."
@@ -33,19 +36,28 @@ if [ -d .venv/lib/python3.11/site-packages/tensorboardX ]; then  # carried: not 
     mkdir -p /tmp/gdlab-extra && cp -r .venv/lib/python3.11/site-packages/tensorboardX /tmp/gdlab-extra/
     export PYTHONPATH="$PYTHONPATH:/tmp/gdlab-extra"
 fi
-timeout 300 python scripts/bench.py --torch_compile=false --json_out="$OUT/bench.json" > "$OUT/bench.log" 2>&1
-log bench $?
-timeout 170 python scripts/profile_step.py --sizes=tiny,small,large --unrolls=1,4,8 --out=/tmp/gdlab-profile \
-    > "$OUT/profile.log" 2>&1
-log profile $?
-tar czf "$OUT/profile.tgz" -C /tmp gdlab-profile
-timeout 40 python -m experiments.train --overwrite --workdir=/tmp/gdlab-train > "$OUT/train.log" 2>&1 \
-    && cp /tmp/gdlab-train/summary.json "$OUT/train.json"
-log train $?
-timeout 100 python scripts/probe_fused_update.py --json_out="$OUT/fused.json" > "$OUT/fused.log" 2>&1
-log probe $?
+if want bench; then
+    timeout 300 python scripts/bench.py --torch_compile=false --json_out="$OUT/bench.json" \
+        > "$OUT/bench.log" 2>&1
+    log bench $?
+fi
+if want profile; then
+    timeout 170 python scripts/profile_step.py --sizes=tiny,small,large --unrolls=1,4,8 \
+        --out=/tmp/gdlab-profile > "$OUT/profile.log" 2>&1
+    log profile $?
+    tar czf "$OUT/profile.tgz" -C /tmp gdlab-profile
+fi
+if want train; then
+    timeout 40 python -m experiments.train --overwrite --workdir=/tmp/gdlab-train > "$OUT/train.log" 2>&1 \
+        && cp /tmp/gdlab-train/summary.json "$OUT/train.json"
+    log train $?
+fi
+if want probe; then
+    timeout 100 python scripts/probe_fused_update.py --json_out="$OUT/fused.json" > "$OUT/fused.log" 2>&1
+    log probe $?
+fi
 left=$((BUDGET - (SECONDS - start)))
-if [ "$left" -gt 30 ]; then
+if want pytest && [ "$left" -gt 30 ]; then
     timeout -s INT -k 30 "$left" python -m pytest -q -rf -n 14 -p no:benchmark \
         -p no:cacheprovider tests > "$OUT/pytest.log" 2>&1
     log pytest $?
