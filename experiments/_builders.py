@@ -263,7 +263,9 @@ def build_model(ds: data.Dataset, loss: str):
 def minibatch_size(ds: data.Dataset) -> int:
     """``--batch_size`` for this training set. Given on the command line it must fit the
     set (else one sentence); left at its default, a set smaller than the default trains
-    in full batches of all its examples, with a warning that says so."""
+    in full batches of all its examples, with a warning that says so, and the flag takes
+    that size: ``config.json`` and ``flags.txt`` record the batch the run used, so
+    ``--flagfile=flags.txt`` replays it."""
     size = FLAGS.batch_size
     if FLAGS["batch_size"].using_default_value and size > ds.n_train >= 1:
         import sys
@@ -271,6 +273,7 @@ def minibatch_size(ds: data.Dataset) -> int:
         sys.stderr.write(f"warning: {ds.name} has {ds.n_train} training examples, fewer than "
                          f"the default --batch_size={size}; each batch holds all "
                          f"{ds.n_train}\n")
+        FLAGS.batch_size = ds.n_train
         return ds.n_train
     if not 1 <= size <= ds.n_train:
         raise _cli.UsageError(f"--batch_size must be between 1 and {ds.n_train} (the training set "

@@ -398,7 +398,8 @@ def _prepare_workdir(path: str, *, resume: bool = False, check=None):
     overwrite = bool(FLAGS["overwrite"].value)
     if resume and overwrite:
         raise UsageError("--resume and --overwrite contradict each other: give one")
-    workdir, lock = open_workdir(path, resume=resume, overwrite=overwrite)
+    workdir, lock = open_workdir(path, resume=resume, overwrite=overwrite,
+                                 resumable="resume" in FLAGS)
     config = config_dict()
     config["workdir"] = workdir
     for name in DATA_PATHS:  # absolute: evaluate and --flagfile=flags.txt work from anywhere

@@ -5,6 +5,9 @@ r"""Reload a training run from its workdir and evaluate its latest checkpoint.
 Rebuilds the data set and model from the run's config.json, restores the
 checkpoint's TrainState and prints the train and test metrics in evaluation
 mode. For a finished run they equal those in its summary.json. Writes nothing.
+It takes only --workdir and --epoch: the data and model flags it defines are
+the run's, read from config.json, so one given on the command line is refused
+rather than silently replaced.
 """
 
 from __future__ import annotations
@@ -27,8 +30,20 @@ flags.adopt_module_key_flags(_cli)
 FLAGS = flags.FLAGS
 
 
+OWN_FLAGS = ("workdir", "epoch")
+"""The flags a user gives evaluate; every other flag of this program comes from the run."""
+
+
 def main(argv):
     del argv
+    given = sorted(name for name in _cli.config_dict()
+                   if name not in OWN_FLAGS and FLAGS[name].present)
+    if given:
+        raise _cli.UsageError(
+            f"evaluate takes only --workdir and --epoch: the data, model and training flags "
+            f"are the run's own, read from its config.json, so "
+            f"{', '.join('--' + n for n in given)} would be ignored; to use other data or "
+            f"another model, train a run with them")
     if not FLAGS.workdir:
         raise _cli.UsageError("--workdir must name the folder of a training run")
     workdir = _cli.expand("workdir", FLAGS.workdir)

@@ -64,12 +64,14 @@ class Lock:
 
 
 def open_workdir(path: str | os.PathLike, *, resume: bool = False,
-                 overwrite: bool = False) -> tuple[str, Lock]:
+                 overwrite: bool = False, resumable: bool = True) -> tuple[str, Lock]:
     """``(path, lock)`` for a run writing into ``path``.
 
     A new or empty folder is fine. A folder holding files is refused unless
     ``resume`` (the caller continues the run there) or ``overwrite`` (its
-    contents are deleted, after the lock is taken). Raises ``WorkdirError``.
+    contents are deleted, after the lock is taken). Raises ``WorkdirError``;
+    its sentence offers ``--resume`` only for a program that can resume
+    (``resumable``).
     """
     path = resolve(path)
     if os.path.exists(path) and not os.path.isdir(path):
@@ -85,8 +87,9 @@ def open_workdir(path: str | os.PathLike, *, resume: bool = False,
     shown = ", ".join(names[:4]) + (", …" if len(names) > 4 else "")
     if names and not (resume or overwrite):
         lock.release()
-        raise WorkdirError(f"{path} already holds a run ({shown}); pass --resume to continue "
-                           "it or --overwrite to replace it")
+        choices = ("pass --resume to continue it or --overwrite to replace it" if resumable
+                   else "pass --overwrite to replace it or choose another --workdir")
+        raise WorkdirError(f"{path} already holds a run ({shown}); {choices}")
     if names and overwrite and not resume:
         if not set(RUN_MARKS) <= set(names):  # --overwrite must not empty a source tree
             lock.release()

@@ -206,6 +206,18 @@ def test_a_table_smaller_than_the_default_batch_trains_in_full_batches(tmp_path)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text()
             .splitlines()]
     assert [row["step"] for row in rows] == [0, 1, 2, 3]  # one full-batch step an epoch
+    # the run records the batch it used, so its flags.txt replays it, and resumes
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["batch_size"] == 16
+    assert "--batch_size=16\n" in (tmp_path / "run" / "flags.txt").read_text()
+    r = run(f"--flagfile={tmp_path / 'run' / 'flags.txt'}", f"--workdir={tmp_path / 'replay'}")
+    assert r.returncode == 0, r.stderr
+    replayed = [json.loads(line) for line in (tmp_path / "replay" / "metrics.jsonl").read_text()
+                .splitlines()]
+    assert [row["train_loss"] for row in replayed] == [row["train_loss"] for row in rows]
+    r = run("--dataset=csv", f"--csv_path={table}", "--target=y", "--epochs=4", "--resume",
+            f"--workdir={tmp_path / 'run'}")
+    error = r.stderr.splitlines()[-1]  # after the batch warning: only the flag that differs
+    assert r.returncode == 2 and "trained with --epochs=3, not --epochs=4; resume" in error, error
     # a batch size asked for must fit
     r = run("--dataset=csv", f"--csv_path={table}", "--target=y", "--batch_size=32",
             f"--workdir={tmp_path / 'asked'}")

@@ -161,3 +161,17 @@ def test_a_resumed_runs_tensorboard_purges_what_the_stopped_run_logged_after(tmp
     assert starts == [7]  # TensorBoard drops earlier files' events from step 7 on
     tags = {v.tag for e in events for v in e.summary.value}
     assert {"loss/train", "loss/batch_mean", "curvature/sharpness"} <= tags
+
+
+def test_a_held_workdir_is_refused_with_only_the_choices_the_program_has(tmp_path):
+    """A folder holding a run: the refusal offers --resume only to a program that can resume
+    (the experiments other than train have no such flag)."""
+    from gdlab.workdir import WorkdirError, open_workdir
+
+    _a_run(tmp_path)
+    with pytest.raises(WorkdirError, match=r"pass --resume to continue it or --overwrite"):
+        open_workdir(tmp_path)
+    with pytest.raises(WorkdirError) as refused:
+        open_workdir(tmp_path, resumable=False)
+    assert "--resume" not in str(refused.value)
+    assert "pass --overwrite to replace it or choose another --workdir" in str(refused.value)

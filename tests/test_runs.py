@@ -168,6 +168,10 @@ def test_evaluate_reloads_the_run_and_matches_its_summary(finished_run):
     assert values["accuracy"] == pytest.approx(summary["test_accuracy"], rel=1e-6)
     assert_bad_input(run_experiment("evaluate", f"--workdir={finished_run / 'nope'}"),
                      "no config.json")
+    # data or model flags would be replaced by the run's own: refused, not silently ignored
+    r = run_experiment("evaluate", f"--workdir={finished_run}", "--dataset=moons", "--hidden=5")
+    assert_bad_input(r, "evaluate takes only --workdir and --epoch")
+    assert "--dataset, --hidden would be ignored" in r.stderr
 
 
 def test_orbax_says_nothing_of_a_damaged_metadata_file_it_reads_past(finished_run, tmp_path):
