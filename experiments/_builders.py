@@ -328,11 +328,29 @@ def check_memory(model, optimizer, ds: data.Dataset, batch_size: int, configs: i
     have = train.device_memory()
     if have is not None and need > have:
         what = f"{configs} configurations of {model.name}" if configs > 1 else model.name
+        fixes = ["model", "batch"] + (["sweep"] if configs > 1 else [])
+        fixes = "use a smaller " + ", ".join(fixes[:-1]) + " or " + fixes[-1]
+        if basis_vectors:
+            fixes += " or --max_iters (the Lanczos basis)"
+        if "image_size" in FLAGS and FLAGS.dataset == "images" and ds.image_shape is not None:
+            fixes += ", or smaller images: " + _smaller_images(ds.image_shape, have / need)
         raise _cli.UsageError(f"{what} with batches of {batch_size} needs about "
                               f"{need / 2**30:.1f} GiB, more than the {have / 2**30:.1f} GiB of "
-                              f"the {jax.default_backend()} device; use a smaller model, batch "
-                              + ("or --max_iters (the Lanczos basis)" if basis_vectors
-                                 else "or sweep"))
+                              f"the {jax.default_backend()} device; {fixes}")
+
+
+def _smaller_images(shape, room: float) -> str:
+    """The ``--image_size`` hint of ``check_memory``: images of ``shape`` (H, W, C) whose run
+    needs 1/``room`` of the memory there is, halved per side until their pixels fit with
+    half the memory to spare (memory grows about with the pixels, in a dense layer's
+    weights and in the activations)."""
+    height, width, channels = shape
+    k = 1
+    while (k * 2 <= min(height, width)
+           and (1 / k) ** 2 > room / 2):
+        k *= 2
+    return (f"these are {height}×{width}×{channels}; --image_size resizes them as they are "
+            f"read, e.g. --image_size={max(height // k, 1)},{max(width // k, 1)}")
 
 
 def learning_rate(lr, total_steps: int):

@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_experiment
+from conftest import assert_bad_input, run_experiment
 
 from gdlab import data
 from gdlab.data import write_idx
@@ -125,7 +125,13 @@ def test_divergence_names_extreme_inputs_not_the_learning_rate(tmp_path):
                                             for row, t in zip(x, y)) + "\n")
     r = run_experiment("train", "--dataset=csv", f"--csv_path={path}", "--target=y",
                        "--model=linear", "--lr=100", "--epochs=3", f"--workdir={tmp_path / 'r2'}")
-    assert "lr=100.0 is likely too large" in r.stdout
+    assert "lr=100.0 is likely too large: try --lr=10" in r.stdout
+    assert "--model=cnn" not in r.stdout  # a table: no convolutions to offer
+    # an MLP on images is also pointed at the CNN, with the defaults that model brings
+    r = run_experiment("train", "--lr=100", "--epochs=1", f"--workdir={tmp_path / 'r3'}")
+    assert ("lr=100.0 is likely too large: try --lr=10, or --model=cnn for images, with its "
+            "own defaults (--optimizer=adam, --lr=0.002, --epochs=30, --schedule=cosine)"
+            ) in r.stdout, r.stdout
 
 
 def test_collapse_rule():
@@ -243,3 +249,25 @@ def test_images_as_png_folders_train_with_the_defaults(tmp_path, sparse_files):
     assert r.returncode == 2 and r.stderr.strip() == (
         "error: --dataset=images needs --data_dir, a folder with a subfolder of image files "
         "per class")
+
+
+def test_pictures_too_large_for_the_model_are_refused_with_a_size_that_fits(tmp_path):
+    """A run that would not fit in the device's memory is one sentence; for an image folder
+    it names the pictures' size and an --image_size, halving each side, that fits."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        folder = tmp_path / "big" / label
+        folder.mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (600, 800), dtype=np.uint8)).save(
+                folder / f"{i}.png")
+    r = run_experiment("train", "--dataset=images", f"--data_dir={tmp_path / 'big'}",
+                       "--hidden=100000", "--batch_size=4", f"--workdir={tmp_path / 'run'}")
+    assert_bad_input(r, "needs about")
+    assert ("use a smaller model or batch, or smaller images: these are 600×800×1; "
+            "--image_size resizes them as they are read, e.g. --image_size=") in r.stderr
+    height, width = map(int, r.stderr.split("--image_size=")[-1].strip().split(","))
+    assert (height, width) in {(600 // k, 800 // k) for k in (2, 4, 8, 16, 32, 64)}
+    assert not (tmp_path / "run" / "summary.json").exists()
