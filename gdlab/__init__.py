@@ -41,6 +41,14 @@ Everything that changes while training is one pytree, ``gdlab.train.TrainState``
 ``gdlab.parallel`` trains it on many devices and hosts.
 
 Randomness is explicit: PRNG keys are passed, split and consumed once.
+
+Records come in three kinds, each for one use: a ``NamedTuple`` for a small fixed
+record that may pass through ``jit`` as a pytree (the ``Layer``, ``Loss`` and
+``Optimizer`` bundles of functions, optimizer states, the arrays a jitted function
+returns, tables of constants); ``flax.struct.dataclass`` for the training state
+(``TrainState`` and its ``Health``), updated with ``.replace`` inside jitted steps; and a
+frozen ``dataclasses.dataclass`` for host-side results that never enter a jitted
+function (a ``Dataset``, ``fit``'s result, a gradient check's report).
 """
 
 import importlib

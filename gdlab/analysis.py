@@ -25,8 +25,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gdlab.train import DEFAULT_BLOWUP
-
 DIVERGED, TOO_SLOW, CONVERGED = "diverged", "too slow", "converged"
 VERDICTS = (CONVERGED, TOO_SLOW, DIVERGED)
 
@@ -37,8 +35,12 @@ LOSS_FLOOR = 1e-12
 """Losses below ``LOSS_FLOOR · J₀`` count as that much before taking logs."""
 
 
-def verdict_rule(fraction: float = CONVERGED_FRACTION, blowup: float = DEFAULT_BLOWUP) -> str:
-    """The rule ``lr_verdicts`` applies, as one sentence for printing and for ``sweep.json``."""
+def verdict_rule(fraction: float = CONVERGED_FRACTION, blowup: float | None = None) -> str:
+    """The rule ``lr_verdicts`` applies, as one sentence for printing and for ``sweep.json``;
+    ``blowup`` is the guard's factor, ``gdlab.train.DEFAULT_BLOWUP`` when None (read only
+    then: this module itself needs NumPy alone)."""
+    if blowup is None:
+        from gdlab.train import DEFAULT_BLOWUP as blowup
     return (f"diverged if gdlab flagged the run (non-finite loss or weights, or a step loss "
             f"> {blowup:g}x the initial training loss) or the final loss is non-finite or above the "
             f"initial loss J0; converged if not diverged and log J0 - log J_final >= "

@@ -38,6 +38,16 @@ def test_import_gdlab_loads_no_submodule():
     assert _loaded_after("import gdlab") == [[]]
 
 
+def test_reading_results_needs_numpy_alone():
+    """``gdlab.analysis`` (a sweep's verdicts) loads neither jax nor the training loop; its
+    rule sentence reads the guard's blow-up factor from ``gdlab.train`` only when asked."""
+    assert _loaded_after("import gdlab.analysis") == [[]]
+    from gdlab import analysis, train
+
+    assert f"> {train.DEFAULT_BLOWUP:g}x the initial" in analysis.verdict_rule()
+    assert "> 1000x the initial" in analysis.verdict_rule(blowup=1000)
+
+
 EXPERIMENTS = ("train", "lr_sweep", "edge_of_stability", "gradcheck")
 
 
