@@ -94,6 +94,18 @@ def run(main) -> None:
 
 SEED_MAX = 2**32 - 1
 
+MAX_STEPS = 2**31 - 1
+"""The most updates one run makes: its step counter (``TrainState.step``) is an int32."""
+
+
+def check_steps(what: str, steps: int) -> int:
+    """``steps`` when a run can count that many updates, else one sentence naming ``what``
+    made them (e.g. ``--epochs=…``)."""
+    if steps > MAX_STEPS:
+        raise UsageError(f"{what} makes {steps:,} updates, more than the {MAX_STEPS:,} a run "
+                         f"counts (its step counter is an int32)")
+    return steps
+
 
 def check_seed(value: int, name: str = "seed") -> int:
     """``--seed`` in 0..2³²−1 (what a JAX PRNG key holds), else one sentence."""

@@ -36,8 +36,6 @@ from absl import flags
 from experiments import _cli
 
 OUTPUTS = 1        # regression outputs
-MAX_PARAMS = 100_000
-"""The largest model allowed: finite differences there take 2·10⁵ forward passes per gradient."""
 RUN_SECONDS = 0.02
 """A timed run repeats a call until it lasts this long."""
 METHOD_SECONDS_PER_REPEAT = 0.6
@@ -69,15 +67,35 @@ def _depths(width: int, input_dim: int) -> list[int]:
     if len(depths) < 2:
         raise _cli.UsageError("--depths needs at least two different depths to fit a slope, "
                               "e.g. --depths=1,2,4")
+    from gdlab.gradcheck import FD_MAX_PARAMS
+
     too_big = [d for d in depths if cost.param_count(
-        width, depth=d, input_dim=input_dim, outputs=OUTPUTS) > MAX_PARAMS]
+        width, depth=d, input_dim=input_dim, outputs=OUTPUTS) > FD_MAX_PARAMS]
     if too_big:
         p = cost.param_count(width, depth=too_big[0], input_dim=input_dim, outputs=OUTPUTS)
         raise _cli.UsageError(
             f"--depths: depth {too_big[0]} at --width={width} gives P={p:,} parameters, over the "
-            f"{MAX_PARAMS:,} allowed: finite differences need 2P forward passes per gradient, so "
-            f"their time grows as P²")
+            f"{FD_MAX_PARAMS:,} allowed: finite differences need 2P forward passes per gradient, "
+            f"so their time grows as P²")
     return depths
+
+
+def _check_batch(width: int, depth: int, input_dim: int) -> None:
+    """One sentence (exit 2) when the deepest MLP's batch would not fit in the device's
+    memory: its inputs, and the forward values (each layer's pre- and post-activation) that
+    a forward and a backward pass hold, float64, a few times over."""
+    import jax
+
+    from gdlab import train
+
+    per_example = input_dim + 2 * (depth * width + OUTPUTS)
+    need = 3 * 8 * FLAGS.batch_size * per_example
+    have = train.device_memory()
+    if have is not None and need > have / 2:
+        raise _cli.UsageError(
+            f"--batch_size={FLAGS.batch_size:,}: the batch and its forward values take about "
+            f"{need / 2**30:.1f} GiB, more than half the {have / 2**30:.1f} GiB of the "
+            f"{jax.default_backend()} device; use a smaller --batch_size")
 
 
 def main(argv):
@@ -86,7 +104,11 @@ def main(argv):
     input_dim = FLAGS.input_dim or width
     depths = _depths(width, input_dim)
     _cli.check_seed(FLAGS.seed)
-    _cli.check_seed(FLAGS.seed + len(depths) - 1, "seed")  # size i uses seed + i
+    if FLAGS.seed + len(depths) - 1 > _cli.SEED_MAX:  # size i uses seed + i
+        raise _cli.UsageError(f"--seed must be at most {_cli.SEED_MAX - len(depths) + 1} for "
+                              f"{len(depths)} depths (the i-th size uses seed + i), got "
+                              f"{FLAGS.seed}")
+    _check_batch(width, max(depths), input_dim)
     workdir, _lock = _cli.prepare_workdir(FLAGS.workdir)  # held until the process ends
 
     import jax

@@ -68,6 +68,7 @@ def main(argv):
     _builders.check_optimizer_flags()
     ds = _builders.load_dataset()
     minibatch = _builders.minibatch_size(ds)
+    _cli.check_steps(f"--epochs={FLAGS.epochs} of sgd", FLAGS.epochs * ds.n_train)  # the most
     loss_name = _builders.loss_name(ds)
     model = _builders.build_model(ds, loss_name)
     _builders.check_memory(model, _builders.build_optimizer(rates["batch"], FLAGS.epochs), ds,

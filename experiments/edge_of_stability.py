@@ -105,8 +105,12 @@ def config_from_flags() -> Config:
     _cli.positive_float("tol", FLAGS.tol)
     if FLAGS.tol >= 1:
         raise _cli.UsageError(f"--tol must be below 1 (a fraction of λmax), got {FLAGS.tol:g}")
+    _cli.check_steps(f"--steps={FLAGS.steps}", FLAGS.steps)
     if FLAGS.minibatch_lr is not None:
         _cli.positive_float("minibatch_lr", FLAGS.minibatch_lr)
+        if FLAGS.minibatch_size == 0:
+            raise _cli.UsageError("--minibatch_lr sets the mini-batch run's learning rate, but "
+                                  "--minibatch_size=0 turns that run off: give one or the other")
     if FLAGS.minibatch_size > FLAGS.examples:
         raise _cli.UsageError(f"--minibatch_size must be at most --examples={FLAGS.examples}, "
                               f"got {FLAGS.minibatch_size}")

@@ -72,6 +72,8 @@ def main(argv):
                               f"--loss={FLAGS.loss}")
     if FLAGS.mixed and names is not None:
         raise _cli.UsageError("--mixed checks a model (--model), not --layers")
+    if names is None:
+        _check_size(gradcheck)
     json_out = _cli.output_file("json_out", FLAGS.json_out, "gradcheck.json")  # before the check
     if FLAGS.workdir is not None:
         FLAGS.workdir, _lock = _cli.prepare_workdir(FLAGS.workdir)  # held until the process ends
@@ -95,6 +97,33 @@ def main(argv):
             raise _cli.UsageError(f"{path}: cannot write the report there ({e.strerror})") from None
         print(f"wrote {os.path.abspath(path)}")
     return 0 if report.passed else 1
+
+
+def _check_size(gradcheck) -> None:
+    """One sentence (exit 2) for a model too large to check by finite differences, or a batch
+    whose finite differences would not fit in the device's memory."""
+    import jax
+
+    from gdlab import train
+
+    spec = {"loss": FLAGS.loss, "num_classes": FLAGS.num_classes}
+    if FLAGS.model == "mlp":
+        spec.update(hidden=_cli.int_list(FLAGS.hidden), activation=FLAGS.activation,
+                    input_dim=FLAGS.input_dim)
+    count, need = gradcheck.problem_size(FLAGS.model, batch_size=FLAGS.batch_size, **spec)
+    if count > gradcheck.FD_MAX_PARAMS:
+        shrink = "--hidden or --input_dim" if FLAGS.model == "mlp" else "--num_classes"
+        raise _cli.UsageError(
+            f"the random {FLAGS.model} has {count:,} parameters, over the "
+            f"{gradcheck.FD_MAX_PARAMS:,} gradcheck takes: finite differences need two forward "
+            f"passes per parameter; use a smaller {shrink}")
+    have = train.device_memory()
+    if have is not None and need > have / 2:
+        raise _cli.UsageError(
+            f"--batch_size={FLAGS.batch_size:,}: the finite differences hold "
+            f"{min(gradcheck.FD_CHUNK, count)} perturbed copies of the batch's forward values at "
+            f"once, about {need / 2**30:.1f} GiB, more than half the {have / 2**30:.1f} GiB of "
+            f"the {jax.default_backend()} device; use a smaller --batch_size")
 
 
 def cli() -> None:

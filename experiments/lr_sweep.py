@@ -87,7 +87,8 @@ def main(argv):
     loss_name = _builders.loss_name(ds)
     batch_size = _builders.batch_size(ds)
     model = _builders.build_model(ds, loss_name)
-    total_steps = FLAGS.epochs * descent.steps_per_epoch(ds.n_train, batch_size)
+    total_steps = _cli.check_steps(f"--epochs={FLAGS.epochs}",
+                                   FLAGS.epochs * descent.steps_per_epoch(ds.n_train, batch_size))
 
     def make_optimizer(lr):  # lr: one of the sweep's learning rates, traced
         return _builders.build_optimizer(lr, total_steps)

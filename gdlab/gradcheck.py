@@ -16,6 +16,7 @@ precision "highest" throughout.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -170,7 +171,8 @@ def _key_name(k) -> str:
     return str(k)
 
 
-def finite_differences(f: Callable, args, *, step: float = tolerances.FD_STEP, chunk: int = 512):
+def finite_differences(f: Callable, args, *, step: float = tolerances.FD_STEP,
+                       chunk: int | None = None):
     """Central-difference gradient of scalar ``f(args)`` for every coordinate of ``args``.
 
     ``args`` must be float64. Coordinates are perturbed ``chunk`` at a time
@@ -182,7 +184,7 @@ def finite_differences(f: Callable, args, *, step: float = tolerances.FD_STEP, c
     host = [np.asarray(leaf, np.float64) for leaf in leaves]
     flat = np.concatenate([a.ravel() for a in host]) if host else np.zeros(0)
     n = flat.size
-    chunk = max(1, min(chunk, n))
+    chunk = max(1, min(FD_CHUNK if chunk is None else chunk, n))
     ends = np.cumsum([a.size for a in host])
 
     def unravel(v):  # slices: NumPy arrays stay on the host, traced ones stay traced
@@ -345,11 +347,13 @@ class MixedReport:
                             "pass" if leaf.passed else "FAIL") for leaf in self.leaves]
         lines = _table(rows)
         failed = sum(not leaf.passed for leaf in self.leaves)
-        worst = max((max(leaf.manual_err, leaf.autodiff_err) for leaf in self.leaves), default=0.0)
+        worst = {name: max((getattr(leaf, f"{name}_err") for leaf in self.leaves), default=0.0)
+                 for name in ("manual", "autodiff")}
         lines.append(f"mixed precision ({self.compute_dtype} compute, float32 params): "
                      f"{len(self.leaves) - failed}/{len(self.leaves)} rows pass (manual within "
                      f"{self.tolerance:g} of float64, or within {tolerances.MIXED_RATIO:g}× "
-                     f"jax.grad's error); worst {worst:.2e}")
+                     f"jax.grad's error); worst manual {worst['manual']:.2e}, "
+                     f"jax.grad {worst['autodiff']:.2e}")
         return "\n".join(lines)
 
 
@@ -392,6 +396,49 @@ MODELS = ("mlp", "cnn", "transformer")
 """The model families ``check_random_model`` builds."""
 
 
+def random_model(model: str = "mlp", *, loss: str = "xent", hidden: Sequence[int] = (32, 32),
+                 activation: str = "tanh", input_dim: int = 8, num_classes: int = 5):
+    """``(net, in_shape)``: the random problem's model and the shape of one example (see
+    ``random_problem``)."""
+    from gdlab import models
+
+    if model == "mlp":
+        outputs = 1 if loss == "bce" else num_classes
+        return models.mlp([*hidden, outputs], activation), (input_dim,)
+    if model == "cnn":
+        return models.cnn(num_classes, channels=(4, 6), kernel_size=3, hidden=(8,)), (8, 8, 1)
+    if model == "transformer":
+        return models.transformer(num_classes, num_classes, max_len=6, width=8, depth=2,
+                                  num_heads=2, mlp_ratio=2, causal=True), (6,)
+    raise ValueError(f"unknown model {model!r}; choose one of: {', '.join(MODELS)}")
+
+
+FD_CHUNK = 512
+"""Coordinates ``finite_differences`` perturbs at once, under one ``vmap``."""
+
+FD_MAX_PARAMS = 100_000
+"""The most parameters the experiments check or time by finite differences: 2P forward
+passes per gradient, each of cost ∝ P, so their time grows as P² (2·10⁵ passes here)."""
+
+
+def problem_size(model: str = "mlp", *, batch_size: int = 16, **spec) -> tuple[int, int]:
+    """``(P, bytes)`` of the random problem of ``random_problem``, without building it:
+    its parameter count, and about the memory its finite differences take at once (a chunk
+    of ``FD_CHUNK`` perturbed copies of the parameters, and of the batch's forward values,
+    float64). ``spec``: ``random_model``'s arguments."""
+    net, in_shape = random_model(model, **spec)
+    _, params, state = jax.eval_shape(lambda k: net.init(k, in_shape), jax.random.PRNGKey(0))
+    leaf = jax.tree.leaves(params)[0]  # shapes only: the example in the params' own dtype
+    one = jax.ShapeDtypeStruct((1, *in_shape), jnp.int32 if model == "transformer" else leaf.dtype)
+    _, _, residuals = jax.eval_shape(
+        lambda p, s, x: net.forward(p, s, x, train=True, key=jax.random.PRNGKey(0)),
+        params, state, one)
+    count = sum(leaf.size for leaf in jax.tree.leaves(params))
+    per_example = math.prod(in_shape) + sum(leaf.size for leaf in jax.tree.leaves(residuals))
+    chunk = min(FD_CHUNK, count)
+    return count, 8 * chunk * (count + 2 * batch_size * per_example)
+
+
 def random_problem(model: str = "mlp", *, loss: str = "xent", hidden: Sequence[int] = (32, 32),
                    activation: str = "tanh", batch_size: int = 16, input_dim: int = 8,
                    num_classes: int = 5, seed: int = 0):
@@ -403,25 +450,13 @@ def random_problem(model: str = "mlp", *, loss: str = "xent", hidden: Sequence[i
     logits. transformer: two causal blocks on length-6 sequences over
     ``num_classes`` symbols, per-token logits. Call it with 64-bit floats on.
     """
-    from gdlab import models
-
     k_init, k_x, k_y = jax.random.split(jax.random.PRNGKey(seed), 3)
-    if model == "mlp":
-        outputs = 1 if loss == "bce" else num_classes
-        net = models.mlp([*hidden, outputs], activation)
-        in_shape = (input_dim,)
-        x = jax.random.normal(k_x, (batch_size, input_dim), jnp.float64)
-    elif model == "cnn":
-        net = models.cnn(num_classes, channels=(4, 6), kernel_size=3, hidden=(8,))
-        in_shape = (8, 8, 1)
-        x = jax.random.normal(k_x, (batch_size, *in_shape), jnp.float64)
-    elif model == "transformer":
-        net = models.transformer(num_classes, num_classes, max_len=6, width=8, depth=2,
-                                 num_heads=2, mlp_ratio=2, causal=True)
-        in_shape = (6,)
+    net, in_shape = random_model(model, loss=loss, hidden=hidden, activation=activation,
+                                 input_dim=input_dim, num_classes=num_classes)
+    if model == "transformer":
         x = jax.random.randint(k_x, (batch_size, *in_shape), 0, num_classes)
     else:
-        raise ValueError(f"unknown model {model!r}; choose one of: {', '.join(MODELS)}")
+        x = jax.random.normal(k_x, (batch_size, *in_shape), jnp.float64)
     _, params, state = net.init(k_init, in_shape)
     if model != "mlp":
         if loss != "xent":

@@ -237,11 +237,16 @@ def test_tiny_run_writes_cost_json_and_png(tmp_path):
 @pytest.mark.parametrize("flag", [
     "--depths=8", "--depths=0,4", "--depths=4,1000", "--repeats=0", "--width=0",
     "--batch_size=-1", "stray", "--seed=-1",
+    "--batch_size=1000000000",  # the batch alone would not fit: one sentence, not a traceback
+    "--seed=4294967291",  # six sizes use seeds up to seed + 5
 ])
 def test_bad_flags_exit_2_with_one_sentence(flag, tmp_path):
     proc = _run(flag, f"--workdir={tmp_path / 'out'}")
     assert_bad_input(proc, flag.split("=")[0])
     assert not (tmp_path / "out").exists()  # nothing written
+    if flag == "--seed=4294967291":  # the seed given is quoted, with the bound it must meet
+        assert "--seed must be at most 4294967290 for 6 depths" in proc.stderr
+        assert proc.stderr.rstrip().endswith("got 4294967291")
 
 
 def test_help_lists_every_flag():

@@ -67,6 +67,7 @@ def test_three_modes_same_budget_on_digits(tmp_path):
     (["--momentum=1"], "--momentum"),
     (["--weight_decay=nan"], "--weight_decay"),
     (["--dataset=houses", "--batch_size=5000"], "--batch_size"),
+    (["--epochs=3000000000"], "--epochs=3000000000 of sgd makes 4,314,000,000,000 updates"),
 ])
 def test_bad_flags_exit_2_with_one_sentence(tmp_path, args, name):
     workdir = tmp_path / "out"

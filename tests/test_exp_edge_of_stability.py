@@ -94,6 +94,13 @@ def test_bad_flag_exits_2_with_one_sentence(tmp_path):
     proc = _run("--hidden=2000,2000", "--max_iters=100000", f"--workdir={tmp_path / 'out'}")
     assert_bad_input(proc, "or --max_iters (the Lanczos basis)")
     assert not (tmp_path / "out").exists()
+    # more steps than a run counts, and a mini-batch rate with the mini-batch run off
+    for args, needle in ((["--steps=100000000000000000000"], "its step counter is an int32"),
+                         (["--minibatch_size=0", "--minibatch_lr=0.3"],
+                          "--minibatch_size=0 turns that run off")):
+        proc = _run(*args, f"--workdir={tmp_path / 'out'}")
+        assert_bad_input(proc, needle)
+        assert not (tmp_path / "out").exists()
 
 
 def test_a_run_that_diverges_says_so(tmp_path):

@@ -146,6 +146,8 @@ def test_weight_decay_and_schedule_reach_every_rate(acceptance, tmp_path):
     (["--lr_min=1", "--lr_max=0.1"], "--lr_min"),
     (["--num=1"], "--num"),
     (["--lrs=0.1,1e39"], "--lrs=1e+39 overflows float32"),
+    (["--lrs=0.1", "--epochs=100000000000000000000"],
+     "more than the 2,147,483,647 a run counts (its step counter is an int32)"),
 ])
 def test_bad_flags_exit_2_with_one_sentence(tmp_path, args, name):
     workdir = tmp_path / "out"

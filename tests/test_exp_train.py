@@ -185,6 +185,7 @@ def test_csv_task_flag_overrides_the_inferred_task(tmp_path):
     (["--weight_decay_on=weights"], "--weight_decay_on=weights needs a decay"),
     (["--weight_decay_on=biases"], "--weight_decay_on"),
     (["--hidden=²"], "--hidden must be comma-separated positive integers"),
+    (["--epochs=3000000000"], "--epochs=3000000000 makes 135,000,000,000 updates"),
     (["--dataset=images", "--image_size=²,3"], "--image_size must be HEIGHT,WIDTH"),
 ])
 def test_bad_input_exits_2_with_one_sentence(tmp_path, args, needle):

@@ -41,6 +41,14 @@ BAD_FLAGS = {
     "mixed_dtype": (["--mixed=float16"], "--mixed"),
     "mixed_layers": (["--mixed=bfloat16", "--layers=all"], "--mixed checks a model"),
     "json_out": (["--json_out="], "--json_out must not be empty"),
+    # sizes finite differences cannot take: refused, not an aborted interpreter
+    "params": (["--input_dim=100000", "--hidden=100000"],
+               "the random mlp has 10,000,600,005 parameters, over the 100,000 gradcheck takes"),
+    "classes": (["--model=transformer", "--num_classes=100000"],
+                "use a smaller --num_classes"),
+    "batch_memory": (["--batch_size=1000000000"],
+                     "--batch_size=1,000,000,000: the finite differences hold 512 perturbed "
+                     "copies"),
     "json_out_folder": (["--json_out=/"], "--json_out=/ is a folder; give a file path"),
     "json_out_new_folder": (["--json_out=/no/such/dir/"],
                             "--json_out=/no/such/dir/ names a folder (it ends with /); give a "
@@ -529,7 +537,10 @@ def test_mixed_precision_check_passes_for_every_model(model):
         assert 0 < leaf.manual_err <= max(tolerances.MIXED["bfloat16"],
                                           tolerances.MIXED_RATIO * leaf.autodiff_err)
     assert json.loads(report.to_json())["passed"] is True
-    assert "rows pass" in report.table().splitlines()[-1]
+    summary = report.table().splitlines()[-1]  # each gradient's worst, named
+    assert "rows pass" in summary
+    assert (f"worst manual {max(leaf.manual_err for leaf in report.leaves):.2e}, jax.grad "
+            f"{max(leaf.autodiff_err for leaf in report.leaves):.2e}") in summary
 
 
 def test_mixed_precision_check_catches_a_wrong_backward():
