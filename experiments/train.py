@@ -162,8 +162,10 @@ def main(argv):
     started = time.perf_counter()
     last_save = [time.perf_counter()]
     first_end = [None]  # (epoch, clock) when the first epoch trained here ended
-    # resumed: TensorBoard drops what the stopped run logged after its checkpoint
-    tensorboard = TensorBoard(outdir, purge_step=int(state.step) + 1 if start_epoch else None)
+    # resumed: TensorBoard drops what the stopped run logged after its checkpoint, and all
+    # of it when --resume found no checkpoint and starts over
+    purge = int(state.step) + 1 if start_epoch else (0 if FLAGS.resume else None)
+    tensorboard = TensorBoard(outdir, purge_step=purge)
     sharpness = sharpness_probe(model, loss, ds) if FLAGS.sharpness_every else None
     # process 0 keeps the run's rows; any other process writes its scratch folder afresh
     with MetricsWriter(outdir, COLUMNS, keep_rows=rows_kept if primary else None) as writer:
@@ -241,12 +243,15 @@ def main(argv):
                            title=f"{model.name} on {ds.name}: {FLAGS.descent} {FLAGS.optimizer}, "
                                  f"lr={FLAGS.lr}",
                            step_losses=result.step_losses, diverged_at_step=result.diverged_at_step)
+    # every process of an interrupted run exits as interrupted: those that got no signal
+    # themselves (their peers did) as if terminated, 128 + SIGTERM
+    interrupted_code = signals.exit_code or 128 + 15
     if not primary:  # process 0 reports
-        return signals.exit_code if status == "interrupted" else 0
+        return interrupted_code if status == "interrupted" else 0
     if status == "interrupted":
         print(f"interrupted after epoch {summary['epochs_run']}: checkpoint saved; continue with "
               f"--resume (outputs in {workdir})")
-        return signals.exit_code
+        return interrupted_code
     if status == "diverged":
         extreme = {s: v for s, v in max_x.items() if v is not None and v > EXTREME_INPUT}
         if extreme:

@@ -397,6 +397,10 @@ def make_sharpness_path(model: Layer, loss: Loss, *, steps: int, every: int,
     if steps < 1 or every < 1 or steps % every:
         raise ValueError(f"make_sharpness_path needs steps >= 1 that every ({every}) divides, "
                          f"got steps={steps}")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
+            batch_size, int) or batch_size < 1):
+        raise ValueError(f"make_sharpness_path batch_size must be None (full batch) or an int "
+                         f">= 1, got {batch_size!r}")
     from gdlab import optim
 
     value_and_grad = backprop.manual(model, loss)
@@ -405,6 +409,9 @@ def make_sharpness_path(model: Layer, loss: Loss, *, steps: int, every: int,
         estimate = make_sharpness(model, loss, method=method, tol=tol, max_iters=max_iters)
         optimizer = optim.gd(lr)
         n = x.shape[0]
+        if batch_size is not None and batch_size > n:  # static: checked as it traces
+            raise ValueError(f"make_sharpness_path batch_size={batch_size} exceeds the {n} "
+                             f"examples it draws from without replacement")
 
         def step(carry, k):
             params, state, opt_state = carry

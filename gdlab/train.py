@@ -285,6 +285,10 @@ def make_epoch(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, num_exam
                                 value_and_grad=value_and_grad, compute_dtype=compute_dtype)
 
     def epoch(state: TrainState, x: Array, y: Array):
+        if x.shape[0] != num_examples or y.shape[0] != num_examples:  # shapes are static
+            raise ValueError(f"make_epoch(num_examples={num_examples}) got x with "
+                             f"{x.shape[0]} rows and y with {y.shape[0]}: an epoch passes "
+                             f"over all num_examples rows, no more, no fewer")
         # What the epoch draws from the state's key: the next epoch's key, the shuffle and
         # a key per step, all here at once, so the scanned step does no PRNG work of its own.
         key, indices, weights, step_keys = descent.epoch_plan(state.key, num_examples,
@@ -613,6 +617,9 @@ def fit(
     check_schedule(n, batch_size=batch_size, epochs=epochs, eval_every=eval_every,
                    start_epoch=start_epoch)
     test = None if test_data is None else check_data(model, loss, test_data, "test_data")
+    if state is None and start_epoch:
+        raise ValueError(f"start_epoch={start_epoch} resumes a run: pass the state saved after "
+                         f"that epoch (without one, fit starts from epoch 0)")
     if state is None:
         state = create_state(model, optimizer, key, x.shape[1:])
     else:

@@ -499,3 +499,19 @@ def test_train_logs_sharpness_equal_to_the_dense_hessian(tmp_path):
                                                    train=True)[0], y)
     top = np.linalg.eigvalsh(np.asarray(_compiled(jax.hessian(objective), flat)))[-1]
     assert rows[-1]["sharpness"] == pytest.approx(top, rel=1e-4)  # a float32 run
+
+
+@pytest.mark.parametrize("batch_size, needle", [
+    (0, "an int >= 1"), (-4, "an int >= 1"), (2.5, "an int >= 1"),
+    (100, "batch_size=100 exceeds the 6 examples"),
+])
+def test_sharpness_path_refuses_a_batch_it_cannot_draw(batch_size, needle):
+    """Batches are drawn without replacement: sizes outside 1..N (a negative one used to
+    slice perm[:-4], a larger one to run full batch) are refused."""
+    model, loss = layers.dense(1), losses.get("mse")
+    _, params, state = model.init(jax.random.PRNGKey(0), (3,))
+    x, y = jnp.ones((6, 3)), jnp.ones((6, 1))
+    with pytest.raises(ValueError, match=needle):
+        curvature.make_sharpness_path(model, loss, steps=2, every=1, batch_size=batch_size,
+                                      method="power")(params, state, x, y, 0.1,
+                                                      jax.random.PRNGKey(1))

@@ -1392,3 +1392,16 @@ def test_image_folders_of_mixed_sizes_resize_to_the_size_given(tmp_path):
             data.load("images", data_dir=str(tmp_path), size=bad)
     with pytest.raises(DataError, match="dataset 'mnist' does not use size"):
         data.load("mnist", data_dir=str(tmp_path), size=(4, 3))
+
+
+def test_regression_targets_beyond_float32_are_refused_even_when_standardisable(tmp_path):
+    """±1e39 standardise fine in float64, but the model trains in float32 and the RMSE is
+    reported in the targets' units: it would be inf. One sentence instead."""
+    rng = np.random.default_rng(0)
+    lines = ["a,y"] + [f"{i},{float(v)!r}" for i, v in enumerate(rng.normal(size=20) * 1e39)]
+    path = _write(tmp_path, "\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"targets as large as [0-9.]+e\+39 overflow float32, the "
+                                        r"training dtype .*; rescale them"):
+        data.load_csv(path, "y", task="regression")
+    ds = data.load_csv(path, "a", task="regression")
+    assert np.isfinite(ds.y_train).all()  # the column of row numbers as the target is fine

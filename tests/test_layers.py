@@ -906,3 +906,14 @@ def test_no_autodiff_inside_layers_or_losses():
     assert len(files) >= 7
     offenders = [f"{f.name}:{i}" for f in files for i in _autodiff_uses(f.read_text())]
     assert offenders == []
+
+
+@pytest.mark.parametrize("build, needle", [
+    (lambda: layers.dense(0), "dense out_dim must be at least 1"),
+    (lambda: layers.dense(-2), "dense out_dim must be at least 1"),
+    (lambda: layers.dense(2.5), "dense out_dim must be an int"),
+])
+def test_dense_refuses_a_width_that_is_not_a_positive_int(build, needle):
+    """A zero-width layer would compute a constant; a negative one fails deep inside XLA."""
+    with pytest.raises(ValueError, match=needle):
+        build()

@@ -764,3 +764,34 @@ def test_traced_learning_rates_and_decays_are_accepted(name):
     assert np.all(np.asarray(out[:2]) < 0)  # descent steps for positive gradients
     assert np.all(np.isnan(np.asarray(out[2])))
     assert out[0, 0] == pytest.approx(jax.jit(step)(0.1, 0.0)[0])  # a traced scalar, too
+
+
+@pytest.mark.parametrize("total, expected", [
+    (1, [1.0]), (2, [1.0, 0.1]), (3, [1.0, 1.0, 0.1]), (4, [1.0, 1.0, 0.1, 0.01]),
+    (5, [1.0, 1.0, 1.0, 0.1, 0.01]),
+])
+def test_step_schedule_drops_at_the_first_steps_past_half_and_three_quarters(total, expected):
+    """×0.1 from the first step at or past 50% of total_steps, ×0.01 from 75%, also for runs
+    of a handful of updates (a one-update run used to take its only step at lr/100)."""
+    rates = optim.get_schedule("step", 1.0, total)(jnp.arange(total))
+    np.testing.assert_allclose(rates, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("make", [optim.adam, optim.adagrad, optim.rmsprop])
+def test_adaptive_optimizers_refuse_eps_zero(make):
+    """ε keeps a coordinate whose gradient is exactly 0 (an unused embedding row, a dead
+    relu) at a zero step; ε = 0 would make it 0/0."""
+    with pytest.raises(ValueError, match="eps must be a finite number > 0"):
+        make(0.1, eps=0.0)
+    opt = make(0.1, eps=1e-8)
+    params = {"w": jnp.array([1.0, 2.0])}
+    updates, _ = opt.update({"w": jnp.array([0.5, 0.0])}, opt.init(params), params)
+    assert updates["w"][1] == 0.0 and updates["w"][0] < 0
+
+
+def test_apply_updates_refuses_an_update_of_another_shape():
+    """NumPy would broadcast a (2, 3) update onto a (3,) weight, changing its shape."""
+    with pytest.raises(ValueError, match=r"an update of shape \(2, 3\) for a param of shape \(3,\)"):
+        optim.apply_updates({"w": jnp.zeros(3)}, {"w": jnp.ones((2, 3))})
+    out = optim.apply_updates({"w": jnp.zeros(3)}, {"w": jnp.ones(3)})
+    np.testing.assert_array_equal(out["w"], np.ones(3))

@@ -223,6 +223,28 @@ def test_process_0_on_a_host_that_is_not_this_one_is_one_sentence(tmp_path, addr
     assert not (tmp_path / "run").exists()
 
 
+def test_the_process_a_peers_signal_stopped_exits_as_interrupted_too(tmp_path):
+    """SIGTERM reaches process 1 only: process 0 stops after the same epoch, reports the
+    run interrupted and exits 143 as well (it used to exit 0, telling a scheduler that
+    its part of the run had finished)."""
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "experiments.train", "--hidden=8", "--epochs=1000",
+            "--quiet", f"--workdir={run}", f"--coordinator_address=localhost:{_closed_port()}",
+            "--num_processes=2"]
+    with _group([*args, "--process_id=0"]) as first, _group([*args, "--process_id=1"]) as second:
+        deadline = time.monotonic() + 120
+        metrics = run / "metrics.jsonl"
+        while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.2)
+        os.kill(second.pid, signal.SIGTERM)
+        out, err = first.communicate(timeout=120)
+        second.communicate(timeout=120)
+    assert second.returncode == 143 and first.returncode == 143, err
+    assert "interrupted after epoch" in out
+    assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
+
+
 def test_launch_local_exits_with_a_failing_process_status():
     code, _, err = _run_group(["bash", "scripts/launch_local.sh", "2", "--", "-c",
                                "import sys; sys.exit(3)"], timeout=60)

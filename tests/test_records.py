@@ -141,15 +141,12 @@ def test_eta_is_the_mean_epoch_since_the_first_times_the_epochs_left():
     assert eta_seconds(5, 0.5, epochs=5, first_end=(1, 100.0), now=104.0) == 0.0
 
 
-def test_a_resumed_runs_tensorboard_purges_what_the_stopped_run_logged_after(tmp_path):
+def read_events(path) -> list:
+    """The events of one TensorBoard event file."""
     import struct
 
     from tensorboardX.proto import event_pb2
 
-    board = TensorBoard(tmp_path, purge_step=7)
-    board.write({"train_loss": 0.5, "batch_loss": 0.4, "sharpness": 3.0}, 9)
-    board.close()
-    (path,) = tmp_path.iterdir()
     data, events, i = path.read_bytes(), [], 0
     while i < len(data):  # TFRecord framing: length, its CRC, the event, its CRC
         (n,) = struct.unpack("<Q", data[i:i + 8])
@@ -157,6 +154,15 @@ def test_a_resumed_runs_tensorboard_purges_what_the_stopped_run_logged_after(tmp
         event.ParseFromString(data[i + 12:i + 12 + n])
         events.append(event)
         i += 16 + n
+    return events
+
+
+def test_a_resumed_runs_tensorboard_purges_what_the_stopped_run_logged_after(tmp_path):
+    board = TensorBoard(tmp_path, purge_step=7)
+    board.write({"train_loss": 0.5, "batch_loss": 0.4, "sharpness": 3.0}, 9)
+    board.close()
+    (path,) = tmp_path.iterdir()
+    events = read_events(path)
     starts = [e.step for e in events if e.HasField("session_log")]
     assert starts == [7]  # TensorBoard drops earlier files' events from step 7 on
     tags = {v.tag for e in events for v in e.summary.value}

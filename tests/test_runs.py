@@ -470,3 +470,26 @@ def test_quiet_prints_only_the_last_line_and_tensorboard_has_the_scalars(tmp_pat
         assert tag in blob, tag
     loud = run_experiment("train", "--hidden=8", "--epochs=2", f"--workdir={tmp_path / 'loud'}")
     assert "compiling" in loud.stdout and "eta" in loud.stdout and "elapsed" in loud.stdout
+
+
+def test_resume_without_a_checkpoint_starts_over_and_tensorboard_drops_the_first_attempt(
+        finished_run, tmp_path):
+    """A workdir whose checkpoints are gone: --resume starts the run over, and its new event
+    file tells TensorBoard (a purge from step 0) to drop everything the first attempt logged,
+    as metrics.jsonl is rewritten."""
+    import shutil
+
+    from test_records import read_events
+
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run, copy)
+    shutil.rmtree(copy / "checkpoints")
+    before = set((copy).glob("events.out.tfevents.*"))
+    r = run_experiment("train", "--hidden=8", "--epochs=2", "--resume", f"--workdir={copy}")
+    assert r.returncode == 0, r.stderr
+    assert "has no checkpoint yet; starting the run" in r.stdout
+    (new,) = set(copy.glob("events.out.tfevents.*")) - before
+    starts = [e.step for e in read_events(new) if e.HasField("session_log")]
+    assert starts == [0]
+    rows = (copy / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(row)["epoch"] for row in rows] == [0, 1, 2]

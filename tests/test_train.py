@@ -634,3 +634,19 @@ def test_compute_dtype_and_a_value_and_grad_of_ones_own_are_not_both_taken():
     with pytest.raises(ValueError, match="not both"):
         train.make_epoch(model, losses.get("xent"), optim.gd(0.1), num_examples=8,
                          batch_size=4, value_and_grad=vg, compute_dtype=jnp.bfloat16)
+
+
+def test_make_epoch_refuses_data_of_another_length_and_fit_a_start_epoch_without_state():
+    """An epoch over num_examples rows given x of another length would gather clamped (so
+    repeated) rows or skip some; fit(start_epoch=k) without the state saved after epoch k
+    would train fresh parameters and label them as a resumed run."""
+    model, loss, opt = layers.dense(1), losses.get("mse"), optim.gd(0.1)
+    x, y = jnp.ones((6, 3)), jnp.ones((6, 1))
+    state = train.create_state(model, opt, jax.random.PRNGKey(0), (3,))
+    for n in (12, 3):
+        epoch = jax.jit(train.make_epoch(model, loss, opt, num_examples=n, batch_size=3))
+        with pytest.raises(ValueError, match=rf"num_examples={n}\) got x with 6 rows"):
+            epoch(state, x, y)
+    with pytest.raises(ValueError, match="start_epoch=2 resumes a run: pass the state"):
+        train.fit(model, loss, opt, (x, y), epochs=3, batch_size=3, key=jax.random.PRNGKey(0),
+                  start_epoch=2)

@@ -405,6 +405,7 @@ def from_split(
     if task == "regression":
         y_train = np.asarray(y_train, np.float64)
         y_test = np.asarray(y_test, np.float64)
+        largest = max(np.abs(y_train).max(initial=0.0), np.abs(y_test).max(initial=0.0))
         if y_train.ndim == 1:
             y_train, y_test = y_train[:, None], y_test[:, None]
         if standardize_target:
@@ -416,6 +417,10 @@ def from_split(
             y_train = (y_train - y_mean) / y_std
             y_test = (y_test - y_mean) / y_std
             info["y_mean"], info["y_std"] = y_mean, y_std
+        if largest > np.finfo(np.float32).max:  # standardisable, but not to train and report
+            raise DataError(f"{where}: targets as large as {largest:.3g} overflow float32, the "
+                            f"training dtype (largest {np.finfo(np.float32).max:.3g}), in which "
+                            f"the RMSE is reported in their units; rescale them")
         with np.errstate(over="ignore"):
             y_train, y_test = y_train.astype(np.float32), y_test.astype(np.float32)
     else:

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from gdlab.layers import initializers
+from gdlab.layers._windows import positive_int
 from gdlab.layers.activations import gelu, softmax_backward, softmax_forward
 from gdlab.layers.base import Layer, residual, serial
 from gdlab.layers.dense import dense, weight_grad
@@ -48,8 +49,7 @@ def multi_head_attention(num_heads: int, *, causal: bool = False, w_init="glorot
     Masked scores are set to the dtype's most negative finite value, so their
     probability is exactly 0 and a fully masked row could never produce NaN.
     """
-    if num_heads < 1:
-        raise ValueError(f"multi_head_attention needs num_heads >= 1, got {num_heads}")
+    num_heads = positive_int(num_heads, "multi_head_attention num_heads")
     w_init = initializers.get(w_init)
 
     def init(key, in_shape):
@@ -133,6 +133,8 @@ def transformer_block(width: int, num_heads: int, *, mlp_ratio: int = 4, causal:
     the projection back is Glorot-uniform. Param paths read e.g.
     ``layers/0/body/layers/1/query/w`` (attention) and ``layers/1/body/layers/3/w``.
     """
+    width = positive_int(width, "transformer_block width")
+    mlp_ratio = positive_int(mlp_ratio, "transformer_block mlp_ratio")
     attn = multi_head_attention(num_heads, causal=causal, dtype=dtype)
     name = f"transformer_block({width}, {num_heads} heads{', causal' if causal else ''})"
     block = serial(

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from gdlab.layers import initializers
+from gdlab.layers._windows import positive_int
 from gdlab.layers.base import Layer
 
 
@@ -15,6 +16,7 @@ def dense(out_dim: int, *, w_init="glorot_uniform", dtype=jnp.float32) -> Layer:
     ``w_init`` names an initialiser (see ``gdlab.layers.initializers``) or is
     one; the bias starts at zero. ``x`` may have any leading axes: ``(..., D_in)``.
     """
+    out_dim = positive_int(out_dim, "dense out_dim")
     w_init = initializers.get(w_init)
 
     def init(key, in_shape):

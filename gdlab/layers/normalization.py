@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import numbers
+
 import jax
 import jax.numpy as jnp
 
 from gdlab.layers.base import Layer
+
+
+def _check_eps(layer: str, eps) -> None:
+    """ε, added to the variance under a square root: a finite number > 0."""
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0.0 < eps < float("inf"):
+        raise ValueError(f"{layer} eps must be a finite number > 0, got {eps!r}")
 
 
 def layer_norm(*, eps: float = 1e-5, dtype=jnp.float32) -> Layer:
@@ -14,6 +22,7 @@ def layer_norm(*, eps: float = 1e-5, dtype=jnp.float32) -> Layer:
     μ = mean(x), σ² = mean((x − μ)²), x̂ = (x − μ)/√(σ² + ε), y = γ ⊙ x̂ + β,
     with ``params = {"scale": γ (D,), "shift": β (D,)}`` (γ = 1, β = 0 at init).
     """
+    _check_eps("layer_norm", eps)
 
     def init(key, in_shape):
         del key
@@ -79,6 +88,11 @@ def batch_norm(*, momentum: float = 0.9, eps: float = 1e-5, dtype=jnp.float32) -
     the state unchanged: one example's output never depends on the others.
     Output: y = γ ⊙ x̂ + β.
     """
+    _check_eps("batch_norm", eps)
+    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) \
+            or not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"batch_norm momentum, the share of the running statistics kept each "
+                         f"step, must lie in [0, 1], got {momentum!r}")
 
     def init(key, in_shape):
         del key

@@ -71,8 +71,14 @@ class EmptyState(NamedTuple):
 def apply_updates(params: Params, updates: Updates) -> Params:
     """``w_new = w_old + u`` for every leaf, keeping each param leaf's dtype.
 
-    The updates are already signed (``u = −α · ∂J/∂w`` for gradient descent).
+    The updates are already signed (``u = −α · ∂J/∂w`` for gradient descent). ``ValueError``
+    when a leaf of ``updates`` has another shape than its param's (NumPy would broadcast
+    it, and the param would silently change shape).
     """
+    for w, u in zip(jax.tree.leaves(params), jax.tree.leaves(updates), strict=False):
+        if jnp.shape(w) != jnp.shape(u):  # (a different structure: tree.map below says so)
+            raise ValueError(f"apply_updates: an update of shape {jnp.shape(u)} for a param of "
+                             f"shape {jnp.shape(w)}; updates must have the params' shapes")
     return jax.tree.map(
         lambda w, u: jnp.asarray(w + u, dtype=jnp.result_type(w)), params, updates
     )

@@ -153,7 +153,7 @@ def adagrad(
       initial_accumulator: the starting value of ``s``, ≥ 0.
     """
     check_number("learning_rate", learning_rate)
-    check_number("adagrad eps", eps)
+    check_number("adagrad eps", eps, low_open=True)  # ε = 0: 0/0 where a gradient is 0
     check_number("adagrad initial_accumulator", initial_accumulator)
 
     def init(params):
@@ -180,7 +180,7 @@ def rmsprop(learning_rate: LearningRate, *, decay: float = 0.9, eps: float = 1e-
     """
     check_number("learning_rate", learning_rate)
     check_number("rmsprop decay", decay, high=1.0)
-    check_number("rmsprop eps", eps)
+    check_number("rmsprop eps", eps, low_open=True)  # ε = 0: 0/0 where a gradient is 0
 
     def init(params):
         return RMSPropState(count=zero_count(), mean_square=_zeros_like(params))
@@ -214,7 +214,7 @@ def adam(
     check_number("learning_rate", learning_rate)
     check_number("adam b1", b1, high=1.0)
     check_number("adam b2", b2, high=1.0)
-    check_number("adam eps", eps)
+    check_number("adam eps", eps, low_open=True)  # ε = 0: 0/0 where a gradient is 0
 
     def init(params):
         return AdamState(count=zero_count(), mu=_zeros_like(params), nu=_zeros_like(params))

@@ -171,9 +171,9 @@ def get_schedule(name: str, lr: float, total_steps: int) -> Schedule:
     _check_steps("get_schedule total_steps", total_steps)
     if name == "constant":
         return constant(lr)
-    if name == "step":
-        half, three_quarters = total_steps // 2, (3 * total_steps) // 4
-        if half == three_quarters:  # tiny total_steps: keep the boundaries increasing
+    if name == "step":  # the first steps at or past 50% and 75% of total_steps
+        half, three_quarters = -(-total_steps // 2), -(-3 * total_steps // 4)
+        if half == three_quarters:  # one step (or none) between: no ×0.1 phase
             return piecewise_constant([half], [lr, lr * 0.01])
         return piecewise_constant([half, three_quarters], [lr, lr * 0.1, lr * 0.01])
     if name == "exponential":
