@@ -107,6 +107,19 @@ def check_steps(what: str, steps: int) -> int:
     return steps
 
 
+def check_half_memory(need: float, what: str, fix: str) -> None:
+    """One sentence when ``need`` bytes (``what`` takes them) would fill more than half the
+    device's memory, ending with the ``fix``; nothing when the device does not say."""
+    import jax
+
+    from gdlab import train
+
+    have = train.device_memory()
+    if have is not None and need > have / 2:
+        raise UsageError(f"{what} about {need / 2**30:.1f} GiB, more than half the "
+                         f"{have / 2**30:.1f} GiB of the {jax.default_backend()} device; {fix}")
+
+
 def check_seed(value: int, name: str = "seed") -> int:
     """``--seed`` in 0..2³²−1 (what a JAX PRNG key holds), else one sentence."""
     if not 0 <= value <= SEED_MAX:

@@ -84,18 +84,10 @@ def _check_batch(width: int, depth: int, input_dim: int) -> None:
     """One sentence (exit 2) when the deepest MLP's batch would not fit in the device's
     memory: its inputs, and the forward values (each layer's pre- and post-activation) that
     a forward and a backward pass hold, float64, a few times over."""
-    import jax
-
-    from gdlab import train
-
     per_example = input_dim + 2 * (depth * width + OUTPUTS)
-    need = 3 * 8 * FLAGS.batch_size * per_example
-    have = train.device_memory()
-    if have is not None and need > have / 2:
-        raise _cli.UsageError(
-            f"--batch_size={FLAGS.batch_size:,}: the batch and its forward values take about "
-            f"{need / 2**30:.1f} GiB, more than half the {have / 2**30:.1f} GiB of the "
-            f"{jax.default_backend()} device; use a smaller --batch_size")
+    _cli.check_half_memory(3 * 8 * FLAGS.batch_size * per_example,
+                           f"--batch_size={FLAGS.batch_size:,}: the batch and its forward values "
+                           f"take", "use a smaller --batch_size")
 
 
 def main(argv):

@@ -102,10 +102,6 @@ def main(argv):
 def _check_size(gradcheck) -> None:
     """One sentence (exit 2) for a model too large to check by finite differences, or a batch
     whose finite differences would not fit in the device's memory."""
-    import jax
-
-    from gdlab import train
-
     spec = {"loss": FLAGS.loss, "num_classes": FLAGS.num_classes}
     if FLAGS.model == "mlp":
         spec.update(hidden=_cli.int_list(FLAGS.hidden), activation=FLAGS.activation,
@@ -117,13 +113,9 @@ def _check_size(gradcheck) -> None:
             f"the random {FLAGS.model} has {count:,} parameters, over the "
             f"{gradcheck.FD_MAX_PARAMS:,} gradcheck takes: finite differences need two forward "
             f"passes per parameter; use a smaller {shrink}")
-    have = train.device_memory()
-    if have is not None and need > have / 2:
-        raise _cli.UsageError(
-            f"--batch_size={FLAGS.batch_size:,}: the finite differences hold "
-            f"{min(gradcheck.FD_CHUNK, count)} perturbed copies of the batch's forward values at "
-            f"once, about {need / 2**30:.1f} GiB, more than half the {have / 2**30:.1f} GiB of "
-            f"the {jax.default_backend()} device; use a smaller --batch_size")
+    _cli.check_half_memory(need, f"--batch_size={FLAGS.batch_size:,}: the finite differences "
+                                 f"hold {min(gradcheck.FD_CHUNK, count)} perturbed copies of the "
+                                 f"batch's forward values at once,", "use a smaller --batch_size")
 
 
 def cli() -> None:

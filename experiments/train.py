@@ -24,6 +24,7 @@ import time
 from absl import flags
 
 from experiments import _builders, _cli
+from gdlab import descent
 
 _builders.define_data_flags()
 _builders.define_model_flags(model_defaults=True)
@@ -119,8 +120,8 @@ def main(argv):
     loss_name = _builders.loss_name(ds)
     batch_size = _builders.batch_size(ds)
     model = _builders.build_model(ds, loss_name)
-    total_steps = _cli.check_steps(  # ⌈N/B⌉ updates an epoch
-        f"--epochs={FLAGS.epochs}", FLAGS.epochs * -(-ds.n_train // batch_size))
+    total_steps = _cli.check_steps(f"--epochs={FLAGS.epochs}",
+                                   FLAGS.epochs * descent.steps_per_epoch(ds.n_train, batch_size))
     optimizer = _builders.build_optimizer(FLAGS.lr, total_steps)
     _builders.check_memory(model, optimizer, ds, batch_size)
     resumed = []  # --resume: (state, epoch, metrics rows, meta) of the latest checkpoint
