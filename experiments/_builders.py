@@ -62,13 +62,25 @@ MODEL_DEFAULTS = {
 }
 """Descent flags that a model changes when they are not given on the command line."""
 
+DATASET_MODELS = {"images": "cnn"}
+"""The ``--model`` that train gives a data set when the command line names none: a folder of
+pictures trains the CNN. The MLP's first layer sums every pixel, so its curvature grows with
+pictures whose pixels move together (colour, a brightness that varies from picture to
+picture): at its default lr such folders diverged, where the CNN trained."""
+
+MODEL_FLAGS = {"mlp": ("hidden", "activation"), "cnn": ("channels", "kernel", "padding"),
+               "transformer": ("width", "depth", "heads", "vocab_size", "causal")}
+"""The flags that shape each model; ``build_model`` refuses one set for another model."""
+
 
 def define_model_flags(*, model_defaults: bool = False) -> None:
     """The model flags; ``model_defaults``: the program applies ``MODEL_DEFAULTS``
     (``apply_model_defaults``), and --model's help says so."""
     defaults = (" cnn and transformer change the defaults of flags not given: " + "; ".join(
         f"{m}: " + ", ".join(f"--{k}={v}" for k, v in d.items())
-        for m, d in MODEL_DEFAULTS.items()) + ".") if model_defaults else ""
+        for m, d in MODEL_DEFAULTS.items()) + ". Not given, it is " + ", ".join(
+        f"{m} for --dataset={d}" for d, m in DATASET_MODELS.items()) + " and mlp for the other "
+        "data sets.") if model_defaults else ""
     flags.DEFINE_enum("model", "mlp", list(MODELS),
                       "mlp (hidden layers), linear (no hidden layer, regression's model), cnn "
                       "(conv/batch-norm/relu/max-pool stages on images: digits, mnist) or "
@@ -127,8 +139,12 @@ def define_descent_flags(*, descent_default: str = "minibatch", batch_size: int 
 
 
 def apply_model_defaults() -> None:
-    """Give the descent flags the ``--model``'s defaults (``MODEL_DEFAULTS``) where the
-    command line left them unset; config.json records the values used."""
+    """The data set's model where the command line names none (``DATASET_MODELS``), then
+    the descent flags the model's defaults (``MODEL_DEFAULTS``) where the command line left
+    them unset; config.json records the values used."""
+    if FLAGS["model"].using_default_value and FLAGS.dataset in DATASET_MODELS:
+        FLAGS.model = DATASET_MODELS[FLAGS.dataset]
+        FLAGS["model"].using_default_value = True  # still the default: this data set's
     for name, value in MODEL_DEFAULTS.get(FLAGS.model, {}).items():
         if name in FLAGS and FLAGS[name].using_default_value:
             FLAGS[name].value = value
@@ -232,6 +248,14 @@ def build_model(ds: data.Dataset, loss: str):
     that does not fit the data (a kernel larger than the image) is a UsageError."""
     from gdlab import models
 
+    for other, names in MODEL_FLAGS.items():
+        for name in names:
+            if other != FLAGS.model and name in FLAGS and FLAGS[name].value != FLAGS[name].default:
+                chosen = (f", the default for --dataset={FLAGS.dataset}; give --model={other} "
+                          f"to use --{name}") if FLAGS["model"].using_default_value \
+                    and DATASET_MODELS.get(FLAGS.dataset) == FLAGS.model else ""
+                raise _cli.UsageError(f"--{name} is for --model={other}, but this run's model is "
+                                      f"{FLAGS.model}{chosen}")
     outputs = 1 if loss == "bce" else ds.num_outputs
     if FLAGS.model == "linear":
         model = models.linear(outputs)

@@ -228,7 +228,8 @@ def test_images_as_numpy_arrays_train_with_the_defaults_and_the_cnn(tmp_path, sp
 
 
 def test_images_as_png_folders_train_with_the_defaults(tmp_path, sparse_files):
-    """The MNIST-like images written as PNG files in train/<class>/ and test/<class>/."""
+    """The MNIST-like images written as PNG files in train/<class>/ and test/<class>/: the
+    MLP of the MNIST command trains on them as on the IDX files."""
     from PIL import Image
 
     for split, stem in (("train", "train"), ("test", "t10k")):
@@ -239,7 +240,7 @@ def test_images_as_png_folders_train_with_the_defaults(tmp_path, sparse_files):
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(image).save(folder / f"{i}.png")
     r = run_experiment("train", "--dataset=images", f"--data_dir={tmp_path / 'png'}",
-                       "--hidden=256", f"--workdir={tmp_path / 'run'}")
+                       "--model=mlp", "--hidden=256", f"--workdir={tmp_path / 'run'}")
     assert r.returncode == 0, r.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "completed", summary
@@ -249,6 +250,49 @@ def test_images_as_png_folders_train_with_the_defaults(tmp_path, sparse_files):
     assert r.returncode == 2 and r.stderr.strip() == (
         "error: --dataset=images needs --data_dir, a folder with a subfolder of image files "
         "per class")
+
+
+def colour_pictures(folder, n_per_class: int = 60, size: int = 16, seed: int = 0) -> None:
+    """Three classes of bars (horizontal, vertical, diagonal), each in a random colour on a
+    background of random colour and brightness: pixels that move together from picture to
+    picture, as in photos, which the MLP's first layer sums into a large curvature."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    for label, name in enumerate(("horizontal", "vertical", "diagonal")):
+        (folder / name).mkdir(parents=True)
+        for i in range(n_per_class):
+            image = np.ones((size, size, 3)) * rng.uniform(0, 255, 3)
+            k = rng.integers(2, size - 4)
+            image[[abs(yy - k) <= 1, abs(xx - k) <= 1,
+                   abs(yy - xx - (k - size // 2)) <= 1][label]] = rng.uniform(0, 255, 3)
+            Image.fromarray(image.astype(np.uint8)).save(folder / name / f"{i}.png")
+
+
+def test_an_image_folder_trains_the_cnn_by_default(tmp_path):
+    """--dataset=images with no --model trains the CNN with its own defaults (recorded, so
+    --flagfile replays it); the MLP, given explicitly, does much worse on colour pictures;
+    an MLP flag with the CNN is refused, not ignored."""
+    colour_pictures(tmp_path / "pictures")
+    runs = {}
+    for name, flags in (("default", []), ("mlp", ["--model=mlp"])):
+        r = run_experiment("train", "--dataset=images", f"--data_dir={tmp_path / 'pictures'}",
+                           *flags, f"--workdir={tmp_path / name}")
+        assert r.returncode == 0, r.stderr
+        runs[name] = json.loads((tmp_path / name / "summary.json").read_text())
+    config = json.loads((tmp_path / "default" / "config.json").read_text())
+    assert (config["model"], config["optimizer"], config["lr"], config["epochs"]) == (
+        "cnn", "adam", 0.002, 30)
+    assert "--model=cnn" in (tmp_path / "default" / "flags.txt").read_text().splitlines()
+    assert runs["default"]["status"] == "completed"
+    assert runs["default"]["test_accuracy"] >= 0.85, runs["default"]
+    assert runs["mlp"]["test_accuracy"] < runs["default"]["test_accuracy"] - 0.2, runs
+    r = run_experiment("train", "--dataset=images", f"--data_dir={tmp_path / 'pictures'}",
+                       "--hidden=256", f"--workdir={tmp_path / 'hidden'}")
+    assert_bad_input(r, "--hidden is for --model=mlp, but this run's model is cnn, the default "
+                        "for --dataset=images; give --model=mlp to use --hidden")
+    assert not (tmp_path / "hidden").exists()
 
 
 def test_pictures_too_large_for_the_model_are_refused_with_a_size_that_fits(tmp_path):
@@ -264,7 +308,8 @@ def test_pictures_too_large_for_the_model_are_refused_with_a_size_that_fits(tmp_
             Image.fromarray(rng.integers(0, 256, (600, 800), dtype=np.uint8)).save(
                 folder / f"{i}.png")
     r = run_experiment("train", "--dataset=images", f"--data_dir={tmp_path / 'big'}",
-                       "--hidden=100000", "--batch_size=4", f"--workdir={tmp_path / 'run'}")
+                       "--model=mlp", "--hidden=100000", "--batch_size=4",
+                       f"--workdir={tmp_path / 'run'}")
     assert_bad_input(r, "needs about")
     assert ("use a smaller model or batch, or smaller images: these are 600×800×1; "
             "--image_size resizes them as they are read, e.g. --image_size=") in r.stderr
