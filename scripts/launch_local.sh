@@ -9,6 +9,10 @@
 # succeed); Ctrl-C, SIGTERM, or one process failing, stops them all: none is left behind
 # (one that has not stopped GDLAB_LAUNCH_GRACE seconds later, default 30, is killed).
 set -euo pipefail
+if [[ "${1:-}" == -h || "${1:-}" == --help ]]; then
+    sed -n '2,10s/^# \{0,1\}//p' "$0"
+    exit 0
+fi
 if [[ $# -lt 3 || "$2" != "--" || ! "$1" =~ ^[1-9][0-9]*$ ]]; then
     echo "usage: $0 N -- <python arguments, e.g. -m experiments.train --workdir=...>" >&2
     exit 2

@@ -10,11 +10,20 @@
 #
 # Runs on the CPU unless JAX_PLATFORMS says otherwise (the README's timings are CPU
 # timings); a few minutes on 2 cores, the gradient-cost timing about 1.5 of them.
+case "${1:-}" in
+    -h|--help) sed -n '2,12s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    -*) echo "error: scripts/make_figures.sh takes one argument, a work directory, not $1" >&2
+        exit 2 ;;
+esac
+if [ $# -gt 1 ]; then
+    echo "error: scripts/make_figures.sh takes one argument, a work directory; got $#" >&2
+    exit 2
+fi
 source "$(dirname "$0")/_setup.sh"
 export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}"
 if [ $# -ge 1 ]; then
     WORK="$1"
-    mkdir -p "$WORK"
+    mkdir -p -- "$WORK"
 else
     WORK="$(mktemp -d "${TMPDIR:-/tmp}/gdlab-figures.XXXXXX")"
     trap 'rm -rf "$WORK"' EXIT

@@ -152,6 +152,18 @@ def mgpu_variants():
     return out
 
 
+def pallas_names():
+    """Every Pallas variant's name the probe may run (which run depends on the device)."""
+    return [f"pallas {kind} {{}}x{{}}x{{}}/w{{}}/s{{}}".format(*config)
+            for config in CONFIGS for kind in ("fused", "gemm", "fused-raw")]
+
+
+def chosen(name: str) -> bool:
+    """Whether ``--variants`` asks for the variant ``name`` (the references always run)."""
+    return (not FLAGS.variants or name in ("xla", "xla gemm")
+            or any(name.startswith(prefix) for prefix in FLAGS.variants))
+
+
 def make_mgpu(config, *, epilogue, prefetch=False):
     """The Mosaic GPU (Hopper wgmma + TMA) kernel of ``_mgpu_weight_grad``."""
     import _mgpu_weight_grad as mgpu
@@ -204,6 +216,12 @@ def main(argv):
     if FLAGS.size % 256 or FLAGS.batch % 64:
         raise _cli.UsageError(f"--size must be a multiple of 256 and --batch of 64 (the kernels' "
                               f"tiles), got {FLAGS.size} and {FLAGS.batch}")
+    names = ["xla", "xla gemm", *pallas_names(), *mgpu_variants()]
+    for prefix in FLAGS.variants:
+        if not any(name.startswith(prefix) for name in names):
+            raise _cli.UsageError(f"--variants: no variant's name begins with {prefix!r}; they "
+                                  f"begin with xla, pallas fused, pallas gemm, pallas fused-raw, "
+                                  f"mgpu fused, mgpu gemm or mgpu fused-prefetch")
     json_out = _cli.output_file("json_out", FLAGS.json_out, "fused.json")
     import jax
     import jax.numpy as jnp
@@ -248,6 +266,8 @@ def main(argv):
                 "update")
 
     for name, (epilogue, prefetch, config) in mgpu_variants().items():
+        if not chosen(name):
+            continue
         fn = jax.jit(make_mgpu(config, epilogue=epilogue, prefetch=prefetch),
                      donate_argnums=(2, 3) if epilogue else ())
         if on_gpu:
@@ -261,9 +281,7 @@ def main(argv):
             row["error"] = f"{type(e).__name__}: {str(e)[:600]}"
         out["variants"][name] = row
         print(f"{name:40s} {json.dumps(row)}", flush=True)
-    if FLAGS.variants:
-        variants = {name: v for name, v in variants.items() if name in ("xla", "xla gemm")
-                    or any(name.startswith(prefix) for prefix in FLAGS.variants)}
+    variants = {name: v for name, v in variants.items() if chosen(name)}
     if on_gpu:
         variants["xla again"] = variants["xla"]   # drift over the run
     for name, (fn, kind) in variants.items():

@@ -43,12 +43,15 @@ from absl import flags
 import bench
 from experiments import _cli
 
+for _name in ("quick", "json_out", "sweep_lrs", "torch", "simulated_devices", "torch_compile"):
+    delattr(flags.FLAGS, _name)  # bench's main reads them; here they would be accepted and ignored
+flags.adopt_module_key_flags(bench)  # --sizes and --repeats, in --help
 flags.DEFINE_string("out", None, "Folder for profile.json and the optimised HLO of each epoch.")
 flags.DEFINE_list("unrolls", "1,4,8,16", "lax.scan unroll factors to time at tiny; empty: none.")
 flags.DEFINE_list("unroll_models", "cnn_digits,transformer_sort",
                   "Models of the bench's CNN and transformer rows to time at each of --unrolls "
                   "(16-step epochs, manual gradients); empty: none.")
-flags.register_validator("unrolls", lambda v: all(s.strip().isdigit() and int(s) > 0 for s in v),
+flags.register_validator("unrolls", lambda v: all(map(_cli.is_positive_int, v)),
                          message="--unrolls must be comma-separated positive integers, e.g. 1,4")
 FLAGS = flags.FLAGS
 STEPS = bench.MINIBATCH_STEPS

@@ -137,7 +137,9 @@ def test_profile_step_bad_flags_exit_2(tmp_path):
     (tmp_path / "file").write_text("x")
     for args, needle in ((["--sizes=huge"], "--sizes"), (["--sizes="], "--sizes"),
                          (["--unroll_models=rnn"], "--unroll_models"),
-                         ([f"--out={tmp_path}/file"], "--out"), (["--unrolls=1,x"], "--unrolls")):
+                         ([f"--out={tmp_path}/file"], "--out"), (["--unrolls=1,x"], "--unrolls"),
+                         (["--unrolls=²"], "--unrolls must be comma-separated positive integers"),
+                         (["--json_out=p.json"], "Unknown command line flag 'json_out'")):
         r = subprocess.run([sys.executable, "scripts/profile_step.py", *args], cwd=ROOT,
                            capture_output=True, text=True, timeout=120,
                            env={**os.environ, "JAX_PLATFORMS": "cpu"})
@@ -165,8 +167,43 @@ def test_fused_update_probe_kernels_match_the_xla_step(tmp_path):
 
 def test_fused_update_probe_bad_flags_exit_2(tmp_path):
     for args, needle in (([f"--json_out={tmp_path}"], "is a folder"),
-                         (["--size=300"], "multiple of 256"), (["--repeats=0"], "--repeats")):
+                         (["--size=300"], "multiple of 256"), (["--repeats=0"], "--repeats"),
+                         (["--variants=nosuch"], "no variant's name begins with 'nosuch'")):
         r = subprocess.run([sys.executable, "scripts/probe_fused_update.py", *args], cwd=ROOT,
                            capture_output=True, text=True, timeout=120,
                            env={**os.environ, "JAX_PLATFORMS": "cpu"})
         assert r.returncode == 2 and "Traceback" not in r.stderr and needle in r.stderr, r.stderr
+
+
+def test_shell_scripts_answer_help_and_refuse_stray_options(tmp_path):
+    """--help prints the script's own header (exit 0) and runs nothing; any other option is
+    one sentence, exit 2, and writes nothing (make_figures.sh handed it to mkdir)."""
+    for script, line in (("demo.sh", "scripts/demo.sh DIR"),
+                         ("make_figures.sh", "scripts/make_figures.sh runs/figs"),
+                         ("launch_local.sh", "scripts/launch_local.sh 2 --")):
+        r = subprocess.run(["bash", str(ROOT / "scripts" / script), "--help"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and line in r.stdout and not r.stderr, (script, r)
+    for script in ("demo.sh", "make_figures.sh"):
+        r = subprocess.run(["bash", str(ROOT / "scripts" / script), "--quick"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and r.stderr.startswith(f"error: scripts/{script} takes one "
+                                                         f"argument"), (script, r.stderr)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_demo_replaces_only_an_earlier_demo(tmp_path):
+    """scripts/demo.sh DIR trains with --overwrite; a DIR holding another run is refused
+    before anything runs, and the run is left as it was."""
+    other = tmp_path / "houses"
+    other.mkdir()
+    config = {"dataset": "houses", "model": "linear", "epochs": 5}
+    (other / "config.json").write_text(json.dumps(config))
+    (other / "summary.json").write_text("{}")
+    r = subprocess.run(["bash", "scripts/demo.sh", str(other)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 2 and r.stderr.strip() == (
+        f"error: {other} holds a run that is not the demo's; give scripts/demo.sh another "
+        f"folder (it replaces only an earlier demo)"), r.stderr
+    assert json.loads((other / "config.json").read_text()) == config
+    assert sorted(p.name for p in other.iterdir()) == ["config.json", "summary.json"]

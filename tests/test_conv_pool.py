@@ -358,6 +358,29 @@ def test_init_rejects_window_larger_than_padded_input(layer, key):
         init_shapes(layer, (8, 8, 3))
 
 
+@pytest.mark.parametrize("layer", [conv2d(4, 3, padding="VALID"), max_pool(3), avg_pool(3),
+                                   avg_pool(3, count_include_pad=False)],
+                         ids=lambda layer: layer.name)
+def test_forward_rejects_a_batch_the_window_does_not_fit(layer, key):
+    """init checks one example's shape; forward checks the batch it is given, which would
+    otherwise give an empty (B, 0, 0, C) output silently (and a lax error in backward)."""
+    _, params, state = layer.init(key, (8, 8, 2))
+    layer.forward(params, state, jnp.ones((2, 8, 8, 2), jnp.float32))  # init's shape: fine
+    with pytest.raises(ValueError, match="larger than the padded input 2x2"):
+        layer.forward(params, state, jnp.ones((2, 2, 2, 2), jnp.float32))
+    with pytest.raises(ValueError, match=r"needs a batch of images \(B, H, W, C\), got shape "
+                                         r"\(8, 8, 2\)"):
+        layer.forward(params, state, jnp.ones((8, 8, 2), jnp.float32))
+
+
+def test_global_avg_pool_forward_rejects_an_unbatched_image(key):
+    layer = global_avg_pool()
+    assert layer.forward({}, {}, jnp.ones((2, 5, 4, 3)))[0].shape == (2, 3)
+    with pytest.raises(ValueError, match=r"needs a batch of images \(B, H, W, C\), got shape "
+                                         r"\(5, 4, 3\)"):
+        layer.forward({}, {}, jnp.ones((5, 4, 3)))  # it averaged axes 1 and 2: shape (5,)
+
+
 def test_conv2d_init_rejects_channels_not_divisible_by_groups(key):
     with pytest.raises(ValueError, match="divisible by feature_groups"):
         conv2d(4, 3, feature_groups=2).init(key, (8, 8, 3))

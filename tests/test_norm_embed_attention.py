@@ -538,6 +538,10 @@ def test_residuals_pass_through_custom_vjp(key, name):
     (lambda: layer_norm(eps=-1.0), "layer_norm eps must be a finite number > 0"),
     (lambda: transformer_block(4, 2, mlp_ratio=0), "transformer_block mlp_ratio must be at least 1"),
     (lambda: multi_head_attention(2.5), "multi_head_attention num_heads must be an int"),
+    (lambda: embedding(2.5, 3), "embedding vocab_size must be an int, got 2.5"),
+    (lambda: embedding(True, 3), "embedding vocab_size must be an int, got True"),
+    (lambda: embedding(5, 0), "embedding features must be at least 1, got 0"),
+    (lambda: positional_embedding(2.5), "positional_embedding max_len must be an int"),
 ])
 def test_normalisation_and_attention_refuse_settings_that_wreck_them(build, needle):
     """momentum outside [0, 1] drives the running statistics away (1.5: a mean of −4942 for

@@ -26,6 +26,7 @@ from jax import lax
 from gdlab.layers import initializers
 from gdlab.layers._windows import (
     check_image_shape,
+    check_batch_fits,
     check_window_fits,
     dilated,
     normalize_padding,
@@ -86,7 +87,7 @@ def conv2d(features: int, kernel_size: int | tuple[int, int], *, strides=1, padd
 
     def forward(params, state, x, *, key=None, train=False, weights=None):
         del key, train, weights
-        pads = pads_for(x.shape[1:3])
+        pads = check_batch_fits("conv2d", "dilated kernel", x, window, pads_for)
         y = lax.conv_general_dilated(x, params["w"], (sh, sw), pads, rhs_dilation=(dh, dw),
                                      dimension_numbers=_NHWC, feature_group_count=groups)
         if use_bias:

@@ -7,6 +7,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from gdlab.layers._windows import positive_int
 from gdlab.layers.base import Layer
 
 
@@ -20,9 +21,8 @@ def embedding(vocab_size: int, features: int, *, stddev: float | None = None,
     NaN (``jnp.take(..., mode="fill")``), never a silently clamped row, so a bad
     id shows up in the loss. (Ids in [−V, 0) wrap around, NumPy style.)
     """
-    if vocab_size < 1 or features < 1:
-        raise ValueError(f"embedding needs vocab_size >= 1 and features >= 1, "
-                         f"got {vocab_size} and {features}")
+    vocab_size = positive_int(vocab_size, "embedding vocab_size")
+    features = positive_int(features, "embedding features")
     std = 1.0 / math.sqrt(features) if stddev is None else stddev
 
     def init(key, in_shape):
@@ -54,8 +54,7 @@ def positional_embedding(max_len: int, *, stddev: float = 0.02, dtype=jnp.float3
     T ≤ max_len. Every example of the batch shares the table, so its gradient is
     the sum over the batch.
     """
-    if max_len < 1:
-        raise ValueError(f"positional_embedding needs max_len >= 1, got {max_len}")
+    max_len = positive_int(max_len, "positional_embedding max_len")
 
     def init(key, in_shape):
         if len(in_shape) != 2:

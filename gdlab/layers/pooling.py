@@ -23,6 +23,7 @@ from jax import lax
 
 from gdlab.layers._windows import (
     check_image_shape,
+    check_batch_fits,
     check_window_fits,
     normalize_padding,
     output_hw,
@@ -117,8 +118,9 @@ def max_pool(window, *, strides=None, padding="VALID") -> Layer:
         del params, key, train, weights
         # A concrete (NumPy) init value lets lax use its reduce_window_max primitive, which
         # autodiff (the tests' reference) understands; a traced one gets the generic reducer.
+        pads = check_batch_fits("max_pool", "window", x, window, pads_for)
         y = lax.reduce_window(x, np.array(-np.inf, x.dtype), lax.max, (1, *window, 1),
-                              (1, *strides, 1), _full(pads_for(x.shape[1:3])))
+                              (1, *strides, 1), _full(pads))
         return y, state, (x, y)  # keep x and y: find each window's maximum again
 
     def backward(params, residuals, dy):
@@ -163,7 +165,7 @@ def avg_pool(window, *, strides=None, padding="VALID", count_include_pad=True) -
     def forward(params, state, x, *, key=None, train=False, weights=None):
         del params, key, train, weights
         in_hw = x.shape[1:3]
-        pads = pads_for(in_hw)
+        pads = check_batch_fits("avg_pool", "window", x, window, pads_for)
         total = lax.reduce_window(x, np.array(0, x.dtype), lax.add, (1, *window, 1),
                                   (1, *strides, 1), _full(pads))
         y = total / jnp.asarray(counts(in_hw, pads, total.shape[1:3]), x.dtype)
@@ -194,6 +196,9 @@ def global_avg_pool() -> Layer:
 
     def forward(params, state, x, *, key=None, train=False, weights=None):
         del params, key, train, weights
+        if x.ndim != 4:
+            raise ValueError(f"global_avg_pool needs a batch of images (B, H, W, C), got shape "
+                             f"{x.shape}")
         # Only x's spatial shape is needed later: carry it as an empty array's shape.
         return x.mean(axis=(1, 2)), state, jnp.zeros((0, *x.shape[1:3]), x.dtype)
 
