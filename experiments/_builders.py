@@ -62,11 +62,12 @@ MODEL_DEFAULTS = {
 }
 """Descent flags that a model changes when they are not given on the command line."""
 
-DATASET_MODELS = {"images": "cnn"}
-"""The ``--model`` that train gives a data set when the command line names none: a folder of
-pictures trains the CNN. The MLP's first layer sums every pixel, so its curvature grows with
-pictures whose pixels move together (colour, a brightness that varies from picture to
-picture): at its default lr such folders diverged, where the CNN trained."""
+IMAGE_MODEL = "cnn"
+"""The ``--model`` that train gives image data a user brings (an image folder, or an npz of
+images) when the command line names none. The MLP's first layer sums every pixel, so its
+curvature grows with pictures whose pixels move together (colour, a brightness that varies
+from picture to picture): at its default lr such pictures diverged, where the CNN trained.
+The bundled digits and MNIST's IDX files keep the MLP, the lab's documented model."""
 
 MODEL_FLAGS = {"mlp": ("hidden", "activation"), "cnn": ("channels", "kernel", "padding"),
                "transformer": ("width", "depth", "heads", "vocab_size", "causal")}
@@ -78,9 +79,9 @@ def define_model_flags(*, model_defaults: bool = False) -> None:
     (``apply_model_defaults``), and --model's help says so."""
     defaults = (" cnn and transformer change the defaults of flags not given: " + "; ".join(
         f"{m}: " + ", ".join(f"--{k}={v}" for k, v in d.items())
-        for m, d in MODEL_DEFAULTS.items()) + ". Not given, it is " + ", ".join(
-        f"{m} for --dataset={d}" for d, m in DATASET_MODELS.items()) + " and mlp for the other "
-        "data sets.") if model_defaults else ""
+        for m, d in MODEL_DEFAULTS.items()) + f". Not given, it is {IMAGE_MODEL} for image "
+        "data a user brings (--dataset=images, npz images) and mlp for the other data "
+        "sets.") if model_defaults else ""
     flags.DEFINE_enum("model", "mlp", list(MODELS),
                       "mlp (hidden layers), linear (no hidden layer, regression's model), cnn "
                       "(conv/batch-norm/relu/max-pool stages on images: digits, mnist) or "
@@ -139,20 +140,19 @@ def define_descent_flags(*, descent_default: str = "minibatch", batch_size: int 
 
 
 def apply_model_defaults() -> None:
-    """The data set's model where the command line names none (``DATASET_MODELS``), then
-    the descent flags the model's defaults (``MODEL_DEFAULTS``) where the command line left
-    them unset; config.json records the values used."""
-    if FLAGS["model"].using_default_value and FLAGS.dataset in DATASET_MODELS:
-        FLAGS.model = DATASET_MODELS[FLAGS.dataset]
-        FLAGS["model"].using_default_value = True  # still the default: this data set's
+    """Give the descent flags the ``--model``'s defaults (``MODEL_DEFAULTS``) where the
+    command line left them unset (after ``load_dataset``, which may pick the model);
+    config.json records the values used."""
     for name, value in MODEL_DEFAULTS.get(FLAGS.model, {}).items():
         if name in FLAGS and FLAGS[name].using_default_value:
             FLAGS[name].value = value
 
 
-def load_dataset() -> data.Dataset:
+def load_dataset(*, model_by_data: bool = False) -> data.Dataset:
     """The data set the flags name, shaped for ``--model`` (images for cnn); bad files,
-    arguments and model/data mismatches raise DataError or UsageError (exit 2)."""
+    arguments and model/data mismatches raise DataError or UsageError (exit 2).
+    ``model_by_data`` (train): with no --model on the command line, image data a user
+    brings train ``IMAGE_MODEL``, and the flag says so from then on."""
     model = FLAGS["model"].value if "model" in FLAGS else None
     if model == "transformer" and FLAGS.dataset != "sort":
         raise _cli.UsageError(f"--model=transformer needs token sequences (--dataset=sort), "
@@ -211,6 +211,10 @@ def load_dataset() -> data.Dataset:
         raise _cli.UsageError(f"--pixel_scaling is for image data, but {ds.name} "
                               f"('{kwargs['npz_path']}') holds a table of "
                               f"{ds.input_dim} features")
+    if (model_by_data and FLAGS["model"].using_default_value and ds.image_shape is not None
+            and FLAGS.dataset in ("images", "npz")):
+        FLAGS.model = model = IMAGE_MODEL
+        FLAGS["model"].using_default_value = True  # still the default: the data's
     if model == "cnn":
         if ds.image_shape is None:
             raise _cli.UsageError(f"--model=cnn needs image data (digits, mnist, images, npz "
@@ -251,9 +255,9 @@ def build_model(ds: data.Dataset, loss: str):
     for other, names in MODEL_FLAGS.items():
         for name in names:
             if other != FLAGS.model and name in FLAGS and FLAGS[name].value != FLAGS[name].default:
-                chosen = (f", the default for --dataset={FLAGS.dataset}; give --model={other} "
+                chosen = (f", the default for image data a user brings; give --model={other} "
                           f"to use --{name}") if FLAGS["model"].using_default_value \
-                    and DATASET_MODELS.get(FLAGS.dataset) == FLAGS.model else ""
+                    and FLAGS.model != FLAGS["model"].default else ""
                 raise _cli.UsageError(f"--{name} is for --model={other}, but this run's model is "
                                       f"{FLAGS.model}{chosen}")
     outputs = 1 if loss == "bce" else ds.num_outputs

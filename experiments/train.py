@@ -113,10 +113,10 @@ def main(argv):
     del argv
     mesh = _cli.start_devices()  # first: jax.distributed must start before anything else
     primary = _cli.is_primary()  # process 0 writes the workdir; the others write nothing
+    _cli.seconds("checkpoint_seconds", FLAGS.checkpoint_seconds)
+    ds = _builders.load_dataset(model_by_data=True)  # image data a user brings: the CNN
     _builders.apply_model_defaults()
     _builders.check_descent_flags()
-    _cli.seconds("checkpoint_seconds", FLAGS.checkpoint_seconds)
-    ds = _builders.load_dataset()
     loss_name = _builders.loss_name(ds)
     batch_size = _builders.batch_size(ds)
     model = _builders.build_model(ds, loss_name)

@@ -203,15 +203,16 @@ def test_a_table_with_text_columns_trains_with_the_defaults(tmp_path):
 
 
 def test_images_as_numpy_arrays_train_with_the_defaults_and_the_cnn(tmp_path, sparse_files):
-    """The MNIST-like images saved with numpy.savez: the default command, and --model=cnn
-    (the images keep their shape), train as the IDX files do."""
+    """The MNIST-like images saved with numpy.savez: the MLP of the MNIST command, and the
+    default for images a user brings, the CNN (the images keep their shape), train as the
+    IDX files do."""
     path = tmp_path / "images.npz"
     np.savez_compressed(
         path, x_train=data.read_idx(sparse_files / "train-images-idx3-ubyte.gz"),
         y_train=data.read_idx(sparse_files / "train-labels-idx1-ubyte.gz"),
         x_test=data.read_idx(sparse_files / "t10k-images-idx3-ubyte.gz"),
         y_test=data.read_idx(sparse_files / "t10k-labels-idx1-ubyte.gz"))
-    for name, flags in (("mlp", ["--hidden=256"]), ("cnn", ["--model=cnn", "--epochs=2"])):
+    for name, flags in (("mlp", ["--model=mlp", "--hidden=256"]), ("cnn", ["--epochs=2"])):
         r = run_experiment("train", "--dataset=npz", f"--npz_path={path}", *flags,
                            f"--workdir={tmp_path / name}")
         assert r.returncode == 0, r.stderr
@@ -219,9 +220,13 @@ def test_images_as_numpy_arrays_train_with_the_defaults_and_the_cnn(tmp_path, sp
         assert summary["status"] == "completed", summary
         assert summary["test_accuracy"] >= ACCURACY_BAR, (name, summary["test_accuracy"])
         assert "3000 train / 1000 test" in summary["dataset"]
+        config = json.loads((tmp_path / name / "config.json").read_text())
+        assert config["model"] == name and config["optimizer"] == (
+            "adam" if name == "cnn" else "momentum")
     # --pixel_scaling reaches npz images too: per pixel, the rare border strokes warn
-    r = run_experiment("train", "--dataset=npz", f"--npz_path={path}", "--hidden=16",
-                       "--epochs=1", "--pixel_scaling=per_pixel", f"--workdir={tmp_path / 'pp'}")
+    r = run_experiment("train", "--dataset=npz", f"--npz_path={path}", "--model=mlp",
+                       "--hidden=16", "--epochs=1", "--pixel_scaling=per_pixel",
+                       f"--workdir={tmp_path / 'pp'}")
     assert r.returncode == 0, r.stderr
     assert "beyond 50 after scaling" in r.stderr
     assert json.loads((tmp_path / "pp" / "config.json").read_text())["pixel_scaling"] == "per_pixel"
@@ -271,7 +276,7 @@ def colour_pictures(folder, n_per_class: int = 60, size: int = 16, seed: int = 0
 
 
 def test_an_image_folder_trains_the_cnn_by_default(tmp_path):
-    """--dataset=images with no --model trains the CNN with its own defaults (recorded, so
+    """--dataset=images (and npz images: test above) with no --model trains the CNN with its own defaults (recorded, so
     --flagfile replays it); the MLP, given explicitly, does much worse on colour pictures;
     an MLP flag with the CNN is refused, not ignored."""
     colour_pictures(tmp_path / "pictures")
@@ -291,7 +296,7 @@ def test_an_image_folder_trains_the_cnn_by_default(tmp_path):
     r = run_experiment("train", "--dataset=images", f"--data_dir={tmp_path / 'pictures'}",
                        "--hidden=256", f"--workdir={tmp_path / 'hidden'}")
     assert_bad_input(r, "--hidden is for --model=mlp, but this run's model is cnn, the default "
-                        "for --dataset=images; give --model=mlp to use --hidden")
+                        "for image data a user brings; give --model=mlp to use --hidden")
     assert not (tmp_path / "hidden").exists()
 
 
