@@ -168,6 +168,14 @@ def jit_step(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, grad: str 
                    donate_argnums=0)
 
 
+def _blown_up(loss, reference, blowup: float | None):
+    """Whether ``loss`` is past the guard's limit, ``blowup`` times the ``reference`` loss
+    (never, for ``blowup=None``); traceable, a bool array."""
+    if blowup is None:
+        return jnp.zeros((), bool)
+    return jnp.asarray(loss) > blowup * jnp.maximum(reference, 1e-8)
+
+
 def guard(step_fn, *, blowup: float | None = DEFAULT_BLOWUP):
     """Wrap a step so that a bad update is refused and recorded in ``state.health``.
 
@@ -193,9 +201,7 @@ def guard(step_fn, *, blowup: float | None = DEFAULT_BLOWUP):
         health = state.health
         loss = out[0].astype(jnp.float32)
         reference = jnp.where(jnp.isnan(health.reference_loss), loss, health.reference_loss)
-        bad = ~jnp.isfinite(loss)
-        if blowup is not None:
-            bad = bad | (loss > blowup * jnp.maximum(reference, 1e-8))
+        bad = ~jnp.isfinite(loss) | _blown_up(loss, reference, blowup)
         diverged = health.diverged | bad
         health = Health(
             diverged=diverged,
@@ -688,7 +694,10 @@ def fit(
                 break
             continue
         row = evaluated(epoch, state)
-        if not diverged and not np.isfinite(row["train_loss"]):  # finite params, bad loss
+        if not diverged and (not np.isfinite(row["train_loss"]) or (  # finite params, bad loss
+                epoch == epochs and bool(_blown_up(row["train_loss"], state.health.reference_loss,
+                                                   blowup)))):
+            # (or the run's last update blew the loss up: no later update's guard sees it)
             state, diverged = _diverged_after(state), True
         with warnings.catch_warnings():  # an epoch whose losses were all refused: NaN
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -797,14 +806,16 @@ def make_run(model: Layer, loss: Loss, optimizer_for: Callable[[Array], optim.Op
         initial = evaluate(state.params, state.model_state, x, y)["loss"]
         state = with_reference_loss(state, initial)  # as fit: blow-up against J(θ₀)
 
-        def body(state, _):
+        def body(state, epoch):
             state, _ = epoch_fn(state, x, y)
             train_loss = evaluate(state.params, state.model_state, x, y)["loss"]
-            # as fit: an epoch's last update that left J non-finite diverged at the next one
-            state = _diverged_after(state, ~jnp.isfinite(train_loss))
+            # as fit: an epoch's last update that left J non-finite diverged at the next one,
+            # and so did the run's last update if it blew J up
+            state = _diverged_after(state, ~jnp.isfinite(train_loss) | (
+                (epoch == epochs - 1) & _blown_up(train_loss, state.health.reference_loss, blowup)))
             return state, jnp.where(state.health.diverged, jnp.nan, train_loss)
 
-        return jax.lax.scan(body, state, None, length=epochs)
+        return jax.lax.scan(body, state, jnp.arange(epochs))
 
     return run
 

@@ -152,6 +152,33 @@ def test_sweep_marks_a_last_epoch_overflow_as_fit_does():
     assert list(swept.diverged_at_step) == [-1, 2] and np.isnan(swept.train_loss[1, 0])
 
 
+def test_a_last_update_that_blows_the_loss_up_ends_the_run_diverged_in_fit_and_sweep():
+    """One full-batch epoch at lr 1e6 on a linear least-squares problem: the only update
+    multiplies J by about 1e13, finite. No later update's guard sees it, so fit and sweep
+    both mark the run as the guard would have at update 2 (it was 'completed'); a rate
+    whose last loss stays under blowup·J₀ completes, and an earlier epoch's blow-up is left
+    to the next update's guard."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 3)).astype(np.float32)
+    y = (x @ np.array([[1.0], [-2.0], [0.5]]) + 0.1 * rng.normal(size=(32, 1))).astype(np.float32)
+    model, loss = models.linear(1), losses.get("mse")
+    rates = [0.1, 1e6]
+    swept = train.sweep(model, loss, optim.gd, rates, (x, y), epochs=1, batch_size=32)
+    for k, lr in enumerate(rates):
+        fitted = train.fit(model, loss, optim.gd(lr), (x, y), epochs=1, batch_size=32,
+                           key=jax.random.PRNGKey(0))
+        j0, j1 = fitted.history[0]["train_loss"], fitted.history[1]["train_loss"]
+        assert np.isfinite(j1)
+        assert (fitted.status == "diverged") == (j1 > train.DEFAULT_BLOWUP * j0) == (lr == 1e6)
+        assert fitted.diverged_at_step == (2 if lr == 1e6 else None)
+        assert int(swept.diverged_at_step[k]) == (fitted.diverged_at_step or -1)
+    # with a later epoch, the guard of its first update refuses it: diverged at 2 as well
+    fitted = train.fit(model, loss, optim.gd(1e6), (x, y), epochs=2, batch_size=32,
+                       key=jax.random.PRNGKey(0))
+    assert fitted.status == "diverged" and fitted.diverged_at_step == 2
+    assert fitted.step_losses[1] > train.DEFAULT_BLOWUP * fitted.history[0]["train_loss"]
+
+
 def test_blow_up_is_measured_against_the_initial_loss_on_all_the_data():
     # SGD where the first example is already fitted (loss ~1e-9): against that one loss an
     # ordinary later example (~0.1) looked like a 1e6-fold blow-up.
