@@ -11,7 +11,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
@@ -155,34 +154,28 @@ def test_cost_figure_draws_p_and_p_squared_reference_lines():
                                  flop_fits={m: cost.fit_slope(p, f) for m, f in flops.items()},
                                  reference_slopes={"finite_differences": 2, "backprop": 1,
                                                    "autodiff": 1})
-    try:
-        time_ax, flop_ax, ratio_ax = fig.axes
-        assert "seconds" in time_ax.get_title() and "XLA" in flop_ax.get_title()
-        for ax, values in ((time_ax, seconds), (flop_ax, flops)):
-            squared, linear = _lines(ax, "reference ∝ P²"), _lines(ax, "reference ∝ P ")
-            assert len(squared) == 1 and len(linear) == 1  # one per slope, not per method
-            for (line,), slope, method in ((squared, 2, "finite_differences"),
-                                           (linear, 1, "backprop")):
-                xs, ys = (np.asarray(v, np.float64) for v in line.get_data())
-                assert xs.min() == pytest.approx(p.min()) and xs.max() == pytest.approx(p.max())
-                fitted = np.polyfit(np.log(xs), np.log(ys), 1)[0]
-                assert fitted == pytest.approx(slope, abs=1e-9)
-                # through the method's points: the mean log residual is zero
-                residual = np.log(values[method]) - np.log(ys[0] * (p / xs[0]) ** slope)
-                assert np.mean(residual) == pytest.approx(0.0, abs=1e-9)
-            fd_label = next(t.get_text() for t in ax.get_legend().get_texts()
-                            if t.get_text().startswith("finite differences"))
-            assert f"slope {cost.fit_slope(p, values['finite_differences'])[0]:.2f}" in fd_label
-        ratio = _lines(ratio_ax, "measured seconds")[0].get_ydata()
-        np.testing.assert_allclose(ratio, seconds["finite_differences"] / seconds["backprop"])
-    finally:
-        plt.close(fig)
+    time_ax, flop_ax, ratio_ax = fig.axes
+    assert "seconds" in time_ax.get_title() and "XLA" in flop_ax.get_title()
+    for ax, values in ((time_ax, seconds), (flop_ax, flops)):
+        squared, linear = _lines(ax, "reference ∝ P²"), _lines(ax, "reference ∝ P ")
+        assert len(squared) == 1 and len(linear) == 1  # one per slope, not per method
+        for (line,), slope, method in ((squared, 2, "finite_differences"),
+                                       (linear, 1, "backprop")):
+            xs, ys = (np.asarray(v, np.float64) for v in line.get_data())
+            assert xs.min() == pytest.approx(p.min()) and xs.max() == pytest.approx(p.max())
+            fitted = np.polyfit(np.log(xs), np.log(ys), 1)[0]
+            assert fitted == pytest.approx(slope, abs=1e-9)
+            # through the method's points: the mean log residual is zero
+            residual = np.log(values[method]) - np.log(ys[0] * (p / xs[0]) ** slope)
+            assert np.mean(residual) == pytest.approx(0.0, abs=1e-9)
+        fd_label = next(t.get_text() for t in ax.get_legend().get_texts()
+                        if t.get_text().startswith("finite differences"))
+        assert f"slope {cost.fit_slope(p, values['finite_differences'])[0]:.2f}" in fd_label
+    ratio = _lines(ratio_ax, "measured seconds")[0].get_ydata()
+    np.testing.assert_allclose(ratio, seconds["finite_differences"] / seconds["backprop"])
     fig = cost_plots.cost_figure(p, seconds, fits, title="no counts",
                                  flops={m: [math.nan] * len(p) for m in seconds})
-    try:
-        assert len(fig.axes) == 2  # no operation panel without counts
-    finally:
-        plt.close(fig)
+    assert len(fig.axes) == 2  # no operation panel without counts
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -118,22 +117,19 @@ def test_modes_figure_draws_each_mode_against_updates_and_examples():
                                          steps_per_epoch=steps, batch_size=b, num_examples=n)
         runs[mode] = {"label": mode, "history": history, "curve": curve}
     fig = modes_plots.modes_figure(runs, title="t")
-    try:
-        updates_ax, examples_ax, wall_ax = fig.axes
-        assert updates_ax.get_xscale() == "symlog" and examples_ax.get_xscale() == "symlog"
-        for mode, run in runs.items():
-            lines = {ln.get_label(): ln for ln in examples_ax.get_lines()}
-            xs = lines[f"{mode}: batch loss of its updates"].get_xdata()
-            np.testing.assert_allclose(xs, run["curve"]["examples"])
-            dots = lines[f"{mode}: train loss on all N, each epoch's end"]
-            np.testing.assert_allclose(dots.get_xdata(), [0, n, 2 * n])
-            lines = {ln.get_label(): ln for ln in updates_ax.get_lines()}
-            np.testing.assert_allclose(lines[f"{mode}: train loss on all N, each epoch's end"]
-                                       .get_xdata(), [r["step"] for r in run["history"]])
-        walls = {ln.get_label(): ln.get_xdata() for ln in wall_ax.get_lines()}
-        np.testing.assert_allclose(walls["sgd: test"], [0.0, 0.1, 0.2])
-        # within the first epoch sgd has points, batch descent none
-        assert min(x for x in runs["sgd"]["curve"]["examples"] if x > 0) < n
-        assert [x for x in runs["batch"]["curve"]["examples"] if 0 < x < n] == []
-    finally:
-        plt.close(fig)
+    updates_ax, examples_ax, wall_ax = fig.axes
+    assert updates_ax.get_xscale() == "symlog" and examples_ax.get_xscale() == "symlog"
+    for mode, run in runs.items():
+        lines = {ln.get_label(): ln for ln in examples_ax.get_lines()}
+        xs = lines[f"{mode}: batch loss of its updates"].get_xdata()
+        np.testing.assert_allclose(xs, run["curve"]["examples"])
+        dots = lines[f"{mode}: train loss on all N, each epoch's end"]
+        np.testing.assert_allclose(dots.get_xdata(), [0, n, 2 * n])
+        lines = {ln.get_label(): ln for ln in updates_ax.get_lines()}
+        np.testing.assert_allclose(lines[f"{mode}: train loss on all N, each epoch's end"]
+                                   .get_xdata(), [r["step"] for r in run["history"]])
+    walls = {ln.get_label(): ln.get_xdata() for ln in wall_ax.get_lines()}
+    np.testing.assert_allclose(walls["sgd: test"], [0.0, 0.1, 0.2])
+    # within the first epoch sgd has points, batch descent none
+    assert min(x for x in runs["sgd"]["curve"]["examples"] if x > 0) < n
+    assert [x for x in runs["batch"]["curve"]["examples"] if 0 < x < n] == []

@@ -7,7 +7,6 @@ import json
 import subprocess
 
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -145,18 +144,15 @@ def test_figure_draws_clipped_paths_and_losses_up_to_divergence():
     fig = landscape_plots.landscape_figure(
         [landscape_plots.Row(landscape=bowl, optimizers=[("plain GD", runs)], note="2/λmax = 0.2")],
         title="t", grid=30)
-    try:
-        contour_ax, loss_ax = [ax for ax in fig.axes if ax.get_visible()]
-        assert "plain GD; 2/λmax = 0.2" in contour_ax.get_title()
-        drawn = {ln.get_label(): np.column_stack(ln.get_data()).astype(np.float64)
-                 for ln in contour_ax.get_lines()}
-        large = drawn["lr 0.21 (✕: leaves the view at step 5)"]
-        assert _inside(large, bowl.box) and len(large) == 6
-        for label in ("lr 0.02", "lr 0.1"):
-            np.testing.assert_allclose(drawn[label], np.asarray(runs[lrs.index(float(label[3:]))].points))
-        losses = {ln.get_label(): ln.get_xdata() for ln in loss_ax.get_lines()}
-        assert len(losses["lr 0.21"]) == runs[2].diverged_at + 1  # up to the diverging update
-        assert len(losses["lr 0.02"]) == bowl.steps + 1
-        assert loss_ax.get_yscale() == "log"
-    finally:
-        plt.close(fig)
+    contour_ax, loss_ax = [ax for ax in fig.axes if ax.get_visible()]
+    assert "plain GD; 2/λmax = 0.2" in contour_ax.get_title()
+    drawn = {ln.get_label(): np.column_stack(ln.get_data()).astype(np.float64)
+             for ln in contour_ax.get_lines()}
+    large = drawn["lr 0.21 (✕: leaves the view at step 5)"]
+    assert _inside(large, bowl.box) and len(large) == 6
+    for label in ("lr 0.02", "lr 0.1"):
+        np.testing.assert_allclose(drawn[label], np.asarray(runs[lrs.index(float(label[3:]))].points))
+    losses = {ln.get_label(): ln.get_xdata() for ln in loss_ax.get_lines()}
+    assert len(losses["lr 0.21"]) == runs[2].diverged_at + 1  # up to the diverging update
+    assert len(losses["lr 0.02"]) == bowl.steps + 1
+    assert loss_ax.get_yscale() == "log"

@@ -70,3 +70,17 @@ def test_every_exported_name_is_its_submodules():
     assert set(gdlab.__all__) <= set(dir(gdlab))
     with pytest.raises(AttributeError, match="has no attribute 'no_such_thing'"):
         gdlab.no_such_thing  # noqa: B018
+
+
+def test_importing_the_plots_leaves_the_callers_matplotlib_backend_alone(tmp_path):
+    """A notebook's backend survives ``import gdlab.plots`` (it forced Agg), and a figure
+    is still written without a display."""
+    code = ("import matplotlib; matplotlib.use('svg')\n"
+            "import gdlab.plots, gdlab.plots.sweep, gdlab.plots.landscape\n"
+            f"gdlab.plots.plot_history([{{'epoch': 0, 'train_loss': 1.0}}], {str(tmp_path / 'h.png')!r}, "
+            "title='t')\n"
+            "print(matplotlib.get_backend())")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and r.stdout.split() == ["svg"], r.stderr
+    assert (tmp_path / "h.png").read_bytes().startswith(b"\x89PNG")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -38,15 +37,7 @@ def _line(ax, label: str):
 
 @pytest.fixture
 def figure():
-    figs = []
-
-    def make(*args, **kwargs):
-        figs.append(training.history_figure(*args, **kwargs))
-        return figs[-1]
-
-    yield make
-    for fig in figs:
-        plt.close(fig)
+    return training.history_figure
 
 
 def test_loss_from_epoch_0_with_integer_ticks_accuracy_and_gradient_norm(figure):
@@ -124,3 +115,52 @@ def test_plot_history_writes_a_png(tmp_path):
     training.plot_history(_history(2), path, title="png", step_losses=[3.0, 2.0],
                           diverged_at_step=None)
     assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_a_loss_that_reaches_exactly_zero_stays_on_its_log_axis(figure):
+    """A least-squares fit that ends at J = 0 (float rounding): the panels keep their log
+    axis (one zero made them linear, flattening 19 decades onto 0), and the zeros are drawn
+    at a marked floor a decade below the smallest positive value."""
+    rows = _history(6)
+    for row, loss in zip(rows, [2.0, 1e-3, 1e-9, 4e-19, 0.0, 0.0, 0.0]):
+        row["train_loss"] = row["test_loss"] = loss
+    rows[-1]["grad_norm"] = 0.0
+    axes = _axes(figure(rows, title="exact fit"))
+    assert axes["loss"].get_yscale() == "log" and axes["gradient norm"].get_yscale() == "log"
+    np.testing.assert_allclose(_line(axes["loss"], "train loss")[1],
+                               [2.0, 1e-3, 1e-9, 4e-19, 4e-20, 4e-20, 4e-20])
+    _, floor = _line(axes["loss"], "exactly 0, drawn at 4e-20")
+    np.testing.assert_allclose(floor, 4e-20)
+    assert axes["loss"].get_ylim()[0] < 4e-20
+    grads = [r["grad_norm"] for r in rows[1:]]
+    np.testing.assert_allclose(_line(axes["gradient norm"], "‖∂J/∂θ‖ (batch gradient)")[1],
+                               [*grads[:-1], min(grads[:-1]) / 10])
+    # nothing to floor: no line for it; a negative value: a linear axis, values as they are
+    assert not [ln for ln in _axes(figure(_history(3), title="t"))["loss"].get_lines()
+                if ln.get_label().startswith("exactly 0")]
+    rows = _history(3)
+    rows[2]["train_loss"] = -1.0
+    axes = _axes(figure(rows, title="t"))
+    assert axes["loss"].get_yscale() == "linear" and _line(axes["loss"], "train loss")[1][2] == -1
+
+
+def test_a_sweep_whose_best_rates_fit_exactly_draws_every_one(monkeypatch):
+    """lr_sweep's figure: converged rates whose final loss is 0 are drawn at the floor (they
+    vanished from the log axis), on both panels."""
+    from gdlab.plots import sweep
+
+    kept = {}
+    monkeypatch.setattr(sweep, "save", lambda fig, path: kept.setdefault("fig", fig))
+    curves = np.array([[2.0, 1.0, 0.5, 0.25], [2.0, 1e-6, 1e-14, 0.0], [2.0, 1e-3, 0.0, 0.0],
+                       [2.0, 50.0, np.nan, np.nan]])
+    sweep.plot_lr_sweep([0.01, 0.1, 0.3, 9.0], [0.25, 0.0, 0.0, np.nan],
+                        ["too slow", "converged", "converged", "diverged"], curves,
+                        {"too small": 0, "good": 1, "too large": 3}, "unused.png",
+                        title="t", initial_loss=2.0)
+    left, right = kept["fig"].axes
+    (converged,) = [c for c in left.collections if c.get_label() == "converged"]
+    np.testing.assert_allclose(converged.get_offsets()[:, 1], [0.025, 0.025])
+    assert next(ln.get_label() for ln in left.get_lines()) == "exactly 0, drawn at 0.025"
+    np.testing.assert_allclose(_line(right, "good: α = 0.1 (converged)")[1],
+                               [2.0, 1e-6, 1e-14, 1e-15])
+    assert "exactly 0, drawn at 1e-15" in [ln.get_label() for ln in right.get_lines()]

@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 
-from gdlab.plots.common import decorate, save
+from gdlab.plots.common import decorate, figure, save
 
 LABELS = {
     "finite_differences": "finite differences (2P forward passes)",
@@ -85,7 +84,7 @@ def cost_figure(params: Sequence[int], seconds: Mapping[str, Sequence[float]],
     p = np.asarray(params, np.float64)
     has_flops = flops is not None and all(_finite(v) for v in flops.values())
     panels = 3 if has_flops else 2
-    fig, axes = plt.subplots(1, panels, figsize=(6.2 * panels, 5.2))
+    fig, axes = figure(1, panels, figsize=(6.2 * panels, 5.2))
     ax = axes[0]
     _panel(ax, p, seconds, fits, reference_slopes)
     decorate(ax, xlabel="parameters P", ylabel="seconds per gradient (median)",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import matplotlib.pyplot as plt
+import matplotlib
 import numpy as np
 
-from gdlab.plots.common import decorate, save
+from gdlab.plots.common import decorate, figure, save
 
 
 def plot_edge_of_stability(runs: Sequence[Mapping], path, *, title: str,
@@ -21,8 +21,8 @@ def plot_edge_of_stability(runs: Sequence[Mapping], path, *, title: str,
       minibatch: an optional mini-batch run of the same shape plus ``batch_size``, drawn in
         black (dotted), its 2/η too.
     """
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
-    colours = plt.cm.viridis(np.linspace(0.0, 0.85, max(len(runs), 1)))
+    fig, (left, right) = figure(1, 2, figsize=(13, 4.8))
+    colours = matplotlib.colormaps["viridis"](np.linspace(0.0, 0.85, max(len(runs), 1)))
     styled = [(run, colour, "-", f"gd η = {run['lr']:g}") for run, colour in zip(runs, colours)]
     if minibatch is not None:
         styled.append((minibatch, "k", ":", f"mini-batch (B = {minibatch['batch_size']}) "

@@ -7,11 +7,10 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import matplotlib
-import matplotlib.pyplot as plt
 import numpy as np
 
 from gdlab.landscapes import Landscape
-from gdlab.plots.common import decorate, save
+from gdlab.plots.common import decorate, figure, save
 
 LINESTYLES = ("-", "--", ":", "-.")
 
@@ -123,9 +122,9 @@ def landscape_figure(rows: Sequence[Row], *, title: str, grid: int = 240):
     scale, line style = optimizer, a diverged run up to its diverging update).
     """
     cols = max(len(row.optimizers) for row in rows) + 1
-    fig, axes = plt.subplots(len(rows), cols, figsize=(6.2 * cols, 6.0 * len(rows)),
+    fig, axes = figure(len(rows), cols, figsize=(6.2 * cols, 6.0 * len(rows)),
                              squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax_row, row in zip(axes, rows):
         fn = row.landscape
         note = f"; {row.note}" if row.note else ""

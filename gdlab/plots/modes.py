@@ -15,10 +15,9 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 
-from gdlab.plots.common import decorate, save
+from gdlab.plots.common import decorate, figure, save
 
 _COLOUR = {"batch": "tab:blue", "minibatch": "tab:green", "sgd": "tab:red"}
 
@@ -80,7 +79,7 @@ def modes_figure(runs: Mapping[str, Mapping], *, title: str):
     train loss at each epoch's end as dots), and against training wall time
     (train solid, test dashed, per epoch). Loss on a log scale.
     """
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5))
+    fig, axes = figure(1, 3, figsize=(17, 5))
     for mode, run in runs.items():
         colour = _COLOUR.get(mode)
         rows = run["history"]

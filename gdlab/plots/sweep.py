@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from gdlab.analysis import CONVERGED, DIVERGED, TOO_SLOW
-from gdlab.plots.common import decorate, save
+from gdlab.plots.common import decorate, figure, log_values, mark_floor, save
 
 _STYLE = {  # verdict -> (colour, marker)
     CONVERGED: ("tab:green", "o"),
@@ -45,11 +44,16 @@ def plot_lr_sweep(
     lrs = np.asarray(learning_rates, np.float64)
     final = np.asarray(final_losses, np.float64)
     verdicts = list(verdicts)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (left, right) = figure(1, 2, figsize=(12, 4.5))
 
     finite = final[np.isfinite(final) & (final > 0)]
     ceiling = 3.0 * max(float(np.max(finite, initial=initial_loss)), initial_loss)
     alive = np.array([v != DIVERGED for v in verdicts])
+    # a run that fits exactly ends at J = 0: drawn at a floor below the rest, and marked
+    floored, floor = log_values(np.where(alive, final, np.nan))
+    if floored is not None:
+        final = np.where(alive, floored[0], final)
+        mark_floor(left, floor)
     if alive.any():
         left.plot(lrs[alive], final[alive], color="0.6", lw=1, zorder=1)
     for verdict in (CONVERGED, TOO_SLOW, DIVERGED):
@@ -70,12 +74,13 @@ def plot_lr_sweep(
           title="final loss against learning rate", xlog=True, ylog=True)
 
     epochs = np.arange(curves.shape[1])
-    for role in ("too small", "good", "too large"):
-        if role not in picks:
-            continue
+    roles = [role for role in ("too small", "good", "too large") if role in picks]
+    drawn, floor = log_values(*(curves[picks[role]] for role in roles))
+    for role, curve in zip(roles, drawn or [curves[picks[role]] for role in roles]):
         k = picks[role]
-        right.plot(epochs, curves[k], color=_ROLE_COLOUR[role],
+        right.plot(epochs, curve, color=_ROLE_COLOUR[role],
                    label=f"{role}: α = {lrs[k]:.4g} ({verdicts[k]})")
+    mark_floor(right, floor)
     right.axhline(initial_loss, color="0.4", ls=":", lw=1, label="initial loss J₀")
     decorate(right, xlabel="epoch", ylabel="train loss J(θ)",
           title="train loss of a too-small, a good and a too-large α", ylog=True)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from gdlab.plots.common import decorate, save
+from gdlab.plots.common import decorate, figure, log_values, mark_floor, save
 
 DIVERGED_COLOUR = "tab:red"
 
@@ -36,10 +35,16 @@ def _has(history: Sequence[Mapping], key: str) -> bool:
     return bool(np.isfinite(series(history, key)[1]).any())
 
 
-def _log_if_positive(ax, *arrays: np.ndarray) -> None:
-    values = np.concatenate([a[np.isfinite(a)] for a in arrays]) if arrays else np.array([])
-    if values.size and np.all(values > 0):
+def _plot_log_if_possible(ax, curves) -> None:
+    """Plot each ``(x, y, style)`` of ``curves`` (``style``: ``ax.plot``'s keywords) on a
+    log y axis when ``log_values`` can show them there (exact zeros at a floor, marked),
+    else as they are on a linear one."""
+    shown, floor = log_values(*(y for _, y, _ in curves))
+    for (x, _, style), drawn in zip(curves, shown or [y for _, y, _ in curves]):
+        ax.plot(x, drawn, **style)
+    if shown is not None:
         ax.set_yscale("log")
+        mark_floor(ax, floor)
 
 
 def _epoch_axis(ax, epochs: tuple[float, float] | None = None) -> None:
@@ -82,7 +87,7 @@ def history_figure(history: Sequence[Mapping], *, title: str,
         panels.append("diverged")
     cols = 2 if len(panels) == 4 else min(len(panels), 3)
     rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols + 0.6, 4.0 * rows), squeeze=False)
+    fig, axes = figure(rows, cols, figsize=(5.2 * cols + 0.6, 4.0 * rows), squeeze=False)
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
     axes = dict(zip(panels, axes.flat))
@@ -90,13 +95,10 @@ def history_figure(history: Sequence[Mapping], *, title: str,
     span = (min(all_epochs), max(all_epochs)) if all_epochs else None
 
     ax = axes["loss"]
-    drawn = []
-    for key, label in (("train_loss", "train loss"), ("test_loss", "test loss")):
-        if key == "train_loss" or _has(history, key):
-            epochs, values = series(history, key)
-            ax.plot(epochs, values, marker=".", label=label)
-            drawn.append(values)
-    _log_if_positive(ax, *drawn)
+    _plot_log_if_possible(ax, [(*series(history, key), {"marker": ".", "label": label})
+                               for key, label in (("train_loss", "train loss"),
+                                                  ("test_loss", "test loss"))
+                               if key == "train_loss" or _has(history, key)])
     decorate(ax, xlabel="epoch (0: the initial weights)", ylabel="loss J(θ)", title="loss")
     _epoch_axis(ax, span)
 
@@ -110,9 +112,8 @@ def history_figure(history: Sequence[Mapping], *, title: str,
 
     if "gradient norm" in axes:
         ax = axes["gradient norm"]
-        epochs, values = series(history, "grad_norm")
-        ax.plot(epochs, values, marker=".", color="tab:purple", label="‖∂J/∂θ‖ (batch gradient)")
-        _log_if_positive(ax, values)
+        _plot_log_if_possible(ax, [(*series(history, "grad_norm"), {
+            "marker": ".", "color": "tab:purple", "label": "‖∂J/∂θ‖ (batch gradient)"})])
         decorate(ax, xlabel="epoch", ylabel="gradient norm", title="gradient norm")
         _epoch_axis(ax, span)
 
@@ -131,14 +132,14 @@ def history_figure(history: Sequence[Mapping], *, title: str,
         steps = steps[-diverged_at_step:]  # no update before the first
         updates = np.arange(diverged_at_step - steps.size + 1, diverged_at_step + 1)
         finite = np.where(np.isfinite(steps), steps, np.nan)
-        ax.plot(updates, finite, color="tab:blue", lw=1, marker="." if steps.size <= 200 else None,
-                label="batch loss of each update")
+        _plot_log_if_possible(ax, [(updates, finite, {
+            "color": "tab:blue", "lw": 1, "marker": "." if steps.size <= 200 else None,
+            "label": "batch loss of each update"})])
         ax.axvline(diverged_at_step, color=DIVERGED_COLOUR, ls="--", lw=1,
                    label=f"diverged: update {diverged_at_step} refused")
         if np.isfinite(steps[-1]):
             ax.plot([diverged_at_step], [steps[-1]], "x", color=DIVERGED_COLOUR, markersize=10,
                     markeredgewidth=2)
-        _log_if_positive(ax, finite)
         decorate(ax, xlabel="update number", ylabel="batch loss",
                  title=f"up to the divergence (update {diverged_at_step})")
         _epoch_axis(ax)
