@@ -101,10 +101,14 @@ def main(argv):
         for row in result.history:  # epoch 0 (the initial weights) first
             wall += row.get("seconds", 0.0)
             kept = {k: _number(row[k]) for k in KEEP if k in row}
-            history.append({**kept, "seconds": row.get("seconds", 0.0),
-                            "examples": row["epoch"] * n, "wall_seconds": wall})
+            history.append({**kept, "seconds": row.get("seconds", 0.0), "wall_seconds": wall,
+                            "examples": int(modes_plots.examples_after(  # a diverged run
+                                row["step"], steps_per_epoch=steps,  # stops mid-epoch
+                                batch_size=batch_size, num_examples=n))})
+        diverged = (f", diverged at update {result.diverged_at_step}"
+                    if result.status == "diverged" else "")
         runs[mode] = {
-            "label": f"{mode} (B={batch_size}, lr={rates[mode]:g})",
+            "label": f"{mode} (B={batch_size}, lr={rates[mode]:g}{diverged})",
             "lr": rates[mode],
             "batch_size": batch_size,
             "steps_per_epoch": steps,
@@ -129,7 +133,8 @@ def main(argv):
         "epochs": FLAGS.epochs,
         "seed": FLAGS.seed,
         "n_train": n,
-        "note": ("examples = epoch x n_train (every mode sees each example once per epoch); "
+        "note": ("examples = the examples the updates made so far used: epoch x n_train at "
+                 "an epoch's end (every mode sees each example once per epoch); "
                  "step = updates made; wall_seconds = cumulative training time of the epochs, "
                  "without compilation and evaluation; epoch 0 is the shared initial weights; "
                  "curve = the batch loss of each update (taken at the weights of the updates "

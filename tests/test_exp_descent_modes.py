@@ -133,3 +133,22 @@ def test_modes_figure_draws_each_mode_against_updates_and_examples():
     # within the first epoch sgd has points, batch descent none
     assert min(x for x in runs["sgd"]["curve"]["examples"] if x > 0) < n
     assert [x for x in runs["batch"]["curve"]["examples"] if 0 < x < n] == []
+
+
+def test_diverged_modes_say_so_and_count_the_examples_their_updates_used(tmp_path):
+    """At lr 1e4 every mode diverges: its label says at which update, and its last row's
+    examples are those of the updates made (a run stopped mid-epoch is not epoch × N)."""
+    proc = run_modes("--epochs=2", "--lr_batch=1e4", "--lr_minibatch=1e4", "--lr_sgd=1e4",
+                     f"--workdir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads((tmp_path / "modes.json").read_text())
+    n = out["n_train"]
+    for mode, run in out["modes"].items():
+        assert run["status"] == "diverged", mode
+        assert run["label"] == (f"{mode} (B={run['batch_size']}, lr=10000, diverged at update "
+                                f"{run['diverged_at_step']})")
+        last = run["history"][-1]
+        assert last["step"] == run["diverged_at_step"] - 1
+        steps, size = run["steps_per_epoch"], run["batch_size"]
+        assert last["examples"] == (last["step"] // steps) * n + (last["step"] % steps) * size
+    assert out["modes"]["sgd"]["history"][-1]["examples"] < n  # sgd: within its first epoch

@@ -164,3 +164,29 @@ def test_a_sweep_whose_best_rates_fit_exactly_draws_every_one(monkeypatch):
     np.testing.assert_allclose(_line(right, "good: α = 0.1 (converged)")[1],
                                [2.0, 1e-6, 1e-14, 1e-15])
     assert "exactly 0, drawn at 1e-15" in [ln.get_label() for ln in right.get_lines()]
+
+
+def test_the_edge_of_stability_figure_claims_only_what_its_runs_show(monkeypatch):
+    """The sharpness panel's title counts the runs at the edge (it claimed the edge
+    whatever the data), and a diverged run says so in its label, with a ✕ at its last
+    finite loss."""
+    from gdlab.plots import eos
+
+    kept = {}
+    monkeypatch.setattr(eos, "save", lambda fig, path: kept.setdefault("fig", fig))
+
+    def run(lr, losses, **verdicts):
+        return {"lr": lr, "two_over_lr": 2 / lr, **verdicts,
+                "curve": {"step": [0, 10, 20], "sharpness": [1.0, 2.0, None], "loss": losses}}
+
+    runs = [run(0.5, [1.0, 0.5, 0.4], started_below=True, at_edge=False, diverged=False),
+            run(40.0, [1.0, 1e20, None], started_below=False, at_edge=False, diverged=True,
+                diverged_by_step=20)]
+    eos.plot_edge_of_stability(runs, "unused.png", title="t")
+    left, right = kept["fig"].axes
+    assert left.get_title() == ("sharpness against step, full batch: 0 of 2 runs started below "
+                                "2/η and hover at it")
+    labels = [ln.get_label() for ln in right.get_lines()]
+    assert "gd η = 0.5" in labels and "gd η = 40 (diverged by step 20)" in labels
+    (cross,) = [ln for ln in right.get_lines() if ln.get_marker() == "x"]
+    assert (list(cross.get_xdata()), list(cross.get_ydata())) == ([10.0], [1e20])

@@ -3,6 +3,7 @@ panel per optimizer, and the loss of every path against the step."""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -154,7 +155,8 @@ def landscape_figure(rows: Sequence[Row], *, title: str, grid: int = 240):
             ax.set_ylabel("y")
             ax.set_title(f"{fn.name}: f = {fn.formula}"
                          + (" (log contours)" if fn.log_levels else "")
-                         + f"\n{opt_name}{note}", fontsize=10)
+                         + "\n" + textwrap.fill(f"{opt_name}{note}", 68),  # fits the panel
+                         fontsize=10)
             ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=1,
                       frameon=False)
         ax = ax_row[len(row.optimizers)]
