@@ -69,6 +69,24 @@ curvature grows with pictures whose pixels move together (colour, a brightness t
 from picture to picture): at its default lr such pictures diverged, where the CNN trained.
 The bundled digits and MNIST's IDX files keep the MLP, the lab's documented model."""
 
+LOSS_ROSE = 10.0
+"""A completed run whose training loss ended this many times its initial one warns."""
+
+
+def lr_advice(ds: data.Dataset, flag: str, lr: float, *, cnn: bool = True) -> str:
+    """What to try after a learning rate (``--flag=lr``) too large: a tenth of it, and for
+    an MLP on images the CNN. An MLP's first layer sums every pixel, and pixels that move
+    together (the brightness or colour of a whole picture) make its curvature grow with
+    the picture's size: 32×32 colour pictures that diverged at the default lr=0.05 trained
+    at 0.005, and better still as a CNN with its own defaults (``cnn``: where the program
+    applies ``MODEL_DEFAULTS``; descent_modes' plain gd rates do not suit the CNN)."""
+    advice = f"try --{flag}={lr / 10:g}"
+    if cnn and FLAGS.model == "mlp" and ds.image_shape is not None:
+        own = ", ".join(f"--{k}={v}" for k, v in MODEL_DEFAULTS["cnn"].items())
+        advice += f", or --model=cnn for images, with its own defaults ({own})"
+    return advice
+
+
 MODEL_FLAGS = {"mlp": ("hidden", "activation"), "cnn": ("channels", "kernel", "padding"),
                "transformer": ("width", "depth", "heads", "vocab_size", "causal")}
 """The flags that shape each model; ``build_model`` refuses one set for another model."""
@@ -254,12 +272,16 @@ def build_model(ds: data.Dataset, loss: str):
 
     for other, names in MODEL_FLAGS.items():
         for name in names:
-            if other != FLAGS.model and name in FLAGS and FLAGS[name].value != FLAGS[name].default:
-                chosen = (f", the default for image data a user brings; give --model={other} "
-                          f"to use --{name}") if FLAGS["model"].using_default_value \
-                    and FLAGS.model != FLAGS["model"].default else ""
-                raise _cli.UsageError(f"--{name} is for --model={other}, but this run's model is "
-                                      f"{FLAGS.model}{chosen}")
+            if other == FLAGS.model or name not in FLAGS or not (
+                    FLAGS[name].value != FLAGS[name].default or _cli.on_command_line(name)):
+                continue
+            chosen = ""
+            if FLAGS["model"].using_default_value and FLAGS.model != FLAGS["model"].default:
+                chosen = ", the default for image data a user brings" + (
+                    f"; give --model={other} to use --{name}" if other != "transformer" else
+                    "; --model=transformer is for token sequences (--dataset=sort)")
+            raise _cli.UsageError(f"--{name} is for --model={other}, but this run's model is "
+                                  f"{FLAGS.model}{chosen}")
     outputs = 1 if loss == "bce" else ds.num_outputs
     if FLAGS.model == "linear":
         model = models.linear(outputs)

@@ -207,6 +207,19 @@ class Signals:
         return 128 + self.received if self.received else 0
 
 
+def on_command_line(name: str) -> bool:
+    """Whether the command line itself gives flag ``name`` (``--name=v``, ``--name v``,
+    ``--noname``, one dash or two), not a ``--flagfile``: absl marks both present, and
+    flags.txt lists every flag."""
+    for arg in sys.argv[1:]:
+        if arg == "--":
+            break
+        text = arg.lstrip("-")
+        if arg.startswith("-") and text.split("=", 1)[0] in (name, "no" + name):
+            return True
+    return False
+
+
 def is_positive_int(text: str) -> bool:
     """Whether ``text`` is a positive integer in ASCII digits (``"²".isdigit()`` holds,
     but ``int("²")`` fails)."""

@@ -124,6 +124,15 @@ def main(argv):
         print(f"{mode:>9}: B={batch_size:<5} lr={rates[mode]:<8g} {steps:>5} updates/epoch  "
               f"{result.status}  train loss {_text(last['train_loss'], '.4g')} after {last['epoch']} epochs, "
               f"{wall:.2f} s training (+{result.compile_seconds:.2f} s compile)", flush=True)
+        first, final = history[0].get("train_loss"), last.get("train_loss")
+        advice = _builders.lr_advice(ds, f"lr_{mode}", rates[mode], cnn=False)
+        if result.status == "diverged":
+            sys.stderr.write(f"warning: {mode} diverged at update {result.diverged_at_step}; "
+                             f"--lr_{mode}={rates[mode]:g} is likely too large: {advice}\n")
+        elif first and final and final > _builders.LOSS_ROSE * first:
+            sys.stderr.write(f"warning: {mode}'s training loss rose from {first:.4g} to "
+                             f"{final:.4g} without diverging; --lr_{mode}={rates[mode]:g} is "
+                             f"likely too large: {advice}\n")
 
     summary = {
         "dataset": data.describe(ds),

@@ -63,9 +63,6 @@ COLUMNS = ["epoch", "step", "train_loss", "test_loss", "train_accuracy", "test_a
 TIMING = ("seconds", "examples_per_second")
 """Row fields that differ between identical runs."""
 
-LOSS_ROSE = 10.0
-"""A completed run whose training loss ended this many times its initial one warns."""
-
 EXTREME_INPUT = 20.0
 """Inputs beyond this |x| (after scaling) are named as a likely cause of divergence."""
 
@@ -260,7 +257,7 @@ def main(argv):
                 f"{v:.3g} in {s}" for s, v in extreme.items()) + "): fix their scaling before "
                 f"blaming lr={FLAGS.lr}")
         else:
-            cause = f"lr={FLAGS.lr} is likely too large: {lr_advice(ds)}"
+            cause = f"lr={FLAGS.lr} is likely too large: {_builders.lr_advice(ds, 'lr', FLAGS.lr)}"
         print(f"diverged at step {result.diverged_at_step}: the loss stopped being "
               f"finite or blew up; kept the state before that update; {cause}")
     elif status == "degraded":
@@ -273,25 +270,12 @@ def main(argv):
         loss_text = "nan" if summary["test_loss"] is None else f"{summary['test_loss']:.4g}"
         print(f"done: test loss {loss_text}{acc}{rmse}")
         first, final = (rows[0].get("train_loss"), last.get("train_loss")) if rows else (None, None)
-        if first and final and final > LOSS_ROSE * first:  # grew, short of the blow-up rule
+        if first and final and final > _builders.LOSS_ROSE * first:  # short of the blow-up rule
             sys.stderr.write(f"warning: the training loss rose from {first:.4g} to {final:.4g} "
                              f"without diverging; lr={FLAGS.lr} is likely too large: "
-                             f"{lr_advice(ds)}\n")
+                             f"{_builders.lr_advice(ds, 'lr', FLAGS.lr)}\n")
     say(f"outputs in {os.path.abspath(workdir)}")
     return 0
-
-
-def lr_advice(ds) -> str:
-    """What to try after a learning rate too large: a tenth of it, and for an MLP on images
-    the CNN. An MLP's first layer sums every pixel, and pixels that move together (the
-    brightness or colour of a whole picture) make its curvature grow with the picture's
-    size: 32×32 colour pictures that diverged at the default lr=0.05 trained at 0.005,
-    and better still as a CNN with its own defaults."""
-    advice = f"try --lr={FLAGS.lr / 10:g}"
-    if FLAGS.model == "mlp" and ds.image_shape is not None:
-        own = ", ".join(f"--{k}={v}" for k, v in _builders.MODEL_DEFAULTS["cnn"].items())
-        advice += f", or --model=cnn for images, with its own defaults ({own})"
-    return advice
 
 
 def sharpness_probe(model, loss, ds):

@@ -102,6 +102,21 @@ def test_per_feature_scale_floor_and_extreme_test_feature_warnings():
     assert ds.info["max_abs_x_test"] > 50 and len(ds.info["warnings"]) == 2
 
 
+def test_constant_columns_are_those_whose_values_do_not_differ():
+    """A column at 1e15 whose values differ by 1..199 has std 57.7, exactly representable:
+    it was taken for constant (std ≤ 1e-10·|mean|), so the table's scale floor shrank it
+    with a false 'mostly one value' warning. Constant columns, including a mean that
+    rounding leaves a step off the values, still get std 1."""
+    from gdlab.data.base import fit_standardizer
+
+    x = np.stack([1e15 + np.arange(200.0), np.full(200, 0.1), np.full(200, 1e15),
+                  np.full(200, 7.0), 1e8 + 1e-3 * np.arange(200.0)], axis=1)
+    mean, std = fit_standardizer(x)
+    np.testing.assert_allclose(std, [np.arange(200.0).std(), 1.0, 1.0, 1.0,
+                                     1e-3 * np.arange(200.0).std()], rtol=1e-6)
+    np.testing.assert_allclose(mean[:4], [1e15 + 99.5, 0.1, 1e15, 7.0])
+
+
 @pytest.mark.parametrize("name", sorted(BUILTIN))
 def test_standardisation_is_fitted_on_the_training_split_only(name):
     # Tables standardise per column; images (digits) per pixel only when asked (the
@@ -1253,7 +1268,8 @@ def test_image_folders_colour_and_own_split(tmp_path):
     colour = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
     Image.fromarray(colour, "RGB").save(tmp_path / "train" / "1" / "rgb.png")
     ds = data.load("images", data_dir=str(tmp_path), standardize=False)
-    assert ds.info["split"] == "the folders' own" and (ds.n_train, ds.n_test) == (5, 2)
+    assert ds.info["split"] == "the folders' own (train/, test/)"
+    assert (ds.n_train, ds.n_test) == (5, 2)
     assert ds.image_shape == (4, 4, 3)  # one colour image: all read as RGB
     files = ds.info["files"]["train"]
     rgb = files.index(str(tmp_path / "train" / "1" / "rgb.png"))
@@ -1261,6 +1277,31 @@ def test_image_folders_colour_and_own_split(tmp_path):
     first = files.index(str(tmp_path / "train" / "0" / "0000.png"))
     np.testing.assert_allclose(ds.x_train[first].reshape(4, 4, 3)[..., 2], grey[0] / 255.0,
                                rtol=1e-6)
+
+
+def test_a_val_folder_is_the_held_out_split_and_a_nested_layout_is_named(tmp_path):
+    """train/ beside val/ (Keras's and torchvision's layout) is the folders' own split, as
+    train/ beside test/; a train/ and val/ beside a test/ keep test/. Class folders that
+    hold folders, not images, get a message that gives the layouts."""
+    rng = np.random.default_rng(3)
+    grey = rng.integers(0, 256, (10, 4, 4), dtype=np.uint8)
+    for split, rows in (("train", range(6)), ("val", range(6, 10))):
+        _write_images(tmp_path / "a" / split, grey[list(rows)], [r % 2 for r in rows])
+    ds = data.load("images", data_dir=str(tmp_path / "a"), standardize=False)
+    assert ds.info["split"] == "the folders' own (train/, val/)"
+    assert (ds.n_train, ds.n_test) == (6, 4)
+    assert all("/val/" in p for p in ds.info["files"]["test"])
+    _write_images(tmp_path / "a" / "test", grey[:2], [0, 1])
+    ds = data.load("images", data_dir=str(tmp_path / "a"), standardize=False)
+    assert ds.info["split"] == "the folders' own (train/, test/)" and ds.n_test == 2
+    _write_images(tmp_path / "b" / "train", grey[:4], [0, 1, 0, 1])
+    _write_images(tmp_path / "b" / "holdout", grey[4:8], [0, 1, 0, 1])
+    with pytest.raises(DataError, match=re.escape(
+            f"class folder '{tmp_path / 'b' / 'holdout'}' holds no image files (.png")) as e:
+        data.load("images", data_dir=str(tmp_path / "b"))
+    assert str(e.value).endswith("; it holds folders: the layout is DIR/<class>/*, or "
+                                 "DIR/train/<class>/* beside DIR/test/<class>/* (or val/, "
+                                 "valid/, validation/)")
 
 
 def test_wide_grey_images_keep_their_range_among_colour_and_float_ones(tmp_path):

@@ -152,3 +152,5 @@ def test_diverged_modes_say_so_and_count_the_examples_their_updates_used(tmp_pat
         steps, size = run["steps_per_epoch"], run["batch_size"]
         assert last["examples"] == (last["step"] // steps) * n + (last["step"] % steps) * size
     assert out["modes"]["sgd"]["history"][-1]["examples"] < n  # sgd: within its first epoch
+    assert "warning: sgd diverged at update" in proc.stderr
+    assert "--lr_sgd=10000 is likely too large: try --lr_sgd=1000" in proc.stderr

@@ -172,6 +172,8 @@ def test_csv_task_flag_overrides_the_inferred_task(tmp_path):
     (["--model=transformer"], "--model=transformer needs token sequences"),
     (["--model=rnn"], "--model"),
     (["--model=cnn", "--hidden=8"], "--hidden is for --model=mlp, but this run's model is cnn"),
+    (["--model=cnn", "--hidden=64"], "--hidden is for --model=mlp"),  # the default value, given
+    (["--model=linear", "--dataset=houses", "--nocausal"], "--causal is for --model=transformer"),
     (["--dataset=houses", "--model=linear", "--channels=4"],
      "--channels is for --model=cnn, but this run's model is linear"),
     (["--heads=2"], "--heads is for --model=transformer, but this run's model is mlp"),
@@ -258,6 +260,12 @@ def test_cnn_flags_override_the_model_defaults(tmp_path):
     assert r.returncode == 0, r.stderr
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["optimizer"] == "momentum" and config["lr"] == 0.01 and config["epochs"] == 1
+    # flags.txt lists every flag, --hidden too: its replay is no MLP flag given to the CNN
+    assert "--hidden=64" in (tmp_path / "flags.txt").read_text().splitlines()
+    replay = tmp_path / "replay"
+    r = run(f"--flagfile={tmp_path / 'flags.txt'}", f"--workdir={replay}")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((replay / "config.json").read_text()) == {**config, "workdir": str(replay)}
 
 
 def test_transformer_run_on_sort(tmp_path):

@@ -298,6 +298,11 @@ def test_an_image_folder_trains_the_cnn_by_default(tmp_path):
     assert_bad_input(r, "--hidden is for --model=mlp, but this run's model is cnn, the default "
                         "for image data a user brings; give --model=mlp to use --hidden")
     assert not (tmp_path / "hidden").exists()
+    r = run_experiment("train", "--dataset=images", f"--data_dir={tmp_path / 'pictures'}",
+                       "--heads=2", f"--workdir={tmp_path / 'heads'}")
+    assert_bad_input(r, "--heads is for --model=transformer, but this run's model is cnn, the "
+                        "default for image data a user brings; --model=transformer is for "
+                        "token sequences (--dataset=sort)")
 
 
 def test_pictures_too_large_for_the_model_are_refused_with_a_size_that_fits(tmp_path):

@@ -48,7 +48,7 @@ import numpy as np
 TASKS = ("classification", "regression")
 
 _CONSTANT_STD = 1e-10
-"""A feature whose std is at most this (relative to ``max(1, |mean|)``) counts as constant."""
+"""A feature whose std is at most this (or a few float64 steps of its mean) counts as constant."""
 
 SCALINGS = ("per_feature", "per_pixel", "global", "none")
 """How ``from_split`` scales features (see the module docstring)."""
@@ -256,10 +256,17 @@ def split_indices(n: int, *, seed: int, test_fraction: float) -> tuple[np.ndarra
 def fit_standardizer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-column ``(mean, std)`` in float64; constant columns get std 1."""
     x = np.asarray(x, np.float64)
+    shift = x[:1] if len(x) else 0.0  # about a row of its own: no digits lost to an offset
+    std = (x - shift).std(axis=0)
     mean = x.mean(axis=0)
-    std = x.std(axis=0)
-    constant = std <= _CONSTANT_STD * np.maximum(1.0, np.abs(mean))
-    return mean, np.where(constant, 1.0, std)
+    return mean, np.where(_constant(mean, std), 1.0, std)
+
+
+def _constant(mean, std):
+    """Whether columns of this ``mean`` and ``std`` are constant: a std below
+    ``_CONSTANT_STD``, or within a few float64 steps of the mean (rounding in the mean, not
+    data). A column at 1e15 whose values differ by 1..199 is not constant."""
+    return std <= np.maximum(_CONSTANT_STD, 16 * np.spacing(np.abs(mean)))
 
 
 def _columns(names, mask, feature_names) -> str:
@@ -280,7 +287,7 @@ def fit_scaler(x_train: np.ndarray, mode: str,
         mean, scale = np.zeros(d), np.ones(d)
     elif mode == "global":
         m, std = float(x.mean()), float(x.std())
-        scale = std if std > _CONSTANT_STD * max(1.0, abs(m)) else 1.0
+        scale = 1.0 if _constant(m, std) else std
         mean, scale = np.full(d, m), np.full(d, scale)
     else:
         mean, scale = fit_standardizer(x)

@@ -4,7 +4,8 @@ Layouts (class folders hold the image files; the class names are the folder name
 classes in sorted order, ``info["class_names"]``):
 
 - ``data_dir/<class>/*.png``: split by ``seed`` and ``test_fraction`` like a table;
-- ``data_dir/train/<class>/*`` and ``data_dir/test/<class>/*``: the folders' own
+- ``data_dir/train/<class>/*`` and ``data_dir/test/<class>/*`` (or ``val/``, ``valid/``,
+  ``validation/`` in place of ``test/``): the folders' own
   split, kept (the two must name the same classes).
 
 Files with the extensions of ``EXTENSIONS`` are read with Pillow; others, and
@@ -38,6 +39,10 @@ _WIDE_GREY_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 _GREY_MODES = ("1", "L", "LA", *_WIDE_GREY_MODES)
 
 
+HELD_OUT = ("test", "val", "valid", "validation")
+"""The names of a data set's own held-out folder beside ``train/``, the first found taken."""
+
+
 def _class_files(folder: str) -> dict[str, list[str]]:
     """``{class: sorted image paths}`` for each class subfolder of ``folder``."""
     classes = sorted(e.name for e in os.scandir(folder)
@@ -47,8 +52,12 @@ def _class_files(folder: str) -> dict[str, list[str]]:
         paths = sorted(os.path.join(folder, name, f) for f in os.listdir(os.path.join(folder, name))
                        if not f.startswith(".") and f.lower().endswith(EXTENSIONS))
         if not paths:
-            raise DataError(f"images: class folder '{os.path.join(folder, name)}' holds no image "
-                            f"files ({', '.join(EXTENSIONS)})")
+            inner = os.path.join(folder, name)
+            nested = any(e.is_dir() for e in os.scandir(inner))
+            raise DataError(
+                f"images: class folder '{inner}' holds no image files ({', '.join(EXTENSIONS)})"
+                + ("; it holds folders: the layout is DIR/<class>/*, or DIR/train/<class>/* "
+                   "beside DIR/test/<class>/* (or val/, valid/, validation/)" if nested else ""))
         files[name] = paths
     if len(files) < 2:
         raise DataError(f"images: '{folder}' needs a subfolder per class, at least 2, holding "
@@ -150,7 +159,8 @@ def load_images(
     if not os.path.isdir(folder):
         what = "is a file, not a folder" if os.path.exists(folder) else "does not exist"
         raise DataError(f"images: data_dir '{folder}' {what}")
-    split_dirs = [os.path.join(folder, s) for s in ("train", "test")]
+    held_out = next((s for s in HELD_OUT if os.path.isdir(os.path.join(folder, s))), "test")
+    split_dirs = [os.path.join(folder, s) for s in ("train", held_out)]
     own_split = all(os.path.isdir(d) for d in split_dirs)
     if own_split:
         train_files, test_files = (_class_files(d) for d in split_dirs)
@@ -178,7 +188,8 @@ def load_images(
     return from_split(
         "images", flat[:n_train], labels[:n_train], flat[n_train:], labels[n_train:],
         task="classification", num_classes=len(classes), standardize=scaling,
-        info={"source": folder, "split": "the folders' own" if own_split else f"seed {seed}",
+        info={"source": folder,
+              "split": f"the folders' own (train/, {held_out}/)" if own_split else f"seed {seed}",
               "image_shape": pixels.shape[1:], "class_names": tuple(classes),
               "files": {"train": [p for p, _ in splits[0]], "test": [p for p, _ in splits[1]]},
               "pixel_scale": "x/255, then " + {"global": "one mean and std for all pixels",
