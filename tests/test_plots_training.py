@@ -184,8 +184,7 @@ def test_the_edge_of_stability_figure_claims_only_what_its_runs_show(monkeypatch
                 diverged_by_step=20)]
     eos.plot_edge_of_stability(runs, "unused.png", title="t")
     left, right = kept["fig"].axes
-    assert left.get_title() == ("sharpness against step, full batch: 0 of 2 runs started below "
-                                "2/η and hover at it")
+    assert left.get_title() == "sharpness: 0 of 2 full-batch runs rise to 2/η and hover"
     labels = [ln.get_label() for ln in right.get_lines()]
     assert "gd η = 0.5" in labels and "gd η = 40 (diverged by step 20)" in labels
     (cross,) = [ln for ln in right.get_lines() if ln.get_marker() == "x"]

@@ -45,8 +45,7 @@ def plot_edge_of_stability(runs: Sequence[Mapping], path, *, title: str,
     # the claim in the title only as far as the runs bear it out (eos.json's rule)
     edge = sum(bool(r.get("started_below") and r.get("at_edge")) for r in runs)
     decorate(left, xlabel="step", ylabel="sharpness λmax (top Hessian eigenvalue)",
-             title=f"sharpness against step, full batch: {edge} of {len(runs)} runs started "
-                   f"below 2/η and hover at it")
+             title=f"sharpness: {edge} of {len(runs)} full-batch runs rise to 2/η and hover")
     decorate(right, xlabel="step", ylabel="train loss J(θ)", title="train loss against step",
              ylog=True)
     fig.suptitle(title)
