@@ -145,10 +145,11 @@ def finished_run(tmp_path_factory):
     (["--hidden=9", "--epochs=2", "--resume"], "--hidden=8, not --hidden=9"),
     # every flag that differs, in one sentence, --model first: it sets the others' defaults,
     # which differ too (a user told only the first would fix one flag per attempt)
-    (["--hidden=9", "--epochs=3", "--model=cnn", "--resume"],
+    (["--epochs=3", "--model=cnn", "--resume"],
      "was trained with --model=mlp --epochs=2 --hidden=8 --lr=0.05 --optimizer=momentum "
-     "--schedule=constant, not --model=cnn --epochs=3 --hidden=9 --lr=0.002 --optimizer=adam "
+     "--schedule=constant, not --model=cnn --epochs=3 --hidden=64 --lr=0.002 --optimizer=adam "
      "--schedule=cosine; resume with the same flags"),
+    (["--hidden=9", "--model=cnn", "--resume"], "--hidden is for --model=mlp"),
     (["--hidden=8", "--epochs=2", "--resume", "--overwrite"], "contradict"),
 ])
 def test_a_failed_start_leaves_the_earlier_run_byte_for_byte(finished_run, args, needle):

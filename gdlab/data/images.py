@@ -53,7 +53,8 @@ def _class_files(folder: str) -> dict[str, list[str]]:
                        if not f.startswith(".") and f.lower().endswith(EXTENSIONS))
         if not paths:
             inner = os.path.join(folder, name)
-            nested = any(e.is_dir() for e in os.scandir(inner))
+            with os.scandir(inner) as entries:
+                nested = any(e.is_dir() for e in entries)
             raise DataError(
                 f"images: class folder '{inner}' holds no image files ({', '.join(EXTENSIONS)})"
                 + ("; it holds folders: the layout is DIR/<class>/*, or DIR/train/<class>/* "
