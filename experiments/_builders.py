@@ -369,7 +369,7 @@ def check_memory(model, optimizer, ds: data.Dataset, batch_size: int, configs: i
     data_bytes = sum(a.nbytes for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test))
     need = train.estimate_memory(model, optimizer, ds.input_shape, batch_size=batch_size,
                                  input_dtype=ds.x_train.dtype, data_bytes=data_bytes,
-                                 configs=configs)
+                                 configs=configs, eval_rows=max(ds.n_train, ds.n_test))
     if basis_vectors:  # the m vectors, and m × m Ritz problems (T, its eigenvectors, eigh's)
         _, params, _ = train.init_shapes(model, tuple(ds.input_shape))
         sizes = [(leaf.size, leaf.dtype.itemsize) for leaf in jax.tree.leaves(params)]

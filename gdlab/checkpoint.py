@@ -27,12 +27,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+import json
 import logging as std_logging
 import os
 from typing import Any
 
 import jax
 import numpy as np
+
+from gdlab.records import to_json
 
 FOLDER = "checkpoints"
 
@@ -168,6 +171,9 @@ def skeleton(tree) -> Any:
         return {type(tree).__name__: [skeleton(v) for v in tree]}
     if tree is None:
         return {"none": None}
+    if hasattr(tree, "dtype") and jax.dtypes.issubdtype(tree.dtype, jax.dtypes.prng_key):
+        # a typed key (jax.random.key): its dtype names no NumPy type; keep its impl
+        return {"key": {"shape": list(np.shape(tree)), "impl": str(jax.random.key_impl(tree))}}
     dtype = tree.dtype if hasattr(tree, "dtype") else np.asarray(tree).dtype
     return {"leaf": {"shape": list(np.shape(tree)), "dtype": str(dtype)}}
 
@@ -180,6 +186,9 @@ def abstract(desc) -> Any:
         return jax.ShapeDtypeStruct(tuple(value["shape"]), np.dtype(value["dtype"]))
     if kind == "none":
         return None
+    if kind == "key":
+        dtype = jax.eval_shape(lambda: jax.random.key(0, impl=value["impl"])).dtype
+        return jax.ShapeDtypeStruct(tuple(value["shape"]), dtype)
     if kind == "dict":
         return {k: abstract(v) for k, v in value.items()}
     if kind in ("tuple", "list"):
@@ -229,8 +238,12 @@ def save(workdir, state, *, epoch: int, metrics_rows: int = 0, meta: dict | None
     state = _local(state)
     if not is_good(state):
         raise ValueError("refusing to checkpoint a diverged or non-finite training state")
+    try:  # now, not in orbax's writer thread (a traceback there, and a half-written step)
+        meta = json.loads(to_json(dict(meta or {})))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"checkpoint meta must be JSON: {e}") from None
     record = {"epoch": int(epoch), "metrics_rows": int(metrics_rows),
-              "structure": skeleton(state), "meta": dict(meta or {})}
+              "structure": skeleton(state), "meta": meta}
     with _manager(workdir, keep=keep, write=True) as mngr:
         mngr.save(int(epoch), args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                        meta=ocp.args.JsonSave(record)),

@@ -404,9 +404,10 @@ def make_sharpness_path(model: Layer, loss: Loss, *, steps: int, every: int,
     from gdlab import optim
 
     value_and_grad = backprop.manual(model, loss)
+    # built now: a bad method or tol is refused here, not at the first call
+    estimate = make_sharpness(model, loss, method=method, tol=tol, max_iters=max_iters)
 
     def run(params, state, x, y, lr, key):
-        estimate = make_sharpness(model, loss, method=method, tol=tol, max_iters=max_iters)
         optimizer = optim.gd(lr)
         n = x.shape[0]
         if batch_size is not None and batch_size > n:  # static: checked as it traces

@@ -98,8 +98,11 @@ def epoch_batches(key: PRNGKey | None, num_examples: int, batch_size: int) -> tu
     ``indices`` is a permutation of 0..N−1 (in order when ``key`` is None),
     cut into rows of B and padded at the end with indices from the start of
     the permutation; ``weights`` is 1 for real examples and 0 for padding.
-    Shapes depend only on N and B, so this works under ``jit``.
+    Shapes depend only on N and B, so this works under ``jit``. B must lie in 1..N.
     """
+    if not 1 <= batch_size <= num_examples:
+        raise ValueError(f"epoch_batches needs a batch_size between 1 and num_examples "
+                         f"({num_examples}), got {batch_size}")
     steps = steps_per_epoch(num_examples, batch_size)
     pad = steps * batch_size - num_examples
     order = (jnp.arange(num_examples, dtype=jnp.int32) if key is None

@@ -10,6 +10,7 @@ import contextlib
 import csv
 import json
 import math
+import numbers
 import os
 import sys
 import tempfile
@@ -194,6 +195,8 @@ def progress_line(row: dict, *, epochs: int, elapsed: float | None = None,
         parts.append(f"train_acc {row['train_accuracy']:.4f}")
     if row.get("test_rmse") is not None:
         parts.append(f"test_rmse {row['test_rmse']:.4g}")
+    elif row.get("train_rmse") is not None:
+        parts.append(f"train_rmse {row['train_rmse']:.4g}")
     if row.get("examples_per_second") is not None:  # epoch 0 (the initial params) trains nothing
         parts.append(f"{row['examples_per_second']:,.0f} ex/s")
     if elapsed is not None:
@@ -224,13 +227,31 @@ class TensorBoard:
 
     def write(self, row: dict, step: int) -> None:
         for key, tag in self.TAGS.items():
-            value = row.get(key)
-            if isinstance(value, (int, float)) and math.isfinite(value):
+            value = _scalar(row.get(key))
+            if value is not None and math.isfinite(value):
                 self._writer.add_scalar(tag, value, global_step=step)
         self._writer.flush()
 
     def close(self) -> None:
         self._writer.close()
+
+
+def _scalar(value) -> float | None:
+    """``value`` as a float when it is one real number (a Python, NumPy or JAX scalar, or an
+    array of one element), not a bool; else None."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Real):  # NumPy's integer and float scalars too
+        return float(value)
+    if getattr(value, "shape", None) is None or getattr(value, "dtype", None) is None:
+        return None
+    import numpy as np  # here: reading records needs no more than the standard library
+
+    dtype = np.dtype(value.dtype)
+    real = dtype.kind in "iuf" or dtype.name == "bfloat16"  # ml_dtypes' bfloat16: kind V
+    if np.prod(value.shape) != 1 or not real:
+        return None
+    return float(np.asarray(value, np.float64).reshape(()))
 
 
 def _summary_writer():

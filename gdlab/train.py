@@ -499,14 +499,16 @@ def _bytes(tree) -> int:
 
 
 def estimate_memory(model: Layer, optimizer: optim.Optimizer, in_shape, *, batch_size: int,
-                    input_dtype=jnp.float32, data_bytes: int = 0, configs: int = 1) -> int:
+                    input_dtype=jnp.float32, data_bytes: int = 0, configs: int = 1,
+                    eval_rows: int | None = None) -> int:
     """Bytes a training run needs on its device, estimated from shapes alone (nothing runs).
 
     Per configuration (``configs`` of them in a vmapped sweep): params, gradients,
     updates and the new params (4× the params), the optimizer and model state,
     and twice the activations one training step keeps for its backward pass (the
     residuals, and the cotangents flowing back); plus the data set once
-    (``data_bytes``) and one evaluation chunk's activations.
+    (``data_bytes``) and one evaluation chunk's activations: ``EVAL_BATCH`` rows, or the
+    largest split's ``eval_rows`` when fewer (six pictures are not evaluated 1,024 at a time).
     """
     _, params, state = init_shapes(model, tuple(in_shape))
     opt_state = jax.eval_shape(optimizer.init, params)
@@ -520,7 +522,8 @@ def estimate_memory(model: Layer, optimizer: optim.Optimizer, in_shape, *, batch
 
     per_config = 4 * _bytes(params) + _bytes(opt_state) + _bytes(state) + 2 * residual_bytes(
         batch_size)
-    return configs * per_config + data_bytes + residual_bytes(min(EVAL_BATCH, 4096))
+    chunk = EVAL_BATCH if eval_rows is None else max(1, min(EVAL_BATCH, eval_rows))
+    return configs * per_config + data_bytes + residual_bytes(chunk)
 
 
 def device_memory() -> int | None:

@@ -417,6 +417,10 @@ def test_sharpness_path_is_plain_gd_with_exact_sharpness(small_mlp):
     assert bool(np.all(out.converged)) and float(out.loss[-1]) < float(out.loss[0])
     with pytest.raises(ValueError, match="divides"):
         curvature.make_sharpness_path(model, loss, steps=5, every=3)
+    with pytest.raises(ValueError, match="unknown eigenvalue method 'bogus'"):  # when built,
+        curvature.make_sharpness_path(model, loss, steps=3, every=3, method="bogus")  # as
+    with pytest.raises(ValueError, match="tol"):  # make_sharpness: not at the first call
+        curvature.make_sharpness_path(model, loss, steps=3, every=3, tol=5.0)
 
 
 def test_sharpness_path_minibatch_of_every_example_is_full_batch(small_mlp):

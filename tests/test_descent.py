@@ -39,6 +39,13 @@ def test_every_example_seen_exactly_once_per_epoch(n, b, seed):
     assert np.all((np.asarray(indices) >= 0) & (np.asarray(indices) < n))
 
 
+@pytest.mark.parametrize("batch_size", [0, 9])
+def test_epoch_batches_refuses_a_batch_outside_1_to_n(batch_size):
+    """B > N cut the padded permutation into rows of B: a reshape error, not a sentence."""
+    with pytest.raises(ValueError, match=f"between 1 and num_examples \\(8\\), got {batch_size}"):
+        descent.epoch_batches(None, 8, batch_size)
+
+
 def test_new_order_every_epoch_from_the_key():
     a, _ = descent.epoch_batches(jax.random.PRNGKey(0), 50, 10)
     b, _ = descent.epoch_batches(jax.random.PRNGKey(0), 50, 10)

@@ -516,6 +516,17 @@ def test_get_schedule_unknown_and_bad_total():
         optim.get_schedule("cosine", 0.1, 0)
 
 
+def test_schedules_take_numpy_integer_steps():
+    """Step counts computed with NumPy (np.int64) are ints too: the same schedule."""
+    for total, boundary in ((100, 10), (np.int64(100), np.int64(10))):
+        cosine = optim.get_schedule("cosine", 0.1, total)
+        steps = schedules.piecewise_constant([boundary], [1.0, 0.5])
+        assert float(cosine(25)) == pytest.approx(0.1 * 0.5 * (1 + np.cos(np.pi / 4)), rel=1e-6)
+        assert (float(steps(9)), float(steps(10))) == (1.0, 0.5)
+    with pytest.raises(ValueError, match="total_steps"):
+        optim.get_schedule("cosine", 0.1, np.True_)
+
+
 def test_schedule_input_errors():
     with pytest.raises(ValueError, match="len"):
         schedules.piecewise_constant([10, 20], [1.0, 0.5])
@@ -654,6 +665,9 @@ def test_a_bad_mask_is_refused():
         optim.get("gd", 0.1, weight_decay_mask=optim.weights_only)
     with pytest.raises(ValueError, match="weight_decay_mask needs a weight decay"):
         optim.get("momentum", 0.1, weight_decay=0.0, weight_decay_mask=optim.weights_only)
+    with pytest.raises(ValueError, match="weight_decay_mask needs a weight decay"):
+        optim.get("adamw", 0.1, weight_decay=0.0, weight_decay_mask=optim.weights_only)
+    optim.get("adamw", 0.1, weight_decay_mask=optim.weights_only)  # adamw's own default λ
     with pytest.raises(ValueError, match="takes no option mask"):
         optim.get("adamw", 0.1, mask=optim.weights_only)  # get's name for it is weight_decay_mask
 

@@ -51,6 +51,22 @@ def test_progress_line():
            "examples_per_second": 12345.6}
     assert progress_line(row, epochs=10) == (
         "epoch  3/10  train_loss 0.1235  test_loss 0.2  test_acc 0.9500  12,346 ex/s")
+    # regression without a test split: the training RMSE, as accuracy falls back too
+    assert progress_line({"epoch": 1, "train_loss": 0.25, "train_rmse": 3.5}, epochs=3) == (
+        "epoch 1/3  train_loss 0.25  train_rmse 3.5")
+
+
+def test_tensorboard_logs_every_real_scalar_and_no_bool():
+    """NumPy and JAX scalars (and one-element arrays) are numbers to log; a bool is not."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    from gdlab.records import _scalar
+
+    assert [_scalar(v) for v in (2, 0.5, np.float32(0.75), jnp.float32(1.5), np.array([3.0]),
+                                 jnp.bfloat16(2), np.uint8(7))] == [2, 0.5, 0.75, 1.5, 3, 2, 7]
+    assert [_scalar(v) for v in (True, np.bool_(True), jnp.array([True]), None, "0.5",
+                                 np.array([1.0, 2.0]), np.complex64(1))] == [None] * 7
 
 
 # ----------------------------------------------------------------------- the workdir

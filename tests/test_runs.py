@@ -373,6 +373,33 @@ def test_checkpoint_save_restore_round_trip_is_exact(tmp_path, key):
     np.testing.assert_array_equal(params["layers"][0]["w"], state.params["layers"][0]["w"])
 
 
+def test_a_typed_key_and_numpy_meta_checkpoint_and_resume_bitwise(tmp_path):
+    """fit takes a typed key (jax.random.key): its checkpoint is read back (it was written
+    with the dtype name 'key<fry>', which NumPy cannot read) and resumes bit for bit; meta
+    holding NumPy numbers is saved as numbers, and meta that is not JSON is a ValueError
+    before anything is written (orbax's writer thread raised it)."""
+    ds = data.load("digits")
+    model, loss, opt = models.mlp([8, 10]), losses.get("xent"), optim.momentum(0.05)
+
+    def run(epochs, **kw):
+        return train.fit(model, loss, opt, (ds.x_train, ds.y_train), epochs=epochs,
+                         batch_size=256, key=jax.random.key(3), **kw)
+
+    first = run(1)
+    checkpoint.save(tmp_path, first.state, epoch=1, meta={"lr": np.float32(0.05), "n": np.int64(7)})
+    assert checkpoint.read_meta(tmp_path)["meta"] == {"lr": pytest.approx(0.05), "n": 7}
+    restored = checkpoint.restore(tmp_path)
+    assert restored.key.dtype == first.state.key.dtype
+    np.testing.assert_array_equal(jax.random.key_data(restored.key),
+                                  jax.random.key_data(first.state.key))
+    resumed, straight = run(2, state=restored, start_epoch=1), run(2)
+    for a, b in zip(_leaves(resumed.state.params), _leaves(straight.state.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="checkpoint meta must be JSON"):
+        checkpoint.save(tmp_path, first.state, epoch=2, meta={"model": model})
+    assert checkpoint.epochs(tmp_path) == [1]
+
+
 def test_checkpoint_keeps_the_newest_and_refuses_diverged_states(tmp_path, key):
     _, state, _ = _small_state(key)
     for epoch in range(1, 6):

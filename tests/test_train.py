@@ -677,3 +677,17 @@ def test_make_epoch_refuses_data_of_another_length_and_fit_a_start_epoch_without
     with pytest.raises(ValueError, match="start_epoch=2 resumes a run: pass the state"):
         train.fit(model, loss, opt, (x, y), epochs=3, batch_size=3, key=jax.random.PRNGKey(0),
                   start_epoch=2)
+
+
+def test_memory_estimate_evaluates_no_more_rows_than_the_data_has():
+    """The evaluation chunk is EVAL_BATCH rows, or the largest split when smaller: six
+    1500×2000 pictures were estimated as if 1,024 were evaluated at once (30× too much)."""
+    model, opt = models.mlp([32, 10]), optim.gd(0.1)
+
+    def need(rows):
+        return train.estimate_memory(model, opt, (64,), batch_size=8, eval_rows=rows)
+
+    assert need(None) == need(train.EVAL_BATCH) == need(10 * train.EVAL_BATCH)
+    per_row = (need(512) - need(6)) / (512 - 6)
+    assert per_row > 0 and need(train.EVAL_BATCH) - need(6) == per_row * (train.EVAL_BATCH - 6)
+    assert need(6) < need(None) and need(0) == need(1)

@@ -92,18 +92,18 @@ def get(
         check_number("clip_norm", clip_norm, low_open=True)
 
     l2 = False
-    if "weight_decay" in accepted:  # adamw: decoupled decay inside the optimizer
-        if weight_decay is not None:
+    no_decay = (weight_decay is not None and isinstance(weight_decay, numbers.Real)
+                and float(weight_decay) == 0.0)
+    if "weight_decay" in accepted:  # adamw: decoupled decay inside the optimizer (None: its
+        if weight_decay is not None:  # own default λ)
             options["weight_decay"] = weight_decay
         if weight_decay_mask is not None:
             options["mask"] = weight_decay_mask  # adamw's own name for it
     else:
-        if weight_decay is not None:
-            is_zero = isinstance(weight_decay, numbers.Real) and float(weight_decay) == 0.0
-            l2 = not is_zero
-        if weight_decay_mask is not None and not l2:
-            raise ValueError(f"weight_decay_mask needs a weight decay to mask: give {name!r} "
-                             "a weight_decay > 0")
+        l2 = weight_decay is not None and not no_decay
+    if weight_decay_mask is not None and (no_decay or not (l2 or "weight_decay" in accepted)):
+        raise ValueError(f"weight_decay_mask needs a weight decay to mask: give {name!r} "
+                         "a weight_decay > 0")
 
     transforms = []
     if clip_norm is not None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from collections.abc import Callable, Sequence
 
 import jax
@@ -39,7 +40,7 @@ def _float(step) -> jax.Array:
 
 
 def _check_steps(name: str, value, *, allow_zero: bool = False) -> None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and (
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and (
         value >= 0 if allow_zero else value > 0
     )
     if not ok:

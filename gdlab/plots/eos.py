@@ -39,7 +39,8 @@ def plot_edge_of_stability(runs: Sequence[Mapping], path, *, title: str,
                 right.plot(steps[finite[-1]], loss[finite[-1]], "x", color=colour, markersize=9,
                            markeredgewidth=2)
         left.plot(steps, sharpness, color=colour, ls=style, lw=1.3, label=label)
-        left.axhline(run["two_over_lr"], color=colour, ls="--", lw=0.9, alpha=0.8)
+        if run is not minibatch or all(r["lr"] != run["lr"] for r in runs):  # its own 2/η
+            left.axhline(run["two_over_lr"], color=colour, ls="--", lw=0.9, alpha=0.8)
         right.plot(steps, loss, color=colour, ls=style, lw=1.1, label=label)
     left.plot([], [], color="0.4", ls="--", lw=0.9, label="2/η (same colour)")
     # the claim in the title only as far as the runs bear it out (eos.json's rule)
