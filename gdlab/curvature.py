@@ -416,13 +416,14 @@ def make_sharpness_path(model: Layer, loss: Loss, *, steps: int, every: int,
 
         def step(carry, k):
             params, state, opt_state = carry
+            k_batch, k_dropout = jax.random.split(k)  # each key used once
             if batch_size is None:
                 xb, yb = x, y
             else:
-                idx = descent.permutation(k, n)[:batch_size]  # without replacement
+                idx = descent.permutation(k_batch, n)[:batch_size]  # without replacement
                 xb, yb = x[idx], y[idx]
             (_, state), grads = value_and_grad(params, state, xb, yb, train=True,  # ∂J/∂w
-                                               key=jax.random.fold_in(k, 1))  # dropout's
+                                               key=k_dropout)
             updates, opt_state = optimizer.update(grads, opt_state, params)  # −η·∂J/∂w
             return (optim.apply_updates(params, updates), state, opt_state), None
 
@@ -450,8 +451,8 @@ def make_sharpness_path(model: Layer, loss: Loss, *, steps: int, every: int,
                     (value, out.value, out.iterations, out.converged))
 
         num_chunks = steps // every
-        k_v0, k_steps = jax.random.split(key)
-        mask = jax.random.fold_in(key, 2)  # dropout's one fixed mask for every measurement
+        # the start vector, the steps' keys, and dropout's one fixed mask for every measurement
+        k_v0, k_steps, mask = jax.random.split(key, 3)
         carry = (params, state, optimizer.init(params), random_direction(k_v0, params))
         inputs = (jnp.arange(num_chunks + 1), jax.random.split(k_steps, num_chunks + 1))
         (params, *_), (values, lams, iters, conv) = jax.lax.scan(chunk, carry, inputs)
