@@ -73,6 +73,12 @@ LOSS_ROSE = 10.0
 """A completed run whose training loss ended this many times its initial one warns."""
 
 
+def loss_rose(first, final) -> bool:
+    """Whether a completed run's training loss went from ``first`` to ``final`` (None when
+    missing) past ``LOSS_ROSE`` times: it grew, short of the guard's blow-up rule."""
+    return bool(first and final and final > LOSS_ROSE * first)
+
+
 def lr_advice(ds: data.Dataset, flag: str, lr: float, *, cnn: bool = True) -> str:
     """What to try after a learning rate (``--flag=lr``) too large: a tenth of it, and for
     an MLP on images the CNN. An MLP's first layer sums every pixel, and pixels that move

@@ -129,7 +129,7 @@ def main(argv):
         if result.status == "diverged":
             sys.stderr.write(f"warning: {mode} diverged at update {result.diverged_at_step}; "
                              f"--lr_{mode}={rates[mode]:g} is likely too large: {advice}\n")
-        elif first and final and final > _builders.LOSS_ROSE * first:
+        elif _builders.loss_rose(first, final):
             sys.stderr.write(f"warning: {mode}'s training loss rose from {first:.4g} to "
                              f"{final:.4g} without diverging; --lr_{mode}={rates[mode]:g} is "
                              f"likely too large: {advice}\n")

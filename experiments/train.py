@@ -270,7 +270,7 @@ def main(argv):
         loss_text = "nan" if summary["test_loss"] is None else f"{summary['test_loss']:.4g}"
         print(f"done: test loss {loss_text}{acc}{rmse}")
         first, final = (rows[0].get("train_loss"), last.get("train_loss")) if rows else (None, None)
-        if first and final and final > _builders.LOSS_ROSE * first:  # short of the blow-up rule
+        if _builders.loss_rose(first, final):
             sys.stderr.write(f"warning: the training loss rose from {first:.4g} to {final:.4g} "
                              f"without diverging; lr={FLAGS.lr} is likely too large: "
                              f"{_builders.lr_advice(ds, 'lr', FLAGS.lr)}\n")

@@ -113,13 +113,18 @@ def check_window_fits(name: str, what: str, in_hw: Pair, window_hw: Pair,
                          f"padded input {padded[0]}x{padded[1]}")
 
 
+def check_image_batch(name: str, x) -> None:
+    """A ValueError unless ``x`` is a batch of images, (B, H, W, C)."""
+    if x.ndim != 4:
+        raise ValueError(f"{name} needs a batch of images (B, H, W, C), got shape {x.shape}")
+
+
 def check_batch_fits(name: str, what: str, x, window_hw: Pair, pads_for) -> tuple[Pair, Pair]:
     """``forward``'s check of a batch ``x``, as ``init``'s of one example's shape: a
     ValueError unless x is (B, H, W, C) with the window inside the padded image (a smaller
     image would give an empty output, silently); returns the padding. Shapes are static,
     so the check costs nothing once traced."""
-    if x.ndim != 4:
-        raise ValueError(f"{name} needs a batch of images (B, H, W, C), got shape {x.shape}")
+    check_image_batch(name, x)
     pads = pads_for(x.shape[1:3])
     check_window_fits(name, what, x.shape[1:3], window_hw, pads)
     return pads

@@ -24,6 +24,7 @@ from jax import lax
 from gdlab.layers._windows import (
     check_image_shape,
     check_batch_fits,
+    check_image_batch,
     check_window_fits,
     normalize_padding,
     output_hw,
@@ -196,9 +197,7 @@ def global_avg_pool() -> Layer:
 
     def forward(params, state, x, *, key=None, train=False, weights=None):
         del params, key, train, weights
-        if x.ndim != 4:
-            raise ValueError(f"global_avg_pool needs a batch of images (B, H, W, C), got shape "
-                             f"{x.shape}")
+        check_image_batch("global_avg_pool", x)
         # Only x's spatial shape is needed later: carry it as an empty array's shape.
         return x.mean(axis=(1, 2)), state, jnp.zeros((0, *x.shape[1:3]), x.dtype)
 

@@ -59,6 +59,18 @@ def log_values(*arrays) -> tuple[list[np.ndarray] | None, float | None]:
     return [np.where(a == 0, floor, a) for a in arrays], float(floor)
 
 
+def plot_log_if_possible(ax, curves) -> None:
+    """Plot each ``(x, y, style)`` of ``curves`` (``style``: ``ax.plot``'s keywords) on a
+    log y axis when ``log_values`` can show them there (exact zeros at a floor, marked),
+    else as they are on a linear one."""
+    shown, floor = log_values(*(y for _, y, _ in curves))
+    for (x, _, style), drawn in zip(curves, shown or [y for _, y, _ in curves]):
+        ax.plot(x, drawn, **style)
+    if shown is not None:
+        ax.set_yscale("log")
+        mark_floor(ax, floor)
+
+
 def mark_floor(ax, floor: float | None) -> None:
     """The line that says where ``log_values`` drew exact zeros, labelled for the legend."""
     if floor is not None:

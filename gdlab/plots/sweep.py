@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from gdlab.analysis import CONVERGED, DIVERGED, TOO_SLOW
-from gdlab.plots.common import decorate, figure, log_values, mark_floor, save
+from gdlab.plots.common import decorate, figure, log_values, mark_floor, plot_log_if_possible, save
 
 _STYLE = {  # verdict -> (colour, marker)
     CONVERGED: ("tab:green", "o"),
@@ -75,12 +75,10 @@ def plot_lr_sweep(
 
     epochs = np.arange(curves.shape[1])
     roles = [role for role in ("too small", "good", "too large") if role in picks]
-    drawn, floor = log_values(*(curves[picks[role]] for role in roles))
-    for role, curve in zip(roles, drawn or [curves[picks[role]] for role in roles]):
-        k = picks[role]
-        right.plot(epochs, curve, color=_ROLE_COLOUR[role],
-                   label=f"{role}: α = {lrs[k]:.4g} ({verdicts[k]})")
-    mark_floor(right, floor)
+    plot_log_if_possible(right, [(epochs, curves[picks[role]], {
+        "color": _ROLE_COLOUR[role],
+        "label": f"{role}: α = {lrs[picks[role]]:.4g} ({verdicts[picks[role]]})"})
+        for role in roles])
     right.axhline(initial_loss, color="0.4", ls=":", lw=1, label="initial loss J₀")
     decorate(right, xlabel="epoch", ylabel="train loss J(θ)",
           title="train loss of a too-small, a good and a too-large α", ylog=True)

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from gdlab.plots.common import decorate, figure, log_values, mark_floor, save
+from gdlab.plots.common import decorate, figure, plot_log_if_possible, save
 
 DIVERGED_COLOUR = "tab:red"
 
@@ -33,18 +33,6 @@ def series(history: Sequence[Mapping], key: str) -> tuple[np.ndarray, np.ndarray
 
 def _has(history: Sequence[Mapping], key: str) -> bool:
     return bool(np.isfinite(series(history, key)[1]).any())
-
-
-def _plot_log_if_possible(ax, curves) -> None:
-    """Plot each ``(x, y, style)`` of ``curves`` (``style``: ``ax.plot``'s keywords) on a
-    log y axis when ``log_values`` can show them there (exact zeros at a floor, marked),
-    else as they are on a linear one."""
-    shown, floor = log_values(*(y for _, y, _ in curves))
-    for (x, _, style), drawn in zip(curves, shown or [y for _, y, _ in curves]):
-        ax.plot(x, drawn, **style)
-    if shown is not None:
-        ax.set_yscale("log")
-        mark_floor(ax, floor)
 
 
 def _epoch_axis(ax, epochs: tuple[float, float] | None = None) -> None:
@@ -95,7 +83,7 @@ def history_figure(history: Sequence[Mapping], *, title: str,
     span = (min(all_epochs), max(all_epochs)) if all_epochs else None
 
     ax = axes["loss"]
-    _plot_log_if_possible(ax, [(*series(history, key), {"marker": ".", "label": label})
+    plot_log_if_possible(ax, [(*series(history, key), {"marker": ".", "label": label})
                                for key, label in (("train_loss", "train loss"),
                                                   ("test_loss", "test loss"))
                                if key == "train_loss" or _has(history, key)])
@@ -112,7 +100,7 @@ def history_figure(history: Sequence[Mapping], *, title: str,
 
     if "gradient norm" in axes:
         ax = axes["gradient norm"]
-        _plot_log_if_possible(ax, [(*series(history, "grad_norm"), {
+        plot_log_if_possible(ax, [(*series(history, "grad_norm"), {
             "marker": ".", "color": "tab:purple", "label": "‖∂J/∂θ‖ (batch gradient)"})])
         decorate(ax, xlabel="epoch", ylabel="gradient norm", title="gradient norm")
         _epoch_axis(ax, span)
@@ -132,7 +120,7 @@ def history_figure(history: Sequence[Mapping], *, title: str,
         steps = steps[-diverged_at_step:]  # no update before the first
         updates = np.arange(diverged_at_step - steps.size + 1, diverged_at_step + 1)
         finite = np.where(np.isfinite(steps), steps, np.nan)
-        _plot_log_if_possible(ax, [(updates, finite, {
+        plot_log_if_possible(ax, [(updates, finite, {
             "color": "tab:blue", "lw": 1, "marker": "." if steps.size <= 200 else None,
             "label": "batch loss of each update"})])
         ax.axvline(diverged_at_step, color=DIVERGED_COLOUR, ls="--", lw=1,
