@@ -152,9 +152,14 @@ def mgpu_variants():
     return out
 
 
+def pallas_tile(config) -> str:
+    """A Pallas config's part of its variants' names: bm x bn x bk / warps / stages."""
+    return "{}x{}x{}/w{}/s{}".format(*config)
+
+
 def pallas_names():
     """Every Pallas variant's name the probe may run (which run depends on the device)."""
-    return [f"pallas {kind} {{}}x{{}}x{{}}/w{{}}/s{{}}".format(*config)
+    return [f"pallas {kind} {pallas_tile(config)}"
             for config in CONFIGS for kind in ("fused", "gemm", "fused-raw")]
 
 
@@ -253,7 +258,7 @@ def main(argv):
     variants = {"xla": (jax.jit(xla_update, donate_argnums=(2, 3)), "update"),
                 "xla gemm": (jax.jit(xla_gemm), "gemm")}
     for config in (CONFIGS if on_gpu else CONFIGS[:1]):
-        name = "{}x{}x{}/w{}/s{}".format(*config)
+        name = pallas_tile(config)
         kw_ = {"interpret": not on_gpu}
         variants[f"pallas fused {name}"] = (
             jax.jit(make_pallas(config, raw=False, epilogue=True, **kw_), donate_argnums=(2, 3)),
