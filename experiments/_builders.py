@@ -177,6 +177,13 @@ def load_dataset(*, model_by_data: bool = False) -> data.Dataset:
     arguments and model/data mismatches raise DataError or UsageError (exit 2).
     ``model_by_data`` (train): with no --model on the command line, image data a user
     brings train ``IMAGE_MODEL``, and the flag says so from then on."""
+    by_data = (model_by_data and FLAGS["model"].using_default_value
+               and FLAGS.dataset in ("images", "npz"))
+    if by_data and FLAGS.dataset == "images":  # always images: the model is known already
+        FLAGS.model = IMAGE_MODEL
+        FLAGS["model"].using_default_value = True  # still the default: the data's
+    if not (by_data and FLAGS.dataset == "npz"):  # the model is settled: refuse another's
+        check_model_flags()                       # flags before reading any data
     model = FLAGS["model"].value if "model" in FLAGS else None
     if model == "transformer" and FLAGS.dataset != "sort":
         raise _cli.UsageError(f"--model=transformer needs token sequences (--dataset=sort), "
@@ -235,8 +242,7 @@ def load_dataset(*, model_by_data: bool = False) -> data.Dataset:
         raise _cli.UsageError(f"--pixel_scaling is for image data, but {ds.name} "
                               f"('{kwargs['npz_path']}') holds a table of "
                               f"{ds.input_dim} features")
-    if (model_by_data and FLAGS["model"].using_default_value and ds.image_shape is not None
-            and FLAGS.dataset in ("images", "npz")):
+    if by_data and FLAGS.dataset == "npz" and ds.image_shape is not None:
         FLAGS.model = model = IMAGE_MODEL
         FLAGS["model"].using_default_value = True  # still the default: the data's
     if model == "cnn":
@@ -271,11 +277,11 @@ def loss_name(ds: data.Dataset) -> str:
     return name
 
 
-def build_model(ds: data.Dataset, loss: str):
-    """The ``--model`` for this data set, with as many outputs as the loss needs; a model
-    that does not fit the data (a kernel larger than the image) is a UsageError."""
-    from gdlab import models
-
+def check_model_flags() -> None:
+    """A UsageError when a flag of another model (``MODEL_FLAGS``) is given, on the command
+    line or away from its default: ``--hidden`` with the CNN would be ignored."""
+    if "model" not in FLAGS:
+        return
     for other, names in MODEL_FLAGS.items():
         for name in names:
             if other == FLAGS.model or name not in FLAGS or not (
@@ -288,6 +294,14 @@ def build_model(ds: data.Dataset, loss: str):
                     "; --model=transformer is for token sequences (--dataset=sort)")
             raise _cli.UsageError(f"--{name} is for --model={other}, but this run's model is "
                                   f"{FLAGS.model}{chosen}")
+
+
+def build_model(ds: data.Dataset, loss: str):
+    """The ``--model`` for this data set, with as many outputs as the loss needs; a model
+    that does not fit the data (a kernel larger than the image) is a UsageError."""
+    from gdlab import models
+
+    check_model_flags()
     outputs = 1 if loss == "bce" else ds.num_outputs
     if FLAGS.model == "linear":
         model = models.linear(outputs)

@@ -275,11 +275,12 @@ def make_epoch(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, num_exam
     One pass over the ``num_examples`` rows of ``x``/``y`` in shuffled batches
     of ``batch_size`` (the last one masked), as a single ``lax.scan`` of guarded
     updates; jit it once and call it every epoch. Each step reports its loss.
-    With ``norms`` the epoch also reports the gradient norm of its last update and
-    its displacement ‖θ_end − θ_start‖ (``fit`` asks for them): that costs a copy
-    of the params, the last gradient carried through the loop and two reductions
-    over the params, once per epoch. ``unroll`` steps run in each iteration of the
-    loop (``lax.scan``'s unroll; None: ``default_unroll``). ``compute_dtype``: mixed
+    With ``norms`` the epoch also reports the gradient norm of its last applied update
+    (0 when it applied none: it diverged at its first; ``fit`` reports NaN then) and its
+    displacement ‖θ_end − θ_start‖ (``fit`` asks for them): that costs a copy of the
+    params, the last gradient carried through the loop (a select per step keeps it from
+    refused updates) and two reductions over the params, once per epoch. ``unroll`` steps
+    run in each iteration of the loop (``lax.scan``'s unroll; None: ``default_unroll``). ``compute_dtype``: mixed
     precision, as in ``make_step``.
 
     ``gdlab.parallel`` runs the same epoch on many devices through the last two
@@ -306,11 +307,14 @@ def make_epoch(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, num_exam
         steps = unroll if unroll is not None else default_unroll(state.params)
 
         def body(carry, batch):
-            state, _ = carry
+            state, last = carry
             idx, w, k = batch
             state, (value, grads) = guarded(state, x[idx], y[idx], w, k)
-            # with norms, the last step's gradient rides in the carry
-            return (state, grads if norms else None), value
+            if norms:  # the last applied update's gradient rides in the carry; a refused
+                # update's (and those after it, at the kept params) does not replace it
+                last = jax.tree.map(lambda old, new: jnp.where(state.health.diverged, old, new),
+                                    last, grads)
+            return (state, last), value
 
         no_grads = jax.tree.map(jnp.zeros_like, state.params) if norms else None
         (state, grads), values = jax.lax.scan(body, (state, no_grads),
@@ -586,7 +590,8 @@ def fit(
     losses), ``train_accuracy``, ``test_loss``, ``test_accuracy`` (classification
     only, test only with ``test_data``), ``train_rmse``, ``test_rmse`` (regression
     only, in the target's units when ``target_scale`` undoes its standardisation),
-    ``grad_norm`` (‖∂J/∂θ‖ of the epoch's last update), ``displacement``
+    ``grad_norm`` (‖∂J/∂θ‖ of the epoch's last applied update; NaN when every update of
+    the epoch was refused), ``displacement``
     (‖θ_end − θ_start‖ over the epoch), ``param_norm``, ``seconds`` (training time
     of the epoch) and ``examples_per_second``. ``hook(row, state)`` is called
     with each row. Training stops at the first diverged epoch. Blow-up (see
@@ -705,7 +710,9 @@ def fit(
         with warnings.catch_warnings():  # an epoch whose losses were all refused: NaN
             warnings.simplefilter("ignore", RuntimeWarning)
             row["batch_loss"] = float(np.nanmean(values)) if values.size else float("nan")
-        row.update(grad_norm=float(metrics.grad_norm), displacement=float(metrics.displacement),
+        # an epoch whose every update was refused has no last update: its norm is NaN
+        grad_norm = float(metrics.grad_norm) if values.size else float("nan")
+        row.update(grad_norm=grad_norm, displacement=float(metrics.displacement),
                    param_norm=float(optim.global_norm(state.params)),
                    seconds=seconds, examples_per_second=n / seconds)
         history.append(row)

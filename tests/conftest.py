@@ -77,6 +77,18 @@ def assert_tree_allclose(a, b, **kw):
         raise AssertionError(f"trees differ; max abs difference per leaf: {diffs}")
 
 
+def assert_tree_equal(a, b) -> None:
+    """Two pytrees bit for bit: the same structure, and each leaf the same dtype and values
+    (NaNs in the same places count as equal)."""
+    la, ta = jax.tree_util.tree_flatten(a)
+    lb, tb = jax.tree_util.tree_flatten(b)
+    assert ta == tb, f"tree structures differ: {ta} against {tb}"
+    for i, (x, y) in enumerate(zip(la, lb)):
+        x, y = np.asarray(x), np.asarray(y)
+        assert x.dtype == y.dtype, f"leaf {i}: dtype {x.dtype} against {y.dtype}"
+        np.testing.assert_array_equal(x, y, err_msg=f"leaf {i}")
+
+
 def rel_err(a, b) -> float:
     """Worst ``|a−b| / max(1e-30, |a|+|b|)`` over all leaves of two pytrees."""
     errs = [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 
 import numpy as np
@@ -169,48 +168,3 @@ def test_flags_txt_replays_a_sweep_of_listed_rates(tmp_path):
     # both ways of giving the grid at once is still refused
     assert_bad_input(run_sweep("--lrs=0.1,1", "--num=5", f"--workdir={tmp_path / 'x'}"),
                      "give either --lrs or --lr_min/--lr_max/--num, not both")
-
-
-# The verdict rule on hand-made sweeps: initial loss 10, best final loss 0.01 (log gap ln 1000).
-
-def test_verdicts_follow_the_rule():
-    final = [9.0, 0.1, 0.0125, 0.01, 11.0, math.nan, 0.5]
-    flagged = [False, False, False, False, False, True, True]
-    out = analysis.lr_verdicts(10.0, final, flagged)
-    assert out.verdicts == ("too slow", "too slow", "converged", "converged",
-                            "diverged", "diverged", "diverged")
-    assert out.best_final_loss == 0.01
-    np.testing.assert_allclose(out.gap_closed[:4],
-                               [math.log(10 / 9) / math.log(1000), 2 / 3,
-                                math.log(800) / math.log(1000), 1.0])
-    assert np.all(np.isnan(out.gap_closed[4:]))
-
-
-def test_converged_threshold_is_95_percent_of_the_log_gap():
-    # log-gap fraction of J = 10·1000^(−f) is exactly f.
-    final = [10 * 1000 ** -f for f in (0.949, 0.951, 1.0)]
-    assert analysis.lr_verdicts(10.0, final, [False] * 3).verdicts == (
-        "too slow", "converged", "converged")
-
-
-def test_no_progress_means_nothing_converged_and_all_diverged_has_no_best():
-    assert analysis.lr_verdicts(1.0, [1.0, 1.0], [False, False]).verdicts == ("too slow",) * 2
-    out = analysis.lr_verdicts(1.0, [math.nan, 2.0], [True, False])
-    assert out.verdicts == ("diverged",) * 2 and out.best_final_loss is None
-
-
-def test_an_exact_fit_is_floored_not_infinite():
-    out = analysis.lr_verdicts(1.0, [0.0, 1e-13, 0.5], [False] * 3)
-    assert out.verdicts == ("converged", "converged", "too slow")
-    assert np.all(np.isfinite(out.gap_closed))
-
-
-def test_first_diverged_and_picks():
-    lrs = [0.001, 0.01, 0.1, 1.0, 10.0]
-    final = [5.0, 1.0, 0.01, 0.5, math.nan]
-    verdicts = ["too slow", "too slow", "converged", "too slow", "diverged"]
-    assert analysis.first_diverged(lrs, verdicts) == 10.0
-    assert analysis.first_diverged(lrs, ["too slow"] * 5) is None
-    assert analysis.pick_examples(lrs, final, verdicts) == {"good": 2, "too small": 0,
-                                                            "too large": 4}
-    assert analysis.pick_examples(lrs[:1], final[:1], ["converged"]) == {"good": 0}

@@ -327,6 +327,37 @@ def test_tanh_backward_is_the_product_jax_grad_forms():
     np.testing.assert_allclose(dx, reference, rtol=1e-10, atol=0)
 
 
+@pytest.mark.parametrize("name", [n for n in layers.ACTIVATIONS if n != "softmax"])
+def test_activations_pass_nan_through_as_jax_and_pytorch_do(name):
+    """NaN in, NaN out, at its own place, as jax.nn's and PyTorch's: relu written as
+    where(x > 0, x, 0) made it 0, so params made NaN by an update never showed in the loss
+    the divergence guard reads. Infinities keep their limits (relu(−inf) = 0)."""
+    layer = layers.activation(name)
+    x = jnp.asarray([[jnp.nan, -jnp.inf, -1.0, 0.0, 2.0]], jnp.float64)
+    y = np.asarray(layer.forward({}, {}, x)[0])
+    assert np.isnan(y[0, 0]) and not np.isnan(y[0, 2:]).any(), y
+    if name == "relu":
+        np.testing.assert_array_equal(y, [[np.nan, 0.0, 0.0, 0.0, 2.0]])
+        np.testing.assert_array_equal(y[0, 1:], jax.nn.relu(x)[0, 1:])
+
+
+def test_a_relu_net_whose_params_turn_nan_is_refused_at_the_next_update():
+    """A NaN weight in a relu MLP: the loss the next update computes is NaN, so the guard
+    refuses that update (the params that gave it are kept)."""
+    from gdlab import losses, models, optim, train
+
+    model, loss, opt = models.mlp([8, 3]), losses.get("xent"), optim.gd(0.1)
+    state = train.create_state(model, opt, jax.random.PRNGKey(0), (5,))
+    w = state.params["layers"][0]["w"]
+    state = state.replace(params={**state.params, "layers": (
+        {**state.params["layers"][0], "w": w.at[2, 3].set(jnp.nan)}, *state.params["layers"][1:])})
+    x = jax.random.normal(jax.random.PRNGKey(1), (4, 5), jnp.float32)
+    y = jnp.array([0, 1, 2, 0])
+    new, (value, _) = train.make_guarded_step(model, loss, opt)(state, x, y)
+    assert np.isnan(float(value)) and bool(new.health.diverged)
+    assert int(new.health.diverged_at) == 1 and int(new.step) == 0
+
+
 @pytest.mark.parametrize("name", ["sigmoid", "tanh", "softplus", "elu", "gelu", "gelu_tanh"])
 def test_activation_stable_for_large_inputs(name):
     layer = layers.activation(name)

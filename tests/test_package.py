@@ -84,3 +84,36 @@ def test_importing_the_plots_leaves_the_callers_matplotlib_backend_alone(tmp_pat
                        timeout=120)
     assert r.returncode == 0 and r.stdout.split() == ["svg"], r.stderr
     assert (tmp_path / "h.png").read_bytes().startswith(b"\x89PNG")
+
+
+NO_TEST_FILE = {"types": "type aliases, no behaviour",
+                "tolerances": "numbers that test_gradcheck's comparisons use",
+                "_compat": "one version shim, exercised by every import"}
+"""gdlab modules without a test file of their own, and why."""
+
+TESTED_WITH = {"evaluate": "test_exp_train_runs"}
+"""Experiments tested in another experiment's file: evaluate reloads a train run."""
+
+
+def _text(test_file: str | None) -> str:
+    return "" if test_file is None else (ROOT / "tests" / f"{test_file}.py").read_text()
+
+
+def test_test_files_mirror_the_package():
+    """DESIGN.md: tests/ mirrors gdlab/. Each module gdlab/NAME.py has tests/test_NAME.py,
+    each subpackage gdlab/NAME/ at least one tests/test_NAME*.py, and each experiment
+    experiments/NAME.py a tests/test_exp_NAME*.py."""
+    tests = {p.stem for p in (ROOT / "tests").glob("test_*.py")}
+    package = ROOT / "gdlab"
+    missing = [f"gdlab/{p.name}" for p in package.glob("*.py")
+               if p.stem != "__init__" and p.stem not in NO_TEST_FILE
+               and f"test_{p.stem}" not in tests]
+    missing += [f"gdlab/{p.name}/" for p in package.iterdir()
+                if (p / "__init__.py").exists()
+                and not any(t.startswith(f"test_{p.name}") for t in tests)]
+    missing += [f"experiments/{p.name}" for p in (ROOT / "experiments").glob("*.py")
+                if not p.stem.startswith("_") and p.stem != "__init__"
+                and not any(t.startswith(f"test_exp_{p.stem}") for t in tests)
+                and f'run_experiment("{p.stem}"' not in _text(TESTED_WITH.get(p.stem))]
+    assert missing == [], f"no test file for {missing}"
+    assert all((package / f"{name}.py").exists() for name in NO_TEST_FILE)

@@ -278,7 +278,7 @@ def colour_pictures(folder, n_per_class: int = 60, size: int = 16, seed: int = 0
 def test_an_image_folder_trains_the_cnn_by_default(tmp_path):
     """--dataset=images (and npz images: test above) with no --model trains the CNN with its own defaults (recorded, so
     --flagfile replays it); the MLP, given explicitly, does much worse on colour pictures;
-    an MLP flag with the CNN is refused, not ignored."""
+    an MLP flag with the CNN is refused, not ignored, and before any data is read."""
     colour_pictures(tmp_path / "pictures")
     runs = {}
     for name, flags in (("default", []), ("mlp", ["--model=mlp"])):
@@ -298,7 +298,8 @@ def test_an_image_folder_trains_the_cnn_by_default(tmp_path):
     assert_bad_input(r, "--hidden is for --model=mlp, but this run's model is cnn, the default "
                         "for image data a user brings; give --model=mlp to use --hidden")
     assert not (tmp_path / "hidden").exists()
-    r = run_experiment("train", "--dataset=images", f"--data_dir={tmp_path / 'pictures'}",
+    # refused before any data is read: the folder need not even exist
+    r = run_experiment("train", "--dataset=images", f"--data_dir={tmp_path / 'nowhere'}",
                        "--heads=2", f"--workdir={tmp_path / 'heads'}")
     assert_bad_input(r, "--heads is for --model=transformer, but this run's model is cnn, the "
                         "default for image data a user brings; --model=transformer is for "

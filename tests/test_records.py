@@ -69,58 +69,6 @@ def test_tensorboard_logs_every_real_scalar_and_no_bool():
                                  np.array([1.0, 2.0]), np.complex64(1))] == [None] * 7
 
 
-# ----------------------------------------------------------------------- the workdir
-
-
-def _a_run(folder):
-    (folder / "checkpoints" / "3").mkdir(parents=True)
-    (folder / "checkpoints" / "3" / "state").write_text("arrays")
-    (folder / "config.json").write_text("{}")
-    (folder / "flags.txt").write_text("--epochs=3\n")
-    (folder / "metrics.jsonl").write_text("{}\n")
-
-
-def _deny(monkeypatch, denied):
-    """os.access as a user who may not write ``denied`` (the tests run as any user)."""
-    from gdlab import workdir
-
-    real = os.access
-    monkeypatch.setattr(workdir.os, "access",
-                        lambda p, mode: False if str(p) == str(denied) else real(p, mode))
-
-
-def test_overwrite_deletes_nothing_unless_it_can_delete_everything(tmp_path, monkeypatch):
-    from gdlab.workdir import WorkdirError, open_workdir
-
-    _a_run(tmp_path)
-    _deny(monkeypatch, tmp_path / "checkpoints" / "3")
-    with pytest.raises(WorkdirError, match=r"--overwrite: .*cannot delete what .*checkpoints/3"):
-        open_workdir(tmp_path, overwrite=True)
-    assert (tmp_path / "checkpoints" / "3" / "state").read_text() == "arrays"
-    assert (tmp_path / "config.json").exists() and (tmp_path / "metrics.jsonl").exists()
-    monkeypatch.undo()
-    path, lock = open_workdir(tmp_path, overwrite=True)
-    lock.release()
-    assert os.listdir(path) == []
-
-
-def test_resume_needs_a_workdir_it_can_write(tmp_path, monkeypatch):
-    from gdlab.workdir import WorkdirError, open_workdir
-
-    _a_run(tmp_path)
-    _deny(monkeypatch, tmp_path / "metrics.jsonl")
-    with pytest.raises(WorkdirError, match=r"--resume: .*metrics.jsonl cannot be written"):
-        open_workdir(tmp_path, resume=True)
-    monkeypatch.undo()
-    _deny(monkeypatch, tmp_path / "checkpoints")
-    with pytest.raises(WorkdirError, match=r"--resume: .*checkpoints cannot be written"):
-        open_workdir(tmp_path, resume=True)
-    monkeypatch.undo()
-    _, lock = open_workdir(tmp_path, resume=True)  # the lock is free again after a refusal
-    lock.release()
-    assert (tmp_path / "checkpoints" / "3" / "state").exists()
-
-
 def test_tensorboard_writer_does_not_import_torch(tmp_path):
     # tensorboardX imports torch where it is installed, seconds at every run's start. A
     # stand-in torch package here records whether anything imported it.
@@ -183,17 +131,3 @@ def test_a_resumed_runs_tensorboard_purges_what_the_stopped_run_logged_after(tmp
     assert starts == [7]  # TensorBoard drops earlier files' events from step 7 on
     tags = {v.tag for e in events for v in e.summary.value}
     assert {"loss/train", "loss/batch_mean", "curvature/sharpness"} <= tags
-
-
-def test_a_held_workdir_is_refused_with_only_the_choices_the_program_has(tmp_path):
-    """A folder holding a run: the refusal offers --resume only to a program that can resume
-    (the experiments other than train have no such flag)."""
-    from gdlab.workdir import WorkdirError, open_workdir
-
-    _a_run(tmp_path)
-    with pytest.raises(WorkdirError, match=r"pass --resume to continue it or --overwrite"):
-        open_workdir(tmp_path)
-    with pytest.raises(WorkdirError) as refused:
-        open_workdir(tmp_path, resumable=False)
-    assert "--resume" not in str(refused.value)
-    assert "pass --overwrite to replace it or choose another --workdir" in str(refused.value)

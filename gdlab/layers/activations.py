@@ -80,12 +80,15 @@ def relu() -> Layer:
     """y = max(x, 0).  dx = dy · [x > 0].
 
     Convention at the kink: relu'(0) = 0 (as in PyTorch). The forward is written
-    ``where(x > 0, x, 0)`` so that ``jax.grad`` of it gives 0 at 0 too
+    ``where(x <= 0, 0, x)`` so that ``jax.grad`` of it gives 0 at 0 too
     (``jnp.maximum(x, 0)`` would give ½), and the autodiff reference and this
-    backward agree exactly on inputs that are exactly 0.
+    backward agree exactly on inputs that are exactly 0. A NaN passes through (as
+    in PyTorch and ``jnp.maximum``): ``where(x > 0, x, 0)`` would turn it into 0, and
+    params made NaN by an update would then never show in the loss the divergence
+    guard reads.
     """
-    return stateless("relu", lambda x: (jnp.where(x > 0, x, jnp.zeros_like(x)), x),
-                     lambda x, dy: jnp.where(x > 0, dy, jnp.zeros_like(dy)))
+    return stateless("relu", lambda x: (jnp.where(x <= 0, jnp.zeros_like(x), x), x),
+                     lambda x, dy: jnp.where(x <= 0, jnp.zeros_like(dy), dy))
 
 
 def leaky_relu(negative_slope: float = 0.01) -> Layer:

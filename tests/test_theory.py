@@ -1,0 +1,75 @@
+"""gdlab.theory: the linear model's closed forms (least squares, its MSE Hessian and
+λmax) against jax, and each optimizer's stability bound on a quadratic against gdlab's
+own optimizer."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gdlab import data, losses, models, optim, theory
+
+
+@pytest.fixture(scope="module")
+def houses():
+    ds = data.load("houses", seed=0)
+    return ds.x_train.astype(np.float64), ds.y_train.astype(np.float64)
+
+
+def _linear_mse(x, y):
+    """J(θ) of gdlab's linear model and MSE loss, θ = [w; b] flat (the order of [X 1])."""
+    model = models.linear(1, dtype=jnp.float64)
+    _, p0, s0 = model.init(jax.random.PRNGKey(0), (x.shape[1],))
+    (layer,) = p0["layers"]
+    assert set(layer) == {"w", "b"} and layer["w"].shape == (x.shape[1], 1)
+
+    def loss(theta):
+        params = {**p0, "layers": [{"w": theta[:-1].reshape(-1, 1), "b": theta[-1:]}]}
+        return losses.get("mse").value(model.forward(params, s0, x)[0], y)
+    return jnp.zeros(x.shape[1] + 1, jnp.float64), loss
+
+
+def test_mse_hessian_and_lambda_max_are_jax_hessians_of_the_models_loss(houses):
+    x, y = houses
+    flat0, loss = _linear_mse(x, y)
+    hessian = np.asarray(jax.hessian(loss)(flat0))
+    np.testing.assert_allclose(theory.mse_hessian(x), hessian, rtol=1e-10, atol=1e-12)
+    lam = theory.lambda_max(x)
+    assert abs(np.linalg.eigvalsh(hessian)[-1] - lam) < 1e-8 * lam
+    assert theory.max_stable_lr(x) == 2.0 / lam
+
+
+def test_least_squares_zeroes_the_gradient_of_the_models_loss(houses):
+    x, y = houses
+    w, b = theory.least_squares(x, y)
+    assert w.shape == (x.shape[1], 1) and b.shape == (1,)
+    _, loss = _linear_mse(x, y)
+    theta = jnp.asarray(np.append(w, b))
+    grad = np.asarray(jax.grad(loss)(theta))
+    scale = np.asarray(jax.grad(loss)(jnp.zeros_like(theta)))  # the gradient at θ = 0
+    assert np.max(np.abs(grad)) < 1e-9 * np.max(np.abs(scale))
+
+
+@pytest.mark.parametrize("name, beta", [("gd", 0.0), ("momentum", 0.5), ("momentum", 0.9),
+                                        ("nesterov", 0.5), ("nesterov", 0.9)])
+def test_stable_lr_factor_is_where_the_optimizer_starts_to_diverge_on_a_quadratic(name, beta):
+    """gdlab's own optimizer on J = ½λw² for 2,000 steps: it converges at 0.99× its bound
+    (theory.stable_lr_factor · 2/λ) and diverges at 1.01× (|w| from 1 shrinks or grows)."""
+    lam = 3.0
+    bound = theory.stable_lr_factor(name, beta) * 2.0 / lam
+    for scale, converges in ((0.99, True), (1.01, False)):
+        opt = optim.get(name, scale * bound, **({} if name == "gd" else {"momentum": beta}))
+
+        def run(w, opt=opt):
+            def step(carry, _):
+                w, state = carry
+                updates, state = opt.update(lam * w, state, w)   # ∇J = λw
+                return (optim.apply_updates(w, updates), state), None
+            return jax.lax.scan(step, (w, opt.init(w)), None, length=2000)[0][0]
+
+        w = float(jax.jit(run)(jnp.array([1.0]))[0])
+        assert (abs(w) < 1.0) == converges, (name, beta, scale, w)
+    assert theory.stable_lr_factor("adam") is None
+

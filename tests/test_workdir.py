@@ -1,0 +1,102 @@
+"""gdlab.workdir: one run per folder, --overwrite that deletes all or nothing, --resume
+that needs a folder it can write, and refusals that name only the choices a program has."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from gdlab import workdir
+from gdlab.workdir import WorkdirError, open_workdir
+
+
+def _a_run(folder):
+    (folder / "checkpoints" / "3").mkdir(parents=True)
+    (folder / "checkpoints" / "3" / "state").write_text("arrays")
+    (folder / "config.json").write_text("{}")
+    (folder / "flags.txt").write_text("--epochs=3\n")
+    (folder / "metrics.jsonl").write_text("{}\n")
+
+
+def _deny(monkeypatch, denied):
+    """os.access as a user who may not write ``denied`` (the tests run as any user)."""
+    real = os.access
+    monkeypatch.setattr(workdir.os, "access",
+                        lambda p, mode: False if str(p) == str(denied) else real(p, mode))
+
+
+def test_overwrite_deletes_nothing_unless_it_can_delete_everything(tmp_path, monkeypatch):
+    _a_run(tmp_path)
+    _deny(monkeypatch, tmp_path / "checkpoints" / "3")
+    with pytest.raises(WorkdirError, match=r"--overwrite: .*cannot delete what .*checkpoints/3"):
+        open_workdir(tmp_path, overwrite=True)
+    assert (tmp_path / "checkpoints" / "3" / "state").read_text() == "arrays"
+    assert (tmp_path / "config.json").exists() and (tmp_path / "metrics.jsonl").exists()
+    monkeypatch.undo()
+    path, lock = open_workdir(tmp_path, overwrite=True)
+    lock.release()
+    assert os.listdir(path) == []
+
+
+def test_resume_needs_a_workdir_it_can_write(tmp_path, monkeypatch):
+    _a_run(tmp_path)
+    _deny(monkeypatch, tmp_path / "metrics.jsonl")
+    with pytest.raises(WorkdirError, match=r"--resume: .*metrics.jsonl cannot be written"):
+        open_workdir(tmp_path, resume=True)
+    monkeypatch.undo()
+    _deny(monkeypatch, tmp_path / "checkpoints")
+    with pytest.raises(WorkdirError, match=r"--resume: .*checkpoints cannot be written"):
+        open_workdir(tmp_path, resume=True)
+    monkeypatch.undo()
+    _, lock = open_workdir(tmp_path, resume=True)  # the lock is free again after a refusal
+    lock.release()
+    assert (tmp_path / "checkpoints" / "3" / "state").exists()
+
+
+def test_a_held_workdir_is_refused_with_only_the_choices_the_program_has(tmp_path):
+    """A folder holding a run: the refusal offers --resume only to a program that can resume
+    (the experiments other than train have no such flag)."""
+    _a_run(tmp_path)
+    with pytest.raises(WorkdirError, match=r"pass --resume to continue it or --overwrite"):
+        open_workdir(tmp_path)
+    with pytest.raises(WorkdirError) as refused:
+        open_workdir(tmp_path, resumable=False)
+    assert "--resume" not in str(refused.value)
+    assert "pass --overwrite to replace it or choose another --workdir" in str(refused.value)
+
+
+
+def test_resolve_expands_home_and_variables_and_refuses_an_unset_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("GDLAB_RUNS", "runs")
+    assert workdir.resolve("~/$GDLAB_RUNS/${GDLAB_RUNS}") == f"{tmp_path}/runs/runs"
+    monkeypatch.delenv("GDLAB_NOT_SET", raising=False)
+    with pytest.raises(WorkdirError, match=r"\$GDLAB_NOT_SET is not set"):
+        workdir.resolve("runs/$GDLAB_NOT_SET/a")
+    with pytest.raises(WorkdirError, match="must name a folder"):
+        workdir.resolve("")
+
+
+def test_one_lock_per_folder_until_it_is_released(tmp_path):
+    path, lock = open_workdir(tmp_path / "run")
+    assert path == str(tmp_path / "run") and os.listdir(path) == []  # no lock file added
+    with pytest.raises(WorkdirError, match="in use by another running gdlab run"):
+        open_workdir(path)
+    lock.release()
+    lock.release()  # a second release is harmless
+    with workdir.Lock(path):
+        with pytest.raises(WorkdirError, match="in use"):
+            workdir.Lock(path)
+    workdir.Lock(path).release()
+
+
+def test_a_file_and_a_folder_that_holds_no_run_are_not_workdirs(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(WorkdirError, match="is a file, not a folder"):
+        open_workdir(tmp_path / "notes.txt")
+    for flag, needle in (({"overwrite": True}, "--overwrite replaces only a run's folder"),
+                         ({"resume": True}, "--resume: .* holds files but no run")):
+        with pytest.raises(WorkdirError, match=needle):
+            open_workdir(tmp_path, **flag)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
