@@ -36,8 +36,10 @@ flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"], "Dtype of
                   "tensor cores, slower on most CPUs.")
 flags.DEFINE_integer("eval_every", 1, "Evaluate and log every this many epochs.", lower_bound=1)
 flags.DEFINE_integer("sharpness_every", 0, "Every this many epochs (of those evaluated), log "
-                     "the sharpness λmax (top Hessian eigenvalue of the training loss on a fixed "
-                     "subset, gdlab.curvature) and 2/α, the stability bound of plain gd; 0: off.",
+                     "the sharpness λmax (top Hessian eigenvalue, on a fixed subset, of the "
+                     "training loss plus the L2 term a --weight_decay adds to the gradient; "
+                     "gdlab.curvature) and, for gd, momentum and nesterov, the optimizer's "
+                     "stability bound on λmax (2/α for gd, 2(1+β)/α for momentum); 0: off.",
                      lower_bound=0)
 flags.DEFINE_integer("sharpness_examples", 1000, "Training examples (a fixed subset) on which "
                      "--sharpness_every measures λmax.", lower_bound=1)
@@ -59,7 +61,7 @@ FLAGS = flags.FLAGS
 
 COLUMNS = ["epoch", "step", "train_loss", "test_loss", "train_accuracy", "test_accuracy",
            "train_rmse", "test_rmse", "batch_loss", "grad_norm", "displacement", "param_norm", "learning_rate",
-           "seconds", "examples_per_second", "sharpness", "two_over_lr"]
+           "seconds", "examples_per_second", "sharpness", "stability_bound"]
 TIMING = ("seconds", "examples_per_second")
 """Row fields that differ between identical runs."""
 
@@ -133,7 +135,7 @@ def main(argv):
     import jax
     import jax.numpy as jnp
 
-    from gdlab import checkpoint, data, losses, optim, plots, train
+    from gdlab import checkpoint, data, losses, optim, plots, theory, train
     from gdlab.records import (MetricsWriter, TensorBoard, environment, eta_seconds, progress_line,
                                provenance, write_json_atomic)
 
@@ -165,14 +167,17 @@ def main(argv):
     purge = int(state.step) + 1 if start_epoch else (0 if FLAGS.resume else None)
     tensorboard = TensorBoard(outdir, purge_step=purge)
     sharpness = sharpness_probe(model, loss, ds) if FLAGS.sharpness_every else None
+    # λmax < bound·(1/α): the optimizer's stability on a quadratic (None for adaptive ones)
+    bound = theory.stable_lr_factor(FLAGS.optimizer, FLAGS.momentum)
     # process 0 keeps the run's rows; any other process writes its scratch folder afresh
     with MetricsWriter(outdir, COLUMNS, keep_rows=rows_kept if primary else None) as writer:
         def hook(row, state):
             # the rate of the last step taken (of the first, at epoch 0)
             row["learning_rate"] = float(optim.learning_rate_at(rate, max(int(state.step) - 1, 0)))
             if FLAGS.sharpness_every and row["epoch"] % FLAGS.sharpness_every == 0:
-                row["sharpness"] = sharpness(state)               # λmax on the fixed subset
-                row["two_over_lr"] = 2.0 / row["learning_rate"]   # gd is stable while λmax < 2/α
+                row["sharpness"] = sharpness(state)  # λmax on the fixed subset
+                if bound is not None:  # gd is stable while λmax < 2/α, momentum 2(1+β)/α
+                    row["stability_bound"] = bound * 2.0 / row["learning_rate"]
             writer.write(row)
             tensorboard.write(row, int(state.step))
             now = time.perf_counter()
@@ -240,7 +245,8 @@ def main(argv):
         plots.plot_history(rows, os.path.join(outdir, "loss.png"),
                            title=f"{model.name} on {ds.name}: {FLAGS.descent} {FLAGS.optimizer}, "
                                  f"lr={FLAGS.lr}",
-                           step_losses=result.step_losses, diverged_at_step=result.diverged_at_step)
+                           step_losses=result.step_losses, diverged_at_step=result.diverged_at_step,
+                           bound_name=theory.bound_name(FLAGS.optimizer, FLAGS.momentum, "α"))
     # every process of an interrupted run exits as interrupted: those that got no signal
     # themselves (their peers did) as if terminated, 128 + SIGTERM
     interrupted_code = signals.exit_code or 128 + 15
@@ -279,7 +285,8 @@ def main(argv):
 
 
 def sharpness_probe(model, loss, ds):
-    """``probe(state) -> λmax``: the top Hessian eigenvalue of the training-mode loss on a fixed
+    """``probe(state) -> λmax``: the top Hessian eigenvalue of the training-mode loss (plus
+    the L2 term of a coupled --weight_decay, the objective the optimizer descends) on a fixed
     subset of --sharpness_examples training examples, by Lanczos on Hessian-vector products
     through the manual backward (``gdlab.curvature``), compiled once. Every probe starts
     from the same seeded direction, not from the previous eigenvector: λmax is then a
@@ -290,7 +297,11 @@ def sharpness_probe(model, loss, ds):
 
     x, y = curvature.fixed_subset(jax.numpy.asarray(ds.x_train), jax.numpy.asarray(ds.y_train),
                                   FLAGS.sharpness_examples, seed=FLAGS.seed)
-    estimate = curvature.make_sharpness(model, loss, method="lanczos", tol=1e-4, max_iters=50)
+    coupled = FLAGS.optimizer != "adamw"  # adamw's decay is decoupled: no term of the loss
+    estimate = curvature.make_sharpness(
+        model, loss, method="lanczos", tol=1e-4, max_iters=50,
+        weight_decay=FLAGS.weight_decay if coupled else 0.0,
+        weight_decay_mask=_builders.WEIGHT_DECAY_ON[FLAGS.weight_decay_on])
     key = jax.random.PRNGKey(FLAGS.seed)  # one fixed dropout mask, if the model has dropout
 
     def probe(state):

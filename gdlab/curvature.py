@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from gdlab import backprop, descent
+from gdlab import backprop, descent, optim
 from gdlab.layers import Layer
 from gdlab.losses import Loss
 from gdlab.types import Array, Params, PRNGKey, State
@@ -109,18 +109,30 @@ def hvp(model: Layer, loss: Loss, params: Params, state: State, x: Array, y: Arr
 
 def linearized_hvp(model: Layer, loss: Loss, params: Params, state: State, x: Array, y: Array,
                    weights: Array | None = None, *, key: PRNGKey | None = None,
-                   train: bool = True) -> tuple[MatVec, Callable[[Array], Params]]:
+                   train: bool = True, weight_decay: float = 0.0,
+                   weight_decay_mask=None) -> tuple[MatVec, Callable[[Array], Params]]:
     """``(matvec, unravel)``: u ↦ H·u on flat vectors of length P, for many products at θ.
 
     The same forward-over-reverse product, but ``jax.linearize`` runs the primal
     forward and backward pass once; each product is then a tangent pass only.
     ``unravel`` turns a flat vector back into a params-shaped pytree.
+
+    ``weight_decay`` c > 0: the Hessian of J + (c/2)·‖w‖² over the leaves
+    ``weight_decay_mask`` marks (every leaf when None; a mask as in ``gdlab.optim``),
+    the objective whose gradient an optimizer with a coupled L2 decay follows
+    (``optim.add_weight_decay``, ``optim.get(..., weight_decay=c)`` but for adamw):
+    H + c·I on the decayed leaves.
     """
     value_and_grad = backprop.manual(model, loss)
     flat, unravel = ravel_pytree(params)
+    decay = (optim.add_weight_decay(weight_decay, mask=weight_decay_mask) if weight_decay
+             else None)
 
     def flat_grad(theta):
-        g = value_and_grad(unravel(theta), state, x, y, weights, key=key, train=train)[1]
+        p = unravel(theta)
+        g = value_and_grad(p, state, x, y, weights, key=key, train=train)[1]
+        if decay is not None:  # the optimizer's own rule: g + c·w on the masked leaves
+            g = decay.update(g, decay.init(p), p)[0]
         return ravel_pytree(g)[0]
 
     _, matvec = jax.linearize(flat_grad, flat)
@@ -317,7 +329,8 @@ def random_direction(key: PRNGKey, params: Params) -> Params:
 
 
 def make_sharpness(model: Layer, loss: Loss, *, method: str = "power", k: int = 1,
-                   tol: float = 1e-3, max_iters: int = 100, train: bool = True):
+                   tol: float = 1e-3, max_iters: int = 100, train: bool = True,
+                   weight_decay: float = 0.0, weight_decay_mask=None):
     """``sharpness(params, state, x, y, v0, weights=None, key=None)``, jitted: the top of the
     Hessian spectrum of J on the batch ``(x, y)`` (use a ``fixed_subset``).
 
@@ -326,7 +339,8 @@ def make_sharpness(model: Layer, loss: Loss, *, method: str = "power", k: int = 
     shaped like ``params`` (with a leading k axis for Lanczos). ``v0`` (params-shaped)
     starts the iteration: ``random_direction`` at first, then the previous vector
     (a warm start). The primal pass runs once per call (``linearized_hvp``); every
-    product is a tangent pass through the hand-written backward.
+    product is a tangent pass through the hand-written backward. ``weight_decay`` and
+    ``weight_decay_mask``: the coupled L2 term an optimizer adds, as in ``linearized_hvp``.
     """
     if method not in METHODS:
         raise ValueError(f"unknown eigenvalue method {method!r}; choose one of: {', '.join(METHODS)}")
@@ -334,7 +348,8 @@ def make_sharpness(model: Layer, loss: Loss, *, method: str = "power", k: int = 
 
     def sharpness(params, state, x, y, v0, weights=None, key=None):
         matvec, unravel = linearized_hvp(model, loss, params, state, x, y, weights, key=key,
-                                         train=train)
+                                         train=train, weight_decay=weight_decay,
+                                         weight_decay_mask=weight_decay_mask)
         start = ravel_pytree(v0)[0]
         if method == "power":
             out = top_eigenvalue(matvec, start, tol=tol, max_iters=max_iters)

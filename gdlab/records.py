@@ -219,7 +219,7 @@ class TensorBoard:
             "train_rmse": "rmse/train", "test_rmse": "rmse/test", "grad_norm": "norms/gradient",
             "displacement": "norms/displacement", "param_norm": "norms/params",
             "learning_rate": "learning_rate", "sharpness": "curvature/sharpness",
-            "two_over_lr": "curvature/two_over_lr",
+            "stability_bound": "curvature/stability_bound",
             "examples_per_second": "speed/examples_per_second"}
 
     def __init__(self, logdir: str | os.PathLike, *, purge_step: int | None = None):

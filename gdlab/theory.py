@@ -52,6 +52,16 @@ BOUND_NAMES = {"gd": "2/λmax", "momentum": "2(1+β)/λmax", "nesterov": "2(1+β
 """The name of each optimizer's stability bound on a quadratic (``stable_lr_factor``)."""
 
 
+def bound_name(optimizer: str, beta: float = 0.0, over: str = "λmax") -> str | None:
+    """``optimizer``'s stability bound in words, ``over`` the curvature (on a learning rate)
+    or the learning rate (``over="α"``: a bound on λmax), with β's value: "2(1+β)/α
+    (momentum, β = 0.9)"; None for an optimizer with no such bound."""
+    if optimizer not in BOUND_NAMES:
+        return None
+    name = BOUND_NAMES[optimizer].replace("λmax", over)
+    return f"{name} ({optimizer})" if optimizer == "gd" else f"{name} ({optimizer}, β = {beta:g})"
+
+
 def stable_lr_factor(optimizer: str, beta: float = 0.0) -> float | None:
     """``optimizer``'s stability bound on a quadratic as a multiple of plain gd's 2/λmax:
     1 for gd, 1 + β for heavy-ball momentum, (1 + β)/(1 + 2β) for Nesterov (each the α at

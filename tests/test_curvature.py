@@ -12,7 +12,7 @@ import pytest
 from conftest import run_experiment
 from jax.flatten_util import ravel_pytree
 
-from gdlab import curvature, layers, losses, models, tolerances
+from gdlab import curvature, layers, losses, models, optim, tolerances
 from gdlab.layers import (
     avg_pool,
     batch_norm,
@@ -385,6 +385,28 @@ def test_make_sharpness_matches_eigvalsh_of_jax_hessian(small_mlp, method):
         assert jax.tree.leaves(out.vectors)[0].shape[0] == 3
 
 
+@pytest.mark.parametrize("mask", [None, optim.weights_only])
+def test_a_coupled_weight_decay_adds_its_l2_terms_hessian(small_mlp, mask):
+    """weight_decay c: the Hessian of J + (c/2)·‖w‖² over the leaves the mask marks (all,
+    or the kernels), against jax.hessian of that sum, product by product and as λmax."""
+    model, loss, params, state, x, y, hessian, _ = small_mlp
+    c = 0.7
+    flat, unravel = ravel_pytree(params)
+    marked = lambda w: mask is None or w.ndim >= 2  # noqa: E731
+    penalty = lambda t: 0.5 * c * sum(  # noqa: E731
+        jnp.sum(w * w) for w in jax.tree.leaves(unravel(t)) if marked(w))
+    expected = hessian + np.asarray(_compiled(jax.hessian(penalty), flat))
+    assert not np.allclose(expected, hessian)
+    matvec, _ = curvature.linearized_hvp(model, loss, params, state, x, y, weight_decay=c,
+                                         weight_decay_mask=mask)
+    dense = _compiled(lambda: jax.vmap(matvec)(jnp.eye(flat.size, dtype=F64)).T)
+    np.testing.assert_allclose(np.asarray(dense), expected, rtol=1e-10, atol=1e-12)
+    sharpness = curvature.make_sharpness(model, loss, method="lanczos", tol=1e-10,
+                                         max_iters=30, weight_decay=c, weight_decay_mask=mask)
+    out = sharpness(params, state, x, y, curvature.random_direction(jax.random.PRNGKey(0), params))
+    np.testing.assert_allclose(float(out.values[0]), np.linalg.eigvalsh(expected)[-1], rtol=1e-8)
+
+
 def test_dense_hessian_equals_jax_hessian(small_mlp):
     model, loss, params, state, x, y, hessian, _ = small_mlp
     dense = _compiled(lambda p: curvature.dense_hessian(model, loss, p, state, x, y), params)
@@ -473,20 +495,25 @@ def test_fixed_subset_is_fixed_and_bounded():
 
 
 def test_train_logs_sharpness_equal_to_the_dense_hessian(tmp_path):
-    """Two epochs of full-batch gd on 200 digits with --sharpness_every=1: every row has
-    λmax and 2/α, and the last λmax is the top eigenvalue of the Hessian at the
-    checkpointed weights, computed independently (jax.hessian, numpy's eigvalsh)."""
+    """Two epochs of full-batch momentum (β = 0.5) with weight decay 0.3 on the kernels, on
+    200 digits, with --sharpness_every=1: every row has λmax and momentum's stability bound
+    2(1+β)/α, and the last λmax is the top eigenvalue of the Hessian of the loss plus the
+    decay's L2 term (the objective the optimizer descends) at the checkpointed weights,
+    computed independently (jax.hessian, numpy's eigvalsh). Without that term a run could
+    log a λmax below its bound and diverge."""
     wd = tmp_path / "run"
+    decay = 0.3
     proc = run_experiment("train", "--dataset=digits", "--hidden=3", "--activation=tanh",
-                          "--descent=batch", "--optimizer=gd", "--lr=0.5", "--epochs=2",
-                          "--sharpness_every=1", "--sharpness_examples=200",
+                          "--descent=batch", "--optimizer=momentum", "--momentum=0.5",
+                          f"--weight_decay={decay}", "--weight_decay_on=weights", "--lr=0.5",
+                          "--epochs=2", "--sharpness_every=1", "--sharpness_examples=200",
                           f"--workdir={wd}", "--quiet")
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in (wd / "metrics.jsonl").read_text().splitlines()]
     rows = [r for r in rows if r["epoch"] >= 1]
     assert [r["epoch"] for r in rows] == [1, 2]
     for r in rows:
-        assert r["two_over_lr"] == pytest.approx(2 / 0.5)
+        assert r["stability_bound"] == pytest.approx(2 * (1 + 0.5) / 0.5)
         assert r["sharpness"] > 0
     assert "sharpness" in (wd / "metrics.csv").read_text().splitlines()[0]
 
@@ -500,7 +527,8 @@ def test_train_logs_sharpness_equal_to_the_dense_hessian(tmp_path):
     flat, unravel = ravel_pytree(jax.tree.map(lambda p: jnp.asarray(p, F64), state.params))
     state64 = jax.tree.map(lambda s: jnp.asarray(s, F64), state.model_state)
     objective = lambda t: loss.value(model.forward(unravel(t), state64, jnp.asarray(x, F64),  # noqa: E731
-                                                   train=True)[0], y)
+                                                   train=True)[0], y) + 0.5 * decay * sum(
+        jnp.sum(w * w) for w in jax.tree.leaves(unravel(t)) if w.ndim >= 2)
     top = np.linalg.eigvalsh(np.asarray(_compiled(jax.hessian(objective), flat)))[-1]
     assert rows[-1]["sharpness"] == pytest.approx(top, rel=1e-4)  # a float32 run
 

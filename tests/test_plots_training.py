@@ -70,16 +70,17 @@ def test_old_rows_without_epoch_0_gradients_or_accuracy(figure):
     assert math.isnan(ys[1]) and ys[0] == pytest.approx(1.1)
 
 
-def test_sharpness_panel_with_the_two_over_lr_line(figure):
+def test_sharpness_panel_with_the_optimizers_stability_bound(figure):
     rows = _history(4)
     for row in rows[::2]:
-        row.update(sharpness=5.0 * (1 + row["epoch"]), two_over_lr=40.0)
-    axes = _axes(figure(rows, title="eos"))
+        row.update(sharpness=5.0 * (1 + row["epoch"]), stability_bound=40.0)
+    axes = _axes(figure(rows, title="eos", bound_name="2(1+β)/α (momentum, β = 0.9)"))
     assert "sharpness" in axes and len(axes) == 4
     xs, ys = _line(axes["sharpness"], "sharpness λmax")
     np.testing.assert_array_equal(xs, [0, 2, 4])
     np.testing.assert_allclose(ys, [5.0, 15.0, 25.0])
-    np.testing.assert_allclose(_line(axes["sharpness"], "2/α (stability bound of GD)")[1], 40.0)
+    np.testing.assert_allclose(
+        _line(axes["sharpness"], "stability bound 2(1+β)/α (momentum, β = 0.9)")[1], 40.0)
 
 
 @pytest.mark.parametrize("diverged_at, first", [(4, 1), (50, 47)])  # a fresh and a resumed run

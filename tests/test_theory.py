@@ -73,3 +73,10 @@ def test_stable_lr_factor_is_where_the_optimizer_starts_to_diverge_on_a_quadrati
         assert (abs(w) < 1.0) == converges, (name, beta, scale, w)
     assert theory.stable_lr_factor("adam") is None
 
+
+
+def test_bound_names_say_the_bound_each_optimizer_has():
+    assert theory.bound_name("gd") == "2/λmax (gd)"
+    assert theory.bound_name("momentum", 0.9, "α") == "2(1+β)/α (momentum, β = 0.9)"
+    assert theory.bound_name("nesterov", 0.5, "α") == "2(1+β)/((1+2β)α) (nesterov, β = 0.5)"
+    assert theory.bound_name("adam") is None and theory.stable_lr_factor("adam") is None

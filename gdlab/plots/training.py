@@ -46,7 +46,7 @@ def _epoch_axis(ax, epochs: tuple[float, float] | None = None) -> None:
 
 def history_figure(history: Sequence[Mapping], *, title: str,
                    step_losses: Sequence[float] | None = None,
-                   diverged_at_step: int | None = None):
+                   diverged_at_step: int | None = None, bound_name: str | None = None):
     """The figure of ``plot_history``, returned open (``matplotlib.figure.Figure``).
 
     Panels, each only when the rows carry what it needs (old metrics files,
@@ -57,7 +57,8 @@ def history_figure(history: Sequence[Mapping], *, title: str,
     - **accuracy**: train (and test) accuracy;
     - **gradient norm**: ``grad_norm`` against epoch;
     - **sharpness**: ``sharpness`` (λmax of the training loss's Hessian) against
-      epoch beside the stability line ``two_over_lr`` (2/α);
+      epoch beside the optimizer's stability bound on it, ``stability_bound`` (2/α for
+      gd), named ``bound_name``;
     - **diverged**: for a run that diverged (``diverged_at_step`` given) with its
       ``step_losses`` (the batch loss of every update of the run's last call,
       the refused update last), the batch loss against update number up to the
@@ -108,9 +109,9 @@ def history_figure(history: Sequence[Mapping], *, title: str,
     if "sharpness" in axes:
         ax = axes["sharpness"]
         ax.plot(*series(history, "sharpness"), marker="o", label="sharpness λmax")
-        if _has(history, "two_over_lr"):
-            ax.plot(*series(history, "two_over_lr"), color="k", ls="--", drawstyle="steps-post",
-                    label="2/α (stability bound of GD)")
+        if _has(history, "stability_bound"):
+            ax.plot(*series(history, "stability_bound"), color="k", ls="--",
+                    drawstyle="steps-post", label=f"stability bound {bound_name or ''}".strip())
         decorate(ax, xlabel="epoch", ylabel="λmax of the training loss's Hessian",
                  title="sharpness")
         _epoch_axis(ax, span)
@@ -139,8 +140,8 @@ def history_figure(history: Sequence[Mapping], *, title: str,
 
 def plot_history(history: Sequence[Mapping], path, *, title: str,
                  step_losses: Sequence[float] | None = None,
-                 diverged_at_step: int | None = None) -> None:
+                 diverged_at_step: int | None = None, bound_name: str | None = None) -> None:
     """Write ``history_figure`` (loss, accuracy, gradient norm, sharpness, divergence)
     to ``path`` (PNG)."""
     save(history_figure(history, title=title, step_losses=step_losses,
-                        diverged_at_step=diverged_at_step), path)
+                        diverged_at_step=diverged_at_step, bound_name=bound_name), path)
