@@ -14,8 +14,8 @@ The shuffle is ``permutation``: the algorithm of ``jax.random.permutation``
 (rounds of a stable sort by random keys), but each round sorts one packed
 ``uint32`` array instead of key-value pairs. XLA's CPU sort is much slower on
 pairs: on a 2-core CPU this is some 3× faster from 4,096 rows up (60,000 rows: 7.8
-against 26 ms), and about as fast between 257 and 1,448 rows, where it needs two
-rounds and JAX's one (``scripts/bench.py``, its shuffle rows). The orders differ from
+against 26 ms), and about as fast or slower between 257 and 1,625 rows, where it needs
+two rounds and JAX's one (``scripts/bench.py``, its shuffle rows). The orders differ from
 ``jax.random.permutation``'s.
 """
 
