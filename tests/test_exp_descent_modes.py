@@ -106,6 +106,21 @@ def test_binned_curve_keeps_every_update_once_and_the_first_exactly():
     assert modes_plots.binned_curve([], steps_per_epoch=1, batch_size=1, num_examples=1)["count"] == []
 
 
+@pytest.mark.parametrize("epochs", [20, 21, 48, 100, 300])
+def test_batch_descents_curve_is_every_update_however_many_epochs(epochs):
+    """One update an epoch: every update is its own bin, its own loss (log-spaced edges
+    rounded to integers merged neighbours from 21 epochs up); a mini-batch run of no more
+    updates than bins + 2 likewise."""
+    losses = np.arange(1.0, epochs + 1.0)
+    curve = modes_plots.binned_curve(losses, steps_per_epoch=1, batch_size=800,
+                                     num_examples=800)
+    assert curve["count"] == [1] * epochs
+    assert curve["batch_loss"] == list(losses) and curve["updates"] == list(range(epochs))
+    short = modes_plots.binned_curve(np.arange(1.0, 51.0), steps_per_epoch=10, batch_size=5,
+                                     num_examples=48)
+    assert short["count"] == [1] * 50
+
+
 def test_modes_figure_draws_each_mode_against_updates_and_examples():
     n = 100
     runs = {}

@@ -35,8 +35,10 @@ def binned_curve(step_losses: Sequence[float], *, steps_per_epoch: int, batch_si
 
     Update ``k`` (1-based) takes its batch loss at the weights left by ``k − 1``
     updates, so it is placed at ``updates = k − 1``. The bins are the updates
-    0, 1, then ``bins`` log-spaced ranges up to the last (a bin of one update is
-    that update's loss: batch descent's curve is exact). Returns JSON-ready
+    0, 1, then ``bins`` log-spaced ranges up to the last; with one update an epoch
+    (batch descent) or no more than ``bins + 2`` updates, each update is a bin of its
+    own, whose value is that update's loss: batch descent's curve is exact. Returns
+    JSON-ready
     lists: ``updates`` and ``examples`` (the means over each bin), ``batch_loss``
     (the mean of the bin's finite losses, None if it has none) and ``count``.
     """
@@ -44,7 +46,11 @@ def binned_curve(step_losses: Sequence[float], *, steps_per_epoch: int, batch_si
     n = losses.size
     if n == 0:
         return {"updates": [], "examples": [], "batch_loss": [], "count": []}
-    edges = np.unique(np.concatenate([[0, 1], np.geomspace(1, n, bins + 1).round().astype(int)]))
+    if steps_per_epoch == 1 or n <= bins + 2:  # one bin per update
+        edges = np.arange(n + 1)
+    else:
+        edges = np.unique(np.concatenate([[0, 1],
+                                          np.geomspace(1, n, bins + 1).round().astype(int)]))
     done = np.arange(n)  # updates done before each batch loss
     out = {"updates": [], "examples": [], "batch_loss": [], "count": []}
     for lo, hi in itertools.pairwise(edges):  # the bin of updates lo .. hi − 1; edges end at n
