@@ -172,11 +172,14 @@ def apply_model_defaults() -> None:
             FLAGS[name].value = value
 
 
-def load_dataset(*, model_by_data: bool = False) -> data.Dataset:
+def load_dataset(*, model_by_data: bool = False, before_reading=None) -> data.Dataset:
     """The data set the flags name, shaped for ``--model`` (images for cnn); bad files,
     arguments and model/data mismatches raise DataError or UsageError (exit 2).
     ``model_by_data`` (train): with no --model on the command line, image data a user
-    brings train ``IMAGE_MODEL``, and the flag says so from then on."""
+    brings train ``IMAGE_MODEL``, and the flag says so from then on.
+    ``before_reading(shape)``, for an image folder: called with its ``data.DataShape``
+    (``data.preview_images``) before any image is decoded, to refuse a run that cannot
+    fit (reading a folder of photos at full size takes a minute)."""
     by_data = (model_by_data and FLAGS["model"].using_default_value
                and FLAGS.dataset in ("images", "npz"))
     if by_data and FLAGS.dataset == "images":  # always images: the model is known already
@@ -230,6 +233,9 @@ def load_dataset(*, model_by_data: bool = False) -> data.Dataset:
     import sys
     import warnings
 
+    if before_reading is not None and FLAGS.dataset == "images":
+        before_reading(data.preview_images(
+            **{k: v for k, v in kwargs.items() if k in ("data_dir", "seed", "size")}))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", data.DataWarning)
         ds = data.load(FLAGS.dataset, **kwargs)
@@ -377,18 +383,18 @@ def check_optimizer_flags() -> None:
                               "restrict: give --weight_decay > 0")
 
 
-def check_memory(model, optimizer, ds: data.Dataset, batch_size: int, configs: int = 1, *,
-                 basis_vectors: int = 0) -> None:
-    """One sentence (exit 2) when the run would not fit in the device's memory;
+def check_memory(model, optimizer, ds: data.Dataset | data.DataShape, batch_size: int,
+                 configs: int = 1, *, basis_vectors: int = 0) -> None:
+    """One sentence (exit 2) when the run would not fit in the device's memory (``ds`` the
+    data, or its shapes before it is read);
     ``basis_vectors``: a Lanczos basis of that many parameter-sized vectors kept besides (at
     most one per parameter), with its small m × m eigenproblems."""
     import jax
 
     from gdlab import train
 
-    data_bytes = sum(a.nbytes for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test))
     need = train.estimate_memory(model, optimizer, ds.input_shape, batch_size=batch_size,
-                                 input_dtype=ds.x_train.dtype, data_bytes=data_bytes,
+                                 input_dtype=ds.x_dtype, data_bytes=ds.nbytes,
                                  configs=configs, eval_rows=max(ds.n_train, ds.n_test))
     if basis_vectors:  # the m vectors, and m × m Ritz problems (T, its eigenvectors, eigh's)
         _, params, _ = train.init_shapes(model, tuple(ds.input_shape))

@@ -108,12 +108,10 @@ def restore_checkpoint(workdir: str, model, optimizer, ds) -> tuple:
     return state, meta["epoch"], meta["metrics_rows"], kept
 
 
-def main(argv):
-    del argv
-    mesh = _cli.start_devices()  # first: jax.distributed must start before anything else
-    primary = _cli.is_primary()  # process 0 writes the workdir; the others write nothing
-    _cli.seconds("checkpoint_seconds", FLAGS.checkpoint_seconds)
-    ds = _builders.load_dataset(model_by_data=True)  # image data a user brings: the CNN
+def plan_run(ds):
+    """``(loss name, batch size, model, total steps, optimizer)`` the flags give for ``ds``
+    (a data set, or its shapes before reading), checked: one sentence (exit 2) for bad
+    flags or a run that does not fit in memory."""
     _builders.apply_model_defaults()
     _builders.check_descent_flags()
     loss_name = _builders.loss_name(ds)
@@ -123,6 +121,17 @@ def main(argv):
                                    FLAGS.epochs * descent.steps_per_epoch(ds.n_train, batch_size))
     optimizer = _builders.build_optimizer(FLAGS.lr, total_steps)
     _builders.check_memory(model, optimizer, ds, batch_size)
+    return loss_name, batch_size, model, total_steps, optimizer
+
+
+def main(argv):
+    del argv
+    mesh = _cli.start_devices()  # first: jax.distributed must start before anything else
+    primary = _cli.is_primary()  # process 0 writes the workdir; the others write nothing
+    _cli.seconds("checkpoint_seconds", FLAGS.checkpoint_seconds)
+    # image data a user brings: the CNN; an image folder's run is sized before it is read
+    ds = _builders.load_dataset(model_by_data=True, before_reading=plan_run)
+    loss_name, batch_size, model, total_steps, optimizer = plan_run(ds)
     resumed = []  # --resume: (state, epoch, metrics rows, meta) of the latest checkpoint
     workdir, _lock = _cli.prepare_workdir(
         FLAGS.workdir, resume=FLAGS.resume,

@@ -1340,6 +1340,32 @@ def test_wide_grey_images_keep_their_range_among_colour_and_float_ones(tmp_path)
             assert ds.info["class_names"][label] == cls
 
 
+def test_an_image_folders_preview_has_the_shapes_loading_gives(tmp_path):
+    """preview_images reads the file names and the first image's header only: its shapes
+    are those of the loaded data set, split and classes included, with and without a
+    size; the folder's errors are load_images's."""
+    rng = np.random.default_rng(4)
+    _write_images(tmp_path / "grey", rng.integers(0, 256, (10, 6, 5), dtype=np.uint8),
+                  np.array(["a", "b", "c"])[np.arange(10) % 3])
+    _write_images(tmp_path / "rgb", rng.integers(0, 256, (8, 4, 7, 3), dtype=np.uint8),
+                  np.arange(8) % 2, mode="RGB")
+    for name, size in (("grey", None), ("grey", (3, 2)), ("rgb", None), ("rgb", (5, 5))):
+        kw = {"data_dir": str(tmp_path / name), "seed": 3, "size": size}
+        shape, ds = data.preview_images(**kw), data.load_images(**kw)
+        assert isinstance(shape, data.DataShape)
+        assert (shape.n_train, shape.n_test, shape.num_classes, shape.image_shape,
+                shape.input_dim, shape.num_outputs, shape.task) == (
+            ds.n_train, ds.n_test, ds.num_classes, ds.image_shape, ds.input_dim,
+            ds.num_outputs, ds.task), (name, size)
+        assert shape.nbytes == ds.nbytes and shape.x_dtype == ds.x_dtype
+    with pytest.raises(DataError, match="does not exist"):
+        data.preview_images(str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match="size must be"):
+        data.preview_images(str(tmp_path / "grey"), size=(0, 3))
+    with pytest.raises(DataError, match=r"would take .* GiB as float64"):
+        data.preview_images(str(tmp_path / "grey"), size=(10**6, 10**6))
+
+
 def test_an_image_size_beyond_memory_is_refused_before_allocating(tmp_path):
     _write_images(tmp_path, np.zeros((4, 3, 3), np.uint8), ["a", "b", "a", "b"])
     with pytest.raises(DataError, match=r"images: 4 images of 1000000x1000000 pixels would take "

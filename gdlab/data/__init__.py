@@ -37,6 +37,7 @@ from gdlab.data.arrays import load_npz
 from gdlab.data.base import (
     SCALINGS,
     DataError,
+    DataShape,
     DataWarning,
     Dataset,
     as_images,
@@ -47,7 +48,7 @@ from gdlab.data.base import (
     split_indices,
 )
 from gdlab.data.bundled import load_diabetes, load_digits
-from gdlab.data.images import load_images
+from gdlab.data.images import load_images, preview_images
 from gdlab.data.mnist import load_mnist, read_idx, write_idx
 from gdlab.data.sequences import load_sort
 from gdlab.data.synthetic import load_houses, load_moons, load_spirals
@@ -57,6 +58,7 @@ __all__ = [
     "DATASETS",
     "SCALINGS",
     "DataError",
+    "DataShape",
     "DataWarning",
     "Dataset",
     "as_images",
@@ -75,6 +77,7 @@ __all__ = [
     "load_npz",
     "load_sort",
     "load_spirals",
+    "preview_images",
     "read_idx",
     "split_indices",
     "write_idx",

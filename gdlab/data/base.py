@@ -165,6 +165,51 @@ class Dataset:
     def n_test(self) -> int:
         return int(self.x_test.shape[0])
 
+    @property
+    def x_dtype(self) -> np.dtype:
+        """The inputs' dtype: float32, or int32 token ids."""
+        return self.x_train.dtype
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the four arrays."""
+        return sum(a.nbytes for a in (self.x_train, self.y_train, self.x_test, self.y_test))
+
+
+@dataclasses.dataclass(frozen=True)
+class DataShape:
+    """A classification data set's shapes before it is read (``images.preview_images``):
+    the properties of the ``Dataset`` loading would give that a program sizes a run by
+    (model, batch, memory), without the arrays."""
+
+    name: str
+    task: str
+    num_classes: int
+    n_train: int
+    n_test: int
+    input_shape: tuple[int, ...]  # one example's shape, (H, W, C) for images
+
+    @property
+    def image_shape(self) -> tuple[int, ...] | None:
+        return self.input_shape if len(self.input_shape) == 3 else None
+
+    @property
+    def input_dim(self) -> int:
+        return int(np.prod(self.input_shape))
+
+    @property
+    def num_outputs(self) -> int:
+        return self.num_classes
+
+    @property
+    def x_dtype(self) -> np.dtype:
+        return np.dtype(np.float32)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays loading would give: float32 inputs, int32 labels."""
+        return (self.n_train + self.n_test) * (4 * self.input_dim + 4)
+
 
 MAX_INFERRED_CLASSES = 20
 """A numeric target of integers with at most this many distinct values is taken for labels."""

@@ -29,7 +29,7 @@ import warnings
 
 import numpy as np
 
-from gdlab.data.base import DataError, DataWarning, Dataset, from_split, split_indices
+from gdlab.data.base import DataError, DataShape, DataWarning, Dataset, from_split, split_indices
 from gdlab.records import host_memory
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -137,22 +137,21 @@ def _pixels(images: list, paths: list[str], colour: bool, resize: tuple[int, int
     return out
 
 
-def load_images(
-    data_dir: str | os.PathLike | None,
-    *,
-    seed: int = 0,
-    test_fraction: float = 0.2,
-    standardize: bool | str = True,
-    size: tuple[int, int] | None = None,
-) -> Dataset:
-    """The class folders under ``data_dir`` as a classification data set (module docstring);
-    ``size = (height, width)`` resizes every image to it (bilinear)."""
-    if size is not None:
-        size = tuple(size)
-        if len(size) != 2 or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool)
-                                     and d > 0 for d in size):
-            raise DataError(f"images: size must be (height, width), two positive integers, "
-                            f"got {size!r}")
+def _checked_size(size) -> tuple[int, int] | None:
+    """``size`` as ``(height, width)``, or a DataError unless it is two positive ints."""
+    if size is None:
+        return None
+    size = tuple(size)
+    if len(size) != 2 or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool)
+                                 and d > 0 for d in size):
+        raise DataError(f"images: size must be (height, width), two positive integers, "
+                        f"got {size!r}")
+    return size
+
+
+def _layout(data_dir, seed: int, test_fraction: float):
+    """``(folder, classes, splits, held_out, own_split)`` of the class folders under
+    ``data_dir``: ``splits`` the train and test lists of ``(path, label)``."""
     if data_dir is None:
         raise DataError("images: data_dir is required: a folder with a subfolder of image files "
                         "per class")
@@ -177,6 +176,55 @@ def load_images(
         every = [(p, k) for k, c in enumerate(classes) for p in files[c]]
         train, test = split_indices(len(every), seed=seed, test_fraction=test_fraction)
         splits = [[every[i] for i in train], [every[i] for i in test]]
+    return folder, classes, splits, held_out, own_split
+
+
+def preview_images(
+    data_dir: str | os.PathLike | None,
+    *,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    size: tuple[int, int] | None = None,
+) -> DataShape:
+    """What ``load_images`` with the same arguments would give, in shapes only, from the
+    file names and the first image's header, without decoding any image: a program can
+    refuse a run too large for its memory before reading a folder of photos (80 photos
+    of 1500×2000 take about a minute to read). The first image stands for all (a
+    folder's images must share one size unless ``size`` is given); a grey first image
+    among colour ones gives one channel where loading gives three, so the shape is a
+    lower bound there. A DataError when ``load_images`` would give one for the layout,
+    the first file, or pixels beyond half this machine's memory."""
+    from PIL import Image, UnidentifiedImageError
+
+    size = _checked_size(size)
+    _, classes, splits, _, _ = _layout(data_dir, seed, test_fraction)
+    first = next(p for split in splits for p, _ in split)
+    try:
+        with Image.open(first) as im:  # the header only: nothing is decoded
+            width, height = im.size
+            channels = 1 if im.mode in _GREY_MODES else 3
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise DataError(f"images: '{first}' cannot be read as an image ({e})") from None
+    if size is not None:
+        height, width = size
+    n_train, n_test = len(splits[0]), len(splits[1])
+    _check_memory((n_train + n_test, height, width, channels))
+    return DataShape(name="images", task="classification", num_classes=len(classes),
+                     n_train=n_train, n_test=n_test, input_shape=(height, width, channels))
+
+
+def load_images(
+    data_dir: str | os.PathLike | None,
+    *,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    standardize: bool | str = True,
+    size: tuple[int, int] | None = None,
+) -> Dataset:
+    """The class folders under ``data_dir`` as a classification data set (module docstring);
+    ``size = (height, width)`` resizes every image to it (bilinear)."""
+    size = _checked_size(size)
+    folder, classes, splits, held_out, own_split = _layout(data_dir, seed, test_fraction)
     paths = [p for split in splits for p, _ in split]
     if size is not None:  # before reading: even one grey channel may not fit
         _check_memory((len(paths), *size, 1))
