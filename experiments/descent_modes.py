@@ -66,13 +66,18 @@ def main(argv):
     del argv
     rates = {mode: _cli.positive_float(f"lr_{mode}", FLAGS[f"lr_{mode}"].value) for mode in MODES}
     _builders.check_optimizer_flags()
-    ds = _builders.load_dataset()
-    minibatch = _builders.minibatch_size(ds)
-    _cli.check_steps(f"--epochs={FLAGS.epochs} of sgd", FLAGS.epochs * ds.n_train)  # the most
-    loss_name = _builders.loss_name(ds)
-    model = _builders.build_model(ds, loss_name)
-    _builders.check_memory(model, _builders.build_optimizer(rates["batch"], FLAGS.epochs), ds,
-                           ds.n_train)  # the batch mode's full batch: the most memory
+
+    def plan(ds):  # the data set, or an image folder's shapes before it is read
+        minibatch = _builders.minibatch_size(ds)
+        _cli.check_steps(f"--epochs={FLAGS.epochs} of sgd", FLAGS.epochs * ds.n_train)  # most
+        loss_name = _builders.loss_name(ds)
+        model = _builders.build_model(ds, loss_name)
+        _builders.check_memory(model, _builders.build_optimizer(rates["batch"], FLAGS.epochs),
+                               ds, ds.n_train)  # the batch mode's full batch: the most memory
+        return minibatch, loss_name, model
+
+    ds = _builders.load_dataset(before_reading=plan)
+    minibatch, loss_name, model = plan(ds)
     workdir, _lock = _cli.prepare_workdir(FLAGS.workdir)  # held until the process ends
 
     import jax

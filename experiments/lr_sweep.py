@@ -83,17 +83,23 @@ def main(argv):
     mesh = _cli.start_devices()  # first: jax.distributed must start before anything else
     lrs = learning_rates()
     _builders.check_optimizer_flags()
-    ds = _builders.load_dataset()
-    loss_name = _builders.loss_name(ds)
-    batch_size = _builders.batch_size(ds)
-    model = _builders.build_model(ds, loss_name)
-    total_steps = _cli.check_steps(f"--epochs={FLAGS.epochs}",
-                                   FLAGS.epochs * descent.steps_per_epoch(ds.n_train, batch_size))
+
+    def plan(ds):  # the data set, or an image folder's shapes before it is read
+        loss_name = _builders.loss_name(ds)
+        batch_size = _builders.batch_size(ds)
+        model = _builders.build_model(ds, loss_name)
+        total_steps = _cli.check_steps(f"--epochs={FLAGS.epochs}", FLAGS.epochs
+                                       * descent.steps_per_epoch(ds.n_train, batch_size))
+        _builders.check_memory(model, _builders.build_optimizer(lrs[0], total_steps), ds,
+                               batch_size, configs=len(lrs))
+        return loss_name, batch_size, model, total_steps
+
+    ds = _builders.load_dataset(before_reading=plan)
+    loss_name, batch_size, model, total_steps = plan(ds)
 
     def make_optimizer(lr):  # lr: one of the sweep's learning rates, traced
         return _builders.build_optimizer(lr, total_steps)
 
-    _builders.check_memory(model, make_optimizer(lrs[0]), ds, batch_size, configs=len(lrs))
     workdir, _lock = _cli.prepare_workdir(FLAGS.workdir)  # held until the process ends
     # process 0 reports and writes; the others train their share and write a throwaway folder
     workdir, _scratch = _cli.output_dir(workdir)

@@ -306,26 +306,43 @@ def test_an_image_folder_trains_the_cnn_by_default(tmp_path):
                         "token sequences (--dataset=sort)")
 
 
-def test_pictures_too_large_for_the_model_are_refused_with_a_size_that_fits(tmp_path):
-    """A run that would not fit in the device's memory is one sentence; for an image folder
-    it names the pictures' size and an --image_size, halving each side, that fits."""
+def _big_pictures(root):
+    """Two classes of three 600×800 grey pictures, and a file that is no image (the last of
+    the test split, not the file a preview reads): a run refused before it is reached was
+    refused before the pictures were read."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
     for label in ("a", "b"):
-        folder = tmp_path / "big" / label
+        folder = root / label
         folder.mkdir(parents=True)
         for i in range(3):
             Image.fromarray(rng.integers(0, 256, (600, 800), dtype=np.uint8)).save(
                 folder / f"{i}.png")
-    (tmp_path / "big" / "b" / "z_broken.png").write_bytes(b"not an image")
+    (root / "b" / "z_broken.png").write_bytes(b"not an image")
+
+
+def test_pictures_too_large_for_the_model_are_refused_with_a_size_that_fits(tmp_path):
+    """A run that would not fit in the device's memory is one sentence; for an image folder
+    it names the pictures' size and an --image_size, halving each side, that fits."""
+    _big_pictures(tmp_path / "big")
     r = run_experiment("train", "--dataset=images", f"--data_dir={tmp_path / 'big'}",
                        "--model=mlp", "--hidden=100000", "--batch_size=4",
                        f"--workdir={tmp_path / 'run'}")
-    assert_bad_input(r, "needs about")  # refused before reading: a file that is no image
-    # (last of the test split, not the one the preview reads) is not reached
+    assert_bad_input(r, "needs about")  # before reading: the broken file is not reached
     assert ("use a smaller model or batch, or smaller images: these are 600×800×1; "
             "--image_size resizes them as they are read, e.g. --image_size=") in r.stderr
     height, width = map(int, r.stderr.split("--image_size=")[-1].strip().split(","))
     assert (height, width) in {(600 // k, 800 // k) for k in (2, 4, 8, 16, 32, 64)}
     assert not (tmp_path / "run" / "summary.json").exists()
+
+
+@pytest.mark.parametrize("experiment", ["lr_sweep", "descent_modes"])
+def test_the_other_experiments_size_an_image_folder_before_reading_it_too(tmp_path, experiment):
+    _big_pictures(tmp_path / "big")
+    r = run_experiment(experiment, "--dataset=images", f"--data_dir={tmp_path / 'big'}",
+                       "--model=mlp", "--hidden=100000", "--batch_size=4",
+                       f"--workdir={tmp_path / 'run'}")
+    assert_bad_input(r, "needs about")
+    assert "smaller images: these are 600×800×1" in r.stderr
+    assert not (tmp_path / "run").exists()
