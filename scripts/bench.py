@@ -6,9 +6,10 @@ against the device's measured matmul peak.
     python scripts/bench.py --quick               # a tiny subset (CI smoke test)
     python scripts/bench.py --json_out=benchmarks/results/cpu-2026-11-26.json
 
-Every timing: compile first (reported apart), warm up, ``block_until_ready``,
-median of ``--repeats`` runs; compared variants are timed alternately in the
-same process. A "step" is one update on one batch inside a jitted, scanned
+Every timing: compile first (the time reported apart for gdlab's programs, the sweep's and
+torch.compile's), warm up, ``block_until_ready``, median of ``--repeats`` runs; compared
+variants are timed alternately in the same process, but for PyTorch (after gdlab: its
+OpenMP threads spin on after its last op) and the sweep's 64 sequential runs. A "step" is one update on one batch inside a jitted, scanned
 epoch unless the row says "python loop".
 """
 
@@ -284,7 +285,7 @@ def bench_scan_vs_loop(widths, batch, repeats, key):
         jax.block_until_ready(state)
         carry[0] = state
 
-    times = {"scan": median_time(scanned, repeats), "loop": median_time(python_loop, repeats)}
+    times = alternate({"scan": scanned, "loop": python_loop}, repeats)
     return {
         "widths": list(widths), "batch_size": batch, "steps": scanned.steps,
         "scan_step_s": times["scan"] / scanned.steps,
@@ -354,12 +355,16 @@ def bench_sweep(num_lrs, repeats, key):
     vmapped, vmapped_compile = timed_compile(jax.jit(jax.vmap(run, in_axes=(0, 0, None, None))),
                                              lrs, keys, x, y)
 
+    # each run's rate and key taken out beforehand: indexing inside the timed calls adds
+    # two eager dispatches to every single run that the vmapped call does not pay
+    each = jax.block_until_ready([(lrs[i], keys[i]) for i in range(num_lrs)])
+
     def one():
-        jax.block_until_ready(single(lrs[0], keys[0], x, y))
+        jax.block_until_ready(single(*each[0], x, y))
 
     def sequential():
-        for i in range(num_lrs):
-            jax.block_until_ready(single(lrs[i], keys[i], x, y))
+        for lr, k in each:
+            jax.block_until_ready(single(lr, k, x, y))
 
     def together():
         jax.block_until_ready(vmapped(lrs, keys, x, y))
@@ -677,13 +682,23 @@ def bench_torch(sizes, repeats, key, *, try_compile):
 
 
 def device_info() -> dict:
+    """Where and with what the bench ran: device, versions (the peers' too, where installed),
+    date, gdlab's commit."""
+    import importlib.metadata
+
     import jax
 
-    from gdlab.records import environment
+    from gdlab.records import environment, provenance
 
     info = environment()
     info.update(date=datetime.date.today().isoformat(), platform=platform.platform(),
-                python=platform.python_version(), cpu=_cpu_model(), cpu_count=os.cpu_count())
+                python=platform.python_version(), cpu=_cpu_model(), cpu_count=os.cpu_count(),
+                **provenance())
+    for package in ("flax", "optax", "torch"):
+        try:
+            info[f"{package}_version"] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            info[f"{package}_version"] = None
     if jax.default_backend() == "gpu":
         info["gpu"] = jax.devices()[0].device_kind
     return info
@@ -841,8 +856,9 @@ def main(argv):
     print(f"gdlab bench on {info['device']} ({backend}), jax {info['jax_version']}, {info['cpu']}")
     results = {"device": info, "quick": FLAGS.quick, "repeats": repeats}
     print("matmul peak", flush=True)
+    # quick: 1024, not less: a smaller matmul runs far below the peak (256: a third here)
     results["matmul_peak"] = bench_matmul_peak(
-        256 if FLAGS.quick else (8192 if backend == "gpu" else 2048), repeats, key)
+        1024 if FLAGS.quick else (8192 if backend == "gpu" else 2048), repeats, key)
     print("step times", flush=True)
     results["step_times"] = bench_step_times(sizes, repeats, key)
     print("scanned epoch vs python loop", flush=True)
@@ -863,7 +879,7 @@ def main(argv):
     mixed_size = "tiny" if FLAGS.quick else ("large" if backend == "gpu" else "small")
     results["mixed_precision"] = bench_mixed_precision(
         mixed_size, *SIZES[mixed_size], repeats, key,
-        256 if FLAGS.quick else (8192 if backend == "gpu" else 2048))
+        1024 if FLAGS.quick else (8192 if backend == "gpu" else 2048))
     print("sweep throughput", flush=True)
     counts = ((2,) if FLAGS.quick else (1, 64, 1024, 8192, 131072) if backend == "gpu"
               else (1, 16, 64, 256))
