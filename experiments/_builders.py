@@ -234,8 +234,9 @@ def load_dataset(*, model_by_data: bool = False, before_reading=None) -> data.Da
     import warnings
 
     if before_reading is not None and FLAGS.dataset == "images":
-        before_reading(data.preview_images(
-            **{k: v for k, v in kwargs.items() if k in ("data_dir", "seed", "size")}))
+        shape = data.preview_images(
+            **{k: v for k, v in kwargs.items() if k in ("data_dir", "seed", "size")})
+        before_reading(data.as_images(shape) if model == "cnn" else shape)  # as loaded below
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", data.DataWarning)
         ds = data.load(FLAGS.dataset, **kwargs)

@@ -681,6 +681,7 @@ def fit(
     stopped = False
     epochs_run = start_epoch
     for epoch in range(start_epoch + 1, epochs + 1):
+        step_before = int(state.step)  # the state is donated to the epoch: read it first
         t0 = time.perf_counter()
         state, metrics = compiled(state, x, y)
         jax.block_until_ready(state)
@@ -711,7 +712,8 @@ def fit(
             warnings.simplefilter("ignore", RuntimeWarning)
             row["batch_loss"] = float(np.nanmean(values)) if values.size else float("nan")
         # an epoch whose every update was refused has no last update: its norm is NaN
-        grad_norm = float(metrics.grad_norm) if values.size else float("nan")
+        applied = int(state.step) - step_before
+        grad_norm = float(metrics.grad_norm) if applied else float("nan")
         row.update(grad_norm=grad_norm, displacement=float(metrics.displacement),
                    param_norm=float(optim.global_norm(state.params)),
                    seconds=seconds, examples_per_second=n / seconds)

@@ -1353,17 +1353,35 @@ def test_an_image_folders_preview_has_the_shapes_loading_gives(tmp_path):
         kw = {"data_dir": str(tmp_path / name), "seed": 3, "size": size}
         shape, ds = data.preview_images(**kw), data.load_images(**kw)
         assert isinstance(shape, data.DataShape)
-        assert (shape.n_train, shape.n_test, shape.num_classes, shape.image_shape,
-                shape.input_dim, shape.num_outputs, shape.task) == (
-            ds.n_train, ds.n_test, ds.num_classes, ds.image_shape, ds.input_dim,
-            ds.num_outputs, ds.task), (name, size)
+        assert (shape.n_train, shape.n_test, shape.num_classes, shape.input_shape,
+                shape.image_shape, shape.input_dim, shape.num_outputs, shape.task) == (
+            ds.n_train, ds.n_test, ds.num_classes, ds.input_shape, ds.image_shape,
+            ds.input_dim, ds.num_outputs, ds.task), (name, size)
         assert shape.nbytes == ds.nbytes and shape.x_dtype == ds.x_dtype
+        assert data.as_images(shape).input_shape == data.as_images(ds).input_shape
     with pytest.raises(DataError, match="does not exist"):
         data.preview_images(str(tmp_path / "nowhere"))
     with pytest.raises(DataError, match="size must be"):
         data.preview_images(str(tmp_path / "grey"), size=(0, 3))
     with pytest.raises(DataError, match=r"would take .* GiB as float64"):
         data.preview_images(str(tmp_path / "grey"), size=(10**6, 10**6))
+
+
+def test_a_first_image_past_pils_limits_is_one_sentence_or_no_warning_in_the_preview(
+        tmp_path, monkeypatch):
+    """PIL refuses an image of more than twice its pixel limit from the header alone: the
+    preview says so in load_images's sentence; between one and two times the limit PIL
+    warns, and the preview leaves the warning to load_images (warnings are errors here)."""
+    from PIL import Image
+
+    _write_images(tmp_path, np.zeros((4, 6, 5), np.uint8), ["a", "b", "a", "b"])
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20)  # 30 pixels: over the limit, under 2×
+    assert data.preview_images(str(tmp_path)).image_shape == (6, 5, 1)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)  # over 2×: refused
+    with pytest.raises(DataError, match=r"images: '.*\.png' is too large to open \(Image size "
+                                        r"\(30 pixels\) exceeds limit of 20 pixels\); shrink "
+                                        r"it or leave it out"):
+        data.preview_images(str(tmp_path))
 
 
 def test_an_image_size_beyond_memory_is_refused_before_allocating(tmp_path):

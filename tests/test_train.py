@@ -4,6 +4,8 @@ statistics over a padded epoch, chunked evaluation, vmapped sweeps, and digits a
 
 from __future__ import annotations
 
+import math
+
 import functools
 import pathlib
 
@@ -126,6 +128,22 @@ def test_a_diverged_epochs_grad_norm_is_its_last_applied_updates():
         norms.append(float(metrics.grad_norm))
     assert result.history[-1]["grad_norm"] == pytest.approx(norms[-1], rel=1e-5)
     assert result.history[-1]["step"] == result.diverged_at_step - 1
+
+
+def test_an_epoch_whose_every_update_is_refused_has_no_grad_norm():
+    """Full-batch gd that diverges: the epoch of the refused update applied none, so its
+    row's grad_norm is NaN (null in the files), not the 0 the carry starts from, which
+    reads like a stationary point."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3)).astype(np.float32)
+    y = (x @ np.array([[1.0], [-2.0], [0.5]])).astype(np.float32)
+    lam = theory.lambda_max(x)
+    result = train.fit(models.linear(1), losses.get("mse"), optim.gd(3.0 * 2 / lam), (x, y),
+                       epochs=50, batch_size=40, key=jax.random.PRNGKey(0))
+    assert result.status == "diverged"
+    last = result.history[-1]
+    assert last["step"] == result.diverged_at_step - 1 and math.isnan(last["grad_norm"])
+    assert all(np.isfinite(r["grad_norm"]) and r["grad_norm"] > 0 for r in result.history[1:-1])
 
 
 def test_sweep_marks_a_last_epoch_overflow_as_fit_does():

@@ -187,11 +187,8 @@ class DataShape:
     num_classes: int
     n_train: int
     n_test: int
-    input_shape: tuple[int, ...]  # one example's shape, (H, W, C) for images
-
-    @property
-    def image_shape(self) -> tuple[int, ...] | None:
-        return self.input_shape if len(self.input_shape) == 3 else None
+    input_shape: tuple[int, ...]  # one example's shape: (H·W·C,) as loaded, (H, W, C) as images
+    image_shape: tuple[int, int, int] | None = None  # (H, W, C) of image data
 
     @property
     def input_dim(self) -> int:
@@ -534,17 +531,20 @@ def from_arrays(
     )
 
 
-def as_images(ds: Dataset) -> Dataset:
+def as_images(ds: Dataset | DataShape) -> Dataset | DataShape:
     """The same data set with each example as an ``(H, W, C)`` image, for convolutions.
 
     Flattened pixels (digits, MNIST: ``info["image_shape"]``) are reshaped, nothing
-    else changes (a per-pixel standardisation stays per pixel). Raises
-    :class:`DataError` for data that are not images.
+    else changes (a per-pixel standardisation stays per pixel); a ``DataShape`` gets the
+    image's shape as its input shape. Raises :class:`DataError` for data that are not
+    images.
     """
     shape = ds.image_shape
     if shape is None:
         raise DataError(f"{ds.name} is not image data (each example is {ds.input_shape}); "
                         "convolutions need images such as digits or mnist")
+    if isinstance(ds, DataShape):
+        return dataclasses.replace(ds, input_shape=tuple(shape))
     if ds.x_train.ndim == 4:
         return ds
     return dataclasses.replace(ds, x_train=ds.x_train.reshape(-1, *shape),

@@ -186,7 +186,8 @@ def preview_images(
     test_fraction: float = 0.2,
     size: tuple[int, int] | None = None,
 ) -> DataShape:
-    """What ``load_images`` with the same arguments would give, in shapes only, from the
+    """What ``load_images`` with the same arguments would give, in shapes only (flat
+    examples, as it loads them; ``as_images`` gives their image shape), from the
     file names and the first image's header, without decoding any image: a program can
     refuse a run too large for its memory before reading a folder of photos (80 photos
     of 1500×2000 take about a minute to read). The first image stands for all (a
@@ -200,9 +201,15 @@ def preview_images(
     _, classes, splits, _, _ = _layout(data_dir, seed, test_fraction)
     first = next(p for split in splits for p, _ in split)
     try:
-        with Image.open(first) as im:  # the header only: nothing is decoded
-            width, height = im.size
-            channels = 1 if im.mode in _GREY_MODES else 3
+        # the header only: nothing is decoded; PIL's warnings come when load_images reads it
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(first) as im:
+                width, height = im.size
+                channels = 1 if im.mode in _GREY_MODES else 3
+    except Image.DecompressionBombError as e:  # as _read says it
+        raise DataError(f"images: '{first}' is too large to open ({str(e).split(',')[0]}); "
+                        f"shrink it or leave it out") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise DataError(f"images: '{first}' cannot be read as an image ({e})") from None
     if size is not None:
@@ -210,7 +217,8 @@ def preview_images(
     n_train, n_test = len(splits[0]), len(splits[1])
     _check_memory((n_train + n_test, height, width, channels))
     return DataShape(name="images", task="classification", num_classes=len(classes),
-                     n_train=n_train, n_test=n_test, input_shape=(height, width, channels))
+                     n_train=n_train, n_test=n_test, input_shape=(height * width * channels,),
+                     image_shape=(height, width, channels))
 
 
 def load_images(
