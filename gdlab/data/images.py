@@ -76,6 +76,12 @@ def _check_memory(shape) -> None:
                         f"{have / 2**30:.3g} GiB; give a smaller size (--image_size=HEIGHT,WIDTH)")
 
 
+def _too_large(path: str, error: Exception) -> DataError:
+    """The DataError for an image past PIL's pixel limit (its decompression-bomb guard)."""
+    return DataError(f"images: '{path}' is too large to open ({str(error).split(',')[0]}); "
+                     f"shrink it or leave it out")
+
+
 def _read(paths: list[str], resize: tuple[int, int] | None = None) -> tuple[list, bool, float]:
     """The opened images, each resized to ``resize`` (height, width; bilinear) as it is read
     when given, so that only one image at a time is held at its own size; whether any has
@@ -96,8 +102,7 @@ def _read(paths: list[str], resize: tuple[int, int] | None = None) -> tuple[list
                 else:
                     images.append(im.copy())
         except Image.DecompressionBombError as e:  # PIL's guard against decompression bombs
-            raise DataError(f"images: '{path}' is too large to open ({str(e).split(',')[0]}); "
-                            f"shrink it or leave it out") from None
+            raise _too_large(path, e) from None
         except (UnidentifiedImageError, OSError, ValueError) as e:
             raise DataError(f"images: '{path}' cannot be read as an image ({e})") from None
         except MemoryError:
@@ -207,9 +212,8 @@ def preview_images(
             with Image.open(first) as im:
                 width, height = im.size
                 channels = 1 if im.mode in _GREY_MODES else 3
-    except Image.DecompressionBombError as e:  # as _read says it
-        raise DataError(f"images: '{first}' is too large to open ({str(e).split(',')[0]}); "
-                        f"shrink it or leave it out") from None
+    except Image.DecompressionBombError as e:
+        raise _too_large(first, e) from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise DataError(f"images: '{first}' cannot be read as an image ({e})") from None
     if size is not None:
