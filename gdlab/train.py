@@ -280,8 +280,8 @@ def make_epoch(model: Layer, loss: Loss, optimizer: optim.Optimizer, *, num_exam
     displacement ‖θ_end − θ_start‖ (``fit`` asks for them): that costs a copy of the
     params, the last gradient carried through the loop (a select per step keeps it from
     refused updates) and two reductions over the params, once per epoch. ``unroll`` steps
-    run in each iteration of the loop (``lax.scan``'s unroll; None: ``default_unroll``). ``compute_dtype``: mixed
-    precision, as in ``make_step``.
+    run in each iteration of the loop (``lax.scan``'s unroll; None: ``default_unroll``).
+    ``compute_dtype``: mixed precision, as in ``make_step``.
 
     ``gdlab.parallel`` runs the same epoch on many devices through the last two
     arguments: ``value_and_grad`` replaces the gradient (to add an all-reduce), and

@@ -9,8 +9,9 @@ against the device's measured matmul peak.
 Every timing: compile first (the time reported apart for gdlab's programs, the sweep's and
 torch.compile's), warm up, ``block_until_ready``, median of ``--repeats`` runs; compared
 variants are timed alternately in the same process, but for PyTorch (after gdlab: its
-OpenMP threads spin on after its last op) and the sweep's 64 sequential runs. A "step" is one update on one batch inside a jitted, scanned
-epoch unless the row says "python loop".
+OpenMP threads spin on after its last op) and the sweep's 64 sequential runs. A "step"
+is one update on one batch inside a jitted, scanned epoch unless the row says "python
+loop".
 """
 
 from __future__ import annotations
@@ -856,9 +857,10 @@ def main(argv):
     print(f"gdlab bench on {info['device']} ({backend}), jax {info['jax_version']}, {info['cpu']}")
     results = {"device": info, "quick": FLAGS.quick, "repeats": repeats}
     print("matmul peak", flush=True)
-    # quick: 1024, not less: a smaller matmul runs far below the peak (256: a third here)
-    results["matmul_peak"] = bench_matmul_peak(
-        1024 if FLAGS.quick else (8192 if backend == "gpu" else 2048), repeats, key)
+    # the peaks' matmul size; quick: 1024, not less: a smaller one runs far below the peak
+    # (256: a third here)
+    peak_n = 1024 if FLAGS.quick else (8192 if backend == "gpu" else 2048)
+    results["matmul_peak"] = bench_matmul_peak(peak_n, repeats, key)
     print("step times", flush=True)
     results["step_times"] = bench_step_times(sizes, repeats, key)
     print("scanned epoch vs python loop", flush=True)
@@ -878,8 +880,7 @@ def main(argv):
     print("mixed precision", flush=True)
     mixed_size = "tiny" if FLAGS.quick else ("large" if backend == "gpu" else "small")
     results["mixed_precision"] = bench_mixed_precision(
-        mixed_size, *SIZES[mixed_size], repeats, key,
-        1024 if FLAGS.quick else (8192 if backend == "gpu" else 2048))
+        mixed_size, *SIZES[mixed_size], repeats, key, peak_n)
     print("sweep throughput", flush=True)
     counts = ((2,) if FLAGS.quick else (1, 64, 1024, 8192, 131072) if backend == "gpu"
               else (1, 16, 64, 256))
