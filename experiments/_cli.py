@@ -87,9 +87,34 @@ def run(main) -> None:
         except KeyboardInterrupt:
             sys.stderr.write("interrupted\n")
             sys.exit(130)
+        except Exception as e:
+            if not _lost_a_peer(e):
+                raise
+            sys.stdout.flush()
+            sys.stderr.write(
+                f"error: another process of the distributed run stopped ({_first_line(e)}); "
+                f"this one stops too, with the run's last saved checkpoint: start every "
+                f"process again with --resume\n")
+            sys.stderr.flush()
+            # jax's shutdown would wait for the lost process at a barrier, then abort with
+            # its stack: skip it (the workdir's files were closed on the way here)
+            os._exit(1)
 
     module = sys.modules[main.__module__]  # the experiment, however it was started
     app.run(guarded, flags_parser=lambda argv: _parse(argv, module))
+
+
+def _lost_a_peer(error: BaseException) -> bool:
+    """A jax runtime error in a multi-process run: a collective that lost its peer."""
+    import jax
+
+    return (isinstance(error, jax.errors.JaxRuntimeError)
+            and jax.distributed.is_initialized() and jax.process_count() > 1)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:200]
 
 
 SEED_MAX = 2**32 - 1
@@ -255,7 +280,8 @@ def config_dict() -> dict:
 # Flags that say how to run, not what: a resumed run may change them.
 OPERATIONAL = ("resume", "overwrite", "quiet", "checkpoint_every", "checkpoint_seconds",
                "keep_checkpoints", "workdir", "flagfile", "devices", "distributed",
-               "coordinator_address", "num_processes", "process_id", "distributed_timeout")
+               "coordinator_address", "num_processes", "process_id", "distributed_timeout",
+               "distributed_heartbeat")
 
 
 DATA_PATHS = ("csv_path", "npz_path", "data_dir")
@@ -277,6 +303,9 @@ def define_device_flags() -> None:
                          "process 0 alone writes the workdir.", lower_bound=0)
     flags.DEFINE_integer("distributed_timeout", 60, "Seconds to wait for every process to reach "
                          "the coordinator before giving up.", lower_bound=1)
+    flags.DEFINE_integer("distributed_heartbeat", None, "Seconds after which a process that "
+                         "stopped answering (killed outright) is declared lost and the others "
+                         "are stopped; default: jax's (100).", lower_bound=1)
 
 
 def start_devices():
@@ -288,7 +317,8 @@ def start_devices():
     wanted = (FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     if FLAGS.distributed or any(v is not None for v in wanted):
         try:
-            parallel.initialize(*wanted, timeout=FLAGS.distributed_timeout)
+            parallel.initialize(*wanted, timeout=FLAGS.distributed_timeout,
+                                heartbeat=FLAGS.distributed_heartbeat)
         except ValueError as e:
             raise UsageError(f"--coordinator_address, --num_processes, --process_id: {e}") from None
         except parallel.DistributedError as e:

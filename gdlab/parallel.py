@@ -64,7 +64,8 @@ class DistributedError(RuntimeError):
 
 
 def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None, *, timeout: int = DEFAULT_TIMEOUT) -> None:
+               process_id: int | None = None, *, timeout: int = DEFAULT_TIMEOUT,
+               heartbeat: int | None = None) -> None:
     """Join a multi-process run: ``jax.distributed.initialize`` with a timeout.
 
     With no arguments, jax detects the cluster itself (SLURM, Open MPI, Kubernetes,
@@ -73,6 +74,8 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     the coordinator cannot be reached within ``timeout`` seconds, or process 0
     cannot serve it: checked before jax starts, which would abort the process.
     (Process 0 waiting for a process that never comes is jax's own timeout.)
+    ``heartbeat``: seconds after which a process that stopped answering (killed outright)
+    is declared lost and the others are aborted; None keeps jax's default (100).
     """
     given = [v is not None for v in (coordinator_address, num_processes, process_id)]
     if any(given) and not all(given):
@@ -88,8 +91,9 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
         else:
             _wait_for_coordinator(host, port, timeout)
     try:
-        jax.distributed.initialize(coordinator_address, num_processes, process_id,
-                                   initialization_timeout=timeout)
+        jax.distributed.initialize(
+            coordinator_address, num_processes, process_id, initialization_timeout=timeout,
+            **({} if heartbeat is None else {"heartbeat_timeout_seconds": heartbeat}))
     except (RuntimeError, ValueError) as e:  # jax reports a timeout as a RuntimeError
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if coordinator_address is None:  # detection found no cluster: nothing timed out

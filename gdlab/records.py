@@ -83,7 +83,9 @@ class MetricsWriter:
     resumed run: the first k rows already there are kept (both files are
     rewritten atomically with just those), later ones dropped, and new rows are
     appended after them. If ``metrics.jsonl`` holds fewer than k rows (lost or
-    cut short since), a ``WorkdirError`` says so and neither file is touched.
+    cut short since), a ``WorkdirError`` says so and neither file is touched. A
+    column of the CSV there that ``columns`` lacks (written by an earlier version)
+    stays, after the others: its kept rows keep their values, new rows leave it empty.
     """
 
     def __init__(self, workdir: str | os.PathLike, columns: list[str], *, stem: str = "metrics",
@@ -92,6 +94,8 @@ class MetricsWriter:
         os.makedirs(workdir, exist_ok=True)
         jsonl, csv_path = (os.path.join(workdir, f"{stem}.{ext}") for ext in ("jsonl", "csv"))
         kept = [] if keep_rows is None else check_rows(workdir, keep_rows, stem=stem)
+        if kept:
+            self.columns += [c for c in _csv_header(csv_path) if c not in self.columns]
         write_text_atomic(jsonl, "".join(to_json(row) + "\n" for row in kept))
         with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
@@ -123,6 +127,15 @@ class MetricsWriter:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _csv_header(path: str) -> list[str]:
+    """The column names in a CSV file's first line ([] when there is none)."""
+    try:
+        with open(path, newline="") as f:
+            return next(csv.reader(f), [])
+    except (FileNotFoundError, UnicodeDecodeError, csv.Error):
+        return []
 
 
 def check_rows(workdir: str | os.PathLike, rows: int, *, stem: str = "metrics") -> list[dict]:

@@ -674,6 +674,24 @@ def test_csv_missing_file_and_arguments(tmp_path):
         data.load("csv", csv_path=fractional, target="y", task="classification")
 
 
+def test_class_labels_floating_point_cannot_keep_apart_are_refused(tmp_path):
+    """2⁵³ + 1 and 2⁵³ read as float64 are one number: as classes they would merge. An
+    npz file's int64 labels keep them apart and load."""
+    big = 2**53
+    path = _write(tmp_path, f"x,y\n1,{big + 1}\n2,{big}\n3,{big + 1}\n4,{big}\n")
+    message = (f"csv: target column 'y' holds the class label {big}: from 2^53 on, "
+               f"neighbouring whole numbers read as floating point become one, so classes would "
+               f"merge; give the labels as smaller numbers or as text")
+    with pytest.raises(DataError, match=re.escape(message)):
+        data.load("csv", csv_path=path, target="y", task="classification")
+    assert data.load("csv", csv_path=path, target="y", task="regression").task == "regression"
+    npz = tmp_path / "big.npz"
+    np.savez(npz, x=np.arange(8.0)[:, None], y=big + np.arange(8, dtype=np.int64) % 2)
+    ds = data.load("npz", npz_path=str(npz), task="classification")
+    assert ds.num_classes == 2 and ds.info["label_values"] == (big, big + 1)
+    np.testing.assert_array_equal(np.r_[ds.y_train, ds.y_test].sum(), 4)
+
+
 # ---------------------------------------------- csv values too large to standardise
 
 OVERFLOW_ROWS = 10  # data rows in the tables below; file rows 2..11
@@ -1367,6 +1385,35 @@ def test_an_image_folders_preview_has_the_shapes_loading_gives(tmp_path):
         data.preview_images(str(tmp_path / "grey"), size=(10**6, 10**6))
 
 
+def test_the_preview_finds_a_colour_image_after_a_grey_first_one_where_it_matters(
+        tmp_path, monkeypatch):
+    """A grey first image: the other headers are read only when three channels would not
+    fit, and then a colour one among them is the refusal load_images would give."""
+    from gdlab.data import images
+
+    rng = np.random.default_rng(5)
+    grey = rng.integers(0, 256, (6, 8, 8), dtype=np.uint8)
+    _write_images(tmp_path / "train", grey, ["a", "b"] * 3)
+    _write_images(tmp_path / "test", grey[:2], ["a", "b"])
+    one_channel = 8 * 8 * 8 * 8  # 8 images of 8×8 as float64
+    opened = []
+    real_header = images._header
+    monkeypatch.setattr(images, "_header", lambda p: opened.append(p) or real_header(p))
+    assert data.preview_images(str(tmp_path)).image_shape == (8, 8, 1)
+    assert len(opened) == 1  # three channels fit too: only the first header is read
+    monkeypatch.setattr(images, "host_memory", lambda: 2 * 2 * one_channel)  # 1 fits, 3 not
+    opened.clear()
+    assert data.preview_images(str(tmp_path)).image_shape == (8, 8, 1)
+    assert len(opened) == 8  # every header, none in colour
+    assert data.load_images(str(tmp_path)).image_shape == (8, 8, 1)
+    _write_images(tmp_path / "test", rng.integers(0, 256, (1, 8, 8, 3), dtype=np.uint8), ["b"],
+                  mode="RGB")  # a ninth image, test/b/0000.png, read last
+    with pytest.raises(DataError, match=r"images: 9 images of 8x8 pixels would take 1.29e-05 "):
+        data.preview_images(str(tmp_path))
+    with pytest.raises(DataError, match=r"images: 9 images of 8x8 pixels would take 1.29e-05 "):
+        data.load_images(str(tmp_path))
+
+
 def test_a_first_image_past_pils_limits_is_one_sentence_or_no_warning_in_the_preview(
         tmp_path, monkeypatch):
     """PIL refuses an image of more than twice its pixel limit from the header alone: the
@@ -1400,7 +1447,7 @@ def test_images_are_resized_as_they_are_read_and_memory_errors_are_one_sentence(
 
     _write_images(tmp_path, np.zeros((3, 40, 30), np.uint8), ["a", "b", "a"])
     paths = sorted(str(p) for p in tmp_path.rglob("*.png"))
-    read, colour, _ = images._read(paths, (4, 3))  # only one image at a time at its own size
+    read, colour, _, _ = images._read(paths, (4, 3))  # only one image at a time at its own size
     assert [im.size for im in read] == [(3, 4)] * 3 and not colour
     monkeypatch.setattr(Image.Image, "load", lambda self: (_ for _ in ()).throw(MemoryError()))
     with pytest.raises(DataError, match=r"images: this machine ran out of memory reading "
@@ -1448,6 +1495,11 @@ def test_images_beyond_the_decompression_limit_are_refused_or_warned_in_one_line
                                                r"exceeds limit of 30 pixels"):
         ds = data.load("images", data_dir=str(tmp_path))
     assert ds.image_shape == (6, 6, 1)
+    kept = ds.info["warnings"]  # kept with the data set, one per image, as they were reported
+    assert len(kept) == 4 and all(re.fullmatch(r"images: '.*\.png': Image size \(36 pixels\) "
+                                               r"exceeds limit of 30 pixels.*", w) for w in kept)
+    assert sorted(w.split("'")[1] for w in kept) == sorted(
+        ds.info["files"]["train"] + ds.info["files"]["test"])
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)
     with pytest.raises(DataError, match=r"images: '.*\.png' is too large to open \(Image size "
                                         r"\(36 pixels\) exceeds limit of 20 pixels\); shrink it"):

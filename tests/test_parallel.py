@@ -138,6 +138,16 @@ def test_initialize_needs_all_three_or_none():
         parallel.initialize("localhost:1234", 2, 2)
 
 
+def test_initialize_passes_the_timeouts_to_jax(monkeypatch):
+    calls = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: calls.append((a, k)))
+    parallel.initialize(timeout=7)
+    parallel.initialize(timeout=7, heartbeat=12)
+    assert calls == [((None, None, None), {"initialization_timeout": 7}),
+                     ((None, None, None), {"initialization_timeout": 7,
+                                           "heartbeat_timeout_seconds": 12})]
+
+
 # ------------------------------------------------------------------ several processes
 
 TRAIN = ["-m", "experiments.train", "--hidden=16", "--epochs=2", "--batch_size=30"]
@@ -223,26 +233,55 @@ def test_process_0_on_a_host_that_is_not_this_one_is_one_sentence(tmp_path, addr
     assert not (tmp_path / "run").exists()
 
 
-def test_the_process_a_peers_signal_stopped_exits_as_interrupted_too(tmp_path):
-    """SIGTERM reaches process 1 only: process 0 stops after the same epoch, reports the
-    run interrupted and exits 143 as well (it used to exit 0, telling a scheduler that
-    its part of the run had finished)."""
-    run = tmp_path / "run"
-    args = [sys.executable, "-m", "experiments.train", "--hidden=8", "--epochs=1000",
+@contextlib.contextmanager
+def _two_processes_training(run, *extra):
+    """Two processes of one long train run into ``run``, yielded once it has written three
+    rows (epochs 0-2); both are killed afterwards, whatever happened."""
+    args = [sys.executable, "-m", "experiments.train", "--hidden=8", "--epochs=100000",
             "--quiet", f"--workdir={run}", f"--coordinator_address=localhost:{_closed_port()}",
-            "--num_processes=2"]
+            "--num_processes=2", *extra]
     with _group([*args, "--process_id=0"]) as first, _group([*args, "--process_id=1"]) as second:
         deadline = time.monotonic() + 120
         metrics = run / "metrics.jsonl"
         while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
             assert time.monotonic() < deadline and first.poll() is None
             time.sleep(0.2)
+        yield first, second
+
+
+def test_the_process_a_peers_signal_stopped_exits_as_interrupted_too(tmp_path):
+    """SIGTERM reaches process 1 only: process 0 stops after the same epoch, reports the
+    run interrupted and exits 143 as well (it used to exit 0, telling a scheduler that
+    its part of the run had finished)."""
+    run = tmp_path / "run"
+    with _two_processes_training(run) as (first, second):
         os.kill(second.pid, signal.SIGTERM)
         out, err = first.communicate(timeout=120)
         second.communicate(timeout=120)
     assert second.returncode == 143 and first.returncode == 143, err
     assert "interrupted after epoch" in out
     assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
+
+
+def test_a_peer_killed_outright_stops_the_others_with_one_sentence(tmp_path):
+    """kill -9 of process 1: process 0's next all-reduce fails. It used to end with a
+    traceback, then wait for the lost process at jax's shutdown barrier and abort with a
+    C++ stack; now one sentence and exit 1 at once, its metrics intact."""
+    run = tmp_path / "run"
+    with _two_processes_training(run, "--distributed_heartbeat=30") as (first, second):
+        os.kill(second.pid, signal.SIGKILL)
+        start = time.monotonic()
+        _, err = first.communicate(timeout=120)
+        took = time.monotonic() - start
+        second.communicate(timeout=60)  # killed: close its pipes
+    why = f"exit {first.returncode} after {took:.1f} s: {err[-3000:]}"
+    assert first.returncode == 1 and "Traceback" not in err, why
+    assert err.strip().splitlines() == [err.strip()], why
+    assert err.startswith("error: another process of the distributed run stopped ("), why
+    assert err.strip().endswith("start every process again with --resume"), why
+    assert took < 25, why  # not the 30 s heartbeat
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == list(range(len(rows)))
 
 
 def test_launch_local_exits_with_a_failing_process_status():

@@ -185,6 +185,8 @@ def test_a_table_with_text_columns_trains_with_the_defaults(tmp_path):
     assert summary["status"] == "completed", summary
     assert "2 classes" in summary["dataset"] and "9 features" in summary["dataset"]  # 2+1+2+4
     assert "warning: csv: " in r.stderr and "missing values in 1 column (Age)" in r.stderr
+    kept = [w for w in summary["data_warnings"] if "missing values in 1 column (Age)" in w]
+    assert len(kept) == 1 and f"warning: {kept[0]}\n" in r.stderr  # the run keeps what it said
     # the reference: scikit-learn's logistic regression on the same split and encoding
     train, test = data.split_indices(len(outcome), seed=0, test_fraction=0.2)
     scaler = StandardScaler().fit(features[train])

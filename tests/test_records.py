@@ -131,3 +131,21 @@ def test_a_resumed_runs_tensorboard_purges_what_the_stopped_run_logged_after(tmp
     assert starts == [7]  # TensorBoard drops earlier files' events from step 7 on
     tags = {v.tag for e in events for v in e.summary.value}
     assert {"loss/train", "loss/batch_mean", "curvature/sharpness"} <= tags
+
+
+def test_resumed_metrics_keep_an_earlier_versions_csv_columns(tmp_path):
+    """A run written with a column this version no longer writes (a renamed one) keeps it
+    in the rewritten CSV: the kept rows' values from the JSONL, empty for the new rows."""
+    with MetricsWriter(tmp_path, ["epoch", "loss", "old_bound"]) as writer:
+        for epoch in (1, 2, 3):
+            writer.write({"epoch": epoch, "loss": 1 / epoch, "old_bound": 2.5})
+    with MetricsWriter(tmp_path, ["epoch", "loss", "bound"], keep_rows=2) as writer:
+        writer.write({"epoch": 3, "loss": 0.3, "bound": 4.0})
+    with open(tmp_path / "metrics.csv") as f:
+        table = list(csv.DictReader(f))
+    assert table == [{"epoch": "1", "loss": "1.0", "bound": "", "old_bound": "2.5"},
+                     {"epoch": "2", "loss": "0.5", "bound": "", "old_bound": "2.5"},
+                     {"epoch": "3", "loss": "0.3", "bound": "4.0", "old_bound": ""}]
+    # A fresh start writes just the columns asked for.
+    MetricsWriter(tmp_path, ["epoch", "loss"]).close()
+    assert (tmp_path / "metrics.csv").read_text().splitlines() == ["epoch,loss"]

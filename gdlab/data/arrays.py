@@ -155,7 +155,9 @@ def load_npz(
                             f"example, or (N, K) targets")
     num_classes = 0
     if ys[0].ndim == 1:
-        every = np.concatenate(ys).astype(np.float64)
+        every = np.concatenate(ys)
+        if not np.issubdtype(every.dtype, np.integer):  # integers stay exact, past 2⁵³ too
+            every = every.astype(np.float64)
         task, distinct, bad = numeric_task(every, task, info, "npz: y")
         if bad is not None:
             raise DataError(f"{where}: classification needs integer labels, found {every[bad]:g} "

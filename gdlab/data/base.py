@@ -233,7 +233,8 @@ def numeric_task(y: np.ndarray, task: str | None, info: dict | None = None,
     ``k`` is ``distinct[k]``); ``bad`` the index of the first non-integer label when
     classification is asked of a target that has one (the loader says where it is).
     Integers inferred to be a regression target, up to ``WARN_CLASSES_UP_TO`` distinct
-    ones, are a ``note`` in ``info`` (``what`` names the target)."""
+    ones, are a ``note`` in ``info`` (``what`` names the target). A DataError for float
+    class labels of 2⁵³ or more, which floating point cannot keep apart."""
     distinct = np.unique(y)
     integral = bool(np.all(distinct == np.round(distinct)))
     if task is None:
@@ -248,6 +249,11 @@ def numeric_task(y: np.ndarray, task: str | None, info: dict | None = None,
     bad = None
     if task == "classification" and not integral:
         bad = int(np.flatnonzero(y != np.round(y))[0])
+    elif (task == "classification" and np.issubdtype(distinct.dtype, np.floating)
+          and np.abs(distinct).max() >= 2**53):
+        raise DataError(f"{what} holds the class label {np.abs(distinct).max():.0f}: from 2^53 "
+                        f"on, neighbouring whole numbers read as floating point become one, so "
+                        f"classes would merge; give the labels as smaller numbers or as text")
     return task, distinct, bad
 
 

@@ -29,7 +29,7 @@ import warnings
 
 import numpy as np
 
-from gdlab.data.base import DataError, DataShape, DataWarning, Dataset, from_split, split_indices
+from gdlab.data.base import DataError, DataShape, Dataset, from_split, note, split_indices
 from gdlab.records import host_memory
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -66,14 +66,38 @@ def _class_files(folder: str) -> dict[str, list[str]]:
     return files
 
 
-def _check_memory(shape) -> None:
-    """A DataError if ``shape`` (N, H, W, C) float64 pixels would take more than half of this
-    machine's memory."""
+def _memory_error(shape) -> DataError | None:
+    """The DataError for ``shape`` (N, H, W, C) float64 pixels when they would take more
+    than half of this machine's memory, else None."""
     need, have = 8 * float(np.prod(shape, dtype=np.float64)), host_memory()
     if have is not None and need > have / 2:
-        raise DataError(f"images: {shape[0]} images of {shape[1]}x{shape[2]} pixels would take "
-                        f"{need / 2**30:.3g} GiB as float64, more than half of this machine's "
-                        f"{have / 2**30:.3g} GiB; give a smaller size (--image_size=HEIGHT,WIDTH)")
+        return DataError(f"images: {shape[0]} images of {shape[1]}x{shape[2]} pixels would take "
+                         f"{need / 2**30:.3g} GiB as float64, more than half of this machine's "
+                         f"{have / 2**30:.3g} GiB; give a smaller size (--image_size=HEIGHT,WIDTH)")
+    return None
+
+
+def _check_memory(shape) -> None:
+    """Raise ``_memory_error(shape)``, if any."""
+    error = _memory_error(shape)
+    if error is not None:
+        raise error
+
+
+def _header(path: str) -> tuple[int, int, int]:
+    """``(width, height, channels)`` from an image file's header, decoding nothing (PIL's
+    warnings are left to the load that decodes it)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                return (*im.size, 1 if im.mode in _GREY_MODES else 3)
+    except Image.DecompressionBombError as e:
+        raise _too_large(path, e) from None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise DataError(f"images: '{path}' cannot be read as an image ({e})") from None
 
 
 def _too_large(path: str, error: Exception) -> DataError:
@@ -82,14 +106,16 @@ def _too_large(path: str, error: Exception) -> DataError:
                      f"shrink it or leave it out")
 
 
-def _read(paths: list[str], resize: tuple[int, int] | None = None) -> tuple[list, bool, float]:
+def _read(paths: list[str], resize: tuple[int, int] | None = None
+          ) -> tuple[list, bool, float, list[str]]:
     """The opened images, each resized to ``resize`` (height, width; bilinear) as it is read
     when given, so that only one image at a time is held at its own size; whether any has
-    colour; and the largest value of the float grey ("F") images, at least 1, taken before
-    resizing. A DataError for a file that cannot be read, or does not fit in memory."""
+    colour; the largest value of the float grey ("F") images, at least 1, taken before
+    resizing; and PIL's warnings, one line each, naming the file. A DataError for a file
+    that cannot be read, or does not fit in memory."""
     from PIL import Image, UnidentifiedImageError
 
-    images, colour, float_max = [], False, 1.0
+    images, colour, float_max, notes = [], False, 1.0, []
     for path in paths:
         try:
             with warnings.catch_warnings(record=True) as caught, Image.open(path) as im:
@@ -109,10 +135,10 @@ def _read(paths: list[str], resize: tuple[int, int] | None = None) -> tuple[list
             raise DataError(f"images: this machine ran out of memory reading '{path}', image "
                             f"{len(images) + 1} of {len(paths)}; give a smaller size "
                             f"(--image_size=HEIGHT,WIDTH) or fewer images") from None
-        for message in {str(w.message).splitlines()[0] for w in caught}:  # one line each
-            warnings.warn(DataWarning(f"images: '{path}': {message}"), stacklevel=3)
+        for message in dict.fromkeys(str(w.message).splitlines()[0] for w in caught):
+            notes.append(f"images: '{path}': {message}")
         colour |= images[-1].mode not in _GREY_MODES
-    return images, colour, float_max
+    return images, colour, float_max, notes
 
 
 def _pixels(images: list, paths: list[str], colour: bool, resize: tuple[int, int] | None,
@@ -193,33 +219,27 @@ def preview_images(
 ) -> DataShape:
     """What ``load_images`` with the same arguments would give, in shapes only (flat
     examples, as it loads them; ``as_images`` gives their image shape), from the
-    file names and the first image's header, without decoding any image: a program can
+    file names and the images' headers, without decoding any image: a program can
     refuse a run too large for its memory before reading a folder of photos (80 photos
-    of 1500×2000 take about a minute to read). The first image stands for all (a
-    folder's images must share one size unless ``size`` is given); a grey first image
-    among colour ones gives one channel where loading gives three, so the shape is a
-    lower bound there. A DataError when ``load_images`` would give one for the layout,
-    the first file, or pixels beyond half this machine's memory."""
-    from PIL import Image, UnidentifiedImageError
-
+    of 1500×2000 take about a minute to read). The first image gives the size (a
+    folder's images must share one unless ``size`` is given) and, in colour, the
+    channels; after a grey first image the other headers are read only where one in
+    colour would make the pixels too large, so the channels of a folder that fits are
+    the first image's (a lower bound where a later one has colour). A DataError when
+    ``load_images`` would give one for the layout, a header read, or pixels beyond half
+    this machine's memory."""
     size = _checked_size(size)
     _, classes, splits, _, _ = _layout(data_dir, seed, test_fraction)
-    first = next(p for split in splits for p, _ in split)
-    try:
-        # the header only: nothing is decoded; PIL's warnings come when load_images reads it
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(first) as im:
-                width, height = im.size
-                channels = 1 if im.mode in _GREY_MODES else 3
-    except Image.DecompressionBombError as e:
-        raise _too_large(first, e) from None
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DataError(f"images: '{first}' cannot be read as an image ({e})") from None
+    paths = [p for split in splits for p, _ in split]
+    width, height, channels = _header(paths[0])
     if size is not None:
         height, width = size
     n_train, n_test = len(splits[0]), len(splits[1])
-    _check_memory((n_train + n_test, height, width, channels))
+    _check_memory((len(paths), height, width, channels))
+    if channels == 1:  # one colour image makes all three channels: too many then?
+        colour_error = _memory_error((len(paths), height, width, 3))
+        if colour_error is not None and any(_header(p)[2] == 3 for p in paths[1:]):
+            raise colour_error
     return DataShape(name="images", task="classification", num_classes=len(classes),
                      n_train=n_train, n_test=n_test, input_shape=(height * width * channels,),
                      image_shape=(height, width, channels))
@@ -240,20 +260,21 @@ def load_images(
     paths = [p for split in splits for p, _ in split]
     if size is not None:  # before reading: even one grey channel may not fit
         _check_memory((len(paths), *size, 1))
-    images, colour, float_max = _read(paths, size)
+    images, colour, float_max, notes = _read(paths, size)
     pixels = _pixels(images, paths, colour, size, float_max)
     n_train = len(splits[0])
     labels = np.array([k for split in splits for _, k in split])
     scaling = {True: "global", False: "none"}.get(standardize, standardize)
     flat = pixels.reshape(len(pixels), -1)
+    info = {"source": folder,
+            "split": f"the folders' own (train/, {held_out}/)" if own_split else f"seed {seed}",
+            "image_shape": pixels.shape[1:], "class_names": tuple(classes),
+            "files": {"train": [p for p, _ in splits[0]], "test": [p for p, _ in splits[1]]},
+            "pixel_scale": "x/255, then " + {"global": "one mean and std for all pixels",
+                                             "per_pixel": "standardised per pixel",
+                                             "none": "as it is"}.get(scaling, scaling)}
+    for text in notes:  # PIL's warnings: reported, and kept with the data set
+        note(info, text)
     return from_split(
         "images", flat[:n_train], labels[:n_train], flat[n_train:], labels[n_train:],
-        task="classification", num_classes=len(classes), standardize=scaling,
-        info={"source": folder,
-              "split": f"the folders' own (train/, {held_out}/)" if own_split else f"seed {seed}",
-              "image_shape": pixels.shape[1:], "class_names": tuple(classes),
-              "files": {"train": [p for p, _ in splits[0]], "test": [p for p, _ in splits[1]]},
-              "pixel_scale": "x/255, then " + {"global": "one mean and std for all pixels",
-                                               "per_pixel": "standardised per pixel",
-                                               "none": "as it is"}.get(scaling, scaling)},
-    )
+        task="classification", num_classes=len(classes), standardize=scaling, info=info)
