@@ -461,3 +461,11 @@ def build_optimizer(lr, total_steps: int) -> optim.Optimizer:
         kwargs["weight_decay"] = FLAGS.weight_decay
         kwargs["weight_decay_mask"] = WEIGHT_DECAY_ON[FLAGS.weight_decay_on]
     return optim.get(FLAGS.optimizer, rate, **kwargs)
+
+
+def data_summary(ds) -> dict:
+    """The data set's entries in an experiment's ``summary.json``: its one-line description
+    and the warnings printed when it was read."""
+    from gdlab import data
+
+    return {"dataset": data.describe(ds), "data_warnings": list(ds.info.get("warnings", ()))}

@@ -140,7 +140,7 @@ def main(argv):
                              f"likely too large: {advice}\n")
 
     summary = {
-        "dataset": data.describe(ds),
+        **_builders.data_summary(ds),
         "model": model.name,
         "loss": loss_name,
         "optimizer": FLAGS.optimizer,

@@ -156,7 +156,7 @@ def main(argv):
 
     picks = analysis.pick_examples(lrs, final, judged.verdicts)
     summary = {
-        "dataset": data.describe(ds),
+        **_builders.data_summary(ds),
         "model": model.name,
         "loss": loss_name,
         "descent": FLAGS.descent,

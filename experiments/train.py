@@ -241,8 +241,7 @@ def main(argv):
         "wall_seconds": wall_before + time.perf_counter() - started,  # earlier parts too
         "compile_seconds": result.compile_seconds,
         "examples_per_second": last.get("examples_per_second"),
-        "dataset": data.describe(ds),
-        "data_warnings": list(ds.info.get("warnings", ())),  # as printed when it was read
+        **_builders.data_summary(ds),
         "model": model.name,
         "checkpoint_epoch": checkpoint.latest_epoch(workdir),
         "max_abs_x_train": max_x["train"],

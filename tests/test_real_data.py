@@ -367,3 +367,22 @@ def test_an_mlp_on_an_image_folder_is_sized_on_flat_pixels_before_reading(tmp_pa
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "run" / "sweep.json").exists()
 
+
+
+@pytest.mark.parametrize("experiment, output", [("lr_sweep", "sweep.json"),
+                                                ("descent_modes", "modes.json")])
+def test_the_sweeps_keep_the_datas_warnings_too(tmp_path, experiment, output):
+    """What was printed about the data (here, the missing values filled) is kept in the
+    results file, as train's summary.json keeps it."""
+    rng = np.random.default_rng(3)
+    a = [f"{v:.3f}" for v in rng.normal(size=60)]
+    a[5] = ""  # one missing value
+    rows = ["a,b,y"] + [f"{a[i]},{v:.3f},{i % 2}" for i, v in enumerate(rng.normal(size=60))]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    r = run_experiment(experiment, "--dataset=csv", f"--csv_path={tmp_path / 't.csv'}",
+                       "--target=y", "--epochs=1", f"--workdir={tmp_path / 'run'}",
+                       *(["--lrs=0.1,0.2"] if experiment == "lr_sweep" else []))
+    assert r.returncode == 0, r.stderr
+    kept = json.loads((tmp_path / "run" / output).read_text())["data_warnings"]
+    assert len(kept) == 1 and "1 missing values in 1 column (a)" in kept[0], kept
+    assert f"warning: {kept[0]}\n" in r.stderr
