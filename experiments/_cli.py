@@ -6,6 +6,7 @@ stderr and exit status 2, never a traceback.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -88,16 +89,23 @@ def run(main) -> None:
             sys.stderr.write("interrupted\n")
             sys.exit(130)
         except Exception as e:
-            if not _lost_a_peer(e):
+            again = ("continue it with --resume" if "resume" in FLAGS
+                     else "run it again")
+            if _lost_a_peer(e):
+                message = (f"another process of the distributed run stopped "
+                           f"({_first_line(e)}); this one stops too, with the run's last "
+                           f"saved checkpoint: start every process again with --resume")
+            elif _write_failed(e):
+                message = (f"{_what_failed(e)}; the run stops, keeping what it wrote before: "
+                           f"make room (or make the folder writable) and {again}")
+            else:
                 raise
             sys.stdout.flush()
-            sys.stderr.write(
-                f"error: another process of the distributed run stopped ({_first_line(e)}); "
-                f"this one stops too, with the run's last saved checkpoint: start every "
-                f"process again with --resume\n")
+            sys.stderr.write(f"error: {message}\n")
             sys.stderr.flush()
-            # jax's shutdown would wait for the lost process at a barrier, then abort with
-            # its stack: skip it (the workdir's files were closed on the way here)
+            # skip the interpreter's shutdown: jax's would wait for a lost process at a
+            # barrier, then abort with its stack; a writer's exit hooks would fail again on
+            # the full disk (the workdir's files were closed on the way here)
             os._exit(1)
 
     module = sys.modules[main.__module__]  # the experiment, however it was started
@@ -110,6 +118,33 @@ def _lost_a_peer(error: BaseException) -> bool:
 
     return (isinstance(error, jax.errors.JaxRuntimeError)
             and jax.distributed.is_initialized() and jax.process_count() > 1)
+
+
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES,
+                errno.EPERM, errno.EIO)
+"""What a write into the workdir meets when the disk (or a quota, or the file-size limit)
+is full, or the folder is made read-only or taken away."""
+
+
+def _write_failed(error: BaseException) -> bool:
+    from gdlab.checkpoint import CheckpointWriteError
+
+    return (isinstance(error, CheckpointWriteError)
+            or (isinstance(error, OSError) and error.errno in WRITE_ERRNOS))
+
+
+def _what_failed(error: BaseException) -> str:
+    if not isinstance(error, OSError):
+        return str(error)
+    if error.filename:
+        where = f" {error.filename}"
+    elif "workdir" in FLAGS and FLAGS.workdir:  # a buffered file's flush names no file
+        from gdlab.workdir import resolve
+
+        where = f" into {os.path.abspath(resolve(FLAGS.workdir))}"
+    else:
+        where = ""
+    return f"cannot write{where} ({error.strerror or error})"
 
 
 def _first_line(error: BaseException) -> str:

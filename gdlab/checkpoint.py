@@ -36,12 +36,19 @@ import jax
 import numpy as np
 
 from gdlab.records import to_json
+from gdlab.workdir import check_in_place
 
 FOLDER = "checkpoints"
 
 
 class CheckpointError(Exception):
     """A checkpoint folder that cannot be read; its message is one sentence naming it."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint that could not be written (a full disk, a read-only or vanished folder):
+    the checkpoints saved before it are kept; orbax's half-written folder is removed when
+    the run resumes. Its message is one sentence naming it."""
 
 
 class _Silenced:
@@ -87,12 +94,14 @@ def _reading(workdir, epoch):
         with _Silenced():
             yield
     except Exception as error:
-        detail = (str(error).strip().splitlines() or [""])[0][:200]
         folder = os.path.join(directory(workdir), str(epoch))
         raise CheckpointError(
-            f"the checkpoint {folder} cannot be read ({type(error).__name__}"
-            f"{': ' + detail if detail else ''}); remove that folder to fall back to the one "
-            f"before it, or start over with --overwrite") from None
+            f"the checkpoint {folder} cannot be read ({_first_line(error)}); remove that "
+            f"folder to fall back to the one before it, or start over with --overwrite") from None
+
+
+LISTING_ATTEMPTS = 5
+"""How many times a reader lists the checkpoints when one vanishes while they are listed."""
 
 
 def directory(workdir: str | os.PathLike) -> str:
@@ -128,8 +137,17 @@ def _manager(workdir, *, keep: int | None = None, write: bool = False):
                                                read_only=not write,
                                                enable_async_checkpointing=False,
                                                cleanup_tmp_directories=write, **extra)
-        with ocp.CheckpointManager(directory(workdir), options=options,
-                                   item_names=("state", "meta")) as manager:
+        for attempt in range(LISTING_ATTEMPTS):
+            try:
+                manager = ocp.CheckpointManager(directory(workdir), options=options,
+                                                item_names=("state", "meta"))
+                break
+            except FileNotFoundError:
+                # orbax lists the step folders, then reads each one's time: a run saving
+                # beside a reader may remove its oldest in between; list them again
+                if write or attempt + 1 == LISTING_ATTEMPTS:
+                    raise
+        with manager:
             yield manager
     finally:
         absl_logging.set_verbosity(verbosity)
@@ -226,8 +244,11 @@ def save(workdir, state, *, epoch: int, metrics_rows: int = 0, meta: dict | None
     keep the newest ``keep`` checkpoints (None: all). Returns the checkpoint's folder.
 
     Raises ``ValueError`` for a diverged or non-finite state: a checkpoint is
-    always a state worth resuming from. In a multi-process run only process 0
-    calls it (the state is replicated: it saves its own copy).
+    always a state worth resuming from, ``WorkdirError`` when the workdir this
+    process locked was moved or deleted (``workdir.check_in_place``), and
+    ``CheckpointWriteError`` when orbax could not write it. In a
+    multi-process run only process 0 calls it (the state is replicated: it saves its
+    own copy).
     """
     import orbax.checkpoint as ocp
 
@@ -235,6 +256,7 @@ def save(workdir, state, *, epoch: int, metrics_rows: int = 0, meta: dict | None
         raise ValueError(f"checkpoint epoch must be an integer >= 0, got {epoch!r}")
     if keep is not None and (isinstance(keep, bool) or keep < 1):
         raise ValueError(f"keep must be None or an integer >= 1, got {keep!r}")
+    check_in_place(directory(workdir))  # the run's workdir moved away: not recreated here
     state = _local(state)
     if not is_good(state):
         raise ValueError("refusing to checkpoint a diverged or non-finite training state")
@@ -244,12 +266,24 @@ def save(workdir, state, *, epoch: int, metrics_rows: int = 0, meta: dict | None
         raise ValueError(f"checkpoint meta must be JSON: {e}") from None
     record = {"epoch": int(epoch), "metrics_rows": int(metrics_rows),
               "structure": skeleton(state), "meta": meta}
-    with _manager(workdir, keep=keep, write=True) as mngr:
-        mngr.save(int(epoch), args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                       meta=ocp.args.JsonSave(record)),
-                  force=True)
-        mngr.wait_until_finished()
-    return os.path.join(directory(workdir), str(int(epoch)))
+    folder = os.path.join(directory(workdir), str(int(epoch)))
+    try:
+        with _Silenced(), _manager(workdir, keep=keep, write=True) as mngr:
+            mngr.save(int(epoch), args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                           meta=ocp.args.JsonSave(record)),
+                      force=True)
+            mngr.wait_until_finished()
+    except Exception as error:  # a full disk, a folder made read-only or moved meanwhile
+        check_in_place(directory(workdir))  # moved while it was saved: say that
+        raise CheckpointWriteError(f"the checkpoint {folder} could not be written "
+                                   f"({_first_line(error)})") from None
+    return folder
+
+
+def _first_line(error: BaseException) -> str:
+    """``Type: the first line of its message`` (at most 200 characters of it)."""
+    detail = (str(error).strip().splitlines() or [""])[0][:200]
+    return f"{type(error).__name__}{': ' + detail if detail else ''}"
 
 
 def epochs(workdir) -> list[int]:

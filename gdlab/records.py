@@ -23,10 +23,15 @@ def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
 
     The file gets the permissions a plain ``open(path, "w")`` would (the umask's),
-    and a failure leaves ``path`` as it was and no temporary file behind.
+    and a failure leaves ``path`` as it was and no temporary file behind. A path in a
+    run's workdir that was moved or deleted meanwhile is a ``WorkdirError``
+    (``workdir.check_in_place``).
     """
+    from gdlab.workdir import check_in_place
+
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
+    check_in_place(folder)  # a run's workdir moved away meanwhile: not recreated here
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     os.close(fd)

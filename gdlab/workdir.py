@@ -5,6 +5,9 @@
   (``flock`` on the folder itself, so no file is added and a killed run's lock
   goes away with its process), and refuses a folder that already holds files
   unless the caller resumes into it or asked to overwrite it.
+- ``check_in_place`` refuses a write into a locked workdir that was moved or deleted
+  while the run went on (``records.atomic_path`` and ``checkpoint.save`` call it), which
+  would otherwise recreate the folder and split the run in two.
 """
 
 from __future__ import annotations
@@ -37,11 +40,15 @@ _VARIABLE = re.compile(r"\$(\w+|\{[^}]*\})")
 """``$NAME`` or ``${NAME}``, as ``os.path.expandvars`` expands (or leaves when unset)."""
 
 
+_HELD: dict[str, Lock] = {}
+"""The folders this process holds locked, by absolute path."""
+
+
 class Lock:
     """An exclusive ``flock`` on a folder, held until ``release`` (or the process ends)."""
 
     def __init__(self, path: str):
-        self.path = path
+        self.path = os.path.abspath(path)
         self._fd = os.open(path, os.O_RDONLY)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -49,9 +56,20 @@ class Lock:
             os.close(self._fd)
             raise WorkdirError(f"{path} is in use by another running gdlab run; wait for it to "
                                "finish or choose another workdir") from None
+        _HELD[self.path] = self
+
+    def moved(self) -> bool:
+        """Whether the path no longer names the locked folder (moved, deleted, replaced)."""
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        held = os.fstat(self._fd)
+        return (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino)
 
     def release(self) -> None:
         if self._fd is not None:
+            _HELD.pop(self.path, None)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
@@ -61,6 +79,18 @@ class Lock:
 
     def __exit__(self, *exc):
         self.release()
+
+
+def check_in_place(path: str | os.PathLike) -> None:
+    """A ``WorkdirError`` if ``path`` lies in a folder this process locked that has since
+    been moved or deleted: writing there would recreate an empty folder at the old place
+    and split the run between the two."""
+    path = os.path.abspath(os.fspath(path))
+    for root, lock in list(_HELD.items()):
+        if (path == root or path.startswith(root.rstrip(os.sep) + os.sep)) and lock.moved():
+            raise WorkdirError(f"{root} was moved or deleted while the run was writing into it, "
+                               f"so the run stops here rather than start a new folder there; a "
+                               f"moved run goes on where it is now with --resume")
 
 
 def open_workdir(path: str | os.PathLike, *, resume: bool = False,

@@ -108,6 +108,49 @@ def test_latest_reads_the_new_newest_when_a_saving_run_replaces_it(tmp_path, key
     assert calls == [3]
 
 
+def test_a_checkpoint_pruned_while_a_reader_lists_them_is_listed_again(tmp_path, key,
+                                                                        monkeypatch):
+    """orbax lists the step folders, then reads each one's time: a run saving beside the
+    reader (evaluate on a live run) may prune its oldest in between, and orbax raised a
+    bare FileNotFoundError for it (about 1 in 30 reads of a run saving every epoch), or
+    inside a read, a CheckpointError that named the newest checkpoint as damaged."""
+    import shutil
+
+    import orbax.checkpoint as ocp
+
+    _, state, _ = _small_state(key)
+    for epoch in (1, 2, 3):
+        checkpoint.save(tmp_path, state.replace(step=state.step + epoch), epoch=epoch, keep=3)
+    real, opened = ocp.CheckpointManager, []
+
+    def pruned_meanwhile(*args, **kwargs):
+        opened.append(kwargs["options"].read_only)
+        if len(opened) == 1:  # the saving run removes epoch 1 under the first listing
+            shutil.rmtree(tmp_path / "checkpoints" / "1")
+            raise FileNotFoundError(2, "No such file or directory",
+                                    str(tmp_path / "checkpoints" / "1"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ocp, "CheckpointManager", pruned_meanwhile)
+    assert checkpoint.epochs(tmp_path) == [2, 3] and opened[:2] == [True, True]
+    epoch, restored = checkpoint.latest(tmp_path)
+    assert (epoch, int(restored.step)) == (3, int(state.step) + 3)
+
+    def always_missing(*args, **kwargs):
+        opened.append(kwargs["options"].read_only)
+        raise FileNotFoundError(2, "No such file or directory", "gone")
+
+    monkeypatch.setattr(ocp, "CheckpointManager", always_missing)
+    opened.clear()
+    with pytest.raises(FileNotFoundError):
+        checkpoint.epochs(tmp_path)
+    assert opened == [True] * checkpoint.LISTING_ATTEMPTS  # then it is not a race
+    opened.clear()
+    with pytest.raises(checkpoint.CheckpointWriteError, match="FileNotFoundError"):
+        checkpoint.save(tmp_path, state, epoch=4)
+    assert opened == [False]  # the writer is the run itself: not listed again
+
+
 def test_checkpoint_reads_leave_the_programs_logging_levels_as_they_were(tmp_path, key):
     import logging
 
@@ -142,3 +185,47 @@ def test_fit_resumed_from_a_checkpoint_equals_one_fit(tmp_path, key):
     assert [r["epoch"] for r in rest.history] == [3, 4]
     assert_tree_equal(rest.state, whole.state)
 
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_error_and_the_others_stay(
+        tmp_path, key, monkeypatch):
+    """orbax's many failures on a full disk or a read-only folder (OSError, tensorstore's
+    ValueError) are one CheckpointWriteError naming the checkpoint; a workdir that this
+    process locked and that was moved away is the WorkdirError that says so."""
+    import contextlib
+    import errno
+    import os
+
+    from gdlab import workdir
+
+    _, state, _ = _small_state(key)
+    checkpoint.save(tmp_path, state, epoch=1)
+    real = checkpoint._manager
+
+    @contextlib.contextmanager
+    def full_disk(path, *, keep=None, write=False):
+        with real(path, keep=keep, write=write) as mngr:
+            if write:
+                def save(*args, **kwargs):
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                monkeypatch.setattr(mngr, "save", save)
+            yield mngr
+
+    monkeypatch.setattr(checkpoint, "_manager", full_disk)
+    folder = tmp_path / "checkpoints" / "2"
+    with pytest.raises(checkpoint.CheckpointWriteError, match=(
+            f"the checkpoint {folder} could not be written \\(OSError: \\[Errno 28\\] No space "
+            f"left on device\\)")):
+        checkpoint.save(tmp_path, state, epoch=2)
+    monkeypatch.setattr(checkpoint, "_manager", real)
+    assert checkpoint.epochs(tmp_path) == [1]
+    assert_tree_equal(checkpoint.restore(tmp_path), state)
+
+    path, lock = workdir.open_workdir(tmp_path / "run")
+    try:
+        os.rename(path, tmp_path / "moved")
+        with pytest.raises(workdir.WorkdirError, match="was moved or deleted"):
+            checkpoint.save(path, state, epoch=1)
+        assert not os.path.exists(path)  # not recreated
+    finally:
+        lock.release()

@@ -378,3 +378,30 @@ def test_resume_without_a_checkpoint_starts_over_and_tensorboard_drops_the_first
     assert starts == [0]
     rows = (copy / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(row)["epoch"] for row in rows] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("every", ["0", "60"])  # a checkpoint each epoch, or none so far
+def test_a_write_that_fails_mid_run_is_one_sentence_and_the_run_resumes(tmp_path, every):
+    """A write that fails mid-run (a full disk; here the file-size limit, 8 KiB, past which
+    a write fails with EFBIG) used to end in a traceback of tensorboardX's, orbax's or
+    json's, with tensorboardX's exit hook failing again; now one sentence and exit 1, the
+    rows written kept, and --resume finishes the run."""
+    run = tmp_path / "run"
+    args = ["-m", "experiments.train", "--hidden=8", "--epochs=60", "--quiet",
+            f"--checkpoint_seconds={every}", f"--workdir={run}"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    limited = ["bash", "-c", 'trap "" XFSZ; ulimit -f 8; exec "$0" "$@"', sys.executable]
+    r = subprocess.run([*limited, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr[-3000:]
+    assert r.stderr.startswith("error: ") and r.stderr.rstrip().endswith(
+        "(File too large); the run stops, keeping what it wrote before: make room (or make "
+        "the folder writable) and continue it with --resume"), r.stderr
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert 2 < len(rows) < 61 and [row["epoch"] for row in rows] == list(range(len(rows)))
+    r = subprocess.run([sys.executable, *args, "--resume"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == list(range(61))
+    assert json.loads((run / "summary.json").read_text())["status"] == "completed"

@@ -100,3 +100,37 @@ def test_a_file_and_a_folder_that_holds_no_run_are_not_workdirs(tmp_path):
         with pytest.raises(WorkdirError, match=needle):
             open_workdir(tmp_path, **flag)
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("how", ["moved", "deleted", "replaced"])
+def test_a_workdir_moved_away_during_the_run_is_not_recreated(tmp_path, how):
+    """A run's workdir moved, deleted or replaced by another folder while it runs: the
+    next write into it is a WorkdirError, and the old path is not recreated (orbax and
+    the atomic writers used to recreate it: half the run there, half where it went)."""
+    import shutil
+
+    from gdlab import records
+
+    path, lock = open_workdir(tmp_path / "run")
+    inner = os.path.join(path, "plots", "loss.png")
+    records.write_text_atomic(inner, "before")  # in place: written
+    if how == "moved":
+        os.rename(path, tmp_path / "elsewhere")
+    elif how == "deleted":
+        shutil.rmtree(path)
+    else:
+        os.rename(path, tmp_path / "elsewhere")
+        os.mkdir(path)  # another folder of the same name
+    try:
+        for write in (lambda: records.write_text_atomic(inner, "after"),
+                      lambda: records.write_json_atomic(os.path.join(path, "summary.json"), {})):
+            with pytest.raises(WorkdirError, match=f"{path} was moved or deleted while the run "
+                                                   f"was writing into it, so the run stops"):
+                write()
+        assert os.listdir(path) == [] if how == "replaced" else not os.path.exists(path)
+        records.write_text_atomic(tmp_path / "other.txt", "x")  # outside the workdir: fine
+    finally:
+        lock.release()
+    records.write_text_atomic(inner, "again")  # no longer this process's run: not checked
+    with open(inner) as f:
+        assert f.read() == "again"
