@@ -6,6 +6,7 @@ stderr and exit status 2, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
@@ -75,41 +76,69 @@ flags.DEFINE_bool("overwrite", False, "Replace what an earlier run left in --wor
                   "config.json) is never emptied.")
 
 
+class _Terminated(Exception):
+    """SIGTERM outside a training loop, raised where the program is, as Ctrl-C raises
+    ``KeyboardInterrupt``: the writes under way clean up on the way out."""
+
+
+def _terminate(signum, frame):
+    del signum, frame
+    raise _Terminated
+
+
+def _again() -> str:
+    """How to go on after a stop: resume, or run it again over the stopped run's folder."""
+    return ("continue it with --resume" if "resume" in FLAGS
+            else "run it again with --overwrite")
+
+
 def run(main) -> None:
     """``absl.app.run`` with exit status 2 and one sentence for bad flags or data, and
-    Ctrl-C outside a training loop ending in one line (status 130), not a traceback."""
-    from gdlab.workdir import WorkdirError
+    Ctrl-C or SIGTERM outside a training loop ending in one line (status 130 or 143),
+    not a traceback; a write that fails mid-run, or a distributed run's lost process,
+    one sentence and exit 1."""
+    import signal
+
+    from gdlab.workdir import WorkdirError, WorkdirMoved
 
     def guarded(argv):
+        signal.signal(signal.SIGTERM, _terminate)  # a training loop sets its own
         try:
             return main(argv)
+        except WorkdirMoved as e:
+            fail(f"{e}; {_again()} where the folder is now")
         except (UsageError, DataError, WorkdirError) as e:
             fail(str(e))
-        except KeyboardInterrupt:
-            sys.stderr.write("interrupted\n")
-            sys.exit(130)
+        except (KeyboardInterrupt, _Terminated) as e:
+            # now, skipping the interpreter's shutdown: it could tear jax down under a
+            # computation still running (a segmentation fault, exit 139)
+            _stop("interrupted", 143 if isinstance(e, _Terminated) else 130)
         except Exception as e:
-            again = ("continue it with --resume" if "resume" in FLAGS
-                     else "run it again")
             if _lost_a_peer(e):
                 message = (f"another process of the distributed run stopped "
                            f"({_first_line(e)}); this one stops too, with the run's last "
                            f"saved checkpoint: start every process again with --resume")
             elif _write_failed(e):
                 message = (f"{_what_failed(e)}; the run stops, keeping what it wrote before: "
-                           f"make room (or make the folder writable) and {again}")
+                           f"make room (or make the folder writable) and {_again()}")
             else:
                 raise
-            sys.stdout.flush()
-            sys.stderr.write(f"error: {message}\n")
-            sys.stderr.flush()
-            # skip the interpreter's shutdown: jax's would wait for a lost process at a
+            # skipping the interpreter's shutdown: jax's would wait for a lost process at a
             # barrier, then abort with its stack; a writer's exit hooks would fail again on
             # the full disk (the workdir's files were closed on the way here)
-            os._exit(1)
+            _stop(f"error: {message}", 1)
 
     module = sys.modules[main.__module__]  # the experiment, however it was started
     app.run(guarded, flags_parser=lambda argv: _parse(argv, module))
+
+
+def _stop(line: str, status: int):
+    """Print ``line`` on stderr and exit with ``status`` at once, without the interpreter's
+    shutdown (what the program wrote is closed by then)."""
+    sys.stdout.flush()
+    sys.stderr.write(f"{line}\n")
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def _lost_a_peer(error: BaseException) -> bool:
@@ -545,10 +574,14 @@ def _prepare_workdir(path: str, *, resume: bool = False, check=None):
         except BaseException:
             lock.release()
             raise
+    fresh = not os.path.exists(saved_path)
     try:
         write_json_atomic(saved_path, config)
         write_text_atomic(os.path.join(workdir, "flags.txt"), flags_text(config))
     except OSError as e:
+        if fresh:  # half a run's marks (config.json, no flags.txt): neither flag would take it
+            with contextlib.suppress(OSError):
+                os.unlink(saved_path)
         lock.release()
         raise UsageError(f"--workdir={workdir}: cannot write there ({e.strerror})") from None
     return workdir, lock

@@ -22,6 +22,10 @@ class WorkdirError(ValueError):
     """A workdir that cannot be used; the message is one sentence naming it."""
 
 
+class WorkdirMoved(WorkdirError):
+    """A run's workdir moved or deleted while the run was writing into it."""
+
+
 def resolve(path: str | os.PathLike) -> str:
     """``path`` with ``~`` and environment variables expanded; a ``WorkdirError`` for a
     variable that is not set (``os.path.expandvars`` would leave ``$NAME`` in the path, and
@@ -82,15 +86,14 @@ class Lock:
 
 
 def check_in_place(path: str | os.PathLike) -> None:
-    """A ``WorkdirError`` if ``path`` lies in a folder this process locked that has since
+    """A ``WorkdirMoved`` error if ``path`` lies in a folder this process locked that has since
     been moved or deleted: writing there would recreate an empty folder at the old place
     and split the run between the two."""
     path = os.path.abspath(os.fspath(path))
     for root, lock in list(_HELD.items()):
         if (path == root or path.startswith(root.rstrip(os.sep) + os.sep)) and lock.moved():
-            raise WorkdirError(f"{root} was moved or deleted while the run was writing into it, "
-                               f"so the run stops here rather than start a new folder there; a "
-                               f"moved run goes on where it is now with --resume")
+            raise WorkdirMoved(f"{root} was moved or deleted while the run was writing into it, "
+                               f"so the run stops here rather than start a new folder there")
 
 
 def open_workdir(path: str | os.PathLike, *, resume: bool = False,
@@ -117,6 +120,10 @@ def open_workdir(path: str | os.PathLike, *, resume: bool = False,
     shown = ", ".join(names[:4]) + (", …" if len(names) > 4 else "")
     if names and not (resume or overwrite):
         lock.release()
+        if not set(RUN_MARKS) <= set(names):  # neither flag would take it: say so
+            raise WorkdirError(f"{path} holds files but no run (a run's "
+                               f"{' and '.join(RUN_MARKS)} are not both there: {shown}); "
+                               f"choose another --workdir, a new or empty folder")
         choices = ("pass --resume to continue it or --overwrite to replace it" if resumable
                    else "pass --overwrite to replace it or choose another --workdir")
         raise WorkdirError(f"{path} already holds a run ({shown}); {choices}")

@@ -168,3 +168,66 @@ def test_flags_txt_replays_a_sweep_of_listed_rates(tmp_path):
     # both ways of giving the grid at once is still refused
     assert_bad_input(run_sweep("--lrs=0.1,1", "--num=5", f"--workdir={tmp_path / 'x'}"),
                      "give either --lrs or --lr_min/--lr_max/--num, not both")
+
+
+@pytest.mark.parametrize("signum, code", [(2, 130), (15, 143)])  # SIGINT, SIGTERM
+def test_a_signal_mid_sweep_ends_it_with_one_line_and_leaves_no_partial_file(tmp_path, signum,
+                                                                               code):
+    """Ctrl-C while the compiled sweep ran used to crash the interpreter's shutdown (a
+    segmentation fault, exit 139, most times 3 s in); SIGTERM had no handler, so a write
+    it cut short left its temporary file. Now both end as 'interrupted'."""
+    import os
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    workdir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "experiments.lr_sweep", "--dataset=digits", "--model=mlp",
+         "--lrs=0.01,0.1,1,10", "--epochs=400", "--descent=minibatch", f"--workdir={workdir}"],
+        cwd=ROOT, env={**os.environ, "JAX_PLATFORMS": "cpu"}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (workdir / "flags.txt").exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        time.sleep(3)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == code and err == "interrupted\n", (proc.returncode, err[-2000:])
+    assert sorted(p.name for p in workdir.iterdir()) == ["config.json", "flags.txt"]
+
+
+def test_a_start_that_cannot_write_its_flags_leaves_no_half_run(tmp_path):
+    """config.json written, flags.txt not (the disk filled between them): the folder used
+    to keep config.json alone, which a plain rerun refused as a run and --overwrite as no
+    run. Now the start takes back its config.json."""
+    import os
+    import sys
+
+    from conftest import ROOT
+
+    script = (
+        "import errno, sys\n"
+        "import gdlab.records as records\n"
+        "real = records.write_text_atomic\n"
+        "def full(path, text):\n"
+        "    if str(path).endswith('flags.txt'):\n"
+        "        raise OSError(errno.ENOSPC, 'No space left on device')\n"
+        "    return real(path, text)\n"
+        "records.write_text_atomic = full\n"
+        "import experiments.lr_sweep\n"
+        "from experiments import _cli\n"
+        "sys.argv = ['lr_sweep', *sys.argv[1:]]\n"
+        "_cli.run(experiments.lr_sweep.main)\n")
+    workdir = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-c", script, f"--workdir={workdir}"], cwd=ROOT,
+                       env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True,
+                       text=True, timeout=300)
+    assert_bad_input(r, f"--workdir={workdir}: cannot write there (No space left on device)")
+    assert list(workdir.iterdir()) == []

@@ -95,7 +95,9 @@ def test_a_file_and_a_folder_that_holds_no_run_are_not_workdirs(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(WorkdirError, match="is a file, not a folder"):
         open_workdir(tmp_path / "notes.txt")
-    for flag, needle in (({"overwrite": True}, "--overwrite replaces only a run's folder"),
+    for flag, needle in (({}, "holds files but no run .*notes.txt.*; choose another --workdir, "
+                              "a new or empty folder"),  # not: pass --overwrite, which refuses
+                         ({"overwrite": True}, "--overwrite replaces only a run's folder"),
                          ({"resume": True}, "--resume: .* holds files but no run")):
         with pytest.raises(WorkdirError, match=needle):
             open_workdir(tmp_path, **flag)
