@@ -105,8 +105,8 @@ def run(main) -> None:
         signal.signal(signal.SIGTERM, _terminate)  # a training loop sets its own
         try:
             return main(argv)
-        except WorkdirMoved as e:
-            fail(f"{e}; {_again()} where the folder is now")
+        except WorkdirMoved as e:  # mid-run: at once (jax's shutdown would wait for peers)
+            _stop(f"error: {e}; {_again()} where the folder is now", 2)
         except (UsageError, DataError, WorkdirError) as e:
             fail(str(e))
         except (KeyboardInterrupt, _Terminated) as e:
@@ -141,12 +141,20 @@ def _stop(line: str, status: int):
     os._exit(status)
 
 
+XLA_STATUS = ("UNKNOWN:", "INTERNAL:", "UNAVAILABLE:", "ABORTED:", "CANCELLED:",
+              "DEADLINE_EXCEEDED:", "FAILED_PRECONDITION:")
+"""How an XLA runtime error's message begins (``multihost_utils`` raises them as ValueError)."""
+
+
 def _lost_a_peer(error: BaseException) -> bool:
-    """A jax runtime error in a multi-process run: a collective that lost its peer."""
+    """A jax runtime error in a multi-process run: a collective that lost its peer (in a
+    computation, a ``JaxRuntimeError``; in ``multihost_utils``' all-gather, which the
+    processes' votes use, a ``ValueError`` carrying XLA's status)."""
     import jax
 
-    return (isinstance(error, jax.errors.JaxRuntimeError)
-            and jax.distributed.is_initialized() and jax.process_count() > 1)
+    runtime = (isinstance(error, jax.errors.JaxRuntimeError)
+               or (isinstance(error, ValueError) and str(error).startswith(XLA_STATUS)))
+    return runtime and jax.distributed.is_initialized() and jax.process_count() > 1
 
 
 WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES,
@@ -277,19 +285,21 @@ class Signals:
         return self
 
     def _handle(self, signum, frame):
-        import os
         import signal
+
+        from gdlab.checkpoint import stderr_fd
 
         del frame
         name = signal.Signals(signum).name
+        sys.stderr.flush()
+        # to the real standard error: a checkpoint being saved silences file descriptor 2
         if self.received is not None:
-            sys.stderr.write(f"{name} again: stopping now, without a checkpoint of this epoch\n")
-            sys.stderr.flush()
+            os.write(stderr_fd(), f"{name} again: stopping now, without a checkpoint of this "
+                                  f"epoch\n".encode())
             os._exit(128 + signum)
         self.received = signum
-        sys.stderr.write(f"{name}: finishing this epoch, then checkpointing and stopping "
-                         "(send it again to stop at once)\n")
-        sys.stderr.flush()
+        os.write(stderr_fd(), f"{name}: finishing this epoch, then checkpointing and stopping "
+                              f"(send it again to stop at once)\n".encode())
 
     @property
     def exit_code(self) -> int:

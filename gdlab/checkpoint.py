@@ -30,13 +30,13 @@ import importlib
 import json
 import logging as std_logging
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import numpy as np
 
 from gdlab.records import to_json
-from gdlab.workdir import check_in_place
+from gdlab.workdir import WorkdirMoved, check_in_place
 
 FOLDER = "checkpoints"
 
@@ -51,17 +51,28 @@ class CheckpointWriteError(CheckpointError):
     the run resumes. Its message is one sentence naming it."""
 
 
+def stderr_fd() -> int:
+    """The file descriptor of the program's standard error, also while a checkpoint is
+    read or written with it silenced (a signal handler's message must still be seen)."""
+    return _Silenced.saved_fds[-1] if _Silenced.saved_fds else 2
+
+
 class _Silenced:
-    """Standard error (file descriptor 2) sent to /dev/null while orbax reads: after a
-    failed read its abandoned array reads print their own copies of the error from other
-    threads and from the garbage collector. On a failure they are collected before
-    standard error comes back; the failure itself is raised as one ``CheckpointError``."""
+    """Standard error (file descriptor 2) sent to /dev/null while orbax reads or writes:
+    after a failed read its abandoned array reads print their own copies of the error
+    from other threads and from the garbage collector, and a failed write logs its
+    thread's. On a failure they are collected before standard error comes back; the
+    failure itself is raised as one ``CheckpointError``. ``stderr_fd`` meanwhile gives
+    the real standard error."""
+
+    saved_fds: ClassVar[list[int]] = []
 
     def __enter__(self):
         import sys
 
         sys.stderr.flush()
         self.saved = os.dup(2)
+        _Silenced.saved_fds.append(self.saved)
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 2)
         os.close(devnull)
@@ -82,6 +93,7 @@ class _Silenced:
                 sys.unraisablehook = hook
         sys.stderr.flush()
         os.dup2(self.saved, 2)
+        _Silenced.saved_fds.remove(self.saved)
         os.close(self.saved)
         return False
 
@@ -274,10 +286,30 @@ def save(workdir, state, *, epoch: int, metrics_rows: int = 0, meta: dict | None
                       force=True)
             mngr.wait_until_finished()
     except Exception as error:  # a full disk, a folder made read-only or moved meanwhile
-        check_in_place(directory(workdir))  # moved while it was saved: say that
+        _check_not_moved(workdir, epoch)  # moved while it was saved: say that
         raise CheckpointWriteError(f"the checkpoint {folder} could not be written "
                                    f"({_first_line(error)})") from None
+    _check_not_moved(workdir, epoch)
     return folder
+
+
+def _check_not_moved(workdir, epoch: int) -> None:
+    """``check_in_place`` after a save: a workdir moved or deleted while orbax saved into
+    it was recreated by orbax at the old path; what the save put there goes again (only
+    that, and the folders it leaves empty) before the ``WorkdirMoved`` is raised."""
+    try:
+        check_in_place(directory(workdir))
+    except WorkdirMoved:
+        import shutil
+
+        for name in (f"{int(epoch)}.orbax-checkpoint-tmp", str(int(epoch))):
+            shutil.rmtree(os.path.join(directory(workdir), name), ignore_errors=True)
+        for empty in (directory(workdir), os.path.dirname(directory(workdir))):
+            try:
+                os.rmdir(empty)
+            except OSError:
+                break
+        raise
 
 
 def _first_line(error: BaseException) -> str:

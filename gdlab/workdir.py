@@ -73,7 +73,8 @@ class Lock:
 
     def release(self) -> None:
         if self._fd is not None:
-            _HELD.pop(self.path, None)
+            if _HELD.get(self.path) is self:  # not a later lock on a new folder of that name
+                del _HELD[self.path]
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

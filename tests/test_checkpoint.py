@@ -187,12 +187,27 @@ def test_fit_resumed_from_a_checkpoint_equals_one_fit(tmp_path, key):
 
 
 
+def _saving_with(monkeypatch, save):
+    """orbax's save, in the managers that write, replaced by ``save(workdir, step, ...)``."""
+    import contextlib
+
+    real = checkpoint._manager
+
+    @contextlib.contextmanager
+    def manager(where, *, keep=None, write=False):
+        with real(where, keep=keep, write=write) as mngr:
+            if write:
+                monkeypatch.setattr(mngr, "save", lambda *a, **k: save(where, *a, **k))
+            yield mngr
+
+    monkeypatch.setattr(checkpoint, "_manager", manager)
+
+
 def test_a_checkpoint_that_cannot_be_written_is_one_error_and_the_others_stay(
         tmp_path, key, monkeypatch):
     """orbax's many failures on a full disk or a read-only folder (OSError, tensorstore's
     ValueError) are one CheckpointWriteError naming the checkpoint; a workdir that this
     process locked and that was moved away is the WorkdirError that says so."""
-    import contextlib
     import errno
     import os
 
@@ -202,16 +217,10 @@ def test_a_checkpoint_that_cannot_be_written_is_one_error_and_the_others_stay(
     checkpoint.save(tmp_path, state, epoch=1)
     real = checkpoint._manager
 
-    @contextlib.contextmanager
-    def full_disk(path, *, keep=None, write=False):
-        with real(path, keep=keep, write=write) as mngr:
-            if write:
-                def save(*args, **kwargs):
-                    raise OSError(errno.ENOSPC, "No space left on device")
-                monkeypatch.setattr(mngr, "save", save)
-            yield mngr
+    def full_disk(where, step, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(checkpoint, "_manager", full_disk)
+    _saving_with(monkeypatch, full_disk)
     folder = tmp_path / "checkpoints" / "2"
     with pytest.raises(checkpoint.CheckpointWriteError, match=(
             f"the checkpoint {folder} could not be written \\(OSError: \\[Errno 28\\] No space "
@@ -229,3 +238,40 @@ def test_a_checkpoint_that_cannot_be_written_is_one_error_and_the_others_stay(
         assert not os.path.exists(path)  # not recreated
     finally:
         lock.release()
+
+
+def test_a_workdir_moved_while_a_checkpoint_is_saved_is_not_left_recreated(tmp_path, key,
+                                                                           monkeypatch):
+    """orbax creates the folders it saves into: a workdir moved during the save came back
+    at the old path holding the half-written checkpoint. What the save put there goes, and
+    the save is the WorkdirMoved that says why the run stops."""
+    import os
+
+    from gdlab import workdir
+
+    _, state, _ = _small_state(key)
+    path, lock = workdir.open_workdir(tmp_path / "run")
+    checkpoint.save(path, state, epoch=1)
+
+    def moved_meanwhile(where, step, *args, **kwargs):
+        os.rename(path, tmp_path / "moved")  # the user moves it, orbax goes on
+        os.makedirs(os.path.join(where, "checkpoints", f"{step}.orbax-checkpoint-tmp", "state"))
+
+    _saving_with(monkeypatch, moved_meanwhile)
+    try:
+        with pytest.raises(workdir.WorkdirMoved, match="was moved or deleted"):
+            checkpoint.save(path, state, epoch=2)
+        assert not os.path.exists(path)
+        assert sorted(os.listdir(tmp_path / "moved" / "checkpoints")) == ["1"]
+    finally:
+        lock.release()
+
+
+def test_stderr_fd_is_the_real_standard_error_while_a_checkpoint_silences_it(capfd):
+    import os
+
+    with checkpoint._Silenced():
+        os.write(2, b"hidden\n")
+        os.write(checkpoint.stderr_fd(), b"seen\n")
+    assert checkpoint.stderr_fd() == 2
+    assert capfd.readouterr().err == "seen\n"

@@ -685,6 +685,9 @@ def test_class_labels_floating_point_cannot_keep_apart_are_refused(tmp_path):
     with pytest.raises(DataError, match=re.escape(message)):
         data.load("csv", csv_path=path, target="y", task="classification")
     assert data.load("csv", csv_path=path, target="y", task="regression").task == "regression"
+    negative = _write(tmp_path, f"x,y\n1,-{big + 2}\n2,0\n3,1\n4,0\n", "neg.csv")
+    with pytest.raises(DataError, match=f"holds the class label -{big + 2}: from 2\\^53 on"):
+        data.load("csv", csv_path=negative, target="y", task="classification")
     npz = tmp_path / "big.npz"
     np.savez(npz, x=np.arange(8.0)[:, None], y=big + np.arange(8, dtype=np.int64) % 2)
     ds = data.load("npz", npz_path=str(npz), task="classification")

@@ -411,3 +411,19 @@ def test_a_signal_to_one_process_stops_both_at_the_same_epoch(tmp_path):
     epoch = int(stopped[0].split()[3].rstrip(":"))
     assert (run / "checkpoints" / str(epoch)).is_dir()
     assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
+
+
+def test_a_lost_peer_is_told_apart_in_a_collective_and_in_a_vote(monkeypatch):
+    """A collective's failure is a JaxRuntimeError; multihost_utils' all-gather, which the
+    processes' votes use, raises XLA's status as a ValueError: both are a lost peer, in a
+    multi-process run only; other errors are not."""
+    from experiments import _cli
+
+    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    assert _cli._lost_a_peer(jax.errors.JaxRuntimeError("UNKNOWN: Gloo all-reduce failed"))
+    assert _cli._lost_a_peer(ValueError("UNKNOWN: Gloo AllGather failed: Connection closed"))
+    assert not _cli._lost_a_peer(ValueError("operands could not be broadcast together"))
+    assert not _cli._lost_a_peer(OSError("UNKNOWN: not from XLA"))
+    monkeypatch.setattr(jax, "process_count", lambda: 1)
+    assert not _cli._lost_a_peer(jax.errors.JaxRuntimeError("UNKNOWN: Gloo all-reduce failed"))

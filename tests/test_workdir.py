@@ -136,3 +136,19 @@ def test_a_workdir_moved_away_during_the_run_is_not_recreated(tmp_path, how):
     records.write_text_atomic(inner, "again")  # no longer this process's run: not checked
     with open(inner) as f:
         assert f.read() == "again"
+
+
+def test_releasing_a_lock_leaves_a_later_lock_on_a_folder_of_that_name_checked(tmp_path):
+    from gdlab import records
+
+    first, lock_a = open_workdir(tmp_path / "run")
+    os.rename(first, tmp_path / "a")
+    second, lock_b = open_workdir(tmp_path / "run")  # a new run in a new folder there
+    try:
+        lock_a.release()
+        os.rename(second, tmp_path / "b")
+        with pytest.raises(workdir.WorkdirMoved, match="was moved or deleted"):
+            records.write_text_atomic(os.path.join(second, "x.txt"), "x")
+        assert not os.path.exists(second)
+    finally:
+        lock_b.release()

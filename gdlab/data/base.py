@@ -251,7 +251,8 @@ def numeric_task(y: np.ndarray, task: str | None, info: dict | None = None,
         bad = int(np.flatnonzero(y != np.round(y))[0])
     elif (task == "classification" and np.issubdtype(distinct.dtype, np.floating)
           and np.abs(distinct).max() >= 2**53):
-        raise DataError(f"{what} holds the class label {np.abs(distinct).max():.0f}: from 2^53 "
+        label = distinct[np.argmax(np.abs(distinct))]
+        raise DataError(f"{what} holds the class label {label:.0f}: from 2^53 "
                         f"on, neighbouring whole numbers read as floating point become one, so "
                         f"classes would merge; give the labels as smaller numbers or as text")
     return task, distinct, bad
