@@ -76,9 +76,10 @@ flags.DEFINE_bool("overwrite", False, "Replace what an earlier run left in --wor
                   "config.json) is never emptied.")
 
 
-class _Terminated(Exception):
+class _Terminated(BaseException):
     """SIGTERM outside a training loop, raised where the program is, as Ctrl-C raises
-    ``KeyboardInterrupt``: the writes under way clean up on the way out."""
+    ``KeyboardInterrupt`` (and, like it, not an ``Exception``, which code may catch and
+    go on): the writes under way clean up on the way out."""
 
 
 def _terminate(signum, frame):
@@ -157,10 +158,12 @@ def _lost_a_peer(error: BaseException) -> bool:
     return runtime and jax.distributed.is_initialized() and jax.process_count() > 1
 
 
-WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES,
-                errno.EPERM, errno.EIO)
-"""What a write into the workdir meets when the disk (or a quota, or the file-size limit)
-is full, or the folder is made read-only or taken away."""
+FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+"""What a write meets when the disk (or a quota, or the file-size limit) is full, or the
+folder was made read-only."""
+
+WRITE_ERRNOS = (*FULL_ERRNOS, errno.EACCES, errno.EPERM, errno.EIO)
+"""What a run's writes meet when the disk fills or its folder is taken away from it."""
 
 
 def _write_failed(error: BaseException) -> bool:
@@ -181,7 +184,8 @@ def _what_failed(error: BaseException) -> str:
         where = f" into {os.path.abspath(resolve(FLAGS.workdir))}"
     else:
         where = ""
-    return f"cannot write{where} ({error.strerror or error})"
+    verb = "write" if error.errno in FULL_ERRNOS else "access"  # EACCES, EPERM, EIO
+    return f"cannot {verb}{where} ({error.strerror or error})"
 
 
 def _first_line(error: BaseException) -> str:
