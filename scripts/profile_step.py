@@ -76,6 +76,24 @@ def weight_grad_transpose(on: bool):
         module._transpose_first = saved
 
 
+@contextlib.contextmanager
+def qkv_contracted_in_place():
+    """Attention's QKV weight gradient as one contraction over the two leading axes in place
+    (``einsum("...d,...e->de")``, as jax.grad's program has it) instead of over the (B·T)
+    rows of a reshape, for programs traced inside: on the H200 XLA laid the reshape's
+    (B, T, 3D) operand out with T outermost and ran it as a batched gemm per position and a
+    sum (two cuBLAS calls a step where jax.grad's are Triton fusions)."""
+    import jax.numpy as jnp
+
+    module = importlib.import_module("gdlab.layers.attention")
+    saved = module._qkv_weight_grad
+    module._qkv_weight_grad = lambda x, dqkv: jnp.einsum("...d,...e->de", x, dqkv)
+    try:
+        yield
+    finally:
+        module._qkv_weight_grad = saved
+
+
 def gemm_rates(widths, batch, key, out_dir=None):
     """FLOP/s of each gemm of the step on its own: forward x·W, dx = g·Wᵀ, dW = xᵀ·g, and dW
     with its operands handed over already transposed (``xt`` = xᵀ, ``gt`` = gᵀ, made
@@ -318,6 +336,10 @@ def model_grads(key, out_dir):
     for name in FLAGS.unroll_models:
         build, x, y, batch, k_init = bench.model_case(name, key)
         runners = {g: bench.Runner(build(), x, y, batch, g, k_init) for g in ("manual", "autodiff")}
+        if name.startswith("transformer"):  # compiled (traced) with the contraction swapped
+            with qkv_contracted_in_place():
+                runners["manual_qkv_in_place"] = bench.Runner(build(), x, y, batch, "manual",
+                                                              k_init)
         times = bench.alternate(runners, 3 * FLAGS.repeats)
         row = {}
         for g, runner in runners.items():
@@ -334,6 +356,13 @@ def model_grads(key, out_dir):
               f"{row['autodiff']['step_s'] * 1e6:8.1f} µs/step "
               f"({row['autodiff']['kernel_total']} kernels): ratio "
               f"{row['ratio_manual_over_autodiff']:.3f}", flush=True)
+        if "manual_qkv_in_place" in times:
+            row["ratio_qkv_in_place_over_autodiff"] = (times["manual_qkv_in_place"]
+                                                       / times["autodiff"])
+            print(f"  {'':17s} manual, QKV weight gradient contracted in place "
+                  f"{row['manual_qkv_in_place']['step_s'] * 1e6:8.1f} µs/step "
+                  f"({row['manual_qkv_in_place']['kernel_total']} kernels): ratio "
+                  f"{row['ratio_qkv_in_place_over_autodiff']:.3f}", flush=True)
     return out
 
 

@@ -110,8 +110,7 @@ def multi_head_attention(num_heads: int, *, causal: bool = False, w_init="glorot
         dk = jnp.einsum("...ts,...td->...sd", ds, q) * scale       # (B, H, T, d_h)
         dqkv = jnp.concatenate([_merge_heads(dq), _merge_heads(dk), _merge_heads(dv)],
                                axis=-1)                             # (B, T, 3D)
-        dw_q, dw_k, dw_v = jnp.split(weight_grad(x.reshape(-1, d), dqkv.reshape(-1, 3 * d)), 3,
-                                     axis=1)                        # xᵀ·dqkv
+        dw_q, dw_k, dw_v = jnp.split(_qkv_weight_grad(x, dqkv), 3, axis=1)  # xᵀ·dqkv
         db_q, _, db_v = jnp.split(dqkv.reshape(-1, 3 * d).sum(axis=0), 3)  # (D,) each
         dx = dqkv @ qkv_weights(params)[0].T                        # (B, T, D)
         return {"query": {"w": dw_q, "b": db_q}, "key": {"w": dw_k},
@@ -119,6 +118,15 @@ def multi_head_attention(num_heads: int, *, causal: bool = False, w_init="glorot
 
     name = f"multi_head_attention({num_heads} heads{', causal' if causal else ''})"
     return Layer(init, forward, backward, name)
+
+
+def _qkv_weight_grad(x, dqkv):
+    """``xᵀ·dqkv`` summed over every position of every sequence: (B, T, D) and (B, T, 3D)
+    folded into (B·T) rows, the dense layers' ``weight_grad``. (``scripts/profile_step.py``
+    times the contraction over the two leading axes in place against it, which the GPU
+    might lay out better.)"""
+    d = x.shape[-1]
+    return weight_grad(x.reshape(-1, d), dqkv.reshape(-1, dqkv.shape[-1]))
 
 
 def transformer_block(width: int, num_heads: int, *, mlp_ratio: int = 4, causal: bool = False,
