@@ -291,19 +291,19 @@ class Signals:
     def _handle(self, signum, frame):
         import signal
 
-        from gdlab.checkpoint import stderr_fd
-
         del frame
         name = signal.Signals(signum).name
         sys.stderr.flush()
         # to the real standard error: a checkpoint being saved silences file descriptor 2
+        # (looked up, not imported: a handler must not import, the program may be doing so)
+        stderr = getattr(sys.modules.get("gdlab.checkpoint"), "stderr_fd", lambda: 2)()
         if self.received is not None:
-            os.write(stderr_fd(), f"{name} again: stopping now, without a checkpoint of this "
-                                  f"epoch\n".encode())
+            os.write(stderr, f"{name} again: stopping now, without a checkpoint of this "
+                             f"epoch\n".encode())
             os._exit(128 + signum)
         self.received = signum
-        os.write(stderr_fd(), f"{name}: finishing this epoch, then checkpointing and stopping "
-                              f"(send it again to stop at once)\n".encode())
+        os.write(stderr, f"{name}: finishing this epoch, then checkpointing and stopping "
+                         f"(send it again to stop at once)\n".encode())
 
     @property
     def exit_code(self) -> int:

@@ -405,3 +405,25 @@ def test_a_write_that_fails_mid_run_is_one_sentence_and_the_run_resumes(tmp_path
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in rows] == list(range(31))
     assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+
+
+def test_the_signal_lines_are_seen_while_a_checkpoint_save_silences_stderr(capfd):
+    """A checkpoint save points file descriptor 2 at /dev/null (orbax's threads' noise): a
+    signal arriving meanwhile (a quick second Ctrl-C usually lands in the save) still says
+    what happens, on the real standard error, the second one before exiting at once."""
+    from experiments import _cli
+    from gdlab import checkpoint
+
+    signals = _cli.Signals()
+    with checkpoint._Silenced():
+        signals._handle(signal.SIGTERM, None)
+    assert signals.received == signal.SIGTERM
+    assert capfd.readouterr().err == ("SIGTERM: finishing this epoch, then checkpointing and "
+                                      "stopping (send it again to stop at once)\n")
+    script = ("import signal\nfrom experiments import _cli\nfrom gdlab import checkpoint\n"
+              "signals = _cli.Signals()\nsignals.received = signal.SIGINT\n"
+              "with checkpoint._Silenced():\n    signals._handle(signal.SIGINT, None)\n")
+    r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert r.returncode == 128 + signal.SIGINT
+    assert r.stderr == "SIGINT again: stopping now, without a checkpoint of this epoch\n"
