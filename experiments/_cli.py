@@ -133,9 +133,16 @@ def run(main) -> None:
     app.run(guarded, flags_parser=lambda argv: _parse(argv, module))
 
 
+_AT_STOP: list = []
+"""What ``_stop`` does before it exits (a process's scratch folder is removed)."""
+
+
 def _stop(line: str, status: int):
     """Print ``line`` on stderr and exit with ``status`` at once, without the interpreter's
-    shutdown (what the program wrote is closed by then)."""
+    shutdown (what the program wrote is closed by then; ``_AT_STOP`` runs first)."""
+    for cleanup in _AT_STOP:
+        with contextlib.suppress(Exception):
+            cleanup()
     sys.stdout.flush()
     sys.stderr.write(f"{line}\n")
     sys.stderr.flush()
@@ -284,9 +291,17 @@ class Signals:
     def install(self) -> Signals:
         import signal
 
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, self._handle)
+        self._before = {signum: signal.signal(signum, self._handle)
+                        for signum in (signal.SIGINT, signal.SIGTERM)}
         return self
+
+    def uninstall(self) -> None:
+        """The handlers from before ``install``: once training has ended, a signal stops
+        the program where it is (there is no epoch left to finish)."""
+        import signal
+
+        for signum, handler in self._before.items():
+            signal.signal(signum, handler)
 
     def _handle(self, signum, frame):
         import signal
@@ -437,6 +452,7 @@ def output_dir(workdir: str):
     import tempfile
 
     scratch = tempfile.TemporaryDirectory(prefix="gdlab-process-")
+    _AT_STOP.append(scratch.cleanup)  # an exit without the interpreter's shutdown too
     return scratch.name, scratch
 
 

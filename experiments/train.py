@@ -221,6 +221,7 @@ def main(argv):
                            after_epoch=after_epoch, target_scale=y_scale, mesh=mesh,
                            compute_dtype=(None if FLAGS.compute_dtype == "float32"
                                           else jnp.bfloat16))
+    signals.uninstall()  # no epoch left to finish: a signal now stops the program at once
     tensorboard.close()
     status = "interrupted" if result.status == "stopped" else result.status
     rows = _read_rows(outdir)

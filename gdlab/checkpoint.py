@@ -36,7 +36,7 @@ import jax
 import numpy as np
 
 from gdlab.records import to_json
-from gdlab.workdir import WorkdirMoved, check_in_place
+from gdlab.workdir import WorkdirMoved, check_in_place, is_locked
 
 FOLDER = "checkpoints"
 
@@ -296,12 +296,15 @@ def save(workdir, state, *, epoch: int, metrics_rows: int = 0, meta: dict | None
 def _check_not_moved(workdir, epoch: int) -> None:
     """``check_in_place`` after a save: a workdir moved or deleted while orbax saved into
     it was recreated by orbax at the old path; what the save put there goes again (only
-    that, and the folders it leaves empty) before the ``WorkdirMoved`` is raised."""
+    that, and the folders it leaves empty, unless another run holds the old path now)
+    before the ``WorkdirMoved`` is raised."""
     try:
         check_in_place(directory(workdir))
     except WorkdirMoved:
         import shutil
 
+        if is_locked(workdir):  # another run took the old path meanwhile: its files stay
+            raise
         for name in (f"{int(epoch)}.orbax-checkpoint-tmp", str(int(epoch))):
             shutil.rmtree(os.path.join(directory(workdir), name), ignore_errors=True)
         for empty in (directory(workdir), os.path.dirname(directory(workdir))):

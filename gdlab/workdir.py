@@ -86,6 +86,21 @@ class Lock:
         self.release()
 
 
+def is_locked(path: str | os.PathLike) -> bool:
+    """Whether a run (in any process) holds ``path``'s lock now."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing the descriptor releases a lock taken just now
+    return False
+
+
 def check_in_place(path: str | os.PathLike) -> None:
     """A ``WorkdirMoved`` error if ``path`` lies in a folder this process locked that has since
     been moved or deleted: writing there would recreate an empty folder at the old place

@@ -266,6 +266,30 @@ def test_a_workdir_moved_while_a_checkpoint_is_saved_is_not_left_recreated(tmp_p
     finally:
         lock.release()
 
+    # Another run (here, a lock as another process holds one) took the old path meanwhile
+    # and has a checkpoint of the same epoch there: nothing of it is removed.
+    import fcntl
+
+    path, lock = workdir.open_workdir(tmp_path / "again")
+
+    def replaced_meanwhile(where, step, *args, **kwargs):
+        os.rename(path, tmp_path / "again-moved")
+        os.makedirs(os.path.join(where, "checkpoints", str(step)))
+        open(os.path.join(where, "checkpoints", str(step), "theirs"), "w").close()
+        held.append(os.open(where, os.O_RDONLY))
+        fcntl.flock(held[-1], fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    held = []
+    _saving_with(monkeypatch, replaced_meanwhile)
+    try:
+        with pytest.raises(workdir.WorkdirMoved, match="was moved or deleted"):
+            checkpoint.save(path, state, epoch=2)
+        assert os.listdir(os.path.join(path, "checkpoints", "2")) == ["theirs"]
+    finally:
+        lock.release()
+        for fd in held:
+            os.close(fd)
+
 
 def test_stderr_fd_is_the_real_standard_error_while_a_checkpoint_silences_it(capfd):
     import os

@@ -427,3 +427,29 @@ def test_the_signal_lines_are_seen_while_a_checkpoint_save_silences_stderr(capfd
                        text=True, timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})
     assert r.returncode == 128 + signal.SIGINT
     assert r.stderr == "SIGINT again: stopping now, without a checkpoint of this epoch\n"
+
+
+def test_training_signal_handlers_are_taken_back_when_training_ends():
+    """After training, a signal stops the program where it is: 'finishing this epoch' would
+    be false then (the run went on to complete and exit 0)."""
+    from experiments import _cli
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    signals = _cli.Signals().install()
+    assert signal.getsignal(signal.SIGTERM) == signals._handle
+    signals.uninstall()
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_a_process_scratch_folder_goes_when_the_process_stops_at_once():
+    """A process other than 0 writes into a scratch folder; the stops that skip the
+    interpreter's shutdown (a lost peer, a failed write, a signal) remove it first."""
+    script = ("import os\nfrom experiments import _cli\n_cli.is_primary = lambda: False\n"
+              "folder, scratch = _cli.output_dir('unused')\nprint(folder, flush=True)\n"
+              "open(os.path.join(folder, 'metrics.jsonl'), 'w').close()\n"
+              "_cli._stop('error: stopping', 1)\n")
+    r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert r.returncode == 1 and r.stderr == "error: stopping\n", r.stderr
+    folder = r.stdout.strip()
+    assert "gdlab-process-" in folder and not os.path.exists(folder)

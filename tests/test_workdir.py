@@ -152,3 +152,20 @@ def test_releasing_a_lock_leaves_a_later_lock_on_a_folder_of_that_name_checked(t
         assert not os.path.exists(second)
     finally:
         lock_b.release()
+
+
+def test_is_locked_tells_whether_a_run_holds_a_folder(tmp_path):
+    import fcntl
+
+    assert not workdir.is_locked(tmp_path / "nowhere")
+    path, lock = open_workdir(tmp_path / "run")
+    try:  # flock conflicts between open files, as between processes
+        assert workdir.is_locked(path)
+    finally:
+        lock.release()
+    assert not workdir.is_locked(path)
+    fd = os.open(path, os.O_RDONLY)
+    try:  # the check took no lock of its own: one can still be taken
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
