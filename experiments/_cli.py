@@ -32,10 +32,7 @@ def fail_now(message: str):
     """``fail``, skipping the interpreter's shutdown: for a failure that leaves a library's
     threads behind, still failing (orbax's reads of a damaged checkpoint), which would
     print their tracebacks while Python exits. Nothing has been written when it is called."""
-    sys.stdout.flush()
-    sys.stderr.write(f"error: {message}\n")
-    sys.stderr.flush()
-    os._exit(2)
+    _stop(f"error: {message}", 2)
 
 
 def _usage(module) -> None:
@@ -116,8 +113,10 @@ def run(main) -> None:
             _stop("interrupted", 143 if isinstance(e, _Terminated) else 130)
         except Exception as e:
             if _lost_a_peer(e):
+                from gdlab.records import first_line
+
                 message = (f"another process of the distributed run stopped "
-                           f"({_first_line(e)}); this one stops too, with the run's last "
+                           f"({first_line(e)}); this one stops too, with the run's last "
                            f"saved checkpoint: start every process again with --resume")
             elif _write_failed(e):
                 message = (f"{_what_failed(e)}; the run stops, keeping what it wrote before: "
@@ -193,11 +192,6 @@ def _what_failed(error: BaseException) -> str:
         where = ""
     verb = "write" if error.errno in FULL_ERRNOS else "access"  # EACCES, EPERM, EIO
     return f"cannot {verb}{where} ({error.strerror or error})"
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return (text.splitlines()[0] if text else type(error).__name__)[:200]
 
 
 SEED_MAX = 2**32 - 1

@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 import jax
 import numpy as np
 
-from gdlab.records import to_json
+from gdlab.records import first_line, to_json
 from gdlab.workdir import WorkdirMoved, check_in_place, is_locked
 
 FOLDER = "checkpoints"
@@ -317,8 +317,8 @@ def _check_not_moved(workdir, epoch: int) -> None:
 
 def _first_line(error: BaseException) -> str:
     """``Type: the first line of its message`` (at most 200 characters of it)."""
-    detail = (str(error).strip().splitlines() or [""])[0][:200]
-    return f"{type(error).__name__}{': ' + detail if detail else ''}"
+    name = type(error).__name__
+    return f"{name}: {first_line(error)}" if str(error).strip() else name
 
 
 def epochs(workdir) -> list[int]:

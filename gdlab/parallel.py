@@ -48,6 +48,7 @@ from gdlab import backprop, train
 from gdlab.layers import Layer
 from gdlab.layers.normalization import DATA_AXIS
 from gdlab.losses import Loss
+from gdlab.records import first_line
 
 DATA = DATA_AXIS
 """The mesh axis a batch is split over (and batch norm's statistics are summed over)."""
@@ -95,13 +96,13 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
             coordinator_address, num_processes, process_id, initialization_timeout=timeout,
             **({} if heartbeat is None else {"heartbeat_timeout_seconds": heartbeat}))
     except (RuntimeError, ValueError) as e:  # jax reports a timeout as a RuntimeError
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         if coordinator_address is None:  # detection found no cluster: nothing timed out
-            raise DistributedError(f"jax found no cluster to join ({first[:200]}); outside "
+            raise DistributedError(f"jax found no cluster to join ({first}); outside "
                                    f"SLURM, Open MPI or Kubernetes give coordinator_address, "
                                    f"num_processes and process_id") from None
         raise DistributedError(f"could not join the distributed run at {coordinator_address} "
-                               f"within {timeout} s ({first[:200]})") from None
+                               f"within {timeout} s ({first})") from None
 
 
 def _address(text: str) -> tuple[str, int]:

@@ -175,6 +175,13 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
+def first_line(error: BaseException) -> str:
+    """An error's message for a one-sentence report: its first line, at most 200 characters
+    (its type's name when it has no message)."""
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:200]
+
+
 def duration(seconds: float) -> str:
     """``42s``, ``3m05s`` or ``1h02m``."""
     seconds = max(0, round(seconds))

@@ -64,16 +64,25 @@ GEMM_FILES = {"forward x·W": "forward", "dx = g·Wᵀ": "dx", "dW = xᵀ·g": "
 
 
 @contextlib.contextmanager
+def _swapped(module_name: str, name: str, value):
+    """``module_name.name`` replaced by ``value`` for the ``with`` block (for programs traced
+    inside); yields the module. (The layer packages export functions of their modules'
+    names, so the module is looked up, not taken as an attribute of the package.)"""
+    module = importlib.import_module(module_name)
+    saved = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield module
+    finally:
+        setattr(module, name, saved)
+
+
+@contextlib.contextmanager
 def weight_grad_transpose(on: bool):
     """``gdlab.layers.dense.weight_grad`` with its transpose-first path forced on or off
     (for programs traced inside): the A/B of that path."""
-    module = importlib.import_module("gdlab.layers.dense")  # the package exports dense()
-    saved = module._transpose_first
-    module._transpose_first = lambda x2, dy2: on
-    try:
+    with _swapped("gdlab.layers.dense", "_transpose_first", lambda x2, dy2: on) as module:
         yield module.weight_grad
-    finally:
-        module._transpose_first = saved
 
 
 @contextlib.contextmanager
@@ -85,13 +94,9 @@ def qkv_contracted_in_place():
     sum (two cuBLAS calls a step where jax.grad's are Triton fusions)."""
     import jax.numpy as jnp
 
-    module = importlib.import_module("gdlab.layers.attention")
-    saved = module._qkv_weight_grad
-    module._qkv_weight_grad = lambda x, dqkv: jnp.einsum("...d,...e->de", x, dqkv)
-    try:
+    with _swapped("gdlab.layers.attention", "_qkv_weight_grad",
+                  lambda x, dqkv: jnp.einsum("...d,...e->de", x, dqkv)):
         yield
-    finally:
-        module._qkv_weight_grad = saved
 
 
 def gemm_rates(widths, batch, key, out_dir=None):

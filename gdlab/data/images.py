@@ -97,7 +97,12 @@ def _header(path: str) -> tuple[int, int, int]:
     except Image.DecompressionBombError as e:
         raise _too_large(path, e) from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DataError(f"images: '{path}' cannot be read as an image ({e})") from None
+        raise _unreadable(path, e) from None
+
+
+def _unreadable(path: str, error: Exception) -> DataError:
+    """The DataError for a file that PIL cannot open or decode."""
+    return DataError(f"images: '{path}' cannot be read as an image ({error})")
 
 
 def _too_large(path: str, error: Exception) -> DataError:
@@ -130,7 +135,7 @@ def _read(paths: list[str], resize: tuple[int, int] | None = None
         except Image.DecompressionBombError as e:  # PIL's guard against decompression bombs
             raise _too_large(path, e) from None
         except (UnidentifiedImageError, OSError, ValueError) as e:
-            raise DataError(f"images: '{path}' cannot be read as an image ({e})") from None
+            raise _unreadable(path, e) from None
         except MemoryError:
             raise DataError(f"images: this machine ran out of memory reading '{path}', image "
                             f"{len(images) + 1} of {len(paths)}; give a smaller size "
