@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from gdlab.layers.activations import exp_neg_abs, sigmoid_forward
+from gdlab.optim.base import check_number
 from gdlab.types import Array, Params
 
 
@@ -170,7 +171,8 @@ class Penalty(NamedTuple):
 
 
 def l2_penalty(coeff: float) -> Penalty:
-    """R(θ) = (λ/2) Σ θ² over every leaf.  ∂R/∂θ = λθ."""
+    """R(θ) = (λ/2) Σ θ² over every leaf.  ∂R/∂θ = λθ.  ``coeff``: λ ≥ 0, finite."""
+    check_number("l2_penalty coeff", coeff)
 
     def forward(params):
         leaves = jax.tree_util.tree_leaves(params)

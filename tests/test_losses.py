@@ -5,6 +5,8 @@ for large logits, and the L2 penalty."""
 
 from __future__ import annotations
 
+import math
+
 import functools
 
 import jax
@@ -427,6 +429,12 @@ def test_l2_penalty(coeff):
     auto = jax.grad(lambda p: g * penalty.forward(p)[0])(params)
     assert_tree_allclose(grads, auto)
     assert_tree_allclose(grads, jax.tree.map(lambda p: g * coeff * p, params))
+
+
+@pytest.mark.parametrize("bad", [-1.0, math.nan, math.inf, None, "0.1"])
+def test_l2_penalty_refuses_a_coefficient_add_weight_decay_refuses(bad):
+    with pytest.raises(ValueError, match="^l2_penalty coeff must be a finite number >= 0"):
+        losses.l2_penalty(bad)
 
 
 def test_get_and_names():

@@ -534,6 +534,29 @@ def test_schedule_input_errors():
         schedules.piecewise_constant([20, 10], [1.0, 0.5, 0.1])
     with pytest.raises(ValueError, match="decay_steps"):
         schedules.exponential_decay(0.1, 0.5, 0)
+    # a boundary past the int32 step count: one sentence, not NumPy's OverflowError
+    with pytest.raises(ValueError, match=r"boundary must be at most 2147483647 .*got 2147483648"):
+        schedules.piecewise_constant([2**31], [1.0, 0.5])
+    assert float(schedules.piecewise_constant([2**31 - 1], [1.0, 0.5])(3)) == 1.0
+
+
+@pytest.mark.parametrize("build, argument", [
+    (lambda v: schedules.constant(v), "constant value"),
+    (lambda v: schedules.piecewise_constant([5], [0.1, v]), "piecewise_constant value"),
+    (lambda v: schedules.exponential_decay(v, 0.5, 10), "exponential_decay init_value"),
+    (lambda v: schedules.exponential_decay(0.1, v, 10), "exponential_decay decay_rate"),
+    (lambda v: schedules.inverse_time_decay(v, 0.5, 10), "inverse_time_decay init_value"),
+    (lambda v: schedules.inverse_time_decay(0.1, v, 10), "inverse_time_decay decay_rate"),
+    (lambda v: schedules.cosine_decay(v, 10), "cosine_decay init_value"),
+    (lambda v: schedules.cosine_decay(0.1, 10, alpha=v), "cosine_decay alpha"),
+    (lambda v: schedules.linear_warmup(v, 10), "linear_warmup peak_value"),
+], ids=lambda x: x if isinstance(x, str) else "")
+def test_schedules_refuse_a_value_that_is_not_a_finite_non_negative_number(build, argument):
+    """inverse_time_decay(1, inf, 10) gave NaN at step 0 (inf·0), and the other values were
+    not checked at all: a negative learning rate ascends."""
+    for bad in (math.inf, math.nan, -0.5, None, "0.1"):
+        with pytest.raises(ValueError, match=rf"^{argument} must be a finite number"):
+            build(bad)
 
 
 # ------------------------------------------------------------------ factory and helpers
@@ -718,14 +741,14 @@ def test_every_optimizer_is_covered():
 @pytest.mark.parametrize("bad", BAD_NUMBERS, ids=BAD_IDS)
 @pytest.mark.parametrize("name", optim.OPTIMIZERS)
 def test_get_rejects_a_bad_learning_rate(name, bad):
-    with pytest.raises(ValueError, match=r"^learning_rate must be a finite number >= 0; got "):
+    with pytest.raises(ValueError, match=r"^learning_rate must be a finite number >= 0 or a schedule \(step -> value\); got "):
         optim.get(name, bad)
 
 
 @pytest.mark.parametrize("bad", BAD_NUMBERS, ids=BAD_IDS)
 @pytest.mark.parametrize("name", list(BUILDERS))
 def test_builders_reject_a_bad_learning_rate(name, bad):
-    with pytest.raises(ValueError, match=r"^learning_rate must be a finite number >= 0; got "):
+    with pytest.raises(ValueError, match=r"^learning_rate must be a finite number >= 0 or a schedule \(step -> value\); got "):
         BUILDERS[name](bad)
 
 
@@ -740,10 +763,63 @@ def test_weight_decays_reject_a_bad_value(name, bad):
 def test_bad_value_message_is_one_sentence():
     with pytest.raises(ValueError) as err:
         optim.adam(math.inf)
-    assert str(err.value) == "learning_rate must be a finite number >= 0; got inf"
+    assert str(err.value) == ("learning_rate must be a finite number >= 0 or a schedule "
+                              "(step -> value); got inf")
     with pytest.raises(ValueError) as err:
         optim.momentum(0.1, beta=math.nan)
     assert str(err.value) == "momentum beta must be a finite number in [0, 1); got nan"
+
+
+NOT_NUMBERS = [None, "0.1", 1 + 2j, np.complex64(1.0), jnp.asarray(1 + 1j), [0.1]]
+NOT_NUMBER_IDS = ["None", "str", "complex", "np.complex64", "complex jax array", "list"]
+
+
+@pytest.mark.parametrize("bad", NOT_NUMBERS, ids=NOT_NUMBER_IDS)
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_builders_refuse_a_learning_rate_that_is_not_a_number(name, bad):
+    """None, a string or a complex number used to pass the check and fail at the first update
+    (or, complex, drop its imaginary part silently)."""
+    with pytest.raises(ValueError, match=r"^learning_rate must be a finite number >= 0 or a "
+                                         r"schedule \(step -> value\); got "):
+        BUILDERS[name](bad)
+
+
+@pytest.mark.parametrize("build", [
+    lambda bad: optim.momentum(0.1, beta=bad), lambda bad: optim.adam(0.1, eps=bad),
+    lambda bad: optim.adam(0.1, b2=bad), lambda bad: optim.rmsprop(0.1, decay=bad),
+    lambda bad: optim.adagrad(0.1, initial_accumulator=bad), optim.add_weight_decay,
+    optim.clip_by_global_norm,
+], ids=["beta", "eps", "b2", "decay", "initial_accumulator", "add_weight_decay", "clip"])
+def test_coefficients_refuse_none_and_what_is_not_a_number(build):
+    for bad in (None, "0.5", 0.5 + 0j):
+        with pytest.raises(ValueError, match=r"must be a finite number .*; got "):
+            build(bad)
+    with pytest.raises(ValueError, match=r"must be a finite number .*; got "):
+        build(lambda step: 0.5)  # only a learning rate may be a schedule
+
+
+def test_add_decayed_weights_takes_no_learning_rate_but_not_a_bad_one():
+    assert isinstance(optim.add_decayed_weights(0.1, learning_rate=None), optim.Optimizer)
+    with pytest.raises(ValueError, match="learning_rate must be"):
+        optim.add_decayed_weights(0.1, learning_rate="0.1")
+
+
+@pytest.mark.parametrize("zero", [0.0, 0, np.float32(0.0), np.array(0.0), jnp.asarray(0.0)])
+def test_a_mask_without_a_weight_decay_is_refused_whatever_the_zero(zero):
+    """A zero weight decay as a 0-d array slipped past 'no decay to mask'."""
+    with pytest.raises(ValueError, match="weight_decay_mask needs a weight decay to mask"):
+        optim.get("gd", 0.1, weight_decay=zero, weight_decay_mask=optim.weights_only)
+
+
+@pytest.mark.parametrize("name", optim.OPTIMIZERS)
+@pytest.mark.parametrize("dtype", [jnp.int32, jnp.uint8, jnp.bool_])
+def test_init_refuses_parameters_that_are_not_floating_point(name, dtype):
+    """An integer weight rounded every step to 0 (gd, adam) or to ±1e7 (rmsprop, dividing
+    by ε), silently."""
+    params = {"b": jnp.zeros(2, jnp.float32), "w": jnp.ones(2, dtype)}
+    with pytest.raises(ValueError, match=rf"^the optimizers update floating-point parameters "
+                                         rf"only; the leaf \['w'\] is {jnp.dtype(dtype).name}$"):
+        optim.get(name, 0.1).init(params)
 
 
 def test_a_bool_is_not_a_learning_rate():
@@ -789,6 +865,41 @@ def test_step_schedule_drops_at_the_first_steps_past_half_and_three_quarters(tot
     of a handful of updates (a one-update run used to take its only step at lr/100)."""
     rates = optim.get_schedule("step", 1.0, total)(jnp.arange(total))
     np.testing.assert_allclose(rates, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("b2", [0.999, 0.99999])
+def test_adam_float32_bias_correction_is_exact_to_float32(b2):
+    """At t = 1, v̂ = g² exactly, so Adam's first step is −α·sign(g) (ε aside). In float32
+    ``1 − β₂**t`` rounded β₂ first: 6.8e-4 off for β₂ = 0.99999. The float64 reference is
+    the docstring's formula in NumPy doubles, over 5 steps."""
+    rng = np.random.default_rng(0)
+    gs = [rng.normal(size=4) for _ in range(5)]
+    opt = optim.adam(1.0, b2=b2, eps=1e-12)
+    params = {"w": jnp.zeros(4, jnp.float32)}
+    state = opt.init(params)
+    expected = np_adam(np.zeros(4), gs, lambda i: 1.0, 0.9, b2, 1e-12)
+    w = params["w"]
+    for g, want in zip(gs, expected):
+        updates, state = opt.update({"w": jnp.asarray(g, jnp.float32)}, state, params)
+        w = w + updates["w"]
+        assert w.dtype == jnp.float32
+        np.testing.assert_allclose(np.asarray(w, np.float64), want, rtol=1e-6, atol=0)
+
+
+def test_adam_keeps_stepping_at_the_int32_step_limit():
+    """``count + 1`` wrapped to −2³¹ at the int32 maximum, making every later step 0; the
+    count saturates, as the other optimizers' do, and the bias corrections are then 1."""
+    opt = optim.adam(0.1)
+    params = {"w": jnp.ones(2, jnp.float64)}
+    g = {"w": jnp.array([0.5, -0.5], jnp.float64)}
+    _, state = opt.update(g, opt.init(params), params)
+    state = state._replace(count=jnp.int32(2**31 - 2))
+    for _ in range(3):
+        mu, nu = state.mu["w"], state.nu["w"]
+        updates, state = opt.update(g, state, params)
+        m, v = 0.9 * mu + 0.1 * g["w"], 0.999 * nu + 0.001 * g["w"] ** 2  # β^t ≈ 0: no bias
+        np.testing.assert_allclose(updates["w"], -0.1 * m / (np.sqrt(v) + 1e-8), rtol=1e-14)
+        assert int(state.count) == 2**31 - 1
 
 
 @pytest.mark.parametrize("make", [optim.adam, optim.adagrad, optim.rmsprop])

@@ -19,9 +19,11 @@ structure.
 A learning rate is a number (or a scalar array) or a schedule: a callable
 ``step -> lr`` where ``step`` is the int32 count of updates applied so far,
 starting at 0 (see ``gdlab.optim.schedules``). Every builder rejects, with a
-``ValueError`` naming the argument, a concrete learning rate or weight decay that is
-NaN, ±inf or negative; traced values (``train.sweep`` vmaps over the learning rate)
-and schedules are accepted as they are.
+``ValueError`` naming the argument, a concrete learning rate, coefficient or weight
+decay that is not a real number (``None``, a string, a complex number, a bool), or is
+NaN, ±inf or out of its range; traced values (``train.sweep`` vmaps over the learning
+rate) and, for a learning rate, schedules are accepted as they are. Every ``init``
+rejects parameters that are not floating point.
 
 Modelled on ``jax.example_libraries.optimizers`` (the optimizer triple, stated once).
 """
@@ -136,21 +138,37 @@ def increment(count: jax.Array) -> jax.Array:
     return jnp.where(count < jnp.iinfo(jnp.int32).max, count + 1, count)
 
 
+def check_floating(params: Params) -> None:
+    """Raise ``ValueError`` when a leaf of ``params`` is not floating point: an integer
+    weight would round every step to nothing (or to garbage, dividing by ε)."""
+    leaves, _ = jax.tree_util.tree_flatten_with_path(params)
+    for path, leaf in leaves:
+        dtype = jnp.result_type(leaf)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise ValueError(f"the optimizers update floating-point parameters only; the "
+                             f"leaf {jax.tree_util.keystr(path) or '(the root)'} is {dtype}")
+
+
 def like(x: jax.Array, ref: jax.Array) -> jax.Array:
     """``x`` cast to ``ref``'s dtype (a float64 schedule must not promote float32 leaves)."""
     return jnp.asarray(x, dtype=jnp.result_type(ref))
 
 
 def check_number(name: str, value: Any, *, low: float = 0.0, high: float | None = None,
-                 low_open: bool = False, high_open: bool = True) -> None:
-    """Raise ``ValueError`` when a concrete number is not finite or lies outside its interval.
+                 low_open: bool = False, high_open: bool = True, schedule: bool = False,
+                 none: bool = False) -> None:
+    """Raise ``ValueError`` unless ``value`` is a real number (or array of them), finite and
+    inside its interval.
 
     Checked: Python and NumPy numbers, NumPy arrays and concrete (non-traced) JAX
-    arrays, every element; NaN and ±inf always fail, and so does a bool. Not
-    checked: traced values (``train.sweep`` vmaps over the learning rate, so it
-    arrives as a ``jax.core.Tracer``), schedules (callables) and ``None``.
+    arrays, every element; NaN and ±inf always fail, and so do a bool, a complex
+    number, a string, ``None`` (unless ``none``) and a callable (unless ``schedule``:
+    a learning rate may be a schedule, accepted as it is). Not checked: traced values
+    (``train.sweep`` vmaps over the learning rate, so it arrives as a
+    ``jax.core.Tracer``).
     """
-    if isinstance(value, jax.core.Tracer) or value is None or callable(value):
+    if isinstance(value, jax.core.Tracer) or (value is None and none) or (
+            callable(value) and schedule):
         return
     lo = "(" if low_open else "["
     hi = ")" if high_open else "]"
@@ -158,6 +176,8 @@ def check_number(name: str, value: Any, *, low: float = 0.0, high: float | None 
         accepted = f"a finite number {'>' if low_open else '>='} {low:g}"
     else:
         accepted = f"a finite number in {lo}{low:g}, {high:g}{hi}"
+    if schedule:
+        accepted += " or a schedule (step -> value)"
     if isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be {accepted}, not a bool; got {value!r}")
     if isinstance(value, numbers.Real):
@@ -169,10 +189,10 @@ def check_number(name: str, value: Any, *, low: float = 0.0, high: float | None 
         if dtype == np.bool_:
             raise ValueError(f"{name} must be {accepted}, not a bool; got {value!r}")
         if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
-            return
+            raise ValueError(f"{name} must be {accepted}; got an array of {dtype}")
         values = np.asarray(value, dtype=np.float64).ravel()
     else:
-        return
+        raise ValueError(f"{name} must be {accepted}; got {value!r}")
     too_low = values <= low if low_open else values < low
     if high is None:
         too_high = np.zeros_like(too_low)

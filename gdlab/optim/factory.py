@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import inspect
-import numbers
+
+import jax
+import numpy as np
 
 from gdlab.optim import optimizers
 from gdlab.optim.base import LearningRate, Optimizer, chain, check_number
@@ -85,15 +87,15 @@ def get(
         if "beta" in options:
             raise ValueError("give the momentum coefficient once: momentum= or beta=, not both")
         options["beta"] = momentum
-    check_number("learning_rate", learning_rate)  # a traced value or a schedule passes as it is
+    check_number("learning_rate", learning_rate, schedule=True)  # a traced value passes as it is
     if weight_decay is not None:
         check_number("weight_decay", weight_decay)
     if clip_norm is not None:
         check_number("clip_norm", clip_norm, low_open=True)
 
     l2 = False
-    no_decay = (weight_decay is not None and isinstance(weight_decay, numbers.Real)
-                and float(weight_decay) == 0.0)
+    no_decay = (weight_decay is not None and not isinstance(weight_decay, jax.core.Tracer)
+                and np.ndim(weight_decay) == 0 and float(weight_decay) == 0.0)
     if "weight_decay" in accepted:  # adamw: decoupled decay inside the optimizer (None: its
         if weight_decay is not None:  # own default λ)
             options["weight_decay"] = weight_decay

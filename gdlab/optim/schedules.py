@@ -29,10 +29,14 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from gdlab.optim.base import Schedule
+from gdlab.optim.base import Schedule, check_number
 
 SCHEDULES = ("constant", "step", "exponential", "inverse_time", "cosine", "warmup_cosine")
 """Names ``get_schedule`` accepts."""
+
+
+_MAX_STEP = 2**31 - 1
+"""The largest step an optimizer's int32 count reaches."""
 
 
 def _float(step) -> jax.Array:
@@ -50,6 +54,7 @@ def _check_steps(name: str, value, *, allow_zero: bool = False) -> None:
 
 def constant(value: float) -> Schedule:
     """``lr(step) = value``."""
+    check_number("constant value", value)
 
     def schedule(step):
         return jnp.full(jnp.shape(step), value, dtype=float)
@@ -73,6 +78,11 @@ def piecewise_constant(boundaries: Sequence[int], values: Sequence[float]) -> Sc
         )
     for b in boundaries:
         _check_steps("piecewise_constant boundary", b, allow_zero=True)
+        if b > _MAX_STEP:
+            raise ValueError(f"piecewise_constant boundary must be at most {_MAX_STEP} (the "
+                             f"optimizers count steps in int32); got {b}")
+    for v in values:
+        check_number("piecewise_constant value", v)
     if any(b1 >= b2 for b1, b2 in itertools.pairwise(boundaries)):
         raise ValueError(f"piecewise_constant boundaries must increase; got {boundaries}")
     bounds = jnp.asarray(boundaries, dtype=jnp.int32).reshape(-1)
@@ -92,8 +102,8 @@ def exponential_decay(
     """``lr(step) = init_value · decay_rate^(step / decay_steps)``; with
     ``staircase=True`` the exponent is ``⌊step / decay_steps⌋``."""
     _check_steps("exponential_decay decay_steps", decay_steps)
-    if not decay_rate > 0:
-        raise ValueError(f"exponential_decay decay_rate must be > 0; got {decay_rate}")
+    check_number("exponential_decay init_value", init_value)
+    check_number("exponential_decay decay_rate", decay_rate, low_open=True)
 
     def schedule(step):
         p = _float(step) / decay_steps
@@ -107,8 +117,8 @@ def exponential_decay(
 def inverse_time_decay(init_value: float, decay_rate: float, decay_steps: int) -> Schedule:
     """``lr(step) = init_value / (1 + decay_rate · step / decay_steps)``."""
     _check_steps("inverse_time_decay decay_steps", decay_steps)
-    if not decay_rate >= 0:
-        raise ValueError(f"inverse_time_decay decay_rate must be >= 0; got {decay_rate}")
+    check_number("inverse_time_decay init_value", init_value)
+    check_number("inverse_time_decay decay_rate", decay_rate)
 
     def schedule(step):
         return init_value / (1.0 + decay_rate * _float(step) / decay_steps)
@@ -122,6 +132,8 @@ def cosine_decay(init_value: float, decay_steps: int, *, alpha: float = 0.0) -> 
     ``lr(step) = init_value · ((1 − alpha) · ½(1 + cos(π · min(step, decay_steps) /
     decay_steps)) + alpha)``."""
     _check_steps("cosine_decay decay_steps", decay_steps)
+    check_number("cosine_decay init_value", init_value)
+    check_number("cosine_decay alpha", alpha)
 
     def schedule(step):
         t = jnp.clip(_float(step), 0.0, decay_steps) / decay_steps
@@ -141,6 +153,7 @@ def linear_warmup(
     first update (step 0) therefore has learning rate 0.
     """
     _check_steps("linear_warmup warmup_steps", warmup_steps, allow_zero=True)
+    check_number("linear_warmup peak_value", peak_value)
     after = constant(peak_value) if then is None else then
     if warmup_steps == 0:
         return after

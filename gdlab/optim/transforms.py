@@ -151,7 +151,7 @@ def add_decayed_weights(coeff: float, *, learning_rate: LearningRate | None = No
     (module docstring); ``None`` decays every one.
     """
     check_number("add_decayed_weights coeff", coeff)
-    check_number("learning_rate", learning_rate)
+    check_number("learning_rate", learning_rate, schedule=True, none=True)
     _check_mask("add_decayed_weights", mask)
     scheduled = callable(learning_rate)
 
