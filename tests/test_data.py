@@ -1545,3 +1545,164 @@ def test_regression_targets_beyond_float32_are_refused_even_when_standardisable(
         data.load_csv(path, "y", task="regression")
     ds = data.load_csv(path, "a", task="regression")
     assert np.isfinite(ds.y_train).all()  # the column of row numbers as the target is fine
+
+
+# ----------------------------------------------- files as users' tools write them (review)
+
+
+def test_a_class_target_of_numbers_and_words_is_text_with_numbers_first(tmp_path):
+    """School grades K, 1, ..., 12: the word 'K' used to be 'not a number', even with
+    task='classification'. Classes: numbers in increasing order (not 1, 10, 11, ...), then
+    words; the labels follow the file's values."""
+    grades = ["K"] + [str(g) for g in range(1, 13)]
+    rows = [f"{i * 0.1:.1f},{grades[i % 13]}" for i in range(52)]
+    path = _write(tmp_path, "reading,grade\n" + "\n".join(rows))
+    with pytest.warns(data.DataWarning, match=r"target column 'grade' holds numbers and text "
+                                              r"\('K'\): its 13 distinct values are classes"):
+        ds = data.load_csv(path, "grade")
+    assert ds.task == "classification" and ds.num_classes == 13
+    assert ds.info["label_values"] == (*(str(g) for g in range(1, 13)), "K")
+    names = np.array(ds.info["label_values"])
+    index = np.r_[ds.info["train_index"], ds.info["test_index"]]
+    np.testing.assert_array_equal(names[np.r_[ds.y_train, ds.y_test]],
+                                  np.array(grades)[index % 13])
+    with pytest.raises(DataError, match=re.escape(
+            f"csv file '{path}', row 2, column 'grade': 'K' is not a number")):
+        data.load_csv(path, "grade", task="regression")
+    # many distinct numbers and one word: a mistyped cell, unless classification is asked for
+    rows = [f"{i},{i * 7}" for i in range(40)] + ["40,unknown"]
+    path = _write(tmp_path, "x,price\n" + "\n".join(rows), "prices.csv")
+    with pytest.raises(DataError, match=re.escape(
+            f"csv file '{path}', row 42, column 'price': 'unknown' is not a number, in a "
+            f"target of numbers; give --task=classification (task='classification') to take "
+            f"its 41 distinct values for classes, or correct the cell")):
+        data.load_csv(path, "price")
+    with pytest.warns(data.DataWarning) as caught:
+        assert data.load_csv(path, "price", task="classification").num_classes == 41
+    assert "holds numbers and text ('unknown')" in str(caught[0].message)
+
+
+def test_classes_that_differ_only_in_case_are_kept_apart_with_a_warning(tmp_path):
+    labels = ["cat", "Cat ", "dog", "Dog"]
+    path = _write(tmp_path, "a,label\n" + "\n".join(f"{i},{labels[i % 4]}" for i in range(20)))
+    with pytest.warns(data.DataWarning, match=r"classes that differ only in case \('Cat', "
+                                              r"'cat'\): they are separate classes"):
+        ds = data.load_csv(path, "label")
+    assert ds.info["label_values"] == ("Cat", "Dog", "cat", "dog")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one spelling each: no warning
+        data.load_csv(_write(tmp_path, "a,label\n" + "\n".join(
+            f"{i},{labels[i % 4].lower().strip()}" for i in range(20)), "one.csv"), "label")
+
+
+@pytest.mark.parametrize("cell, kind, semicolons", [
+    ('"{v},5"', "a separator ('0,5')", True), ("{v}%", "a % ('0%')", False)])
+def test_numbers_a_separator_or_percent_keeps_from_being_numbers_are_one_hot_with_a_warning(
+        tmp_path, cell, kind, semicolons):
+    """Decimal commas in a comma-separated file (Google Sheets in a German locale) and
+    percentages were one-hot encoded without a word."""
+    rows = [f"{i * 0.5},{cell.format(v=i % 5)},{i % 2}" for i in range(30)]
+    path = _write(tmp_path, "a,score,label\n" + "\n".join(rows))
+    with pytest.warns(data.DataWarning) as caught:
+        ds = data.load_csv(path, "label")
+    (message,) = [str(w.message) for w in caught]
+    assert message.startswith(f"csv: column 'score' holds numbers written with {kind}, read "
+                              f"as 5 text categories, one-hot; write them as plain numbers")
+    assert ("separate the columns with semicolons" in message) == semicolons
+    assert len(ds.feature_names) == 6 and ds.feature_names[0] == "a"
+
+
+def test_pandas_unnamed_index_column_is_left_out_with_a_warning(tmp_path):
+    """'Unnamed: 0' is pandas' index read back and written again: it was trained on."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 2))
+    for name, text in (("plain.csv", "{a!r}"), ("general.csv", '"{a!r}"')):  # both readers
+        rows = [f"{i},{text.format(a=a)},{b!r},{int(a > 0)}"
+                for i, (a, b) in enumerate(x.tolist())]
+        path = _write(tmp_path, "Unnamed: 0,a,b,label\n" + "\n".join(rows), name)
+        with pytest.warns(data.DataWarning, match=r"column 1, 'Unnamed: 0', is left out"):
+            ds = data.load_csv(path, "label", standardize=False)
+        assert ds.feature_names == ("a", "b")
+        np.testing.assert_allclose(ds.x_train, x[ds.info["train_index"]], rtol=1e-6)
+
+
+def test_one_column_to_drop_may_be_a_string(tmp_path):
+    """drop='ab' dropped the columns 'a' and 'b', one letter each."""
+    path = _write(tmp_path, "ab,a,b,label\n" + "\n".join(f"{i},{i},{-i},{i % 2}"
+                                                          for i in range(10)))
+    assert data.load_csv(path, "label", drop="ab").feature_names == ("a", "b")
+    assert data.load("csv", csv_path=path, target="label", drop="a").feature_names == ("ab", "b")
+
+
+def test_excels_sep_line_names_the_separator_and_rows_keep_their_line_numbers(tmp_path):
+    rows = [f"{i},5;{-i};{i % 2}" for i in range(10)]
+    path = _write(tmp_path, "sep=;\r\na;b;label\r\n" + "\r\n".join(rows) + "\r\n")
+    ds = data.load_csv(path, "label", standardize=False)
+    assert ds.info["delimiter"] == ";" and ds.feature_names == ("a", "b")
+    np.testing.assert_allclose(np.sort(np.r_[ds.x_train, ds.x_test][:, 0]),
+                               np.arange(10) + 0.5)
+    bad = _write(tmp_path, "sep=;\na;b;label\n1;2;0\n1;x;1\n3;4;0\n", "bad.csv")
+    with pytest.raises(DataError, match=re.escape(f"csv file '{bad}', row 4, column 'b'")):
+        data.load_csv(bad, "label")
+
+
+def test_npz_one_hot_rows_are_class_labels_with_a_warning(tmp_path):
+    """Keras' to_categorical labels trained as a 2-output regression, silently; with
+    task='classification' the error spoke of a train and a test split the file did not
+    have."""
+    rng = np.random.default_rng(0)
+    x, labels = rng.normal(size=(40, 3)), np.arange(40) % 3
+    path = tmp_path / "onehot.npz"
+    np.savez(path, x=x, y=np.eye(3, dtype=np.float32)[labels])
+    with pytest.warns(data.DataWarning, match=r"y's rows are one-hot \(a single 1 among 3 "
+                                              r"columns\): read as the labels of 3 classes"):
+        ds = data.load("npz", npz_path=str(path))
+    assert ds.task == "classification" and ds.num_classes == 3
+    np.testing.assert_array_equal(ds.y_train, labels[ds.info["train_index"]])
+    as_targets = data.load("npz", npz_path=str(path), task="regression")
+    assert as_targets.task == "regression" and as_targets.y_train.shape == (32, 3)
+    soft = tmp_path / "soft.npz"
+    np.savez(soft, x=x, y=rng.random((40, 2)))
+    with pytest.raises(DataError, match=re.escape(
+            f"npz file '{soft}': y's rows are (2,), not one-hot; classification needs one "
+            f"integer label per example (of one-hot rows, y.argmax(1))")):
+        data.load("npz", npz_path=str(soft), task="classification")
+
+
+def test_images_in_subfolders_of_a_class_folder_are_read_with_a_warning(tmp_path):
+    """cat/*.png beside cat/2019/*.png: the 2019 pictures were left out without a word."""
+    rng = np.random.default_rng(0)
+    arrays = rng.integers(0, 256, (12, 4, 4), dtype=np.uint8)
+    _write_images(tmp_path, arrays[:3], ["cat"] * 3)
+    _write_images(tmp_path, arrays[3:6], ["dog"] * 3)
+    _write_images(tmp_path / "cat", arrays[6:], ["2019"] * 6)
+    (tmp_path / "cat" / ".thumbs").mkdir()
+    _write_images(tmp_path / "cat" / ".thumbs", arrays[:2], ["x"] * 2)  # hidden: left out
+    with pytest.warns(data.DataWarning, match=re.escape(
+            f"images: 6 images in subfolders of class folders (first "
+            f"'{tmp_path / 'cat' / '2019' / '0000.png'}') are read as their class folder's")):
+        ds = data.load("images", data_dir=str(tmp_path))
+    assert ds.n_train + ds.n_test == 12
+    files = ds.info["files"]["train"] + ds.info["files"]["test"]
+    labels = np.r_[ds.y_train, ds.y_test]
+    assert {f for f, y in zip(files, labels) if y == 0} == {
+        *(str(tmp_path / "cat" / f"{i:04d}.png") for i in range(3)),
+        *(str(tmp_path / "cat" / "2019" / f"{i:04d}.png") for i in range(6))}
+    assert data.preview_images(str(tmp_path)).n_train == ds.n_train
+
+
+def test_transparent_images_are_named_in_a_warning(tmp_path):
+    """A shape drawn only in the alpha channel loads as a blank picture: say so."""
+    rng = np.random.default_rng(0)
+    clear = np.zeros((6, 5, 5, 4), np.uint8)
+    clear[:, 2, :, 3] = 255  # an opaque black bar on a transparent black background
+    _write_images(tmp_path, clear, ["a", "b"] * 3, mode="RGBA")
+    with pytest.warns(data.DataWarning, match=r"images: 6 of 6 images have transparent pixels"):
+        data.load("images", data_dir=str(tmp_path))
+    opaque = tmp_path / "opaque"
+    solid = rng.integers(0, 256, (6, 5, 5, 4), dtype=np.uint8)
+    solid[..., 3] = 255
+    _write_images(opaque, solid, ["a", "b"] * 3, mode="RGBA")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data.load("images", data_dir=str(opaque))

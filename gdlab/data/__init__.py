@@ -120,7 +120,7 @@ def load(
     standardize_target: bool | None = None,
     length: int | None = None,
     vocab: int | None = None,
-    drop: Sequence[str] | None = None,
+    drop: str | Sequence[str] | None = None,
     size: tuple[int, int] | None = None,
 ) -> Dataset:
     """Load data set ``name`` (one of ``DATASETS``).
@@ -133,7 +133,8 @@ def load(
         subfolder of image files per class (or ``train/`` and ``test/`` ones).
       size: images only: ``(height, width)`` to resize every image to.
       csv_path, target, drop: csv only: the file, the column to predict, and the
-        names of columns to leave out (ids, free text). Text columns are one-hot
+        names of columns to leave out (ids, free text; one name may be given as a
+        string). Text columns are one-hot
         features, or class labels when they are the target (``gdlab.data.tables``).
       npz_path: npz only: a ``numpy.savez`` file holding ``x`` and ``y`` (split by
         ``seed``), or ``x_train``, ``y_train``, ``x_test`` and ``y_test``

@@ -16,7 +16,10 @@ Targets: ``y`` of shape ``(N,)``. With ``task=None`` it holds class labels when
 its values are integers with at most ``MAX_INFERRED_CLASSES`` distinct ones
 (remapped to ``0..K−1`` in increasing order; ``info["label_values"][k]`` is
 class ``k``'s original value), and a regression target otherwise; ``task``
-overrides the guess. ``(N, K)`` float targets are a K-output regression.
+overrides the guess. ``(N, K)`` targets are a K-output regression, unless each row is
+one-hot (a single 1, zeros elsewhere, as Keras' ``to_categorical`` writes): those are
+the labels of K classes (each row's column of the 1, with a note), but with
+``task="regression"``.
 Regression targets are standardised on the training split unless
 ``standardize_target=False`` (``info["y_mean"]``, ``info["y_std"]`` undo it).
 
@@ -146,12 +149,23 @@ def load_npz(
 
     if ys[0].ndim == 2 and ys[0].shape[1] == 1:
         ys = [y[:, 0] for y in ys]
+    if (ys[0].ndim == 2 and ys[0].shape[1] > 1 and ys[-1].shape[1:] == ys[0].shape[1:]
+            and task != "regression" and all(_one_hot_rows(y) for y in ys)):
+        k = ys[0].shape[1]  # Keras' to_categorical: the labels, one-hot
+        ys, task = [np.argmax(y, axis=1) for y in ys], "classification"
+        note(info, f"npz: y's rows are one-hot (a single 1 among {k} columns): read as the "
+                   f"labels of {k} classes, each its column's number; task='regression' "
+                   f"(--task=regression) fits them as {k} targets instead")
     if ys[0].ndim != 1 or ys[-1].shape[1:] != ys[0].shape[1:]:
+        rows = (f"{ys[0].shape[1:]}" if ys[-1].shape[1:] == ys[0].shape[1:] else
+                f"{ys[0].shape[1:]} (train) and {ys[-1].shape[1:]} (test)")
         if ys[0].ndim == 2 and ys[-1].shape[1:] == ys[0].shape[1:] and task != "classification":
             task = "regression"
+        elif ys[0].ndim == 2 and ys[-1].shape[1:] == ys[0].shape[1:]:
+            raise DataError(f"{where}: y's rows are {rows}, not one-hot; classification needs "
+                            f"one integer label per example (of one-hot rows, y.argmax(1))")
         else:
-            raise DataError(f"{where}: y's rows are {ys[0].shape[1:]} (train) and "
-                            f"{ys[-1].shape[1:]} (test); expected one label or target per "
+            raise DataError(f"{where}: y's rows are {rows}; expected one label or target per "
                             f"example, or (N, K) targets")
     num_classes = 0
     if ys[0].ndim == 1:
@@ -174,3 +188,8 @@ def load_npz(
     if own_split:
         return from_split("npz", xs[0], ys[0], xs[1], ys[1], **common)
     return from_arrays("npz", xs[0], ys[0], seed=seed, test_fraction=test_fraction, **common)
+
+
+def _one_hot_rows(y: np.ndarray) -> bool:
+    """Whether every row of ``y`` (N, K) holds a single 1 and zeros otherwise."""
+    return bool(np.isin(y, (0, 1)).all() and (np.sum(y == 1, axis=1) == 1).all())

@@ -9,7 +9,10 @@ classes in sorted order, ``info["class_names"]``):
   split, kept (the two must name the same classes).
 
 Files with the extensions of ``EXTENSIONS`` are read with Pillow; others, and
-names starting with a dot, are ignored. Every image must have the same height
+names starting with a dot, are ignored. A class folder that holds images of its own
+also gives those of its subfolders, at any depth (with a note); one that holds only
+subfolders is an error (likely a level too high). Transparency is dropped, with a
+note naming the images that had any. Every image must have the same height
 and width, unless ``size = (height, width)`` is given: then each is resized to
 it (bilinear), whatever its own. Grey-scale images stay one channel; if any image
 has colour, all are read as RGB (grey ones with R = G = B). Pixels become ``x/255``
@@ -43,14 +46,35 @@ HELD_OUT = ("test", "val", "valid", "validation")
 """The names of a data set's own held-out folder beside ``train/``, the first found taken."""
 
 
-def _class_files(folder: str) -> dict[str, list[str]]:
-    """``{class: sorted image paths}`` for each class subfolder of ``folder``."""
+def _is_image(name: str) -> bool:
+    return not name.startswith(".") and name.lower().endswith(EXTENSIONS)
+
+
+def _nested_images(folder: str) -> list[str]:
+    """The image paths in the subfolders of ``folder``, at any depth (dot-folders left out)."""
+    paths = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        if root != folder:
+            paths += [os.path.join(root, n) for n in names if _is_image(n)]
+    return paths
+
+
+def _class_files(folder: str, notes: list[str] | None = None) -> dict[str, list[str]]:
+    """``{class: sorted image paths}`` for each class subfolder of ``folder``: its image
+    files, and those of its subfolders when it holds images of its own (a class folder of
+    subfolders only is an error: likely a level too high); ``notes`` gets a line when
+    subfolders' images are read."""
     classes = sorted(e.name for e in os.scandir(folder)
                      if e.is_dir() and not e.name.startswith("."))
-    files = {}
+    files, nested = {}, []
     for name in classes:
-        paths = sorted(os.path.join(folder, name, f) for f in os.listdir(os.path.join(folder, name))
-                       if not f.startswith(".") and f.lower().endswith(EXTENSIONS))
+        paths = [os.path.join(folder, name, f) for f in os.listdir(os.path.join(folder, name))
+                 if _is_image(f)]
+        if paths:
+            inner = _nested_images(os.path.join(folder, name))
+            nested += inner
+            paths = sorted(paths + inner)
         if not paths:
             inner = os.path.join(folder, name)
             with os.scandir(inner) as entries:
@@ -63,6 +87,10 @@ def _class_files(folder: str) -> dict[str, list[str]]:
     if len(files) < 2:
         raise DataError(f"images: '{folder}' needs a subfolder per class, at least 2, holding "
                         f"the image files; found {len(files)}")
+    if nested and notes is not None:
+        notes.append(f"images: {len(nested)} image{'s' if len(nested) > 1 else ''} in "
+                     f"subfolders of class folders (first '{min(nested)}') are read as their "
+                     f"class folder's")
     return files
 
 
@@ -100,6 +128,15 @@ def _header(path: str) -> tuple[int, int, int]:
         raise _unreadable(path, e) from None
 
 
+def _transparent(im) -> bool:
+    """Whether a loaded image has a pixel that is not fully opaque."""
+    if "A" in im.getbands():
+        return im.getchannel("A").getextrema()[0] < 255
+    if "transparency" in im.info:  # a palette or grey image with a transparent colour
+        return im.convert("RGBA").getchannel("A").getextrema()[0] < 255
+    return False
+
+
 def _unreadable(path: str, error: Exception) -> DataError:
     """The DataError for a file that PIL cannot open or decode."""
     return DataError(f"images: '{path}' cannot be read as an image ({error})")
@@ -120,12 +157,14 @@ def _read(paths: list[str], resize: tuple[int, int] | None = None
     that cannot be read, or does not fit in memory."""
     from PIL import Image, UnidentifiedImageError
 
-    images, colour, float_max, notes = [], False, 1.0, []
+    images, colour, float_max, notes, clear = [], False, 1.0, [], []
     for path in paths:
         try:
             with warnings.catch_warnings(record=True) as caught, Image.open(path) as im:
                 warnings.simplefilter("always")
                 im.load()
+                if _transparent(im):
+                    clear.append(path)
                 if im.mode == "F":  # float grey: one scale for the folder, its largest value
                     float_max = max(float_max, float(np.asarray(im).max()))
                 if resize is not None and im.size != (resize[1], resize[0]):
@@ -143,6 +182,11 @@ def _read(paths: list[str], resize: tuple[int, int] | None = None
         for message in dict.fromkeys(str(w.message).splitlines()[0] for w in caught):
             notes.append(f"images: '{path}': {message}")
         colour |= images[-1].mode not in _GREY_MODES
+    if clear:
+        notes.append(f"images: {len(clear)} of {len(paths)} images have transparent pixels "
+                     f"(first '{clear[0]}'); transparency is dropped, each pixel keeping its "
+                     f"stored colour, so a shape drawn only in the alpha channel is lost: "
+                     f"flatten them onto a background first")
     return images, colour, float_max, notes
 
 
@@ -186,8 +230,9 @@ def _checked_size(size) -> tuple[int, int] | None:
 
 
 def _layout(data_dir, seed: int, test_fraction: float):
-    """``(folder, classes, splits, held_out, own_split)`` of the class folders under
-    ``data_dir``: ``splits`` the train and test lists of ``(path, label)``."""
+    """``(folder, classes, splits, held_out, own_split, notes)`` of the class folders under
+    ``data_dir``: ``splits`` the train and test lists of ``(path, label)``, ``notes``
+    ``_class_files``'."""
     if data_dir is None:
         raise DataError("images: data_dir is required: a folder with a subfolder of image files "
                         "per class")
@@ -198,8 +243,9 @@ def _layout(data_dir, seed: int, test_fraction: float):
     held_out = next((s for s in HELD_OUT if os.path.isdir(os.path.join(folder, s))), "test")
     split_dirs = [os.path.join(folder, s) for s in ("train", held_out)]
     own_split = all(os.path.isdir(d) for d in split_dirs)
+    notes: list[str] = []
     if own_split:
-        train_files, test_files = (_class_files(d) for d in split_dirs)
+        train_files, test_files = (_class_files(d, notes) for d in split_dirs)
         if list(train_files) != list(test_files):
             raise DataError(f"images: '{split_dirs[0]}' holds classes {', '.join(train_files)} "
                             f"but '{split_dirs[1]}' holds {', '.join(test_files)}")
@@ -207,12 +253,12 @@ def _layout(data_dir, seed: int, test_fraction: float):
         splits = [[(p, k) for k, c in enumerate(classes) for p in files[c]]
                   for files in (train_files, test_files)]
     else:
-        files = _class_files(folder)
+        files = _class_files(folder, notes)
         classes = list(files)
         every = [(p, k) for k, c in enumerate(classes) for p in files[c]]
         train, test = split_indices(len(every), seed=seed, test_fraction=test_fraction)
         splits = [[every[i] for i in train], [every[i] for i in test]]
-    return folder, classes, splits, held_out, own_split
+    return folder, classes, splits, held_out, own_split, notes
 
 
 def preview_images(
@@ -234,7 +280,7 @@ def preview_images(
     ``load_images`` would give one for the layout, a header read, or pixels beyond half
     this machine's memory."""
     size = _checked_size(size)
-    _, classes, splits, _, _ = _layout(data_dir, seed, test_fraction)
+    _, classes, splits, _, _, _ = _layout(data_dir, seed, test_fraction)
     paths = [p for split in splits for p, _ in split]
     width, height, channels = _header(paths[0])
     if size is not None:
@@ -261,11 +307,12 @@ def load_images(
     """The class folders under ``data_dir`` as a classification data set (module docstring);
     ``size = (height, width)`` resizes every image to it (bilinear)."""
     size = _checked_size(size)
-    folder, classes, splits, held_out, own_split = _layout(data_dir, seed, test_fraction)
+    folder, classes, splits, held_out, own_split, notes = _layout(data_dir, seed, test_fraction)
     paths = [p for split in splits for p, _ in split]
     if size is not None:  # before reading: even one grey channel may not fit
         _check_memory((len(paths), *size, 1))
-    images, colour, float_max, notes = _read(paths, size)
+    images, colour, float_max, read_notes = _read(paths, size)
+    notes += read_notes
     pixels = _pixels(images, paths, colour, size, float_max)
     n_train = len(splits[0])
     labels = np.array([k for split in splits for _, k in split])

@@ -31,10 +31,20 @@ The target must have a value in every row. Task: with ``task=None`` the table
 is a *classification* problem when the target column holds text, or only
 integers (``3``, ``3.0``) with at most ``base.MAX_INFERRED_CLASSES`` distinct
 values, and a *regression* problem otherwise; ``task="classification"`` or
-``"regression"`` overrides the guess (a text target cannot be regressed).
+``"regression"`` overrides the guess (a text target cannot be regressed). A target
+of numbers and words (a school grade: ``K``, ``1``, ..., ``12``) is text, with a
+note, when it has at most ``MAX_INFERRED_CLASSES`` distinct values or the task is
+classification; else a DataError names the first word.
 Classification labels are remapped to ``0..K−1`` in increasing order of the
-original values (numbers, or text in sorted order); ``info["label_values"][k]``
-is the original value of class ``k``.
+original values (numbers; text in sorted order, numbers among it first, in
+increasing order); ``info["label_values"][k]`` is the original value of class
+``k``. Classes that differ only in case (``cat``, ``Cat``) stay apart, with a note.
+
+Notes (``info["warnings"]``, also a ``DataWarning``) also name a first column
+``Unnamed: 0`` (pandas' index, read back and written again), which is left out like an
+unnamed first column, and a text feature most of whose values are numbers that a
+separator or a ``%`` kept from being numbers (``1,5`` in a comma-separated file,
+``5%``). A first line ``sep=;`` (Excel's) names the separator and is skipped.
 Regression targets are ``(N, 1)`` float32, standardised on the training split
 by default (``info["y_mean"]``, ``info["y_std"]`` undo it).
 
@@ -56,6 +66,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from gdlab.data.base import (
+    MAX_INFERRED_CLASSES,
     TASKS,
     DataError,
     Dataset,
@@ -79,6 +90,21 @@ MISSING = ("", "na", "n/a", "nan", "null", "none", "?")
 
 SNIFF_LINES = 20
 """How many of the first non-blank lines choose the separator."""
+
+
+_SEP_LINE = re.compile(r"sep=(.)\s*")
+"""Excel's first line naming the separator: ``sep=;``"""
+
+
+def _sep_line(f) -> str | None:
+    """The separator that a first line ``sep=X`` (Excel's) names, the file then read on from
+    the line after it; else None, the file read again from its start."""
+    first = f.readline()
+    match = _SEP_LINE.fullmatch(first.rstrip("\r\n"))
+    if match is None:
+        f.seek(0)
+        return None
+    return match.group(1)
 
 
 def _delimiter(f) -> str:
@@ -113,6 +139,8 @@ def _plain_numbers(path: str) -> tuple[list[str], np.ndarray, str] | None:
     a header of numbers or of empty or repeated names, blank lines)."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
+            if _sep_line(f) is not None:
+                return None  # the general reader skips Excel's line
             delimiter = _delimiter(f)
             header = [name.strip() for name in next(csv.reader(f, delimiter=delimiter), [])]
             f.seek(0)
@@ -142,9 +170,12 @@ def _read_rows(path: str) -> tuple[list[str], list[tuple[int, list[str]]], str, 
     check_file(path, where)
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            delimiter = _delimiter(f)
+            delimiter = _sep_line(f)
+            skipped = delimiter is not None  # Excel's sep= line: row numbers count it
+            delimiter = delimiter or _delimiter(f)
             reader = csv.reader(f, delimiter=delimiter)
-            rows = [(reader.line_num, row) for row in reader if any(c.strip() for c in row)]
+            rows = [(reader.line_num + skipped, row) for row in reader
+                    if any(c.strip() for c in row)]
     except UnicodeDecodeError:
         raise DataError(f"{where} is not UTF-8 text") from None
     except csv.Error as e:
@@ -175,8 +206,11 @@ def _without_unnamed(where, header, data):
     are the first (pandas' ``to_csv`` writes its row index there unless ``index=False``);
     any other unnamed column is a DataError."""
     leave, notes = [], []
+    if header and header[0] == PANDAS_INDEX:
+        leave.append(0)
+        notes.append(_index_note(where))
     for i, name in enumerate(header):
-        if name:
+        if name or i in leave:
             continue
         if not any(row[i].strip() for _, row in data if i < len(row)):
             leave.append(i)  # every line ends with a separator, or an empty column
@@ -194,6 +228,17 @@ def _without_unnamed(where, header, data):
     keep = [i for i in range(len(header)) if i not in leave]  # a short row could fit
     data = [(n, [row[i] for i in keep]) for n, row in data]
     return [header[i] for i in keep], data, notes
+
+
+PANDAS_INDEX = "Unnamed: 0"
+"""The name pandas gives an unnamed first column (its index, written by ``to_csv``) when it
+reads it back: written again, it is a named column holding the row index."""
+
+
+def _index_note(where: str) -> str:
+    """The note for a first column ``Unnamed: 0``, left out."""
+    return (f"{where}: column 1, '{PANDAS_INDEX}', is left out, taken for the row index pandas "
+            f"wrote (to_csv without index=False, read back); rename it to use it")
 
 
 def _names(header) -> str:
@@ -376,7 +421,7 @@ def load_csv(
     test_fraction: float = 0.2,
     standardize: bool = True,
     standardize_target: bool = True,
-    drop: Sequence[str] = (),
+    drop: str | Sequence[str] = (),
 ) -> Dataset:
     """The table at ``csv_path`` split by ``seed``; ``target`` names the column to predict,
     ``drop`` the columns to leave out."""
@@ -391,6 +436,8 @@ def load_csv(
     if plain is not None:  # every cell a number: its values, and each row's line number
         header, matrix, delimiter = plain
         data, notes = [(i + 2, None) for i in range(len(matrix))], []
+        if header[0] == PANDAS_INDEX:
+            header, matrix, notes = header[1:], matrix[:, 1:], [_index_note(where)]
     else:
         header, data, delimiter, notes = _read_rows(path)
         matrix = None
@@ -400,7 +447,7 @@ def load_csv(
     if target not in header:
         raise DataError(f"{where}: target column '{target}' not found; "
                         f"columns are: {_names(header)}")
-    drop = tuple(drop)
+    drop = (drop,) if isinstance(drop, str) else tuple(drop)  # one name, not its letters
     for name in drop:
         if name == target:
             raise DataError(f"{where}: cannot drop the target column '{target}'")
@@ -434,6 +481,7 @@ def load_csv(
                   else _numbers(path, name, columns[j], data, decimal_comma, info))
         if values is None:
             block, categories[name] = _one_hot(path, name, [c.strip() for c in columns[j]])
+            _note_numbers_as_text(info, name, categories[name], delimiter)
             feature_names += [f"{name}={c}" for c in categories[name]]
             indicator += [True] * block.shape[1]
         elif np.isnan(values).any():  # the training mean, and a 0/1 column marking the gaps
@@ -476,16 +524,32 @@ def load_csv(
                                 f"{f'has no value ({c!r})' if c else 'is empty'}; every example "
                                 f"needs a target" + (f" (if {c!r} is a class, rename it)"
                                                      if c else ""))
-        y = _numbers(path, target, target_column, data, decimal_comma, info)
+        numeric = [_is_number(c) for c in (_from_decimal_commas(np.array(cells))[0].tolist()
+                                           if decimal_comma else cells)]
+        if task != "regression" and any(numeric) and not all(numeric):
+            y = None  # numbers and words: classes (a school grade K, 1, ..., 12)
+            first = numeric.index(False)
+            count = len(set(cells))
+            if task is None and count > MAX_INFERRED_CLASSES:
+                raise DataError(f"{where}, row {data[first][0]}, column '{target}': "
+                                f"'{cells[first]}' is not a number, in a target of numbers; "
+                                f"give --task=classification (task='classification') to take "
+                                f"its {count} distinct values for classes, or correct the cell")
+            note(info, f"csv: target column '{target}' holds numbers and text "
+                       f"('{cells[first]}'): its {count} distinct values are classes")
+        else:
+            y = _numbers(path, target, target_column, data, decimal_comma, info)
     if y is None:
         if task == "regression":
             text = next(c for c in cells if not _is_number(c))
             raise DataError(f"{where}, column '{target}' holds text ('{text}'); a regression "
                             f"target must be numbers")
         task = "classification"
-        distinct = np.array(sorted(set(cells)))
-        y = np.array(cells)
-        label_values = tuple(str(v) for v in distinct)
+        label_values = tuple(sorted(set(cells), key=_class_order))
+        index = {v: k for k, v in enumerate(label_values)}
+        y = np.array([index[c] for c in cells])
+        distinct = np.arange(len(label_values))
+        _note_case_only(info, target, label_values)
     else:
         task, distinct, bad = numeric_task(y, task, info, f"csv: target column '{target}'")
         if bad is not None:
@@ -511,6 +575,47 @@ def load_csv(
         standardize=standardize, standardize_target=standardize_target, unscaled=unscaled,
         feature_names=feature_names, info=info,
     )
+
+
+def _class_order(value: str) -> tuple:
+    """Text classes' order: numbers first, in increasing order (1, 2, 10, then K), then the
+    words in sorted order."""
+    return (0, float(value), value) if _is_number(value) else (1, 0.0, value)
+
+
+def _note_case_only(info: dict, target: str, label_values: tuple[str, ...]) -> None:
+    """A note when two classes differ only in case (``cat`` and ``Cat``): separate classes,
+    likely meant as one."""
+    folded: dict[str, list[str]] = {}
+    for v in label_values:
+        folded.setdefault(v.casefold(), []).append(v)
+    clash = next((vs for vs in folded.values() if len(vs) > 1), None)
+    if clash is not None:
+        note(info, f"csv: target column '{target}' has classes that differ only in case "
+                   f"({', '.join(repr(v) for v in clash)}): they are separate classes; write "
+                   f"them one way to make them one")
+
+
+_PERCENT = re.compile(r"[+-]?\d+([.,]\d+)?\s?%")
+"""A percentage: 5%  -12.5%  7,5 %"""
+
+
+def _note_numbers_as_text(info: dict, name: str, categories: tuple[str, ...],
+                          delimiter: str) -> None:
+    """A note when most of a text feature's categories are numbers that a separator or a
+    '%' kept from being read as numbers (``1,5`` in a comma-separated file, ``5%``): the
+    column is one-hot, its order lost."""
+    looks = [c for c in categories if _PERCENT.fullmatch(c)
+             or ("," in c and _DECIMAL_COMMA.fullmatch(c) and any(ch.isdigit() for ch in c))]
+    if 2 * len(looks) <= len(categories):
+        return
+    comma = "," in looks[0] and delimiter != ";"
+    note(info, f"csv: column '{name}' holds numbers written with "
+               f"{'a separator' if not looks[0].endswith('%') else 'a %'} ('{looks[0]}'), "
+               f"read as {len(categories)} text categories, one-hot; write them as plain "
+               f"numbers (1234.5, 0.05) to use them as numbers"
+               + ("; or separate the columns with semicolons to read a comma as the decimal "
+                  "point" if comma else ""))
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
