@@ -778,7 +778,11 @@ NOT_NUMBER_IDS = ["None", "str", "complex", "np.complex64", "complex jax array",
 @pytest.mark.parametrize("name", list(BUILDERS))
 def test_builders_refuse_a_learning_rate_that_is_not_a_number(name, bad):
     """None, a string or a complex number used to pass the check and fail at the first update
-    (or, complex, drop its imaginary part silently)."""
+    (or, complex, drop its imaginary part silently). add_decayed_weights takes None: no
+    learning rate, its decay then λ·w."""
+    if bad is None and name == "add_decayed_weights(lr)":
+        assert isinstance(BUILDERS[name](bad), optim.Optimizer)
+        return
     with pytest.raises(ValueError, match=r"^learning_rate must be a finite number >= 0 or a "
                                          r"schedule \(step -> value\); got "):
         BUILDERS[name](bad)
