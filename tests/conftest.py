@@ -26,6 +26,13 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+# JAX writes an entry in place, so one process may read an entry another is still writing:
+# JAX then warns and compiles, correctly. The warning is no test's business (pyproject's
+# filterwarnings for this process; PYTHONWARNINGS for the experiments the tests start).
+os.environ["PYTHONWARNINGS"] = ",".join(
+    w for w in (os.environ.get("PYTHONWARNINGS"),
+                "ignore:Error reading persistent compilation cache entry",
+                "ignore:Error writing persistent compilation cache entry") if w)
 # Four CPU devices in this process, so the data-parallel and sharded code runs on a real
 # mesh (tests/test_parallel.py); everything else uses the first device, as on one. The
 # experiments the tests start as subprocesses see the machine as it is (one CPU device).
