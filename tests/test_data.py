@@ -1582,6 +1582,30 @@ def test_a_class_target_of_numbers_and_words_is_text_with_numbers_first(tmp_path
     assert "holds numbers and text ('unknown')" in str(caught[0].message)
 
 
+def test_what_is_not_a_target_of_numbers_and_words_loads_as_before(tmp_path):
+    """Review of the rule above: quoted thousands are numbers (a regression target, no
+    warning); a target of words with one number is a text target, whatever its number of
+    classes; numbers with decimal commas come first among the classes, in increasing order."""
+    prices = [980.5, 1250.5, 12400.5] + [500 + 97.5 * i for i in range(37)]
+    path = _write(tmp_path, "area,price\n" + "\n".join(
+        f'{50 + i},"{p:,.1f}"' for i, p in enumerate(prices)), "prices.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = data.load_csv(path, "price", standardize_target=False)
+    assert ds.task == "regression"
+    np.testing.assert_allclose(np.sort(np.r_[ds.y_train, ds.y_test][:, 0]), np.sort(prices))
+    names = [f"cls{c}" for c in "abcdefghijklmnopqrstuvw"] + ["7"]  # 24 classes, one a number
+    path = _write(tmp_path, "x,label\n" + "\n".join(f"{i},{names[i % 24]}" for i in range(96)),
+                  "words.csv")
+    ds = data.load_csv(path, "label")
+    assert ds.num_classes == 24 and ds.info["label_values"][:2] == ("7", "clsa")
+    path = _write(tmp_path, "x;grade\n" + "\n".join(
+        f"{i};{['K', '0,5', '1', '2', '10'][i % 5]}" for i in range(20)), "commas.csv")
+    with pytest.warns(data.DataWarning, match="holds numbers and text"):
+        ds = data.load_csv(path, "grade")
+    assert ds.info["label_values"] == ("0,5", "1", "2", "10", "K")
+
+
 def test_classes_that_differ_only_in_case_are_kept_apart_with_a_warning(tmp_path):
     labels = ["cat", "Cat ", "dog", "Dog"]
     path = _write(tmp_path, "a,label\n" + "\n".join(f"{i},{labels[i % 4]}" for i in range(20)))
@@ -1624,6 +1648,8 @@ def test_pandas_unnamed_index_column_is_left_out_with_a_warning(tmp_path):
             ds = data.load_csv(path, "label", standardize=False)
         assert ds.feature_names == ("a", "b")
         np.testing.assert_allclose(ds.x_train, x[ds.info["train_index"]], rtol=1e-6)
+        with pytest.warns(data.DataWarning, match="is left out"):  # dropping it too: fine
+            assert data.load_csv(path, "label", drop=["Unnamed: 0"]).feature_names == ("a", "b")
 
 
 def test_one_column_to_drop_may_be_a_string(tmp_path):
@@ -1655,10 +1681,16 @@ def test_npz_one_hot_rows_are_class_labels_with_a_warning(tmp_path):
     path = tmp_path / "onehot.npz"
     np.savez(path, x=x, y=np.eye(3, dtype=np.float32)[labels])
     with pytest.warns(data.DataWarning, match=r"y's rows are one-hot \(a single 1 among 3 "
-                                              r"columns\): read as the labels of 3 classes"):
+                                              r"columns\): read as class labels, each row's "
+                                              r"the column of its 1"):
         ds = data.load("npz", npz_path=str(path))
     assert ds.task == "classification" and ds.num_classes == 3
     np.testing.assert_array_equal(ds.y_train, labels[ds.info["train_index"]])
+    unused = tmp_path / "unused.npz"  # column 1 never holds the 1: the classes are 0 and 2
+    np.savez(unused, x=x, y=np.eye(3)[2 * (labels % 2)])
+    with pytest.warns(data.DataWarning, match="read as class labels"):
+        ds = data.load("npz", npz_path=str(unused))
+    assert ds.num_classes == 2 and ds.info["label_values"] == (0, 2)
     as_targets = data.load("npz", npz_path=str(path), task="regression")
     assert as_targets.task == "regression" and as_targets.y_train.shape == (32, 3)
     soft = tmp_path / "soft.npz"

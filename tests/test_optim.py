@@ -875,19 +875,21 @@ def test_step_schedule_drops_at_the_first_steps_past_half_and_three_quarters(tot
 def test_adam_float32_bias_correction_is_exact_to_float32(b2):
     """At t = 1, v̂ = g² exactly, so Adam's first step is −α·sign(g) (ε aside). In float32
     ``1 − β₂**t`` rounded β₂ first: 6.8e-4 off for β₂ = 0.99999. The float64 reference is
-    the docstring's formula in NumPy doubles, over 5 steps."""
+    the docstring's formula in NumPy doubles, over 5 steps. With 64-bit types off, as a
+    float32 user runs (the suite turns them on, and then ``1 − β**t`` was float64)."""
     rng = np.random.default_rng(0)
     gs = [rng.normal(size=4) for _ in range(5)]
-    opt = optim.adam(1.0, b2=b2, eps=1e-12)
-    params = {"w": jnp.zeros(4, jnp.float32)}
-    state = opt.init(params)
     expected = np_adam(np.zeros(4), gs, lambda i: 1.0, 0.9, b2, 1e-12)
-    w = params["w"]
-    for g, want in zip(gs, expected):
-        updates, state = opt.update({"w": jnp.asarray(g, jnp.float32)}, state, params)
-        w = w + updates["w"]
-        assert w.dtype == jnp.float32
-        np.testing.assert_allclose(np.asarray(w, np.float64), want, rtol=1e-6, atol=0)
+    with jax.enable_x64(False):
+        opt = optim.adam(1.0, b2=b2, eps=1e-12)
+        params = {"w": jnp.zeros(4, jnp.float32)}
+        state = opt.init(params)
+        w = params["w"]
+        for g, want in zip(gs, expected):
+            updates, state = opt.update({"w": jnp.asarray(g, jnp.float32)}, state, params)
+            w = w + updates["w"]
+            assert w.dtype == jnp.float32
+            np.testing.assert_allclose(np.asarray(w, np.float64), want, rtol=1e-6, atol=0)
 
 
 def test_adam_keeps_stepping_at_the_int32_step_limit():

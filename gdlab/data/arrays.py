@@ -153,8 +153,8 @@ def load_npz(
             and task != "regression" and all(_one_hot_rows(y) for y in ys)):
         k = ys[0].shape[1]  # Keras' to_categorical: the labels, one-hot
         ys, task = [np.argmax(y, axis=1) for y in ys], "classification"
-        note(info, f"npz: y's rows are one-hot (a single 1 among {k} columns): read as the "
-                   f"labels of {k} classes, each its column's number; task='regression' "
+        note(info, f"npz: y's rows are one-hot (a single 1 among {k} columns): read as class "
+                   f"labels, each row's the column of its 1; task='regression' "
                    f"(--task=regression) fits them as {k} targets instead")
     if ys[0].ndim != 1 or ys[-1].shape[1:] != ys[0].shape[1:]:
         rows = (f"{ys[0].shape[1:]}" if ys[-1].shape[1:] == ys[0].shape[1:] else

@@ -32,9 +32,9 @@ is a *classification* problem when the target column holds text, or only
 integers (``3``, ``3.0``) with at most ``base.MAX_INFERRED_CLASSES`` distinct
 values, and a *regression* problem otherwise; ``task="classification"`` or
 ``"regression"`` overrides the guess (a text target cannot be regressed). A target
-of numbers and words (a school grade: ``K``, ``1``, ..., ``12``) is text, with a
-note, when it has at most ``MAX_INFERRED_CLASSES`` distinct values or the task is
-classification; else a DataError names the first word.
+of numbers, at least half, and words (a school grade: ``K``, ``1``, ..., ``12``) is
+text, with a note, when it has at most ``MAX_INFERRED_CLASSES`` distinct values or the
+task is classification; else a DataError names the first word.
 Classification labels are remapped to ``0..K−1`` in increasing order of the
 original values (numbers; text in sorted order, numbers among it first, in
 increasing order); ``info["label_values"][k]`` is the original value of class
@@ -448,6 +448,8 @@ def load_csv(
         raise DataError(f"{where}: target column '{target}' not found; "
                         f"columns are: {_names(header)}")
     drop = (drop,) if isinstance(drop, str) else tuple(drop)  # one name, not its letters
+    if _index_note(where) in notes:  # left out already: dropping it too is no error
+        drop = tuple(name for name in drop if name != PANDAS_INDEX)
     for name in drop:
         if name == target:
             raise DataError(f"{where}: cannot drop the target column '{target}'")
@@ -524,12 +526,12 @@ def load_csv(
                                 f"{f'has no value ({c!r})' if c else 'is empty'}; every example "
                                 f"needs a target" + (f" (if {c!r} is a class, rename it)"
                                                      if c else ""))
-        numeric = [_is_number(c) for c in (_from_decimal_commas(np.array(cells))[0].tolist()
-                                           if decimal_comma else cells)]
-        if task != "regression" and any(numeric) and not all(numeric):
-            y = None  # numbers and words: classes (a school grade K, 1, ..., 12)
-            first = numeric.index(False)
-            count = len(set(cells))
+        value = {c: _cell_number(c, decimal_comma) for c in set(cells)}  # None: a word
+        words = [i for i, c in enumerate(cells) if value[c] is None]
+        if task != "regression" and words and 2 * len(words) <= len(cells):
+            y = None  # mostly numbers, and words: classes (a school grade K, 1, ..., 12)
+            first = words[0]
+            count = len(value)
             if task is None and count > MAX_INFERRED_CLASSES:
                 raise DataError(f"{where}, row {data[first][0]}, column '{target}': "
                                 f"'{cells[first]}' is not a number, in a target of numbers; "
@@ -545,7 +547,7 @@ def load_csv(
             raise DataError(f"{where}, column '{target}' holds text ('{text}'); a regression "
                             f"target must be numbers")
         task = "classification"
-        label_values = tuple(sorted(set(cells), key=_class_order))
+        label_values = tuple(sorted(set(cells), key=lambda c: _class_order(c, value)))
         index = {v: k for k, v in enumerate(label_values)}
         y = np.array([index[c] for c in cells])
         distinct = np.arange(len(label_values))
@@ -577,10 +579,21 @@ def load_csv(
     )
 
 
-def _class_order(value: str) -> tuple:
+def _cell_number(cell: str, decimal_comma: bool) -> float | None:
+    """A stripped cell's number, read as a feature's would be (``1,234.5`` quoted; ``1.234,5``
+    where the file writes decimal commas), or None for a word."""
+    if decimal_comma and "," in cell and _DECIMAL_COMMA.fullmatch(cell):
+        cell = cell.replace(".", "").replace(",", ".")
+    elif not decimal_comma and _GROUPED.fullmatch(cell):
+        cell = cell.replace(",", "")
+    return float(cell) if _is_number(cell) else None
+
+
+def _class_order(cell: str, value: dict[str, float | None]) -> tuple:
     """Text classes' order: numbers first, in increasing order (1, 2, 10, then K), then the
-    words in sorted order."""
-    return (0, float(value), value) if _is_number(value) else (1, 0.0, value)
+    words in sorted order; ``value`` each cell's ``_cell_number``."""
+    number = value[cell]
+    return (1, 0.0, cell) if number is None else (0, number, cell)
 
 
 def _note_case_only(info: dict, target: str, label_values: tuple[str, ...]) -> None:
