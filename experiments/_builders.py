@@ -464,8 +464,25 @@ def build_optimizer(lr, total_steps: int) -> optim.Optimizer:
 
 
 def data_summary(ds) -> dict:
-    """The data set's entries in an experiment's ``summary.json``: its one-line description
-    and the warnings printed when it was read."""
+    """The data set's entries in an experiment's ``summary.json``: its one-line description,
+    the warnings printed when it was read, and ``data_digest`` (``data_digest``)."""
     from gdlab import data
 
-    return {"dataset": data.describe(ds), "data_warnings": list(ds.info.get("warnings", ()))}
+    return {"dataset": data.describe(ds), "data_warnings": list(ds.info.get("warnings", ())),
+            "data_digest": data_digest(ds)}
+
+
+def data_digest(ds) -> str:
+    """A SHA-256 of the data set as the run trained on it: the train and test arrays, shapes
+    and dtypes included (whatever the source: a changed cell, label, image or split changes
+    it). ``experiments.evaluate`` compares it, so metrics on changed data are refused."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test):
+        a = np.ascontiguousarray(a)
+        digest.update(f"{a.dtype.str}{a.shape}".encode())
+        digest.update(memoryview(a).cast("B"))
+    return digest.hexdigest()

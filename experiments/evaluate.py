@@ -4,7 +4,9 @@ r"""Reload a training run from its workdir and evaluate its latest checkpoint.
 
 Rebuilds the data set and model from the run's config.json, restores the
 checkpoint's TrainState and prints the train and test metrics in evaluation
-mode. For a finished run they equal those in its summary.json. Writes nothing.
+mode. For a finished run they equal those in its summary.json; when the data
+read now is not what the run trained on (summary.json's data_digest), a warning
+says so. Writes nothing.
 It takes only --workdir and --epoch: the data and model flags it defines are
 the run's, read from config.json, so one given on the command line is refused
 rather than silently replaced.
@@ -58,6 +60,12 @@ def main(argv):
         raise _cli.UsageError(f"{config_path} cannot be read ({e})") from None
     _cli.restore_flags(config, config_path, skip=("workdir", "epoch"))  # the run's own flags
     ds = _builders.load_dataset()
+    trained_on = _trained_on(workdir)
+    if trained_on is not None and trained_on != _builders.data_digest(ds):
+        sys.stderr.write(  # a warning, not a refusal: another machine's NumPy may round the
+            f"warning: the data ({ds.name}) as read now is not what the run trained on "  # scaling
+            f"(summary.json's data_digest): it changed since, or was read on another "
+            f"machine; these metrics are not the run's own\n")
     loss_name = _builders.loss_name(ds)
     model = _builders.build_model(ds, loss_name)
 
@@ -75,7 +83,8 @@ def main(argv):
     try:
         train.check_params_fit(model, state.params, ds.input_shape)
     except ValueError as e:
-        raise _cli.UsageError(f"{workdir}: {e}") from None
+        raise _cli.UsageError(f"{workdir}: {e}; have the data or gdlab's version changed since "
+                              f"the run?") from None
     evaluate = jax.jit(train.make_evaluate(model, losses.get(loss_name),
                                            target_scale=_builders.target_scale(ds)))
     print(f"{workdir}: {model.name}, checkpoint of epoch {epoch} (step {int(state.step)})")
@@ -83,6 +92,18 @@ def main(argv):
         metrics = evaluate(state.params, state.model_state, x, y)
         print(f"{split}: " + "  ".join(f"{k} {float(v):.6g}" for k, v in metrics.items()))
     return 0
+
+
+def _trained_on(workdir: str) -> str | None:
+    """The data digest in the run's summary.json; None when the run has not finished (no
+    summary yet), or its summary predates the digest."""
+    try:
+        with open(os.path.join(workdir, "summary.json")) as f:
+            summary = json.load(f)
+    except (OSError, ValueError):
+        return None
+    digest = summary.get("data_digest") if isinstance(summary, dict) else None
+    return digest if isinstance(digest, str) else None
 
 
 def cli() -> None:

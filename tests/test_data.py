@@ -1476,8 +1476,9 @@ def test_image_folder_errors(tmp_path):
     Image.fromarray(np.zeros((4, 3), np.uint8)).save(tmp_path / "a" / "y" / "big.png")
     big = tmp_path / "a" / "y" / "big.png"
     with pytest.raises(DataError, match=re.escape(
-            f"'{big}' is 3x4 pixels, but 2 of the 3 images are 3x3; every image must have the "
-            "same size")):
+            f"'{big}' is 4 high and 3 wide, but 2 of the 3 images are 3 high and 3 wide; every "
+            "image must have the same size (resize them, or give a size to resize to: "
+            "--image_size=HEIGHT,WIDTH, here --image_size=3,3)")):
         data.load("images", data_dir=str(tmp_path / "a"))
     (tmp_path / "a" / "y" / "big.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="big.png' cannot be read as an image"):

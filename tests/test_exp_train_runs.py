@@ -297,6 +297,17 @@ def test_a_table_run_keeps_its_data_path_and_resume_refuses_changed_data(tmp_pat
     values = dict(zip(test_line.split()[1::2], map(float, test_line.split()[2::2])))
     assert summary["test_rmse"] > 50  # in dollars, not in standardised units
     assert values["rmse"] == pytest.approx(summary["test_rmse"], rel=1e-5)
+    assert "warning" not in r.stderr and len(summary["data_digest"]) == 64
+    # a price edited since (the shapes kept): the metrics are not the run's, and evaluate says so
+    lines = table.read_text().splitlines()
+    lines[1] = lines[1].rsplit(",", 1)[0] + ",99999.00"
+    table.write_text("\n".join(lines) + "\n")
+    r = run_experiment("evaluate", f"--workdir={workdir}")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip() == (
+        "warning: the data (csv) as read now is not what the run trained on (summary.json's "
+        "data_digest): it changed since, or was read on another machine; these metrics are "
+        "not the run's own")
 
     with table.open("a") as f:
         f.write("blue,0.5,1500.00\n")

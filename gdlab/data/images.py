@@ -204,10 +204,11 @@ def _pixels(images: list, paths: list[str], colour: bool, resize: tuple[int, int
     out = np.empty(shape)
     for i, (im, path) in enumerate(zip(images, paths)):
         if im.size != size:
-            raise DataError(f"images: '{path}' is {im.size[0]}x{im.size[1]} pixels, but "
-                            f"{count} of the {len(images)} images are {size[0]}x{size[1]}; "
-                            f"every image must have the same size (resize them, or give a "
-                            f"size to resize to: --image_size=HEIGHT,WIDTH)")
+            raise DataError(f"images: '{path}' is {im.size[1]} high and {im.size[0]} wide, "
+                            f"but {count} of the {len(images)} images are {size[1]} high and "
+                            f"{size[0]} wide; every image must have the same size (resize "
+                            f"them, or give a size to resize to: --image_size=HEIGHT,WIDTH, "
+                            f"here --image_size={size[1]},{size[0]})")
         if im.mode in _WIDE_GREY_MODES:  # 16-bit or float grey: their own range, to [0, 1]
             a = np.asarray(im, np.float64) / (float_max if im.mode == "F" else 65535.0)
             a = np.repeat(a[..., None], shape[-1], axis=-1)  # grey among colour: R = G = B
