@@ -465,7 +465,7 @@ def build_optimizer(lr, total_steps: int) -> optim.Optimizer:
 
 def data_summary(ds) -> dict:
     """The data set's entries in an experiment's ``summary.json``: its one-line description,
-    the warnings printed when it was read, and ``data_digest`` (``data_digest``)."""
+    the warnings printed when it was read, and its ``data_digest``."""
     from gdlab import data
 
     return {"dataset": data.describe(ds), "data_warnings": list(ds.info.get("warnings", ())),
@@ -475,7 +475,7 @@ def data_summary(ds) -> dict:
 def data_digest(ds) -> str:
     """A SHA-256 of the data set as the run trained on it: the train and test arrays, shapes
     and dtypes included (whatever the source: a changed cell, label, image or split changes
-    it). ``experiments.evaluate`` compares it, so metrics on changed data are refused."""
+    it). ``experiments.evaluate`` compares it, and warns when the data read now differs."""
     import hashlib
 
     import numpy as np

@@ -50,14 +50,15 @@ def _is_image(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(EXTENSIONS)
 
 
-def _nested_images(folder: str) -> list[str]:
-    """The image paths in the subfolders of ``folder``, at any depth (dot-folders left out)."""
-    paths = []
+def _images_in(folder: str) -> tuple[list[str], list[str]]:
+    """The image paths in ``folder`` itself, and those in its subfolders at any depth
+    (dot-folders left out), in one walk."""
+    own, nested = [], []
     for root, dirs, names in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        if root != folder:
-            paths += [os.path.join(root, n) for n in names if _is_image(n)]
-    return paths
+        (own if root == folder else nested).extend(
+            os.path.join(root, n) for n in names if _is_image(n))
+    return own, nested
 
 
 def _class_files(folder: str, notes: list[str] | None = None) -> dict[str, list[str]]:
@@ -69,10 +70,8 @@ def _class_files(folder: str, notes: list[str] | None = None) -> dict[str, list[
                      if e.is_dir() and not e.name.startswith("."))
     files, nested = {}, []
     for name in classes:
-        paths = [os.path.join(folder, name, f) for f in os.listdir(os.path.join(folder, name))
-                 if _is_image(f)]
-        if paths:
-            inner = _nested_images(os.path.join(folder, name))
+        paths, inner = _images_in(os.path.join(folder, name))
+        if paths:  # subfolders' images only beside the folder's own
             nested += inner
             paths = sorted(paths + inner)
         if not paths:

@@ -353,13 +353,19 @@ _DECIMAL_COMMA = re.compile(r"[+-]?([1-9]\d{0,2}(\.\d{3})+|\d*)(,\d*)?([eE][+-]?
 (a group of thousands never starts with 0: 0.125 is a decimal point, not 125)"""
 
 
+def _is_decimal_comma_number(cell: str) -> bool:
+    """Whether a stripped cell is a number in the decimal-comma convention (``_DECIMAL_COMMA``,
+    at least one digit)."""
+    return bool(_DECIMAL_COMMA.fullmatch(cell)) and any(ch.isdigit() for ch in cell)
+
+
 def _from_decimal_commas(column: np.ndarray) -> tuple[np.ndarray, int | None]:
     """A column of decimal-comma numbers in Python's notation (1.234,5 → 1234.5; other
     cells as they are), and the first cell that is a number only with a decimal point
     (0.5, 1,234.50: the column then mixes conventions), or None."""
     out, point = [], None
     for i, cell in enumerate(c.strip() for c in column.tolist()):
-        if _DECIMAL_COMMA.fullmatch(cell) and any(ch.isdigit() for ch in cell):
+        if _is_decimal_comma_number(cell):
             out.append(cell.replace(".", "").replace(",", "."))
             continue
         if point is None and "." in cell and (_is_number(cell) or _GROUPED.fullmatch(cell)):
@@ -381,7 +387,7 @@ def _decimal_comma_cell(header, columns, data) -> str | None:
     for name, column in zip(header, columns):
         for i in np.flatnonzero(np.char.count(column, ",")):
             cell = column[i].strip()
-            if _DECIMAL_COMMA.fullmatch(cell) and any(ch.isdigit() for ch in cell):
+            if _is_decimal_comma_number(cell):
                 return f"column '{name}', row {data[i][0]}: '{cell}'"
     return None
 
@@ -582,7 +588,7 @@ def load_csv(
 def _cell_number(cell: str, decimal_comma: bool) -> float | None:
     """A stripped cell's number, read as a feature's would be (``1,234.5`` quoted; ``1.234,5``
     where the file writes decimal commas), or None for a word."""
-    if decimal_comma and "," in cell and _DECIMAL_COMMA.fullmatch(cell):
+    if decimal_comma and "," in cell and _is_decimal_comma_number(cell):
         cell = cell.replace(".", "").replace(",", ".")
     elif not decimal_comma and _GROUPED.fullmatch(cell):
         cell = cell.replace(",", "")
@@ -619,7 +625,7 @@ def _note_numbers_as_text(info: dict, name: str, categories: tuple[str, ...],
     '%' kept from being read as numbers (``1,5`` in a comma-separated file, ``5%``): the
     column is one-hot, its order lost."""
     looks = [c for c in categories if _PERCENT.fullmatch(c)
-             or ("," in c and _DECIMAL_COMMA.fullmatch(c) and any(ch.isdigit() for ch in c))]
+             or ("," in c and _is_decimal_comma_number(c))]
     if 2 * len(looks) <= len(categories):
         return
     comma = "," in looks[0] and delimiter != ";"

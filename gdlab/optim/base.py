@@ -133,9 +133,13 @@ def zero_count() -> jax.Array:
     return jnp.zeros([], jnp.int32)
 
 
+MAX_COUNT = int(np.iinfo(np.int32).max)
+"""The largest step count: the int32 maximum, where ``increment`` saturates."""
+
+
 def increment(count: jax.Array) -> jax.Array:
-    """``count + 1``, saturating at the int32 maximum instead of wrapping."""
-    return jnp.where(count < jnp.iinfo(jnp.int32).max, count + 1, count)
+    """``count + 1``, saturating at ``MAX_COUNT`` instead of wrapping."""
+    return jnp.where(count < MAX_COUNT, count + 1, count)
 
 
 def check_floating(params: Params) -> None:

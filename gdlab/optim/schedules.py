@@ -29,14 +29,10 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from gdlab.optim.base import Schedule, check_number
+from gdlab.optim.base import MAX_COUNT, Schedule, check_number
 
 SCHEDULES = ("constant", "step", "exponential", "inverse_time", "cosine", "warmup_cosine")
 """Names ``get_schedule`` accepts."""
-
-
-_MAX_STEP = 2**31 - 1
-"""The largest step an optimizer's int32 count reaches."""
 
 
 def _float(step) -> jax.Array:
@@ -78,8 +74,8 @@ def piecewise_constant(boundaries: Sequence[int], values: Sequence[float]) -> Sc
         )
     for b in boundaries:
         _check_steps("piecewise_constant boundary", b, allow_zero=True)
-        if b > _MAX_STEP:
-            raise ValueError(f"piecewise_constant boundary must be at most {_MAX_STEP} (the "
+        if b > MAX_COUNT:
+            raise ValueError(f"piecewise_constant boundary must be at most {MAX_COUNT} (the "
                              f"optimizers count steps in int32); got {b}")
     for v in values:
         check_number("piecewise_constant value", v)
