@@ -463,19 +463,21 @@ def build_optimizer(lr, total_steps: int) -> optim.Optimizer:
     return optim.get(FLAGS.optimizer, rate, **kwargs)
 
 
-def data_summary(ds) -> dict:
+def data_summary(ds, digest: str | None = None) -> dict:
     """The data set's entries in an experiment's ``summary.json``: its one-line description,
-    the warnings printed when it was read, and its ``data_digest``."""
+    the warnings printed when it was read, and its ``data_digest`` (``digest``, when the
+    caller already has it)."""
     from gdlab import data
 
     return {"dataset": data.describe(ds), "data_warnings": list(ds.info.get("warnings", ())),
-            "data_digest": data_digest(ds)}
+            "data_digest": digest or data_digest(ds)}
 
 
 def data_digest(ds) -> str:
     """A SHA-256 of the data set as the run trained on it: the train and test arrays, shapes
     and dtypes included (whatever the source: a changed cell, label, image or split changes
-    it). ``experiments.evaluate`` compares it, and warns when the data read now differs."""
+    it). ``experiments.evaluate`` compares it, and warns when the data read now differs;
+    ``experiments.train --resume`` compares its checkpoint's, and warns too."""
     import hashlib
 
     import numpy as np

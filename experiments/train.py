@@ -82,9 +82,9 @@ def collapsed(rows, num_classes: int) -> bool:
 
 def restore_checkpoint(workdir: str, model, optimizer, ds) -> tuple:
     """``--resume``: ``(state, epoch, metrics rows kept, the meta record this program keeps:
-    wall seconds trained and devices)`` of ``workdir``'s latest checkpoint, or ``()`` when
-    it has none (or no --resume). A UsageError when it cannot be read, or
-    does not fit this run's model, optimizer and data (the data changed: one more
+    wall seconds trained, devices and the data's digest)`` of ``workdir``'s latest
+    checkpoint, or ``()`` when it has none (or no --resume). A UsageError when it cannot be
+    read, or does not fit this run's model, optimizer and data (the data changed: one more
     category column)."""
     from gdlab import checkpoint, train
 
@@ -103,8 +103,8 @@ def restore_checkpoint(workdir: str, model, optimizer, ds) -> tuple:
                               f"since it was saved?") from None
     from gdlab.records import check_rows
 
+    kept = meta.get("meta", {})  # wall seconds, devices, data: absent in older checkpoints
     check_rows(workdir, meta["metrics_rows"])  # before anything in the workdir is written
-    kept = meta.get("meta", {})  # wall seconds and devices: absent in older checkpoints
     return state, meta["epoch"], meta["metrics_rows"], kept
 
 
@@ -132,6 +132,7 @@ def main(argv):
     # image data a user brings: the CNN; an image folder's run is sized before it is read
     ds = _builders.load_dataset(model_by_data=True, before_reading=plan_run)
     loss_name, batch_size, model, total_steps, optimizer = plan_run(ds)
+    digest = _builders.data_digest(ds)  # checkpoints and summary.json keep it
     resumed = []  # --resume: (state, epoch, metrics rows, meta) of the latest checkpoint
     workdir, _lock = _cli.prepare_workdir(
         FLAGS.workdir, resume=FLAGS.resume,
@@ -152,6 +153,7 @@ def main(argv):
     loss = losses.get(loss_name)
     state, start_epoch, rows_kept, kept = resumed or (None, 0, None, {})
     wall_before = kept.get("wall_seconds", 0.0)
+    data_warnings = list(ds.info.get("warnings", ()))  # summary.json's, with the run's own
     devices = mesh.size if mesh is not None else 1
     if state is not None:
         say(f"resuming {workdir} after epoch {start_epoch} (step {int(state.step)})")
@@ -160,6 +162,15 @@ def main(argv):
                              f"device{'s' if kept['devices'] > 1 else ''} and goes on on "
                              f"{devices}: its gradients are now summed in another order, so "
                              f"it will be close to, not bitwise, the run it would have been\n")
+        if kept.get("data_digest", digest) != digest:  # older checkpoints have none
+            # a warning, not a refusal, as in evaluate: another machine's NumPy may round the
+            # scaling otherwise; summary.json keeps it among the data's warnings
+            data_warnings.append(
+                f"--resume: the data ({FLAGS.dataset}) as read now is not what the run trained "
+                f"on up to epoch {start_epoch} (its checkpoint's data_digest): it changed "
+                f"since, or was read on another machine; the run goes on on the data read now")
+            if primary:
+                sys.stderr.write(f"warning: {data_warnings[-1]}\n")
     elif FLAGS.resume:
         say(f"--resume: {workdir} has no checkpoint yet; starting the run")
     say(f"{data.describe(ds)}; {model.name}; {FLAGS.descent} descent (B={batch_size}); "
@@ -208,7 +219,7 @@ def main(argv):
                 checkpoint.save(workdir, state, epoch=epoch, metrics_rows=writer.rows,
                                 keep=FLAGS.keep_checkpoints,  # the run's time, over resumes
                                 meta={"wall_seconds": wall_before + time.perf_counter() - started,
-                                      "devices": devices})
+                                      "devices": devices, "data_digest": digest})
                 last_save[0] = time.perf_counter()
             return stop
 
@@ -242,7 +253,8 @@ def main(argv):
         "wall_seconds": wall_before + time.perf_counter() - started,  # earlier parts too
         "compile_seconds": result.compile_seconds,
         "examples_per_second": last.get("examples_per_second"),
-        **_builders.data_summary(ds),
+        **_builders.data_summary(ds, digest),
+        "data_warnings": data_warnings,
         "model": model.name,
         "checkpoint_epoch": checkpoint.latest_epoch(workdir),
         "max_abs_x_train": max_x["train"],

@@ -271,8 +271,9 @@ def test_an_unset_variable_in_a_path_flag_is_one_sentence(tmp_path, monkeypatch)
 
 def test_a_table_run_keeps_its_data_path_and_resume_refuses_changed_data(tmp_path):
     """config.json holds the table's absolute path, so evaluate works from any folder and
-    reports the RMSE in the target's units as the summary does; a --resume after the table
-    gained a category (one more input column) is one sentence and leaves the run as it was."""
+    reports the RMSE in the target's units as the summary does; after a price is edited,
+    evaluate and --resume warn; a --resume after the table gained a category (one more
+    input column) is one sentence and leaves the run as it was."""
     rng = np.random.default_rng(0)
     colours = rng.choice(["red", "green"], 60)
     x = rng.normal(size=60)
@@ -308,6 +309,17 @@ def test_a_table_run_keeps_its_data_path_and_resume_refuses_changed_data(tmp_pat
         "warning: the data (csv) as read now is not what the run trained on (summary.json's "
         "data_digest): it changed since, or was read on another machine; these metrics are "
         "not the run's own")
+    # a --resume says so too (the checkpoint keeps the digest), and summary.json keeps it
+    r = run_experiment("train", *args, "--resume")
+    assert r.returncode == 0, r.stderr
+    warning = ("--resume: the data (csv) as read now is not what the run trained on up to "
+               "epoch 3 (its checkpoint's data_digest): it changed since, or was read on "
+               "another machine; the run goes on on the data read now")
+    assert r.stderr.strip() == f"warning: {warning}"
+    resumed = json.loads((workdir / "summary.json").read_text())
+    assert resumed["data_warnings"] == [warning]
+    assert resumed["data_digest"] != summary["data_digest"]
+    assert run_experiment("evaluate", f"--workdir={workdir}").stderr == ""  # now the data read
 
     with table.open("a") as f:
         f.write("blue,0.5,1500.00\n")
