@@ -52,3 +52,18 @@ def test_first_diverged_and_picks():
     assert analysis.pick_examples(lrs, final, verdicts) == {"good": 2, "too small": 0,
                                                             "too large": 4}
     assert analysis.pick_examples(lrs[:1], final[:1], ["converged"]) == {"good": 0}
+
+
+def test_first_diverged_is_the_smallest_and_too_large_is_the_first_above_good():
+    """Not monotonic: 0.01 diverged (a guard flag), 0.1 is best, 1.0 and 10.0 diverged.
+    first_diverged is the smallest diverged rate (0.01, not the largest); "too large" is the
+    smallest diverged rate *above* the good one (1.0), not the smallest diverged overall."""
+    lrs = [0.001, 0.01, 0.1, 1.0, 10.0]
+    final = [5.0, math.nan, 0.01, math.nan, math.nan]
+    verdicts = ["too slow", "diverged", "converged", "diverged", "diverged"]
+    assert analysis.first_diverged(lrs, verdicts) == 0.01
+    assert analysis.first_diverged(lrs[::-1], verdicts[::-1]) == 0.01  # order of the input
+    assert analysis.pick_examples(lrs, final, verdicts) == {"good": 2, "too small": 0,
+                                                            "too large": 3}
+    # no diverged rate above the good one: the smallest diverged one
+    assert analysis.pick_examples(lrs[:3], final[:3], verdicts[:3])["too large"] == 1

@@ -126,3 +126,24 @@ def test_time_call_is_positive_and_calls_the_function():
     seconds = cost.time_call(fn, jnp.ones(3), repeats=3, min_seconds=1e-4)
     assert seconds > 0 and len(calls) >= 4  # warm-up + at least one call per run
 
+
+
+def test_time_call_is_the_median_of_its_runs(monkeypatch):
+    """One slow run among five (a machine's hiccup) moves a mean, not the median."""
+    runs = iter([0.5, 0.1, 0.1, 9.0, 0.1])  # seconds for each run of n = 1 call
+    monkeypatch.setattr(cost, "calibrate", lambda fn, *a, min_seconds: (1, next(runs)))
+    monkeypatch.setattr(cost, "_run", lambda fn, args, n: next(runs))
+    assert cost.time_call(lambda: 0, repeats=5, warm_up=False) == 0.1
+
+
+def test_build_problem_draws_weights_with_variance_one_over_fan_in():
+    _, params, x, y = cost.build_problem(256, depth=2, input_dim=400, outputs=3,
+                                         batch_size=8, seed=0, dtype=jnp.float64)
+    assert x.shape == (8, 400) and y.shape == (8, 3)
+    leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(params)]
+    weights = [w for w in leaves if w.ndim == 2]
+    assert [w.shape[0] for w in weights] == [400, 256, 256]
+    for w in weights:  # ~N(0, 1/fan_in): the std within a few per cent of 1/√fan_in
+        assert np.std(w) * np.sqrt(w.shape[0]) == pytest.approx(1.0, rel=0.05)
+    for b in (leaf for leaf in leaves if leaf.ndim == 1):
+        assert np.std(b) == pytest.approx(0.1, rel=0.25) and np.all(b != 0)

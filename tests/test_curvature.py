@@ -547,3 +547,141 @@ def test_sharpness_path_refuses_a_batch_it_cannot_draw(batch_size, needle):
         curvature.make_sharpness_path(model, loss, steps=2, every=1, batch_size=batch_size,
                                       method="power")(params, state, x, y, 0.1,
                                                       jax.random.PRNGKey(1))
+
+
+
+
+def test_power_iteration_on_a_zero_hessian_keeps_a_unit_vector():
+    """H = 0 (a flat region, a ReLU net with every unit dead): λ = 0, converged at once, and
+    the vector stays the (unit) start, finite, so a warm start from it works."""
+    v0 = jnp.asarray(_rng(20).standard_normal(7))
+    for solver in (curvature.power_iteration, curvature.top_eigenvalue):
+        out = _compiled(lambda v, solver=solver: solver(lambda u: 0.0 * u, v, tol=1e-6,
+                                                        max_iters=50), v0)
+        assert float(out.value) == 0.0 and bool(out.converged) and int(out.iterations) == 1
+        np.testing.assert_allclose(np.asarray(out.vector), np.asarray(v0) / np.linalg.norm(v0),
+                                   rtol=1e-14)
+
+
+def test_top_eigenvalue_iterations_count_every_product():
+    """``iterations`` is the number of H·v products computed, counted here by the matvec
+    itself: both runs, and the product that measures ρ in the ±λ case."""
+    def spectrum(salt, top, bottom):
+        a, values = _spd(16, salt, top=top)
+        values[0] = bottom
+        q = np.linalg.eigh(a)[1]
+        return (q * values) @ q.T
+
+    for a in (spectrum(12, [2.0], -3.0),         # negative: a second run on H − λmin·I
+              spectrum(13, [1.0, 3.0], -3.0)):   # ±3: ρ measured, then a run on H + ρI
+        calls, h = [], jnp.asarray(a)
+
+        def matvec(u, h=h, calls=calls):
+            jax.debug.callback(lambda: calls.append(1), ordered=True)
+            return h @ u
+
+        out = jax.jit(lambda v, matvec=matvec: curvature.top_eigenvalue(
+            matvec, v, tol=1e-8, max_iters=500))(jnp.asarray(_rng(14).standard_normal(16)))
+        jax.effects_barrier()
+        np.testing.assert_allclose(float(out.value), np.linalg.eigvalsh(a)[-1], rtol=1e-6)
+        assert int(out.iterations) == len(calls), (int(out.iterations), len(calls))
+
+
+def test_lanczos_residuals_are_those_of_the_returned_ritz_pairs():
+    """Each reported residual is ‖A·u_i − θ_i·u_i‖ of the returned pair, computed here with
+    NumPy, and not zero: for a run stopped by the cap and for one stopped by ``tol``."""
+    a, _ = _spd(40, 1, top=[1.5, 1.8, 2.4, 3.0])
+    v0 = jnp.asarray(_rng(2).standard_normal(40))
+    for tol, cap, converged in ((1e-10, 6, False), (1e-3, 40, True)):
+        out = _compiled(lambda v, tol=tol, cap=cap: curvature.lanczos(
+            lambda w: jnp.asarray(a) @ w, v, k=3, tol=tol, max_iters=cap), v0)
+        assert bool(out.converged) == converged and int(out.iterations) <= cap
+        vectors, theta = np.asarray(out.vectors), np.asarray(out.values)
+        direct = np.linalg.norm(vectors @ a - theta[:, None] * vectors, axis=1)
+        assert np.all(direct > 1e-8), direct
+        np.testing.assert_allclose(np.asarray(out.residuals), direct, rtol=1e-5)
+
+
+def test_lanczos_an_exhausted_krylov_space_gives_nan_beyond_its_dimension():
+    """Eigenvalues 5, 5, 1, 1 (rotated): a start vector spans a Krylov space of dimension 2,
+    so k = 3 gives [5, 1, NaN] after 2 products, exact and converged."""
+    q, _ = np.linalg.qr(_rng(21).standard_normal((4, 4)))
+    a = (q * np.array([5.0, 5.0, 1.0, 1.0])) @ q.T
+    out = _compiled(lambda v: curvature.lanczos(lambda u: jnp.asarray(a) @ u, v, k=3,
+                                                tol=1e-10, max_iters=4),
+                    jnp.asarray(_rng(22).standard_normal(4)))
+    values = np.asarray(out.values)
+    np.testing.assert_allclose(values[:2], [5.0, 1.0], rtol=1e-12)
+    assert np.isnan(values[2]) and int(out.iterations) == 2 and bool(out.converged)
+    with pytest.raises(ValueError, match="k="):  # the cap is clipped to P = 4 before k is checked
+        curvature.lanczos(lambda u: jnp.asarray(a) @ u, jnp.ones(4), k=5, max_iters=50)
+
+
+def test_lanczos_on_a_negative_definite_matrix_finds_its_largest_eigenvalues():
+    """Every eigenvalue negative (a local maximum of J): λmax is the one nearest 0, not 0."""
+    q, _ = np.linalg.qr(_rng(23).standard_normal((12, 12)))
+    spec = -np.array([1.0, 1.5, 2.0, 100, 200, 300, 400, 500, 600, 700, 800, 900])
+    a = (q * spec) @ q.T
+    for k in (1, 3):
+        out = _compiled(lambda v, k=k: curvature.lanczos(lambda u: jnp.asarray(a) @ u, v, k=k,
+                                                         tol=1e-8, max_iters=12),
+                        jnp.asarray(_rng(24).standard_normal(12)))
+        np.testing.assert_allclose(np.asarray(out.values), [-1.0, -1.5, -2.0][:k], rtol=1e-8)
+
+
+def test_lanczos_keeps_its_ritz_vectors_orthonormal_on_a_wide_spectrum():
+    """Two large eigenvalues over 198 in [0, 1]: once they converge, each new Lanczos vector
+    is a small remainder of H·q, and one Gram–Schmidt pass leaves it visibly non-orthogonal
+    (about 1e-9 in float64); two passes keep the Ritz vectors orthonormal to rounding."""
+    rng = _rng(25)
+    n = 200
+    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    spec = np.concatenate([[1e3, 9e2], rng.uniform(0, 1, n - 2)])
+    a = (q * spec) @ q.T
+    out = _compiled(lambda v: curvature.lanczos(lambda u: jnp.asarray(a) @ u, v, k=4, tol=1e-7,
+                                                max_iters=150),
+                    jnp.asarray(rng.standard_normal(n)))
+    vectors = np.asarray(out.vectors)
+    np.testing.assert_allclose(vectors @ vectors.T, np.eye(4), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(out.values), np.sort(spec)[::-1][:4], rtol=1e-6)
+
+
+def test_random_direction_is_a_unit_vector_and_fixed_subset_keeps_the_order():
+    params = {"w": jnp.zeros((5, 3), F64), "b": jnp.zeros((3,), F64)}
+    for seed in range(3):
+        v = curvature.random_direction(jax.random.PRNGKey(seed), params)
+        assert float(jnp.linalg.norm(ravel_pytree(v)[0])) == pytest.approx(1.0, rel=1e-12)
+    x = jnp.arange(100.0).reshape(50, 2)
+    for seed in range(5):
+        _, rows = curvature.fixed_subset(x, jnp.arange(50), 20, seed=seed)
+        assert np.all(np.diff(np.asarray(rows)) > 0)  # the original order
+
+
+def test_sharpness_path_minibatches_are_drawn_by_the_key(small_mlp):
+    """B < N: the batches are random draws, so another key takes other steps; full-batch GD
+    does not depend on the key at all (the key only starts the eigenvector there)."""
+    model, loss, params, state, x, y, _, _ = small_mlp
+    final = {}
+    for b in (None, x.shape[0] // 2):
+        path = curvature.make_sharpness_path(model, loss, steps=4, every=2, batch_size=b,
+                                             method="power", tol=1e-3, max_iters=20)
+        final[b] = [np.asarray(ravel_pytree(path(params, state, x, y, 0.3,
+                                                 jax.random.PRNGKey(s)).params)[0])
+                    for s in (0, 1)]
+    np.testing.assert_array_equal(final[None][0], final[None][1])
+    assert np.abs(final[x.shape[0] // 2][0] - final[x.shape[0] // 2][1]).max() > 1e-6
+
+
+def test_top_eigenvalue_tol_is_relative_to_h_not_to_the_shifted_matrix():
+    """λmax = 0.01 under strong negative curvature (λmin = −3): the second run iterates on
+    H + 3I, whose top eigenvalue is 3.01, and ``tol`` is a fraction of H's λ (0.01), not of
+    3.01, so the estimate is good to well under 1%, not 10-20% low."""
+    q, _ = np.linalg.qr(_rng(26).standard_normal((10, 10)))
+    spec = np.array([-3.0, -2.8, -2.5, -2.0, -1.8, -1.5, -1.2, -1.1, -1.0, 0.01])
+    a = (q * spec) @ q.T
+    for salt in range(3):
+        out = _compiled(lambda v: curvature.top_eigenvalue(lambda u: jnp.asarray(a) @ u, v,
+                                                           tol=1e-3, max_iters=2000),
+                        jnp.asarray(_rng(27 + salt).standard_normal(10)))
+        assert bool(out.converged)
+        np.testing.assert_allclose(float(out.value), 0.01, rtol=1e-2)

@@ -179,3 +179,26 @@ def test_nearest_minimum():
 def test_lambda_max_is_the_top_hessian_eigenvalue(name, point, expected):
     assert landscapes.lambda_max(landscapes.get(name), point) == pytest.approx(expected, rel=1e-12)
     assert landscapes.lambda_max(landscapes.bowl(a=3.0, b=2.0), point) == pytest.approx(3.0)
+
+
+def test_escape_box_is_the_box_scaled_about_its_centre():
+    """An off-centre box (0..2 by 1..5, centre (1, 3), half-sizes 1 and 2) scaled by 10
+    about its centre: x in [−9, 11], y in [−17, 23]; and a path stops on leaving it."""
+    lo, hi = landscapes.escape_box((0.0, 2.0, 1.0, 5.0), 10.0)
+    np.testing.assert_allclose(np.asarray(lo), [-9.0, -17.0])
+    np.testing.assert_allclose(np.asarray(hi), [11.0, 23.0])
+    # Rosenbrock's box (−2..2, −1..3) scaled by 2 about (0, 1): y in [−3, 5]. At x = 0,
+    # ∂f/∂y = 2b·y, so GD with α·2b = 2.2 sends y = 3 to 3·(1 − 2.2) = −3.6 in one update:
+    # outside [−3, 5] (but inside a box centred at the origin, or one twice as large).
+    fn = landscapes.rosenbrock()
+    path = landscapes.descend(fn, jnp.array([0.0, 3.0], jnp.float64), optim.gd(2.2 / 200.0), 3,
+                              escape=2.0)
+    assert float(path.points[1, 1]) == pytest.approx(-3.6, rel=1e-12)
+    assert bool(path.diverged) and int(path.diverged_at) == 1
+
+
+def test_nearest_minimum_finds_each_of_himmelblaus_four():
+    fn = landscapes.himmelblau()
+    for m in fn.minima:
+        found, d = landscapes.nearest_minimum(fn, (m[0] + 0.1, m[1] - 0.05))
+        assert found == m and d == pytest.approx((0.1 ** 2 + 0.05 ** 2) ** 0.5)

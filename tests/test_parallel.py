@@ -427,3 +427,47 @@ def test_a_lost_peer_is_told_apart_in_a_collective_and_in_a_vote(monkeypatch):
     assert not _cli._lost_a_peer(OSError("UNKNOWN: not from XLA"))
     monkeypatch.setattr(jax, "process_count", lambda: 1)
     assert not _cli._lost_a_peer(jax.errors.JaxRuntimeError("UNKNOWN: Gloo all-reduce failed"))
+
+
+def test_each_device_draws_its_own_dropout_mask():
+    """Dropout under parallel.value_and_grad: device d masks its rows with the step's key
+    folded with d. Four devices holding the same 4 rows give the mean of the four one-device
+    losses and gradients under keys fold_in(key, d), not four copies of one mask."""
+    x, y = _problem(jnp.float64, n=4)
+    x4, y4 = jnp.concatenate([x] * DEVICES), jnp.concatenate([y] * DEVICES)
+    model = models.mlp([8, 3], "tanh", dropout_rate=0.5, dtype=jnp.float64)
+    _, params, state = model.init(jax.random.PRNGKey(0), (6,))
+    loss, key = losses.get("xent"), jax.random.PRNGKey(9)
+    one = backprop.manual(model, loss)
+    per_device = [one(params, state, x, y, key=jax.random.fold_in(key, d), train=True)
+                  for d in range(DEVICES)]
+    value = np.mean([float(v) for (v, _), _ in per_device])
+    grads = jax.tree.map(lambda *g: sum(g) / DEVICES, *[g for _, g in per_device])
+    assert abs(float(per_device[0][0][0]) - value) > 1e-6  # the masks do differ
+    spec = jax.sharding.PartitionSpec
+    vg = parallel.value_and_grad(model, loss)
+    sharded = jax.shard_map(lambda p, s, x, y, k: vg(p, s, x, y, key=k, train=True),
+                            mesh=parallel.make_mesh(DEVICES),
+                            in_specs=(spec(), spec(), spec("data"), spec("data"), spec()),
+                            out_specs=spec(), check_vma=False)
+    (value4, _), grads4 = jax.jit(sharded)(params, state, x4, y4, key)
+    np.testing.assert_allclose(float(value4), value, rtol=1e-12)
+    assert _relative(grads, grads4) <= 1e-12
+
+
+@pytest.mark.parametrize("seeds, lrs", [((0,), [0.01, 0.02, 0.03]),     # K = 3: 1 padding
+                                        ((0, 1), [0.001, 0.01, 0.03])])  # K = 6: 2 paddings
+def test_sharded_sweep_pads_any_number_of_configurations(seeds, lrs):
+    """K is padded up to the next multiple of the 4 devices (3 → 4, 6 → 8), and each
+    (seed, lr) configuration lands where the unsharded sweep puts it."""
+    x, y = _problem(jnp.float64, n=20)
+    model = models.mlp([4, 3], "tanh", dtype=jnp.float64)
+    args = (model, losses.get("xent"), optim.gd, lrs, (x, y))
+    kw = dict(epochs=2, batch_size=10, seeds=seeds)
+    one = train.sweep(*args, **kw)
+    four = train.sweep(*args, **kw, mesh=parallel.make_mesh(DEVICES))
+    assert four.train_loss.shape == one.train_loss.shape == (len(seeds) * len(lrs), 2)
+    np.testing.assert_array_equal(four.learning_rates, one.learning_rates)
+    np.testing.assert_array_equal(four.seeds, one.seeds)
+    np.testing.assert_allclose(four.train_loss, one.train_loss, rtol=1e-12)
+    assert _relative(one.params, four.params) <= 1e-12
