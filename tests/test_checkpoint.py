@@ -299,3 +299,45 @@ def test_stderr_fd_is_the_real_standard_error_while_a_checkpoint_silences_it(cap
         os.write(checkpoint.stderr_fd(), b"seen\n")
     assert checkpoint.stderr_fd() == 2
     assert capfd.readouterr().err == "seen\n"
+
+
+def _state64():
+    ds = data.load("digits")
+    model = models.mlp([8, 10], dtype=jnp.float64)
+    return train.fit(model, losses.get("xent"), optim.adam(1e-3),
+                     (ds.x_train.astype(np.float64), ds.y_train), epochs=1, batch_size=256,
+                     key=jax.random.PRNGKey(0)).state
+
+
+def test_a_float64_state_round_trips_in_float64_with_its_meta(tmp_path):
+    state = _state64()
+    assert state.params["layers"][0]["w"].dtype == jnp.float64
+    checkpoint.save(tmp_path, state, epoch=3, metrics_rows=4)
+    restored = checkpoint.restore(tmp_path)
+    assert_tree_equal(restored, state)  # dtypes too
+    record = checkpoint.read_meta(tmp_path)
+    assert (record["epoch"], record["metrics_rows"]) == (3, 4)
+
+
+def test_a_state_with_a_list_round_trips_as_a_list(tmp_path):
+    params = {"w": [jnp.ones(2, jnp.float32), jnp.zeros(3, jnp.float32)]}
+    state = train.TrainState(step=jnp.array(0, jnp.int32), params=params, model_state={},
+                             opt_state=optim.momentum(0.1).init(params),
+                             key=jax.random.PRNGKey(0), health=train.Health.initial())
+    checkpoint.save(tmp_path, state, epoch=1)
+    restored = checkpoint.restore(tmp_path)
+    assert isinstance(restored.params["w"], list)
+    assert isinstance(restored.opt_state.velocity["w"], list)
+    assert_tree_equal(restored, state)
+
+
+def test_a_state_with_a_non_finite_optimizer_state_is_refused(tmp_path):
+    params = {"w": jnp.ones(2, jnp.float32)}
+    opt_state = optim.adam(0.1).init(params)
+    opt_state = opt_state._replace(nu={"w": jnp.array([jnp.nan, 1.0], jnp.float32)})
+    state = train.TrainState(step=jnp.array(0, jnp.int32), params=params, model_state={},
+                             opt_state=opt_state, key=jax.random.PRNGKey(0),
+                             health=train.Health.initial())
+    with pytest.raises(ValueError, match="diverged or non-finite"):
+        checkpoint.save(tmp_path, state, epoch=1)
+    assert checkpoint.epochs(tmp_path) == []

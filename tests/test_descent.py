@@ -198,3 +198,14 @@ def test_epoch_plan_draws_distinct_keys_and_the_shuffle_from_one_key():
     np.testing.assert_array_equal(in_order[3], step_keys)
     again = descent.epoch_plan(key, 50, 10)
     np.testing.assert_array_equal(again[1], indices)
+
+
+def test_the_shuffle_key_is_none_of_the_keys_handed_on():
+    """The shuffle draws from its own key: not the next epoch's key (which that epoch will
+    split again), nor a step's key, nor the state's key itself."""
+    key = jax.random.PRNGKey(5)
+    next_key, indices, _, step_keys = descent.epoch_plan(key, 50, 10)
+    for other in [key, next_key, *step_keys]:
+        assert not np.array_equal(descent.epoch_batches(other, 50, 10)[0], indices)
+    _, shuffle_key, _ = jax.random.split(key, 3)
+    np.testing.assert_array_equal(descent.epoch_batches(shuffle_key, 50, 10)[0], indices)

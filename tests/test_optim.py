@@ -926,3 +926,53 @@ def test_apply_updates_refuses_an_update_of_another_shape():
         optim.apply_updates({"w": jnp.zeros(3)}, {"w": jnp.ones((2, 3))})
     out = optim.apply_updates({"w": jnp.zeros(3)}, {"w": jnp.ones(3)})
     np.testing.assert_array_equal(out["w"], np.ones(3))
+
+
+@pytest.mark.parametrize("b1, b2", [(0.0, 0.99), (0.8, 0.0), (0.0, 0.0)])
+def test_adam_with_a_zero_beta_matches_numpy(b1, b2):
+    """β = 0 is in [0, 1), so accepted (torch.optim.Adam(betas=(0, β₂)) is RMSProp with a
+    bias-corrected second moment): its bias correction 1 − 0ᵗ is 1 for every t ≥ 1."""
+    params, grads = _params64(), _grads_seq()
+    got = _run(optim.adam(0.01, b1=b1, b2=b2, eps=1e-3), params, grads)
+    want = np_adam(_flat(params), [_flat(g) for g in grads], _const(0.01), b1, b2, 1e-3)
+    for t, (g, w) in enumerate(zip(got, want)):
+        np.testing.assert_allclose(_flat(g), w, rtol=1e-12, atol=1e-14, err_msg=f"step {t}")
+
+
+def test_adam_with_array_betas_concrete_and_vmapped_matches_numpy():
+    """Betas given as arrays (accepted by the builders) take the other bias-correction
+    branch, −expm1(t·log β) with a jnp log: concrete 0-d arrays and a vmapped β₁."""
+    params, grads = _params64(), _grads_seq()
+    flat_g = [_flat(g) for g in grads]
+    got = _run(optim.adam(0.01, b1=np.asarray(0.8), b2=jnp.asarray(0.99), eps=1e-3), params, grads)
+    want = np_adam(_flat(params), flat_g, _const(0.01), 0.8, 0.99, 1e-3)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(_flat(g), w, rtol=1e-12, atol=1e-14)
+
+    def three_steps(b1):
+        return _run(optim.adam(0.01, b1=b1, b2=0.99, eps=1e-3), params, grads)[-1]
+
+    b1s = jnp.array([0.5, 0.8], jnp.float64)
+    batched = jax.jit(jax.vmap(three_steps))(b1s)
+    for i, b1 in enumerate([0.5, 0.8]):
+        want = np_adam(_flat(params), flat_g, _const(0.01), b1, 0.99, 1e-3)[-1]
+        np.testing.assert_allclose(_flat(jax.tree.map(lambda x, i=i: x[i], batched)), want,
+                                   rtol=1e-12, atol=1e-14)
+
+
+def test_adagrad_follows_its_schedule():
+    """Adagrad's count is the schedule's step: α(t) = 0.5·0.5ᵗ on the 0-based update t."""
+    params, grads = _params64(), _grads_seq()
+    opt = optim.adagrad(schedules.exponential_decay(0.5, 0.5, 1), eps=1e-3, initial_accumulator=0.1)
+    got = _run(opt, params, grads)
+    want = np_adagrad(_flat(params), [_flat(g) for g in grads], lambda t: 0.5 * 0.5**t, 1e-3, 0.1)
+    for t, (g, w) in enumerate(zip(got, want)):
+        np.testing.assert_allclose(_flat(g), w, rtol=1e-12, atol=1e-14, err_msg=f"step {t}")
+
+
+def test_linear_warmup_hands_over_to_then_at_the_warmup_step():
+    """lr(step) = then(step − w) from step w on, also when then(0) is not the peak."""
+    schedule = schedules.linear_warmup(0.4, 10, then=schedules.constant(0.1))
+    steps = jnp.asarray([0, 9, 10, 11], jnp.int32)
+    np.testing.assert_allclose(np.asarray(schedule(steps)), [0.0, 0.36, 0.1, 0.1], rtol=1e-12)
+    np.testing.assert_allclose(float(jax.jit(schedule)(jnp.int32(10))), 0.1, rtol=1e-12)

@@ -701,3 +701,126 @@ def test_memory_estimate_evaluates_no_more_rows_than_the_data_has():
     per_row = (need(512) - need(6)) / (512 - 6)
     assert per_row > 0 and need(train.EVAL_BATCH) - need(6) == per_row * (train.EVAL_BATCH - 6)
     assert need(6) < need(None) and need(0) == need(1)
+
+
+def _scripted_run(batch_losses, *, blowup=train.DEFAULT_BLOWUP, reference=math.nan):
+    """The guard around a fake step that adds 1 to every param and reports as its loss the
+    batch's x (call k gets batch_losses[k], whatever the state): the states after each call."""
+    model = models.linear(1, dtype=jnp.float64)
+    state = train.create_state(model, optim.gd(0.1), jax.random.PRNGKey(0), (2,))
+    if not math.isnan(reference):
+        state = train.with_reference_loss(state, reference)
+
+    def step(state, x, y, weights=None, key=None):
+        new = state.replace(step=state.step + 1,
+                            params=jax.tree.map(lambda p: p + 1.0, state.params))
+        return new, (x[0, 0],)
+
+    guarded = jax.jit(train.guard(step, blowup=blowup))
+    states = []
+    for value in batch_losses:
+        x = jnp.full((1, 2), value, jnp.float64)
+        state, _ = guarded(state, x, x[:, :1])
+        states.append(state)
+    return states
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_guard_refuses_a_non_finite_loss_and_every_later_update(bad):
+    """Update 2's loss is not a number: it and updates 3 and 4 (finite losses, at the kept
+    params) are refused; the state is the one after update 1."""
+    first, *_, last = _scripted_run([1.0, bad, 1.0, 1.0])
+    assert bool(last.health.diverged) and int(last.health.diverged_at) == 2
+    assert int(last.step) == 1
+    np.testing.assert_array_equal(last.params["layers"][0]["w"], first.params["layers"][0]["w"])
+
+
+def test_guard_takes_the_first_steps_loss_as_reference_when_none_is_set():
+    states = _scripted_run([2.0, 3.0, 2.5e6, 1.0])
+    assert float(states[0].health.reference_loss) == 2.0
+    assert int(states[-1].health.diverged_at) == 3 and int(states[-1].step) == 2
+
+
+def test_guard_blow_up_is_strictly_more_than_blowup_times_the_reference():
+    last = _scripted_run([1.0, 1.0, 1.0], blowup=1.0)[-1]
+    assert not bool(last.health.diverged) and int(last.step) == 3
+    last = _scripted_run([1.0, 1.001], blowup=1.0)[-1]  # (the guard compares in float32)
+    assert bool(last.health.diverged) and int(last.health.diverged_at) == 2
+
+
+def test_guard_does_not_call_a_small_loss_after_a_zero_reference_a_blow_up():
+    """A run that starts at J = 0 exactly (a perfect initial fit): blow-up is measured
+    against max(reference, 1e-8), so a loss of 1e-3 is not a million-fold blow-up."""
+    last = _scripted_run([1e-3, 1e-3], reference=0.0)[-1]
+    assert not bool(last.health.diverged) and int(last.step) == 2
+
+
+def _ones():
+    return np.ones((4, 2), np.float32), np.ones((4, 1), np.float32)
+
+
+def test_the_last_epoch_is_evaluated_whatever_eval_every():
+    x, y = _ones()
+    result = train.fit(models.linear(1), losses.get("mse"), optim.gd(0.01), (x, y), epochs=3,
+                       batch_size=2, key=jax.random.PRNGKey(0), eval_every=2)
+    assert [row["epoch"] for row in result.history] == [0, 2, 3]
+
+
+def test_after_epoch_true_at_the_last_epoch_still_completes():
+    x, y = _ones()
+    result = train.fit(models.linear(1), losses.get("mse"), optim.gd(0.01), (x, y), epochs=2,
+                       batch_size=2, key=jax.random.PRNGKey(0), after_epoch=lambda e, s: e == 2)
+    assert result.status == "completed" and result.epochs_run == 2
+
+
+def test_a_state_passed_in_keeps_its_blow_up_reference():
+    x, y = _ones()
+    fit = lambda **kw: train.fit(models.linear(1), losses.get("mse"), optim.gd(0.01), (x, y),  # noqa: E731
+                                 epochs=1, batch_size=2, key=jax.random.PRNGKey(0), **kw)
+    first = fit()
+    second = fit(state=first.state)
+    assert second.history[0]["train_loss"] < first.history[0]["train_loss"]
+    assert float(second.state.health.reference_loss) == float(first.state.health.reference_loss)
+
+
+def test_batch_loss_is_the_mean_of_the_epochs_step_losses():
+    x, y = _ones()
+    result = train.fit(models.linear(1), losses.get("mse"), optim.gd(0.01), (x, y), epochs=2,
+                       batch_size=1, key=jax.random.PRNGKey(0))
+    per_epoch = result.step_losses.reshape(2, 4)
+    np.testing.assert_allclose([r["batch_loss"] for r in result.history[1:]],
+                               per_epoch.mean(axis=1), rtol=1e-6)
+
+
+def test_a_resumed_run_that_diverges_keeps_the_step_losses_up_to_the_refused_update():
+    """Resume after epoch 1 (4 updates of SGD) with lr 1e30: update 5 lands at ~1e30, whose
+    loss overflows; update 6 is refused. This call ran updates 5 and 6: two step losses."""
+    x, y = _ones()
+    model, loss = models.linear(1), losses.get("mse")
+    first = train.fit(model, loss, optim.gd(0.01), (x, y), epochs=1, batch_size=1,
+                      key=jax.random.PRNGKey(0))
+    rest = train.fit(model, loss, optim.gd(1e30), (x, y), epochs=3, batch_size=1,
+                     key=jax.random.PRNGKey(0), state=first.state, start_epoch=1, blowup=None)
+    assert rest.status == "diverged" and rest.diverged_at_step == 6
+    assert rest.step_losses.shape == (2,)
+    assert np.isfinite(rest.step_losses[0]) and not np.isfinite(rest.step_losses[1])
+
+
+def test_an_unevaluated_epoch_that_overflows_the_params_ends_the_run_there():
+    """eval_every=2: epoch 1 is not evaluated, but its only update overflowed the params;
+    the run ends diverged in epoch 1 (at update 2), not an epoch of refusals later."""
+    x, y = _ones()
+    result = train.fit(models.linear(1), losses.get("mse"), optim.gd(1e30), (x, y), epochs=3,
+                       batch_size=4, key=jax.random.PRNGKey(0), blowup=None, eval_every=2)
+    assert result.status == "diverged" and result.diverged_at_step == 2
+    assert result.epochs_run == 1 and [r["epoch"] for r in result.history] == [0, 1]
+
+
+def test_create_state_trains_on_the_other_half_of_the_key():
+    key = jax.random.PRNGKey(4)
+    state = train.create_state(models.linear(1), optim.gd(0.1), key, (2,))
+    _, k_train = jax.random.split(key)
+    np.testing.assert_array_equal(state.key, k_train)
+    params, _ = train.init_model(models.linear(1), key, (2,))
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(params),
+                                                    jax.tree.leaves(state.params)))
