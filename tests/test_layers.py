@@ -948,3 +948,20 @@ def test_dense_refuses_a_width_that_is_not_a_positive_int(build, needle):
     """A zero-width layer would compute a constant; a negative one fails deep inside XLA."""
     with pytest.raises(ValueError, match=needle):
         build()
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "softplus"])
+def test_activation_derivative_keeps_its_relative_precision_in_the_tails(name):
+    """σ'(x) = e/(1+e)² with e = e^{−|x|}, and softplus'(x) = σ(x), to full RELATIVE
+    precision where they are tiny: formed as y(1 − y), or as 1 − σ(−x), they cancel (σ'(30)
+    off by ~1e-3 in float64, σ'(40) = 0). assert_tree_allclose's absolute floor would hide
+    that (test_activation_stable_for_large_inputs passes either way): rtol only here."""
+    x = np.array([[-40.0, -30.0, -20.0, 20.0, 30.0, 40.0]])
+    e = np.exp(-np.abs(x))
+    expected = e / (1.0 + e) ** 2 if name == "sigmoid" else np.where(x >= 0, 1.0 / (1.0 + e),
+                                                                      e / (1.0 + e))
+    layer = layers.activation(name)
+    xj = jnp.asarray(x, jnp.float64)
+    _, _, res = layer.forward({}, {}, xj)
+    _, dx = layer.backward({}, res, jnp.ones_like(xj))
+    np.testing.assert_allclose(np.asarray(dx), expected, rtol=1e-13, atol=0)

@@ -404,3 +404,71 @@ def test_conv2d_init_rejects_channels_not_divisible_by_groups(key):
 def test_builders_reject_bad_arguments(build, match):
     with pytest.raises(ValueError, match=match):
         build()
+
+
+# ------------------------------------------- edge shapes: SAME with stride > window, 1-pixel images
+
+# (name, layer builder, x shape, flax reference). SAME pads max((⌈n/s⌉ − 1)·s + k − n, 0):
+# with a stride beyond the window the unclamped total goes negative (n = 8, k = 1, s = 2;
+# n = 9, k = 2, s = 3), which would crop the first row instead of padding nothing.
+EDGE_CASES = {
+    "conv_1x1_stride2_same": (lambda: conv2d(5, 1, strides=2, dtype=jnp.float64), (2, 8, 7, 3),
+                              lambda p, x: nn.Conv(5, (1, 1), strides=(2, 2), padding="SAME",
+                                                   dtype=jnp.float64, param_dtype=jnp.float64)
+                              .apply({"params": {"kernel": p["w"], "bias": p["b"]}}, x)),
+    "max_2x2_stride3_same": (lambda: max_pool(2, strides=3, padding="SAME"), (2, 9, 8, 3),
+                             lambda p, x: nn.max_pool(x, (2, 2), (3, 3), "SAME")),
+    "avg_2x2_stride3_same": (lambda: avg_pool(2, strides=3, padding="SAME"), (2, 9, 8, 3),
+                             lambda p, x: nn.avg_pool(x, (2, 2), (3, 3), "SAME")),
+    # one-pixel-high / -wide images and a batch of one: the SAME kernel overhangs the image
+    "conv_3x3_same_1_high": (lambda: conv2d(4, 3, dtype=jnp.float64), (1, 1, 5, 2),
+                             lambda p, x: nn.Conv(4, (3, 3), padding="SAME", dtype=jnp.float64,
+                                                  param_dtype=jnp.float64)
+                             .apply({"params": {"kernel": p["w"], "bias": p["b"]}}, x)),
+    "conv_3x2_dil2_stride2_1_wide": (
+        lambda: conv2d(4, (3, 2), strides=2, dilation=2, dtype=jnp.float64), (1, 6, 1, 2),
+        lambda p, x: nn.Conv(4, (3, 2), strides=(2, 2), padding="SAME", kernel_dilation=(2, 2),
+                             dtype=jnp.float64, param_dtype=jnp.float64)
+        .apply({"params": {"kernel": p["w"], "bias": p["b"]}}, x)),
+    "max_3x3_same_1_high": (lambda: max_pool(3, strides=1, padding="SAME"), (1, 1, 5, 2),
+                            lambda p, x: nn.max_pool(x, (3, 3), (1, 1), "SAME")),
+}
+
+
+@pytest.mark.parametrize("name", EDGE_CASES)
+def test_edge_shapes_match_flax_and_vjp(name, key):
+    """Forward against flax (lax's own SAME padding), manual dx and dparams against jax.vjp,
+    and, for conv2d, both forms of dW, on the shapes the main cases never meet."""
+    build, shape, reference = EDGE_CASES[name]
+    layer = build()
+    rng = _rng(key)
+    out_shape, param_shapes, _ = _abstract_init(layer, shape[1:])
+    params = jax.tree.map(lambda s: rng.standard_normal(s.shape), param_shapes)
+    x = jnp.asarray(_distinct(rng, shape, np.float64))
+    dy = jnp.asarray(rng.standard_normal((shape[0], *out_shape)))
+    y, _, manual, (ref_dparams, ref_dx) = _manual_and_reference(layer, params, x, dy)
+    assert y.shape[1:] == out_shape
+    assert_tree_allclose(y, reference(params, x), dtype="float64")
+    assert_tree_allclose(manual[1], ref_dx, dtype="float64")
+    assert_tree_allclose(manual[0], ref_dparams, dtype="float64")
+    if params:
+        conv_module = importlib.import_module("gdlab.layers.conv")
+        _, _, residuals = layer.forward(params, {}, x)
+        for as_convolution in (False, True):
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(conv_module, "_dw_as_one_convolution", lambda v=as_convolution: v)
+                assert_tree_allclose(layer.backward(params, residuals, dy)[0], ref_dparams,
+                                     dtype="float64")
+
+
+def test_max_pool_padding_never_takes_the_gradient_of_a_window_of_zeros():
+    """After a relu whole windows are 0. The padding is −∞ in the backward's search for the
+    first maximum too, so such a window's gradient goes to its first REAL zero, never to a
+    padded cell above or left of it (where it would be cropped away and lost)."""
+    dy = [[1.0, 2.0], [3.0, 4.0]]
+    # SAME, 3×3, stride 1 on 2×2: every window holds all four zeros; x[0, 0] is first.
+    dx = _pool_dx(max_pool(3, strides=1, padding="SAME"), np.zeros((2, 2)), dy)
+    np.testing.assert_array_equal(dx, [[10.0, 0.0], [0.0, 0.0]])
+    # padding above and left only: each 2×2 window's first real cell takes its dy.
+    dx = _pool_dx(max_pool(2, padding=((1, 0), (1, 0))), np.zeros((3, 3)), dy)
+    np.testing.assert_array_equal(dx, [[1.0, 2.0, 0.0], [3.0, 4.0, 0.0], [0.0, 0.0, 0.0]])

@@ -549,3 +549,24 @@ def test_normalisation_and_attention_refuse_settings_that_wreck_them(build, need
     with pytest.raises(ValueError, match=needle):
         build()
     batch_norm(momentum=0.0), batch_norm(momentum=1.0), layer_norm(eps=np.float32(1e-5))
+
+
+@pytest.mark.parametrize(("state_dtype", "x_dtype"),
+                         [(jnp.float32, jnp.float64), (jnp.bfloat16, jnp.float32)],
+                         ids=["f32-state-f64-x", "bf16-state-f32-x"])
+def test_batch_norm_running_statistics_keep_their_dtype(state_dtype, x_dtype):
+    """The running statistics are a jit/scan carry: the new state keeps the layer's dtype
+    whatever the input's (wider float64 data into a float32 model, or the reverse), and
+    holds m·old + (1 − m)·batch statistic."""
+    layer = batch_norm(momentum=0.75, dtype=state_dtype)
+    _, params, state = layer.init(jax.random.PRNGKey(0), (3,))
+    x = np.random.default_rng(0).standard_normal((5, 3)) * 2.0 + 1.0
+    _, new_state, _ = jax.jit(lambda x: layer.forward(params, state, x, train=True))(
+        jnp.asarray(x, x_dtype))
+    assert {k: v.dtype for k, v in new_state.items()} == {"mean": jnp.dtype(state_dtype),
+                                                         "var": jnp.dtype(state_dtype)}
+    rtol = 1e-2 if state_dtype == jnp.bfloat16 else 1e-6
+    np.testing.assert_allclose(np.asarray(new_state["mean"], np.float64), 0.25 * x.mean(0),
+                               rtol=rtol)
+    np.testing.assert_allclose(np.asarray(new_state["var"], np.float64),
+                               0.75 + 0.25 * x.var(0), rtol=rtol)

@@ -443,3 +443,23 @@ def test_get_and_names():
         assert isinstance(losses.get(name), losses.Loss)
     with pytest.raises(ValueError, match="unknown loss 'nope'"):
         losses.get("nope")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bce_gradient_keeps_its_relative_precision_where_sigmoid_rounds_to_one(dtype):
+    """A confident, correct logit: σ(z) − y = ∓σ(−|z|), tiny but not 0. Formed as σ(z) − 1
+    it cancels to exactly 0 (σ(40) is 1.0 in float64, σ(20) in float32); the stated
+    (1 − y)·σ(z) − y·σ(−z) keeps every digit. (jax.grad of the forward loses them, its
+    cotangents 1 − y cancelling first: only a closed form can check this.)"""
+    z = np.array([[40.0], [-40.0], [20.0], [-20.0], [17.0]])
+    y = np.array([1.0, 0.0, 1.0, 0.0, 1.0])
+    tail = np.exp(-np.abs(z)) / (1.0 + np.exp(-np.abs(z)))      # σ(−|z|), to full precision
+    expected = np.where(y[:, None] == 1.0, -tail, tail) / len(z)
+    loss = _loss("bce")
+    _, res = loss.forward(jnp.asarray(z, dtype), jnp.asarray(y))
+    manual = np.asarray(loss.backward(res), np.float64)
+    rtol = 1e-12 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(manual, expected, rtol=rtol, atol=0)
+    # the value too: every example right, ℓ = log(1 + e^{−|z|}), which log(1 + ·) rounds to 0
+    value = float(loss.value(jnp.asarray(z, dtype), jnp.asarray(y)))
+    np.testing.assert_allclose(value, np.mean(np.log1p(np.exp(-np.abs(z)))), rtol=rtol, atol=0)

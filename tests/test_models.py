@@ -618,3 +618,19 @@ def test_transformer_param_count(kwargs):
     assert _count(state) == 0
     if kwargs == dict(vocab_size=10, num_outputs=10, max_len=8):
         assert expected == 101770
+
+
+def test_cnn_init_is_he_normal_before_each_relu_and_glorot_for_the_head():
+    """The conv and the hidden dense layers feed a relu: He-normal, Var 2/fan_in (unbounded);
+    the linear head is Glorot-uniform, bounded by √(6/(fan_in + fan_out))."""
+    model = models.cnn(10, channels=(64,), kernel_size=3, hidden=(300,))
+    _, params, _ = model.init(jax.random.PRNGKey(0), (8, 8, 16))
+    # layers: conv, batch norm, relu, max_pool, flatten, dense(300), relu, dense(10)
+    conv_w, hidden_w, head_w = (np.asarray(params["layers"][i]["w"]) for i in (0, 5, 7))
+    assert conv_w.shape == (3, 3, 16, 64) and hidden_w.shape == (4 * 4 * 64, 300)
+    for w, fan_in in ((conv_w, 3 * 3 * 16), (hidden_w, 4 * 4 * 64)):
+        assert abs(w.var() * fan_in / 2.0 - 1.0) < 0.06
+        assert np.abs(w).max() > 3.5 * math.sqrt(2.0 / fan_in)
+    fan = 300 + 10
+    assert abs(head_w.var() * fan / 2.0 - 1.0) < 0.1
+    assert np.abs(head_w).max() <= math.sqrt(6.0 / fan)
