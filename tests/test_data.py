@@ -1739,3 +1739,388 @@ def test_transparent_images_are_named_in_a_warning(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         data.load("images", data_dir=str(opaque))
+
+
+
+
+@pytest.mark.parametrize(("n", "test_fraction", "n_test"), [
+    (9, 0.3, 3),  # round(2.7) = 3: rounded, not truncated to 2
+    (3, 0.5, 2),  # round(1.5) = 2
+    (4, 0.1, 1),  # round(0.4) = 0: at least one test row
+    (2, 0.9, 1),  # round(1.8) = 2: at most N − 1, one row left to train on
+])
+def test_the_test_split_is_round_n_times_fraction_at_least_one_at_most_n_minus_one(
+        n, test_fraction, n_test):
+    train, test = data.split_indices(n, seed=0, test_fraction=test_fraction)
+    assert (len(train), len(test)) == (n - n_test, n_test)
+    np.testing.assert_array_equal(np.sort(np.r_[train, test]), np.arange(n))
+    ds = data.from_arrays("t", np.arange(2.0 * n).reshape(n, 2), np.arange(n) % 2 * 1.0,
+                          task="regression", test_fraction=test_fraction)
+    assert (ds.n_train, ds.n_test) == (n - n_test, n_test)
+    with warnings.catch_warnings():  # a few sequences: test tokens unseen in training
+        warnings.simplefilter("ignore", data.DataWarning)
+        sort = data.load_sort(n=n, test_fraction=test_fraction)  # its own cut, the same sizes
+    assert (sort.n_train, sort.n_test) == (n - n_test, n_test)
+
+
+def test_an_indicator_column_of_one_rare_category_is_not_reported_as_floored(tmp_path):
+    """A category in 1 of 160 training rows: were it scaled, its scale would be floored
+    (max|x − mean| = 0.994 > 10·std = 0.79); kept as a 0/1 indicator, it is neither scaled
+    nor named in a 'mostly one value' warning."""
+    train_idx, _ = data.split_indices(200, seed=0, test_fraction=0.2)
+    rare = int(train_idx[0])
+    lines = ["x,kind,y"] + [f"{i},{'rare' if i == rare else 'common'},{i % 2}"
+                            for i in range(200)]
+    path = _write(tmp_path, "\n".join(lines) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", data.DataWarning)
+        ds = data.load("csv", csv_path=path, target="y", seed=0)
+    col = ds.feature_names.index("kind=rare")
+    np.testing.assert_array_equal(ds.x_train[:, col], ds.info["train_index"] == rare)
+    assert "warnings" not in ds.info
+    # the same through from_split: the unscaled column is not counted among the floored ones
+    x = np.c_[np.arange(200.0), np.zeros(200)]
+    x[5, 1] = 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", data.DataWarning)
+        ds = data.from_split("t", x[:160], np.arange(160) % 2, x[160:], np.arange(40) % 2,
+                             task="classification", num_classes=2,
+                             unscaled=np.array([False, True]))
+    assert ds.info["x_std"][1] == 1.0 and ds.info["x_mean"][1] == 0.0
+
+
+@pytest.mark.parametrize("kind", ["csv", "npz"])
+def test_twenty_distinct_integers_are_classes_and_twenty_one_a_regression_target(
+        tmp_path, kind):
+    """Classes are inferred for at most MAX_INFERRED_CLASSES (20) distinct integers: 20 is
+    classification, 21 regression (with a note)."""
+    from gdlab.data.base import MAX_INFERRED_CLASSES
+
+    assert MAX_INFERRED_CLASSES == 20
+    for k, task in ((20, "classification"), (21, "regression")):
+        y = np.arange(5 * k) % k * 3  # k distinct whole numbers, 0, 3, ..., 3(k − 1)
+        x = np.arange(5.0 * k)
+        if kind == "csv":
+            path = _write(tmp_path, "x,y\n" + "".join(f"{a:g},{b}\n" for a, b in zip(x, y)),
+                          f"t{k}.csv")
+            load = dict(csv_path=path)
+        else:
+            path = tmp_path / f"t{k}.npz"
+            np.savez(path, x=x[:, None], y=y)
+            load = dict(npz_path=str(path))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = data.load(kind, **load, **({"target": "y"} if kind == "csv" else {}))
+        assert ds.task == task
+        if task == "classification":
+            assert ds.num_classes == 20
+            assert ds.info["label_values"] == tuple(range(0, 60, 3))
+            assert not caught
+        else:
+            assert any("holds 21 distinct whole numbers" in str(w.message) for w in caught)
+
+
+def test_a_target_of_words_in_half_its_rows_is_text(tmp_path):
+    """'A target of numbers, at least half, and words': half words is still a class target
+    (with a note), not a column of numbers with a bad cell."""
+    path = _write(tmp_path, "x,grade\n" + "".join(
+        f"{i},{['K', '1'][i % 2]}\n" for i in range(20)))
+    with pytest.warns(data.DataWarning, match=r"holds numbers and text \('K'\): its 2 distinct"):
+        ds = data.load_csv(path, "grade")
+    assert ds.task == "classification" and ds.info["label_values"] == ("1", "K")
+    names = np.array(ds.info["label_values"])
+    np.testing.assert_array_equal(names[ds.y_train],
+                                  np.array(["K", "1"])[ds.info["train_index"] % 2])
+
+
+def test_a_target_of_numbers_and_words_with_twenty_values_is_classes_without_a_task(tmp_path):
+    """Up to MAX_INFERRED_CLASSES (20) distinct values are classes with task=None; 21 need
+    task='classification'."""
+    for count, ok in ((20, True), (21, False)):
+        values = [str(v) for v in range(1, count)] + ["K"]  # count − 1 numbers and one word
+        path = _write(tmp_path, "x,grade\n" + "".join(
+            f"{i},{values[i % count]}\n" for i in range(3 * count)), f"g{count}.csv")
+        if ok:
+            with pytest.warns(data.DataWarning, match="its 20 distinct values are classes"):
+                ds = data.load_csv(path, "grade")
+            assert ds.num_classes == 20 and ds.info["label_values"] == tuple(values)
+        else:
+            with pytest.raises(DataError, match="give --task=classification"):
+                data.load_csv(path, "grade")
+
+
+def test_numbers_with_separators_among_a_target_of_words_sort_by_their_value(tmp_path):
+    """Class order puts numbers first in increasing order, read as a feature's numbers are:
+    '1.500,5' in a ';'-separated file is 1500.5, '"1,500"' in a comma-separated one 1500."""
+    for sep, big, name in ((";", "1.500,5", "semi.csv"), (",", '"1,500"', "comma.csv")):
+        values = ["K", "2", big, "2000"]
+        path = _write(tmp_path, f"x{sep}grade\n" + "".join(
+            f"{i}{sep}{values[i % 4]}\n" for i in range(20)), name)
+        with pytest.warns(data.DataWarning, match="holds numbers and text"):
+            ds = data.load_csv(path, "grade")
+        assert ds.info["label_values"] == ("2", big.strip('"'), "2000", "K")
+
+
+def test_a_text_column_half_of_whose_categories_look_like_numbers_gets_no_note(tmp_path):
+    """The note is for a column most of whose categories are numbers kept from being
+    numbers; half is not most."""
+    cells = ['"1,5"', '"2,5"', "a", "b"]
+    path = _write(tmp_path, "x,score,y\n" + "".join(
+        f"{i},{cells[i % 4]},{i % 2}\n" for i in range(20)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", data.DataWarning)
+        ds = data.load_csv(path, "y")
+    assert ds.info["categories"]["score"] == ("1,5", "2,5", "a", "b")
+
+
+def test_npz_labels_of_shape_n_by_1_are_class_labels(tmp_path):
+    """Keras' data sets hold labels as (N, 1) (CIFAR-10's y_train): the same classes as (N,),
+    not a one-output regression."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 3)), np.arange(40) % 3 + 1
+    path = tmp_path / "column.npz"
+    np.savez(path, x=x, y=y[:, None])
+    ds = data.load("npz", npz_path=str(path), seed=1)
+    assert ds.task == "classification" and ds.num_classes == 3
+    assert ds.info["label_values"] == (1, 2, 3)
+    np.testing.assert_array_equal(ds.y_test, y[ds.info["test_index"]] - 1)
+
+
+def test_npz_rows_with_several_ones_are_not_read_as_one_label(tmp_path):
+    """Multi-hot rows (several labels per example) are not Keras' one-hot labels: reading
+    each row's first 1 would drop labels silently. They stay a K-output target."""
+    y = np.eye(3)[np.arange(20) % 3]
+    y[1::5, 2] = 1.0  # rows 1, 6 and 16 hold two 1s
+    path = tmp_path / "multi.npz"
+    np.savez(path, x=np.arange(40.0).reshape(20, 2), y=y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", data.DataWarning)
+        ds = data.load("npz", npz_path=str(path))
+    assert ds.task == "regression" and ds.num_outputs == 3
+    with pytest.raises(DataError, match=re.escape("y's rows are (3,), not one-hot")):
+        data.load("npz", npz_path=str(path), task="classification")
+
+
+def test_npz_own_split_labels_keep_their_values_when_the_test_split_has_others(tmp_path):
+    """Classes are the distinct labels of both splits: a test label between two training
+    ones (4 between 3 and 8) must not shift the training labels' classes."""
+    p = tmp_path / "split.npz"
+    x = np.arange(20.0).reshape(10, 2)
+    y_train, y_test = np.array([3, 8, 3, 8, 3, 8]), np.array([3, 4, 8, 4])
+    np.savez(p, x_train=x[:6], y_train=y_train, x_test=x[6:], y_test=y_test)
+    with pytest.warns(data.DataWarning, match=re.escape(
+            "npz: 2 test examples belong to 1 classes that no training example has (4)")):
+        ds = data.load("npz", npz_path=str(p))
+    values = np.array(ds.info["label_values"])
+    assert tuple(values) == (3, 4, 8)
+    np.testing.assert_array_equal(values[ds.y_train], y_train)
+    np.testing.assert_array_equal(values[ds.y_test], y_test)
+
+
+def test_npz_channels_first_images_of_four_channels_are_read_channels_last(tmp_path):
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (10, 8, 8, 4)).astype(np.uint8)
+    path = tmp_path / "rgba.npz"
+    np.savez(path, x=np.moveaxis(rgba, -1, 1), y=np.arange(10) % 2)  # (10, 4, 8, 8)
+    with pytest.warns(data.DataWarning, match=re.escape(
+            "npz: x's examples (4, 8, 8) look channels-first (C, H, W), as PyTorch stores "
+            "images; read as 8x8 images of 4 channels")):
+        first = data.load("npz", npz_path=str(path))
+    np.savez(path, x=rgba, y=np.arange(10) % 2)
+    last = data.load("npz", npz_path=str(path))
+    assert first.image_shape == last.image_shape == (8, 8, 4)
+    np.testing.assert_array_equal(first.x_train, last.x_train)
+
+
+def test_npz_bool_arrays_are_numbers(tmp_path):
+    """The module docstring: 'Numbers only (bool, integer or float)'."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((30, 4)) > 0.5, np.arange(30) % 3 == 0
+    path = tmp_path / "bool.npz"
+    np.savez(path, x=x, y=y)
+    ds = data.load("npz", npz_path=str(path), standardize=False)
+    assert ds.task == "classification" and ds.info["label_values"] == (0, 1)
+    test = ds.info["test_index"]
+    np.testing.assert_array_equal(ds.x_test, x[test].astype(np.float32))
+    np.testing.assert_array_equal(ds.y_test, y[test].astype(np.int32))
+
+
+def test_npz_own_split_images_of_other_shapes_are_refused(tmp_path):
+    """8x8 training images beside 4x16 test ones hold as many pixels: read flat, the test
+    pixels would silently be other pixels."""
+    rng = np.random.default_rng(0)
+    p = tmp_path / "shapes.npz"
+    np.savez(p, x_train=rng.random((6, 8, 8)), y_train=np.arange(6) % 2,
+             x_test=rng.random((4, 4, 16)), y_test=np.arange(4) % 2)
+    with pytest.raises(DataError, match=re.escape(
+            f"npz file '{p}': x_train's examples are (8, 8) but x_test's are (4, 16)")):
+        data.load("npz", npz_path=str(p))
+
+
+def test_idx_files_with_trailing_bytes_or_no_idx_magic_are_refused(tmp_path):
+    _write_mnist(tmp_path)
+    path = tmp_path / "train-labels-idx1-ubyte"
+    path.write_bytes(path.read_bytes() + b"\x00\x01\x02")
+    with pytest.raises(DataError, match=re.escape(
+            f"mnist train labels file '{path}' has trailing bytes: its header declares 12 "
+            f"uint8 elements (12 bytes) but 15 bytes follow")):
+        data.load_mnist(tmp_path)
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"PK\x08\x01" + (3).to_bytes(4, "big") + b"abc")  # byte 2 a type code
+    with pytest.raises(DataError, match=re.escape(
+            f"IDX file '{other}': wrong IDX magic number 0x504b0801 (not an IDX file)")):
+        data.read_idx(other)
+
+
+def test_mnist_label_10_is_out_of_range(tmp_path):
+    _write_mnist(tmp_path)
+    labels = np.arange(12, dtype=np.uint8) % 10
+    labels[4] = 10
+    data.write_idx(tmp_path / "train-labels-idx1-ubyte", labels)
+    with pytest.raises(DataError, match=re.escape(
+            f"mnist train labels file '{tmp_path / 'train-labels-idx1-ubyte'}': label 10 out "
+            f"of range 0..9")):
+        data.load_mnist(tmp_path)
+
+
+def test_mnist_test_images_of_another_shape_are_refused(tmp_path):
+    """4x3 training and 3x4 test images both flatten to 12 pixels: refused, not mixed."""
+    _write_mnist(tmp_path)
+    path = tmp_path / "t10k-images-idx3-ubyte"
+    data.write_idx(path, np.zeros((5, 3, 4), np.uint8))
+    with pytest.raises(DataError, match=re.escape(
+            f"mnist: train images are 4×3 but test images file '{path}' holds 3×4 images")):
+        data.load_mnist(tmp_path)
+
+
+def test_mnist_gzip_is_known_by_its_bytes_not_its_name_and_load_takes_n(tmp_path):
+    arrays = _write_mnist(tmp_path / "plain")
+    (tmp_path / "named").mkdir()
+    for name, array in arrays.items():  # gzipped, under the plain names
+        data.write_idx(tmp_path / "named" / (name + ".gz"), array)
+        (tmp_path / "named" / (name + ".gz")).rename(tmp_path / "named" / name)
+    assert (tmp_path / "named" / "train-images-idx3-ubyte").read_bytes()[:2] == b"\x1f\x8b"
+    plain = data.load_mnist(tmp_path / "plain", standardize=False)
+    named = data.load_mnist(tmp_path / "named", standardize=False)
+    np.testing.assert_array_equal(named.x_train, plain.x_train)
+    np.testing.assert_array_equal(named.y_test, plain.y_test)
+    with pytest.warns(data.DataWarning, match="no training example has"):
+        first = data.load("mnist", data_dir=str(tmp_path / "plain"), n=7, standardize=False)
+    assert first.n_train == 7
+    np.testing.assert_array_equal(first.y_train, arrays["train-labels-idx1-ubyte"][:7])
+
+
+def test_images_are_resized_bilinearly(tmp_path):
+    """Pillow's bilinear filter, as the module docstring says: a 2x2 image made 4x4 gets
+    values between its own (nearest-neighbour would repeat its four)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    arrays = rng.integers(0, 256, (4, 2, 2), dtype=np.uint8)
+    _write_images(tmp_path, arrays, ["a", "b"] * 2)
+    ds = data.load("images", data_dir=str(tmp_path), size=(4, 4), standardize=False)
+    files = ds.info["files"]["train"] + ds.info["files"]["test"]
+    for row, path in zip(np.r_[ds.x_train, ds.x_test], files):
+        source = arrays[int(path[-8:-4])]
+        expected = np.asarray(Image.fromarray(source).resize((4, 4), Image.Resampling.BILINEAR))
+        np.testing.assert_allclose(row, expected.reshape(-1) / 255.0, rtol=1e-6)
+        assert len(np.unique(row)) > len(np.unique(source))
+
+
+def test_float_images_share_the_folders_largest_value_as_their_scale(tmp_path):
+    """Float grey images with values up to 4000: every one is x / 4000, the folder's
+    largest value, though the image that holds it is read first (train/ before test/)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    arrays = rng.uniform(0, 1000, (6, 3, 3)).astype(np.float32)
+    arrays[0, 1, 1] = 4000.0
+    for j, a in enumerate(arrays):
+        folder = tmp_path / ("train" if j < 4 else "test") / "ab"[j % 2]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(a, "F").save(folder / f"{j}.tif")
+    ds = data.load("images", data_dir=str(tmp_path), standardize=False)
+    files = ds.info["files"]["train"] + ds.info["files"]["test"]
+    assert files[0].endswith("0.tif")
+    for row, path in zip(np.r_[ds.x_train, ds.x_test], files):
+        np.testing.assert_allclose(row, arrays[int(path[-5])].reshape(-1) / 4000.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("held_out", ["valid", "validation"])
+def test_valid_and_validation_folders_are_the_held_out_split(tmp_path, held_out):
+    rng = np.random.default_rng(3)
+    grey = rng.integers(0, 256, (10, 4, 4), dtype=np.uint8)
+    for split, rows in (("train", range(6)), (held_out, range(6, 10))):
+        _write_images(tmp_path / split, grey[list(rows)], [r % 2 for r in rows])
+    ds = data.load("images", data_dir=str(tmp_path), standardize=False)
+    assert ds.info["split"] == f"the folders' own (train/, {held_out}/)"
+    assert (ds.n_train, ds.n_test) == (6, 4)
+
+
+def test_image_classes_are_in_sorted_order_upper_case_first(tmp_path):
+    """Sorted as Python (and torchvision's ImageFolder) sorts names: 'C' before 'a'."""
+    rng = np.random.default_rng(0)
+    arrays = rng.integers(0, 256, (6, 3, 3), dtype=np.uint8)
+    _write_images(tmp_path, arrays, ["b", "C", "a"] * 2)
+    ds = data.load("images", data_dir=str(tmp_path))
+    assert ds.info["class_names"] == ("C", "a", "b")
+    files = ds.info["files"]["train"]
+    names = np.array(ds.info["class_names"])
+    np.testing.assert_array_equal(names[ds.y_train], [p.split("/")[-2] for p in files])
+
+
+def test_one_bit_images_are_grey(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    bits = rng.random((6, 4, 5)) > 0.5
+    for i, b in enumerate(bits):
+        (tmp_path / "ab"[i % 2]).mkdir(exist_ok=True)
+        image = Image.fromarray(b)  # a bool array: mode "1"
+        assert image.mode == "1"
+        image.save(tmp_path / "ab"[i % 2] / f"{i:04d}.png")
+    ds = data.load("images", data_dir=str(tmp_path), standardize=False)
+    assert ds.image_shape == (4, 5, 1)
+    files = ds.info["files"]["train"] + ds.info["files"]["test"]
+    for row, path in zip(np.r_[ds.x_train, ds.x_test], files):
+        np.testing.assert_array_equal(row, bits[int(path[-8:-4])].reshape(-1).astype(np.float32))
+
+
+def test_dot_files_in_class_folders_are_ignored(tmp_path):
+    """macOS writes '._name.png' (AppleDouble) beside each picture copied to some disks:
+    names starting with a dot are not images."""
+    rng = np.random.default_rng(0)
+    _write_images(tmp_path, rng.integers(0, 256, (6, 3, 3), dtype=np.uint8), ["a", "b"] * 3)
+    (tmp_path / "a" / "._0000.png").write_bytes(b"\x00\x05\x16\x07 not a png")
+    ds = data.load("images", data_dir=str(tmp_path))
+    assert ds.n_train + ds.n_test == 6
+
+
+def test_a_grey_image_with_a_transparent_colour_is_named_in_a_warning(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for j in range(4):
+        a = np.full((4, 4), 200, np.uint8)
+        a[1, 1] = 0
+        Image.fromarray(a, "L").save(tmp_path / "ab"[j % 2] / f"{j}.png", transparency=0)
+    with pytest.warns(data.DataWarning, match=r"images: 4 of 4 images have transparent pixels"):
+        data.load("images", data_dir=str(tmp_path))
+
+
+def test_generated_points_depend_on_the_seed_and_spirals_follow_their_rule():
+    """Moons: the points themselves (not only the split) change with the seed. Spirals
+    without noise: arm k's point at radius r lies at angle 2πk/arms + 4r."""
+    def rows(ds):
+        return np.sort(np.r_[ds.x_train, ds.x_test], axis=0)
+
+    a, b = (data.load("moons", seed=s, standardize=False) for s in (0, 1))
+    assert not np.allclose(rows(a), rows(b))
+    ds = data.load_spirals(noise=0.0, standardize=False)
+    x = np.r_[ds.x_train, ds.x_test].astype(np.float64)
+    y = np.r_[ds.y_train, ds.y_test]
+    r = np.hypot(x[:, 0], x[:, 1])
+    assert r.max() <= 1.0 + 1e-6
+    off = np.angle(np.exp(1j * (np.arctan2(x[:, 1], x[:, 0]) - 2 * np.pi * y / 3 - 4 * r)))
+    assert np.abs(off).max() < 1e-4
