@@ -1741,8 +1741,6 @@ def test_transparent_images_are_named_in_a_warning(tmp_path):
         data.load("images", data_dir=str(opaque))
 
 
-
-
 @pytest.mark.parametrize(("n", "test_fraction", "n_test"), [
     (9, 0.3, 3),  # round(2.7) = 3: rounded, not truncated to 2
     (3, 0.5, 2),  # round(1.5) = 2
