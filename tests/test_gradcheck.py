@@ -393,3 +393,70 @@ def test_mixed_precision_check_catches_a_wrong_backward():
     assert not report.passed
     assert not rows["layers/0/w"].passed and rows["layers/0/b"].passed
     assert rows["layers/2/w"].passed and rows["layers/2/b"].passed
+
+
+# ------------------------------------------------- which comparison decides what
+
+
+def test_an_error_finite_differences_cannot_see_still_fails_against_jax_grad():
+    """A backward off by a relative 1e-8 in float64 is inside the finite-difference
+    tolerance (1e-6) but far outside manual-vs-jax.grad's (1e-10): the row fails, on that
+    comparison alone."""
+    layer = _scaled_tanh(1.0 + 1e-8)
+    params, x, dy = _layer_inputs(layer)
+    (row,) = gradcheck.check_layer(layer, params, {}, x, dy, name="tanh")
+    assert row.manual_vs_fd.passed and row.autodiff_vs_fd.passed
+    assert not row.vs_autodiff.passed
+    assert not row.passed
+
+
+def test_float64_finite_differences_catch_an_error_of_1e_4():
+    """Against float64 finite differences (rtol 1e-6) a backward off by a relative 1e-4
+    fails on its own, whatever jax.grad says."""
+    layer = _scaled_tanh(1.0002)
+    params, x, dy = _layer_inputs(layer)
+    (row,) = gradcheck.check_layer(layer, params, {}, x, dy, name="tanh")
+    assert not row.manual_vs_fd.passed
+    assert row.autodiff_vs_fd.passed
+
+
+@pytest.mark.parametrize("failing", [0, 1, 2])
+def test_a_row_passes_only_when_all_three_comparisons_pass(failing):
+    ok = gradcheck.Comparison(0.0, 0.0, True)
+    bad = gradcheck.Comparison(1.0, 0.5, False)
+    comparisons = [ok, ok, ok]
+    comparisons[failing] = bad
+    row = gradcheck.LeafCheck("w", (2,), *comparisons)
+    assert not row.passed
+    assert not gradcheck.Report("float64", (row,)).passed
+    assert row.to_dict()["passed"] is False
+    assert gradcheck.LeafCheck("w", (2,), ok, ok, ok).passed
+
+
+def test_report_rows_name_each_comparison_by_what_it_compares():
+    """In the table and the JSON, the finite-difference columns belong to manual and to
+    jax.grad, each its own."""
+    vs_ad = gradcheck.Comparison(1e-3, 2e-3, False)
+    man_fd = gradcheck.Comparison(3e-3, 4e-3, False)
+    ad_fd = gradcheck.Comparison(5e-9, 6e-9, True)
+    report = gradcheck.Report("float64", (gradcheck.LeafCheck("w", (2, 3), vs_ad, man_fd, ad_fd),))
+    (leaf,) = json.loads(report.to_json())["leaves"]
+    assert (leaf["max_abs_err"], leaf["max_rel_err"]) == (1e-3, 2e-3)
+    assert leaf["finite_differences"] == {
+        "manual": {"max_abs_err": 3e-3, "max_rel_err": 4e-3, "passed": False},
+        "autodiff": {"max_abs_err": 5e-9, "max_rel_err": 6e-9, "passed": True}}
+    header, _, row, _ = report.table().splitlines()
+    columns = [c.strip() for c in header.split("  ") if c.strip()]
+    values = dict(zip(columns, row.split()))
+    assert values["rel err"] == "2.00e-03"
+    assert values["rel err vs FD"] == "4.00e-03"
+    assert values["jax.grad vs FD"] == "6.00e-09"
+    assert values["shape"] == "2x3" and values["result"] == "FAIL"
+
+
+def test_json_report_states_the_tolerances_it_applied():
+    report = json.loads(gradcheck.Report("float32", ()).to_json())
+    assert report["dtype"] == "float32"
+    assert report["tolerances"] == {"analytic": {"rtol": 1e-4, "atol": 1e-6},
+                                    "finite_differences": {"rtol": 2e-3, "atol": 1e-5},
+                                    "fd_step": 1e-5}

@@ -190,3 +190,160 @@ def test_the_edge_of_stability_figure_claims_only_what_its_runs_show(monkeypatch
     assert "gd η = 0.5" in labels and "gd η = 40 (diverged by step 20)" in labels
     (cross,) = [ln for ln in right.get_lines() if ln.get_marker() == "x"]
     assert (list(cross.get_xdata()), list(cross.get_ydata())) == ([10.0], [1e20])
+
+
+def test_every_epoch_panel_spans_the_runs_epochs_and_rows_are_drawn_in_epoch_order(figure):
+    """Rows out of order (a resumed run's file) are drawn by epoch, each curve its own
+    key's values, and every epoch panel shows epoch 0 to the last, the same span."""
+    rows = _history(4)
+    shuffled = [rows[i] for i in (3, 0, 4, 2, 1)]
+    axes = _axes(figure(shuffled, title="order"))
+    xs, ys = _line(axes["loss"], "train loss")
+    np.testing.assert_array_equal(xs, np.arange(5))
+    np.testing.assert_allclose(ys, [2.0 / (1 + e) for e in range(5)])
+    np.testing.assert_allclose(_line(axes["accuracy"], "train accuracy")[1],
+                               [1 - 0.5 / (1 + e) for e in range(5)])
+    lo, hi = axes["loss"].get_xlim()
+    assert lo < 0 and hi > 4
+    for name in ("accuracy", "gradient norm"):
+        assert axes[name].get_xlim() == (lo, hi)
+
+
+def test_losses_that_are_all_exactly_zero_draw_on_a_linear_axis(figure):
+    rows = _history(2, accuracy=False)
+    for row in rows:
+        row["train_loss"] = row["test_loss"] = 0.0
+    axes = _axes(figure(rows, title="zero"))
+    assert axes["loss"].get_yscale() == "linear"
+    np.testing.assert_array_equal(_line(axes["loss"], "train loss")[1], [0.0, 0.0, 0.0])
+
+
+def _kept_figure(monkeypatch, module):
+    kept = {}
+    monkeypatch.setattr(module, "save", lambda fig, path: kept.setdefault("fig", fig))
+    return kept
+
+
+def test_edge_of_stability_panels_sharpness_with_2_over_eta_and_loss_on_a_log_axis(monkeypatch):
+    """Left: each run's sharpness and a dashed line at 2/η in its colour (a mini-batch run at
+    a full-batch rate adds none of its own); right: each run's loss, log scale."""
+    from gdlab.plots import eos
+
+    kept = _kept_figure(monkeypatch, eos)
+
+    def run(lr, sharpness, loss):
+        return {"lr": lr, "two_over_lr": 2 / lr,
+                "curve": {"step": [0, 10, 20], "sharpness": sharpness, "loss": loss}}
+
+    runs = [run(0.5, [1.0, 2.0, 3.5], [1.0, 0.5, 0.25]), run(0.25, [1.0, 4.0, 7.5], [1.0, 0.8, 0.6])]
+    minibatch = {**run(0.5, [0.5, 0.6, 0.7], [1.0, 0.9, 0.7]), "batch_size": 8}
+    eos.plot_edge_of_stability(runs, "unused.png", title="t", minibatch=minibatch)
+    left, right = kept["fig"].axes
+    np.testing.assert_allclose(_line(left, "gd η = 0.5")[1], [1.0, 2.0, 3.5])
+    np.testing.assert_allclose(_line(left, "gd η = 0.25")[1], [1.0, 4.0, 7.5])
+    np.testing.assert_allclose(_line(right, "gd η = 0.25")[1], [1.0, 0.8, 0.6])
+    levels = sorted(float(ln.get_ydata()[0]) for ln in left.get_lines()
+                    if ln.get_linestyle() == "--" and len(ln.get_xdata()) == 2)
+    assert levels == [4.0, 8.0]  # 2/0.5 and 2/0.25, once each
+    assert right.get_yscale() == "log"
+    # at a rate of its own, the mini-batch run's 2/η is drawn too
+    kept.clear()
+    eos.plot_edge_of_stability(runs, "unused.png", title="t", minibatch={**minibatch, "lr": 0.2,
+                                                                         "two_over_lr": 10.0})
+    left = kept["fig"].axes[0]
+    levels = sorted(float(ln.get_ydata()[0]) for ln in left.get_lines()
+                    if ln.get_linestyle() == "--" and len(ln.get_xdata()) == 2)
+    assert levels == [4.0, 8.0, 10.0]
+
+
+def test_sweep_figure_axes_lines_and_where_diverged_rates_are_drawn(monkeypatch):
+    """Left: log-log, J₀ as a horizontal line, the stability bound as a vertical line at
+    its learning rate, diverged rates at three times the largest finite loss; right: the
+    picked runs' curves."""
+    from gdlab.plots import sweep
+
+    kept = _kept_figure(monkeypatch, sweep)
+    curves = np.array([[2.0, 1.5, 1.2], [2.0, 0.5, 0.1], [2.0, 40.0, np.nan]])
+    sweep.plot_lr_sweep([0.01, 0.1, 5.0], [1.2, 0.1, np.nan],
+                        ["too slow", "converged", "diverged"], curves,
+                        {"too small": 0, "good": 1, "too large": 2}, "unused.png",
+                        title="t", initial_loss=2.0, theoretical_max_lr=0.7)
+    left, right = kept["fig"].axes
+    assert left.get_xscale() == "log" and left.get_yscale() == "log"
+    assert right.get_yscale() == "log"
+    np.testing.assert_allclose(_line(left, "initial loss J₀ = 2")[1], [2.0, 2.0])
+    np.testing.assert_allclose(_line(left, "2/λmax = 0.7")[0], [0.7, 0.7])
+    (trend,) = [ln for ln in left.get_lines() if ln.get_color() == "0.6"]  # the rates that ran
+    np.testing.assert_allclose(np.column_stack(trend.get_data()), [[0.01, 1.2], [0.1, 0.1]])
+    (diverged,) = [c for c in left.collections if c.get_label() == "diverged (drawn at top)"]
+    offsets = diverged.get_offsets()
+    assert not np.ma.is_masked(offsets)
+    np.testing.assert_allclose(np.ma.getdata(offsets), [[5.0, 3.0 * 2.0]])
+    np.testing.assert_allclose(_line(right, "too small: α = 0.01 (too slow)")[1], curves[0])
+    np.testing.assert_allclose(_line(right, "good: α = 0.1 (converged)")[1], curves[1])
+
+
+def test_cost_figure_fitted_lines_and_ratio_panel():
+    """Each fitted power law t = e^c·P^k is drawn through its own values; the ratio panel
+    shows finite differences / backprop, in seconds and in operations, beside 2P/3."""
+    from gdlab.plots import cost
+
+    p = [100, 1000, 10000]
+    seconds = {"finite_differences": [2e-3, 2e-1, 20.0], "backprop": [1e-3, 1e-2, 1e-1]}
+    flops = {"finite_differences": [6e4, 6e6, 6e8], "backprop": [3e2, 3e3, 3e4]}
+    fits = {"finite_differences": (2.0, math.log(2e-7)), "backprop": (1.0, math.log(1e-5))}
+    flop_fits = {"finite_differences": (2.0, math.log(6.0)), "backprop": (1.0, math.log(3.0))}
+    fig = cost.cost_figure(p, seconds, fits, title="t", flops=flops, flop_fits=flop_fits)
+    time_ax, flop_ax, ratio_ax = fig.axes
+    for ax, values in ((time_ax, seconds), (flop_ax, flops)):
+        dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+        assert len(dashed) == 2
+        for line, method in zip(dashed, ("finite_differences", "backprop")):
+            xs, ys = (np.asarray(v, np.float64) for v in line.get_data())
+            np.testing.assert_allclose(np.interp(p, xs, ys), values[method], rtol=1e-2)
+            np.testing.assert_allclose([xs[0], xs[-1]], [100, 10000])
+    np.testing.assert_allclose(_line(ratio_ax, "measured seconds: finite differences / backprop")[1],
+                               [2.0, 20.0, 200.0])
+    np.testing.assert_allclose(_line(ratio_ax, "operations: finite differences / backprop")[1],
+                               [200.0, 2000.0, 20000.0])
+    xs, ys = _line(ratio_ax, "estimate 2P/3 (2P forward passes vs about 3)")
+    np.testing.assert_allclose(ys, 2 * xs / 3)
+    assert all(ax.get_xscale() == "log" and ax.get_yscale() == "log" for ax in fig.axes)
+
+
+def test_modes_figure_loss_axes_are_logarithmic_and_the_wall_panel_plots_each_loss():
+    from gdlab.plots import modes
+
+    history = [{"epoch": e, "step": 5 * e, "examples": 50 * e, "wall_seconds": 0.5 * e,
+                "train_loss": 1.0 / (1 + e), "test_loss": 2.0 / (1 + e)} for e in range(3)]
+    curve = modes.binned_curve([1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1],
+                               steps_per_epoch=5, batch_size=10, num_examples=50)
+    fig = modes.modes_figure({"sgd": {"label": "sgd", "history": history, "curve": curve}},
+                             title="t")
+    assert [ax.get_yscale() for ax in fig.axes] == ["log", "log", "log"]
+    wall = fig.axes[2]
+    np.testing.assert_allclose(_line(wall, "sgd: train")[1], [1.0, 0.5, 1.0 / 3])
+    np.testing.assert_allclose(_line(wall, "sgd: test")[1], [2.0, 1.0, 2.0 / 3])
+    np.testing.assert_allclose(_line(wall, "sgd: train")[0], [0.0, 0.5, 1.0])
+
+
+def test_landscape_figure_marks_a_diverged_path_where_it_leaves_and_its_last_loss():
+    """A path that leaves the view at update 2 is marked ✕ on the box's edge where it
+    crosses it, and its loss curve ends at that update, marked there."""
+    from gdlab import landscapes
+    from gdlab.plots import landscape
+
+    bowl = landscapes.bowl()  # box x in [-5, 5], y in [-3, 3]
+    run = landscape.Run(points=np.array([[0.0, 1.0], [2.0, 1.0], [20.0, 1.0], [40.0, 1.0]]),
+                        losses=np.array([1.0, 2.0, 50.0, 900.0]), label="lr 1", color=0,
+                        diverged_at=2)
+    fig = landscape.landscape_figure([landscape.Row(landscape=bowl, optimizers=[("gd", [run])])],
+                                     title="t", grid=20)
+    contour_ax, loss_ax = [ax for ax in fig.axes if ax.get_visible()]
+    (mark,) = [ln for ln in contour_ax.get_lines() if ln.get_marker() == "X"]
+    np.testing.assert_allclose(np.column_stack(mark.get_data()), [[5.0, 1.0]])
+    xs, ys = _line(loss_ax, "lr 1")
+    np.testing.assert_array_equal(xs, [0, 1, 2])
+    np.testing.assert_allclose(ys, [1.0, 2.0, 50.0])  # f − f*, with f* = 0 for the bowl
+    (end,) = [ln for ln in loss_ax.get_lines() if ln.get_marker() == "X"]
+    np.testing.assert_allclose(np.column_stack(end.get_data()), [[2.0, 50.0]])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import json
 import os
 
@@ -149,3 +150,140 @@ def test_resumed_metrics_keep_an_earlier_versions_csv_columns(tmp_path):
     # A fresh start writes just the columns asked for.
     MetricsWriter(tmp_path, ["epoch", "loss"]).close()
     assert (tmp_path / "metrics.csv").read_text().splitlines() == ["epoch,loss"]
+
+
+def test_json_has_null_for_every_non_finite_number():
+    """NaN and both infinities, as Python, NumPy and JAX floats and inside arrays, are null:
+    strict JSON that any reader takes."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    from gdlab.records import json_safe, to_json
+
+    obj = {"nan": float("nan"), "inf": float("inf"), "-inf": -math.inf,
+           "np": np.float32("nan"), "jax": jnp.asarray([1.0, jnp.inf]), "ok": [1.5, 2]}
+    text = to_json(obj)
+    assert json.loads(text) == {"nan": None, "inf": None, "-inf": None, "np": None,
+                                "jax": [1.0, None], "ok": [1.5, 2]}
+    for token in ("NaN", "Infinity"):
+        assert token not in text
+    assert json_safe((np.array([[0.5]]), np.int64(3))) == [[[0.5]], 3]
+
+
+def test_metrics_writer_writes_nan_as_null_and_an_empty_cell(tmp_path):
+    import numpy as np
+
+    with MetricsWriter(tmp_path, ["epoch", "loss", "accuracy"]) as writer:
+        writer.write({"epoch": 1, "loss": float("nan"), "accuracy": np.float64("inf")})
+        writer.write({"epoch": 2, "loss": 0.5, "accuracy": None})
+        assert writer.rows == 2
+    assert (tmp_path / "metrics.jsonl").read_text().splitlines() == [
+        '{"epoch": 1, "loss": null, "accuracy": null}',
+        '{"epoch": 2, "loss": 0.5, "accuracy": null}']
+    assert (tmp_path / "metrics.csv").read_text().splitlines() == [
+        "epoch,loss,accuracy", "1,,", "2,0.5,"]
+
+
+def test_metrics_csv_rows_are_readable_before_the_writer_closes(tmp_path):
+    writer = MetricsWriter(tmp_path, ["epoch", "loss"])
+    try:
+        writer.write({"epoch": 1, "loss": 0.5})
+        assert (tmp_path / "metrics.csv").read_text().splitlines() == ["epoch,loss", "1,0.5"]
+    finally:
+        writer.close()
+
+
+def test_resumed_metrics_count_the_kept_rows_and_refuse_missing_ones(tmp_path):
+    """keep_rows=k keeps exactly the first k rows and counts them; asking for more rows than
+    the file holds is refused and leaves both files as they were."""
+    from gdlab.workdir import WorkdirError
+
+    with MetricsWriter(tmp_path, ["epoch"]) as writer:
+        for epoch in (1, 2, 3):
+            writer.write({"epoch": epoch})
+    jsonl, csv_text = ((tmp_path / f"metrics.{ext}").read_text() for ext in ("jsonl", "csv"))
+    for rows in (4, 5):
+        with pytest.raises(WorkdirError, match=f"holds 3 rows where the run had written {rows}"):
+            MetricsWriter(tmp_path, ["epoch"], keep_rows=rows)
+        assert (tmp_path / "metrics.jsonl").read_text() == jsonl
+        assert (tmp_path / "metrics.csv").read_text() == csv_text
+    with MetricsWriter(tmp_path, ["epoch"], keep_rows=3) as writer:
+        assert writer.rows == 3
+        writer.write({"epoch": 4})
+        assert writer.rows == 4
+    assert [json.loads(x)["epoch"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] \
+        == [1, 2, 3, 4]
+    with MetricsWriter(tmp_path, ["epoch"], keep_rows=1) as writer:
+        assert writer.rows == 1
+    assert (tmp_path / "metrics.csv").read_text().splitlines() == ["epoch", "1"]
+
+
+def test_a_torn_line_ends_the_rows_of_a_jsonl_file(tmp_path):
+    from gdlab.records import read_jsonl
+
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"epoch": 1}\n{"epo\n{"epoch": 3}\n')
+    assert read_jsonl(path) == [{"epoch": 1}]
+    assert read_jsonl(tmp_path / "none.jsonl") == []
+
+
+def test_a_write_that_fails_part_way_keeps_the_old_file_and_no_temporary(tmp_path):
+    """The text cannot be encoded (a lone surrogate): the failure comes while writing, and
+    the file that was there is left whole, with nothing beside it."""
+    path = tmp_path / "out.txt"
+    write_text_atomic(path, "old\n")
+    with pytest.raises(UnicodeEncodeError):
+        write_text_atomic(path, "new " * 10_000 + "\ud800")
+    assert path.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_duration_formats():
+    from gdlab.records import duration
+
+    assert [duration(s) for s in (0, 42.4, 59.6, 60, 125, 3599, 3600, 3725, 36000)] == [
+        "0s", "42s", "1m00s", "1m00s", "2m05s", "59m59s", "1h00m", "1h02m", "10h00m"]
+
+
+def test_progress_line_with_elapsed_time_eta_and_one_accuracy():
+    row = {"epoch": 7, "train_loss": 0.5, "train_accuracy": 0.8, "test_accuracy": 0.75}
+    assert progress_line(row, epochs=100, elapsed=125, eta=3725) == (
+        "epoch   7/100  train_loss 0.5  test_acc 0.7500  elapsed 2m05s  eta 1h02m")
+    assert progress_line(row, epochs=9, elapsed=5) == (
+        "epoch 7/9  train_loss 0.5  test_acc 0.7500  elapsed 5s")
+
+
+def test_tensorboard_logs_each_metric_under_its_own_tag_and_step(tmp_path):
+    metrics = {key: float(i + 1) for i, key in enumerate(TensorBoard.TAGS)}
+    board = TensorBoard(tmp_path)
+    board.write(metrics, 5)
+    board.close()
+    (path,) = tmp_path.iterdir()
+    logged = {(v.tag, e.step): v.simple_value for e in read_events(path) for v in e.summary.value}
+    assert logged == {
+        ("loss/train", 5): metrics["train_loss"], ("loss/test", 5): metrics["test_loss"],
+        ("loss/batch_mean", 5): metrics["batch_loss"],
+        ("accuracy/train", 5): metrics["train_accuracy"],
+        ("accuracy/test", 5): metrics["test_accuracy"],
+        ("rmse/train", 5): metrics["train_rmse"], ("rmse/test", 5): metrics["test_rmse"],
+        ("norms/gradient", 5): metrics["grad_norm"],
+        ("norms/displacement", 5): metrics["displacement"],
+        ("norms/params", 5): metrics["param_norm"],
+        ("learning_rate", 5): metrics["learning_rate"],
+        ("curvature/sharpness", 5): metrics["sharpness"],
+        ("curvature/stability_bound", 5): metrics["stability_bound"],
+        ("speed/examples_per_second", 5): metrics["examples_per_second"]}
+
+
+def test_provenance_names_this_checkout_s_commit():
+    import subprocess
+
+    import gdlab
+    from gdlab.records import provenance
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(gdlab.__file__)))
+    out = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
+                         text=True, timeout=10)
+    if out.returncode != 0:
+        pytest.skip("not a git checkout")
+    assert provenance() == {"gdlab_version": gdlab.__version__, "git_commit": out.stdout.strip()}

@@ -169,3 +169,50 @@ def test_is_locked_tells_whether_a_run_holds_a_folder(tmp_path):
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     finally:
         os.close(fd)
+
+
+def test_overwrite_removes_a_link_in_the_run_not_what_it_points_to(tmp_path):
+    run, data = tmp_path / "run", tmp_path / "data"
+    run.mkdir()
+    data.mkdir()
+    (data / "keep.csv").write_text("a,b\n")
+    _a_run(run)
+    (run / "data").symlink_to(data, target_is_directory=True)
+    path, lock = open_workdir(run, overwrite=True)
+    lock.release()
+    assert os.listdir(path) == []
+    assert (data / "keep.csv").read_text() == "a,b\n"
+
+
+def test_overwrite_refuses_a_folder_whose_entries_cannot_be_deleted(tmp_path, monkeypatch):
+    """A folder that may be searched but not written: its entries cannot be deleted, so
+    nothing is."""
+    _a_run(tmp_path)
+    denied, real = str(tmp_path / "checkpoints"), os.access
+    monkeypatch.setattr(workdir.os, "access", lambda p, mode: False if (
+        str(p) == denied and mode & os.W_OK) else real(p, mode))
+    with pytest.raises(WorkdirError, match=r"--overwrite: .*cannot delete what .*checkpoints"):
+        open_workdir(tmp_path, overwrite=True)
+    assert (tmp_path / "checkpoints" / "3" / "state").read_text() == "arrays"
+    assert (tmp_path / "config.json").exists()
+
+
+def test_a_workdir_that_cannot_be_written_is_one_sentence(tmp_path, monkeypatch):
+    target = tmp_path / "run"
+    target.mkdir()
+    _deny(monkeypatch, target)
+    with pytest.raises(WorkdirError, match=r"run: cannot write there \(permission denied\)"):
+        open_workdir(target)
+
+
+def test_a_folder_beside_a_moved_workdir_is_written_as_usual(tmp_path):
+    """Only paths inside the moved workdir are refused: "run2" beside "run" is another folder."""
+    from gdlab import records
+
+    path, lock = open_workdir(tmp_path / "run")
+    try:
+        os.rename(path, tmp_path / "elsewhere")
+        records.write_text_atomic(tmp_path / "run2" / "x.txt", "x")
+        assert (tmp_path / "run2" / "x.txt").read_text() == "x"
+    finally:
+        lock.release()
