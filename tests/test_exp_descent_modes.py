@@ -55,6 +55,7 @@ def test_three_modes_same_budget_on_digits(tmp_path):
     assert batch["curve"]["batch_loss"] == pytest.approx(
         [r["train_loss"] for r in batch["history"][:2]], rel=1e-5)
     assert out["modes"]["sgd"]["lr"] == 0.01 and out["modes"]["batch"]["lr"] == 1.0
+    assert out["modes"]["minibatch"]["lr"] == 0.3
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["dataset"] == "digits" and config["batch_size"] == 50 and config["epochs"] == 2
     assert (tmp_path / "modes.png").read_bytes().startswith(PNG_MAGIC)
@@ -168,4 +169,17 @@ def test_diverged_modes_say_so_and_count_the_examples_their_updates_used(tmp_pat
         assert last["examples"] == (last["step"] // steps) * n + (last["step"] % steps) * size
     assert out["modes"]["sgd"]["history"][-1]["examples"] < n  # sgd: within its first epoch
     assert "warning: sgd diverged at update" in proc.stderr
-    assert "--lr_sgd=10000 is likely too large: try --lr_sgd=1000" in proc.stderr
+    assert "--lr_sgd=10000 is likely too large: try --lr_sgd=1000\n" in proc.stderr
+    assert "--model=cnn" not in proc.stderr  # its plain gd rates do not suit the CNN
+
+
+def test_a_mode_whose_loss_rose_short_of_diverging_warns(tmp_path):
+    """Full-batch gd at lr 100 on houses' linear model: one epoch takes the loss up more
+    than tenfold, short of the blow-up rule; the batch mode warns, naming its own flag."""
+    proc = run_modes("--dataset=houses", "--model=linear", "--loss=mse", "--lr_batch=100",
+                     "--epochs=1", f"--workdir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads((tmp_path / "modes.json").read_text())
+    assert out["modes"]["batch"]["status"] == "completed"
+    assert ("warning: batch's training loss rose from" in proc.stderr
+            and "--lr_batch=100 is likely too large: try --lr_batch=10\n" in proc.stderr), proc.stderr

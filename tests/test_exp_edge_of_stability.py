@@ -51,6 +51,7 @@ def test_eos_json_has_a_run_per_learning_rate(small):
         assert r["ratio_last_third"] == pytest.approx(r["sharpness_last_third_median"] / (2 / r["lr"]),
                                                       rel=1e-5)
         assert r["at_edge"] == (0.9 <= r["ratio_last_third"] <= 1.2)
+        assert r["started_below"] == (r["ratio_init"] < 0.5)
         assert r["estimates_converged"] == 1.0 and r["hvp_per_estimate"] >= 1
         assert not r["diverged"] and r["final_loss"] < r["initial_loss"]
     # Every run starts from the same weights: the same initial loss and sharpness.
@@ -70,6 +71,15 @@ def test_minibatch_run_at_the_middle_learning_rate(small):
     assert mb["lr"] == 0.6  # unset --minibatch_lr: the middle of --lrs
     assert mb["sharpness_init"] == eos["runs"][0]["sharpness_init"]  # same start, same λ0
     assert mb["final_loss"] < mb["initial_loss"]
+
+
+@pytest.mark.parametrize("extra, lr", [([], 0.2),  # even count: the lower of the two middle
+                                       (["--minibatch_lr=0.1"], 0.1)])
+def test_minibatch_learning_rate_is_the_lower_middle_or_the_one_given(tmp_path, extra, lr):
+    proc = _run("--lrs=0.2,0.4", "--steps=10", "--sharpness_every=10", "--examples=20",
+                "--hidden=4", "--minibatch_size=5", *extra, f"--workdir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "eos.json").read_text())["minibatch"]["lr"] == lr
 
 
 def test_plot_without_minibatch_and_with_a_diverged_run(tmp_path):

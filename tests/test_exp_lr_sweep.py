@@ -143,6 +143,7 @@ def test_weight_decay_and_schedule_reach_every_rate(acceptance, tmp_path):
     (["--weight_decay=-1"], "--weight_decay"),
     (["--lrs=0.1,-1"], "--lrs"),
     (["--lr_min=1", "--lr_max=0.1"], "--lr_min"),
+    (["--lr_min=0.1", "--lr_max=0.1"], "--lr_min must be smaller than --lr_max"),
     (["--num=1"], "--num"),
     (["--lrs=0.1,1e39"], "--lrs=1e+39 overflows float32"),
     (["--lrs=0.1", "--epochs=100000000000000000000"],
@@ -231,3 +232,16 @@ def test_a_start_that_cannot_write_its_flags_leaves_no_half_run(tmp_path):
                        text=True, timeout=300)
     assert_bad_input(r, f"--workdir={workdir}: cannot write there (No space left on device)")
     assert list(workdir.iterdir()) == []
+
+
+def test_weight_decay_on_weights_spares_the_bias(tmp_path):
+    """On houses' linear model, a strong decay on the weights only ends elsewhere than the
+    same decay on every parameter (the bias too)."""
+    finals = {}
+    for on in ("all", "weights"):
+        workdir = tmp_path / on
+        proc = run_sweep("--lrs=0.1", "--epochs=20", "--weight_decay=1",
+                         f"--weight_decay_on={on}", f"--workdir={workdir}")
+        assert proc.returncode == 0, proc.stderr
+        finals[on] = json.loads((workdir / "sweep.json").read_text())["final_losses"][0]
+    assert finals["weights"] != pytest.approx(finals["all"], rel=1e-3), finals

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
 
-from conftest import assert_bad_input, run_experiment
+from conftest import ROOT, assert_bad_input, run_experiment
 from gdlab.data import write_idx
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -40,6 +41,8 @@ def test_tiny_run_writes_every_file_with_consistent_content(tmp_path):
     assert summary["status"] == "completed" and summary["diverged_at_step"] is None
     assert summary["test_accuracy"] == pytest.approx(rows[-1]["test_accuracy"])
     assert summary["test_loss"] == pytest.approx(rows[-1]["test_loss"])
+    assert summary["train_loss"] == pytest.approx(rows[-1]["train_loss"])
+    assert summary["train_accuracy"] == pytest.approx(rows[-1]["train_accuracy"])
     assert {"wall_seconds", "device", "jax_version"} <= set(summary)
     assert (wd / "loss.png").read_bytes()[:8] == PNG_MAGIC
     assert "epoch 2/2" in r.stdout and "test_acc" in r.stdout and "ex/s" in r.stdout
@@ -49,6 +52,9 @@ def test_default_flags_reach_95_percent_on_digits(tmp_path):
     r = run(f"--workdir={tmp_path}")
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "summary.json").read_text())["test_accuracy"] >= 0.95
+    config = json.loads((tmp_path / "config.json").read_text())  # the documented command's
+    assert (config["model"], config["hidden"], config["optimizer"], config["lr"],
+            config["batch_size"], config["epochs"]) == ("mlp", ["64"], "momentum", 0.05, 32, 20)
 
 
 def test_large_lr_on_houses_ends_diverged_with_status_0(tmp_path):
@@ -112,10 +118,12 @@ def test_mnist_from_idx_files(tmp_path):
         images = (rng.random((n, 28, 28)) * 255).astype(np.uint8)
         write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", images)
         write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", labels)
-    r = run("--dataset=mnist", f"--data_dir={tmp_path}", "--epochs=1", "--hidden=8",
-            f"--workdir={tmp_path / 'run'}")
+    # given relative to the working folder, kept absolute: evaluate works from anywhere
+    r = run("--dataset=mnist", f"--data_dir={os.path.relpath(tmp_path, ROOT)}", "--epochs=1",
+            "--hidden=8", f"--workdir={tmp_path / 'run'}")
     assert r.returncode == 0, r.stderr
     assert "60 train / 20 test" in r.stdout
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data_dir"] == str(tmp_path)
 
 
 def test_csv_table(tmp_path):
@@ -276,6 +284,9 @@ def test_transformer_run_on_sort(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["model"].startswith("transformer(d=16")
     assert 0.0 < summary["test_accuracy"] <= 1.0  # per-token accuracy
+    config = json.loads((tmp_path / "config.json").read_text())  # the transformer's defaults
+    assert (config["optimizer"], config["lr"], config["batch_size"], config["schedule"]) == (
+        "adam", 0.003, 64, "cosine")
 
 
 def test_help_documents_every_flag():
@@ -310,3 +321,65 @@ def test_flagfile(tmp_path):
     r = run(f"--flagfile={flagfile}")
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "run" / "config.json").read_text())["hidden"] == ["8"]
+
+
+def test_a_run_whose_accuracy_collapses_ends_degraded(tmp_path):
+    """A run the collapse rule calls collapsed (test_collapse_rule checks the rule itself;
+    here it is made to say so, as no data collapses the same way on every machine) ends
+    with status "degraded" in summary.json, its best and last accuracy said, exit 0."""
+    import subprocess
+    import sys
+
+    program = ("import sys\nfrom experiments import train\n"
+               "train.collapsed = lambda rows, num_classes: True\n"
+               f"sys.argv = ['gdlab-train', '--hidden=8', '--epochs=2', '--workdir={tmp_path}']\n"
+               "train.cli()\n")
+    r = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "degraded", summary
+    best = max(row["test_accuracy"] for row in rows)
+    assert (f"degraded: test accuracy fell to {rows[-1]['test_accuracy']:.4f}, near chance "
+            f"(0.100), after reaching {best:.4f}; lower --lr or check the data") in r.stdout
+
+
+def test_each_row_logs_the_rate_of_the_last_update_under_a_schedule(tmp_path):
+    """Full-batch gd, one update an epoch, cosine over two updates: the row after epoch k
+    logs the rate of update k (counted from 1), the one at epoch 0 that of the first."""
+    from gdlab import optim
+
+    r = run("--hidden=8", "--descent=batch", "--optimizer=gd", "--schedule=cosine",
+            "--lr=0.1", "--epochs=2", f"--workdir={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    schedule = optim.get_schedule("cosine", 0.1, 2)
+    expected = [float(optim.learning_rate_at(schedule, s)) for s in (0, 0, 1)]
+    assert [row["learning_rate"] for row in rows] == pytest.approx(expected)
+    assert expected[1] != pytest.approx(expected[2])  # the schedule moved
+
+
+def test_divergence_advice_offers_the_cnn_only_for_images(tmp_path):
+    """An MLP (the default model) on a table that diverges is told a smaller lr, not a CNN,
+    which needs images."""
+    r = run("--dataset=houses", "--lr=100", "--epochs=1", f"--workdir={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    assert "lr=100.0 is likely too large: try --lr=10" in r.stdout, r.stdout
+    assert "--model=cnn" not in r.stdout
+
+
+def test_a_seed_is_any_32_bit_unsigned_integer():
+    from experiments import _cli
+
+    assert _cli.check_seed(0) == 0 and _cli.check_seed(2**32 - 1) == 2**32 - 1
+    for bad in (-1, 2**32):
+        with pytest.raises(_cli.UsageError, match="--seed must be between 0 and 4294967295"):
+            _cli.check_seed(bad)
+
+
+def test_a_loss_that_ends_over_ten_times_its_start_has_risen():
+    from experiments import _builders
+
+    assert _builders.loss_rose(1.0, 10.5) and not _builders.loss_rose(1.0, 9.5)
+    assert not _builders.loss_rose(None, 50.0) and not _builders.loss_rose(1.0, None)

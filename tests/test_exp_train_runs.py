@@ -137,6 +137,7 @@ def finished_run(tmp_path_factory):
     (["--data_dir=/tmp"], "--data_dir"),
     (["--hidden=8", "--epochs=2"], "already holds a run"),
     (["--hidden=9", "--epochs=2", "--resume"], "--hidden=8, not --hidden=9"),
+    (["--hidden=8", "--epochs=2", "--seed=1", "--resume"], "--seed=0, not --seed=1"),
     # every flag that differs, in one sentence, --model first: it sets the others' defaults,
     # which differ too (a user told only the first would fix one flag per attempt)
     (["--epochs=3", "--model=cnn", "--resume"],
@@ -151,6 +152,36 @@ def test_a_failed_start_leaves_the_earlier_run_byte_for_byte(finished_run, args,
     r = run_experiment("train", *args, f"--workdir={finished_run}")
     assert_bad_input(r, needle)
     assert _snapshot(finished_run) == before
+
+
+def test_a_short_run_checkpoints_only_at_its_end(finished_run):
+    """Two quick epochs under the default --checkpoint_seconds=60: no periodic checkpoint
+    is due, the one at the end is saved."""
+    assert checkpoint.epochs(finished_run) == [2]
+
+
+def test_evaluate_reads_the_latest_checkpoint_or_the_epoch_asked_for(tmp_path):
+    """--checkpoint_every=2 over 3 epochs keeps the checkpoints of epochs 2 and 3 (the
+    end); evaluate reads the latest, whose metrics are the summary's, or --epoch's."""
+    workdir = tmp_path / "run"
+    r = run_experiment("train", "--hidden=8", "--epochs=3", "--checkpoint_every=2",
+                       "--checkpoint_seconds=0", f"--workdir={workdir}")
+    assert r.returncode == 0, r.stderr
+    assert checkpoint.epochs(workdir) == [2, 3]
+    summary = json.loads((workdir / "summary.json").read_text())
+
+    def evaluate(*args):
+        r = run_experiment("evaluate", f"--workdir={workdir}", *args)
+        assert r.returncode == 0, r.stderr
+        test_line = next(line for line in r.stdout.splitlines() if line.startswith("test:"))
+        return r.stdout, dict(zip(test_line.split()[1::2], map(float, test_line.split()[2::2])))
+
+    out, latest = evaluate()
+    assert "checkpoint of epoch 3" in out
+    assert latest["loss"] == pytest.approx(summary["test_loss"], rel=1e-5)
+    out, second = evaluate("--epoch=2")
+    assert "checkpoint of epoch 2" in out
+    assert second["loss"] != pytest.approx(latest["loss"], rel=1e-5)
 
 
 def test_evaluate_reloads_the_run_and_matches_its_summary(finished_run):

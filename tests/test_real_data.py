@@ -141,6 +141,13 @@ def test_collapse_rule():
     assert collapsed(rows, 10)  # best 0.95 > 0.3, last 0.12 < 0.15
     assert not collapsed(rows[:-1], 10)
     assert not collapsed([{"test_accuracy": 0.9}, {"test_accuracy": 0.5}], 2)  # two classes
+    # the thresholds themselves, for ten classes: best above 3x chance (0.3), last below
+    # 1.5x chance (0.15); a run that dipped and recovered has not collapsed
+    assert not collapsed([{"test_accuracy": a} for a in (0.25, 0.05)], 10)
+    assert collapsed([{"test_accuracy": a} for a in (0.31, 0.05)], 10)
+    assert not collapsed([{"test_accuracy": a} for a in (0.9, 0.16)], 10)
+    assert collapsed([{"test_accuracy": a} for a in (0.9, 0.14)], 10)
+    assert not collapsed([{"test_accuracy": a} for a in (0.9, 0.05, 0.9)], 10)
 
 
 def passengers(n: int, seed: int = 0):
