@@ -360,9 +360,6 @@ def test_json_report():
     assert report["tolerances"]["analytic"] == {"rtol": 1e-10, "atol": 1e-12}
 
 
-# -------------------------------------------------------------------- CLI processes
-
-
 # ------------------------------------------------------------ mixed precision (bfloat16)
 
 
@@ -381,6 +378,31 @@ def test_mixed_precision_check_passes_for_every_model(model):
     assert "rows pass" in summary
     assert (f"worst manual {max(leaf.manual_err for leaf in report.leaves):.2e}, jax.grad "
             f"{max(leaf.autodiff_err for leaf in report.leaves):.2e}") in summary
+
+
+def test_mixed_precision_errors_are_relative_to_the_float64_gradient():
+    """Each row's error is ‖g − g64‖ / ‖g64‖, recomputed here from the gradients themselves:
+    bfloat16 manual and jax.grad from float32 params, and jax.grad in float64."""
+    from gdlab import backprop
+
+    model = models.mlp([6, 3], "tanh")
+    params, state, x, y = _xent_problem(model, batch=16)
+    report = gradcheck.check_mixed_precision(model, losses.get("xent"), params, state, x, y)
+
+    def grads(method, dtype, compute=None):
+        vg = backprop.value_and_grad(model, losses.get("xent"), method, compute_dtype=compute)
+        cast = lambda t: jax.tree.map(lambda a: jnp.asarray(a, dtype), t)  # noqa: E731
+        fn = jax.jit(lambda p, s, xs, ys: vg(p, s, xs, ys)[1])  # compiled, as the check's
+        return jax.tree_util.tree_leaves(fn(cast(params), cast(state), cast(x), y))
+
+    with jax.default_matmul_precision("highest"):
+        reference = [np.asarray(g, np.float64) for g in grads("autodiff", jnp.float64)]
+        mixed = {m: grads(m, jnp.float32, jnp.bfloat16) for m in ("manual", "autodiff")}
+    for row, r, gm, ga in zip(report.leaves, reference, mixed["manual"], mixed["autodiff"]):
+        for got, g in ((row.manual_err, gm), (row.autodiff_err, ga)):
+            want = np.linalg.norm(np.asarray(g, np.float64) - r) / np.linalg.norm(r)
+            assert want > 1e-5  # bfloat16 rounding, so ‖g‖ and ‖g64‖ differ visibly
+            assert got == pytest.approx(want, rel=1e-6), row.path
 
 
 def test_mixed_precision_check_catches_a_wrong_backward():
