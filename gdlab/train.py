@@ -855,7 +855,8 @@ def sweep(
     batched program may order a reduction differently: in float32 the parameters
     can differ from ``fit``'s in the last bits, 1e-7 to 1e-6 after two epochs of
     the tiny MLP); divergence is tracked per configuration. Raises ``ValueError`` for the
-    inputs ``fit`` refuses, and for learning rates that are not finite and > 0.
+    inputs ``fit`` refuses, for learning rates that are not finite and > 0, and for seeds
+    that are not integers in 0..2**32−1 (``PRNGKey``'s range).
 
     With a ``mesh`` the configurations are split over its devices (and processes),
     each training its share with no communication; K is padded to a multiple of the

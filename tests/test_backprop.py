@@ -353,3 +353,25 @@ def test_float16_is_refused_for_want_of_loss_scaling():
     model = _model("tanh", "xent")
     with pytest.raises(ValueError, match="bfloat16"):
         backprop.value_and_grad(model, losses.get("xent"), compute_dtype=jnp.float16)
+
+
+@pytest.mark.parametrize("method", backprop.METHODS)
+def test_mixed_precision_dropout_draws_the_float32_runs_mask(method):
+    """In training mode the key reaches the dropout layers in mixed precision too: the same
+    key drops the same units, so the bfloat16 gradient is the float32 one to bfloat16
+    accuracy, and another key gives another gradient."""
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(5), 3)
+    x = jax.random.normal(k1, (16, 6), jnp.float32)
+    y = jax.random.randint(k2, (16,), 0, 3)
+    model = models.mlp([12, 3], dropout_rate=0.5)
+    _, params, state = model.init(k3, (6,))
+    loss = losses.get("xent")
+    key = jax.random.PRNGKey(11)
+    _, g32 = backprop.value_and_grad(model, loss, method)(params, state, x, y, key=key, train=True)
+    mixed = backprop.value_and_grad(model, loss, method, compute_dtype=jnp.bfloat16)
+    _, g16 = mixed(params, state, x, y, key=key, train=True)
+    _, other = mixed(params, state, x, y, key=jax.random.PRNGKey(12), train=True)
+    error = np.linalg.norm(_flat(g16) - _flat(g32)) / np.linalg.norm(_flat(g32))
+    assert error <= tolerances.MIXED["bfloat16"], error
+    other_error = np.linalg.norm(_flat(other) - _flat(g32)) / np.linalg.norm(_flat(g32))
+    assert other_error > 10 * tolerances.MIXED["bfloat16"], other_error

@@ -245,3 +245,21 @@ def test_weight_decay_on_weights_spares_the_bias(tmp_path):
         assert proc.returncode == 0, proc.stderr
         finals[on] = json.loads((workdir / "sweep.json").read_text())["final_losses"][0]
     assert finals["weights"] != pytest.approx(finals["all"], rel=1e-3), finals
+
+
+def test_a_linear_fit_of_several_targets_meets_its_bound(tmp_path):
+    """mse averages over K = 3 targets, so full-batch gd on a linear model is stable up to
+    3·(2/λmax) of the inputs: the first diverged rate lies just above that."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 4)) @ rng.normal(size=(4, 4))
+    y = x @ rng.normal(size=(4, 3)) + 0.1 * rng.normal(size=(200, 3))
+    path = tmp_path / "targets.npz"
+    np.savez(path, x_train=x[:160], y_train=y[:160], x_test=x[160:], y_test=y[160:])
+    workdir = tmp_path / "run"
+    proc = run_sweep("--dataset=npz", f"--npz_path={path}", "--task=regression",
+                     "--model=linear", "--loss=mse", "--descent=batch", "--lr_min=0.2",
+                     "--lr_max=20", "--num=100", f"--workdir={workdir}")
+    assert proc.returncode == 0, proc.stderr
+    sweep = json.loads((workdir / "sweep.json").read_text())
+    assert sweep["first_diverged_lr"] is not None
+    assert 1 <= sweep["first_diverged_over_theoretical"] <= 1 + BOUND_TOLERANCE

@@ -976,3 +976,18 @@ def test_linear_warmup_hands_over_to_then_at_the_warmup_step():
     steps = jnp.asarray([0, 9, 10, 11], jnp.int32)
     np.testing.assert_allclose(np.asarray(schedule(steps)), [0.0, 0.36, 0.1, 0.1], rtol=1e-12)
     np.testing.assert_allclose(float(jax.jit(schedule)(jnp.int32(10))), 0.1, rtol=1e-12)
+
+
+def test_get_nesterov_and_momentum_take_their_own_steps():
+    """With g = 1 twice, α = 0.1, β = 0.5: momentum steps −0.1, −0.15 (u = −α·v); Nesterov
+    steps −0.15, −0.175 (u = −α·(g + β·v)). Giving β as both momentum= and beta= is refused."""
+    params = {"w": jnp.zeros(1, jnp.float64)}
+    grads = {"w": jnp.ones(1, jnp.float64)}
+    for name, expected in (("momentum", (-0.1, -0.15)), ("nesterov", (-0.15, -0.175))):
+        opt = optim.get(name, 0.1, momentum=0.5)
+        state = opt.init(params)
+        for want in expected:
+            updates, state = opt.update(grads, state, params)
+            np.testing.assert_allclose(np.asarray(updates["w"]), [want], rtol=1e-12)
+        with pytest.raises(ValueError, match="momentum= or beta=, not both"):
+            optim.get(name, 0.1, momentum=0.5, beta=0.5)

@@ -824,3 +824,17 @@ def test_create_state_trains_on_the_other_half_of_the_key():
     params, _ = train.init_model(models.linear(1), key, (2,))
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(params),
                                                     jax.tree.leaves(state.params)))
+
+
+def test_sweep_refuses_bad_seeds_and_a_zero_rate():
+    """Seeds must be integers in 0..2**32-1 and learning rates > 0; 2**32-1 is a seed."""
+    x, y = _digits_small()
+    args = (models.mlp([8, 10]), losses.get("xent"), optim.gd)
+    for seeds in ([-1], [2**32], [1.5], [], np.zeros(0, np.int64)):
+        with pytest.raises(ValueError, match="seeds must be integers in 0..2\\*\\*32-1"):
+            train.sweep(*args, [0.1], (x, y), epochs=1, batch_size=50, seeds=seeds)
+    with pytest.raises(ValueError, match="learning_rates must be finite numbers > 0"):
+        train.sweep(*args, [0.1, 0.0], (x, y), epochs=1, batch_size=50)
+    result = train.sweep(*args, [0.1], (x, y), epochs=1, batch_size=50, seeds=[2**32 - 1])
+    np.testing.assert_array_equal(result.seeds, [2**32 - 1])
+    assert np.all(np.isfinite(result.train_loss))
