@@ -5,8 +5,9 @@ r"""Reload a training run from its workdir and evaluate its latest checkpoint.
 Rebuilds the data set and model from the run's config.json, restores the
 checkpoint's TrainState and prints the train and test metrics in evaluation
 mode. For a finished run they equal those in its summary.json; when the data
-read now is not what the run trained on (summary.json's data_digest), a warning
-says so. Writes nothing.
+read now is not what the checkpoint was trained on (its data_digest, or for a
+checkpoint older than that record summary.json's), a warning says so. Writes
+nothing.
 It takes only --workdir and --epoch: the data and model flags it defines are
 the run's, read from config.json, so one given on the command line is refused
 rather than silently replaced.
@@ -60,12 +61,6 @@ def main(argv):
         raise _cli.UsageError(f"{config_path} cannot be read ({e})") from None
     _cli.restore_flags(config, config_path, skip=("workdir", "epoch"))  # the run's own flags
     ds = _builders.load_dataset()
-    trained_on = _trained_on(workdir)
-    if trained_on is not None and trained_on != _builders.data_digest(ds):
-        sys.stderr.write(  # a warning, not a refusal: another machine's NumPy may round the
-            f"warning: the data ({ds.name}) as read now is not what the run trained on "  # scaling
-            f"(summary.json's data_digest): it changed since, or was read on another "
-            f"machine; these metrics are not the run's own\n")
     loss_name = _builders.loss_name(ds)
     model = _builders.build_model(ds, loss_name)
 
@@ -80,6 +75,12 @@ def main(argv):
         raise _cli.UsageError(str(e)) from None
     except checkpoint.CheckpointError as e:
         _cli.fail_now(str(e))
+    trained_on, source = _trained_on(workdir, epoch)
+    if trained_on is not None and trained_on != _builders.data_digest(ds):
+        sys.stderr.write(  # a warning, not a refusal: another machine's NumPy may round the
+            f"warning: the data ({ds.name}) as read now is not what the run trained on "  # scaling
+            f"up to epoch {epoch} ({source}'s data_digest): it changed since, or was read on "
+            f"another machine; these metrics are not the run's own\n")
     try:
         train.check_params_fit(model, state.params, ds.input_shape)
     except ValueError as e:
@@ -94,16 +95,27 @@ def main(argv):
     return 0
 
 
-def _trained_on(workdir: str) -> str | None:
-    """The data digest in the run's summary.json; None when the run has not finished (no
-    summary yet), or its summary predates the digest."""
+def _trained_on(workdir: str, epoch: int) -> tuple[str | None, str]:
+    """``(digest, where it was read)``: the digest of the data the checkpoint of ``epoch``
+    was trained on, kept in its meta record (a run resumed on changed data has checkpoints
+    of both); for a checkpoint older than that record, the one in the run's summary.json.
+    None when neither has one (a run not finished, or older than the digest)."""
+    from gdlab import checkpoint
+
+    try:  # a run saving beside may have pruned the checkpoint since it was read
+        kept = checkpoint.read_meta(workdir, epoch).get("meta")
+    except (checkpoint.CheckpointError, FileNotFoundError, ValueError):
+        kept = None
+    digest = kept.get("data_digest") if isinstance(kept, dict) else None
+    if isinstance(digest, str):
+        return digest, "its checkpoint"
     try:
         with open(os.path.join(workdir, "summary.json")) as f:
             summary = json.load(f)
     except (OSError, ValueError):
-        return None
+        return None, "summary.json"
     digest = summary.get("data_digest") if isinstance(summary, dict) else None
-    return digest if isinstance(digest, str) else None
+    return (digest if isinstance(digest, str) else None), "summary.json"
 
 
 def cli() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -300,6 +301,29 @@ def test_an_unset_variable_in_a_path_flag_is_one_sentence(tmp_path, monkeypatch)
     assert list(tmp_path.iterdir()) == []
 
 
+def test_evaluate_compares_the_checkpoints_own_digest_and_summary_for_older_ones(tmp_path):
+    """evaluate compares the data read now with the digest of the checkpoint it reads; a
+    checkpoint saved before checkpoints kept one falls back to summary.json's."""
+    workdir = tmp_path / "run"
+    r = run_experiment("train", "--hidden=8", "--epochs=1", f"--workdir={workdir}")
+    assert r.returncode == 0, r.stderr
+    digest = checkpoint.read_meta(workdir, 1)["meta"]["data_digest"]
+    summary_path = workdir / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    assert summary["data_digest"] == digest
+    summary["data_digest"] = "0" * 64  # as if the run had ended on other data
+    summary_path.write_text(json.dumps(summary))
+    checkpoint.save(workdir, checkpoint.restore(workdir, 1), epoch=2, metrics_rows=1,
+                    meta={"wall_seconds": 1.0})  # the meta record of an older checkpoint
+    r = run_experiment("evaluate", f"--workdir={workdir}", "--epoch=1")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    r = run_experiment("evaluate", f"--workdir={workdir}")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.startswith(
+        "warning: the data (digits) as read now is not what the run trained on up to epoch 2 "
+        "(summary.json's data_digest)"), r.stderr
+
+
 def test_a_table_run_keeps_its_data_path_and_resume_refuses_changed_data(tmp_path):
     """config.json holds the table's absolute path, so evaluate works from any folder and
     reports the RMSE in the target's units as the summary does; after a price is edited,
@@ -314,7 +338,7 @@ def test_a_table_run_keeps_its_data_path_and_resume_refuses_changed_data(tmp_pat
         f"{c},{a:.4f},{p:.2f}\n" for c, a, p in zip(colours, x, price)))
     workdir = tmp_path / "run"
     args = ["--dataset=csv", f"--csv_path={os.path.relpath(table, ROOT)}", "--target=price",
-            "--hidden=8", "--epochs=3", f"--workdir={workdir}"]
+            "--hidden=8", "--epochs=3", "--checkpoint_seconds=0", f"--workdir={workdir}"]
     r = run_experiment("train", *args)
     assert r.returncode == 0, r.stderr
     assert json.loads((workdir / "config.json").read_text())["csv_path"] == str(table)
@@ -337,20 +361,26 @@ def test_a_table_run_keeps_its_data_path_and_resume_refuses_changed_data(tmp_pat
     r = run_experiment("evaluate", f"--workdir={workdir}")
     assert r.returncode == 0, r.stderr
     assert r.stderr.strip() == (
-        "warning: the data (csv) as read now is not what the run trained on (summary.json's "
-        "data_digest): it changed since, or was read on another machine; these metrics are "
-        "not the run's own")
-    # a --resume says so too (the checkpoint keeps the digest), and summary.json keeps it
+        "warning: the data (csv) as read now is not what the run trained on up to epoch 3 "
+        "(its checkpoint's data_digest): it changed since, or was read on another machine; "
+        "these metrics are not the run's own")
+    # a --resume says so too (the checkpoint keeps the digest), and summary.json keeps it:
+    # here of a run stopped after epoch 2, so its third epoch trains on the table read now
+    shutil.rmtree(workdir / "checkpoints" / "3")
     r = run_experiment("train", *args, "--resume")
     assert r.returncode == 0, r.stderr
     warning = ("--resume: the data (csv) as read now is not what the run trained on up to "
-               "epoch 3 (its checkpoint's data_digest): it changed since, or was read on "
+               "epoch 2 (its checkpoint's data_digest): it changed since, or was read on "
                "another machine; the run goes on on the data read now")
     assert r.stderr.strip() == f"warning: {warning}"
     resumed = json.loads((workdir / "summary.json").read_text())
     assert resumed["data_warnings"] == [warning]
     assert resumed["data_digest"] != summary["data_digest"]
-    assert run_experiment("evaluate", f"--workdir={workdir}").stderr == ""  # now the data read
+    # epoch 3's checkpoint was trained on the table read now, epoch 2's on the one before
+    assert run_experiment("evaluate", f"--workdir={workdir}").stderr == ""
+    r = run_experiment("evaluate", f"--workdir={workdir}", "--epoch=2")
+    assert r.returncode == 0, r.stderr
+    assert "not what the run trained on up to epoch 2 (its checkpoint's" in r.stderr
 
     with table.open("a") as f:
         f.write("blue,0.5,1500.00\n")
