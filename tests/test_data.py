@@ -1402,6 +1402,7 @@ def test_the_preview_finds_a_colour_image_after_a_grey_first_one_where_it_matter
     one_channel = 8 * 8 * 8 * 8  # 8 images of 8×8 as float64
     opened = []
     real_header = images._header
+    monkeypatch.setattr(images, "SIZE_SAMPLE", 1)  # of a larger folder: the first header
     monkeypatch.setattr(images, "_header", lambda p: opened.append(p) or real_header(p))
     assert data.preview_images(str(tmp_path)).image_shape == (8, 8, 1)
     assert len(opened) == 1  # three channels fit too: only the first header is read
@@ -1416,6 +1417,51 @@ def test_the_preview_finds_a_colour_image_after_a_grey_first_one_where_it_matter
         data.preview_images(str(tmp_path))
     with pytest.raises(DataError, match=r"images: 9 images of 8x8 pixels would take 1.29e-05 "):
         data.load_images(str(tmp_path))
+
+
+def test_the_preview_reads_a_sample_of_headers_for_sizes_and_colour(tmp_path, monkeypatch):
+    """preview_images reads SIZE_SAMPLE headers spread over the folder: an image of another
+    size among them is refused before any is decoded, with the size load_images would
+    suggest; one in colour gives three channels, as loading does; the folder's other
+    headers are not read."""
+    from PIL import Image
+
+    from gdlab.data import images
+
+    rng = np.random.default_rng(6)
+    _write_images(tmp_path, rng.integers(0, 256, (12, 5, 4), dtype=np.uint8), ["a", "b"] * 6)
+    monkeypatch.setattr(images, "SIZE_SAMPLE", 4)  # every third of the 12 images
+    kw = {"data_dir": str(tmp_path), "seed": 1}
+    paths = [p for split in images._layout(tmp_path, 1, 0.2)[2] for p, _ in split]
+    sampled, unsampled = paths[3], paths[4]
+    Image.fromarray(rng.integers(0, 256, (5, 4, 3), dtype=np.uint8), "RGB").save(sampled)
+    opened = []
+    real_header = images._header
+    monkeypatch.setattr(images, "_header", lambda p: opened.append(p) or real_header(p))
+    shape = data.preview_images(**kw)
+    assert opened == paths[::3]
+    assert shape.image_shape == data.load_images(**kw).image_shape == (5, 4, 3)
+    Image.fromarray(np.zeros((7, 4), np.uint8)).save(unsampled)  # outside the sample: loading
+    assert data.preview_images(**kw).image_shape == (5, 4, 3)    # alone refuses it
+    with pytest.raises(DataError, match=re.escape(
+            f"'{unsampled}' is 7 high and 4 wide, but 11 of the 12 images are 5 high and 4 "
+            f"wide; every image must have the same size")):
+        data.load_images(**kw)
+    Image.fromarray(np.zeros((7, 4), np.uint8)).save(paths[6])  # in it: refused unread
+    with pytest.raises(DataError, match=re.escape(
+            f"images: '{paths[6]}' is 7 high and 4 wide, but 3 of 4 images read across the "
+            f"folder are 5 high and 4 wide; every image must have the same size (resize them, "
+            f"or give a size to resize to: --image_size=HEIGHT,WIDTH, here "
+            f"--image_size=5,4)")):
+        data.preview_images(**kw)
+    resized = data.preview_images(**kw, size=(3, 3))  # a size given: every size is fine
+    assert resized.image_shape == data.load_images(**kw, size=(3, 3)).image_shape == (3, 3, 3)
+    for i in (0, 9):  # now most of the sample has the other size: it is the one suggested
+        Image.fromarray(np.zeros((7, 4), np.uint8)).save(paths[i])
+    with pytest.raises(DataError, match=re.escape(
+            f"'{sampled}' is 5 high and 4 wide, but 3 of 4 images read across the folder are "
+            f"7 high and 4 wide")):
+        data.preview_images(**kw)
 
 
 def test_a_first_image_past_pils_limits_is_one_sentence_or_no_warning_in_the_preview(

@@ -316,9 +316,9 @@ def test_an_image_folder_trains_the_cnn_by_default(tmp_path):
 
 
 def _big_pictures(root):
-    """Two classes of three 600×800 grey pictures, and a file that is no image (the last of
-    the test split, not the file a preview reads): a run refused before it is reached was
-    refused before the pictures were read."""
+    """Two classes of three 600×800 grey pictures, and one cut short after its header: a
+    preview reads its size, decoding it fails, so a run refused for its size rather than
+    for that file was refused before the pictures were decoded."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
@@ -328,7 +328,7 @@ def _big_pictures(root):
         for i in range(3):
             Image.fromarray(rng.integers(0, 256, (600, 800), dtype=np.uint8)).save(
                 folder / f"{i}.png")
-    (root / "b" / "z_broken.png").write_bytes(b"not an image")
+    (root / "b" / "z_broken.png").write_bytes((root / "b" / "0.png").read_bytes()[:200])
 
 
 def test_pictures_too_large_for_the_model_are_refused_with_a_size_that_fits(tmp_path):
@@ -338,12 +338,16 @@ def test_pictures_too_large_for_the_model_are_refused_with_a_size_that_fits(tmp_
     r = run_experiment("train", "--dataset=images", f"--data_dir={tmp_path / 'big'}",
                        "--model=mlp", "--hidden=100000", "--batch_size=4",
                        f"--workdir={tmp_path / 'run'}")
-    assert_bad_input(r, "needs about")  # before reading: the broken file is not reached
+    assert_bad_input(r, "needs about")  # before decoding: the broken file is not reached
     assert ("use a smaller model or batch, or smaller images: these are 600×800×1; "
             "--image_size resizes them as they are read, e.g. --image_size=") in r.stderr
     height, width = map(int, r.stderr.split("--image_size=")[-1].strip().split(","))
     assert (height, width) in {(600 // k, 800 // k) for k in (2, 4, 8, 16, 32, 64)}
     assert not (tmp_path / "run" / "summary.json").exists()
+    r = run_experiment("train", "--dataset=images", f"--data_dir={tmp_path / 'big'}",
+                       "--model=mlp", "--hidden=8", "--batch_size=4",
+                       f"--workdir={tmp_path / 'run'}")
+    assert_bad_input(r, "z_broken.png' cannot be read as an image")  # decoded: it is
 
 
 @pytest.mark.parametrize("experiment", ["lr_sweep", "descent_modes"])

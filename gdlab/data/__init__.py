@@ -23,7 +23,7 @@ sort      classification generated integer sequences and their sorted order, per
 Images (digits, mnist, images, npz images) load flattened, ``(N, H·W·C)``;
 :func:`as_images` gives the same data as ``(N, H, W, C)`` for convolutions.
 :func:`preview_images` gives an image folder's :class:`DataShape` (counts, classes,
-image shape) from its file names and first header, before any image is decoded.
+image shape) from its file names and a sample of headers, before any image is decoded.
 ``sort`` gives int32 token ids ``(N, T)``.
 
 The split, standardisation and dtype rules are stated once, in ``gdlab.data.base``.

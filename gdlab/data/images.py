@@ -45,6 +45,10 @@ _GREY_MODES = ("1", "L", "LA", *_WIDE_GREY_MODES)
 HELD_OUT = ("test", "val", "valid", "validation")
 """The names of a data set's own held-out folder beside ``train/``, the first found taken."""
 
+SIZE_SAMPLE = 64
+"""How many images' headers ``preview_images`` reads, spread evenly over the folder (the
+first among them), to find images of several sizes before any is decoded."""
+
 
 def _is_image(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(EXTENSIONS)
@@ -272,28 +276,51 @@ def preview_images(
     examples, as it loads them; ``as_images`` gives their image shape), from the
     file names and the images' headers, without decoding any image: a program can
     refuse a run too large for its memory before reading a folder of photos (80 photos
-    of 1500×2000 take about a minute to read). The first image gives the size (a
-    folder's images must share one unless ``size`` is given) and, in colour, the
-    channels; after a grey first image the other headers are read only where one in
-    colour would make the pixels too large, so the channels of a folder that fits are
-    the first image's (a lower bound where a later one has colour). A DataError when
-    ``load_images`` would give one for the layout, a header read, or pixels beyond half
-    this machine's memory."""
+    of 1500×2000 take about a minute to read). It reads the headers of ``SIZE_SAMPLE``
+    images spread evenly over the folder (of every image in a smaller one): the first
+    gives the size, and unless ``size`` is given, one of another size among them is
+    refused here as ``load_images`` would refuse it after decoding them all (an image of
+    another size the sample missed is left to it); one in colour among them gives three
+    channels. After grey ones, the other headers are read only where one in colour
+    would make the pixels too large, so the channels of a larger folder that fits are a
+    lower bound where only an image outside the sample has colour. A DataError when
+    ``load_images`` would give one for the layout, a header read, the sizes, or pixels
+    beyond half this machine's memory."""
     size = _checked_size(size)
     _, classes, splits, _, _, _ = _layout(data_dir, seed, test_fraction)
     paths = [p for split in splits for p, _ in split]
-    width, height, channels = _header(paths[0])
-    if size is not None:
+    sample = paths[::-(-len(paths) // SIZE_SAMPLE)]  # the first image among them
+    headers = [_header(p) for p in sample]
+    (width, height, _), channels = headers[0], max(c for _, _, c in headers)
+    if size is None:
+        _check_one_size(sample, [(w, h) for w, h, _ in headers])
+    else:
         height, width = size
     n_train, n_test = len(splits[0]), len(splits[1])
     _check_memory((len(paths), height, width, channels))
     if channels == 1:  # one colour image makes all three channels: too many then?
         colour_error = _memory_error((len(paths), height, width, 3))
-        if colour_error is not None and any(_header(p)[2] == 3 for p in paths[1:]):
+        sampled = set(sample)
+        if colour_error is not None and any(_header(p)[2] == 3 for p in paths
+                                            if p not in sampled):
             raise colour_error
     return DataShape(name="images", task="classification", num_classes=len(classes),
                      n_train=n_train, n_test=n_test, input_shape=(height * width * channels,),
                      image_shape=(height, width, channels))
+
+
+def _check_one_size(paths: list[str], sizes: list[tuple[int, int]]) -> None:
+    """A DataError naming the first of ``paths`` whose size (PIL's ``(width, height)``,
+    ``sizes``) is not the most common among them, if any, in ``_pixels``' words."""
+    (common, count), = collections.Counter(sizes).most_common(1)
+    if count == len(sizes):
+        return
+    path, (width, height) = next((p, s) for p, s in zip(paths, sizes) if s != common)
+    raise DataError(f"images: '{path}' is {height} high and {width} wide, but {count} of "
+                    f"{len(paths)} images read across the folder are {common[1]} high and "
+                    f"{common[0]} wide; every image must have the same size (resize them, or "
+                    f"give a size to resize to: --image_size=HEIGHT,WIDTH, here "
+                    f"--image_size={common[1]},{common[0]})")
 
 
 def load_images(
