@@ -603,6 +603,47 @@ def bench_data_parallel(repeats, key):
 # --------------------------------------------------------------------------- PyTorch peer
 
 
+def torch_peer(params, x, y, batch: int, device: str):
+    """``(net, make_epoch)``: gdlab's relu MLP of ``params`` as a ``torch.nn.Sequential`` of
+    the same weights on ``device``, and ``make_epoch(model)``, an epoch of
+    ``torch.optim.SGD(lr=LR, momentum=0.9)`` on ``x, y`` for ``model`` (``net`` or its
+    ``torch.compile``): as gdlab's, a new order of the examples (``torch.randperm``), then
+    each step gathers its batch of ``batch`` on the device."""
+    import numpy as np
+    import torch
+
+    # The dense layers wherever they sit in the serial stack (those with a weight matrix).
+    dense = [p for p in params["layers"] if "w" in p]
+    layers = []
+    for i, p in enumerate(dense):
+        lin = torch.nn.Linear(*np.asarray(p["w"]).shape)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(np.asarray(p["w"]).T.copy()))
+            lin.bias.copy_(torch.from_numpy(np.asarray(p["b"]).copy()))
+        layers.append(lin)
+        if i < len(dense) - 1:
+            layers.append(torch.nn.ReLU())
+    net = torch.nn.Sequential(*layers).to(device)
+    opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=0.9)
+    xs = torch.from_numpy(np.array(x)).to(device)
+    ys = torch.from_numpy(np.array(y, dtype=np.int64)).to(device)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    generator = torch.Generator(device).manual_seed(0)
+
+    def make_epoch(model):
+        def epoch():
+            order = torch.randperm(xs.shape[0], device=device, generator=generator)
+            for idx in order.view(-1, batch):
+                opt.zero_grad(set_to_none=True)
+                loss_fn(model(xs[idx]), ys[idx]).backward()
+                opt.step()
+            if device == "cuda":
+                torch.cuda.synchronize()
+        return epoch
+
+    return net, make_epoch
+
+
 def bench_torch(sizes, repeats, key, *, try_compile):
     """The same MLP, initial weights and data in PyTorch, eager and torch.compile, each epoch
     shuffled (``torch.randperm``) and each batch gathered on the device, as gdlab's."""
@@ -611,7 +652,6 @@ def bench_torch(sizes, repeats, key, *, try_compile):
     except ImportError:
         return {"available": False, "note": "torch is not installed: pip install -e '.[peer]' to compare"}
     import jax
-    import numpy as np
 
     out = {"available": True, "version": torch.__version__, "threads": torch.get_num_threads(),
            "sizes": []}
@@ -622,36 +662,7 @@ def bench_torch(sizes, repeats, key, *, try_compile):
             continue
         widths, batch = sizes[name]
         runner = Runner.mlp(widths, MINIBATCH_STEPS * batch, batch, "manual", key)
-        # The dense layers wherever they sit in the serial stack (those with a weight matrix).
-        dense = [p for p in runner.state.params["layers"] if "w" in p]
-        layers = []
-        for i, p in enumerate(dense):
-            lin = torch.nn.Linear(*np.asarray(p["w"]).shape)
-            with torch.no_grad():
-                lin.weight.copy_(torch.from_numpy(np.asarray(p["w"]).T.copy()))
-                lin.bias.copy_(torch.from_numpy(np.asarray(p["b"]).copy()))
-            layers.append(lin)
-            if i < len(dense) - 1:
-                layers.append(torch.nn.ReLU())
-        net = torch.nn.Sequential(*layers).to(device)
-        opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=0.9)
-        xs = torch.from_numpy(np.array(runner.x)).to(device)
-        ys = torch.from_numpy(np.array(runner.y, dtype=np.int64)).to(device)
-        loss_fn = torch.nn.CrossEntropyLoss()
-        generator = torch.Generator(device).manual_seed(0)
-
-        # As gdlab's epoch: a new order of the examples, then each step gathers its batch.
-        def make_epoch(model, opt=opt, xs=xs, ys=ys, loss_fn=loss_fn, generator=generator,
-                       batch=batch):
-            def epoch():
-                order = torch.randperm(xs.shape[0], device=device, generator=generator)
-                for idx in order.view(-1, batch):
-                    opt.zero_grad(set_to_none=True)
-                    loss_fn(model(xs[idx]), ys[idx]).backward()
-                    opt.step()
-                if device == "cuda":
-                    torch.cuda.synchronize()
-            return epoch
+        net, make_epoch = torch_peer(runner.state.params, runner.x, runner.y, batch, device)
 
         steps = runner.steps
         row = {"size": name, "widths": list(widths), "batch_size": batch, "steps": steps}

@@ -500,6 +500,61 @@ def test_flax_optax_rows_time_the_peer_with_gdlab_on_the_same_data(bench, monkey
                 assert row[f"ratio_{g}_over_peer"] == times[g] / times["peer"]
 
 
+def _momentum_epoch(layers, x, y, batches, lr):
+    """``(layers, losses)`` after heavy-ball momentum 0.9 (v = 0.9 v + g, w -= lr v) at
+    ``lr`` on the mean cross-entropy of the relu MLP of ``layers`` (``(w, b)`` pairs, w of
+    shape (in, out)), one step per row of example indices in ``batches``: the peers' epoch."""
+    import jax
+    import jax.numpy as jnp
+
+    def loss(layers, xb, yb):
+        h = xb
+        for i, (w, b) in enumerate(layers):
+            h = h @ w + b
+            if i < len(layers) - 1:
+                h = jnp.maximum(h, 0.0)
+        return jnp.mean(jax.nn.logsumexp(h, axis=1) - h[jnp.arange(len(yb)), yb])
+
+    value_and_grad = jax.jit(jax.value_and_grad(loss))
+    x64, y, velocity, losses = np.asarray(x, np.float64), np.asarray(y), [(0.0, 0.0)] * len(layers), []
+    for idx in batches:
+        value, grads = value_and_grad(layers, x64[idx], y[idx])
+        losses.append(float(value))
+        velocity = [(0.9 * vw + gw, 0.9 * vb + gb) for (vw, vb), (gw, gb) in zip(velocity, grads)]
+        layers = [(w_ - lr * vw, b_ - lr * vb) for (w_, b_), (vw, vb) in zip(layers, velocity)]
+    return layers, losses
+
+
+def test_torch_peer_is_the_mlp_of_gdlabs_weights_and_momentum_sgd_over_its_permutation(bench):
+    """The PyTorch peer: gdlab's relu MLP with its very weights (the same outputs), and an
+    epoch of momentum 0.9 at the bench's rate over torch.randperm's batches, recomputed."""
+    torch = pytest.importorskip("torch")
+    import jax
+    import jax.numpy as jnp
+
+    from gdlab import layers as gl
+    from gdlab import models, train
+
+    widths, n, batch = (5, 7, 6, 3), 12, 4
+    model = models.mlp(list(widths[1:]), "relu")
+    params, state = train.init_model(model, jax.random.PRNGKey(4), (widths[0],))
+    x = jax.random.normal(jax.random.PRNGKey(5), (n, widths[0]), jnp.float32)
+    y = jnp.arange(n) % widths[-1]
+    net, make_epoch = bench.torch_peer(params, x, y, batch, "cpu")
+    with torch.no_grad():
+        out = net(torch.from_numpy(np.array(x))).numpy()
+    np.testing.assert_allclose(out, np.asarray(gl.apply(model, params, state, x)), rtol=1e-5, atol=1e-6)
+    layers = [(np.asarray(p["w"], np.float64), np.asarray(p["b"], np.float64))
+              for p in params["layers"] if "w" in p]
+    order = torch.randperm(n, generator=torch.Generator("cpu").manual_seed(0)).numpy()
+    layers, _ = _momentum_epoch(layers, x, y, order.reshape(-1, batch), bench.LR)
+    make_epoch(net)()
+    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+    for lin, (w, b) in zip(linears, layers, strict=True):
+        np.testing.assert_allclose(lin.weight.detach().numpy().T, w, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(lin.bias.detach().numpy(), b, rtol=1e-4, atol=1e-6)
+
+
 def test_flax_optax_peer_is_momentum_sgd_of_the_mlp_on_gdlabs_batches(bench):
     """The peer's epoch, recomputed: the relu MLP of the widths, heavy-ball momentum 0.9 at
     the bench's rate, over descent.epoch_batches of the key its carry holds."""
@@ -517,23 +572,8 @@ def test_flax_optax_peer_is_momentum_sgd_of_the_mlp_on_gdlabs_batches(bench):
               for _, d in sorted(params["params"].items(), key=lambda kv: int(kv[0].split("_")[1]))]
     assert [w.shape for w, _ in layers] == list(itertools.pairwise(widths))
     indices, weights = descent.epoch_batches(jax.random.split(key)[1], n, batch)
-
-    def loss(layers, xb, yb):
-        h = xb
-        for i, (w, b) in enumerate(layers):
-            h = h @ w + b
-            if i < len(layers) - 1:
-                h = jnp.maximum(h, 0.0)
-        return jnp.mean(jax.nn.logsumexp(h, axis=1) - h[jnp.arange(len(yb)), yb])
-
-    value_and_grad = jax.jit(jax.value_and_grad(loss))
-    x64, velocity, expected = np.asarray(x, np.float64), [(0.0, 0.0)] * len(layers), []
-    for idx, w in zip(np.asarray(indices), np.asarray(weights), strict=True):
-        assert w.all()  # N is a multiple of B: no padding
-        value, grads = value_and_grad(layers, x64[idx], np.asarray(y)[idx])
-        expected.append(float(value))
-        velocity = [(0.9 * vw + gw, 0.9 * vb + gb) for (vw, vb), (gw, gb) in zip(velocity, grads)]
-        layers = [(w_ - bench.LR * vw, b_ - bench.LR * vb) for (w_, b_), (vw, vb) in zip(layers, velocity)]
+    assert np.asarray(weights).all()  # N is a multiple of B: no padding
+    layers, expected = _momentum_epoch(layers, x, y, np.asarray(indices), bench.LR)
     carry, values = epoch((params, opt_state, key), x, y)
     assert values.shape == (n // batch,)
     np.testing.assert_allclose(np.asarray(values), expected, rtol=1e-5)
