@@ -76,16 +76,18 @@ def _lstsq_slope(xs, ys) -> tuple[float, float]:
 
 
 def test_tiny_run_writes_cost_json_and_png(tmp_path):
-    proc = _run("--depths=1,2,3", "--width=3", "--repeats=1", "--batch_size=4", "--input_dim=3",
+    # depths in any order, one given twice: each is timed once, shallowest first
+    proc = _run("--depths=2,1,3,1", "--width=3", "--repeats=1", "--batch_size=4", "--input_dim=2",
                 f"--workdir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "cost.png").read_bytes()[:8] == PNG_MAGIC
-    assert json.loads((tmp_path / "config.json").read_text())["depths"] == ["1", "2", "3"]
+    assert json.loads((tmp_path / "config.json").read_text())["depths"] == ["2", "1", "3", "1"]
     result = json.loads((tmp_path / "cost.json").read_text())
     model = result["model"]
-    assert model["input_dim"] == 3 and model["batch_size"] == 4 and model["width"] == 3
+    assert model["input_dim"] == 2 and model["batch_size"] == 4 and model["width"] == 3
     assert model["depths"] == [1, 2, 3] and model["grows"] == "depth"
-    expected = [mlp_param_count(3, d, 3, model["outputs"]) for d in (1, 2, 3)]
+    assert (model["activation"], model["loss"], model["dtype"]) == ("tanh", "mse", "float64")
+    expected = [mlp_param_count(3, d, 2, model["outputs"]) for d in (1, 2, 3)]
     assert result["params"] == expected == [r["params"] for r in result["sizes"]]
     assert expected == sorted(expected) and len(set(expected)) == 3
     for row, depth in zip(result["sizes"], (1, 2, 3)):
@@ -96,7 +98,11 @@ def test_tiny_run_writes_cost_json_and_png(tmp_path):
         assert row["forward_passes_fd"] == 2 * row["params"]
         assert row["fd_over_backprop"] == pytest.approx(
             row["seconds"]["finite_differences"] / row["seconds"]["backprop"])
-        assert row["fd_matches_backprop"] is True
+        assert row["fd_matches_backprop"] is True and 0 <= row["fd_max_rel_err"] < 1
+        # its line of the table: depth, P, ..., whether FD matched and its error
+        (line,) = [ln for ln in proc.stdout.splitlines()
+                   if ln.startswith(f"{depth:>6} {row['params']:>8,} ")]
+        assert line.endswith(f"  yes (rel err {row['fd_max_rel_err']:.1e})")
         assert all(runs >= 1 for runs in row["runs"].values())
     assert result["reference_slopes"] == {"finite_differences": 2, "backprop": 1, "autodiff": 1}
     # the stored slopes are the least-squares fits of the stored numbers
@@ -110,12 +116,21 @@ def test_tiny_run_writes_cost_json_and_png(tmp_path):
                 {"slope": slope, "intercept": intercept}, rel=1e-9, abs=1e-12)
     assert result["timing"]["repeats"] == 1 and result["timing"]["statistic"] == "median"
     assert result["jax_version"] == jax.__version__ and result["device"]
-    assert "slopes of measured seconds" in proc.stdout
+    slope, flop = result["slopes"], result["flop_slopes"]
+    assert (f"log-log slopes of measured seconds: finite differences "
+            f"{slope['finite_differences']:.2f}, backprop {slope['backprop']:.2f}, jax.grad "
+            f"{slope['autodiff']:.2f} (theory 2, 1, 1)") in proc.stdout
+    assert (f"log-log slopes of XLA's operation counts: finite differences "
+            f"{flop['finite_differences']:.2f}, backprop {flop['backprop']:.2f}, jax.grad "
+            f"{flop['autodiff']:.2f}") in proc.stdout
+    last = result["sizes"][-1]
+    assert (f"at P={last['params']:,} finite differences take {last['fd_over_backprop']:,.0f}× "
+            f"as long as backprop") in proc.stdout
 
 
 @pytest.mark.parametrize("flag", [
     "--depths=8", "--depths=0,4", "--depths=4,1000", "--repeats=0", "--width=0",
-    "--batch_size=-1", "stray", "--seed=-1",
+    "--batch_size=-1", "stray", "--seed=-1", "--depths=4,4",
     "--batch_size=1000000000",  # the batch alone would not fit: one sentence, not a traceback
     "--seed=4294967291",  # six sizes use seeds up to seed + 5
 ])
@@ -126,6 +141,30 @@ def test_bad_flags_exit_2_with_one_sentence(flag, tmp_path):
     if flag == "--seed=4294967291":  # the seed given is quoted, with the bound it must meet
         assert "--seed must be at most 4294967290 for 6 depths" in proc.stderr
         assert proc.stderr.rstrip().endswith("got 4294967291")
+    if flag == "--depths=4,1000":  # the depth over the limit, and its P
+        p = mlp_param_count(32, 1000, 32, 1)
+        assert f"depth 1000 at --width=32 gives P={p:,} parameters" in proc.stderr
+    if flag == "--batch_size=1000000000":
+        # float64 inputs and each layer's pre- and post-activations of the deepest MLP (8
+        # layers of 32, one output; the input is --width wide), three times over
+        need = 3 * 8 * 1_000_000_000 * (32 + 2 * (8 * 32 + 1))
+        assert f"the batch and its forward values take about {need / 2**30:.1f} GiB" in proc.stderr
+
+
+@pytest.mark.parametrize("flags, refused", [
+    # P = (D + 1)·w + (depth − 1)·(w + 1)·w + (w + 1): 99,995 inputs to one unit, depth 2
+    (["--width=1", "--input_dim=99995", "--depths=1,2"], None),        # P = FD_MAX_PARAMS
+    (["--width=1", "--input_dim=99996", "--depths=1,2"], "--depths"),  # one more
+    (["--seed=4294967290"], None),  # six sizes use seeds up to 2³² − 1
+])
+def test_the_largest_model_and_seed_allowed_are_taken(tmp_path, flags, refused):
+    """Taken: the run goes on to the batch's memory check, which a batch of 10⁹ fails."""
+    from gdlab.gradcheck import FD_MAX_PARAMS
+
+    assert mlp_param_count(1, 2, 99995, 1) == FD_MAX_PARAMS
+    proc = _run(*flags, "--batch_size=1000000000", f"--workdir={tmp_path / 'out'}")
+    assert_bad_input(proc, refused or "--batch_size=1,000,000,000: the batch")
+    assert not (tmp_path / "out").exists()
 
 
 def test_help_lists_every_flag():

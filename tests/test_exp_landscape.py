@@ -25,7 +25,8 @@ def test_default_run_is_plain_gd_on_the_bowl_at_three_rates(tmp_path):
     proc = _run(f"--workdir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "landscape.png").read_bytes()[:8] == PNG_MAGIC
-    (bowl,) = json.loads((tmp_path / "landscape.json").read_text())["functions"]
+    result = json.loads((tmp_path / "landscape.json").read_text())
+    (bowl,) = result["functions"]
     assert bowl["name"] == "bowl"
     assert bowl["lambda_max"] == pytest.approx(10.0) and bowl["stability_bound"] == pytest.approx(0.2)
     runs = bowl["runs"]
@@ -37,6 +38,37 @@ def test_default_run_is_plain_gd_on_the_bowl_at_three_rates(tmp_path):
     assert not good["diverged"] and good["distance_to_minimum"] < 0.05
     assert large["diverged"] and large["diverged_at_step"] >= 1
     assert "= 1.05·2/λmax, diverged at step" in proc.stdout
+    assert small["diverged_at_step"] is None and good["diverged_at_step"] is None
+    _assert_the_bowls_closed_form(result)
+
+
+def _assert_the_bowls_closed_form(result: dict) -> None:
+    """Plain GD on ½(x² + 10y²) from (x₀, y₀): x_t = (1 − α)^t·x₀, y_t = (1 − 10α)^t·y₀. A
+    path stops at the first update that leaves the box scaled by the escape factor about its
+    centre, keeping that point."""
+    import math
+
+    (bowl,) = result["functions"]
+    fn = landscapes.bowl()
+    assert bowl["formula"] == fn.formula and bowl["minimum_value"] == fn.minimum_value == 0.0
+    assert bowl["minima"] == [[0.0, 0.0]] and bowl["lambda_max_at"] == [0.0, 0.0]
+    assert bowl["box"] == list(fn.box) and bowl["start"] == list(fn.start)
+    assert result["escape_factor"] == landscapes.ESCAPE
+    (x0, y0), (_, _, _, y_top) = fn.start, fn.box
+    y_escape = landscapes.ESCAPE * y_top  # the box is centred on (0, 0)
+    for run, lr in zip(bowl["runs"], fn.lrs):
+        assert run["lr"] == lr and run["steps"] == fn.steps
+        if abs(1 - 10 * lr) > 1:  # |y_t| = |y₀|·|1 − 10α|^t first passes y_escape at t
+            t = math.floor(math.log(y_escape / abs(y0)) / math.log(abs(1 - 10 * lr))) + 1
+            assert run["diverged"] and run["diverged_at_step"] == t
+        else:
+            t = fn.steps
+            assert not run["diverged"]
+        x, y = x0 * (1 - lr) ** t, y0 * (1 - 10 * lr) ** t
+        assert run["final_point"] == pytest.approx([x, y], rel=1e-5, abs=1e-6)
+        assert run["final_loss"] == pytest.approx(0.5 * (x * x + 10 * y * y), rel=1e-5, abs=1e-9)
+        assert run["nearest_minimum"] == [0.0, 0.0]
+        assert run["distance_to_minimum"] == pytest.approx(math.hypot(x, y), rel=1e-5, abs=1e-6)
 
 
 def test_small_run_writes_plot_and_json(tmp_path):
@@ -63,9 +95,13 @@ def test_small_run_writes_plot_and_json(tmp_path):
     assert momentum["lr_over_bound"] == pytest.approx(1.05 / 1.9, rel=1e-6)
     assert momentum["role"] is None and by_key["gd", large]["role"] == "too large"
     assert "α = 0.21 = 0.553·2(1+β)/λmax" in proc.stdout
-    for run in bowl["runs"] + himmelblau["runs"]:
+    for fn, run in [(bowl, r) for r in bowl["runs"]] + [(himmelblau, r) for r in himmelblau["runs"]]:
         assert len(run["final_point"]) == 2
         assert run["final_loss"] >= 0
+        # the nearest of the function's minima, by numpy
+        dists = np.linalg.norm(np.asarray(fn["minima"]) - np.asarray(run["final_point"]), axis=1)
+        assert run["nearest_minimum"] == fn["minima"][int(np.argmin(dists))]
+        assert run["distance_to_minimum"] == pytest.approx(float(dists.min()), rel=1e-12)
     assert len(himmelblau["minima"]) == 4
     assert himmelblau["lambda_max_at"] == [3.0, 2.0]
     assert himmelblau["lambda_max"] == pytest.approx(54 + 800 ** 0.5, rel=1e-5)
@@ -73,16 +109,109 @@ def test_small_run_writes_plot_and_json(tmp_path):
 
 
 def test_lrs_steps_and_plain_gd_only(tmp_path):
-    proc = _run("--functions=rosenbrock", "--lrs=0.001", "--steps=5", "--momentum=0",
+    proc = _run("--functions=rosenbrock, rosenbrock", "--lrs=0.001", "--steps=5", "--momentum=0",
                 f"--workdir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
-    (fn,) = json.loads((tmp_path / "landscape.json").read_text())["functions"]
+    (fn,) = json.loads((tmp_path / "landscape.json").read_text())["functions"]  # one row per name
     assert [(r["optimizer"], r["lr"], r["steps"]) for r in fn["runs"]] == [("gd", 0.001, 5)]
     assert fn["runs"][0]["role"] is None  # rates of one's own have no role
 
 
+_RECORD_THE_FIGURE = (
+    "import json, sys\n"
+    "from gdlab.plots import landscape as plots\n"
+    "def record(rows, path, *, title):\n"
+    "    drawn = [{'note': row.note, 'panels': [\n"
+    "        {'title': name, 'runs': [{'label': run.label, 'diverged_at': run.diverged_at,\n"
+    "                                  'last': run.points[-1].tolist(), 'points': len(run.points)}\n"
+    "                                 for run in runs]}\n"
+    "        for name, runs in row.optimizers]} for row in rows]\n"
+    "    with open(str(path) + '.drawn.json', 'w') as f:\n"
+    "        json.dump({'title': title, 'rows': drawn}, f)\n"
+    "plots.plot_landscapes = record\n"
+    "import experiments.landscape\n"
+    "from experiments import _cli\n"
+    "sys.argv = ['landscape', *sys.argv[1:]]\n"
+    "_cli.run(experiments.landscape.main)\n")
+
+
+def test_the_figure_is_given_each_runs_path_its_divergence_and_the_bounds(tmp_path):
+    """What main hands the figure (recorded in place of the plot): a panel per optimizer,
+    each run's path to its last point and the step it diverged at, as landscape.json has
+    them, and a note with plain GD's bound 2/λmax and momentum's 2(1+β)/λmax."""
+    import os
+    import sys
+
+    from conftest import ROOT
+
+    beta = 0.5
+    r = subprocess.run([sys.executable, "-c", _RECORD_THE_FIGURE, "--functions=bowl",
+                        f"--momentum={beta}", "--steps=40", f"--workdir={tmp_path}"], cwd=ROOT,
+                       env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    drawn = json.loads((tmp_path / "landscape.png.drawn.json").read_text())
+    assert drawn["title"] == ("Descending in the fog: plain gradient descent and momentum "
+                              f"β={beta:g}; colour = learning rate α")
+    (row,) = drawn["rows"]
+    lam = 10.0  # the bowl's larger curvature
+    assert row["note"].startswith(f"2/λmax = {2 / lam:.3g} (λmax = {lam:.4g} at the minimum (0, 0))")
+    assert row["note"].endswith(f"; momentum's 2(1+β)/λmax = {2 * (1 + beta) / lam:.3g}")
+    assert [p["title"] for p in row["panels"]] == ["plain GD", f"momentum β={beta:g}"]
+    (fn,) = json.loads((tmp_path / "landscape.json").read_text())["functions"]
+    runs = [run for panel in row["panels"] for run in panel["runs"]]
+    assert len(runs) == len(fn["runs"]) == 6
+    for run, saved in zip(runs, fn["runs"]):
+        assert run["diverged_at"] == saved["diverged_at_step"]
+        assert run["last"] == pytest.approx(saved["final_point"], rel=1e-12)
+        assert run["points"] == 40 + 1
+        assert run["label"] in r.stdout
+    assert [run["diverged_at"] is not None for run in runs] == [False, False, True,
+                                                                 False, False, False]
+
+
+@pytest.mark.parametrize("code, named, verb", [
+    ("ENOSPC", False, "write"),  # a full disk; a buffered file's flush names no file
+    ("EACCES", True, "access"),  # the folder's permissions changed under the run
+])
+def test_a_write_that_fails_after_the_start_is_one_sentence_naming_what_failed(
+        tmp_path, code, named, verb):
+    """landscape.json cannot be written (config.json and flags.txt were): exit 1 and one
+    sentence, which cannot write to a full disk and cannot access a folder taken away."""
+    import errno
+    import os
+    import sys
+
+    from conftest import ROOT
+
+    script = (
+        "import errno, os, sys\n"
+        "import gdlab.records as records\n"
+        "real = records.write_json_atomic\n"
+        "def failing(path, *args, **kwargs):\n"
+        "    if str(path).endswith('landscape.json'):\n"
+        f"        code = errno.{code}\n"
+        f"        raise OSError(code, os.strerror(code), *([str(path)] if {named} else []))\n"
+        "    return real(path, *args, **kwargs)\n"
+        "records.write_json_atomic = failing\n"
+        "import experiments.landscape\n"
+        "from experiments import _cli\n"
+        "sys.argv = ['landscape', *sys.argv[1:]]\n"
+        "_cli.run(experiments.landscape.main)\n")
+    workdir = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-c", script, "--steps=3", f"--workdir={workdir}"],
+                       cwd=ROOT, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+                       capture_output=True, text=True, timeout=120)
+    where = workdir / "landscape.json" if named else f"into {workdir}"
+    assert r.returncode == 1, r.stderr
+    assert r.stderr == (f"error: cannot {verb} {where} ({os.strerror(getattr(errno, code))}); "
+                        "the run stops, keeping what it wrote before: make room (or make the "
+                        "folder writable) and run it again with --overwrite\n")
+    assert sorted(p.name for p in workdir.iterdir()) == ["config.json", "flags.txt"]
+
+
 @pytest.mark.parametrize("flag", [
-    "--functions=volcano", "--lrs=0.1,fast", "--momentum=1", "--steps=0",
+    "--functions=volcano", "--functions=,", "--lrs=0.1,fast", "--momentum=1", "--steps=0",
 ])
 def test_bad_flags_exit_2_with_one_sentence(flag, tmp_path):
     proc = _run(flag, f"--workdir={tmp_path / 'out'}")

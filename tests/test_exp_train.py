@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 
@@ -383,3 +384,86 @@ def test_a_loss_that_ends_over_ten_times_its_start_has_risen():
 
     assert _builders.loss_rose(1.0, 10.5) and not _builders.loss_rose(1.0, 9.5)
     assert not _builders.loss_rose(None, 50.0) and not _builders.loss_rose(1.0, None)
+
+
+@pytest.mark.parametrize("code, verb", [
+    (errno.ENOSPC, "write"), (errno.EDQUOT, "write"), (errno.EFBIG, "write"),
+    (errno.EROFS, "write"), (errno.EACCES, "access"), (errno.EPERM, "access"),
+    (errno.EIO, "access"),
+])
+def test_a_failed_write_cannot_write_on_a_full_disk_and_cannot_access_a_folder_taken_away(
+        code, verb):
+    """The sentence a mid-run write failure ends in: a full disk, quota or file-size limit
+    (or a folder made read-only) cannot be written; a folder whose permissions changed or
+    whose device failed cannot be accessed."""
+    from experiments import _cli
+
+    error = OSError(code, os.strerror(code), "/runs/a/metrics.jsonl")
+    assert _cli._write_failed(error)
+    assert _cli._what_failed(error) == f"cannot {verb} /runs/a/metrics.jsonl ({os.strerror(code)})"
+    assert not _cli._write_failed(OSError(errno.ENOENT, os.strerror(errno.ENOENT), "/runs/a"))
+
+
+def _memory_case(monkeypatch, *, configs: int, basis_vectors: int):
+    """An MLP 12-8-3 on 5·10⁷ examples of 12 features (and 30 test ones), and the bytes
+    check_memory should count for it: ``train.estimate_memory`` given the data's bytes
+    (float32 inputs, int32 labels) and the larger split as the evaluation's rows, plus a
+    Lanczos basis of at most one float32 vector per parameter and its m × m problems."""
+    from absl import flags
+
+    from experiments import _builders
+    from gdlab import data, models, optim, train
+
+    monkeypatch.setattr(_builders, "FLAGS", flags.FlagValues())  # no --image_size here
+    shape = data.DataShape(name="table", task="classification", num_classes=3,
+                           n_train=50_000_000, n_test=30, input_shape=(12,))
+    model, optimizer = models.mlp([8, 3], "tanh"), optim.momentum(0.1, beta=0.9)
+    need = train.estimate_memory(model, optimizer, (12,), batch_size=16, input_dtype=np.float32,
+                                 data_bytes=(shape.n_train + shape.n_test) * (4 * 12 + 4),
+                                 configs=configs, eval_rows=shape.n_train)
+    params = (12 + 1) * 8 + (8 + 1) * 3
+    m = min(basis_vectors, params)
+    need += m * params * 4 + 4 * m * m * 4
+    return model, optimizer, shape, need
+
+
+@pytest.mark.parametrize("configs, basis_vectors", [(1, 0), (3, 0), (1, 40), (1, 10**6)])
+def test_a_run_is_refused_one_byte_past_the_devices_memory(monkeypatch, configs, basis_vectors):
+    import jax
+
+    from experiments import _builders, _cli
+    from gdlab import train
+
+    model, optimizer, shape, need = _memory_case(monkeypatch, configs=configs,
+                                                 basis_vectors=basis_vectors)
+    for have in (need, None):  # it fits exactly, or the device does not say
+        monkeypatch.setattr(train, "device_memory", lambda have=have: have)
+        _builders.check_memory(model, optimizer, shape, 16, configs, basis_vectors=basis_vectors)
+    monkeypatch.setattr(train, "device_memory", lambda: need - 1)
+    with pytest.raises(_cli.UsageError) as refused:
+        _builders.check_memory(model, optimizer, shape, 16, configs, basis_vectors=basis_vectors)
+    what = f"{configs} configurations of {model.name}" if configs > 1 else model.name
+    fixes = "model, batch or sweep" if configs > 1 else "model or batch"
+    assert str(refused.value) == (
+        f"{what} with batches of 16 needs about {need / 2**30:.1f} GiB, more than the "
+        f"{(need - 1) / 2**30:.1f} GiB of the {jax.default_backend()} device; use a smaller "
+        f"{fixes}" + (" or --max_iters (the Lanczos basis)" if basis_vectors else ""))
+
+
+@pytest.mark.parametrize("shape, room", [
+    ((600, 800, 1), 0.1), ((600, 800, 3), 0.125), ((4, 6, 1), 1e-6), ((600, 800, 1), 3.0),
+])
+def test_the_image_size_hint_halves_each_side_until_the_pixels_fit_with_half_to_spare(
+        shape, room):
+    """``room``: the memory there is over what the run needs; the pixels scale by 1/k², k
+    the smallest power of two with 1/k² ≤ room/2, and no side below one pixel."""
+    import math
+
+    from experiments import _builders
+
+    height, width, channels = shape
+    k = 2 ** max(0, math.ceil(math.log2(math.sqrt(2 / room))))
+    k = min(k, 2 ** int(math.log2(min(height, width))))
+    assert _builders._smaller_images(shape, room) == (
+        f"these are {height}×{width}×{channels}; --image_size resizes them as they are read, "
+        f"e.g. --image_size={height // k},{width // k}")
