@@ -99,13 +99,16 @@ def _trained_on(workdir: str, epoch: int) -> tuple[str | None, str]:
     """``(digest, where it was read)``: the digest of the data the checkpoint of ``epoch``
     was trained on, kept in its meta record (a run resumed on changed data has checkpoints
     of both); for a checkpoint older than that record, the one in the run's summary.json.
-    None when neither has one (a run not finished, or older than the digest)."""
+    None when neither has one (a run not finished, or older than the digest), or when the
+    checkpoint's record can no longer be read (pruned since its state was read)."""
     from gdlab import checkpoint
 
-    try:  # a run saving beside may have pruned the checkpoint since it was read
+    try:
         kept = checkpoint.read_meta(workdir, epoch).get("meta")
     except (checkpoint.CheckpointError, FileNotFoundError, ValueError):
-        kept = None
+        # a run saving beside pruned it since its state was read: what it was trained on
+        # is unknown (summary.json's may be another data set's: a run resumed on changed data)
+        return None, "its checkpoint"
     digest = kept.get("data_digest") if isinstance(kept, dict) else None
     if isinstance(digest, str):
         return digest, "its checkpoint"

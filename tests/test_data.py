@@ -1464,6 +1464,36 @@ def test_the_preview_reads_a_sample_of_headers_for_sizes_and_colour(tmp_path, mo
         data.preview_images(**kw)
 
 
+@pytest.mark.parametrize("n", [4, 63, 64, 65, 100, 128, 129])
+def test_the_preview_reads_size_sample_headers_of_a_larger_folder_spread_over_it(
+        tmp_path, monkeypatch, n):
+    """Of a folder of n images, SIZE_SAMPLE headers (all of a smaller folder's), each a
+    different image, the first among them, none further than n / SIZE_SAMPLE (rounded up)
+    from the next sampled or the folder's end; an image of another size between two that a
+    sample of every other one would read is refused."""
+    import math
+
+    from PIL import Image
+
+    from gdlab.data import images
+
+    _write_images(tmp_path, np.zeros((n, 3, 2), np.uint8), ["a", "b"] * (n // 2) + ["a"] * (n % 2))
+    paths = [p for split in images._layout(tmp_path, 0, 0.2)[2] for p, _ in split]
+    opened = []
+    real_header = images._header
+    monkeypatch.setattr(images, "_header", lambda p: opened.append(p) or real_header(p))
+    assert data.preview_images(str(tmp_path)).image_shape == (3, 2, 1)
+    assert len(opened) == len(set(opened)) == min(n, images.SIZE_SAMPLE)
+    at = sorted(paths.index(p) for p in opened)
+    assert at[0] == 0 and max(np.diff([*at, n])) <= math.ceil(n / images.SIZE_SAMPLE)
+    if n == 65:  # 64 of 65 are read: all but one
+        Image.fromarray(np.zeros((4, 2), np.uint8)).save(paths[1])
+        with pytest.raises(DataError, match=re.escape(
+                f"'{paths[1]}' is 4 high and 2 wide, but 63 of 64 images read across the "
+                f"folder are 3 high and 2 wide")):
+            data.preview_images(str(tmp_path))
+
+
 def test_a_first_image_past_pils_limits_is_one_sentence_or_no_warning_in_the_preview(
         tmp_path, monkeypatch):
     """PIL refuses an image of more than twice its pixel limit from the header alone: the

@@ -322,6 +322,25 @@ def test_evaluate_compares_the_checkpoints_own_digest_and_summary_for_older_ones
     assert r.stderr.startswith(
         "warning: the data (digits) as read now is not what the run trained on up to epoch 2 "
         "(summary.json's data_digest)"), r.stderr
+    # a run saving beside prunes epoch 1 once its state is read: its digest (which matched)
+    # is unknown then, and summary.json's, another data set's, is not compared instead
+    pruned = ("import os, sys\n"
+              "from gdlab import checkpoint\n"
+              "restore = checkpoint.restore\n"
+              "def pruned(workdir, epoch=None):\n"
+              "    state = restore(workdir, epoch)\n"
+              "    os.rename(os.path.join(checkpoint.directory(workdir), '1'),\n"
+              "              os.path.join(checkpoint.directory(workdir), '3'))\n"
+              "    return state\n"
+              "checkpoint.restore = pruned\n"
+              "from experiments import evaluate\n"
+              f"sys.argv = ['evaluate', '--workdir={workdir}', '--epoch=1']\n"
+              "evaluate.cli()\n")
+    r = subprocess.run([sys.executable, "-c", pruned], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)},
+                       timeout=300)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert "checkpoint of epoch 1" in r.stdout
 
 
 def test_a_table_run_keeps_its_data_path_and_resume_refuses_changed_data(tmp_path):

@@ -289,7 +289,8 @@ def preview_images(
     size = _checked_size(size)
     _, classes, splits, _, _, _ = _layout(data_dir, seed, test_fraction)
     paths = [p for split in splits for p, _ in split]
-    sample = paths[::-(-len(paths) // SIZE_SAMPLE)]  # the first image among them
+    count = min(len(paths), SIZE_SAMPLE)  # spread evenly, the first image among them
+    sample = [paths[i * len(paths) // count] for i in range(count)]
     headers = [_header(p) for p in sample]
     (width, height, _), channels = headers[0], max(c for _, _, c in headers)
     if size is None:
