@@ -657,6 +657,44 @@ def test_csv_errors_name_the_file_row_and_column(tmp_path, text, message):
         data.load("csv", csv_path=path, target="price" if "price" in message else "c")
 
 
+def test_a_csv_in_another_encoding_is_refused_with_where_it_breaks_and_how_to_convert(tmp_path):
+    """Latin-1 or Windows-1252 (an 'é' in the header or a cell) names the first byte that
+    is not UTF-8 and its line; UTF-16 (a spreadsheet's 'Unicode text') is named as such.
+    Converted to UTF-8, the same table loads, its header and cells as written."""
+    text = "âge,ville,prix\n31,Orléans,2.5\n40,Nîmes,3.25\n52,Orléans,5.5\n"
+    cells = {"latin1": text, "cp1252": text.replace("Nîmes", "Nîmes – sud")}
+    for encoding, table in cells.items():
+        path = tmp_path / f"{encoding}.csv"
+        path.write_bytes(table.encode(encoding))
+        raw, bad = path.read_bytes(), None
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            bad = e.start
+        line = raw.count(b"\n", 0, bad) + 1
+        with pytest.raises(DataError, match=re.escape(
+                f"csv file '{path}' is not UTF-8 text (byte 0x{raw[bad]:02x} on line {line}: "
+                f"another encoding, such as Latin-1 or Windows-1252); save it as UTF-8 (a "
+                f"spreadsheet's 'CSV UTF-8' format, or iconv -f latin1 -t utf-8 FILE)")):
+            data.load("csv", csv_path=str(path), target="prix")
+        assert (bad, line) == (0, 1)  # the header's 'â'
+        path.write_bytes(table.encode("utf-8"))
+        ds = data.load("csv", csv_path=str(path), target="prix", test_fraction=0.34)
+        town = "Nîmes" if encoding == "latin1" else "Nîmes – sud"
+        assert ds.info["categories"] == {"ville": (town, "Orléans")} and ds.input_dim == 3
+    body = "x,prix\n1,2\n2,3\n3,4\n4,5\n"
+    path = tmp_path / "cells.csv"
+    path.write_bytes(body.encode() + "5,6\nOrléans,1\n".encode("latin1"))
+    with pytest.raises(DataError, match=re.escape("(byte 0xe9 on line 7: another encoding")):
+        data.load("csv", csv_path=str(path), target="prix")
+    path = tmp_path / "unicode_text.csv"
+    path.write_bytes("x\tprix\n1\t2\n".encode("utf-16"))
+    with pytest.raises(DataError, match=re.escape(
+            f"csv file '{path}' is not UTF-8 text but UTF-16 (a spreadsheet's 'Unicode text'); "
+            f"save it as UTF-8 (a spreadsheet's 'CSV UTF-8' format)")):
+        data.load("csv", csv_path=str(path), target="prix")
+
+
 def test_csv_missing_file_and_arguments(tmp_path):
     path = str(tmp_path / "absent.csv")
     with pytest.raises(DataError, match=re.escape(f"csv file '{path}' does not exist")):

@@ -162,6 +162,23 @@ def _plain_numbers(path: str) -> tuple[list[str], np.ndarray, str] | None:
     return header, values, delimiter
 
 
+def _encoding_hint(path: str) -> str:
+    """Where a file that is not UTF-8 first breaks it, and how to convert it: the end of
+    ``_read_rows``' sentence."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    save = "save it as UTF-8 (a spreadsheet's 'CSV UTF-8' format"
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):  # a byte-order mark of UTF-16
+        return f" but UTF-16 (a spreadsheet's 'Unicode text'); {save})"
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        return (f" (byte 0x{raw[e.start]:02x} on line {line}: another encoding, such as Latin-1 "
+                f"or Windows-1252); {save}, or iconv -f latin1 -t utf-8 FILE)")
+    return f"; {save})"  # changed since it was read
+
+
 def _read_rows(path: str) -> tuple[list[str], list[tuple[int, list[str]]], str, list[str]]:
     """Header, ``(row number, cells)`` for each non-blank data row, the separator, and notes
     on the columns left out: an unnamed one with no values (a separator ending every line)
@@ -177,7 +194,7 @@ def _read_rows(path: str) -> tuple[list[str], list[tuple[int, list[str]]], str, 
             rows = [(reader.line_num + skipped, row) for row in reader
                     if any(c.strip() for c in row)]
     except UnicodeDecodeError:
-        raise DataError(f"{where} is not UTF-8 text") from None
+        raise DataError(f"{where} is not UTF-8 text{_encoding_hint(path)}") from None
     except csv.Error as e:
         raise DataError(f"{where} is not valid CSV ({e})") from None
     except OSError as e:
