@@ -4,6 +4,7 @@ token sequences (``sort``) and per-token labels."""
 from __future__ import annotations
 
 import gzip
+import os
 import re
 import warnings
 
@@ -1623,6 +1624,44 @@ def test_images_beyond_the_decompression_limit_are_refused_or_warned_in_one_line
     with pytest.raises(DataError, match=r"images: '.*\.png' is too large to open \(Image size "
                                         r"\(36 pixels\) exceeds limit of 20 pixels\); shrink it"):
         data.load("images", data_dir=str(tmp_path))
+
+
+EXIF_SHOWN = {  # how each EXIF orientation is shown, from the pixels as stored (EXIF 2.32)
+    1: lambda a: a, 2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+    5: lambda a: a.T, 6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].T,
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def test_pictures_stored_on_their_side_are_read_upright_as_they_are_shown(tmp_path):
+    """A phone's picture keeps its pixels as the sensor read them and says in its EXIF
+    orientation how to show them: each of the eight is read as shown, so pictures of one
+    shown size (3 high, 4 wide) load together, and the preview sizes them the same way."""
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    stored = {}
+    for k in EXIF_SHOWN:
+        shape = (4, 3) if k >= 5 else (3, 4)  # on its side: shown 3 high and 4 wide
+        stored[k] = rng.integers(0, 256, shape, dtype=np.uint8)
+        (tmp_path / "ab"[k % 2]).mkdir(exist_ok=True)
+        exif = Image.Exif()
+        exif[0x0112] = k
+        Image.fromarray(stored[k]).save(tmp_path / "ab"[k % 2] / f"{k}.png", exif=exif.tobytes())
+    shape = data.preview_images(str(tmp_path))
+    ds = data.load_images(str(tmp_path), standardize=False)
+    assert shape.image_shape == ds.image_shape == (3, 4, 1)
+    files = ds.info["files"]["train"] + ds.info["files"]["test"]
+    for row, path in zip(np.r_[ds.x_train, ds.x_test], files, strict=True):
+        k = int(os.path.basename(path)[0])
+        np.testing.assert_array_equal(row.reshape(3, 4),
+                                      (EXIF_SHOWN[k](stored[k]) / 255.0).astype(row.dtype))
+    resized = data.load_images(str(tmp_path), standardize=False, size=(6, 8))
+    for row, path in zip(np.r_[resized.x_train, resized.x_test], files, strict=True):
+        k = int(os.path.basename(path)[0])  # upright first, then resized: the shown picture's
+        shown = Image.fromarray(EXIF_SHOWN[k](stored[k]).copy())
+        np.testing.assert_allclose(row.reshape(6, 8), np.asarray(
+            shown.resize((8, 6), Image.Resampling.BILINEAR)) / 255.0, rtol=1e-6)
 
 
 def test_image_folders_of_mixed_sizes_resize_to_the_size_given(tmp_path):

@@ -9,7 +9,9 @@ classes in sorted order, ``info["class_names"]``):
   split, kept (the two must name the same classes).
 
 Files with the extensions of ``EXTENSIONS`` are read with Pillow; others, and
-names starting with a dot, are ignored. A class folder that holds images of its own
+names starting with a dot, are ignored. A picture whose EXIF orientation says it
+was stored on its side or mirrored (a phone camera's) is read turned upright, as
+viewers show it. A class folder that holds images of its own
 also gives those of its subfolders, at any depth (with a note); one that holds only
 subfolders is an error (likely a level too high). Transparency is dropped, with a
 note naming the images that had any. Every image must have the same height
@@ -115,8 +117,23 @@ def _check_memory(shape) -> None:
         raise error
 
 
+_TURNED = (5, 6, 7, 8)
+"""EXIF orientations of a picture stored on its side: shown upright, width and height swap."""
+
+
+def _orientation(im) -> int:
+    """The EXIF orientation of an opened image (1, as stored, when it has none, or EXIF
+    that cannot be read)."""
+    try:
+        orientation = im.getexif().get(0x0112, 1)  # the Orientation tag
+    except Exception:  # damaged EXIF: the pixels as stored
+        return 1
+    return orientation if orientation in range(1, 9) else 1
+
+
 def _header(path: str) -> tuple[int, int, int]:
-    """``(width, height, channels)`` from an image file's header, decoding nothing (PIL's
+    """``(width, height, channels)`` of an image file as it is shown (turned upright by its
+    EXIF orientation, as ``_read`` turns it), from its header, decoding nothing (PIL's
     warnings are left to the load that decodes it)."""
     from PIL import Image, UnidentifiedImageError
 
@@ -124,7 +141,8 @@ def _header(path: str) -> tuple[int, int, int]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(path) as im:
-                return (*im.size, 1 if im.mode in _GREY_MODES else 3)
+                width, height = im.size[::-1] if _orientation(im) in _TURNED else im.size
+                return width, height, 1 if im.mode in _GREY_MODES else 3
     except Image.DecompressionBombError as e:
         raise _too_large(path, e) from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
@@ -158,7 +176,7 @@ def _read(paths: list[str], resize: tuple[int, int] | None = None
     colour; the largest value of the float grey ("F") images, at least 1, taken before
     resizing; and PIL's warnings, one line each, naming the file. A DataError for a file
     that cannot be read, or does not fit in memory."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     images, colour, float_max, notes, clear = [], False, 1.0, [], []
     for path in paths:
@@ -170,10 +188,13 @@ def _read(paths: list[str], resize: tuple[int, int] | None = None
                     clear.append(path)
                 if im.mode == "F":  # float grey: one scale for the folder, its largest value
                     float_max = max(float_max, float(np.asarray(im).max()))
-                if resize is not None and im.size != (resize[1], resize[0]):
-                    images.append(im.resize((resize[1], resize[0]), Image.Resampling.BILINEAR))
+                # a camera's picture stored on its side or mirrored: upright, as it is shown
+                shown = im if _orientation(im) == 1 else ImageOps.exif_transpose(im)
+                if resize is not None and shown.size != (resize[1], resize[0]):
+                    images.append(shown.resize((resize[1], resize[0]),
+                                               Image.Resampling.BILINEAR))
                 else:
-                    images.append(im.copy())
+                    images.append(shown.copy())
         except Image.DecompressionBombError as e:  # PIL's guard against decompression bombs
             raise _too_large(path, e) from None
         except (UnidentifiedImageError, OSError, ValueError) as e:
