@@ -1146,6 +1146,31 @@ def test_csv_decimal_commas_with_point_grouping_and_mixed_conventions(tmp_path):
             data.load_csv(path, "y")
 
 
+@pytest.mark.parametrize("space", [" ", "\u00a0", "\u202f"])
+def test_csv_decimal_commas_with_space_grouping(tmp_path, space):
+    """French spreadsheets group thousands with a space, often a no-break one (U+00A0, or
+    the narrow U+202F): 1 234,5. Such a column was one-hot, one category per number."""
+    values = [1234.5, -2.25, 12345678.0, 980.0, 5125.73, 0.5, 1000.0, 42.0]
+    cells = ["1 234,5", "-2,25", "12 345 678", "980", "5 125,73", "0,5", "1 000,00", "42"]
+    text = "price;y\n" + "".join(f"{c.replace(' ', space)};{i % 2}\n"
+                                 for i, c in enumerate(cells))
+    ds = data.load_csv(_write(tmp_path, text, "fr.csv"), "y", standardize=False)
+    assert ds.feature_names == ("price",) and "warnings" not in ds.info
+    got = np.concatenate([ds.x_train[:, 0], ds.x_test[:, 0]])
+    np.testing.assert_allclose(
+        got, np.array(values)[np.r_[ds.info["train_index"], ds.info["test_index"]]], rtol=1e-6)
+    # a regression target written so reads the same numbers
+    text = "a;price\n" + "".join(f"{i};{c.replace(' ', space)}\n" for i, c in enumerate(cells))
+    ds = data.load_csv(_write(tmp_path, text, "target.csv"), "price", standardize_target=False)
+    np.testing.assert_allclose(ds.y_train[:, 0], np.array(values)[ds.info["train_index"]],
+                               rtol=1e-6)
+    # two kinds of separator in one number are not a number
+    path = _write(tmp_path, "a;y\n1,5;0\n1.234 567,5;1\n2,5;0\n3;1\n", "two.csv")
+    with pytest.raises(DataError, match=re.escape(
+            f"csv file '{path}', row 3, column 'a': '1.234 567,5' is not a number")):
+        data.load_csv(path, "y")
+
+
 def test_csv_a_name_with_a_comma_is_quoted_in_messages(tmp_path):
     path = _write(tmp_path, 'id,"Weight, kg",y\n' + "".join(
         f"{i},{i * 2},{i % 2}\n" for i in range(10)), "names.csv")
@@ -1807,6 +1832,42 @@ def test_pandas_unnamed_index_column_is_left_out_with_a_warning(tmp_path):
             assert data.load_csv(path, "label", drop=["Unnamed: 0"]).feature_names == ("a", "b")
 
 
+def test_pandas_index_written_again_after_its_own_index_is_left_out(tmp_path):
+    """A table read back with pandas and written with to_csv() again holds two indexes: the
+    unnamed one and 'Unnamed: 0' after it ('Unnamed: 0.1' after one more round); rows
+    sorted by class made the row number a feature that gives the label away."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 2))
+    label = np.arange(20) >= 10
+    for header, indexes, plain in ((",Unnamed: 0", 2, False),
+                                   ("Unnamed: 0,Unnamed: 0.1", 2, True),
+                                   (",Unnamed: 0,Unnamed: 0.1", 3, False)):
+        rows = [",".join([str(i)] * indexes + [repr(a), repr(b), str(int(y))])
+                for i, ((a, b), y) in enumerate(zip(x.tolist(), label))]
+        path = _write(tmp_path, f"{header},a,b,label\n" + "\n".join(rows), "twice.csv")
+        assert (data.tables._plain_numbers(path) is not None) == plain
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = data.load_csv(path, "label", standardize=False)
+        assert ds.feature_names == ("a", "b")
+        np.testing.assert_allclose(ds.x_train, x[ds.info["train_index"]], rtol=1e-6)
+        np.testing.assert_array_equal(ds.y_train, label[ds.info["train_index"]])
+        names = [name for name in header.split(",") if name]
+        expected = ([f"csv file '{path}': column 1 has no name"] if header[0] == "," else []) + [
+            f"csv file '{path}': column {header.split(',').index(name) + 1}, '{name}', is left "
+            f"out, taken for the row index pandas wrote" for name in names]
+        assert len(caught) == len(expected) == len(ds.info["warnings"])
+        for w, start in zip(caught, expected):
+            assert issubclass(w.category, data.DataWarning) and str(w.message).startswith(start)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", data.DataWarning)  # dropping them too: fine
+            assert data.load_csv(path, "label", drop=names).feature_names == ("a", "b")
+    # a later column of that name is the user's: kept
+    path = _write(tmp_path, "a,Unnamed: 0,b,label\n" + "\n".join(
+        f"{a!r},{i},{b!r},{int(y)}" for i, ((a, b), y) in enumerate(zip(x.tolist(), label))))
+    assert data.load_csv(path, "label").feature_names == ("a", "Unnamed: 0", "b")
+
+
 def test_one_column_to_drop_may_be_a_string(tmp_path):
     """drop='ab' dropped the columns 'a' and 'b', one letter each."""
     path = _write(tmp_path, "ab,a,b,label\n" + "\n".join(f"{i},{i},{-i},{i % 2}"
@@ -2235,6 +2296,51 @@ def test_dot_files_in_class_folders_are_ignored(tmp_path):
     (tmp_path / "a" / "._0000.png").write_bytes(b"\x00\x05\x16\x07 not a png")
     ds = data.load("images", data_dir=str(tmp_path))
     assert ds.n_train + ds.n_test == 6
+
+
+def test_macos_zip_metadata_folders_are_ignored(tmp_path):
+    """A zip made on macOS unpacks a '__MACOSX' folder of '._name' files beside the class
+    folders (and inside them): it was taken for a class folder and refused."""
+    rng = np.random.default_rng(0)
+    arrays = rng.integers(0, 256, (6, 3, 3), dtype=np.uint8)
+    _write_images(tmp_path, arrays, ["a", "b"] * 3)
+    for folder in (tmp_path / "__MACOSX" / "a", tmp_path / "b" / "__MACOSX"):
+        folder.mkdir(parents=True)
+        (folder / "._0000.png").write_bytes(b"\x00\x05\x16\x07 not a png")
+        (folder / "0001.png").write_bytes(b"\x00\x05\x16\x07 not a png either")
+    ds = data.load("images", data_dir=str(tmp_path), standardize=False)
+    assert ds.info["class_names"] == ("a", "b") and "warnings" not in ds.info
+    files = ds.info["files"]["train"] + ds.info["files"]["test"]
+    assert sorted(os.path.basename(f) for f in files) == [f"{i:04d}.png" for i in range(6)]
+    for row, path in zip(np.r_[ds.x_train, ds.x_test], files):
+        np.testing.assert_allclose(row, arrays[int(path[-8:-4])].reshape(-1) / 255, rtol=1e-6)
+    shape = data.preview_images(str(tmp_path))
+    assert (shape.n_train, shape.n_test, shape.num_classes) == (ds.n_train, ds.n_test, 2)
+
+
+def test_only_the_first_frame_of_animations_and_page_stacks_is_read_and_said(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    firsts = rng.integers(0, 256, (4, 5, 6), dtype=np.uint8)
+    for i, first in enumerate(firsts):
+        folder = tmp_path / "ab"[i % 2]
+        folder.mkdir(exist_ok=True)
+        later = [Image.fromarray(255 - first, "L"), Image.fromarray(first // 2, "L")]
+        Image.fromarray(first, "L").save(folder / f"{i}.tif", save_all=True,
+                                         append_images=later[: 1 + i % 2])
+    with pytest.warns(data.DataWarning, match=re.escape(
+            f"images: 4 of 4 images hold several frames or pages (first "
+            f"'{tmp_path / 'a' / '0.tif'}', of 2); only the first of each is read")):
+        ds = data.load("images", data_dir=str(tmp_path), standardize=False)
+    files = ds.info["files"]["train"] + ds.info["files"]["test"]
+    for row, path in zip(np.r_[ds.x_train, ds.x_test], files):
+        np.testing.assert_allclose(row, firsts[int(path[-5])].reshape(-1) / 255, rtol=1e-6)
+    # a single-frame folder says nothing
+    _write_images(tmp_path / "single", firsts, ["a", "b"] * 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert "warnings" not in data.load("images", data_dir=str(tmp_path / "single")).info
 
 
 def test_a_grey_image_with_a_transparent_colour_is_named_in_a_warning(tmp_path):

@@ -9,9 +9,11 @@ classes in sorted order, ``info["class_names"]``):
   split, kept (the two must name the same classes).
 
 Files with the extensions of ``EXTENSIONS`` are read with Pillow; others, and
-names starting with a dot, are ignored. A picture whose EXIF orientation says it
-was stored on its side or mirrored (a phone camera's) is read turned upright, as
-viewers show it. A class folder that holds images of its own
+names starting with a dot (and macOS's ``__MACOSX`` folders of a zip file), are ignored.
+Of an image of several frames or pages (an animated GIF or WebP, a multi-page TIFF) the
+first is read, with a note naming the images that have more. A picture whose EXIF
+orientation says it was stored on its side or mirrored (a phone camera's) is read turned
+upright, as viewers show it. A class folder that holds images of its own
 also gives those of its subfolders, at any depth (with a note); one that holds only
 subfolders is an error (likely a level too high). Transparency is dropped, with a
 note naming the images that had any. Every image must have the same height
@@ -52,16 +54,26 @@ SIZE_SAMPLE = 64
 first among them), to find images of several sizes before any is decoded."""
 
 
+SKIPPED_FOLDERS = ("__MACOSX",)
+"""Folders that hold no pictures, left out like dot-folders: the one macOS's Archive Utility
+writes into a zip file beside its folders, of '._name' metadata files."""
+
+
+def _skipped(name: str) -> bool:
+    """Whether a folder named ``name`` is left out: a dot-folder or one of ``SKIPPED_FOLDERS``."""
+    return name.startswith(".") or name in SKIPPED_FOLDERS
+
+
 def _is_image(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(EXTENSIONS)
 
 
 def _images_in(folder: str) -> tuple[list[str], list[str]]:
     """The image paths in ``folder`` itself, and those in its subfolders at any depth
-    (dot-folders left out), in one walk."""
+    (dot-folders and ``SKIPPED_FOLDERS`` left out), in one walk."""
     own, nested = [], []
     for root, dirs, names in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        dirs[:] = [d for d in dirs if not _skipped(d)]
         (own if root == folder else nested).extend(
             os.path.join(root, n) for n in names if _is_image(n))
     return own, nested
@@ -73,7 +85,7 @@ def _class_files(folder: str, notes: list[str] | None = None) -> dict[str, list[
     subfolders only is an error: likely a level too high); ``notes`` gets a line when
     subfolders' images are read."""
     classes = sorted(e.name for e in os.scandir(folder)
-                     if e.is_dir() and not e.name.startswith("."))
+                     if e.is_dir() and not _skipped(e.name))
     files, nested = {}, []
     for name in classes:
         paths, inner = _images_in(os.path.join(folder, name))
@@ -178,12 +190,15 @@ def _read(paths: list[str], resize: tuple[int, int] | None = None
     that cannot be read, or does not fit in memory."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    images, colour, float_max, notes, clear = [], False, 1.0, [], []
+    images, colour, float_max, notes, clear, frames = [], False, 1.0, [], [], []
     for path in paths:
         try:
             with warnings.catch_warnings(record=True) as caught, Image.open(path) as im:
                 warnings.simplefilter("always")
                 im.load()
+                # an animation, or a TIFF of pages; not a camera's JPEG that holds a preview
+                if getattr(im, "n_frames", 1) > 1 and im.format != "MPO":  # or a depth map
+                    frames.append((path, im.n_frames))
                 if _transparent(im):
                     clear.append(path)
                 if im.mode == "F":  # float grey: one scale for the folder, its largest value
@@ -211,6 +226,11 @@ def _read(paths: list[str], resize: tuple[int, int] | None = None
                      f"(first '{clear[0]}'); transparency is dropped, each pixel keeping its "
                      f"stored colour, so a shape drawn only in the alpha channel is lost: "
                      f"flatten them onto a background first")
+    if frames:
+        first, count = min(frames)  # in the order of their names
+        notes.append(f"images: {len(frames)} of {len(paths)} images hold several frames or "
+                     f"pages (first '{first}', of {count}); only the first of each is read: "
+                     f"save the frames wanted as images of their own")
     return images, colour, float_max, notes
 
 

@@ -6,8 +6,9 @@ data rows (blank lines are skipped). The separator is the one of ``DELIMITERS``
 cells, the most (else the header line's most frequent); ``info["delimiter"]``
 records it. With semicolons, in a column where a comma
 appears, the comma is the decimal point and a dot groups digits (``1.234,5`` is
-1234.5), the convention that pairs the two; otherwise commas may group digits in
-threes (``"1,234.5"``, quoted, is 1234.5). ``target`` names
+1234.5), or a space, a no-break space or a narrow one (``1 234,5``, as French
+spreadsheets write it), the convention that pairs the two; otherwise commas may group
+digits in threes (``"1,234.5"``, quoted, is 1234.5). ``target`` names
 the column to predict; every other column is a feature, but for those named in
 ``drop``.
 
@@ -42,9 +43,11 @@ increasing order); ``info["label_values"][k]`` is the original value of class
 
 Notes (``info["warnings"]``, also a ``DataWarning``) also name a first column
 ``Unnamed: 0`` (pandas' index, read back and written again), which is left out like an
-unnamed first column, and a text feature most of whose values are numbers that a
-separator or a ``%`` kept from being numbers (``1,5`` in a comma-separated file,
-``5%``). A first line ``sep=;`` (Excel's) names the separator and is skipped.
+unnamed first column (and so is one after an unnamed first column, the index ``to_csv``
+wrote for the table read back, and ``Unnamed: 0.1``, ..., read back more than once), and
+a text feature most of whose values are numbers that a separator or a ``%`` kept from
+being numbers (``1,5`` in a comma-separated file, ``5%``). A first line ``sep=;``
+(Excel's) names the separator and is skipped.
 Regression targets are ``(N, 1)`` float32, standardised on the training split
 by default (``info["y_mean"]``, ``info["y_std"]`` undo it).
 
@@ -220,12 +223,11 @@ def _read_rows(path: str) -> tuple[list[str], list[tuple[int, list[str]]], str, 
 
 def _without_unnamed(where, header, data):
     """``(header, data, notes)`` without the columns of an empty name that hold nothing or
-    are the first (pandas' ``to_csv`` writes its row index there unless ``index=False``);
-    any other unnamed column is a DataError."""
-    leave, notes = [], []
-    if header and header[0] == PANDAS_INDEX:
-        leave.append(0)
-        notes.append(_index_note(where))
+    are the first (pandas' ``to_csv`` writes its row index there unless ``index=False``),
+    and pandas' index read back and written again (``_index_columns``); any other unnamed
+    column is a DataError."""
+    leave = _index_columns(header)
+    notes = [_index_note(where, i + 1, header[i]) for i in leave]
     for i, name in enumerate(header):
         if name or i in leave:
             continue
@@ -233,9 +235,9 @@ def _without_unnamed(where, header, data):
             leave.append(i)  # every line ends with a separator, or an empty column
         elif i == 0:
             leave.append(i)
-            notes.append(f"{where}: column 1 has no name and is left out, taken for a row index "
-                         f"(pandas writes one unless to_csv(index=False)); name it in the "
-                         f"header row to use it")
+            notes.insert(0, f"{where}: column 1 has no name and is left out, taken for a row "
+                            f"index (pandas writes one unless to_csv(index=False)); name it in "
+                            f"the header row to use it")
         else:
             raise DataError(f"{where}, row 1: column {i + 1} has an empty name; name it in "
                             f"the header row")
@@ -251,10 +253,26 @@ PANDAS_INDEX = "Unnamed: 0"
 """The name pandas gives an unnamed first column (its index, written by ``to_csv``) when it
 reads it back: written again, it is a named column holding the row index."""
 
+_PANDAS_INDEX = re.compile(r"Unnamed: 0(\.\d+)?")
+"""``PANDAS_INDEX``, or ``Unnamed: 0.1``, ...: the name pandas gives it when it reads back a
+file that already held one (a repeated name gets ``.1``)."""
 
-def _index_note(where: str) -> str:
-    """The note for a first column ``Unnamed: 0``, left out."""
-    return (f"{where}: column 1, '{PANDAS_INDEX}', is left out, taken for the row index pandas "
+
+def _index_columns(header: list[str]) -> list[int]:
+    """The leading columns that are pandas' row index read back and written again: named
+    ``Unnamed: 0`` (``Unnamed: 0.1``, ... when read back more than once), after the unnamed
+    first column that ``to_csv`` writes for its own index, if any (left out elsewhere)."""
+    start = 1 if header and header[0] == "" else 0
+    end = start
+    while end < len(header) and _PANDAS_INDEX.fullmatch(header[end]):
+        end += 1
+    return list(range(start, end))
+
+
+def _index_note(where: str, column: int = 1, name: str = PANDAS_INDEX) -> str:
+    """The note for column ``column`` (1 is the first) named ``name``, ``Unnamed: 0``, left
+    out."""
+    return (f"{where}: column {column}, '{name}', is left out, taken for the row index pandas "
             f"wrote (to_csv without index=False, read back); rename it to use it")
 
 
@@ -365,9 +383,20 @@ def _numbers(path: str, name: str, column: np.ndarray, data: list,
     return values
 
 
-_DECIMAL_COMMA = re.compile(r"[+-]?([1-9]\d{0,2}(\.\d{3})+|\d*)(,\d*)?([eE][+-]?\d+)?")
-"""A number in the decimal-comma convention: 1,5  -0,25  1.234,5  1.234.567  12  1,5E-03
-(a group of thousands never starts with 0: 0.125 is a decimal point, not 125)"""
+_DECIMAL_COMMA = re.compile(r"[+-]?([1-9]\d{0,2}(?P<group>[. \u00a0\u202f])\d{3}"
+                            r"((?P=group)\d{3})*|\d*)(,\d*)?([eE][+-]?\d+)?")
+"""A number in the decimal-comma convention: 1,5  -0,25  1.234,5  1.234.567  12  1,5E-03,
+and 1 234,5 with a space, a no-break space or a narrow one between the groups of thousands
+(French spreadsheets' numbers); one separator in a number (a group of thousands never
+starts with 0: 0.125 is a decimal point, not 125)"""
+
+_GROUP_SEPARATORS = re.compile(r"[. \u00a0\u202f]")
+"""What may group thousands in a decimal-comma number (``_DECIMAL_COMMA``)."""
+
+
+def _point_decimal(cell: str) -> str:
+    """A decimal-comma number (``_DECIMAL_COMMA``) in Python's notation: 1.234,5 → 1234.5."""
+    return _GROUP_SEPARATORS.sub("", cell).replace(",", ".")
 
 
 def _is_decimal_comma_number(cell: str) -> bool:
@@ -383,7 +412,7 @@ def _from_decimal_commas(column: np.ndarray) -> tuple[np.ndarray, int | None]:
     out, point = [], None
     for i, cell in enumerate(c.strip() for c in column.tolist()):
         if _is_decimal_comma_number(cell):
-            out.append(cell.replace(".", "").replace(",", "."))
+            out.append(_point_decimal(cell))
             continue
         if point is None and "." in cell and (_is_number(cell) or _GROUPED.fullmatch(cell)):
             point = i
@@ -412,7 +441,7 @@ def _decimal_comma_cell(header, columns, data) -> str | None:
 _GROUPED = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
 """A number with commas between groups of three digits: 1,234  -12,345,678.5"""
 
-_SEPARATED_NUMBER = re.compile(r"[+-]?\d[\d,.' ]*")
+_SEPARATED_NUMBER = re.compile(r"[+-]?\d[\d,.' \u00a0\u202f]*")
 """A number written with grouping or decimal-comma separators: 1,234.5  1.234,5  1 234."""
 
 
@@ -459,8 +488,9 @@ def load_csv(
     if plain is not None:  # every cell a number: its values, and each row's line number
         header, matrix, delimiter = plain
         data, notes = [(i + 2, None) for i in range(len(matrix))], []
-        if header[0] == PANDAS_INDEX:
-            header, matrix, notes = header[1:], matrix[:, 1:], [_index_note(where)]
+        index = _index_columns(header)  # the plain reader's header has no unnamed column
+        notes = [_index_note(where, i + 1, header[i]) for i in index]
+        header, matrix = header[len(index):], matrix[:, len(index):]
     else:
         header, data, delimiter, notes = _read_rows(path)
         matrix = None
@@ -471,8 +501,8 @@ def load_csv(
         raise DataError(f"{where}: target column '{target}' not found; "
                         f"columns are: {_names(header)}")
     drop = (drop,) if isinstance(drop, str) else tuple(drop)  # one name, not its letters
-    if _index_note(where) in notes:  # left out already: dropping it too is no error
-        drop = tuple(name for name in drop if name != PANDAS_INDEX)
+    drop = tuple(name for name in drop  # pandas' index, left out already: dropping it too is
+                 if name in header or not _PANDAS_INDEX.fullmatch(name))  # no error
     for name in drop:
         if name == target:
             raise DataError(f"{where}: cannot drop the target column '{target}'")
@@ -605,8 +635,9 @@ def load_csv(
 def _cell_number(cell: str, decimal_comma: bool) -> float | None:
     """A stripped cell's number, read as a feature's would be (``1,234.5`` quoted; ``1.234,5``
     where the file writes decimal commas), or None for a word."""
-    if decimal_comma and "," in cell and _is_decimal_comma_number(cell):
-        cell = cell.replace(".", "").replace(",", ".")
+    if (decimal_comma and _is_decimal_comma_number(cell)  # 1,5  1.234,5  1 234  1.000.000
+            and ("," in cell or not _is_number(cell))):
+        cell = _point_decimal(cell)
     elif not decimal_comma and _GROUPED.fullmatch(cell):
         cell = cell.replace(",", "")
     return float(cell) if _is_number(cell) else None
