@@ -1866,6 +1866,12 @@ def test_pandas_index_written_again_after_its_own_index_is_left_out(tmp_path):
     path = _write(tmp_path, "a,Unnamed: 0,b,label\n" + "\n".join(
         f"{a!r},{i},{b!r},{int(y)}" for i, ((a, b), y) in enumerate(zip(x.tolist(), label))))
     assert data.load_csv(path, "label").feature_names == ("a", "Unnamed: 0", "b")
+    # the index's name to drop where the file has none is no column of it: refused
+    path = _write(tmp_path, "a,b,label\n" + "\n".join(
+        f"{a!r},{b!r},{int(y)}" for (a, b), y in zip(x.tolist(), label)), "no_index.csv")
+    for name in ("Unnamed: 0", "Unnamed: 0.1"):
+        with pytest.raises(DataError, match=re.escape(f"column '{name}' to drop not found")):
+            data.load_csv(path, "label", drop=[name])
 
 
 def test_one_column_to_drop_may_be_a_string(tmp_path):

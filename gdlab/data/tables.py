@@ -249,13 +249,10 @@ def _without_unnamed(where, header, data):
     return [header[i] for i in keep], data, notes
 
 
-PANDAS_INDEX = "Unnamed: 0"
-"""The name pandas gives an unnamed first column (its index, written by ``to_csv``) when it
-reads it back: written again, it is a named column holding the row index."""
-
 _PANDAS_INDEX = re.compile(r"Unnamed: 0(\.\d+)?")
-"""``PANDAS_INDEX``, or ``Unnamed: 0.1``, ...: the name pandas gives it when it reads back a
-file that already held one (a repeated name gets ``.1``)."""
+"""The name pandas gives an unnamed first column (its index, written by ``to_csv``) when it
+reads it back, ``Unnamed: 0`` (``Unnamed: 0.1``, ... when the file already held one: a
+repeated name gets ``.1``): written again, it is a named column holding the row index."""
 
 
 def _index_columns(header: list[str]) -> list[int]:
@@ -269,7 +266,7 @@ def _index_columns(header: list[str]) -> list[int]:
     return list(range(start, end))
 
 
-def _index_note(where: str, column: int = 1, name: str = PANDAS_INDEX) -> str:
+def _index_note(where: str, column: int, name: str) -> str:
     """The note for column ``column`` (1 is the first) named ``name``, ``Unnamed: 0``, left
     out."""
     return (f"{where}: column {column}, '{name}', is left out, taken for the row index pandas "
@@ -501,8 +498,9 @@ def load_csv(
         raise DataError(f"{where}: target column '{target}' not found; "
                         f"columns are: {_names(header)}")
     drop = (drop,) if isinstance(drop, str) else tuple(drop)  # one name, not its letters
-    drop = tuple(name for name in drop  # pandas' index, left out already: dropping it too is
-                 if name in header or not _PANDAS_INDEX.fullmatch(name))  # no error
+    left_out = {name for name in drop for column in range(1, len(notes) + 2)
+                if _index_note(where, column, name) in notes}  # pandas' index, left out already:
+    drop = tuple(name for name in drop if name not in left_out)  # dropping it too is no error
     for name in drop:
         if name == target:
             raise DataError(f"{where}: cannot drop the target column '{target}'")
