@@ -60,6 +60,37 @@ SGD_STEPS = 256  # steps in a timed SGD epoch (B = 1)
 LR = 0.01
 
 
+# --------------------------------------------------------------------------- the plan
+
+
+def plan(backend: str, quick: bool, size_names, repeats: int, sweep_lrs: int) -> dict:
+    """What the bench times on ``backend`` ("cpu" or "gpu"): the MLP sizes and the size of every
+    other row. ``--quick`` is the tiny MLP with few repeats (CI's smoke test)."""
+    sizes = {name: SIZES[name] for name in size_names}
+    if backend == "cpu" and "large" in sizes:
+        sizes["large"] = CPU_LARGE  # 4096³ at B = 1024 takes seconds a step on a CPU
+    if quick:
+        sizes, repeats, sweep_lrs = {"tiny": SIZES["tiny"]}, min(repeats, 3), min(sweep_lrs, 4)
+    gpu = backend == "gpu" and not quick
+    return {
+        "sizes": sizes,
+        "repeats": repeats,
+        "sweep_lrs": sweep_lrs,
+        # the peaks' matmul size; quick: 1024, not less: a smaller one runs far below the peak
+        # (256: a third on a CPU)
+        "peak_n": 1024 if quick else (8192 if gpu else 2048),
+        # rows to shuffle and how many keys at once (vmapped): 1438 and 60000 are digits' and MNIST's
+        "shuffle_rows": (512,) if quick else (512, 1438, 4096, 60000),
+        "shuffle_keys": (16, 512) if quick else (1024, 1438),
+        # the 128-step epochs: "large" would take minutes at that length
+        "long_sizes": {k: v for k, v in sizes.items() if k != "large"},
+        "mixed_size": "tiny" if quick else ("large" if gpu else "small"),
+        "sweep_counts": (2,) if quick else ((1, 64, 1024, 8192, 131072) if gpu else (1, 16, 64, 256)),
+        "torch_compile": not quick,  # torch.compile's peer, where --torch_compile allows it
+        "models": ["cnn_digits", "transformer_sort"] if quick else list(_model_cases()),
+    }
+
+
 # --------------------------------------------------------------------------- timing
 
 
@@ -857,54 +888,41 @@ def main(argv):
                                    f"_device_count={FLAGS.simulated_devices}").strip()
     json_out = _cli.output_file("json_out", FLAGS.json_out, "bench.json")  # now, not after the timing
     backend = jax.default_backend()
-    sizes = {name: SIZES[name] for name in FLAGS.sizes}
-    if backend == "cpu" and "large" in sizes:
-        sizes["large"] = CPU_LARGE
-    repeats, num_lrs = FLAGS.repeats, FLAGS.sweep_lrs
-    if FLAGS.quick:
-        sizes, repeats, num_lrs = {"tiny": SIZES["tiny"]}, min(repeats, 3), min(num_lrs, 4)
+    p = plan(backend, FLAGS.quick, FLAGS.sizes, FLAGS.repeats, FLAGS.sweep_lrs)
+    sizes, repeats = p["sizes"], p["repeats"]
     key = jax.random.PRNGKey(0)
     info = device_info()
     print(f"gdlab bench on {info['device']} ({backend}), jax {info['jax_version']}, {info['cpu']}")
     results = {"device": info, "quick": FLAGS.quick, "repeats": repeats}
     print("matmul peak", flush=True)
-    # the peaks' matmul size; quick: 1024, not less: a smaller one runs far below the peak
-    # (256: a third here)
-    peak_n = 1024 if FLAGS.quick else (8192 if backend == "gpu" else 2048)
-    results["matmul_peak"] = bench_matmul_peak(peak_n, repeats, key)
+    results["matmul_peak"] = bench_matmul_peak(p["peak_n"], repeats, key)
     print("step times", flush=True)
     results["step_times"] = bench_step_times(sizes, repeats, key)
     print("scanned epoch vs python loop", flush=True)
     results["scan_vs_loop"] = bench_scan_vs_loop(*SIZES["tiny"], repeats, key)
     print("shuffle", flush=True)
-    results["shuffle"] = bench_shuffle((512,) if FLAGS.quick else (512, 1438, 4096, 60000),
-                                       (16, 512) if FLAGS.quick else (1024, 1438), repeats, key)
+    results["shuffle"] = bench_shuffle(p["shuffle_rows"], p["shuffle_keys"], repeats, key)
     print("vmapped sweep", flush=True)
-    results["sweep"] = bench_sweep(num_lrs, repeats, key)
+    results["sweep"] = bench_sweep(p["sweep_lrs"], repeats, key)
     print("data parallel", flush=True)
     results["data_parallel"] = bench_data_parallel(repeats, key)
     print("flax + optax peer", flush=True)
     results["flax_optax"] = bench_flax_optax(sizes, repeats, key)
     # the same with longer epochs: less of each call's fixed cost per step
-    results["flax_optax_long"] = bench_flax_optax(
-        {k: v for k, v in sizes.items() if k != "large"}, repeats, key, LONG_EPOCH_STEPS)
+    results["flax_optax_long"] = bench_flax_optax(p["long_sizes"], repeats, key, LONG_EPOCH_STEPS)
     print("mixed precision", flush=True)
-    mixed_size = "tiny" if FLAGS.quick else ("large" if backend == "gpu" else "small")
     results["mixed_precision"] = bench_mixed_precision(
-        mixed_size, *SIZES[mixed_size], repeats, key, peak_n)
+        p["mixed_size"], *SIZES[p["mixed_size"]], repeats, key, p["peak_n"])
     print("sweep throughput", flush=True)
-    counts = ((2,) if FLAGS.quick else (1, 64, 1024, 8192, 131072) if backend == "gpu"
-              else (1, 16, 64, 256))
-    results["sweep_throughput"] = bench_sweep_throughput(counts, repeats)
+    results["sweep_throughput"] = bench_sweep_throughput(p["sweep_counts"], repeats)
     results["torch"] = {"available": False, "note": "disabled with --torch=off"}
     if FLAGS.torch == "auto":
         print("PyTorch peer", flush=True)
         results["torch"] = bench_torch(sizes, repeats, key,
-                                       try_compile=FLAGS.torch_compile and not FLAGS.quick)
+                                       try_compile=FLAGS.torch_compile and p["torch_compile"])
     # Last: the CNN's large buffers and long autodiff steps would disturb the small timings.
     print("CNN and transformer step times", flush=True)
-    results["models"] = bench_models(["cnn_digits", "transformer_sort"] if FLAGS.quick
-                                     else list(_model_cases()), repeats, key)
+    results["models"] = bench_models(p["models"], repeats, key)
     results["compile_seconds"] = {
         f"{r['size']}/{r['mode']}/{g}": s for r in results["step_times"] for g, s in r["compile_s"].items()
     }

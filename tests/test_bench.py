@@ -261,6 +261,35 @@ def test_alternate_warms_each_variant_up_then_takes_turns_and_reports_medians(be
     assert times == {name: float(np.median(d[1:])) for name, d in durations.items()}
 
 
+@pytest.mark.parametrize("backend", ["cpu", "gpu"])
+def test_plan_times_what_the_issue_and_readme_name_on_each_backend(bench, backend):
+    gpu = backend == "gpu"
+    p = bench.plan(backend, False, ["tiny", "small", "medium", "large"], 7, 64)
+    assert p["repeats"] == 7 and p["sweep_lrs"] == 64
+    # large: 4096³ at B = 1024 on a GPU, 1024³ at B = 256 on a CPU
+    large = ((4096, 4096, 4096, 10), 1024) if gpu else ((1024, 1024, 1024, 10), 256)
+    assert p["sizes"] == {"tiny": ((64, 64, 10), 32), "small": ((784, 256, 10), 128),
+                          "medium": ((784, 512, 512, 10), 128), "large": large}
+    assert list(p["long_sizes"]) == ["tiny", "small", "medium"]  # 128-step epochs but at large
+    assert p["peak_n"] == (8192 if gpu else 2048)  # the README's TF32 / CPU peak matmuls
+    assert p["mixed_size"] == ("large" if gpu else "small")
+    # the issue's K = 1, 64, 1024, 8192, 131072 on a GPU, smaller on a CPU
+    assert p["sweep_counts"] == ((1, 64, 1024, 8192, 131072) if gpu else (1, 16, 64, 256))
+    assert p["shuffle_rows"] == (512, 1438, 4096, 60000) and p["shuffle_keys"] == (1024, 1438)
+    assert p["torch_compile"] is True
+    assert p["models"] == list(bench._model_cases()) and {"cnn_digits", "transformer_sort"} <= set(p["models"])
+    # the sizes asked for only, in their order
+    assert list(bench.plan(backend, False, ["medium", "tiny"], 7, 64)["sizes"]) == ["medium", "tiny"]
+    # --quick: the tiny MLP, at most 3 repeats and 4 learning rates, whatever else was asked
+    q = bench.plan(backend, True, ["small", "large"], 9, 512)
+    assert q["sizes"] == {"tiny": ((64, 64, 10), 32)} and q["long_sizes"] == q["sizes"]
+    assert (q["repeats"], q["sweep_lrs"]) == (3, 4)
+    assert bench.plan(backend, True, ["tiny"], 1, 2)["repeats"] == 1
+    assert (q["peak_n"], q["mixed_size"], q["sweep_counts"]) == (1024, "tiny", (2,))
+    assert (q["shuffle_rows"], q["shuffle_keys"]) == ((512,), (16, 512))
+    assert q["torch_compile"] is False and q["models"] == ["cnn_digits", "transformer_sort"]
+
+
 @pytest.mark.parametrize("op", ["<=", ">="])
 def test_target_is_met_on_the_goals_side_and_unknown_without_a_ratio(bench, op):
     compare = {"<=": operator.le, ">=": operator.ge}[op]
