@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
+import sys
 
 import jax
 import numpy as np
 import pytest
 
-from conftest import assert_bad_input, run_experiment
+from conftest import ROOT, assert_bad_input, run_experiment
 from test_cost import mlp_param_count
 from gdlab import cost
 
@@ -126,6 +128,52 @@ def test_tiny_run_writes_cost_json_and_png(tmp_path):
     last = result["sizes"][-1]
     assert (f"at P={last['params']:,} finite differences take {last['fd_over_backprop']:,.0f}× "
             f"as long as backprop") in proc.stdout
+
+
+# The experiment with gdlab.cost.measure_sizes replaced by a recorder that returns made-up
+# sizes at once: what the flags pass on, and what is written of it, without the timing.
+_RECORDED_RUN = """
+import json, sys
+from gdlab import cost
+calls = []
+def measure_sizes(sizes, **kw):
+    calls.append({"sizes": [list(s) for s in sizes], **{k: v for k, v in kw.items() if k != "progress"}})
+    rows = []
+    for i, (width, depth) in enumerate(sizes, 1):
+        s = {"finite_differences": 2e-3 * i * i, "backprop": 1e-4 * i, "autodiff": 1.5e-4 * i}
+        rows.append(cost.SizeResult(width, depth, 10 * i, 20 * i, s, {m: 3 for m in s},
+                                    {m: 100.0 * i for m in s}, 20.0 * i, 1e-9, True))
+    return rows
+cost.measure_sizes = measure_sizes
+from experiments import backprop_cost
+sys.argv = ["backprop_cost", *sys.argv[1:]]
+try:
+    backprop_cost.cli()
+finally:
+    print("CALLS=" + json.dumps(calls))
+"""
+
+
+@pytest.mark.parametrize("input_dim", [None, 5])
+def test_flags_reach_the_measurement_and_its_record(tmp_path, input_dim):
+    flags = ["--depths=3,1", "--width=4", "--batch_size=6", "--repeats=3", "--seed=11",
+             f"--workdir={tmp_path}"] + ([f"--input_dim={input_dim}"] if input_dim else [])
+    proc = subprocess.run([sys.executable, "-c", _RECORDED_RUN, *flags], cwd=ROOT, timeout=120,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    (calls,) = [json.loads(ln[len("CALLS="):]) for ln in proc.stdout.splitlines() if ln.startswith("CALLS=")]
+    # sizes shallowest first; size i is drawn with seed + i inside measure_sizes
+    assert calls == [{"sizes": [[4, 1], [4, 3]], "input_dim": input_dim or 4, "outputs": 1,
+                      "batch_size": 6, "repeats": 3, "seed": 11, "min_seconds": 0.02,
+                      "min_method_seconds": pytest.approx(0.6 * 3)}]
+    result = json.loads((tmp_path / "cost.json").read_text())
+    assert result["timing"]["repeats"] == 3 and result["timing"]["run_seconds"] == 0.02
+    assert result["timing"]["min_seconds_per_method"] == pytest.approx(0.6 * 3)
+    assert result["model"]["input_dim"] == (input_dim or 4) and result["model"]["depths"] == [1, 3]
+    assert [r["seconds"]["finite_differences"] for r in result["sizes"]] == [2e-3, 8e-3]
+    # FD's seconds grow as i² against P = 10·i: slope 2; backprop's as i: slope 1
+    assert result["slopes"]["finite_differences"] == pytest.approx(2)
+    assert result["slopes"]["backprop"] == pytest.approx(1)
 
 
 @pytest.mark.parametrize("flag", [
