@@ -34,8 +34,8 @@ def define_data_flags(default: str = "digits") -> None:
                       "text, or integers with at most 20 distinct values, else a regression "
                       "target.")
     flags.DEFINE_string("npz_path", None, "The .npz file to learn from (--dataset=npz): x and y, "
-                        "or x_train, y_train, x_test and y_test; x of features (N, D) or images "
-                        "(N, H, W[, C]).")
+                        "or x_train, y_train, x_test and y_test (or x_val, y_val); x of features "
+                        "(N, D) or images (N, H, W[, C]); y of numbers or text labels.")
     flags.DEFINE_string("target", None, "Name of the target column (--dataset=csv); a column "
                         "of text is a classification target.")
     flags.DEFINE_list("drop_columns", [], "--dataset=csv: columns to leave out, comma-separated "

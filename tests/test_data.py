@@ -1219,8 +1219,8 @@ def test_npz_errors_name_the_file_and_the_array(tmp_path):
     cases = [
         (dict(x=np.ones((4, 2))), "holds x; expected x and y, or x_train, y_train, x_test, y_test"),
         (dict(x=np.ones((4, 2)), y=np.ones(3)), "x has 4 rows but y has 3"),
-        (dict(x=np.ones((4, 2)), y=np.array(["a", "b", "a", "b"])),
-         "array 'y' has dtype <U1; numbers are needed"),
+        (dict(x=np.array([["a", "b"]] * 4), y=np.arange(4) % 2),
+         "array 'x' has dtype <U1; numbers are needed"),
         (dict(x=np.ones((4, 2)), y=np.array([1, None, 2, 1], dtype=object)),
          "array 'y' holds Python objects"),
         (dict(x=np.ones((4, 2, 2, 2, 2)), y=np.arange(4) % 2), "expected features (D,) or images"),
@@ -1816,6 +1816,51 @@ def test_numbers_a_separator_or_percent_keeps_from_being_numbers_are_one_hot_wit
     assert len(ds.feature_names) == 6 and ds.feature_names[0] == "a"
 
 
+@pytest.mark.parametrize(("cells", "kind"), [
+    (['"$1,234.50"', "$12", "$7.5", "-$3"], "currency amounts ('$1,234.50')"),
+    (["€12", "12 €", '"3,5 €"', "£4"], "currency amounts ('12 €')"),
+    (["2024-03-01", "2024-03-02", "2024-04-11", ""], "dates ('2024-03-01')"),
+    (["03/01/2024", "12/31/2023", "1/2/24"], "dates ('03/01/2024')"),
+    (["01.03.2024", "31.12.2023", "2024-03-01T12:30:00Z"], "dates ('01.03.2024')"),
+    (["1 234", "12 345", "999 000", "5 000 000"], "numbers grouped by spaces ('1 234')"),
+])
+def test_currency_dates_and_space_grouped_numbers_are_one_hot_with_a_warning(tmp_path, cells,
+                                                                             kind):
+    """Such a column of at most 100 values was one-hot encoded without a word, its order
+    lost; it still is, with a warning that names the column and what it looks like."""
+    rows = [f"{i},{cells[i % len(cells)]},{i % 2}" for i in range(40)]
+    path = _write(tmp_path, "a,price,label\n" + "\n".join(rows))
+    with pytest.warns(data.DataWarning) as caught:
+        ds = data.load_csv(path, "label")
+    (message,) = [str(w.message) for w in caught]
+    assert message.startswith(f"csv: column 'price' looks like {kind}: it is one-hot encoded "
+                              f"as {len(cells)} text categories, their order lost; ")
+    assert ds.feature_names[1:] == tuple(f"price={c}" for c in ds.info["categories"]["price"])
+    assert len(ds.feature_names) == 1 + len(cells)
+
+
+@pytest.mark.parametrize("cells", [["red", "green", "blue"], ["S", "M", "L", "10"],
+                                   ["1.2.10", "1.3.0", "2.0.1"], ["A-12", "B-3", "2024-Q1"],
+                                   ["$", "€", "12 €"]])
+def test_genuine_categories_get_no_warning(tmp_path, cells):
+    rows = [f"{i},{cells[i % len(cells)]},{i % 2}" for i in range(40)]
+    path = _write(tmp_path, "a,kind,label\n" + "\n".join(rows))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = data.load_csv(path, "label")
+    assert ds.info["categories"]["kind"] == tuple(sorted(cells))
+
+
+def test_too_many_dates_for_categories_are_refused_with_what_they_look_like(tmp_path):
+    rows = [f"{i},2024-{1 + i // 28:02d}-{1 + i % 28:02d},{i % 2}" for i in range(120)]
+    path = _write(tmp_path, "a,day,label\n" + "\n".join(rows))
+    with pytest.raises(DataError, match=re.escape(
+            f"csv file '{path}', column 'day' holds 120 distinct text values, more than the "
+            f"100 categories a text feature may have; its values look like dates "
+            f"('2024-01-01'): write them as numbers")):
+        data.load_csv(path, "label")
+
+
 def test_pandas_unnamed_index_column_is_left_out_with_a_warning(tmp_path):
     """'Unnamed: 0' is pandas' index read back and written again: it was trained on."""
     rng = np.random.default_rng(0)
@@ -2174,6 +2219,143 @@ def test_npz_own_split_images_of_other_shapes_are_refused(tmp_path):
     with pytest.raises(DataError, match=re.escape(
             f"npz file '{p}': x_train's examples are (8, 8) but x_test's are (4, 16)")):
         data.load("npz", npz_path=str(p))
+
+
+def test_npz_text_labels_are_classes_as_a_csvs_text_target_is(tmp_path):
+    """Labels saved as text (np.array of str, or bytes) were refused ('has dtype <U4;
+    numbers are needed') where the CSV loader takes the same labels for classes. Now both
+    loaders give the same classes in the same order, and the same labels."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 2))
+    names = np.array(["dog", "cat", "bird"])[np.arange(40) % 3]
+    path = tmp_path / "text.npz"
+    np.savez(path, x=x, y=names)
+    ds = data.load("npz", npz_path=str(path), seed=3)
+    table = _write(tmp_path, "a,b,label\n" + "\n".join(
+        f"{a!r},{b!r},{c}" for (a, b), c in zip(x.tolist(), names)))
+    csv_ds = data.load_csv(table, "label", seed=3)
+    assert ds.task == csv_ds.task == "classification" and ds.num_classes == 3
+    assert ds.info["label_values"] == csv_ds.info["label_values"] == ("bird", "cat", "dog")
+    np.testing.assert_array_equal(ds.y_train, csv_ds.y_train)
+    np.testing.assert_array_equal(np.array(ds.info["label_values"])[ds.y_test],
+                                  names[ds.info["test_index"]])
+    # numbers among words (school grades) and numbers written as text: the CSV's rules
+    grades = np.array(["K", "1", "2", "10"])[np.arange(40) % 4]
+    np.savez(path, x=x, y=grades)
+    with pytest.warns(data.DataWarning, match=re.escape(
+            "npz: y holds numbers and text ('K'): its 4 distinct values are classes")):
+        ds = data.load("npz", npz_path=str(path))
+    assert ds.info["label_values"] == ("1", "2", "10", "K")
+    np.testing.assert_array_equal(np.array(ds.info["label_values"])[ds.y_train],
+                                  grades[ds.info["train_index"]])
+    np.savez(path, x=x, y=np.array(["1", "2", "10"])[np.arange(40) % 3])
+    ds = data.load("npz", npz_path=str(path))
+    assert ds.info["label_values"] == (1, 2, 10)
+
+
+def test_npz_text_labels_of_both_splits_share_one_mapping(tmp_path):
+    """Bytes labels (dtype S) read as UTF-8; the classes are the labels of both splits, as
+    for numbers, so a test label no training one has gets a class and the warning."""
+    x = np.arange(20.0).reshape(10, 2)
+    y_train = np.array([b"cat", b"dog", b"cat", b"dog", b"cat", b"dog"])
+    y_test = np.array(["dog", "emu", "cat", "emu"]).astype("S")
+    p = tmp_path / "split.npz"
+    np.savez(p, x_train=x[:6], y_train=y_train, x_test=x[6:], y_test=y_test)
+    with pytest.warns(data.DataWarning, match=re.escape(
+            "npz: 2 test examples belong to 1 classes that no training example has ('emu')")):
+        ds = data.load("npz", npz_path=str(p))
+    assert ds.info["label_values"] == ("cat", "dog", "emu") and ds.num_classes == 3
+    np.testing.assert_array_equal(ds.y_train, [0, 1, 0, 1, 0, 1])
+    np.testing.assert_array_equal(ds.y_test, [1, 2, 0, 2])
+
+
+@pytest.mark.parametrize(("arrays", "task", "message"), [
+    (dict(y=np.array(["a", "nan"] * 5)), None,
+     "y[1] has no value ('nan'); every example needs a label (if 'nan' is a class, rename it)"),
+    (dict(y=np.array(["a", " "] * 5)), None, "y[1] is empty; every example needs a label"),
+    (dict(y=np.array(["a", "b"] * 5)), "regression",
+     "y holds text ('a'); a regression target must be numbers"),
+    (dict(y=np.array([["a", "b"]] * 10)), None,
+     "y's rows are (2,) of text; text labels need one per example, of shape (N,)"),
+    (dict(y=np.array(["a"] * 10)), None,
+     "y holds a single value ('a'); classification needs at least 2 classes"),
+    (dict(y=np.array([b"a", b"\xff"] * 5)), None,
+     "array 'y' holds bytes that are not UTF-8 text; save the labels as strings"),
+    (dict(x_train=np.ones((6, 2)), y_train=np.array(["a", "b"] * 3), x_test=np.ones((2, 2)),
+          y_test=np.array([0, 1])), None,
+     "y_train holds text but y_test holds numbers; save the labels of both splits alike"),
+])
+def test_npz_text_labels_that_cannot_be_classes_are_one_sentence(tmp_path, arrays, task, message):
+    p = tmp_path / "bad.npz"
+    np.savez(p, **({"x": np.ones((10, 2))} if "x_train" not in arrays else {}), **arrays)
+    with pytest.raises(DataError, match=re.escape(f"npz file '{p}': {message}")):
+        data.load("npz", npz_path=str(p), task=task)
+
+
+def test_npz_val_arrays_are_the_test_split_and_unused_held_out_arrays_are_named(tmp_path):
+    """x_train, y_train, x_val, y_val (Keras' naming) was refused as lacking x_test; an
+    x_val beside x_test, or an x_test beside x and y, was ignored without a word."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(20, 3)), np.arange(20) % 2
+    p = tmp_path / "val.npz"
+    np.savez(p, x_train=x[:14], y_train=y[:14], x_val=x[14:], y_val=y[14:])
+    with pytest.warns(data.DataWarning) as caught:
+        ds = data.load("npz", npz_path=str(p))
+    assert [str(w.message) for w in caught] == [
+        "npz: x_val and y_val are the test split (the file holds no x_test, y_test): the "
+        "model is evaluated on them"]
+    assert (ds.n_train, ds.n_test) == (14, 6)
+    np.testing.assert_array_equal(ds.y_test, y[14:])
+    np.savez(p, x_train=x[:14], y_train=y[:14], x_test=x[14:17], y_test=y[14:17],
+             x_val=x[17:], y_val=y[17:])
+    with pytest.warns(data.DataWarning) as caught:
+        ds = data.load("npz", npz_path=str(p))
+    assert [str(w.message) for w in caught] == [
+        "npz: x_val, y_val are not used: x_test, y_test are the test split"]
+    assert ds.n_test == 3
+    np.savez(p, x=x, y=y, x_test=x[:4], y_test=y[:4])
+    with pytest.warns(data.DataWarning, match=re.escape(
+            "npz: x_test, y_test are not used: x and y are split by seed (--seed) and "
+            "test_fraction; to keep the file's own split, name the training arrays x_train, "
+            "y_train")):
+        ds = data.load("npz", npz_path=str(p))
+    assert ds.n_train + ds.n_test == 20
+    np.savez(p, x_train=x[:14], y_train=y[:14], x_val=x[14:], y_val=y[15:])
+    with pytest.raises(DataError, match=re.escape(  # named as the file names it
+            f"npz file '{p}': x_val has 6 rows but y_val has 5")):
+        data.load("npz", npz_path=str(p))
+
+
+def test_npz_rows_that_look_like_probabilities_are_a_regression_with_a_warning(tmp_path):
+    """Label-smoothed or soft labels (rows in [0, 1] summing to 1) trained as a K-output
+    regression without a word; one-hot rows stay class labels, with their own warning."""
+    rng = np.random.default_rng(0)
+    x, labels = rng.normal(size=(40, 3)), np.arange(40) % 3
+    smooth = np.full((40, 3), 0.05)
+    smooth[np.arange(40), labels] = 0.9
+    p = tmp_path / "soft.npz"
+    np.savez(p, x=x, y=smooth.astype(np.float32))
+    with pytest.warns(data.DataWarning) as caught:
+        ds = data.load("npz", npz_path=str(p), standardize_target=False)
+    assert [str(w.message) for w in caught] == [
+        "npz: y's rows look like probabilities over 3 classes (values in [0, 1] that sum to 1, "
+        "not one-hot): they are fit as a 3-output regression; for classification, save each "
+        "row's class, y.argmax(1), as the labels"]
+    assert ds.task == "regression" and ds.num_outputs == 3
+    np.testing.assert_allclose(ds.y_train, smooth[ds.info["train_index"]], rtol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # asked for: no warning
+        assert data.load("npz", npz_path=str(p), task="regression").num_outputs == 3
+    np.savez(p, x=x, y=np.eye(3)[labels])  # one-hot: labels, as before, and only that warning
+    with pytest.warns(data.DataWarning) as caught:
+        assert data.load("npz", npz_path=str(p)).task == "classification"
+    assert len(caught) == 1 and "one-hot" in str(caught[0].message)
+    off = smooth.copy()
+    off[0] = [0.5, 0.3, 0.3]  # one row sums to 1.1: not probabilities
+    np.savez(p, x=x, y=off)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert data.load("npz", npz_path=str(p)).task == "regression"
 
 
 def test_idx_files_with_trailing_bytes_or_no_idx_magic_are_refused(tmp_path):

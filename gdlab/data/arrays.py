@@ -3,7 +3,10 @@
 The file (``numpy.savez`` or ``savez_compressed``) holds either ``x`` and ``y``,
 which are split by ``seed`` and ``test_fraction`` like every table, or
 ``x_train``, ``y_train``, ``x_test`` and ``y_test``, a split of its own that is
-kept as it is. Other arrays in the file are ignored.
+kept as it is. ``x_val`` and ``y_val`` (or ``_valid``, ``_validation``, as image
+folders name theirs) stand for ``x_test`` and ``y_test`` when the file has none, with a
+note; a held-out pair the loader does not use (``x_val`` beside ``x_test``, or any
+beside ``x`` and ``y``) is named in a note. Other arrays in the file are ignored.
 
 Features: ``x`` of shape ``(N, D)`` is a table, standardised per feature on the
 training split (``"per_feature"``, with its scale floor); ``(N, H, W)`` or
@@ -16,10 +19,20 @@ Targets: ``y`` of shape ``(N,)``. With ``task=None`` it holds class labels when
 its values are integers with at most ``MAX_INFERRED_CLASSES`` distinct ones
 (remapped to ``0..K−1`` in increasing order; ``info["label_values"][k]`` is
 class ``k``'s original value), and a regression target otherwise; ``task``
-overrides the guess. ``(N, K)`` targets are a K-output regression, unless each row is
+overrides the guess. Labels saved as text (a ``str`` or ``bytes`` array, UTF-8) are read
+as a CSV's target column is (``tables``): numbers when every one is a number; else
+classes, the distinct labels of both splits in the CSV's order (numbers first, in
+increasing order, then words in sorted order; ``info["label_values"][k]`` is class
+``k``'s label), a test label that no training one has warned about; a blank label, or
+``NaN`` written as text, is an error, and text is no regression target. Object arrays
+stay refused (they would need unpickling): ``y.astype(str)`` saves them as text.
+``(N, K)`` targets are a K-output regression, unless each row is
 one-hot (a single 1, zeros elsewhere, as Keras' ``to_categorical`` writes): those are
 the labels of K classes (each row's column of the 1, with a note), but with
-``task="regression"``.
+``task="regression"``. Rows that look like class probabilities (in [0, 1], summing to 1
+within 1e-6, not all one-hot: soft or label-smoothed labels) are a K-output regression
+too, with a note that says how to make them labels (``y.argmax(1)``), unless ``task``
+is given.
 Regression targets are standardised on the training split unless
 ``standardize_target=False`` (``info["y_mean"]``, ``info["y_std"]`` undo it).
 
@@ -34,6 +47,7 @@ import zipfile
 import numpy as np
 
 from gdlab.data.base import (
+    MAX_INFERRED_CLASSES,
     TASKS,
     DataError,
     Dataset,
@@ -44,11 +58,27 @@ from gdlab.data.base import (
     note,
     numeric_task,
 )
+from gdlab.data.tables import MISSING, cell_number, note_case_only, text_classes
 
 SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
+HELD_OUT = ("test", "val", "valid", "validation")
+"""The names of a file's own held-out split beside ``x_train``, ``y_train`` (``x_val``,
+``y_val``, ...), the first found taken, as image folders take theirs."""
 
-def _read(path: str) -> dict[str, np.ndarray]:
+
+def _split_keys(names: list[str]) -> tuple[str, ...]:
+    """The arrays to read: ``x_train``, ``y_train`` and the first held-out pair of
+    ``HELD_OUT`` the file holds, else ``x`` and ``y``."""
+    held = next((h for h in HELD_OUT if {f"x_{h}", f"y_{h}"} <= set(names)), None)
+    if held is not None and {"x_train", "y_train"} <= set(names):
+        return "x_train", "y_train", f"x_{held}", f"y_{held}"
+    return "x", "y"
+
+
+def _read(path: str) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The arrays ``_split_keys`` names, checked, and the names of every array the file
+    holds."""
     where = f"npz file '{path}'"
     check_file(path, where)
     try:
@@ -64,18 +94,22 @@ def _read(path: str) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             names = list(archive.files)
-            wanted = SPLIT_KEYS if set(SPLIT_KEYS) <= set(names) else ("x", "y")
+            wanted = _split_keys(names)
             missing = [k for k in wanted if k not in names]
             if missing:
                 raise DataError(f"{where} holds {', '.join(names) or 'no arrays'}; expected x and "
-                                f"y, or {', '.join(SPLIT_KEYS)}")
+                                f"y, or {', '.join(SPLIT_KEYS)} (x_val, y_val may stand for "
+                                f"x_test, y_test)")
             arrays = {}
             for k in wanted:
                 try:
                     arrays[k] = archive[k]
                 except ValueError:  # an object array: it would need unpickling
                     raise DataError(f"{where}: array '{k}' holds Python objects; save numbers "
-                                    f"(a numeric dtype)") from None
+                                    f"(a numeric dtype)" + (
+                                        f", or text labels as strings ({k}.astype(str))"
+                                        if k.startswith("y") else "")) from None
+            arrays = {k: _decoded(where, k, a) for k, a in arrays.items()}
     except DataError:
         raise
     except (zipfile.BadZipFile, ValueError, EOFError, OSError) as e:
@@ -84,6 +118,11 @@ def _read(path: str) -> dict[str, np.ndarray]:
         if not isinstance(a, np.ndarray):  # numpy hands back a member that is not .npy as bytes
             raise DataError(f"{where}: member '{k}' is not a NumPy array (.npy); save the file "
                             f"with numpy.savez(path, x=..., y=...)")
+        if k.startswith("y") and a.dtype.kind == "U":  # text labels: classes, as a CSV's
+            if a.ndim == 0:
+                raise DataError(f"{where}: array '{k}' is a scalar; one row per example is "
+                                f"needed")
+            continue
         if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
             raise DataError(f"{where}: array '{k}' has dtype {a.dtype}; numbers are needed")
         if np.iscomplexobj(a):
@@ -92,7 +131,18 @@ def _read(path: str) -> dict[str, np.ndarray]:
         if a.ndim == 0:
             raise DataError(f"{where}: array '{k}' is a scalar; one row per example is needed")
         check_finite(a, f"{where}: array '{k}'")
-    return arrays
+    return arrays, names
+
+
+def _decoded(where: str, key: str, a) -> np.ndarray:
+    """Labels saved as bytes (``dtype S``, Python 2's strings) as text, read as UTF-8."""
+    if not (isinstance(a, np.ndarray) and a.dtype.kind == "S" and key.startswith("y")):
+        return a
+    try:
+        return np.char.decode(a, "utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{where}: array '{key}' holds bytes that are not UTF-8 text; save the "
+                        f"labels as strings ({key}.astype(str))") from None
 
 
 def load_npz(
@@ -113,11 +163,13 @@ def load_npz(
     if task is not None and task not in TASKS:
         raise DataError(f"npz: task must be one of {', '.join(TASKS)} (or None to infer it), "
                         f"got {task!r}")
-    arrays = _read(path)
+    arrays, names = _read(path)
     own_split = "x" not in arrays  # the file's x_train/y_train/x_test/y_test, kept
-    xs = [arrays["x_train"], arrays["x_test"]] if own_split else [arrays["x"]]
-    ys = [arrays["y_train"], arrays["y_test"]] if own_split else [arrays["y"]]
-    for x, y, split in zip(xs, ys, ("_train", "_test") if own_split else ("",)):
+    keys = list(arrays)
+    held = keys[2][2:] if own_split else None  # "test", or the "val" that stands for it
+    xs = [arrays[k] for k in keys[0::2]]
+    ys = [arrays[k] for k in keys[1::2]]
+    for x, y, split in zip(xs, ys, ("_train", f"_{held}") if own_split else ("",)):
         if len(x) != len(y):
             raise DataError(f"{where}: x{split} has {len(x)} rows but y{split} has {len(y)}")
         if len(x) == 0:
@@ -128,9 +180,19 @@ def load_npz(
         if 0 in y.shape[1:]:
             raise DataError(f"{where}: y{split}'s rows {y.shape[1:]} hold no values")
     if xs[-1].shape[1:] != xs[0].shape[1:]:
-        raise DataError(f"{where}: x_train's examples are {xs[0].shape[1:]} but x_test's "
+        raise DataError(f"{where}: x_train's examples are {xs[0].shape[1:]} but x_{held}'s "
                         f"are {xs[1].shape[1:]}")
     info = {"source": path}
+    if held is not None and held != "test":
+        note(info, f"npz: x_{held} and y_{held} are the test split (the file holds no x_test, "
+                   f"y_test): the model is evaluated on them")
+    unused = [h for h in HELD_OUT if h != held and {f"x_{h}", f"y_{h}"} <= set(names)]
+    if unused:
+        pairs = " and ".join(f"x_{h}, y_{h}" for h in unused)
+        note(info, f"npz: {pairs} are not used: " + (
+            f"x_{held}, y_{held} are the test split" if own_split else
+            "x and y are split by seed (--seed) and test_fraction; to keep the file's own "
+            "split, name the training arrays x_train, y_train"))
 
     if xs[0].ndim not in (2, 3, 4):
         raise DataError(f"{where}: x's examples are {xs[0].shape[1:]}; expected features (D,) "
@@ -149,6 +211,9 @@ def load_npz(
 
     if ys[0].ndim == 2 and ys[0].shape[1] == 1:
         ys = [y[:, 0] for y in ys]
+    label_values = None
+    if any(y.dtype.kind == "U" for y in ys):  # text: classes (or numbers, written as text)
+        ys, label_values = _text_labels(where, ys, keys[1::2], task, info)
     if (ys[0].ndim == 2 and ys[0].shape[1] > 1 and ys[-1].shape[1:] == ys[0].shape[1:]
             and task != "regression" and all(_one_hot_rows(y) for y in ys)):
         k = ys[0].shape[1]  # Keras' to_categorical: the labels, one-hot
@@ -160,6 +225,12 @@ def load_npz(
         rows = (f"{ys[0].shape[1:]}" if ys[-1].shape[1:] == ys[0].shape[1:] else
                 f"{ys[0].shape[1:]} (train) and {ys[-1].shape[1:]} (test)")
         if ys[0].ndim == 2 and ys[-1].shape[1:] == ys[0].shape[1:] and task != "classification":
+            if task is None and all(_probability_rows(y) for y in ys):
+                k = ys[0].shape[1]  # soft or label-smoothed labels (one-hot ones are read above)
+                note(info, f"npz: y's rows look like probabilities over {k} classes (values in "
+                           f"[0, 1] that sum to 1, not one-hot): they are fit as a {k}-output "
+                           f"regression; for classification, save each row's class, "
+                           f"y.argmax(1), as the labels")
             task = "regression"
         elif ys[0].ndim == 2 and ys[-1].shape[1:] == ys[0].shape[1:]:
             raise DataError(f"{where}: y's rows are {rows}, not one-hot; classification needs "
@@ -168,7 +239,10 @@ def load_npz(
             raise DataError(f"{where}: y's rows are {rows}; expected one label or target per "
                             f"example, or (N, K) targets")
     num_classes = 0
-    if ys[0].ndim == 1:
+    if label_values is not None:
+        task, num_classes = "classification", len(label_values)
+        info["label_values"] = label_values
+    elif ys[0].ndim == 1:
         every = np.concatenate(ys)
         if not np.issubdtype(every.dtype, np.integer):  # integers stay exact, past 2⁵³ too
             every = every.astype(np.float64)
@@ -188,6 +262,66 @@ def load_npz(
     if own_split:
         return from_split("npz", xs[0], ys[0], xs[1], ys[1], **common)
     return from_arrays("npz", xs[0], ys[0], seed=seed, test_fraction=test_fraction, **common)
+
+
+def _text_labels(where: str, ys: list[np.ndarray], names: list[str], task: str | None,
+                 info: dict) -> tuple[list[np.ndarray], tuple[str, ...] | None]:
+    """``(ys, label_values)`` of labels saved as text, read as a CSV's target is (``tables``):
+    numbers when every label is one (``label_values`` None, ``ys`` float64); else classes,
+    the distinct labels of both splits in the CSV's class order (``text_classes``: numbers
+    first, in increasing order, then words in sorted order), ``ys`` their indices. Labels are
+    kept as saved; a blank one, or one of ``MISSING`` (NaN written as text), is an error."""
+    if not all(y.dtype.kind == "U" for y in ys):
+        kinds = ["text" if y.dtype.kind == "U" else "numbers" for y in ys]
+        raise DataError(f"{where}: {names[0]} holds {kinds[0]} but {names[1]} holds {kinds[1]}; "
+                        f"save the labels of both splits alike")
+    for y, name in zip(ys, names):
+        if y.ndim != 1:
+            raise DataError(f"{where}: {name}'s rows are {y.shape[1:]} of text; text labels "
+                            f"need one per example, of shape (N,)")
+    distinct, inverse = np.unique(np.concatenate(ys), return_inverse=True)
+    distinct = distinct.tolist()
+    absent = [c for c in distinct if c.strip().lower() in MISSING]
+    if absent:
+        name, y = next((n, y) for n, y in zip(names, ys) if np.isin(y, absent).any())
+        i = int(np.flatnonzero(np.isin(y, absent))[0])
+        c = str(y[i])
+        raise DataError(f"{where}: {name}[{i}] " + (
+            f"has no value ({c!r}); every example needs a label (if {c!r} is a class, rename "
+            f"it)" if c.strip() else "is empty; every example needs a label"))
+    value = {c: cell_number(c, False) for c in distinct}  # None: a word
+    is_word = np.array([value[c] is None for c in distinct])
+    cuts = np.cumsum([len(y) for y in ys])[:-1]
+    if not is_word.any():  # numbers written as text: read as numbers, as a CSV's are
+        return np.split(np.array([value[c] for c in distinct])[inverse], cuts), None
+    words = [c for c in distinct if value[c] is None]
+    if task == "regression":
+        raise DataError(f"{where}: {names[0] if len(names) == 1 else 'y'} holds text "
+                        f"({words[0]!r}); a regression target must be numbers")
+    if 2 * int(is_word[inverse].sum()) <= len(inverse):  # mostly numbers, and words: grades
+        if task is None and len(distinct) > MAX_INFERRED_CLASSES:
+            raise DataError(f"{where}: y holds {words[0]!r}, not a number, among labels of "
+                            f"numbers; give --task=classification (task='classification') to "
+                            f"take its {len(distinct)} distinct values for classes, or correct "
+                            f"the label")
+        note(info, f"npz: y holds numbers and text ({words[0]!r}): its {len(distinct)} "
+                   f"distinct values are classes")
+    label_values = text_classes(value)
+    if len(label_values) < 2:
+        raise DataError(f"{where}: y holds a single value ({label_values[0]!r}); "
+                        f"classification needs at least 2 classes")
+    note_case_only(info, "npz: y", label_values)
+    index = {c: k for k, c in enumerate(label_values)}
+    rank = np.array([index[c] for c in distinct])
+    return np.split(rank[inverse], cuts), label_values
+
+
+def _probability_rows(y: np.ndarray) -> bool:
+    """Whether every row of ``y`` (N, K) lies in [0, 1] and sums to 1 (within 1e-6): class
+    probabilities, soft or label-smoothed labels."""
+    y = np.asarray(y, np.float64)
+    return bool(y.min() >= 0 and y.max() <= 1
+                and np.all(np.abs(y.sum(axis=1) - 1) <= 1e-6))
 
 
 def _one_hot_rows(y: np.ndarray) -> bool:

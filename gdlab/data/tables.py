@@ -46,7 +46,9 @@ Notes (``info["warnings"]``, also a ``DataWarning``) also name a first column
 unnamed first column (and so is one after an unnamed first column, the index ``to_csv``
 wrote for the table read back, and ``Unnamed: 0.1``, ..., read back more than once), and
 a text feature most of whose values are numbers that a separator or a ``%`` kept from
-being numbers (``1,5`` in a comma-separated file, ``5%``). A first line ``sep=;``
+being numbers (``1,5`` in a comma-separated file, ``5%``), amounts with a currency sign
+(``$1,234.50``, ``12 €``), dates (``2024-03-01``, ``03/01/2024``) or whole numbers
+grouped by spaces (``1 234``): one-hot all the same, their order lost. A first line ``sep=;``
 (Excel's) names the separator and is skipped.
 Regression targets are ``(N, 1)`` float32, standardised on the training split
 by default (``info["y_mean"]``, ``info["y_std"]`` undo it).
@@ -452,6 +454,9 @@ def _one_hot(path: str, name: str, cells: list[str]) -> tuple[np.ndarray, tuple[
             advice = (f"its values look like numbers written with separators ('{example}'): "
                       f"write them as plain numbers (1234.5), or separate the columns with "
                       f"semicolons to read a comma as the decimal point")
+        elif (kind := _looks_like(categories)) is not None:
+            what, example, advice = kind
+            advice = f"its values look like {what} ('{example}'): {advice}"
         else:
             advice = "leave it out (drop, --drop_columns) or encode it as numbers"
         raise DataError(f"csv file '{path}', column '{name}' holds {len(categories)} distinct "
@@ -577,7 +582,7 @@ def load_csv(
                                 f"{f'has no value ({c!r})' if c else 'is empty'}; every example "
                                 f"needs a target" + (f" (if {c!r} is a class, rename it)"
                                                      if c else ""))
-        value = {c: _cell_number(c, decimal_comma) for c in set(cells)}  # None: a word
+        value = {c: cell_number(c, decimal_comma) for c in set(cells)}  # None: a word
         words = [i for i, c in enumerate(cells) if value[c] is None]
         if task != "regression" and words and 2 * len(words) <= len(cells):
             y = None  # mostly numbers, and words: classes (a school grade K, 1, ..., 12)
@@ -598,11 +603,11 @@ def load_csv(
             raise DataError(f"{where}, column '{target}' holds text ('{text}'); a regression "
                             f"target must be numbers")
         task = "classification"
-        label_values = tuple(sorted(set(cells), key=lambda c: _class_order(c, value)))
+        label_values = text_classes(value)
         index = {v: k for k, v in enumerate(label_values)}
         y = np.array([index[c] for c in cells])
         distinct = np.arange(len(label_values))
-        _note_case_only(info, target, label_values)
+        note_case_only(info, f"csv: target column '{target}'", label_values)
     else:
         task, distinct, bad = numeric_task(y, task, info, f"csv: target column '{target}'")
         if bad is not None:
@@ -630,7 +635,7 @@ def load_csv(
     )
 
 
-def _cell_number(cell: str, decimal_comma: bool) -> float | None:
+def cell_number(cell: str, decimal_comma: bool) -> float | None:
     """A stripped cell's number, read as a feature's would be (``1,234.5`` quoted; ``1.234,5``
     where the file writes decimal commas), or None for a word."""
     if (decimal_comma and _is_decimal_comma_number(cell)  # 1,5  1.234,5  1 234  1.000.000
@@ -641,22 +646,29 @@ def _cell_number(cell: str, decimal_comma: bool) -> float | None:
     return float(cell) if _is_number(cell) else None
 
 
+def text_classes(value: dict[str, float | None]) -> tuple[str, ...]:
+    """A text target's classes, the keys of ``value`` (each distinct cell's ``cell_number``)
+    in class order: numbers first, in increasing order (1, 2, 10, then K), then the words in
+    sorted order. An npz file's text labels (``arrays``) take the same order."""
+    return tuple(sorted(value, key=lambda c: _class_order(c, value)))
+
+
 def _class_order(cell: str, value: dict[str, float | None]) -> tuple:
     """Text classes' order: numbers first, in increasing order (1, 2, 10, then K), then the
-    words in sorted order; ``value`` each cell's ``_cell_number``."""
+    words in sorted order; ``value`` each cell's ``cell_number``."""
     number = value[cell]
     return (1, 0.0, cell) if number is None else (0, number, cell)
 
 
-def _note_case_only(info: dict, target: str, label_values: tuple[str, ...]) -> None:
+def note_case_only(info: dict, what: str, label_values: tuple[str, ...]) -> None:
     """A note when two classes differ only in case (``cat`` and ``Cat``): separate classes,
-    likely meant as one."""
+    likely meant as one; ``what`` names the target (``csv: target column 'y'``)."""
     folded: dict[str, list[str]] = {}
     for v in label_values:
         folded.setdefault(v.casefold(), []).append(v)
     clash = next((vs for vs in folded.values() if len(vs) > 1), None)
     if clash is not None:
-        note(info, f"csv: target column '{target}' has classes that differ only in case "
+        note(info, f"{what} has classes that differ only in case "
                    f"({', '.join(repr(v) for v in clash)}): they are separate classes; write "
                    f"them one way to make them one")
 
@@ -665,14 +677,56 @@ _PERCENT = re.compile(r"[+-]?\d+([.,]\d+)?\s?%")
 """A percentage: 5%  -12.5%  7,5 %"""
 
 
+_AMOUNT = r"\d+(?:[,.' \u00a0\u202f]\d+)*"
+"""Digits, perhaps grouped or with a decimal part: 12  1,234.50  1.234,5  1 234"""
+
+_CURRENCY = re.compile(rf"[+-]?[$€£¥₹₩₽]\s?[+-]?{_AMOUNT}|[+-]?{_AMOUNT}\s?[$€£¥₹₩₽]")
+"""An amount with a currency sign before or after it: $1,234.50  -€12  12 €  £3.5"""
+
+_DAY, _MONTH = r"(?:0?[1-9]|[12]\d|3[01])", r"(?:0?[1-9]|1[0-2])"
+_DATE = re.compile(
+    rf"(?:\d{{4}}[-/]{_MONTH}[-/]{_DAY}|{_DAY}/{_DAY}/(?:\d{{4}}|\d{{2}})"
+    rf"|{_DAY}[-.]{_DAY}[-.]\d{{4}})"
+    r"(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?")
+"""A date, perhaps with a time of day: 2024-03-01  2024/3/1  03/01/2024  1/3/24  01.03.2024
+01-03-2024  2024-03-01T12:30:00Z (a version number 1.2.10 is none: dots need a 4-digit year)"""
+
+_SPACE_GROUPED = re.compile(r"[+-]?[1-9]\d{0,2}(?:[ \u00a0\u202f]\d{3})+(?:[.,]\d+)?")
+"""A number whose thousands a space groups (a no-break or a narrow one too): 1 234  12 345.5"""
+
+
+def _looks_like(categories: Sequence[str]) -> tuple[str, str, str] | None:
+    """``(what, example, advice)`` when most of a text column's categories are amounts of
+    money, dates, or numbers grouped by spaces (``_CURRENCY``, ``_DATE``, ``_SPACE_GROUPED``),
+    values with an order that one-hot categories lose; else None."""
+    for pattern, what, advice in (
+            (_CURRENCY, "currency amounts", "strip the currency sign and write them as plain "
+                                            "numbers (1234.5) to read them as numbers"),
+            (_DATE, "dates", "write them as numbers (days since a first date, or the year, "
+                             "month and day in columns of their own) to use their order"),
+            (_SPACE_GROUPED, "numbers grouped by spaces", "write them as plain numbers (1234) "
+                                                          "to read them as numbers")):
+        looks = [c for c in categories if pattern.fullmatch(c)]
+        if 2 * len(looks) > len(categories):
+            return what, looks[0], advice
+    return None
+
+
 def _note_numbers_as_text(info: dict, name: str, categories: tuple[str, ...],
                           delimiter: str) -> None:
     """A note when most of a text feature's categories are numbers that a separator or a
-    '%' kept from being read as numbers (``1,5`` in a comma-separated file, ``5%``): the
-    column is one-hot, its order lost."""
+    '%' kept from being read as numbers (``1,5`` in a comma-separated file, ``5%``), or
+    amounts of money, dates or numbers grouped by spaces (``_looks_like``): the column is
+    one-hot, its order lost."""
     looks = [c for c in categories if _PERCENT.fullmatch(c)
              or ("," in c and _is_decimal_comma_number(c))]
     if 2 * len(looks) <= len(categories):
+        kind = _looks_like(categories)
+        if kind is not None:
+            what, example, advice = kind
+            note(info, f"csv: column '{name}' looks like {what} ('{example}'): it is one-hot "
+                       f"encoded as {len(categories)} text categories, their order lost; "
+                       f"{advice}")
         return
     comma = "," in looks[0] and delimiter != ";"
     note(info, f"csv: column '{name}' holds numbers written with "
