@@ -2280,7 +2280,8 @@ def test_npz_text_labels_of_both_splits_share_one_mapping(tmp_path):
     (dict(y=np.array(["a"] * 10)), None,
      "y holds a single value ('a'); classification needs at least 2 classes"),
     (dict(y=np.array([b"a", b"\xff"] * 5)), None,
-     "array 'y' holds bytes that are not UTF-8 text; save the labels as strings"),
+     "array 'y' holds bytes that are not UTF-8 text; save the labels decoded as strings, "
+     "with the encoding they were written in (np.char.decode(y, 'latin-1'), say)"),
     (dict(x_train=np.ones((6, 2)), y_train=np.array(["a", "b"] * 3), x_test=np.ones((2, 2)),
           y_test=np.array([0, 1])), None,
      "y_train holds text but y_test holds numbers; save the labels of both splits alike"),
@@ -2357,6 +2358,85 @@ def test_npz_rows_that_look_like_probabilities_are_a_regression_with_a_warning(t
         warnings.simplefilter("error")
         assert data.load("npz", npz_path=str(p)).task == "regression"
 
+
+def test_npz_text_labels_are_stripped_as_a_csvs_cells_are(tmp_path):
+    """' 3' and '3' (or 'cat' and 'cat' with a no-break space) were two classes of an npz
+    file where the CSV loader, which strips its cells, reads one."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 2))
+    labels = np.array([" 3", "3", "x", "cat\xa0", "cat", " x "])[np.arange(30) % 6]
+    p = tmp_path / "padded.npz"
+    np.savez(p, x=x, y=labels)
+    ds = data.load("npz", npz_path=str(p), seed=1)
+    table = _write(tmp_path, "a,b,label\n" + "\n".join(
+        f"{a!r},{b!r},{c}" for (a, b), c in zip(x.tolist(), labels)))
+    csv_ds = data.load_csv(table, "label", seed=1)
+    assert ds.info["label_values"] == csv_ds.info["label_values"] == ("3", "cat", "x")
+    np.testing.assert_array_equal(ds.y_train, csv_ds.y_train)
+    np.testing.assert_array_equal(ds.y_test, csv_ds.y_test)
+    np.savez(p, x_train=x[:6], y_train=np.array(["a", "b"] * 3),
+             x_test=x[6:8], y_test=np.array([" b ", "a"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no class that only the test split has
+        ds = data.load("npz", npz_path=str(p))
+    assert ds.info["label_values"] == ("a", "b")
+    np.testing.assert_array_equal(ds.y_test, [1, 0])
+
+
+@pytest.mark.parametrize("labels", [["1", "2", "inf"], ["1.5", "-inf", "2"], ["1", "1e400"]])
+def test_npz_infinite_numbers_written_as_text_are_one_sentence(tmp_path, labels):
+    """'inf' among labels of numbers was called a class label past 2^53 that would merge
+    with its neighbours; a numeric y holding inf is refused as infinite, and so is it."""
+    p = tmp_path / "inf.npz"
+    y = np.array(labels)[np.arange(12) % len(labels)]
+    np.savez(p, x_train=np.ones((6, 2)), y_train=y[:6], x_test=np.ones((6, 2)), y_test=y[6:])
+    i = next(i for i, c in enumerate(y) if not np.isfinite(float(c)))
+    where = f"y_train[{i}]" if i < 6 else f"y_test[{i - 6}]"
+    with pytest.raises(DataError, match=re.escape(
+            f"npz file '{p}': {where} is an infinite value ({str(y[i])!r}); labels and targets "
+            f"must be finite numbers, or words for classes")):
+        data.load("npz", npz_path=str(p))
+
+
+def test_npz_labels_of_one_split_saved_as_a_column_are_read(tmp_path):
+    """y_train of shape (N, 1) beside a y_test of (M,) (or y_val) was an IndexError, a
+    traceback through experiments.train; each split's column is its labels."""
+    x = np.arange(20.0).reshape(10, 2)
+    p = tmp_path / "column.npz"
+    for y_train, y_test in (([[0], [1], [0], [1], [0], [1]], [1, 0, 1, 0]),
+                            (["a", "b", "a", "b", "a", "b"], [["b"], ["a"], ["b"], ["a"]])):
+        np.savez(p, x_train=x[:6], y_train=np.array(y_train), x_test=x[6:],
+                 y_test=np.array(y_test))
+        ds = data.load("npz", npz_path=str(p))
+        assert ds.task == "classification" and ds.num_classes == 2
+        np.testing.assert_array_equal(ds.y_test, [1, 0, 1, 0])
+
+
+@pytest.mark.parametrize(("cells", "kind"), [
+    (["USD 1,234", "USD 12", "EUR 5", "1'234.50 CHF"], "currency amounts ('1'234.50 CHF')"),
+    (["01-Mar-2024", "02-Mar-2024", "15-Apr-24"], "dates ('01-Mar-2024')"),
+    (["Mar 1, 2024", "Apr 15, 2024", "December 3, 2023"], "dates ('Apr 15, 2024')"),
+    (["3/1/2024 10:30 AM", "3/2/2024 1:05 PM"], "dates ('3/1/2024 10:30 AM')"),
+])
+def test_currency_codes_named_months_and_am_pm_times_are_warned_about(tmp_path, cells, kind):
+    """Common spreadsheet formats the currency and date patterns missed: no warning."""
+    rows = [f'{i},"{cells[i % len(cells)]}",{i % 2}' for i in range(40)]
+    path = _write(tmp_path, "a,value,label\n" + "\n".join(rows))
+    with pytest.warns(data.DataWarning) as caught:
+        data.load_csv(path, "label")
+    (message,) = [str(w.message) for w in caught]
+    assert message.startswith(f"csv: column 'value' looks like {kind}: it is one-hot encoded ")
+
+
+def test_too_many_dotted_dates_are_refused_as_dates_not_as_separated_numbers(tmp_path):
+    """01.03.2024 matched 'numbers written with separators' first: the advice was to write
+    them as plain numbers or to separate the columns with semicolons."""
+    rows = [f"{i},{1 + i % 28:02d}.{1 + i // 28:02d}.2024,{i % 2}" for i in range(120)]
+    path = _write(tmp_path, "a,day,label\n" + "\n".join(rows))
+    with pytest.raises(DataError, match=re.escape(
+            "100 categories a text feature may have; its values look like dates "
+            "('01.01.2024'): write them as numbers")):
+        data.load_csv(path, "label")
 
 def test_idx_files_with_trailing_bytes_or_no_idx_magic_are_refused(tmp_path):
     _write_mnist(tmp_path)

@@ -142,7 +142,8 @@ def _decoded(where: str, key: str, a) -> np.ndarray:
         return np.char.decode(a, "utf-8")
     except UnicodeDecodeError:
         raise DataError(f"{where}: array '{key}' holds bytes that are not UTF-8 text; save the "
-                        f"labels as strings ({key}.astype(str))") from None
+                        f"labels decoded as strings, with the encoding they were written in "
+                        f"(np.char.decode({key}, 'latin-1'), say)") from None
 
 
 def load_npz(
@@ -209,8 +210,7 @@ def load_npz(
         scaling = {True: "per_feature", False: "none"}.get(standardize, standardize)
     xs = [x.reshape(len(x), -1).astype(np.float64) for x in xs]
 
-    if ys[0].ndim == 2 and ys[0].shape[1] == 1:
-        ys = [y[:, 0] for y in ys]
+    ys = [y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y for y in ys]  # each split's (N, 1)
     label_values = None
     if any(y.dtype.kind == "U" for y in ys):  # text: classes (or numbers, written as text)
         ys, label_values = _text_labels(where, ys, keys[1::2], task, info)
@@ -270,7 +270,8 @@ def _text_labels(where: str, ys: list[np.ndarray], names: list[str], task: str |
     numbers when every label is one (``label_values`` None, ``ys`` float64); else classes,
     the distinct labels of both splits in the CSV's class order (``text_classes``: numbers
     first, in increasing order, then words in sorted order), ``ys`` their indices. Labels are
-    kept as saved; a blank one, or one of ``MISSING`` (NaN written as text), is an error."""
+    stripped of surrounding spaces, as a CSV's cells are; a blank one, or one of ``MISSING``
+    (NaN written as text), is an error, and so is an infinite number when all are numbers."""
     if not all(y.dtype.kind == "U" for y in ys):
         kinds = ["text" if y.dtype.kind == "U" else "numbers" for y in ys]
         raise DataError(f"{where}: {names[0]} holds {kinds[0]} but {names[1]} holds {kinds[1]}; "
@@ -279,20 +280,34 @@ def _text_labels(where: str, ys: list[np.ndarray], names: list[str], task: str |
         if y.ndim != 1:
             raise DataError(f"{where}: {name}'s rows are {y.shape[1:]} of text; text labels "
                             f"need one per example, of shape (N,)")
-    distinct, inverse = np.unique(np.concatenate(ys), return_inverse=True)
+    saved, inverse = np.unique(np.concatenate(ys), return_inverse=True)
+    # stripped, as a CSV's cells are: ' cat' and 'cat' are one class
+    distinct, merged = np.unique(np.array([c.strip() for c in saved.tolist()], dtype=str),
+                                 return_inverse=True)
+    inverse = merged.reshape(-1)[inverse.reshape(-1)]
     distinct = distinct.tolist()
-    absent = [c for c in distinct if c.strip().lower() in MISSING]
+    cuts = np.cumsum([len(y) for y in ys])[:-1]
+
+    def first(bad: list[str]) -> tuple[str, str]:  # ("y_test[3]", its label as saved)
+        flat = int(np.flatnonzero(np.isin(inverse, [distinct.index(c) for c in bad]))[0])
+        split = int(np.searchsorted(cuts, flat, side="right"))
+        i = flat - (int(cuts[split - 1]) if split else 0)
+        return f"{names[split]}[{i}]", str(ys[split][i])
+
+    absent = [c for c in distinct if c.lower() in MISSING]
     if absent:
-        name, y = next((n, y) for n, y in zip(names, ys) if np.isin(y, absent).any())
-        i = int(np.flatnonzero(np.isin(y, absent))[0])
-        c = str(y[i])
-        raise DataError(f"{where}: {name}[{i}] " + (
+        at, c = first(absent)
+        raise DataError(f"{where}: {at} " + (
             f"has no value ({c!r}); every example needs a label (if {c!r} is a class, rename "
             f"it)" if c.strip() else "is empty; every example needs a label"))
     value = {c: cell_number(c, False) for c in distinct}  # None: a word
     is_word = np.array([value[c] is None for c in distinct])
-    cuts = np.cumsum([len(y) for y in ys])[:-1]
     if not is_word.any():  # numbers written as text: read as numbers, as a CSV's are
+        infinite = [c for c in distinct if not np.isfinite(value[c])]
+        if infinite:
+            at, c = first(infinite)
+            raise DataError(f"{where}: {at} is an infinite value ({c!r}); labels "
+                            f"and targets must be finite numbers, or words for classes")
         return np.split(np.array([value[c] for c in distinct])[inverse], cuts), None
     words = [c for c in distinct if value[c] is None]
     if task == "regression":

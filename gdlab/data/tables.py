@@ -47,7 +47,8 @@ unnamed first column (and so is one after an unnamed first column, the index ``t
 wrote for the table read back, and ``Unnamed: 0.1``, ..., read back more than once), and
 a text feature most of whose values are numbers that a separator or a ``%`` kept from
 being numbers (``1,5`` in a comma-separated file, ``5%``), amounts with a currency sign
-(``$1,234.50``, ``12 €``), dates (``2024-03-01``, ``03/01/2024``) or whole numbers
+or code (``$1,234.50``, ``12 €``, ``USD 12``), dates (``2024-03-01``, ``03/01/2024``,
+``01-Mar-2024``) or whole numbers
 grouped by spaces (``1 234``): one-hot all the same, their order lost. A first line ``sep=;``
 (Excel's) names the separator and is skipped.
 Regression targets are ``(N, 1)`` float32, standardised on the training split
@@ -448,7 +449,8 @@ def _one_hot(path: str, name: str, cells: list[str]) -> tuple[np.ndarray, tuple[
     """``(N, K)`` 0/1 indicators of a text column's K categories (sorted), and the categories."""
     categories = tuple(sorted(set(cells)))
     if len(categories) > MAX_CATEGORIES:
-        looks = [c for c in cells if _SEPARATED_NUMBER.fullmatch(c)]
+        looks = [c for c in cells if _SEPARATED_NUMBER.fullmatch(c)  # 01.03.2024 a date
+                 and not _DATE.fullmatch(c)]
         if 2 * len(looks) > len(cells):
             example = looks[0]
             advice = (f"its values look like numbers written with separators ('{example}'): "
@@ -680,16 +682,26 @@ _PERCENT = re.compile(r"[+-]?\d+([.,]\d+)?\s?%")
 _AMOUNT = r"\d+(?:[,.' \u00a0\u202f]\d+)*"
 """Digits, perhaps grouped or with a decimal part: 12  1,234.50  1.234,5  1 234"""
 
-_CURRENCY = re.compile(rf"[+-]?[$€£¥₹₩₽]\s?[+-]?{_AMOUNT}|[+-]?{_AMOUNT}\s?[$€£¥₹₩₽]")
-"""An amount with a currency sign before or after it: $1,234.50  -€12  12 €  £3.5"""
+_SIGN = r"(?:[$€£¥₹₩₽]|USD|EUR|GBP|JPY|CHF|CAD|AUD|CNY|INR)"
+"""A currency's sign, or its ISO 4217 code (the most traded ones)"""
+
+_CURRENCY = re.compile(rf"[+-]?{_SIGN}\s?[+-]?{_AMOUNT}|[+-]?{_AMOUNT}\s?{_SIGN}")
+"""An amount with a currency sign or code before or after it: $1,234.50  -€12  12 €  £3.5
+USD 1,234  1'234.50 CHF"""
 
 _DAY, _MONTH = r"(?:0?[1-9]|[12]\d|3[01])", r"(?:0?[1-9]|1[0-2])"
+_NAMED_MONTH = (r"(?i:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?"
+                r"|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?")
+"""A month's name or its abbreviation, in any case: Mar  March  Sept.  DEC"""
 _DATE = re.compile(
     rf"(?:\d{{4}}[-/]{_MONTH}[-/]{_DAY}|{_DAY}/{_DAY}/(?:\d{{4}}|\d{{2}})"
-    rf"|{_DAY}[-.]{_DAY}[-.]\d{{4}})"
-    r"(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?")
+    rf"|{_DAY}[-.]{_DAY}[-.]\d{{4}}"
+    rf"|{_DAY}[- ]{_NAMED_MONTH}[- ](?:\d{{4}}|\d{{2}})|{_NAMED_MONTH} {_DAY},? \d{{4}})"
+    r"(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\s?[AaPp]\.?[Mm]\.?)?"
+    r"(?:Z|[+-]\d{2}:?\d{2})?)?")
 """A date, perhaps with a time of day: 2024-03-01  2024/3/1  03/01/2024  1/3/24  01.03.2024
-01-03-2024  2024-03-01T12:30:00Z (a version number 1.2.10 is none: dots need a 4-digit year)"""
+01-03-2024  01-Mar-2024  1 March 2024  Mar 1, 2024  2024-03-01T12:30:00Z  3/1/2024 10:30 AM
+(a version number 1.2.10 is none: dots need a 4-digit year)"""
 
 _SPACE_GROUPED = re.compile(r"[+-]?[1-9]\d{0,2}(?:[ \u00a0\u202f]\d{3})+(?:[.,]\d+)?")
 """A number whose thousands a space groups (a no-break or a narrow one too): 1 234  12 345.5"""
