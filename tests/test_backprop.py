@@ -46,7 +46,9 @@ def _params(model, seed=0, in_shape=(IN_DIM,)):
     """Init params plus noise on every leaf, so biases are not all zero."""
     _, params, _ = model.init(jax.random.PRNGKey(seed), in_shape)
     rng = np.random.default_rng(seed + 100)
-    return jax.tree.map(lambda p: p + 0.3 * rng.normal(size=p.shape), params)
+    # on the host: eagerly each leaf's shape would compile a program of its own
+    return jax.tree.map(lambda p: jnp.asarray(np.asarray(p) + 0.3 * rng.normal(size=p.shape)),
+                        params)
 
 
 def _state(model, in_shape=(IN_DIM,)):
@@ -260,8 +262,9 @@ def test_methods_agree_on_a_cnn_with_batch_norm(weights):
     assert not tree_allclose(new_state, state)  # the running statistics moved
     if w is not None:  # padded rows neither change the loss, the grads nor the statistics
         keep = np.asarray(weights) != 0
-        dropped = _all_methods_jit(model, _LOSSES["xent"], True, params, state, x[keep], y[keep],
-                                   None, w[keep])
+        x_kept, y_kept, w_kept = (jnp.asarray(np.asarray(a)[keep]) for a in (x, y, w))  # host
+        dropped = _all_methods_jit(model, _LOSSES["xent"], True, params, state, x_kept, y_kept,
+                                   None, w_kept)
         assert_tree_allclose(results[0]["manual"], dropped[0]["manual"])
         assert_tree_allclose(new_state, dropped[1]["manual"])
 
@@ -301,9 +304,12 @@ def test_mixed_precision_gradient_is_the_float32_one_to_bfloat16_accuracy(method
     model = models.cnn(3, channels=(4,))
     _, params, state = model.init(k3, (6, 6, 1))
     loss = losses.get("xent")
-    (v32, s32), g32 = backprop.value_and_grad(model, loss, method)(params, state, x, y, train=True)
-    (v16, s16), g16 = backprop.value_and_grad(model, loss, method, compute_dtype=jnp.bfloat16)(
-        params, state, x, y, train=True)
+    # jitted, as training runs them: eagerly each op would compile a program of its own
+    (v32, s32), g32 = jax.jit(backprop.value_and_grad(model, loss, method),
+                              static_argnames="train")(params, state, x, y, train=True)
+    (v16, s16), g16 = jax.jit(
+        backprop.value_and_grad(model, loss, method, compute_dtype=jnp.bfloat16),
+        static_argnames="train")(params, state, x, y, train=True)
     assert v16.dtype == jnp.float32
     assert all(a.dtype == jnp.float32 for a in jax.tree.leaves((g16, s16)))
     error = np.linalg.norm(_flat(g16) - _flat(g32)) / np.linalg.norm(_flat(g32))
@@ -325,11 +331,16 @@ def test_mixed_precision_in_evaluation_mode_stays_in_the_compute_dtype():
     _, params, state = model.init(k3, (6, 6, 1))
     loss = losses.get("xent")
     low = jax.tree.map(lambda a: a.astype(jnp.bfloat16), params)
-    preds, _, _ = model.forward(low, state, x.astype(jnp.bfloat16), train=False)
+    # jitted (a mixed dtype is refused while tracing, as eagerly): eagerly each op would
+    # compile a program of its own
+    preds, _, _ = jax.jit(functools.partial(model.forward, train=False))(
+        low, state, x.astype(jnp.bfloat16))
     assert preds.dtype == jnp.bfloat16
-    (v16, _), g16 = backprop.value_and_grad(model, loss, method, compute_dtype=jnp.bfloat16)(
-        params, state, x, y, train=False)
-    v32 = loss.value(model.forward(params, state, x, train=False)[0], y)
+    (v16, _), g16 = jax.jit(
+        backprop.value_and_grad(model, loss, method, compute_dtype=jnp.bfloat16),
+        static_argnames="train")(params, state, x, y, train=False)
+    v32 = jax.jit(lambda p, s, x, y: loss.value(model.forward(p, s, x, train=False)[0], y))(
+        params, state, x, y)
     np.testing.assert_allclose(v16, v32, rtol=tolerances.MIXED["bfloat16"])
     assert all(a.dtype == jnp.float32 and np.all(np.isfinite(a)) for a in jax.tree.leaves(g16))
 
@@ -367,8 +378,11 @@ def test_mixed_precision_dropout_draws_the_float32_runs_mask(method):
     _, params, state = model.init(k3, (6,))
     loss = losses.get("xent")
     key = jax.random.PRNGKey(11)
-    _, g32 = backprop.value_and_grad(model, loss, method)(params, state, x, y, key=key, train=True)
-    mixed = backprop.value_and_grad(model, loss, method, compute_dtype=jnp.bfloat16)
+    # jitted, as training runs them: eagerly each op would compile a program of its own
+    _, g32 = jax.jit(backprop.value_and_grad(model, loss, method), static_argnames="train")(
+        params, state, x, y, key=key, train=True)
+    mixed = jax.jit(backprop.value_and_grad(model, loss, method, compute_dtype=jnp.bfloat16),
+                    static_argnames="train")
     _, g16 = mixed(params, state, x, y, key=key, train=True)
     _, other = mixed(params, state, x, y, key=jax.random.PRNGKey(12), train=True)
     error = np.linalg.norm(_flat(g16) - _flat(g32)) / np.linalg.norm(_flat(g32))

@@ -274,13 +274,14 @@ def test_lanczos_top_k_matches_eigvalsh_and_honours_tol_and_cap():
 def test_lanczos_sees_a_repeated_eigenvalue_once_and_runs_bfloat16_in_float32():
     # eigenvalues 5, 5, 5, 1, 0.5, ...: one start vector spans one copy of 5
     a = np.diag([5.0, 5.0, 5.0, 1.0, 0.5, 0.25])
-    out = curvature.lanczos(lambda u: jnp.asarray(a) @ u, jnp.ones(6), k=3, tol=1e-10)
+    out = _compiled(lambda v: curvature.lanczos(lambda u: jnp.asarray(a) @ u, v, k=3, tol=1e-10),
+                    jnp.ones(6))
     np.testing.assert_allclose(np.asarray(out.values), [5.0, 1.0, 0.5], rtol=1e-9)  # as documented
     # bfloat16 products, a float32 basis: the top pair of an SPD matrix to bfloat16's accuracy
     b, values = _spd(30, 3, top=[2.0, 3.0])
     bf16 = jnp.asarray(b, jnp.bfloat16)
-    out = curvature.lanczos(lambda u: bf16 @ u, jnp.asarray(_rng(4).standard_normal(30),
-                                                           jnp.bfloat16), k=2, tol=1e-2)
+    out = _compiled(lambda v: curvature.lanczos(lambda u: bf16 @ u, v, k=2, tol=1e-2),
+                    jnp.asarray(_rng(4).standard_normal(30), jnp.bfloat16))
     assert out.vectors.dtype == jnp.bfloat16
     np.testing.assert_allclose(np.asarray(out.values, np.float64), values[::-1][:2], rtol=2e-2)
     with pytest.raises(ValueError, match=r"tol must be in \(0, 1\)"):
@@ -342,12 +343,16 @@ def test_sharpness_at_a_saddle_with_a_symmetric_spectrum():
     params = jax.tree.map(jnp.zeros_like, params)
     y = _targets("mse", (1,), 16, 11) + 1.0
     loss = losses.mse()
-    eigs = np.linalg.eigvalsh(np.asarray(curvature.dense_hessian(model, loss, params, state, x, y)))
+    eigs = np.linalg.eigvalsh(np.asarray(_compiled(
+        lambda p: curvature.dense_hessian(model, loss, p, state, x, y), params)))
     np.testing.assert_allclose(eigs[0], -eigs[-1], rtol=1e-10)  # the saddle's ±c
     sharpness = curvature.make_sharpness(model, loss, tol=1e-4, max_iters=300)
-    for seed in range(3):
-        v0 = curvature.random_direction(jax.random.PRNGKey(seed), params)
-        out = _compiled(lambda v: sharpness(params, state, x, y, v), v0)
+    v0s = [curvature.random_direction(jax.random.PRNGKey(seed), params) for seed in range(3)]
+    # one program for the three starts
+    probe = jax.jit(lambda v: sharpness(params, state, x, y, v)).lower(v0s[0]).compile(
+        FAST_COMPILE)
+    for v0 in v0s:
+        out = probe(v0)
         assert bool(out.converged)
         np.testing.assert_allclose(float(out.value), eigs[-1], rtol=1e-3)
 
@@ -450,8 +455,10 @@ def test_sharpness_path_minibatch_of_every_example_is_full_batch(small_mlp):
     the path is full-batch GD's up to the order of the sums; B < N moves elsewhere."""
     model, loss, params, state, x, y, _, _ = small_mlp
     n, key = x.shape[0], jax.random.PRNGKey(4)
+    args = (params, state, x, y, 0.3, key)
     paths = {b: curvature.make_sharpness_path(model, loss, steps=6, every=3, batch_size=b,
-                                              tol=1e-12, max_iters=2000)(params, state, x, y, 0.3, key)
+                                              tol=1e-12, max_iters=2000).lower(*args).compile(
+                                                  FAST_COMPILE)(*args)
              for b in (None, n, n // 2)}
     flat = {b: np.asarray(ravel_pytree(p.params)[0]) for b, p in paths.items()}
     np.testing.assert_allclose(flat[n], flat[None], rtol=1e-12, atol=1e-14)
