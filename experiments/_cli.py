@@ -95,47 +95,46 @@ COMPILATION_CACHE_BYTES = 2 * 2**30
 """The size past which the compilation cache drops its least recently used programs."""
 
 
-def compilation_cache_dir() -> str:
-    """The folder the experiments keep compiled programs in between runs, where
-    ``JAX_COMPILATION_CACHE_DIR`` does not name one: ``$XDG_CACHE_HOME/gdlab/jax``,
-    ``~/.cache/gdlab/jax`` by default."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "gdlab", "jax")
+def use_compilation_cache(use: bool = True) -> str | None:
+    """jax's persistent compilation cache, which ``JAX_COMPILATION_CACHE_DIR`` turns on:
+    the folder it keeps programs in, or None.
 
-
-def use_compilation_cache() -> str | None:
-    """Keep the programs jax compiles between runs (jax's persistent compilation cache),
-    so a run that compiles what an earlier one did loads it instead (every program but the
-    epoch's for another learning rate; 7.0 s to 4.2 s for a 2-epoch run of the defaults
-    on 2 CPU cores); returns the folder, or None.
-
-    ``JAX_COMPILATION_CACHE_DIR`` set, jax's own settings rule (empty: no cache). Else
-    the cache is ``compilation_cache_dir()``, every program in it, the least recently
-    used dropped past ``COMPILATION_CACHE_BYTES`` (which takes ``filelock``); a folder
-    that cannot be made or written: no cache, as before. An entry another run is still
-    writing is compiled again, without jax's warning about it.
+    ``use``: a run that compiles what an earlier one did loads it instead (every program
+    but the epoch's for another learning rate; 7.0 s to 4.2 s for a 2-epoch run of the
+    defaults on 2 CPU cores). Where jax's own settings do not say otherwise, every
+    program is kept (jax: those that took a second or more to compile, which none of a
+    small run's does on a CPU), and the least recently used are dropped past
+    ``COMPILATION_CACHE_BYTES`` (which takes ``filelock``). A folder that cannot be made
+    or written: a one-line warning, and no cache. An entry another run is still writing
+    is compiled again, without jax's warning about it. Not ``use``: no cache (the
+    benchmarks time compilation).
     """
-    if "JAX_COMPILATION_CACHE_DIR" in os.environ:
-        return os.environ["JAX_COMPILATION_CACHE_DIR"] or None
-    path = compilation_cache_dir()
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError:
+    path = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    if not path:
         return None
-    if not os.access(path, os.W_OK | os.X_OK):
-        return None
-    import warnings
-
     import jax
 
-    jax.config.update("jax_compilation_cache_dir", path)
-    # jax's defaults keep programs that took a second or more to compile, without limit
+    if not use:
+        jax.config.update("jax_compilation_cache_dir", None)
+        return None
+    try:
+        os.makedirs(path, exist_ok=True)
+        problem = None if os.access(path, os.W_OK | os.X_OK) else "not writable"
+    except OSError as e:
+        problem = e.strerror or type(e).__name__
+    if problem is not None:
+        jax.config.update("jax_compilation_cache_dir", None)
+        sys.stderr.write(f"warning: JAX_COMPILATION_CACHE_DIR={path!r} cannot hold the "
+                         f"compilation cache ({problem}): the run compiles without it\n")
+        return None
     if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    # the cap needs filelock (a dependency of gdlab's): without it jax would fail to compile
+    # the cap takes filelock (a dependency of gdlab's): without it jax would fail to compile
     if ("JAX_COMPILATION_CACHE_MAX_SIZE" not in os.environ
             and importlib.util.find_spec("filelock") is not None):
         jax.config.update("jax_compilation_cache_max_size", COMPILATION_CACHE_BYTES)
+    import warnings
+
     for verb in ("reading", "writing"):  # jax compiles instead: nothing is lost
         warnings.filterwarnings("ignore", f"Error {verb} persistent compilation cache entry")
     return path
@@ -146,13 +145,13 @@ def run(main, *, compilation_cache: bool = True) -> None:
     Ctrl-C or SIGTERM outside a training loop ending in one line (status 130 or 143),
     not a traceback; a write that fails mid-run, or a distributed run's lost process,
     one sentence and exit 1. ``compilation_cache``: keep compiled programs between runs
-    (``use_compilation_cache``); the benchmarks, which time compilation, do not."""
+    where ``JAX_COMPILATION_CACHE_DIR`` asks for it (``use_compilation_cache``); the
+    benchmarks, which time compilation, never do."""
     import signal
 
     from gdlab.workdir import WorkdirError, WorkdirMoved
 
-    if compilation_cache:
-        use_compilation_cache()
+    use_compilation_cache(compilation_cache)
 
     def guarded(argv):
         signal.signal(signal.SIGTERM, _terminate)  # a training loop sets its own

@@ -110,9 +110,11 @@ def test_profile_step_times_every_piece_and_writes_the_hlo(tmp_path):
         [sys.executable, "scripts/profile_step.py", "--sizes=tiny", "--unrolls=1,2",
          "--unroll_models=cnn_digits", "--repeats=1", f"--out={out}"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        env={**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "c")},
     )
     assert r.returncode == 0, r.stderr
+    # it times compilation: the cache the environment asks for is not used
+    assert not any(p.name.endswith("-cache") for p in tmp_path.glob("c/*"))
     report = json.loads((out / "profile.json").read_text())
     peak = report["matmul_peak"]["flops_per_s"]
     tiny = report["sizes"]["tiny"]
