@@ -95,28 +95,24 @@ COMPILATION_CACHE_BYTES = 2 * 2**30
 """The size past which the compilation cache drops its least recently used programs."""
 
 
-def use_compilation_cache(use: bool = True) -> str | None:
+def use_compilation_cache() -> str | None:
     """jax's persistent compilation cache, which ``JAX_COMPILATION_CACHE_DIR`` turns on:
     the folder it keeps programs in, or None.
 
-    ``use``: a run that compiles what an earlier one did loads it instead (every program
-    but the epoch's for another learning rate; 7.0 s to 4.2 s for a 2-epoch run of the
-    defaults on 2 CPU cores). Where jax's own settings do not say otherwise, every
+    A run that compiles what an earlier one did loads it instead (every program but the
+    epoch's for another learning rate; 7.0 s to 4.2 s for a 2-epoch run of the defaults
+    on 2 CPU cores). Where jax's own settings do not say otherwise, every
     program is kept (jax: those that took a second or more to compile, which none of a
     small run's does on a CPU), and the least recently used are dropped past
     ``COMPILATION_CACHE_BYTES`` (which takes ``filelock``). A folder that cannot be made
     or written: a one-line warning, and no cache. An entry another run is still writing
-    is compiled again, without jax's warning about it. Not ``use``: no cache (the
-    benchmarks time compilation).
+    is compiled again, without jax's warning about it.
     """
     path = os.environ.get("JAX_COMPILATION_CACHE_DIR")
     if not path:
         return None
     import jax
 
-    if not use:
-        jax.config.update("jax_compilation_cache_dir", None)
-        return None
     try:
         os.makedirs(path, exist_ok=True)
         problem = None if os.access(path, os.W_OK | os.X_OK) else "not writable"
@@ -144,14 +140,15 @@ def run(main, *, compilation_cache: bool = True) -> None:
     """``absl.app.run`` with exit status 2 and one sentence for bad flags or data, and
     Ctrl-C or SIGTERM outside a training loop ending in one line (status 130 or 143),
     not a traceback; a write that fails mid-run, or a distributed run's lost process,
-    one sentence and exit 1. ``compilation_cache``: keep compiled programs between runs
-    where ``JAX_COMPILATION_CACHE_DIR`` asks for it (``use_compilation_cache``); the
-    benchmarks, which time compilation, never do."""
+    one sentence and exit 1. ``compilation_cache``: keep every compiled program between
+    runs where ``JAX_COMPILATION_CACHE_DIR`` asks for it (``use_compilation_cache``); the
+    benchmarks, which time compilation, leave jax's settings as they are."""
     import signal
 
     from gdlab.workdir import WorkdirError, WorkdirMoved
 
-    use_compilation_cache(compilation_cache)
+    if compilation_cache:
+        use_compilation_cache()
 
     def guarded(argv):
         signal.signal(signal.SIGTERM, _terminate)  # a training loop sets its own

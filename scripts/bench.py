@@ -726,7 +726,7 @@ def bench_torch(sizes, repeats, key, *, try_compile):
 
 def device_info() -> dict:
     """Where and with what the bench ran: device, versions (the peers' too, where installed),
-    date, gdlab's commit."""
+    date, gdlab's commit, the compilation cache's folder (None: none)."""
     import importlib.metadata
 
     import jax
@@ -744,6 +744,9 @@ def device_info() -> dict:
             info[f"{package}_version"] = None
     if jax.default_backend() == "gpu":
         info["gpu"] = jax.devices()[0].device_kind
+    # jax's persistent compilation cache, where the environment turns it on: a program it
+    # holds is loaded, and its compile_seconds are a load's
+    info["compilation_cache"] = jax.config.jax_compilation_cache_dir or None
     return info
 
 
@@ -934,4 +937,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(_cli.run(main, compilation_cache=False))  # it times compilation
+    sys.exit(_cli.run(main, compilation_cache=False))  # it times compilation: jax's settings rule

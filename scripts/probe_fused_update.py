@@ -315,4 +315,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(_cli.run(main, compilation_cache=False))  # it times compilation
+    sys.exit(_cli.run(main, compilation_cache=False))  # it times compilation: jax's settings rule

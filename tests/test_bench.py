@@ -31,6 +31,8 @@ def test_quick_benchmark_writes_the_report(tmp_path):
     assert report["quick"] is True
     for key in ("device", "backend", "jax_version", "jaxlib_version", "date", "cpu"):
         assert report["device"][key], key
+    # the tests' compilation cache (conftest), as jax's settings have it: the bench adds none
+    assert report["device"]["compilation_cache"] == os.environ["JAX_COMPILATION_CACHE_DIR"]
     modes = {(row["size"], row["mode"]) for row in report["step_times"]}
     assert modes == {("tiny", "sgd"), ("tiny", "minibatch"), ("tiny", "full-batch")}
     for row in report["step_times"]:
@@ -110,11 +112,9 @@ def test_profile_step_times_every_piece_and_writes_the_hlo(tmp_path):
         [sys.executable, "scripts/profile_step.py", "--sizes=tiny", "--unrolls=1,2",
          "--unroll_models=cnn_digits", "--repeats=1", f"--out={out}"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "c")},
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
     )
     assert r.returncode == 0, r.stderr
-    # it times compilation: the cache the environment asks for is not used
-    assert not any(p.name.endswith("-cache") for p in tmp_path.glob("c/*"))
     report = json.loads((out / "profile.json").read_text())
     peak = report["matmul_peak"]["flops_per_s"]
     tiny = report["sizes"]["tiny"]
@@ -757,6 +757,7 @@ def test_device_info_names_this_device_versions_date_and_commit(bench):
     assert info["device"] == jax.devices()[0].device_kind
     assert info["jax_version"] == jax.__version__ and info["gdlab_version"] == gdlab.__version__
     assert info["cpu_count"] == os.cpu_count()
+    assert info["compilation_cache"] == os.environ["JAX_COMPILATION_CACHE_DIR"]  # conftest's
     for package in ("flax", "optax", "torch"):
         try:
             assert info[f"{package}_version"] == importlib.metadata.version(package)
