@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import importlib.util
 import os
 import sys
 
@@ -91,33 +90,32 @@ def _again() -> str:
             else "run it again with --overwrite")
 
 
-COMPILATION_CACHE_BYTES = 2 * 2**30
-"""The size past which the compilation cache drops its least recently used programs."""
-
-
 def use_compilation_cache() -> str | None:
     """jax's persistent compilation cache, which ``JAX_COMPILATION_CACHE_DIR`` turns on:
     the folder it keeps programs in, or None.
 
     A run that compiles what an earlier one did loads it instead (every program but the
     epoch's for another learning rate; 7.0 s to 4.2 s for a 2-epoch run of the defaults
-    on 2 CPU cores). Where jax's own settings do not say otherwise, every
-    program is kept (jax: those that took a second or more to compile, which none of a
-    small run's does on a CPU), and the least recently used are dropped past
-    ``COMPILATION_CACHE_BYTES`` (which takes ``filelock``). A folder that cannot be made
-    or written: a one-line warning, and no cache. An entry another run is still writing
-    is compiled again, without jax's warning about it.
+    on 2 CPU cores). Unless ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` says otherwise,
+    every program is kept (jax alone keeps those that took a second or more to compile,
+    which none of a small run's does on a CPU). A folder that cannot be made or written:
+    a one-line warning, and no cache. An entry another run is still writing is compiled
+    again, without jax's warning about it.
     """
     path = os.environ.get("JAX_COMPILATION_CACHE_DIR")
     if not path:
         return None
     import jax
 
-    try:
-        os.makedirs(path, exist_ok=True)
-        problem = None if os.access(path, os.W_OK | os.X_OK) else "not writable"
-    except OSError as e:
-        problem = e.strerror or type(e).__name__
+    problem = None
+    if os.path.exists(path) and not os.path.isdir(path):
+        problem = "not a folder"
+    else:
+        try:
+            os.makedirs(path, exist_ok=True)
+            problem = None if os.access(path, os.W_OK | os.X_OK) else "not writable"
+        except OSError as e:
+            problem = e.strerror or type(e).__name__
     if problem is not None:
         jax.config.update("jax_compilation_cache_dir", None)
         sys.stderr.write(f"warning: JAX_COMPILATION_CACHE_DIR={path!r} cannot hold the "
@@ -125,10 +123,6 @@ def use_compilation_cache() -> str | None:
         return None
     if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    # the cap takes filelock (a dependency of gdlab's): without it jax would fail to compile
-    if ("JAX_COMPILATION_CACHE_MAX_SIZE" not in os.environ
-            and importlib.util.find_spec("filelock") is not None):
-        jax.config.update("jax_compilation_cache_max_size", COMPILATION_CACHE_BYTES)
     import warnings
 
     for verb in ("reading", "writing"):  # jax compiles instead: nothing is lost

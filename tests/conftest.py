@@ -26,7 +26,6 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
-os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", "-1")  # no cap: removed at the end
 # JAX writes an entry in place, so one process may read an entry another is still writing:
 # JAX then warns and compiles, correctly. The warning is no test's business (pyproject's
 # filterwarnings for this process; PYTHONWARNINGS for the experiments the tests start).
