@@ -125,8 +125,9 @@ def use_compilation_cache() -> str | None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     import warnings
 
-    for verb in ("reading", "writing"):  # jax compiles instead: nothing is lost
-        warnings.filterwarnings("ignore", f"Error {verb} persistent compilation cache entry")
+    # an entry another run is still writing: jax compiles the program instead, nothing is
+    # lost (a failed write, a full disk say, still warns: the cache would keep nothing)
+    warnings.filterwarnings("ignore", "Error reading persistent compilation cache entry")
     return path
 
 
