@@ -142,11 +142,10 @@ def run(main, *, compilation_cache: bool = True) -> None:
 
     from gdlab.workdir import WorkdirError, WorkdirMoved
 
-    if compilation_cache:
-        use_compilation_cache()
-
     def guarded(argv):
         signal.signal(signal.SIGTERM, _terminate)  # a training loop sets its own
+        if compilation_cache:  # after the flags: --help and bad flags say nothing of it
+            use_compilation_cache()
         try:
             return main(argv)
         except WorkdirMoved as e:  # mid-run: at once (jax's shutdown would wait for peers)

@@ -608,3 +608,9 @@ def test_a_cache_folder_that_cannot_be_made_is_one_warning_and_the_run_goes_on(t
     assert r.stderr == (f"warning: JAX_COMPILATION_CACHE_DIR={str(cache)!r} cannot hold the "
                         f"compilation cache ({problem}): the run compiles without it\n")
     assert json.loads((tmp_path / "a" / "summary.json").read_text())["status"] == "completed"
+    # --help and a bad flag end before the cache is set up: nothing of it
+    env = _cache_env(tmp_path, JAX_COMPILATION_CACHE_DIR=str(cache))
+    for args, code in ((["--help"], 0), (["--epochs=-1"], 2)):
+        r = subprocess.run([sys.executable, "-m", "experiments.train", *args], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == code and "JAX_COMPILATION_CACHE_DIR" not in r.stderr, r.stderr
