@@ -107,7 +107,6 @@ def use_compilation_cache() -> str | None:
         return None
     import jax
 
-    problem = None
     if os.path.exists(path) and not os.path.isdir(path):
         problem = "not a folder"
     else:

@@ -124,11 +124,13 @@ def rel_err(a, b) -> float:
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_experiment(name: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    """``python -m experiments.<name> ARGS`` from the repository root, on the CPU."""
+def run_experiment(name: str, *args: str, timeout: int = 300,
+                   env: dict | None = None) -> subprocess.CompletedProcess:
+    """``python -m experiments.<name> ARGS`` from the repository root, on the CPU, in this
+    process's environment or ``env``."""
     return subprocess.run([sys.executable, "-m", f"experiments.{name}", *args], cwd=ROOT,
-                          env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True,
-                          text=True, timeout=timeout)
+                          env={**(os.environ if env is None else env), "JAX_PLATFORMS": "cpu"},
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def assert_bad_input(proc: subprocess.CompletedProcess, needle: str) -> None:

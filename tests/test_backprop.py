@@ -292,6 +292,12 @@ def _flat(tree):
     return np.concatenate([np.ravel(np.asarray(a, np.float64)) for a in jax.tree.leaves(tree)])
 
 
+def _jitted(model, loss, method, **kw):
+    """``backprop.value_and_grad``, jitted as training runs it (``train`` static): called
+    eagerly, each of its ops would compile a program of its own."""
+    return jax.jit(backprop.value_and_grad(model, loss, method, **kw), static_argnames="train")
+
+
 @pytest.mark.parametrize("method", backprop.METHODS)
 def test_mixed_precision_gradient_is_the_float32_one_to_bfloat16_accuracy(method):
     """A CNN with batch norm in float32 master params, computed in bfloat16: the gradient is
@@ -304,12 +310,9 @@ def test_mixed_precision_gradient_is_the_float32_one_to_bfloat16_accuracy(method
     model = models.cnn(3, channels=(4,))
     _, params, state = model.init(k3, (6, 6, 1))
     loss = losses.get("xent")
-    # jitted, as training runs them: eagerly each op would compile a program of its own
-    (v32, s32), g32 = jax.jit(backprop.value_and_grad(model, loss, method),
-                              static_argnames="train")(params, state, x, y, train=True)
-    (v16, s16), g16 = jax.jit(
-        backprop.value_and_grad(model, loss, method, compute_dtype=jnp.bfloat16),
-        static_argnames="train")(params, state, x, y, train=True)
+    (v32, s32), g32 = _jitted(model, loss, method)(params, state, x, y, train=True)
+    (v16, s16), g16 = _jitted(model, loss, method, compute_dtype=jnp.bfloat16)(
+        params, state, x, y, train=True)
     assert v16.dtype == jnp.float32
     assert all(a.dtype == jnp.float32 for a in jax.tree.leaves((g16, s16)))
     error = np.linalg.norm(_flat(g16) - _flat(g32)) / np.linalg.norm(_flat(g32))
@@ -336,9 +339,8 @@ def test_mixed_precision_in_evaluation_mode_stays_in_the_compute_dtype():
     preds, _, _ = jax.jit(functools.partial(model.forward, train=False))(
         low, state, x.astype(jnp.bfloat16))
     assert preds.dtype == jnp.bfloat16
-    (v16, _), g16 = jax.jit(
-        backprop.value_and_grad(model, loss, method, compute_dtype=jnp.bfloat16),
-        static_argnames="train")(params, state, x, y, train=False)
+    (v16, _), g16 = _jitted(model, loss, method, compute_dtype=jnp.bfloat16)(
+        params, state, x, y, train=False)
     v32 = jax.jit(lambda p, s, x, y: loss.value(model.forward(p, s, x, train=False)[0], y))(
         params, state, x, y)
     np.testing.assert_allclose(v16, v32, rtol=tolerances.MIXED["bfloat16"])
@@ -378,11 +380,8 @@ def test_mixed_precision_dropout_draws_the_float32_runs_mask(method):
     _, params, state = model.init(k3, (6,))
     loss = losses.get("xent")
     key = jax.random.PRNGKey(11)
-    # jitted, as training runs them: eagerly each op would compile a program of its own
-    _, g32 = jax.jit(backprop.value_and_grad(model, loss, method), static_argnames="train")(
-        params, state, x, y, key=key, train=True)
-    mixed = jax.jit(backprop.value_and_grad(model, loss, method, compute_dtype=jnp.bfloat16),
-                    static_argnames="train")
+    _, g32 = _jitted(model, loss, method)(params, state, x, y, key=key, train=True)
+    mixed = _jitted(model, loss, method, compute_dtype=jnp.bfloat16)
     _, g16 = mixed(params, state, x, y, key=key, train=True)
     _, other = mixed(params, state, x, y, key=jax.random.PRNGKey(12), train=True)
     error = np.linalg.norm(_flat(g16) - _flat(g32)) / np.linalg.norm(_flat(g32))

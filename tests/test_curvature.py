@@ -70,9 +70,14 @@ FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive
 """XLA options for these tiny programs, whose compilation takes far longer than their run."""
 
 
+def _program(fn, *args):
+    """``fn`` jitted and compiled with ``FAST_COMPILE`` for arguments like ``args``."""
+    return jax.jit(fn).lower(*args).compile(FAST_COMPILE)
+
+
 def _compiled(fn, *args):
     """``fn(*args)``, jitted and compiled with ``FAST_COMPILE``."""
-    return jax.jit(fn).lower(*args).compile(FAST_COMPILE)(*args)
+    return _program(fn, *args)(*args)
 
 
 def _hvp_and_reference(model, loss, params, state, x, y, v, *, train=True, key=None):
@@ -348,9 +353,7 @@ def test_sharpness_at_a_saddle_with_a_symmetric_spectrum():
     np.testing.assert_allclose(eigs[0], -eigs[-1], rtol=1e-10)  # the saddle's ±c
     sharpness = curvature.make_sharpness(model, loss, tol=1e-4, max_iters=300)
     v0s = [curvature.random_direction(jax.random.PRNGKey(seed), params) for seed in range(3)]
-    # one program for the three starts
-    probe = jax.jit(lambda v: sharpness(params, state, x, y, v)).lower(v0s[0]).compile(
-        FAST_COMPILE)
+    probe = _program(lambda v: sharpness(params, state, x, y, v), v0s[0])  # for all three
     for v0 in v0s:
         out = probe(v0)
         assert bool(out.converged)
@@ -456,9 +459,9 @@ def test_sharpness_path_minibatch_of_every_example_is_full_batch(small_mlp):
     model, loss, params, state, x, y, _, _ = small_mlp
     n, key = x.shape[0], jax.random.PRNGKey(4)
     args = (params, state, x, y, 0.3, key)
-    paths = {b: curvature.make_sharpness_path(model, loss, steps=6, every=3, batch_size=b,
-                                              tol=1e-12, max_iters=2000).lower(*args).compile(
-                                                  FAST_COMPILE)(*args)
+    paths = {b: _compiled(curvature.make_sharpness_path(model, loss, steps=6, every=3,
+                                                        batch_size=b, tol=1e-12, max_iters=2000),
+                          *args)
              for b in (None, n, n // 2)}
     flat = {b: np.asarray(ravel_pytree(p.params)[0]) for b, p in paths.items()}
     np.testing.assert_allclose(flat[n], flat[None], rtol=1e-12, atol=1e-14)

@@ -558,18 +558,17 @@ def test_a_process_scratch_folder_goes_when_the_process_stops_at_once():
     assert "gdlab-process-" in folder and not os.path.exists(folder)
 
 
-def _cache_env(tmp_path, **extra) -> dict:
+def _cache_env(**extra) -> dict:
     """The environment of a run without the tests' compilation cache or its settings
     (``extra`` may name a cache of its own)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_PERSISTENT_CACHE")
            and k != "JAX_COMPILATION_CACHE_DIR"}
-    return {**env, "JAX_PLATFORMS": "cpu", **extra}
+    return {**env, **extra}
 
 
 def _train(tmp_path, env, name):
-    return subprocess.run([sys.executable, "-m", "experiments.train", "--hidden=8", "--epochs=1",
-                           "--quiet", f"--workdir={tmp_path / name}"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return run_experiment("train", "--hidden=8", "--epochs=1", "--quiet",
+                          f"--workdir={tmp_path / name}", env=env)
 
 
 def _kept(cache) -> list[str]:
@@ -581,7 +580,7 @@ def test_with_the_cache_a_second_run_loads_the_programs_the_first_compiled(tmp_p
     and keeps it (jax alone would keep none: none takes it a second to compile here); the
     second, the same run, compiles none, and trains to the same numbers."""
     cache = tmp_path / "cache"
-    env = _cache_env(tmp_path, JAX_COMPILATION_CACHE_DIR=str(cache), JAX_EXPLAIN_CACHE_MISSES="1")
+    env = _cache_env(JAX_COMPILATION_CACHE_DIR=str(cache), JAX_EXPLAIN_CACHE_MISSES="1")
     miss = "PERSISTENT COMPILATION CACHE MISS"
     first = _train(tmp_path, env, "a")
     assert first.returncode == 0, first.stderr
@@ -603,14 +602,13 @@ def test_a_cache_folder_that_cannot_be_made_is_one_warning_and_the_run_goes_on(t
                                                                               problem):
     (tmp_path / "file").write_text("a file where the cache's folder, or its parent, would be")
     cache = tmp_path / where
-    r = _train(tmp_path, _cache_env(tmp_path, JAX_COMPILATION_CACHE_DIR=str(cache)), "a")
+    env = _cache_env(JAX_COMPILATION_CACHE_DIR=str(cache))
+    r = _train(tmp_path, env, "a")
     assert r.returncode == 0, r.stderr
     assert r.stderr == (f"warning: JAX_COMPILATION_CACHE_DIR={str(cache)!r} cannot hold the "
                         f"compilation cache ({problem}): the run compiles without it\n")
     assert json.loads((tmp_path / "a" / "summary.json").read_text())["status"] == "completed"
     # --help and a bad flag end before the cache is set up: nothing of it
-    env = _cache_env(tmp_path, JAX_COMPILATION_CACHE_DIR=str(cache))
     for args, code in ((["--help"], 0), (["--epochs=-1"], 2)):
-        r = subprocess.run([sys.executable, "-m", "experiments.train", *args], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=120)
+        r = run_experiment("train", *args, env=env, timeout=120)
         assert r.returncode == code and "JAX_COMPILATION_CACHE_DIR" not in r.stderr, r.stderr
