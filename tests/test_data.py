@@ -1755,7 +1755,7 @@ def test_a_class_target_of_numbers_and_words_is_text_with_numbers_first(tmp_path
     with pytest.raises(DataError, match=re.escape(
             f"csv file '{path}', row 42, column 'price': 'unknown' is not a number, in a "
             f"target of numbers; give --task=classification (task='classification') to take "
-            f"its 41 distinct values for classes, or correct the cell")):
+            f"its 41 distinct values for classes, or correct it")):
         data.load_csv(path, "price")
     with pytest.warns(data.DataWarning) as caught:
         assert data.load_csv(path, "price", task="classification").num_classes == 41
@@ -2251,6 +2251,17 @@ def test_npz_text_labels_are_classes_as_a_csvs_text_target_is(tmp_path):
     np.savez(path, x=x, y=np.array(["1", "2", "10"])[np.arange(40) % 3])
     ds = data.load("npz", npz_path=str(path))
     assert ds.info["label_values"] == (1, 2, 10)
+    # many distinct numbers and one word: refused as the CSV's is, at the label's index
+    prices = np.array([str(i * 7) for i in range(39)] + [" unknown"])
+    np.savez(path, x=x, y=prices)
+    with pytest.raises(DataError, match=re.escape(
+            f"npz file '{path}': y[39]: 'unknown' is not a number, in a target of numbers; "
+            f"give --task=classification (task='classification') to take its 40 distinct "
+            f"values for classes, or correct it")):
+        data.load("npz", npz_path=str(path))
+    with pytest.warns(data.DataWarning) as caught:
+        assert data.load("npz", npz_path=str(path), task="classification").num_classes == 40
+    assert "npz: y holds numbers and text ('unknown')" in str(caught[0].message)
 
 
 def test_npz_text_labels_of_both_splits_share_one_mapping(tmp_path):

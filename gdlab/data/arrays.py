@@ -47,7 +47,6 @@ import zipfile
 import numpy as np
 
 from gdlab.data.base import (
-    MAX_INFERRED_CLASSES,
     TASKS,
     DataError,
     Dataset,
@@ -58,7 +57,8 @@ from gdlab.data.base import (
     note,
     numeric_task,
 )
-from gdlab.data.tables import MISSING, cell_number, note_case_only, text_classes
+from gdlab.data.tables import (MISSING, cell_number, note_case_only, note_numbers_and_words,
+                               text_classes)
 
 SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -314,13 +314,8 @@ def _text_labels(where: str, ys: list[np.ndarray], names: list[str], task: str |
         raise DataError(f"{where}: {names[0] if len(names) == 1 else 'y'} holds text "
                         f"({words[0]!r}); a regression target must be numbers")
     if 2 * int(is_word[inverse].sum()) <= len(inverse):  # mostly numbers, and words: grades
-        if task is None and len(distinct) > MAX_INFERRED_CLASSES:
-            raise DataError(f"{where}: y holds {words[0]!r}, not a number, among labels of "
-                            f"numbers; give --task=classification (task='classification') to "
-                            f"take its {len(distinct)} distinct values for classes, or correct "
-                            f"the label")
-        note(info, f"npz: y holds numbers and text ({words[0]!r}): its {len(distinct)} "
-                   f"distinct values are classes")
+        at, word = first(words)
+        note_numbers_and_words(f"{where}: {at}", word.strip(), len(distinct), task, info, "npz: y")
     label_values = text_classes(value)
     if len(label_values) < 2:
         raise DataError(f"{where}: y holds a single value ({label_values[0]!r}); "

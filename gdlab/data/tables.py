@@ -587,16 +587,11 @@ def load_csv(
         value = {c: cell_number(c, decimal_comma) for c in set(cells)}  # None: a word
         words = [i for i, c in enumerate(cells) if value[c] is None]
         if task != "regression" and words and 2 * len(words) <= len(cells):
-            y = None  # mostly numbers, and words: classes (a school grade K, 1, ..., 12)
+            y = None
             first = words[0]
-            count = len(value)
-            if task is None and count > MAX_INFERRED_CLASSES:
-                raise DataError(f"{where}, row {data[first][0]}, column '{target}': "
-                                f"'{cells[first]}' is not a number, in a target of numbers; "
-                                f"give --task=classification (task='classification') to take "
-                                f"its {count} distinct values for classes, or correct the cell")
-            note(info, f"csv: target column '{target}' holds numbers and text "
-                       f"('{cells[first]}'): its {count} distinct values are classes")
+            note_numbers_and_words(f"{where}, row {data[first][0]}, column '{target}'",
+                                   cells[first], len(value), task, info,
+                                   f"csv: target column '{target}'")
         else:
             y = _numbers(path, target, target_column, data, decimal_comma, info)
     if y is None:
@@ -660,6 +655,20 @@ def _class_order(cell: str, value: dict[str, float | None]) -> tuple:
     words in sorted order; ``value`` each cell's ``cell_number``."""
     number = value[cell]
     return (1, 0.0, cell) if number is None else (0, number, cell)
+
+
+def note_numbers_and_words(at: str, word: str, count: int, task: str | None, info: dict,
+                           what: str) -> None:
+    """A target mostly of numbers, with words (a school grade: K, 1, ..., 12), is ``count``
+    classes, with a note. Past ``MAX_INFERRED_CLASSES`` distinct values, ``task`` unset, the
+    word is more likely a mistyped number: a DataError ``at`` it (the CSV's row and column,
+    the npz label's index). ``what`` names the target in the note."""
+    if task is None and count > MAX_INFERRED_CLASSES:
+        raise DataError(f"{at}: '{word}' is not a number, in a target of numbers; give "
+                        f"--task=classification (task='classification') to take its {count} "
+                        f"distinct values for classes, or correct it")
+    note(info, f"{what} holds numbers and text ('{word}'): its {count} distinct values are "
+               f"classes")
 
 
 def note_case_only(info: dict, what: str, label_values: tuple[str, ...]) -> None:
