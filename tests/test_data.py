@@ -6,6 +6,8 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -13,7 +15,7 @@ import pytest
 from sklearn import datasets as sk_datasets
 
 from gdlab import data
-from gdlab.data import DataError, Dataset
+from gdlab.data import DataError, Dataset, bundled
 from gdlab.data.mnist import IMAGES_MAGIC, LABELS_MAGIC
 
 # Features are float32; statistics of a standardised float32 column agree with
@@ -169,6 +171,33 @@ def test_diabetes_target_is_standardised_and_invertible():
     np.testing.assert_allclose(natural, bunch.target[ds.info["test_index"]], rtol=1e-5)
     kept = data.load("diabetes", seed=0, standardize_target=False)
     np.testing.assert_array_equal(kept.y_train[:, 0], bunch.target[kept.info["train_index"]])
+
+
+def test_bundled_sets_equal_sklearns_loaders_read_directly_or_through_them(monkeypatch):
+    """digits and diabetes are read from scikit-learn's files without importing it; where a
+    release keeps the files elsewhere, its loaders give the same arrays."""
+    kinds = {"digits": {}, "diabetes": {"standardize_target": False}}
+    direct = {name: data.load(name, standardize=False, **kw) for name, kw in kinds.items()}
+    bunches = {"digits": sk_datasets.load_digits(),
+               "diabetes": sk_datasets.load_diabetes(scaled=False)}
+    assert direct["diabetes"].feature_names == tuple(bunches["diabetes"].feature_names)
+    monkeypatch.setattr(bundled, "sklearn_file", lambda name: None)
+    for name, kw in kinds.items():
+        through = data.load(name, standardize=False, **kw)
+        bunch = bunches[name]
+        for ds in (direct[name], through):
+            x = np.concatenate([ds.x_train, ds.x_test]).astype(np.float64)
+            y = np.concatenate([ds.y_train, ds.y_test]).reshape(len(x), -1)[:, 0]
+            order = np.concatenate([ds.info["train_index"], ds.info["test_index"]])
+            np.testing.assert_array_equal(x, bunch.data[order].astype(ds.x_train.dtype))
+            np.testing.assert_array_equal(y, bunch.target[order].astype(ds.y_train.dtype))
+        assert direct[name].feature_names == through.feature_names
+    # a fresh interpreter loads both without importing scikit-learn
+    code = ("import sys; from gdlab import data; data.load('digits'); data.load('diabetes'); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "JAX_PLATFORMS": "cpu"}, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
 
 
 def test_generated_sets_take_n_and_noise():
