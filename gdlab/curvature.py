@@ -41,6 +41,7 @@ training mode needs a fixed ``key`` (one fixed mask), or ``train=False``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -81,14 +82,8 @@ class Eigens(NamedTuple):
 # --------------------------------------------------------------------- Hessian-vector products
 
 
-def make_hvp(model: Layer, loss: Loss, *, train: bool = True):
-    """``hvp(params, state, x, y, v, weights=None, *, key=None) -> H·v``, shaped like ``params``.
-
-    H·v = d/dε ∇J(θ + ε·v)|₀: ``jax.jvp`` of the manual gradient (forward-over-reverse).
-    ``v`` is shaped like ``params``. ``state`` is read, never updated; ``train``
-    (static) picks batch statistics (True) or running statistics (False) for batch
-    norm; ``key`` fixes the dropout mask in training mode.
-    """
+def _hvp(model: Layer, loss: Loss, train: bool):
+    """The H·v function of ``make_hvp``, not jitted."""
     value_and_grad = backprop.manual(model, loss)
 
     def hvp(params: Params, state: State, x: Array, y: Array, v: Params,
@@ -101,10 +96,24 @@ def make_hvp(model: Layer, loss: Loss, *, train: bool = True):
     return hvp
 
 
+def make_hvp(model: Layer, loss: Loss, *, train: bool = True):
+    """``hvp(params, state, x, y, v, weights=None, *, key=None) -> H·v``, shaped like ``params``,
+    jitted (called eagerly, each of its hundreds of operations would compile on its own).
+
+    H·v = d/dε ∇J(θ + ε·v)|₀: ``jax.jvp`` of the manual gradient (forward-over-reverse).
+    ``v`` is shaped like ``params``. ``state`` is read, never updated; ``train``
+    (static) picks batch statistics (True) or running statistics (False) for batch
+    norm; ``key`` fixes the dropout mask in training mode.
+    """
+    return jax.jit(_hvp(model, loss, train))
+
+
+@partial(jax.jit, static_argnames=("model", "loss", "train"))
 def hvp(model: Layer, loss: Loss, params: Params, state: State, x: Array, y: Array, v: Params,
         weights: Array | None = None, *, key: PRNGKey | None = None, train: bool = True) -> Params:
-    """H·v for one direction: ``make_hvp(model, loss, train=train)(params, ...)``."""
-    return make_hvp(model, loss, train=train)(params, state, x, y, v, weights, key=key)
+    """H·v for one direction, as ``make_hvp(model, loss, train=train)(params, ...)`` computes it;
+    jitted, compiled once per model, loss, ``train`` and argument shapes."""
+    return _hvp(model, loss, train)(params, state, x, y, v, weights, key=key)
 
 
 def linearized_hvp(model: Layer, loss: Loss, params: Params, state: State, x: Array, y: Array,
@@ -360,10 +369,12 @@ def make_sharpness(model: Layer, loss: Loss, *, method: str = "power", k: int = 
     return jax.jit(sharpness)
 
 
+@partial(jax.jit, static_argnames=("model", "loss", "train"))
 def dense_hessian(model: Layer, loss: Loss, params: Params, state: State, x: Array, y: Array,
                   weights: Array | None = None, *, key: PRNGKey | None = None,
                   train: bool = True) -> Array:
-    """The full (P, P) Hessian, one product per column (H·e_i): for small models and checks."""
+    """The full (P, P) Hessian, one product per column (H·e_i): for small models and checks.
+    Jitted, compiled once per model, loss, ``train`` and argument shapes."""
     matvec, _ = linearized_hvp(model, loss, params, state, x, y, weights, key=key, train=train)
     p = ravel_pytree(params)[0]
     return jax.vmap(matvec)(jnp.eye(p.shape[0], dtype=p.dtype)).T

@@ -421,6 +421,31 @@ def test_dense_hessian_equals_jax_hessian(small_mlp):
     np.testing.assert_allclose(np.asarray(dense), hessian, rtol=1e-10, atol=1e-12)
 
 
+def test_hvp_and_dense_hessian_called_as_they_are_compile_once_per_shape(small_mlp):
+    """Called outside jit, hvp, make_hvp's function and dense_hessian run as one compiled
+    program each (eagerly, every operation would compile on its own): the same values as the
+    dense Hessian, and a second call with new values compiles nothing."""
+    model, loss, params, state, x, y, hessian, _ = small_mlp
+    flat, unravel = ravel_pytree(params)
+    shifted = jax.tree.map(lambda w: w + 0.25, params)
+    dense = curvature.dense_hessian(model, loss, params, state, x, y)
+    np.testing.assert_allclose(np.asarray(dense), hessian, rtol=1e-10, atol=1e-12)
+    v = jnp.asarray(_rng(5).standard_normal(flat.shape), F64)
+    made = curvature.make_hvp(model, loss)
+    for hv in (curvature.hvp(model, loss, params, state, x, y, unravel(v)),
+               made(params, state, x, y, unravel(v))):
+        np.testing.assert_allclose(np.asarray(ravel_pytree(hv)[0]), hessian @ np.asarray(v),
+                                   rtol=1e-10, atol=1e-12)
+    programs = (curvature.hvp._cache_size(), made._cache_size(),
+                curvature.dense_hessian._cache_size())
+    curvature.hvp(model, loss, shifted, state, x, y, unravel(2 * v))
+    made(shifted, state, x, y, unravel(2 * v))
+    again = curvature.dense_hessian(model, loss, shifted, state, x, y)
+    assert (curvature.hvp._cache_size(), made._cache_size(),
+            curvature.dense_hessian._cache_size()) == programs
+    assert not np.allclose(np.asarray(again), hessian)
+
+
 def test_sharpness_path_is_plain_gd_with_exact_sharpness(small_mlp):
     """make_sharpness_path: its weights are those of a hand-rolled gd loop, its losses and
     λmax those of the dense Hessian at the start and at the end (float64, tight tol)."""
