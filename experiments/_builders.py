@@ -291,8 +291,7 @@ def check_model_flags() -> None:
         return
     for other, names in MODEL_FLAGS.items():
         for name in names:
-            if other == FLAGS.model or name not in FLAGS or not (
-                    FLAGS[name].value != FLAGS[name].default or _cli.on_command_line(name)):
+            if other == FLAGS.model or name not in FLAGS or not _cli.given(name):
                 continue
             chosen = ""
             if FLAGS["model"].using_default_value and FLAGS.model != FLAGS["model"].default:

@@ -376,6 +376,12 @@ def on_command_line(name: str) -> bool:
     return False
 
 
+def given(name: str) -> bool:
+    """Whether the user set flag ``name``: on the command line, or away from its default (in
+    a ``--flagfile``: flags.txt lists every flag, at the values a run used)."""
+    return FLAGS[name].value != FLAGS[name].default or on_command_line(name)
+
+
 def is_positive_int(text: str) -> bool:
     """Whether ``text`` is a positive integer in ASCII digits (``"²".isdigit()`` holds,
     but ``int("²")`` fails)."""

@@ -72,9 +72,12 @@ def main(argv):
                               f"--loss={FLAGS.loss}")
     if FLAGS.mixed and names is not None:
         raise _cli.UsageError("--mixed checks a model (--model), not --layers")
+    _check_unused_flags(names)
     if names is None:
         _check_size(gradcheck)
     json_out = _cli.output_file("json_out", FLAGS.json_out, "gradcheck.json")  # before the check
+    if json_out is not None:
+        _check_json_out_spares_runs(json_out)
     if FLAGS.workdir is not None:
         FLAGS.workdir, _lock = _cli.prepare_workdir(FLAGS.workdir)  # held until the process ends
 
@@ -97,6 +100,50 @@ def main(argv):
             raise _cli.UsageError(f"{path}: cannot write the report there ({e.strerror})") from None
         print(f"wrote {os.path.abspath(path)}")
     return 0 if report.passed else 1
+
+
+MLP_FLAGS = ("hidden", "activation", "input_dim")
+"""The flags that shape the random MLP alone: the CNN's and the transformer's inputs are fixed."""
+
+MODEL_FLAGS = ("model", *MLP_FLAGS, "loss", "batch_size", "num_classes")
+"""The flags of the random model (and its batch), which --layers does not check."""
+
+
+def _check_unused_flags(names) -> None:
+    """One sentence (exit 2) for a flag the requested check would ignore, so that a report
+    that passes is never taken for one of a model it did not build."""
+    if names is not None:
+        unused, why = [n for n in MODEL_FLAGS if _cli.given(n)], (
+            "--layers checks single layers and losses on random inputs of their own")
+    elif FLAGS.model != "mlp":
+        unused, why = [n for n in MLP_FLAGS if _cli.given(n)], (
+            f"--model={FLAGS.model} checks a {FLAGS.model} of a fixed shape")
+    else:
+        unused, why = [], ""
+    if FLAGS.mixed and _cli.given("dtype"):
+        unused, why = unused or ["dtype"], why or (
+            "--mixed computes in bfloat16 from float32 params, against float64")
+    if unused:
+        raise _cli.UsageError(f"{why}, so {', '.join('--' + n for n in unused)} would be "
+                              f"ignored; leave {'it' if len(unused) == 1 else 'them'} out")
+
+
+def _check_json_out_spares_runs(json_out: str) -> None:
+    """One sentence (exit 2) when --json_out would write over a file of a run: one already in
+    a run's folder (its metrics, its summary), or the config.json or flags.txt that
+    --workdir is about to hold."""
+    from gdlab.workdir import RUN_MARKS, resolve
+
+    path = os.path.abspath(json_out)
+    folder = os.path.dirname(path)
+    ours = (os.path.abspath(resolve(FLAGS.workdir)) if FLAGS.workdir else None)
+    if folder == ours and os.path.basename(path) in RUN_MARKS:
+        raise _cli.UsageError(f"--json_out={FLAGS.json_out} is the {os.path.basename(path)} "
+                              f"this run writes into --workdir; give another file name")
+    if (os.path.exists(path) and folder != ours
+            and all(os.path.exists(os.path.join(folder, m)) for m in RUN_MARKS)):
+        raise _cli.UsageError(f"--json_out={FLAGS.json_out} would replace a file of the run in "
+                              f"{folder}; give a path outside that run's folder")
 
 
 def _check_size(gradcheck) -> None:

@@ -41,19 +41,23 @@ flags.DEFINE_list("lrs", None, "Learning rates to try, comma-separated (sorted, 
 flags.DEFINE_float("lr_min", 0.001, "Smallest learning rate of the log-spaced grid.")
 flags.DEFINE_float("lr_max", 2.0, "Largest learning rate of the log-spaced grid.")
 flags.DEFINE_integer("num", 160, "Number of log-spaced learning rates from --lr_min to --lr_max "
-                     "(160 from 0.001 to 2: neighbours 5% apart).")
+                     "(160 from 0.001 to 2: neighbours 5% apart), 2 to 1,000,000.")
 flags.DEFINE_string("workdir", "runs/lr_sweep", "Folder for config.json, sweep.json, sweep.png.")
 flags.adopt_module_key_flags(_builders)  # list the shared flags in --help
 flags.adopt_module_key_flags(_cli)
 
 FLAGS = flags.FLAGS
 
+MAX_NUM = 1_000_000
+"""The most rates ``--num`` makes: the grid is built (and every rate trained) before a
+larger sweep could be refused for its memory; a million spans float32's range 0.02% apart."""
+
 
 def learning_rates() -> list[float]:
     """The grid the flags ask for, ascending; one sentence for a bad one."""
     if FLAGS.lrs is not None:
         for name in ("lr_min", "lr_max", "num"):
-            if FLAGS[name].value != FLAGS[name].default:  # flags.txt lists them all
+            if _cli.given(name):
                 raise _cli.UsageError(f"give either --lrs or --lr_min/--lr_max/--num, not both "
                                       f"(got --lrs and --{name})")
         if not FLAGS.lrs:
@@ -67,6 +71,8 @@ def learning_rates() -> list[float]:
                               f"--lr_max={FLAGS.lr_max}")
     if FLAGS.num < 2:
         raise _cli.UsageError(f"--num must be at least 2 (the grid includes both ends), got {FLAGS.num}")
+    if FLAGS.num > MAX_NUM:
+        raise _cli.UsageError(f"--num must be at most {MAX_NUM:,} learning rates, got {FLAGS.num:,}")
     import numpy as np
 
     return [float(v) for v in np.geomspace(FLAGS.lr_min, FLAGS.lr_max, FLAGS.num)]

@@ -11,7 +11,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, assert_bad_input, run_experiment
 from test_gradcheck import assert_json_report, row_prefix
 
 from gdlab import gradcheck
@@ -31,6 +31,19 @@ BAD_FLAGS = {
     "model_loss": (["--model=cnn", "--loss=mse"], "--model=cnn is checked with --loss=xent"),
     "mixed_dtype": (["--mixed=float16"], "--mixed"),
     "mixed_layers": (["--mixed=bfloat16", "--layers=all"], "--mixed checks a model"),
+    # a flag the check would not use is refused, not ignored under a passing report
+    "cnn_hidden": (["--model=cnn", "--hidden=64"],
+                   "--model=cnn checks a cnn of a fixed shape, so --hidden would be "
+                   "ignored"),
+    "transformer_input_dim": (["--model=transformer", "--input_dim=3", "--activation=relu"],
+                              "so --activation, --input_dim would be ignored"),
+    "layers_model": (["--layers=dense", "--model=cnn"],
+                     "--layers checks single layers and losses on random inputs of their own, "
+                     "so --model would be ignored"),
+    "layers_hidden": (["--layers=all", "--hidden=4"], "so --hidden would be ignored"),
+    "mixed_dtype_given": (["--mixed=bfloat16", "--dtype=float32"],
+                          "--mixed computes in bfloat16 from float32 params, against float64, "
+                          "so --dtype would be ignored"),
     "json_out": (["--json_out="], "--json_out must not be empty"),
     # sizes finite differences cannot take: refused, not an aborted interpreter
     "params": (["--input_dim=100000", "--hidden=100000"],
@@ -168,3 +181,21 @@ def test_cli_workdir_gets_config_and_report(tmp_path):
                          text=True, timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
     assert bad.returncode == 2 and not (tmp_path / "bad").exists()
 
+
+def test_cli_json_out_never_writes_over_a_runs_files(tmp_path):
+    run = tmp_path / "run"  # a run's folder: its marks and its metrics
+    run.mkdir()
+    for name, text in (("config.json", "{}"), ("flags.txt", ""), ("metrics.jsonl", "{}\n")):
+        (run / name).write_text(text)
+    proc = run_experiment("gradcheck", *SMALL_FLAGS, f"--json_out={run / 'metrics.jsonl'}")
+    assert_bad_input(proc, "would replace a file of the run in")
+    assert (run / "metrics.jsonl").read_text() == "{}\n"
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    proc = run_experiment("gradcheck", *SMALL_FLAGS, f"--workdir={fresh}",
+                          f"--json_out={fresh / 'config.json'}")
+    assert_bad_input(proc, "is the config.json this run writes into --workdir")
+    assert not any(fresh.iterdir())
+    proc = run_experiment("gradcheck", *SMALL_FLAGS, f"--json_out={run / 'check.json'}")
+    assert proc.returncode == 0, proc.stderr  # a new file beside a run's is no harm
+    assert json.loads((run / "check.json").read_text())["passed"] is True

@@ -145,6 +145,7 @@ def test_weight_decay_and_schedule_reach_every_rate(acceptance, tmp_path):
     (["--lr_min=1", "--lr_max=0.1"], "--lr_min"),
     (["--lr_min=0.1", "--lr_max=0.1"], "--lr_min must be smaller than --lr_max"),
     (["--num=1"], "--num"),
+    (["--num=10000000000"], "--num must be at most 1,000,000 learning rates"),
     (["--lrs=0.1,1e39"], "--lrs=1e+39 overflows float32"),
     (["--lrs=0.1", "--epochs=100000000000000000000"],
      "more than the 2,147,483,647 a run counts (its step counter is an int32)"),
@@ -169,6 +170,9 @@ def test_flags_txt_replays_a_sweep_of_listed_rates(tmp_path):
     # both ways of giving the grid at once is still refused
     assert_bad_input(run_sweep("--lrs=0.1,1", "--num=5", f"--workdir={tmp_path / 'x'}"),
                      "give either --lrs or --lr_min/--lr_max/--num, not both")
+    # also when the grid's flag is given at its default value
+    assert_bad_input(run_sweep("--lrs=0.1,1", "--num=160", f"--workdir={tmp_path / 'x'}"),
+                     "give either --lrs or --lr_min/--lr_max/--num, not both (got --lrs and --num)")
 
 
 @pytest.mark.parametrize("signum, code", [(2, 130), (15, 143)])  # SIGINT, SIGTERM
