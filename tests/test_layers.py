@@ -18,9 +18,10 @@ from conftest import assert_tree_allclose
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gdlab import layers
+from gdlab import layers, losses, models
 from gdlab.gradcheck import leaf_paths
 from gdlab.layers import initializers
+from gdlab.train import check_data
 
 DTYPES = ("float64", "float32")
 
@@ -939,6 +940,19 @@ def test_no_autodiff_inside_layers_or_losses():
     assert offenders == []
 
 
+@pytest.mark.parametrize("layer", [layers.dense(3), layers.layer_norm(), models.linear()],
+                         ids=lambda layer: layer.name)
+def test_layers_on_a_feature_axis_refuse_scalar_examples(layer):
+    """One number per example, x of shape (N,), has no feature axis: a clear ValueError from
+    init, which ``check_data`` turns into one sentence naming the data, not an
+    IndexError from inside ``init``."""
+    with pytest.raises(ValueError, match=r"feature axis: an input shape of rank >= 1 per example, got \(\)"):
+        layers.init_shapes(layer, ())
+    x = np.linspace(-1.0, 1.0, 8)
+    with pytest.raises(ValueError, match=r"train_data: examples of shape \(\) do not fit"):
+        check_data(layer, losses.get("mse"), (x, 3.0 * x))
+
+
 @pytest.mark.parametrize("build, needle", [
     (lambda: layers.dense(0), "dense out_dim must be at least 1"),
     (lambda: layers.dense(-2), "dense out_dim must be at least 1"),
@@ -946,6 +960,22 @@ def test_no_autodiff_inside_layers_or_losses():
 ])
 def test_dense_refuses_a_width_that_is_not_a_positive_int(build, needle):
     """A zero-width layer would compute a constant; a negative one fails deep inside XLA."""
+    with pytest.raises(ValueError, match=needle):
+        build()
+
+
+@pytest.mark.parametrize("build, needle", [
+    (lambda: layers.serial(layers.dense(3), layers.relu), r"serial takes Layers, got <function relu"
+     r".*> as argument 1 \(a builder: call it, relu\(\.\.\.\)\)"),
+    (lambda: layers.residual(layers.tanh), r"residual takes Layers, got .* as argument 0 "
+     r"\(a builder: call it, tanh"),
+    (lambda: layers.parallel(layers.identity(), layers.dense), r"parallel takes Layers, got .* as "
+     r"argument 1 \(a builder: call it, dense"),
+    (lambda: layers.serial(layers.dense(3), 4), r"serial takes Layers, got 4 as argument 1$"),
+])
+def test_combinators_refuse_what_is_not_a_layer(build, needle):
+    """A builder passed uncalled (``relu`` for ``relu()``) is named when the model is built,
+    not met later as an AttributeError inside ``init``."""
     with pytest.raises(ValueError, match=needle):
         build()
 

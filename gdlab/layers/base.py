@@ -76,6 +76,16 @@ def init_shapes(layer: Layer, in_shape: Shape) -> tuple[Shape, Params, State]:
     return out[0], params, state
 
 
+def _check_layers(combinator: str, items) -> None:
+    """A ValueError naming the first of ``items`` that is not a ``Layer`` (most often a
+    builder not called: ``relu`` for ``relu()``), before it fails inside ``init``."""
+    for i, item in enumerate(items):
+        if not isinstance(item, Layer):
+            hint = f" (a builder: call it, {item.__name__}(...))" if callable(item) and hasattr(
+                item, "__name__") else ""
+            raise ValueError(f"{combinator} takes Layers, got {item!r} as argument {i}{hint}")
+
+
 def _split(key: PRNGKey | None, n: int) -> list:
     return [None] * n if key is None else list(jax.random.split(key, n))
 
@@ -106,6 +116,7 @@ def serial(*layers: Layer, name: str = "serial") -> Layer:
     Params and state are ``{"layers": (p0, p1, ...)}``, so a leaf reads ``layers/0/w``.
     A forward key, when given, is split into one key per layer.
     """
+    _check_layers("serial", layers)
 
     def init(key, in_shape):
         params, states = [], []
@@ -142,6 +153,7 @@ def residual(body: Layer, *, name: str | None = None) -> Layer:
     x feeds two consumers, the identity path and f, so its cotangent is the sum
     of theirs: dx = dy + (∂f/∂x)ᵀ·dy. Params and state are ``{"body": ...}``.
     """
+    _check_layers("residual", (body,))
 
     def init(key, in_shape):
         out_shape, p, s = body.init(key, tuple(in_shape))
@@ -178,6 +190,7 @@ def parallel(*branches: Layer, merge: str = "sum", name: str | None = None) -> L
         raise ValueError(f"unknown merge {merge!r}; choose one of: {', '.join(MERGES)}")
     if not branches:
         raise ValueError("parallel needs at least one branch")
+    _check_layers("parallel", branches)
 
     def init(key, in_shape):
         shapes, params, states = [], [], []

@@ -20,6 +20,9 @@ def dense(out_dim: int, *, w_init="glorot_uniform", dtype=jnp.float32) -> Layer:
     w_init = initializers.get(w_init)
 
     def init(key, in_shape):
+        if len(in_shape) < 1:
+            raise ValueError(f"dense({out_dim}) needs a feature axis: an input shape of rank >= 1 "
+                             f"per example, got {tuple(in_shape)}; one number per example is x[:, None], of shape (N, 1)")
         in_dim = in_shape[-1]
         w = w_init(key, (in_dim, out_dim), dtype)
         return (*in_shape[:-1], out_dim), {"w": w, "b": jnp.zeros((out_dim,), dtype)}, {}

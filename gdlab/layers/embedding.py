@@ -38,11 +38,14 @@ def embedding(vocab_size: int, features: int, *, stddev: float | None = None,
         """dtable = Σ over positions with ids = v of dy (a scatter-add: a row used k times
         gets k contributions); dx = None, integer ids have no cotangent.
 
-        Out-of-range ids (the NaN rows of the forward pass) contribute nothing.
+        Out-of-range ids (the NaN rows of the forward pass) contribute nothing. The rows
+        are summed in at least float32: a bfloat16 scatter-add rounds after every
+        contribution, so a frequent id's sum stalls (4096 × 0.01 came to 4, not 40.96).
         """
         table = params["table"]                       # (V, D)
-        dtable = jnp.zeros_like(table).at[ids].add(dy.astype(table.dtype), mode="drop")
-        return {"table": dtable}, None
+        acc = jnp.promote_types(table.dtype, jnp.float32)
+        dtable = jnp.zeros(table.shape, acc).at[ids].add(dy.astype(acc), mode="drop")
+        return {"table": dtable.astype(table.dtype)}, None
 
     return Layer(init, forward, backward, f"embedding({vocab_size}, {features})")
 

@@ -26,6 +26,9 @@ def layer_norm(*, eps: float = 1e-5, dtype=jnp.float32) -> Layer:
 
     def init(key, in_shape):
         del key
+        if len(in_shape) < 1:
+            raise ValueError(f"layer_norm needs a feature axis: an input shape of rank >= 1 per "
+                             f"example, got {tuple(in_shape)}; one number per example is x[:, None], of shape (N, 1)")
         d = in_shape[-1]
         return tuple(in_shape), {"scale": jnp.ones((d,), dtype), "shift": jnp.zeros((d,), dtype)}, {}
 
