@@ -650,6 +650,7 @@ def fit(
                                        norms=True, compute_dtype=compute_dtype)
         state, x, y, test = parallel.replicate((state, x, y, test), mesh)
     evaluate = jax.jit(make_evaluate(model, loss, target_scale=target_scale))
+    param_norm = jax.jit(optim.global_norm)  # one program, not one per operation and leaf
 
     def evaluated(epoch, state):
         row = {"epoch": epoch, "step": int(state.step)}
@@ -663,7 +664,7 @@ def fit(
     history: list[dict] = []
     if start_epoch == 0:
         row = evaluated(0, state)  # where descent starts: the initial loss
-        row["param_norm"] = float(optim.global_norm(state.params))
+        row["param_norm"] = float(param_norm(state.params))
         history.append(row)
         # blow-up is relative to the initial loss on all the data, not on the first batch
         state = jax.jit(with_reference_loss)(state, row["train_loss"])
@@ -715,7 +716,7 @@ def fit(
         applied = int(state.step) - step_before
         grad_norm = float(metrics.grad_norm) if applied else float("nan")
         row.update(grad_norm=grad_norm, displacement=float(metrics.displacement),
-                   param_norm=float(optim.global_norm(state.params)),
+                   param_norm=float(param_norm(state.params)),
                    seconds=seconds, examples_per_second=n / seconds)
         history.append(row)
         # one copy for both callbacks: the next epoch consumes the original
