@@ -64,8 +64,6 @@ def main(argv):
     loss_name = _builders.loss_name(ds)
     model = _builders.build_model(ds, loss_name)
 
-    import jax
-
     from gdlab import checkpoint, losses, train
 
     try:  # the newest, read with its epoch (a run saving beside may replace it meanwhile)
@@ -86,8 +84,8 @@ def main(argv):
     except ValueError as e:
         raise _cli.UsageError(f"{workdir}: {e}; have the data or gdlab's version changed since "
                               f"the run?") from None
-    evaluate = jax.jit(train.make_evaluate(model, losses.get(loss_name),
-                                           target_scale=_builders.target_scale(ds)))
+    evaluate = train.jit_evaluate(model, losses.get(loss_name),
+                                  target_scale=_builders.target_scale(ds))
     print(f"{workdir}: {model.name}, checkpoint of epoch {epoch} (step {int(state.step)})")
     for split, (x, y) in (("train", (ds.x_train, ds.y_train)), ("test", (ds.x_test, ds.y_test))):
         metrics = evaluate(state.params, state.model_state, x, y)

@@ -128,7 +128,7 @@ def main(argv):
     # J0: the loss at the initial weights every learning rate starts from (same key as sweep's).
     key = jax.random.PRNGKey(FLAGS.seed)
     variables = train.init_model(model, key, ds.input_shape)  # (params, model state)
-    initial_loss = float(train.make_evaluate(model, loss)(*variables, x, y)["loss"])
+    initial_loss = float(train.jit_evaluate(model, loss)(*variables, x, y)["loss"])
 
     started = time.perf_counter()
     result = train.sweep(model, loss, make_optimizer, lrs, (x, y), epochs=FLAGS.epochs,

@@ -406,6 +406,19 @@ def make_evaluate(model: Layer, loss: Loss, *, batch_size: int = EVAL_BATCH, tar
     return evaluate
 
 
+def jit_evaluate(model: Layer, loss: Loss, *, target_scale=None):
+    """``make_evaluate(model, loss, target_scale=...)`` jitted, and kept: the same model, loss
+    and target scale get the same function back, so its compiled programs (one per data
+    shape) serve every later call, ``fit`` after ``fit``."""
+    scale = None if target_scale is None else tuple(float(v) for v in np.ravel(target_scale))
+    return _evaluate_program(model, loss, scale)
+
+
+@functools.lru_cache(maxsize=8)
+def _evaluate_program(model: Layer, loss: Loss, target_scale: tuple[float, ...] | None):
+    return jax.jit(make_evaluate(model, loss, target_scale=target_scale))
+
+
 # --- inputs that would train on garbage -----------------------------------------------
 
 def _is_int(value) -> bool:
@@ -649,7 +662,7 @@ def fit(
                                        batch_size=batch_size, grad=grad, blowup=blowup,
                                        norms=True, compute_dtype=compute_dtype)
         state, x, y, test = parallel.replicate((state, x, y, test), mesh)
-    evaluate = jax.jit(make_evaluate(model, loss, target_scale=target_scale))
+    evaluate = jit_evaluate(model, loss, target_scale=target_scale)
     param_norm = jax.jit(optim.global_norm)  # one program, not one per operation and leaf
 
     def evaluated(epoch, state):

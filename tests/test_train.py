@@ -645,6 +645,33 @@ def test_regression_rmse_in_target_units_chunked_or_not(key):
         np.testing.assert_allclose(out["rmse"], expected, rtol=1e-12)
 
 
+def test_jit_evaluate_is_kept_per_model_loss_and_scale_and_fit_after_fit_compiles_it_once(key):
+    """jit_evaluate gives make_evaluate's values, the same function for the same model, loss
+    and target scale (a number or one per output alike), so a second fit compiles no new
+    evaluation program."""
+    model = models.linear(2, dtype=jnp.float64)
+    _, params, state = model.init(key, (3,))
+    rng = np.random.default_rng(6)
+    x, y = jnp.asarray(rng.normal(size=(23, 3))), jnp.asarray(rng.normal(size=(23, 2)))
+    mse = losses.get("mse")
+    for scale in (None, 2.5, np.asarray([2.0, 0.5])):
+        kept = train.jit_evaluate(model, mse, target_scale=scale)
+        assert train.jit_evaluate(model, mse, target_scale=scale) is kept
+        assert_tree_allclose(kept(params, state, x, y), train.make_evaluate(
+            model, mse, target_scale=scale)(params, state, x, y), rtol=1e-15, atol=0)
+    assert train.jit_evaluate(model, mse, target_scale=2.5) is train.jit_evaluate(
+        model, mse, target_scale=np.float32(2.5))
+    assert train.jit_evaluate(model, mse, target_scale=2.5) is not train.jit_evaluate(model, mse)
+    net = models.mlp([8, 3], "tanh")
+    xent = losses.get("xent")
+    xs, ys = rng.normal(size=(40, 4)).astype(np.float32), rng.integers(0, 3, 40)
+    fits = [train.fit(net, xent, optim.gd(0.1), (xs, ys), epochs=1, batch_size=8,
+                      key=jax.random.PRNGKey(seed), test_data=(xs[:9], ys[:9]))
+            for seed in (0, 1)]
+    assert train.jit_evaluate(net, xent)._cache_size() == 2  # the train and test shapes, once
+    assert fits[0].history[0]["train_loss"] != fits[1].history[0]["train_loss"]
+
+
 def test_mixed_precision_fit_trains_digits_and_keeps_float32_master_params():
     ds = data.load("digits", seed=0)
     kw = dict(epochs=8, batch_size=32, key=jax.random.PRNGKey(0), test_data=(ds.x_test, ds.y_test))
