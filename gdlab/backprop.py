@@ -34,6 +34,13 @@ ValueAndGrad = Callable[..., tuple[tuple[Array, State], Grads]]
 METHODS = ("manual", "custom_vjp", "autodiff")
 
 
+def like_params(grads: Grads, params: Params) -> Grads:
+    """``grads`` in each param's own dtype, as ``jax.grad`` gives them: the hand-written
+    backward computes in the activations' dtype, which differs from the params' when the
+    inputs do (float64 data on a float32 model, float32 data on a bfloat16 one)."""
+    return jax.tree.map(lambda g, p: g.astype(jnp.result_type(p)), grads, params)
+
+
 def manual(model: Layer, loss: Loss) -> ValueAndGrad:
     """Backprop by hand: ∂J/∂θ_l = (∂J/∂y_L)·(∂y_L/∂y_{L−1})···(∂y_l/∂θ_l), right to left."""
 
@@ -45,7 +52,7 @@ def manual(model: Layer, loss: Loss) -> ValueAndGrad:
         value, loss_res = loss.forward(preds, y, weights)
         dpreds = loss.backward(loss_res, 1.0)                  # ∂J/∂preds
         grads, _ = model.backward(params, residuals, dpreds)   # back through the layers
-        return (value, new_state), grads
+        return (value, new_state), like_params(grads, params)
 
     return value_and_grad
 
@@ -88,7 +95,7 @@ def custom_vjp_layer(layer: Layer) -> Callable[..., tuple[Array, State]]:
         params, residuals = saved
         dy, _ = cotangents  # the new state's cotangent is ignored: state is not differentiated
         dparams, dx = layer.backward(params, residuals, dy)
-        return dparams, None, dx, None, None
+        return like_params(dparams, params), None, dx, None, None
 
     apply.defvjp(fwd, bwd)
 

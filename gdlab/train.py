@@ -444,8 +444,9 @@ def check_data(model: Layer, loss: Loss, data, name: str = "train_data"):
     """``(x, y)`` as device arrays, after checking that they can train ``model`` with ``loss``.
 
     Raises ``ValueError`` naming ``name`` when x and y differ in length, x does not
-    fit the model, either holds NaN or infinity, or labels are not integers in
-    0..C−1 (xent; C the model's outputs) or 0/1 (bce).
+    fit the model, either holds NaN or infinity, labels are not integers in
+    0..C−1 (xent; C the model's outputs) or 0/1 (bce), or an example's targets (mse,
+    huber, bce) are not as many values as the model's outputs.
     """
     try:
         x, y = data
@@ -467,6 +468,11 @@ def check_data(model: Layer, loss: Loss, data, name: str = "train_data"):
     except (ValueError, TypeError) as e:
         raise ValueError(f"{name}: examples of shape {x.shape[1:]} do not fit {model.name}: "
                          f"{e}") from None
+    if (loss.name in ("mse", "bce") or loss.name.startswith("huber")) and (
+            int(np.prod(y.shape[1:])) != int(np.prod(out_shape))):
+        raise ValueError(f"{name}: targets of shape {y.shape[1:]} per example do not match "
+                         f"{model.name}'s outputs {tuple(out_shape)}: {loss.name} compares "
+                         f"them value for value")
     if loss.name == "xent":
         classes = out_shape[-1]
         if not np.issubdtype(y.dtype, np.integer):
@@ -644,6 +650,9 @@ def fit(
     check_schedule(n, batch_size=batch_size, epochs=epochs, eval_every=eval_every,
                    start_epoch=start_epoch)
     test = None if test_data is None else check_data(model, loss, test_data, "test_data")
+    if test is not None and test[0].shape[1:] != x.shape[1:]:
+        raise ValueError(f"test_data: examples of shape {test[0].shape[1:]} differ from "
+                         f"train_data's {x.shape[1:]}, on which the model is built")
     if state is None and start_epoch:
         raise ValueError(f"start_epoch={start_epoch} resumes a run: pass the state saved after "
                          f"that epoch (without one, fit starts from epoch 0)")

@@ -2679,3 +2679,24 @@ def test_generated_points_depend_on_the_seed_and_spirals_follow_their_rule():
     assert r.max() <= 1.0 + 1e-6
     off = np.angle(np.exp(1j * (np.arctan2(x[:, 1], x[:, 0]) - 2 * np.pi * y / 3 - 4 * r)))
     assert np.abs(off).max() < 1e-4
+
+
+@pytest.mark.parametrize("bad, needle", [
+    (2.5, r"class label 2\.5: class labels must be whole numbers"),
+    (-0.5, r"class label -0\.5: class labels must be whole numbers"),
+    (2**32, r"class label 4294967296, outside 0\.\.2"),
+    (-1, r"class label -1, outside 0\.\.2"),
+])
+def test_from_arrays_refuses_class_labels_int32_would_change(bad, needle):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 3))
+    y = np.resize(np.array([0, 1, 2]), 20).astype(np.asarray(bad).dtype)
+    good = data.from_arrays("mine", x, y, task="classification", num_classes=3)
+    np.testing.assert_array_equal(np.concatenate([good.y_train, good.y_test]),
+                                  np.concatenate([y[good.info["train_index"]],
+                                                  y[good.info["test_index"]]]))
+    for row in (good.info["train_index"][0], good.info["test_index"][0]):  # either split
+        y_bad = y.copy()
+        y_bad[row] = bad
+        with pytest.raises(DataError, match=r"data set 'mine' y_(train|test) holds the " + needle):
+            data.from_arrays("mine", x, y_bad, task="classification", num_classes=3)

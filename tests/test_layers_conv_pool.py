@@ -472,3 +472,30 @@ def test_max_pool_padding_never_takes_the_gradient_of_a_window_of_zeros():
     # padding above and left only: each 2×2 window's first real cell takes its dy.
     dx = _pool_dx(max_pool(2, padding=((1, 0), (1, 0))), np.zeros((3, 3)), dy)
     np.testing.assert_array_equal(dx, [[1.0, 2.0, 0.0], [3.0, 4.0, 0.0], [0.0, 0.0, 0.0]])
+
+
+@pytest.mark.parametrize("grad", ["manual", "custom_vjp"])
+def test_a_float32_cnn_takes_float64_images_as_jax_grad_does(grad):
+    """float64 images on a float32 kernel compute in float64, as dense's x @ w does (lax's
+    convolution takes one dtype only): the gradient equals jax.grad's, in the params'
+    dtypes, and fit trains the CNN on them."""
+    from gdlab import backprop, losses, models, optim, train
+
+    model = models.cnn(3, channels=(4,))
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(10, 6, 6, 1))                     # float64, NumPy's default
+    y = rng.integers(0, 3, 10)
+    _, params, state = model.init(jax.random.PRNGKey(0), (6, 6, 1))
+    loss = losses.get("xent")
+    (j, _), got = jax.jit(getattr(backprop, grad)(model, loss), static_argnames="train")(
+        params, state, jnp.asarray(x), y, train=True)
+    (j_ref, _), ref = jax.jit(backprop.autodiff(model, loss), static_argnames="train")(
+        params, state, jnp.asarray(x), y, train=True)
+    assert jnp.asarray(j).dtype == jnp.float64
+    assert [g.dtype for g in jax.tree.leaves(got)] == [p.dtype for p in jax.tree.leaves(params)]
+    assert_tree_allclose(got, ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(float(j), float(j_ref), rtol=1e-12)
+    fitted = train.fit(model, loss, optim.momentum(0.05), (x, y), epochs=2, batch_size=5,
+                       key=jax.random.PRNGKey(1), grad=grad)
+    assert fitted.status == "completed"
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(fitted.state.params))

@@ -589,6 +589,42 @@ def test_fit_refuses_bad_schedules(kwargs, needle):
         train.fit(models.mlp([8, 10]), losses.get("xent"), optim.gd(0.1), (x, y), **args)
 
 
+@pytest.mark.parametrize("loss, model, y_shape, needle", [
+    ("mse", models.linear(1), (12, 2), r"targets of shape \(2,\) per example do not match"),
+    ("mse", models.linear(2), (12,), r"targets of shape \(\) per example do not match"),
+    ("huber", models.linear(1), (12, 3), r"targets of shape \(3,\) per example"),
+    ("bce", models.linear(2), (12,), r"targets of shape \(\) per example"),
+])
+def test_fit_and_sweep_refuse_targets_of_another_size_than_the_outputs(loss, model, y_shape,
+                                                                       needle):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(12, 3)), (rng.normal(size=y_shape) > 0).astype(np.float64)
+    with pytest.raises(ValueError, match="train_data: " + needle):
+        train.fit(model, losses.get(loss), optim.gd(0.1), (x, y), epochs=1, batch_size=4,
+                  key=jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="train_data: " + needle):
+        train.sweep(model, losses.get(loss), optim.gd, [0.1], (x, y), epochs=1, batch_size=4)
+
+
+def test_fit_refuses_test_data_of_another_example_shape():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(12, 3)).astype(np.float32), rng.normal(size=12).astype(np.float32)
+    kwargs = dict(epochs=1, batch_size=4, key=jax.random.PRNGKey(0))
+    mse = losses.get("mse")
+    with pytest.raises(ValueError, match=r"test_data: examples of shape \(2,\) differ"):
+        train.fit(models.linear(1), mse, optim.gd(0.1), (x, y), test_data=(x[:, :2], y),
+                  **kwargs)
+    # (N,) and (N, 1) targets of a one-output model are the same targets
+    flat, column = (train.fit(models.linear(1), mse, optim.gd(0.1), (x, t), test_data=(x, t),
+                              **kwargs) for t in (y, y[:, None]))
+    dense = train.init_model(models.linear(1), jax.random.PRNGKey(0), (3,))[0]["layers"][0]
+    w, b = np.asarray(dense["w"], np.float64), np.asarray(dense["b"], np.float64)
+    assert flat.history[0]["train_loss"] == pytest.approx(np.mean((x @ w + b - y[:, None]) ** 2),
+                                                          rel=1e-5)
+    assert flat.history[-1]["test_rmse"] == pytest.approx(column.history[-1]["test_rmse"],
+                                                          rel=1e-6)
+
+
 def test_fit_refuses_a_state_of_another_model_and_sweep_bad_rates():
     x, y = _digits_small()
     other = train.create_state(models.mlp([8, 10]), optim.gd(0.1), jax.random.PRNGKey(0), (32,))
@@ -865,3 +901,46 @@ def test_sweep_refuses_bad_seeds_and_a_zero_rate():
     result = train.sweep(*args, [0.1], (x, y), epochs=1, batch_size=50, seeds=[2**32 - 1])
     np.testing.assert_array_equal(result.seeds, [2**32 - 1])
     assert np.all(np.isfinite(result.train_loss))
+
+
+@pytest.mark.parametrize("grad", ["manual", "custom_vjp", "autodiff"])
+def test_float64_data_trains_a_float32_model_as_numpy_does(grad):
+    # float64 arrays (NumPy's default) on a float32 model: the forward pass runs in float64,
+    # and every gradient method hands the optimizer float32 gradients, as jax.grad does
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(12, 3)), rng.integers(0, 3, 12)
+    model, lr = models.linear(3), 0.5
+    key = jax.random.PRNGKey(0)
+    result = train.fit(model, losses.get("xent"), optim.gd(lr), (x, y), epochs=3,
+                       batch_size=12, key=key, grad=grad)
+    params = train.create_state(model, optim.gd(lr), key, (3,)).params["layers"][0]
+    w, b = np.asarray(params["w"]), np.asarray(params["b"])
+    assert w.dtype == np.float32
+    for _ in range(3):  # batch gradient descent: the mean softmax cross-entropy's gradient
+        z = x @ w + b
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        dz = (p - np.eye(3)[y]) / len(y)
+        w = (w - lr * (x.T @ dz).astype(np.float32)).astype(np.float32)
+        b = (b - lr * dz.sum(axis=0).astype(np.float32)).astype(np.float32)
+    got = result.state.params["layers"][0]
+    assert got["w"].dtype == got["b"].dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(got["w"]), w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(got["b"]), b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("grad", ["manual", "custom_vjp"])
+def test_float32_data_trains_a_bfloat16_model_as_autodiff_does(grad):
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(12, 3)).astype(np.float32), rng.integers(0, 3, 12)
+    model = models.mlp([4, 3], dtype=jnp.bfloat16)
+    runs = {g: train.fit(model, losses.get("xent"), optim.adam(0.01), (x, y), epochs=2,
+                         batch_size=5, key=jax.random.PRNGKey(0), grad=g)
+            for g in (grad, "autodiff")}
+    for leaf in jax.tree.leaves(runs[grad].state.params):
+        assert leaf.dtype == jnp.bfloat16
+    for a, b in zip(jax.tree.leaves(runs[grad].state.params),
+                    jax.tree.leaves(runs["autodiff"].state.params)):
+        np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32),
+                                   rtol=2e-2, atol=2e-2)
+    np.testing.assert_allclose(runs[grad].step_losses, runs["autodiff"].step_losses, rtol=1e-2)

@@ -269,6 +269,25 @@ def check_finite(array: np.ndarray, what: str) -> None:
         raise DataError(f"{what} contains infinite values")
 
 
+def check_labels(labels: np.ndarray, num_classes: int, what: str) -> None:
+    """A DataError unless ``labels`` are whole numbers in 0..num_classes−1 (the range is
+    checked for ``num_classes`` ≥ 2): they become int32, which would truncate 2.5 to 2
+    and wrap 2³² to 0 without a word."""
+    if not labels.size or not (np.issubdtype(labels.dtype, np.number)
+                               or labels.dtype == bool):
+        return
+    if np.issubdtype(labels.dtype, np.inexact):
+        fractional = labels != np.round(labels)
+        if fractional.any():
+            raise DataError(f"{what} holds the class label {labels[fractional].flat[0].item()!r}: "
+                            f"class labels must be whole numbers")
+    if num_classes >= 2:
+        outside = (labels < 0) | (labels >= num_classes)
+        if outside.any():
+            raise DataError(f"{what} holds the class label {labels[outside].flat[0].item()!r}, "
+                            f"outside 0..{num_classes - 1} (num_classes={num_classes})")
+
+
 def check_file(path: str, where: str) -> None:
     """A DataError ``"<where> does not exist"`` (or is a folder) unless ``path`` is a file."""
     if not os.path.exists(path):
@@ -403,6 +422,8 @@ def from_split(
     if np.asarray(x_train)[0].size == 0:
         raise DataError(f"{where}: its examples {tuple(np.shape(x_train)[1:])} hold no values")
     if task == "classification":
+        for labels, what in ((y_train, "y_train"), (y_test, "y_test")):
+            check_labels(np.asarray(labels), num_classes, f"{where} {what}")
         seen = np.unique(np.asarray(y_train))
         if len(seen) < 2:
             raise DataError(f"{where}: every training example has the same label "

@@ -36,6 +36,7 @@ from gdlab.layers._windows import (
     positive_int,
 )
 from gdlab.layers.base import Layer
+from gdlab.types import Array
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 _DW_AS_CONV = ("CHWN", "IHWO", "HWNC")
@@ -88,7 +89,10 @@ def conv2d(features: int, kernel_size: int | tuple[int, int], *, strides=1, padd
     def forward(params, state, x, *, key=None, train=False, weights=None):
         del key, train, weights
         pads = check_batch_fits("conv2d", "dilated kernel", x, window, pads_for)
-        y = lax.conv_general_dilated(x, params["w"], (sh, sw), pads, rhs_dilation=(dh, dw),
+        # in the inputs' and kernel's common dtype, as dense's x @ w computes (lax's
+        # convolution takes only operands of one dtype: float64 images, a float32 kernel)
+        x, w = _promoted(x, params["w"])
+        y = lax.conv_general_dilated(x, w, (sh, sw), pads, rhs_dilation=(dh, dw),
                                      dimension_numbers=_NHWC, feature_group_count=groups)
         if use_bias:
             y = y + params["b"]
@@ -98,7 +102,7 @@ def conv2d(features: int, kernel_size: int | tuple[int, int], *, strides=1, padd
         """dx = dy ⋆ rot180(W) (a transposed convolution, I/O swapped),
         dW[i, j] = Σ_{n,p,q} x[n, s·p + d·i, s·q + d·j]ᵀ·dy[n, p, q] (a correlation of x with
         dy: per kernel tap, or on a GPU as one convolution), db = Σ_{n,p,q} dy."""
-        w = params["w"]                       # (kh, kw, C_in/G, C_out)
+        dy, w = _promoted(dy, params["w"])    # (kh, kw, C_in/G, C_out)
         c_out = w.shape[3]
         in_hw = x.shape[1:3]
         out_hw = dy.shape[1:3]                # dy: (B, H', W', C_out)
@@ -171,6 +175,12 @@ def weight_grad_taps(x, dy, kernel, strides, dilation, pads, groups):
             x_tap = x_tap.reshape(b * oh * ow, groups, c_in // groups)
             taps.append(jnp.einsum("ngc,ngo->cgo", x_tap, dy_g))  # (C_in/G, G, C_out/G)
     return jnp.stack(taps).reshape(kh, kw, c_in // groups, c_out)  # (kh, kw, C_in/G, C_out)
+
+
+def _promoted(a: Array, w: Array) -> tuple[Array, Array]:
+    """``a`` and ``w`` in their common dtype (``jnp.result_type``): unchanged when they share one."""
+    dtype = jnp.result_type(a, w)
+    return a.astype(dtype), w.astype(dtype)
 
 
 def weight_grad_convolution(x, dy, kernel, strides, dilation, pads, groups):
