@@ -65,6 +65,10 @@ COLUMNS = ["epoch", "step", "train_loss", "test_loss", "train_accuracy", "test_a
 TIMING = ("seconds", "examples_per_second")
 """Row fields that differ between identical runs."""
 
+OUTPUTS = ("metrics.jsonl", "metrics.csv", "summary.json", "loss.png")
+"""The files a run writes into its workdir besides config.json and flags.txt (and its
+TensorBoard event files and checkpoints/)."""
+
 EXTREME_INPUT = 20.0
 """Inputs beyond this |x| (after scaling) are named as a likely cause of divergence."""
 
@@ -88,6 +92,11 @@ def restore_checkpoint(workdir: str, model, optimizer, ds) -> tuple:
     category column)."""
     from gdlab import checkpoint, train
 
+    for name in OUTPUTS:  # replaced at the run's end or on the way: a folder there would
+        path = os.path.join(workdir, name)  # end it in a traceback, perhaps hours later
+        if os.path.isdir(path) and not os.path.islink(path):
+            raise _cli.UsageError(f"--resume: {path} is a folder where the run writes its "
+                                  f"{name}; move it out of the way to go on")
     try:
         if not FLAGS.resume or checkpoint.latest_epoch(workdir) is None:
             return ()

@@ -15,6 +15,7 @@ import os
 import sys
 import tempfile
 import threading
+import time
 from typing import ClassVar
 
 
@@ -230,12 +231,16 @@ def progress_line(row: dict, *, epochs: int, elapsed: float | None = None,
 
 
 class TensorBoard:
-    """TensorBoard event files (tensorboardX) in ``logdir``: one scalar per metric and step.
+    """TensorBoard event files (tensorboardX's format) in ``logdir``: one scalar per metric
+    and step.
 
     ``write(row, step)`` logs every finite number of ``row`` whose key is in ``TAGS``
-    (metric name → TensorBoard tag, e.g. ``"train_loss" → "loss/train"``). A resumed
-    run passes ``purge_step``, its checkpoint's step + 1: TensorBoard then drops what
-    the stopped run had logged from there on, as the metrics files do.
+    (metric name → TensorBoard tag, e.g. ``"train_loss" → "loss/train"``), and returns
+    once it is in the file, as a metrics row is: a run killed after its next checkpoint
+    keeps it (tensorboardX's ``SummaryWriter`` hands events to a thread that writes them
+    to the file every two minutes, so a ``kill -9`` lost rows the checkpoint counted). A
+    resumed run passes ``purge_step``, its checkpoint's step + 1: TensorBoard then drops
+    what the stopped run had logged from there on, as the metrics files do.
     """
 
     TAGS: ClassVar[dict[str, str]] = {"train_loss": "loss/train", "test_loss": "loss/test",
@@ -248,13 +253,28 @@ class TensorBoard:
             "examples_per_second": "speed/examples_per_second"}
 
     def __init__(self, logdir: str | os.PathLike, *, purge_step: int | None = None):
-        self._writer = _summary_writer()(logdir=os.fspath(logdir), purge_step=purge_step)
+        tensorboardx = _tensorboardx()
+        self._event = tensorboardx.proto.event_pb2
+        self._scalar = tensorboardx.summary.scalar
+        logdir = os.fspath(logdir)
+        os.makedirs(logdir, exist_ok=True)
+        # the file's name and first event (its version) as SummaryWriter writes them
+        self._writer = tensorboardx.event_file_writer.EventsWriter(os.path.join(logdir, "events"))
+        if purge_step is not None:  # what SummaryWriter(purge_step=...) writes first
+            self._add(self._event.Event(step=purge_step, file_version="brain.Event:2"))
+            self._add(self._event.Event(step=purge_step, session_log=self._event.SessionLog(
+                status=self._event.SessionLog.START)))
+        self._writer.flush()
+
+    def _add(self, event) -> None:
+        event.wall_time = time.time()
+        self._writer.write_event(event)
 
     def write(self, row: dict, step: int) -> None:
         for key, tag in self.TAGS.items():
             value = _scalar(row.get(key))
             if value is not None and math.isfinite(value):
-                self._writer.add_scalar(tag, value, global_step=step)
+                self._add(self._event.Event(step=int(step), summary=self._scalar(tag, value)))
         self._writer.flush()
 
     def close(self) -> None:
@@ -279,22 +299,26 @@ def _scalar(value) -> float | None:
     return float(np.asarray(value, np.float64).reshape(()))
 
 
-def _summary_writer():
-    """tensorboardX's ``SummaryWriter``, imported here so that only runs that log pay for
-    it, and without PyTorch: where torch is installed, tensorboardX imports it (to accept
-    torch tensors, which gdlab never passes), about 2 s at the start of every run. The
-    block holds for the whole process while tensorboardX loads, so it is taken only when
-    this is the process's one thread: no other thread can be importing torch meanwhile."""
+def _tensorboardx():
+    """The ``tensorboardX`` package (its event file writer, protos and summaries loaded),
+    imported here so that only runs that log pay for it, and without PyTorch: where torch is
+    installed, tensorboardX imports it (to accept torch tensors, which gdlab never passes),
+    about 2 s at the start of every run. The block holds for the whole process while
+    tensorboardX loads, so it is taken only when this is the process's one thread: no other
+    thread can be importing torch meanwhile."""
     if "torch" in sys.modules or threading.active_count() > 1:
-        from tensorboardX import SummaryWriter
+        import tensorboardX
+    else:
+        sys.modules["torch"] = None  # for this import, `import torch` raises ImportError
+        try:
+            import tensorboardX
+        finally:
+            del sys.modules["torch"]
+    import tensorboardX.event_file_writer
+    import tensorboardX.proto.event_pb2
+    import tensorboardX.summary
 
-        return SummaryWriter
-    sys.modules["torch"] = None  # for this import, `import torch` raises ImportError
-    try:
-        from tensorboardX import SummaryWriter
-    finally:
-        del sys.modules["torch"]
-    return SummaryWriter
+    return tensorboardX
 
 
 def provenance() -> dict:

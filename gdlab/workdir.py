@@ -150,6 +150,12 @@ def open_workdir(path: str | os.PathLike, *, resume: bool = False,
                                f"{' and '.join(RUN_MARKS)} are not both there: {shown}); "
                                f"--overwrite replaces only a run's folder: choose another "
                                f"--workdir")
+        busy = _locked_inside(path)  # a run going on in a folder inside: not deleted under it
+        if busy is not None:
+            lock.release()
+            raise WorkdirError(f"--overwrite: {busy}, inside {path}, is in use by another "
+                               f"running gdlab run; wait for it to finish or choose another "
+                               f"--workdir")
         blocked = _unwritable(path, files=False)  # all or nothing: check before deleting
         try:
             if blocked is not None:
@@ -180,6 +186,18 @@ def open_workdir(path: str | os.PathLike, *, resume: bool = False,
 RUN_MARKS = ("config.json", "flags.txt")
 """The files every run writes first into its workdir: a folder without both is not a run
 (a project's own config.json alone does not make it one)."""
+
+
+def _locked_inside(path: str) -> str | None:
+    """The first folder under ``path`` (not itself, whose lock the caller holds) that a run
+    holds locked now (``is_locked``), or None. Links are not followed: ``--overwrite``
+    removes a link, not what it points to."""
+    for folder, dirs, _ in os.walk(path):
+        for name in dirs:
+            full = os.path.join(folder, name)
+            if not os.path.islink(full) and is_locked(full):
+                return full
+    return None
 
 
 def _unwritable(path: str, *, files: bool) -> str | None:

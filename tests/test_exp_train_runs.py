@@ -244,6 +244,12 @@ def _foreign_config(workdir):
                                                      "layers": "all"}))
 
 
+def _folder_for(workdir, name):
+    (workdir / name).unlink()
+    (workdir / name).mkdir()
+    (workdir / name / "notes.txt").write_text("kept")
+
+
 @pytest.mark.parametrize("harm, extra, needle", [
     (_damage, [], "cannot be read (Exception: Encountered error while reading array"),
     (lambda w: (w / "checkpoints" / "7").mkdir(), [], "checkpoints/7 cannot be read"),
@@ -254,6 +260,12 @@ def _foreign_config(workdir):
     # metrics.jsonl lost since the checkpoint: going on would rewrite metrics.csv without them
     (lambda w: (w / "metrics.jsonl").unlink(), [],
      "{w}/metrics.jsonl holds 0 rows where the run had written 3 when its checkpoint was saved"),
+    # a file the run rewrites replaced by a folder: one sentence before anything is written,
+    # not a traceback (for summary.json, at the end of the resumed run)
+    (lambda w: _folder_for(w, "metrics.jsonl"), [], "--resume: {w}/metrics.jsonl is a folder"),
+    (lambda w: _folder_for(w, "summary.json"), [], "--resume: {w}/summary.json is a folder"),
+    (lambda w: (shutil.rmtree(w / "checkpoints"), _folder_for(w, "metrics.csv")), [],
+     "--resume: {w}/metrics.csv is a folder where the run writes its metrics.csv"),
     # another experiment's folder (gradcheck's flags) whose shared flags happen to match
     (_foreign_config, [], "holds the run of another program (its config.json has --dtype, "
                           "--layers, which this one does not take)"),

@@ -99,6 +99,33 @@ def test_tensorboard_writer_does_not_import_torch(tmp_path):
     assert b"loss/test" not in events.read_bytes()  # NaN is not logged
 
 
+def test_tensorboard_rows_are_in_the_file_when_write_returns(tmp_path):
+    """A run killed (kill -9) after a checkpoint keeps the TensorBoard scalars of every row
+    that checkpoint counts, as metrics.jsonl does: each write is in the file when it
+    returns, not left to a writer thread that would write it minutes later."""
+    import subprocess
+    import sys
+
+    script = ("import os\n"
+              "from gdlab.records import TensorBoard\n"
+              f"board = TensorBoard({str(tmp_path)!r}, purge_step=3)\n"
+              "for step in (4, 9, 14):\n"
+              "    board.write({'train_loss': step / 10, 'test_loss': step / 5}, step)\n"
+              "os._exit(9)  # killed: no close, no exit hooks\n")
+    from conftest import ROOT
+
+    r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 9, r.stderr
+    (path,) = tmp_path.iterdir()
+    events = read_events(path)
+    assert [e.step for e in events if e.HasField("session_log")] == [3]
+    logged = {(v.tag, e.step): v.simple_value for e in events for v in e.summary.value}
+    assert logged == pytest.approx({(tag, step): value for step in (4, 9, 14)
+                                    for tag, value in (("loss/train", step / 10),
+                                                       ("loss/test", step / 5))})
+
+
 def test_eta_is_the_mean_epoch_since_the_first_times_the_epochs_left():
     # rows every 12 epochs: the first row's own epoch time would say 12x too little
     assert eta_seconds(12, 0.5, epochs=24, first_end=(1, 100.0), now=111.0) == 12.0

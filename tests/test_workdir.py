@@ -39,6 +39,27 @@ def test_overwrite_deletes_nothing_unless_it_can_delete_everything(tmp_path, mon
     assert os.listdir(path) == []
 
 
+def test_overwrite_refuses_a_folder_holding_the_workdir_of_a_run_going_on(tmp_path):
+    """A run's workdir inside an earlier run's folder: --overwrite of the outer folder while
+    the inner run goes on deletes nothing of either (the inner run would otherwise lose its
+    checkpoints and stop at its next write)."""
+    _a_run(tmp_path)
+    inner = tmp_path / "finetune"
+    _a_run(inner)
+    _, running = open_workdir(inner, resume=True)
+    try:
+        with pytest.raises(WorkdirError, match=r"--overwrite: .*finetune, inside .*, is in use "
+                                               r"by another running gdlab run"):
+            open_workdir(tmp_path, overwrite=True)
+        assert (inner / "checkpoints" / "3" / "state").read_text() == "arrays"
+        assert (tmp_path / "checkpoints" / "3" / "state").read_text() == "arrays"
+    finally:
+        running.release()
+    path, lock = open_workdir(tmp_path, overwrite=True)  # once it has ended: replaced
+    lock.release()
+    assert os.listdir(path) == []
+
+
 def test_resume_needs_a_workdir_it_can_write(tmp_path, monkeypatch):
     _a_run(tmp_path)
     _deny(monkeypatch, tmp_path / "metrics.jsonl")
