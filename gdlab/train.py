@@ -414,6 +414,11 @@ def jit_evaluate(model: Layer, loss: Loss, *, target_scale=None):
     return _evaluate_program(model, loss, scale)
 
 
+_param_norm = jax.jit(optim.global_norm)
+"""‖θ‖ for ``fit``'s rows: one program (called eagerly, each leaf's square, sum and add
+would compile on its own)."""
+
+
 @functools.lru_cache(maxsize=8)
 def _evaluate_program(model: Layer, loss: Loss, target_scale: tuple[float, ...] | None):
     return jax.jit(make_evaluate(model, loss, target_scale=target_scale))
@@ -672,7 +677,6 @@ def fit(
                                        norms=True, compute_dtype=compute_dtype)
         state, x, y, test = parallel.replicate((state, x, y, test), mesh)
     evaluate = jit_evaluate(model, loss, target_scale=target_scale)
-    param_norm = jax.jit(optim.global_norm)  # one program, not one per operation and leaf
 
     def evaluated(epoch, state):
         row = {"epoch": epoch, "step": int(state.step)}
@@ -686,7 +690,7 @@ def fit(
     history: list[dict] = []
     if start_epoch == 0:
         row = evaluated(0, state)  # where descent starts: the initial loss
-        row["param_norm"] = float(param_norm(state.params))
+        row["param_norm"] = float(_param_norm(state.params))
         history.append(row)
         # blow-up is relative to the initial loss on all the data, not on the first batch
         state = jax.jit(with_reference_loss)(state, row["train_loss"])
@@ -738,7 +742,7 @@ def fit(
         applied = int(state.step) - step_before
         grad_norm = float(metrics.grad_norm) if applied else float("nan")
         row.update(grad_norm=grad_norm, displacement=float(metrics.displacement),
-                   param_norm=float(param_norm(state.params)),
+                   param_norm=float(_param_norm(state.params)),
                    seconds=seconds, examples_per_second=n / seconds)
         history.append(row)
         # one copy for both callbacks: the next epoch consumes the original
