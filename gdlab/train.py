@@ -410,8 +410,10 @@ def jit_evaluate(model: Layer, loss: Loss, *, target_scale=None):
     """``make_evaluate(model, loss, target_scale=...)`` jitted, and kept: the same model, loss
     and target scale get the same function back, so its compiled programs (one per data
     shape) serve every later call, ``fit`` after ``fit``."""
-    scale = None if target_scale is None else tuple(float(v) for v in np.ravel(target_scale))
-    return _evaluate_program(model, loss, scale)
+    if target_scale is None:
+        return _evaluate_program(model, loss, None)
+    scale = np.asarray(target_scale, np.float64)  # its shape kept: (T, D) per position and output
+    return _evaluate_program(model, loss, (scale.shape, tuple(float(v) for v in scale.ravel())))
 
 
 _param_norm = jax.jit(optim.global_norm)
@@ -420,8 +422,10 @@ would compile on its own)."""
 
 
 @functools.lru_cache(maxsize=8)
-def _evaluate_program(model: Layer, loss: Loss, target_scale: tuple[float, ...] | None):
-    return jax.jit(make_evaluate(model, loss, target_scale=target_scale))
+def _evaluate_program(model: Layer, loss: Loss,
+                      target_scale: tuple[tuple[int, ...], tuple[float, ...]] | None):
+    scale = None if target_scale is None else np.reshape(target_scale[1], target_scale[0])
+    return jax.jit(make_evaluate(model, loss, target_scale=scale))
 
 
 # --- inputs that would train on garbage -----------------------------------------------
@@ -655,7 +659,9 @@ def fit(
     check_schedule(n, batch_size=batch_size, epochs=epochs, eval_every=eval_every,
                    start_epoch=start_epoch)
     test = None if test_data is None else check_data(model, loss, test_data, "test_data")
-    if test is not None and test[0].shape[1:] != x.shape[1:]:
+    if test is not None and test[0].shape[1:] != x.shape[1:] and not _same_shapes(
+            init_shapes(model, x.shape[1:])[1:], init_shapes(model, test[0].shape[1:])[1:]):
+        # another shape is fine where the params are the same (a longer or shorter sequence)
         raise ValueError(f"test_data: examples of shape {test[0].shape[1:]} differ from "
                          f"train_data's {x.shape[1:]}, on which the model is built")
     if state is None and start_epoch:

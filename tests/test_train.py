@@ -625,6 +625,22 @@ def test_fit_refuses_test_data_of_another_example_shape():
                                                           rel=1e-6)
 
 
+def test_fit_evaluates_test_sequences_of_another_length_on_the_same_params():
+    """A transformer's params do not depend on the sequence length (up to max_len): test
+    sequences shorter than the training ones are evaluated, not refused."""
+    rng = np.random.default_rng(8)
+    model = models.transformer(7, 7, max_len=8, width=16, depth=1, num_heads=2)
+    x = rng.integers(0, 7, (16, 8)).astype(np.int32)
+    xt = rng.integers(0, 7, (8, 6)).astype(np.int32)
+    result = train.fit(model, losses.get("xent"), optim.gd(0.1), (x, np.sort(x, axis=1)),
+                       epochs=1, batch_size=8, key=jax.random.PRNGKey(0),
+                       test_data=(xt, np.sort(xt, axis=1)))
+    start = train.create_state(model, optim.gd(0.1), jax.random.PRNGKey(0), (8,))
+    want = train.make_evaluate(model, losses.get("xent"))(start.params, start.model_state, xt,
+                                                          np.sort(xt, axis=1))
+    assert result.history[0]["test_loss"] == pytest.approx(float(want["loss"]), rel=1e-5)
+
+
 def test_fit_refuses_a_state_of_another_model_and_sweep_bad_rates():
     x, y = _digits_small()
     other = train.create_state(models.mlp([8, 10]), optim.gd(0.1), jax.random.PRNGKey(0), (32,))
@@ -944,3 +960,22 @@ def test_float32_data_trains_a_bfloat16_model_as_autodiff_does(grad):
         np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32),
                                    rtol=2e-2, atol=2e-2)
     np.testing.assert_allclose(runs[grad].step_losses, runs["autodiff"].step_losses, rtol=1e-2)
+
+
+def test_fit_reports_rmse_with_a_target_scale_per_position_and_output(key):
+    """A target scale shaped like each example's outputs, (T, D), scales each of them, as
+    make_evaluate does, in fit and in jit_evaluate alike."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(16, 4, 3)).astype(np.float32)
+    y = rng.normal(size=(16, 4, 2)).astype(np.float32)
+    model = layers.serial(layers.dense(2))
+    _, params, state = model.init(key, (4, 3))
+    mse = losses.get("mse")
+    for scale in (np.arange(1.0, 9.0).reshape(4, 2), np.asarray([[1.0], [2.0]]).repeat(2, 0)):
+        want = train.make_evaluate(model, mse, target_scale=scale)(params, state, x, y)
+        got = train.jit_evaluate(model, mse, target_scale=scale)(params, state, x, y)
+        np.testing.assert_allclose(got["rmse"], want["rmse"], rtol=1e-6)
+    result = train.fit(model, mse, optim.gd(0.1), (x, y), epochs=1, batch_size=8, key=key,
+                       target_scale=np.full((4, 2), 3.0))
+    first = result.history[0]
+    assert first["train_rmse"] == pytest.approx(3.0 * np.sqrt(first["train_loss"]), rel=1e-5)
