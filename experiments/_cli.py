@@ -487,6 +487,60 @@ def all_processes_agree(ok: bool) -> bool:
     return bool(np.all(multihost_utils.process_allgather(np.array([ok]))))
 
 
+PER_PROCESS = ("process_id", "coordinator_address", "quiet", "flagfile", "overwrite",
+               "distributed_timeout", "distributed_heartbeat", "checkpoint_every",
+               "checkpoint_seconds", "keep_checkpoints", "workdir", *DATA_PATHS)
+"""Flags the processes of one distributed run may set differently: their own number, how
+they reach the coordinator, what only process 0 does (report, write), and paths that may be
+another host's mount of the same folder or its own copy of the same data (the data is
+compared by its digest, a resumed run by the checkpoint each process found)."""
+
+
+def check_same_run(error: BaseException | None = None, *, compare_flags: bool = True,
+                   **facts) -> None:
+    """A vote of every process of a distributed run, each having checked its flags and
+    read its data (every process calls it at the same point): when one failed (``error``,
+    its one sentence) it raises that, and the others stop with exit 2 too; when the
+    processes were started with other flags (but ``PER_PROCESS``), or other ``facts``
+    (name: a JSON-able value), every process stops with one sentence naming them, instead
+    of training different runs into one all-reduce (a silently wrong run, or a hang).
+    ``compare_flags=False`` compares the ``facts`` alone (the flags a library defines when
+    it is imported, orbax's, may differ by then). A one-process run just raises ``error``."""
+    import jax
+
+    if jax.process_count() == 1:
+        if error is not None:
+            raise error
+        return
+    import hashlib
+    import json
+
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    values = {f"--{name}": value for name, value in config_dict().items()
+              if compare_flags and name not in PER_PROCESS}
+    values.update(facts)
+    names = sorted(values)
+
+    def digest(value) -> int:
+        text = json.dumps(value, sort_keys=True, default=str).encode()
+        return int.from_bytes(hashlib.sha256(text).digest()[:4], "little", signed=True)
+
+    mine = np.array([digest(values[n]) for n in names] + [int(error is not None)], np.int32)
+    everyone = np.asarray(multihost_utils.process_allgather(mine))  # (processes, names + 1)
+    if error is not None:
+        raise error
+    if np.any(everyone[:, -1]):
+        raise UsageError("another process of the distributed run refused its flags or data "
+                         "(its error says why)")
+    differ = [n for i, n in enumerate(names) if np.any(everyone[:, i] != everyone[0, i])]
+    if differ:
+        raise UsageError(f"the processes of the distributed run differ in {', '.join(differ)}: "
+                         f"start every process with the same command (only --process_id "
+                         f"differs) and a --workdir they all share")
+
+
 def output_dir(workdir: str):
     """``(folder, scratch)``: where this process writes its outputs. Process 0 writes the
     workdir; any other process a temporary folder, removed when ``scratch`` (keep it

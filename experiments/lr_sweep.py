@@ -26,6 +26,7 @@ from absl import flags
 
 from experiments import _builders, _cli
 from gdlab import descent
+from gdlab.data import DataError
 
 _builders.define_data_flags(default="houses")
 _builders.define_model_flags()
@@ -84,11 +85,8 @@ def _number(value) -> float | None:
     return float(f"{value:.6g}") if math.isfinite(value) else None
 
 
-def main(argv):
-    del argv
-    mesh = _cli.start_devices()  # first: jax.distributed must start before anything else
-    lrs = learning_rates()
-    _builders.check_optimizer_flags()
+def _plan_sweep(lrs):
+    """``(data set, (loss name, batch size, model, total steps))`` the flags give, checked."""
 
     def plan(ds):  # the data set, or an image folder's shapes before it is read
         loss_name = _builders.loss_name(ds)
@@ -101,7 +99,22 @@ def main(argv):
         return loss_name, batch_size, model, total_steps
 
     ds = _builders.load_dataset(before_reading=plan)
-    loss_name, batch_size, model, total_steps = plan(ds)
+    return ds, plan(ds)
+
+
+def main(argv):
+    del argv
+    mesh = _cli.start_devices()  # first: jax.distributed must start before anything else
+    error, digest = None, None
+    try:
+        lrs = learning_rates()
+        _builders.check_optimizer_flags()
+        ds, (loss_name, batch_size, model, total_steps) = _plan_sweep(lrs)
+        digest = _builders.data_digest(ds)
+    except (_cli.UsageError, DataError) as e:
+        error = e
+    # every process of a distributed run: the same flags and data, or all stop (exit 2)
+    _cli.check_same_run(error, **{"the data read (its digest)": digest})
 
     def make_optimizer(lr):  # lr: one of the sweep's learning rates, traced
         return _builders.build_optimizer(lr, total_steps)

@@ -25,6 +25,7 @@ from absl import flags
 
 from experiments import _builders, _cli
 from gdlab import descent
+from gdlab.data import DataError
 
 _builders.define_data_flags()
 _builders.define_model_flags(model_defaults=True)
@@ -137,15 +138,24 @@ def main(argv):
     del argv
     mesh = _cli.start_devices()  # first: jax.distributed must start before anything else
     primary = _cli.is_primary()  # process 0 writes the workdir; the others write nothing
-    _cli.seconds("checkpoint_seconds", FLAGS.checkpoint_seconds)
-    # image data a user brings: the CNN; an image folder's run is sized before it is read
-    ds = _builders.load_dataset(model_by_data=True, before_reading=plan_run)
-    loss_name, batch_size, model, total_steps, optimizer = plan_run(ds)
-    digest = _builders.data_digest(ds)  # checkpoints and summary.json keep it
+    error, digest = None, None
+    try:
+        _cli.seconds("checkpoint_seconds", FLAGS.checkpoint_seconds)
+        # image data a user brings: the CNN; an image folder's run is sized before it is read
+        ds = _builders.load_dataset(model_by_data=True, before_reading=plan_run)
+        loss_name, batch_size, model, total_steps, optimizer = plan_run(ds)
+        digest = _builders.data_digest(ds)  # checkpoints and summary.json keep it
+    except (_cli.UsageError, DataError) as e:
+        error = e
+    # every process of a distributed run: the same flags and data, or all stop (exit 2)
+    _cli.check_same_run(error, **{"the data read (its digest)": digest})
     resumed = []  # --resume: (state, epoch, metrics rows, meta) of the latest checkpoint
     workdir, _lock = _cli.prepare_workdir(
         FLAGS.workdir, resume=FLAGS.resume,
         check=lambda folder: resumed.extend(restore_checkpoint(folder, model, optimizer, ds)))
+    # ... and the same checkpoint to go on from (a --workdir that is not shared has another)
+    _cli.check_same_run(compare_flags=False, **{"the checkpoint --resume found in --workdir": [
+        int(resumed[1]), int(resumed[0].step)] if resumed else None})
     # where this process writes: the workdir, or (processes other than 0) a throwaway folder
     outdir, _scratch = _cli.output_dir(workdir)
     signals = _cli.Signals().install()

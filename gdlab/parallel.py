@@ -134,18 +134,42 @@ def _check_free(host: str, port: int) -> None:
                                    f"({e.strerror})") from None
 
 
+HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+"""An HTTP/2 client's preface and an empty SETTINGS frame: a gRPC server (jax's
+coordinator) answers with a SETTINGS frame of its own."""
+
+
+def _speaks_grpc(host: str, port: int) -> bool | None:
+    """None when nothing listens at ``host:port``; else whether what listens answers as an
+    HTTP/2 (gRPC) server would: another program holding the port does not."""
+    try:
+        with socket.create_connection((host, port), timeout=1.0) as s:
+            try:
+                s.sendall(HTTP2_HELLO)
+                reply = s.recv(9)  # a frame's header: its type is the fourth byte
+            except OSError:
+                return False
+            return len(reply) >= 4 and reply[3] == 4
+    except OSError:
+        return None
+
+
 def _wait_for_coordinator(host: str, port: int, timeout: float) -> None:
-    """Wait until process 0's coordinator accepts connections, at most ``timeout`` s."""
+    """Wait until process 0's coordinator answers, at most ``timeout`` s. Something else
+    on the port (jax would abort this process with a C++ stack) is a DistributedError."""
     deadline = time.monotonic() + timeout
     while True:
-        try:
-            with socket.create_connection((host, port), timeout=1.0):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
+        answer = _speaks_grpc(host, port)
+        if answer:
+            return
+        if time.monotonic() > deadline:
+            if answer is None:
                 raise DistributedError(f"the coordinator at {host}:{port} did not answer within "
-                                       f"{timeout:g} s (is process 0 running?)") from None
-            time.sleep(0.2)
+                                       f"{timeout:g} s (is process 0 running?)")
+            raise DistributedError(f"what listens at {host}:{port} is not jax's coordinator "
+                                   f"(another program holds the port?); start every process "
+                                   f"with a free --coordinator_address port")
+        time.sleep(0.2)
 
 
 def make_mesh(devices: int | None = None, axis: str = DATA) -> Mesh:

@@ -233,6 +233,24 @@ def test_process_0_on_a_host_that_is_not_this_one_is_one_sentence(tmp_path, addr
     assert not (tmp_path / "run").exists()
 
 
+def test_a_port_another_program_holds_is_one_sentence_in_every_process(tmp_path):
+    """Process 0 refuses the port at once; process 1 used to connect to whatever listened
+    there and be aborted by jax with a C++ stack (exit 134) after --distributed_timeout."""
+    with socket.socket() as other:
+        other.bind(("localhost", 0))
+        other.listen()
+        address = f"localhost:{other.getsockname()[1]}"
+        for process in (0, 1):
+            code, _, err = _run_group([sys.executable, "-m", "experiments.train",
+                                       f"--coordinator_address={address}", "--num_processes=2",
+                                       f"--process_id={process}", "--distributed_timeout=2",
+                                       f"--workdir={tmp_path / 'run'}"], timeout=60)
+            assert code == 2 and "Traceback" not in err, err
+            assert err.strip().splitlines() == [err.strip()], err
+            assert address in err or str(other.getsockname()[1]) in err
+    assert not (tmp_path / "run").exists()
+
+
 @contextlib.contextmanager
 def _two_processes_training(run, *extra):
     """Two processes of one long train run into ``run``, yielded once it has written three
@@ -471,3 +489,67 @@ def test_sharded_sweep_pads_any_number_of_configurations(seeds, lrs):
     np.testing.assert_array_equal(four.seeds, one.seeds)
     np.testing.assert_allclose(four.train_loss, one.train_loss, rtol=1e-12)
     assert _relative(one.params, four.params) <= 1e-12
+
+
+def _two_processes(first, second, timeout=90):
+    """One train run started as two processes, ``first`` and ``second`` the arguments only
+    process 0 and process 1 get: ``((status, stderr) of process 0, of process 1)``."""
+    args = [sys.executable, "-m", "experiments.train", "--hidden=8", "--epochs=2",
+            "--batch_size=30", "--checkpoint_seconds=0",
+            f"--coordinator_address=localhost:{_closed_port()}", "--num_processes=2"]
+    with _group([*args, *first, "--process_id=0"]) as p0, \
+            _group([*args, *second, "--process_id=1"]) as p1:
+        _, err0 = p0.communicate(timeout=timeout)
+        _, err1 = p1.communicate(timeout=timeout)
+    return (p0.returncode, err0), (p1.returncode, err1)
+
+
+def test_processes_started_with_other_flags_all_stop_with_one_sentence(tmp_path):
+    """Another --seed in process 1: each process would initialise its own "replicated"
+    params and the all-reduce would mix two runs, silently (another --hidden or --epochs:
+    an abort or a hang)."""
+    run = tmp_path / "run"
+    results = _two_processes([f"--workdir={run}"], [f"--workdir={run}", "--seed=1"])
+    for code, err in results:
+        assert code == 2 and "Traceback" not in err, err
+        assert err.strip().splitlines() == [err.strip()], err
+        assert "the processes of the distributed run differ in --seed" in err
+    assert not run.exists()
+
+
+def test_a_bad_flag_in_one_process_stops_every_process_at_once(tmp_path):
+    """--lr=-1 in process 1 only: it used to abort at jax's shutdown (a C++ stack, exit 134)
+    while process 0 waited 30 s for it, then blamed a lost process, leaving config.json."""
+    run = tmp_path / "run"
+    started = time.monotonic()
+    (code0, err0), (code1, err1) = _two_processes([f"--workdir={run}"],
+                                                  [f"--workdir={run}", "--lr=-1"])
+    assert time.monotonic() - started < 25
+    assert code1 == 2 and err1.strip() == "error: --lr must be a positive number, got -1.0", err1
+    assert code0 == 2 and err0.strip() == ("error: another process of the distributed run "
+                                           "refused its flags or data (its error says why)"), err0
+    assert not run.exists()
+
+
+def test_resuming_where_one_process_finds_another_checkpoint_is_refused(tmp_path):
+    """Process 1's --workdir is not process 0's (a folder on each host's own disk): it found
+    no checkpoint and would train from scratch into process 0's resumed run, which wrote a
+    wrong epoch 2 and hung."""
+    run = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "experiments.train", "--hidden=8", "--epochs=2",
+                        "--batch_size=30", "--checkpoint_seconds=0", f"--workdir={run}"], cwd=ROOT, env=_env(), capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    shutil.rmtree(run / "checkpoints" / "2")
+    before = _files(run)
+    results = _two_processes([f"--workdir={run}", "--resume"],
+                             [f"--workdir={tmp_path / 'elsewhere'}", "--resume"])
+    for code, err in results:
+        assert code == 2 and "Traceback" not in err, err
+        assert ("differ in the checkpoint --resume found in --workdir" in err
+                and err.strip().splitlines() == [err.strip()]), err
+    after = _files(run)
+    assert {p for p in after if "checkpoints" in p.parts} == \
+        {p for p in before if "checkpoints" in p.parts}
+    assert after[run / "metrics.jsonl"] == before[run / "metrics.jsonl"]
+    assert not (tmp_path / "elsewhere").exists()
