@@ -502,7 +502,8 @@ def check_same_run(error: BaseException | None = None, *, compare_flags: bool = 
     read its data (every process calls it at the same point): when one failed (``error``,
     its one sentence) it raises that, and the others stop with exit 2 too; when the
     processes were started with other flags (but ``PER_PROCESS``), or other ``facts``
-    (name: a JSON-able value), every process stops with one sentence naming them, instead
+    (name: a JSON-able value, or a function that gives it, called only when there are
+    several processes), every process stops with one sentence naming them, instead
     of training different runs into one all-reduce (a silently wrong run, or a hang).
     ``compare_flags=False`` compares the ``facts`` alone (the flags a library defines when
     it is imported, orbax's, may differ by then). A one-process run just raises ``error``."""
@@ -520,7 +521,7 @@ def check_same_run(error: BaseException | None = None, *, compare_flags: bool = 
 
     values = {f"--{name}": value for name, value in config_dict().items()
               if compare_flags and name not in PER_PROCESS}
-    values.update(facts)
+    values.update({name: fact() if callable(fact) else fact for name, fact in facts.items()})
     names = sorted(values)
 
     def digest(value) -> int:

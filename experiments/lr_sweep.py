@@ -110,7 +110,7 @@ def main(argv):
         lrs = learning_rates()
         _builders.check_optimizer_flags()
         ds, (loss_name, batch_size, model, total_steps) = _plan_sweep(lrs)
-        digest = _builders.data_digest(ds)
+        digest = lambda: _builders.data_digest(ds)  # noqa: E731 (hashed only when distributed)
     except (_cli.UsageError, DataError) as e:
         error = e
     # every process of a distributed run: the same flags and data, or all stop (exit 2)
