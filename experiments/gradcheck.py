@@ -43,8 +43,8 @@ flags.DEFINE_integer("num_classes", 5, "Classes (outputs) for --loss=xent; mse a
 flags.DEFINE_string("layers", "", "Instead of the MLP, check single layers and losses: 'all', or "
                     "a comma-separated list of names (e.g. dense,gelu,xent).")
 flags.DEFINE_string("json_out", None, "Also write the report as JSON to this path.")
-flags.DEFINE_string("workdir", None, "Optional folder for config.json (every flag) and "
-                    "gradcheck.json (the report).")
+flags.DEFINE_string("workdir", None, "Optional folder for config.json (every flag), flags.txt "
+                    "(to replay them with --flagfile) and gradcheck.json (the report).")
 flags.adopt_module_key_flags(_cli)  # --hidden is defined there
 
 FLAGS = flags.FLAGS
@@ -118,6 +118,8 @@ def _check_unused_flags(names) -> None:
     elif FLAGS.model != "mlp":
         unused, why = [n for n in MLP_FLAGS if _cli.given(n)], (
             f"--model={FLAGS.model} checks a {FLAGS.model} of a fixed shape")
+    elif FLAGS.loss == "bce" and _cli.given("num_classes"):
+        unused, why = ["num_classes"], "--loss=bce checks an MLP of one output (one logit)"
     else:
         unused, why = [], ""
     if FLAGS.mixed and _cli.given("dtype"):

@@ -41,6 +41,9 @@ BAD_FLAGS = {
                      "--layers checks single layers and losses on random inputs of their own, "
                      "so --model would be ignored"),
     "layers_hidden": (["--layers=all", "--hidden=4"], "so --hidden would be ignored"),
+    "bce_num_classes": (["--loss=bce", "--num_classes=7"],
+                        "--loss=bce checks an MLP of one output (one logit), so --num_classes "
+                        "would be ignored"),
     "mixed_dtype_given": (["--mixed=bfloat16", "--dtype=float32"],
                           "--mixed computes in bfloat16 from float32 params, against float64, "
                           "so --dtype would be ignored"),
