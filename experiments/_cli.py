@@ -612,28 +612,49 @@ FIRST_SHOWN = ("dataset", "model")
 defaults (a CNN's learning rate and epochs are not an MLP's)."""
 
 
-def prepare_workdir(path: str, *, resume: bool = False, check=None):
+def prepare_workdir(path: str, *, resume: bool = False, check=None, agree=None):
     """``_prepare_workdir`` in every process, then a vote: when any process refused (in a
     multi-process run only process 0 checks the folder), all of them stop with exit 2,
-    instead of the others training on into a collective that never completes."""
+    instead of the others training on into a collective that never completes.
+    ``agree``: a function, called after ``check``, giving facts (name: value) every process
+    must share (``check_same_run``); they are compared before process 0 writes
+    ``config.json`` and ``flags.txt``, so a run they refuse writes nothing."""
     from gdlab.workdir import WorkdirError
 
-    error = None
+    def vote(error, lock):
+        if not all_processes_agree(error is None):
+            if error is None:
+                if lock is not None:
+                    lock.release()
+                raise UsageError("another process refused --workdir (its error says why)")
+            raise error
+
+    error, workdir, lock, write = None, None, None, None
     try:
-        result = _prepare_workdir(path, resume=resume, check=check)
+        workdir, lock, write = _prepare_workdir(path, resume=resume, check=check, defer=True)
+        if agree is None:
+            write()
     except (UsageError, DataError, WorkdirError) as e:
         error = e
-    if not all_processes_agree(error is None):
-        if error is None:
-            _, lock = result
-            if lock is not None:
-                lock.release()
-            raise UsageError("another process refused --workdir (its error says why)")
-        raise error
-    return result
+    vote(error, lock)
+    if agree is None:
+        return workdir, lock
+    try:
+        check_same_run(compare_flags=False, **agree())
+    except UsageError:
+        if lock is not None:
+            lock.release()
+        raise
+    error = None
+    try:
+        write()
+    except (UsageError, DataError, WorkdirError) as e:
+        error = e
+    vote(error, lock)
+    return workdir, lock
 
 
-def _prepare_workdir(path: str, *, resume: bool = False, check=None):
+def _prepare_workdir(path: str, *, resume: bool = False, check=None, defer: bool = False):
     """Open ``--workdir`` for this run: expand ``~``, create it, lock it, refuse one that
     holds files unless ``--resume``/``--overwrite``, and write ``config.json`` and
     ``flags.txt`` (every flag; ``--flagfile=flags.txt`` replays the run).
@@ -643,7 +664,9 @@ def _prepare_workdir(path: str, *, resume: bool = False, check=None):
     (raise ``UsageError``) before anything is written. Returns ``(path, lock)``; the
     lock is held until the process ends. Every failure is one sentence (exit 2) and
     writes nothing. In a multi-process run only process 0 opens the folder; the others
-    get its path (to read a checkpoint on resume) and no lock.
+    get its path (to read a checkpoint on resume) and no lock. ``defer``: return
+    ``(path, lock, write)`` instead, ``write()`` writing ``config.json`` and ``flags.txt``
+    (nothing in the other processes).
     """
     import json
 
@@ -654,7 +677,7 @@ def _prepare_workdir(path: str, *, resume: bool = False, check=None):
         path = resolve(path)
         if check is not None:
             check(path)
-        return path, None
+        return (path, None, lambda: None) if defer else (path, None)
 
     overwrite = bool(FLAGS["overwrite"].value)
     if resume and overwrite:
@@ -703,16 +726,22 @@ def _prepare_workdir(path: str, *, resume: bool = False, check=None):
         except BaseException:
             lock.release()
             raise
-    fresh = not os.path.exists(saved_path)
-    try:
-        write_json_atomic(saved_path, config)
-        write_text_atomic(os.path.join(workdir, "flags.txt"), flags_text(config))
-    except OSError as e:
-        if fresh:  # half a run's marks (config.json, no flags.txt): neither flag would take it
-            with contextlib.suppress(OSError):
-                os.unlink(saved_path)
-        lock.release()
-        raise UsageError(f"--workdir={workdir}: cannot write there ({e.strerror})") from None
+
+    def write():
+        fresh = not os.path.exists(saved_path)
+        try:
+            write_json_atomic(saved_path, config)
+            write_text_atomic(os.path.join(workdir, "flags.txt"), flags_text(config))
+        except OSError as e:
+            if fresh:  # half a run's marks (config.json, no flags.txt): neither flag takes it
+                with contextlib.suppress(OSError):
+                    os.unlink(saved_path)
+            lock.release()
+            raise UsageError(f"--workdir={workdir}: cannot write there ({e.strerror})") from None
+
+    if defer:
+        return workdir, lock, write
+    write()
     return workdir, lock
 
 

@@ -152,10 +152,11 @@ def main(argv):
     resumed = []  # --resume: (state, epoch, metrics rows, meta) of the latest checkpoint
     workdir, _lock = _cli.prepare_workdir(
         FLAGS.workdir, resume=FLAGS.resume,
-        check=lambda folder: resumed.extend(restore_checkpoint(folder, model, optimizer, ds)))
-    # ... and the same checkpoint to go on from (a --workdir that is not shared has another)
-    _cli.check_same_run(compare_flags=False, **{"the checkpoint --resume found in --workdir": [
-        int(resumed[1]), int(resumed[0].step)] if resumed else None})
+        check=lambda folder: resumed.extend(restore_checkpoint(folder, model, optimizer, ds)),
+        # ... and the same checkpoint to go on from (a --workdir that is not shared has
+        # another), agreed on before process 0 writes config.json into the workdir
+        agree=lambda: {"the checkpoint --resume found in --workdir": [
+            int(resumed[1]), int(resumed[0].step)] if resumed else None})
     # where this process writes: the workdir, or (processes other than 0) a throwaway folder
     outdir, _scratch = _cli.output_dir(workdir)
     signals = _cli.Signals().install()

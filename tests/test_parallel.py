@@ -553,3 +553,19 @@ def test_resuming_where_one_process_finds_another_checkpoint_is_refused(tmp_path
         {p for p in before if "checkpoints" in p.parts}
     assert after[run / "metrics.jsonl"] == before[run / "metrics.jsonl"]
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_resume_the_processes_disagree_on_leaves_process_0s_workdir_unwritten(tmp_path):
+    """Process 0's --workdir is new, process 1's (its own disk) holds a checkpoint: both
+    stop with exit 2 and process 0's folder keeps no config.json or flags.txt, so the run
+    started again as it should be (without --resume) is not refused as 'holds a run'."""
+    run, other = tmp_path / "run", tmp_path / "other"
+    r = subprocess.run([sys.executable, "-m", "experiments.train", "--hidden=8", "--epochs=2",
+                        "--batch_size=30", "--checkpoint_seconds=0", f"--workdir={other}"],
+                       cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    results = _two_processes([f"--workdir={run}", "--resume"],
+                             [f"--workdir={other}", "--resume"])
+    for code, err in results:
+        assert code == 2 and "differ in the checkpoint --resume found in --workdir" in err, err
+    assert not run.exists() or not any(run.iterdir()), sorted(p.name for p in run.iterdir())
