@@ -384,11 +384,12 @@ def check_optimizer_flags() -> None:
 
 
 def check_memory(model, optimizer, ds: data.Dataset | data.DataShape, batch_size: int,
-                 configs: int = 1, *, basis_vectors: int = 0) -> None:
+                 configs: int = 1, *, basis_vectors: int = 0, epochs_kept: int = 0) -> None:
     """One sentence (exit 2) when the run would not fit in the device's memory (``ds`` the
     data, or its shapes before it is read);
     ``basis_vectors``: a Lanczos basis of that many parameter-sized vectors kept besides (at
-    most one per parameter), with its small m × m eigenproblems."""
+    most one per parameter), with its small m × m eigenproblems; ``epochs_kept``: a float32
+    loss per epoch that each configuration keeps (a sweep's curves)."""
     import jax
 
     from gdlab import train
@@ -401,11 +402,15 @@ def check_memory(model, optimizer, ds: data.Dataset | data.DataShape, batch_size
         sizes = [(leaf.size, leaf.dtype.itemsize) for leaf in jax.tree.leaves(params)]
         m = min(basis_vectors, sum(n for n, _ in sizes))
         need += m * sum(n * b for n, b in sizes) + 4 * m * m * max(b for _, b in sizes)
+    curves = 4 * configs * epochs_kept
+    need += curves
     have = train.device_memory()
     if have is not None and need > have:
         what = f"{configs} configurations of {model.name}" if configs > 1 else model.name
         fixes = ["model", "batch"] + (["sweep"] if configs > 1 else [])
         fixes = "use a smaller " + ", ".join(fixes[:-1]) + " or " + fixes[-1]
+        if curves > need / 2:
+            fixes += " or fewer --epochs (each configuration keeps its loss per epoch)"
         if basis_vectors:
             fixes += " or --max_iters (the Lanczos basis)"
         if "image_size" in FLAGS and FLAGS.dataset == "images" and ds.image_shape is not None:

@@ -95,7 +95,7 @@ def _plan_sweep(lrs):
         total_steps = _cli.check_steps(f"--epochs={FLAGS.epochs}", FLAGS.epochs
                                        * descent.steps_per_epoch(ds.n_train, batch_size))
         _builders.check_memory(model, _builders.build_optimizer(lrs[0], total_steps), ds,
-                               batch_size, configs=len(lrs))
+                               batch_size, configs=len(lrs), epochs_kept=FLAGS.epochs)
         return loss_name, batch_size, model, total_steps
 
     ds = _builders.load_dataset(before_reading=plan)

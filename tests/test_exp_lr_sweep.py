@@ -146,6 +146,8 @@ def test_weight_decay_and_schedule_reach_every_rate(acceptance, tmp_path):
     (["--lr_min=0.1", "--lr_max=0.1"], "--lr_min must be smaller than --lr_max"),
     (["--num=1"], "--num"),
     (["--num=10000000000"], "--num must be at most 1,000,000 learning rates"),
+    # 160 loss curves of 10^9 epochs (640 GB): one sentence, not an out-of-memory abort
+    (["--epochs=1000000000"], "or fewer --epochs (each configuration keeps its loss per epoch)"),
     (["--lrs=0.1,1e39"], "--lrs=1e+39 overflows float32"),
     (["--lrs=0.1", "--epochs=100000000000000000000"],
      "more than the 2,147,483,647 a run counts (its step counter is an int32)"),
