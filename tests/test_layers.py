@@ -940,7 +940,8 @@ def test_no_autodiff_inside_layers_or_losses():
     assert offenders == []
 
 
-@pytest.mark.parametrize("layer", [layers.dense(3), layers.layer_norm(), models.linear()],
+@pytest.mark.parametrize("layer", [layers.dense(3), layers.layer_norm(), layers.batch_norm(),
+                                   models.linear()],
                          ids=lambda layer: layer.name)
 def test_layers_on_a_feature_axis_refuse_scalar_examples(layer):
     """One number per example, x of shape (N,), has no feature axis: a clear ValueError from

@@ -76,6 +76,16 @@ def init_shapes(layer: Layer, in_shape: Shape) -> tuple[Shape, Params, State]:
     return out[0], params, state
 
 
+def feature_axis(layer: str, in_shape: Shape) -> int:
+    """The size of the last axis of ``in_shape`` (one example's), which ``layer`` works on;
+    a ValueError for an example of one number, shape ()."""
+    if len(in_shape) < 1:
+        raise ValueError(f"{layer} needs a feature axis: an input shape of rank >= 1 per "
+                         f"example, got {tuple(in_shape)}; one number per example is "
+                         f"x[:, None], of shape (N, 1)")
+    return in_shape[-1]
+
+
 def _check_layers(combinator: str, items) -> None:
     """A ValueError naming the first of ``items`` that is not a ``Layer`` (most often a
     builder not called: ``relu`` for ``relu()``), before it fails inside ``init``."""

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from gdlab.layers import initializers
 from gdlab.layers._windows import positive_int
-from gdlab.layers.base import Layer
+from gdlab.layers.base import Layer, feature_axis
 
 
 def dense(out_dim: int, *, w_init="glorot_uniform", dtype=jnp.float32) -> Layer:
@@ -20,10 +20,7 @@ def dense(out_dim: int, *, w_init="glorot_uniform", dtype=jnp.float32) -> Layer:
     w_init = initializers.get(w_init)
 
     def init(key, in_shape):
-        if len(in_shape) < 1:
-            raise ValueError(f"dense({out_dim}) needs a feature axis: an input shape of rank >= 1 "
-                             f"per example, got {tuple(in_shape)}; one number per example is x[:, None], of shape (N, 1)")
-        in_dim = in_shape[-1]
+        in_dim = feature_axis(f"dense({out_dim})", in_shape)
         w = w_init(key, (in_dim, out_dim), dtype)
         return (*in_shape[:-1], out_dim), {"w": w, "b": jnp.zeros((out_dim,), dtype)}, {}
 

@@ -7,7 +7,7 @@ import numbers
 import jax
 import jax.numpy as jnp
 
-from gdlab.layers.base import Layer
+from gdlab.layers.base import Layer, feature_axis
 
 
 def _check_eps(layer: str, eps) -> None:
@@ -26,10 +26,7 @@ def layer_norm(*, eps: float = 1e-5, dtype=jnp.float32) -> Layer:
 
     def init(key, in_shape):
         del key
-        if len(in_shape) < 1:
-            raise ValueError(f"layer_norm needs a feature axis: an input shape of rank >= 1 per "
-                             f"example, got {tuple(in_shape)}; one number per example is x[:, None], of shape (N, 1)")
-        d = in_shape[-1]
+        d = feature_axis("layer_norm", in_shape)
         return tuple(in_shape), {"scale": jnp.ones((d,), dtype), "shift": jnp.zeros((d,), dtype)}, {}
 
     def forward(params, state, x, *, key=None, train=False, weights=None):
@@ -99,9 +96,7 @@ def batch_norm(*, momentum: float = 0.9, eps: float = 1e-5, dtype=jnp.float32) -
 
     def init(key, in_shape):
         del key
-        if len(in_shape) < 1:
-            raise ValueError("batch_norm needs a feature axis: an input shape of rank >= 1 per example")
-        c = in_shape[-1]
+        c = feature_axis("batch_norm", in_shape)
         params = {"scale": jnp.ones((c,), dtype), "shift": jnp.zeros((c,), dtype)}
         state = {"mean": jnp.zeros((c,), dtype), "var": jnp.ones((c,), dtype)}
         return tuple(in_shape), params, state
