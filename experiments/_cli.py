@@ -697,7 +697,12 @@ def _prepare_workdir(path: str, *, resume: bool = False, check=None, defer: bool
         except (OSError, ValueError):
             lock.release()
             raise WorkdirError(f"--resume: {saved_path} cannot be read") from None
-        foreign = sorted(set(saved) - set(config)) if isinstance(saved, dict) else ["?"]
+        if not isinstance(saved, dict):
+            lock.release()
+            raise WorkdirError(f"--resume: {saved_path} holds a JSON {type(saved).__name__}, "
+                               f"not the object of flag values a run writes; start a new "
+                               f"workdir")
+        foreign = sorted(set(saved) - set(config))
         if foreign:  # flags this program lacks: another experiment wrote the folder
             lock.release()
             raise WorkdirError(f"--resume: {workdir} holds the run of another program (its "

@@ -254,14 +254,24 @@ def run(config: Config, workdir: str, *, dataset=None, say=print) -> dict:
     return summary
 
 
-def _print_row(say, r, note=""):
-    def fmt(v, spec):
-        return format(v, spec) if v is not None else "nan".rjust(len(format(0.0, spec)))
+def _cell(value, width: int, decimals: int) -> str:
+    """``value`` in ``width`` characters: fixed-point with ``decimals``, or in e-notation
+    where that would be wider (a loss of 10⁶ from a large --init_variance, 2/η of a tiny
+    η), so the columns stay under their headers."""
+    if value is None:
+        return "nan".rjust(width)
+    text = f"{value:>{width}.{decimals}f}"
+    digits = width - 4
+    while len(text) > width and digits >= 1:
+        text, digits = f"{value:>{width}.{digits}g}", digits - 1
+    return text
 
-    say(f"{r['lr']:>7.4g} {r['two_over_lr']:>7.3f} {fmt(r['sharpness_init'], '>7.3f')} "
-        f"{fmt(r['ratio_init'], '>7.2f')} {fmt(r['sharpness_last_third_median'], '>8.3f')} "
-        f"{fmt(r['ratio_last_third'], '>6.3f')} {fmt(r['initial_loss'], '>8.4f')} "
-        f"{fmt(r['final_loss'], '>9.5f')} {r['seconds']:>6.1f}{note}", flush=True)
+
+def _print_row(say, r, note=""):
+    say(f"{r['lr']:>7.4g} {_cell(r['two_over_lr'], 7, 3)} {_cell(r['sharpness_init'], 7, 3)} "
+        f"{_cell(r['ratio_init'], 7, 2)} {_cell(r['sharpness_last_third_median'], 8, 3)} "
+        f"{_cell(r['ratio_last_third'], 6, 3)} {_cell(r['initial_loss'], 8, 4)} "
+        f"{_cell(r['final_loss'], 9, 5)} {r['seconds']:>6.1f}{note}", flush=True)
     if r["diverged"]:
         say(f"        η={r['lr']:g} diverged: the loss was no longer finite by step "
             f"{r['diverged_by_step']}; η is far beyond 2/λmax", flush=True)

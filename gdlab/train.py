@@ -453,7 +453,7 @@ def check_data(model: Layer, loss: Loss, data, name: str = "train_data"):
     """``(x, y)`` as device arrays, after checking that they can train ``model`` with ``loss``.
 
     Raises ``ValueError`` naming ``name`` when x and y differ in length, x does not
-    fit the model, either holds NaN or infinity, labels are not integers in
+    fit the model, either holds complex numbers, NaN or infinity, labels are not integers in
     0..C−1 (xent; C the model's outputs) or 0/1 (bce), or an example's targets (mse,
     huber, bce) are not as many values as the model's outputs.
     """
@@ -470,6 +470,8 @@ def check_data(model: Layer, loss: Loss, data, name: str = "train_data"):
     for part, values in (("x", x), ("y", y)):
         if not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
             raise ValueError(f"{name}: {part} must be numbers, got dtype {values.dtype}")
+        if np.iscomplexobj(values):
+            raise ValueError(f"{name}: {part} must be real numbers, got dtype {values.dtype}")
         if np.issubdtype(values.dtype, np.inexact) and not np.all(np.isfinite(values)):
             raise ValueError(f"{name}: {part} contains NaN or infinite values")
     try:

@@ -310,6 +310,16 @@ def test_from_arrays_rejects_nan_and_inf():
         data.from_arrays("mine", x, np.zeros(10), task="regression")
 
 
+@pytest.mark.parametrize("which", ["x", "y"])
+def test_from_arrays_refuses_complex_numbers_rather_than_dropping_their_imaginary_part(which):
+    x, y = np.arange(20.0).reshape(10, 2), np.arange(10.0)
+    arrays = {"x": x, "y": y}
+    arrays[which] = arrays[which] + 1j
+    with pytest.raises(DataError, match=r"'mine' \S+ holds complex numbers \(complex128\); real "
+                                        r"numbers are needed"):
+        data.from_arrays("mine", arrays["x"], arrays["y"], task="regression")
+
+
 def test_unknown_name_lists_the_choices():
     with pytest.raises(DataError, match=re.escape(
             "unknown dataset 'cifar'; choose one of: digits, houses, diabetes, moons, "

@@ -8,6 +8,7 @@ checks the outputs and what holds at any size.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import numpy as np
@@ -129,3 +130,26 @@ def test_help_lists_every_flag():
                  "pixel_scaling", "minibatch_size", "minibatch_lr", "tol", "max_iters", "seed",
                  "workdir"):
         assert f"--{flag}" in proc.stdout, flag
+
+
+def test_table_rows_keep_their_columns_for_huge_and_tiny_values():
+    from experiments.edge_of_stability import _print_row
+
+    def row(**values):
+        r = {"lr": 0.5, "two_over_lr": 4.0, "sharpness_init": 0.39, "ratio_init": 0.1,
+             "sharpness_last_third_median": 0.43, "ratio_last_third": 0.108,
+             "initial_loss": 0.45, "final_loss": 0.081, "seconds": 1.5, "diverged": False,
+             **values}
+        lines = []
+        _print_row(lambda text, flush: lines.append(text), r)
+        return lines[0]
+
+    plain = row()
+    # an --init_variance of 10⁶ starts the loss near 10⁶; η = 10⁻⁶ makes 2/η 2·10⁶
+    big = row(lr=1e-6, two_over_lr=2e6, sharpness_init=3.3e5, ratio_init=0.16,
+              initial_loss=1045280.0, final_loss=17747.9)
+    assert len(big) == len(plain)
+    assert [float(c) for c in big.split()] == pytest.approx(
+        [1e-6, 2e6, 3.3e5, 0.16, 0.43, 0.108, 1045280.0, 17747.9, 1.5], rel=5e-3)
+    assert [c.end() for c in re.finditer(r"\S+", big)] == [
+        c.end() for c in re.finditer(r"\S+", plain)]

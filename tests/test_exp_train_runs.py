@@ -269,6 +269,9 @@ def _folder_for(workdir, name):
     # another experiment's folder (gradcheck's flags) whose shared flags happen to match
     (_foreign_config, [], "holds the run of another program (its config.json has --dtype, "
                           "--layers, which this one does not take)"),
+    (lambda w: (w / "config.json").write_text("[1, 2]"), [],
+     "--resume: {w}/config.json holds a JSON list, not the object of flag values a run "
+     "writes"),
 ])
 def test_resume_from_a_checkpoint_it_cannot_use_is_one_sentence(finished_run, tmp_path, harm,
                                                                extra, needle):

@@ -557,6 +557,7 @@ def _digits_small():
     (lambda x, y: (x[:, :10], y), None),  # another feature count is a new model: fine
     (lambda x, y: (np.where(np.arange(x.shape[1]) == 3, np.nan, x), y), "NaN or infinite"),
     (lambda x, y: (np.where(np.arange(x.shape[1]) == 3, np.inf, x), y), "NaN or infinite"),
+    (lambda x, y: (x + 0j, y), r"x must be real numbers, got dtype complex64"),
     (lambda x, y: (x, np.where(np.arange(len(y)) == 7, 10, y)), "label 10 is outside 0..9"),
     (lambda x, y: (x, np.where(np.arange(len(y)) == 7, -1, y)), "label -1 is outside 0..9"),
     (lambda x, y: (x, y.astype(np.float32)), "must be integers"),

@@ -259,8 +259,11 @@ def numeric_task(y: np.ndarray, task: str | None, info: dict | None = None,
 
 
 def check_finite(array: np.ndarray, what: str) -> None:
-    """Raise ``DataError("<what> contains NaN values")`` (or infinite values) when needed."""
+    """Raise ``DataError("<what> contains NaN values")`` (or infinite values) when needed,
+    and for complex numbers, whose imaginary part float casts would drop without a word."""
     array = np.asarray(array)
+    if np.iscomplexobj(array):
+        raise DataError(f"{what} holds complex numbers ({array.dtype}); real numbers are needed")
     if not np.issubdtype(array.dtype, np.floating):
         return
     if np.isnan(array).any():
