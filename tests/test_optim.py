@@ -559,6 +559,13 @@ def test_schedules_refuse_a_value_that_is_not_a_finite_non_negative_number(build
             build(bad)
 
 
+def test_cosine_decay_alpha_is_a_fraction_of_the_initial_value():
+    """alpha=2 was accepted, and the "decay" rose from init_value to twice it."""
+    with pytest.raises(ValueError, match=r"^cosine_decay alpha must be a finite number in \[0, 1\]"):
+        schedules.cosine_decay(0.1, 10, alpha=2.0)
+    assert float(schedules.cosine_decay(0.1, 10, alpha=1.0)(5)) == pytest.approx(0.1)
+
+
 # ------------------------------------------------------------------ factory and helpers
 
 

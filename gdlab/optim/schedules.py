@@ -126,10 +126,11 @@ def cosine_decay(init_value: float, decay_steps: int, *, alpha: float = 0.0) -> 
     """Half a cosine from ``init_value`` down to ``alpha · init_value`` over
     ``decay_steps``, then flat (Loshchilov & Hutter 2017, "SGDR", no restarts):
     ``lr(step) = init_value · ((1 − alpha) · ½(1 + cos(π · min(step, decay_steps) /
-    decay_steps)) + alpha)``."""
+    decay_steps)) + alpha)``. ``alpha`` lies in [0, 1]: above 1 the half cosine would rise.
+    """
     _check_steps("cosine_decay decay_steps", decay_steps)
     check_number("cosine_decay init_value", init_value)
-    check_number("cosine_decay alpha", alpha)
+    check_number("cosine_decay alpha", alpha, high=1.0, high_open=False)
 
     def schedule(step):
         t = jnp.clip(_float(step), 0.0, decay_steps) / decay_steps
