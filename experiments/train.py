@@ -119,19 +119,21 @@ def restore_checkpoint(workdir: str, model, optimizer, ds) -> tuple:
 
 
 def plan_run(ds):
-    """``(loss name, batch size, model, total steps, optimizer)`` the flags give for ``ds``
-    (a data set, or its shapes before reading), checked: one sentence (exit 2) for bad
-    flags or a run that does not fit in memory."""
+    """``(loss name, batch size, model, total steps, optimizer, lr note)`` the flags give
+    for ``ds`` (a data set, or its shapes before reading), checked: one sentence (exit 2)
+    for bad flags or a run that does not fit in memory. The note says how the default
+    learning rate was scaled to the data (``_builders.scale_lr_to_data``), or is None."""
     _builders.apply_model_defaults()
-    _builders.check_descent_flags()
     loss_name = _builders.loss_name(ds)
     batch_size = _builders.batch_size(ds)
+    lr_note = _builders.scale_lr_to_data(ds, batch_size)
+    _builders.check_descent_flags()
     model = _builders.build_model(ds, loss_name)
     total_steps = _cli.check_steps(f"--epochs={FLAGS.epochs}",
                                    FLAGS.epochs * descent.steps_per_epoch(ds.n_train, batch_size))
     optimizer = _builders.build_optimizer(FLAGS.lr, total_steps)
     _builders.check_memory(model, optimizer, ds, batch_size)
-    return loss_name, batch_size, model, total_steps, optimizer
+    return loss_name, batch_size, model, total_steps, optimizer, lr_note
 
 
 def main(argv):
@@ -143,7 +145,7 @@ def main(argv):
         _cli.seconds("checkpoint_seconds", FLAGS.checkpoint_seconds)
         # image data a user brings: the CNN; an image folder's run is sized before it is read
         ds = _builders.load_dataset(model_by_data=True, before_reading=plan_run)
-        loss_name, batch_size, model, total_steps, optimizer = plan_run(ds)
+        loss_name, batch_size, model, total_steps, optimizer, lr_note = plan_run(ds)
         digest = _builders.data_digest(ds)  # checkpoints and summary.json keep it
     except (_cli.UsageError, DataError) as e:
         error = e
@@ -193,6 +195,8 @@ def main(argv):
                 sys.stderr.write(f"warning: {data_warnings[-1]}\n")
     elif FLAGS.resume:
         say(f"--resume: {workdir} has no checkpoint yet; starting the run")
+    if lr_note:
+        say(lr_note)
     say(f"{data.describe(ds)}; {model.name}; {FLAGS.descent} descent (B={batch_size}); "
         f"{_builders.describe_optimizer()}, lr={FLAGS.lr}; {FLAGS.grad} gradients"
         + (" in bfloat16 (mixed precision)" if FLAGS.compute_dtype == "bfloat16" else "")

@@ -48,6 +48,46 @@ def max_stable_lr(x) -> float:
     return 2.0 / lambda_max(x)
 
 
+def input_curvature(x, batch_size: int, *, seed: int = 0, batches: int = 16,
+                    rows: int = 4096) -> float:
+    """The inputs' curvature at ``batch_size``: λmax of a batch's second moment
+    X_bᵀX_b / b (each example flattened), the median over random batches.
+
+    For the linear model's MSE this is half the top eigenvalue of the weights' block of
+    ``mse_hessian`` on that batch, and a network's first layer sees the same factor, so a
+    step size stable on one data set is too large on inputs of larger curvature. Per batch,
+    not over the whole set: a batch of b examples of D independent standardised features
+    has λmax of about (1 + √(D/b))², not 1, so a wide table is far sharper per step than
+    over all its rows. ``batches`` batches of ``batch_size`` rows (fewer when that would
+    pass ``rows`` rows in all), drawn with ``seed``; a batch of ``rows`` or more (full-batch
+    descent on a large set) is a random subset of ``rows`` examples. float64 numpy; exact
+    eigenvalues where the smaller Gram matrix has at most 512 rows, else 100 power
+    iterations (which approach λmax from below).
+    """
+    x = np.asarray(x).reshape(len(x), -1)
+    n = len(x)
+    b = max(1, min(int(batch_size), n, rows))
+    rng = np.random.default_rng(seed)
+    draws = 1 if b == n else max(1, min(batches, rows // b))
+    values = []
+    for _ in range(draws):
+        xb = np.asarray(x if b == n else x[rng.choice(n, b, replace=False)], np.float64)
+        if min(xb.shape) <= 512:
+            gram = xb @ xb.T if b <= xb.shape[1] else xb.T @ xb
+            values.append(float(np.linalg.eigvalsh(gram)[-1]) / b)
+            continue
+        v = rng.standard_normal(xb.shape[1])
+        top = 0.0
+        for _ in range(100):
+            w = xb.T @ (xb @ v)
+            top = float(np.linalg.norm(w))
+            if top == 0.0:
+                break
+            v = w / top
+        values.append(top / b)
+    return float(np.median(values))
+
+
 BOUND_NAMES = {"gd": "2/λmax", "momentum": "2(1+β)/λmax", "nesterov": "2(1+β)/((1+2β)λmax)"}
 """The name of each optimizer's stability bound on a quadratic (``stable_lr_factor``)."""
 

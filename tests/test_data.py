@@ -1210,11 +1210,27 @@ def test_csv_decimal_commas_with_space_grouping(tmp_path, space):
         data.load_csv(path, "y")
 
 
+def test_csv_a_wide_tables_columns_are_named_in_a_sentence_not_all_listed(tmp_path):
+    header = [f"g{i}" for i in range(5000)] + ["Label"]
+    path = _write(tmp_path, ",".join(header) + "\n" + "".join(
+        ",".join(["1"] * 5000 + [str(i % 2)]) + "\n" for i in range(4)), "wide.csv")
+    with pytest.raises(DataError) as refused:
+        data.load_csv(path, "label")
+    assert str(refused.value) == (
+        f"csv file '{path}': target column 'label' not found; columns are: g0, g1, g2, g3, g4, "
+        f"g5, g6, g7, …, g4997, g4998, g4999, Label (5001 columns); the nearest: Label")
+    with pytest.raises(DataError, match=re.escape(
+            "column 'g50000' to drop not found; columns are: g0, g1, g2, g3, g4, g5, g6, g7, …, "
+            "g4997, g4998, g4999, Label (5001 columns); the nearest: g500, g4500, g4000")):
+        data.load_csv(path, "Label", drop=("g50000",))
+
+
 def test_csv_a_name_with_a_comma_is_quoted_in_messages(tmp_path):
     path = _write(tmp_path, 'id,"Weight, kg",y\n' + "".join(
         f"{i},{i * 2},{i % 2}\n" for i in range(10)), "names.csv")
     with pytest.raises(DataError, match=re.escape(
-            "column 'Weight' to drop not found; columns are: id, 'Weight, kg', y; quote a name "
+            "column 'Weight' to drop not found; columns are: id, 'Weight, kg', y; the nearest: "
+            "'Weight, kg'; quote a name "
             "that holds a comma, in a shell inside single quotes: --drop_columns='\"Weight, kg\"'")):
         data.load_csv(path, "y", drop=("Weight",))
     assert data.load_csv(path, "y", drop=("Weight, kg",)).feature_names == ("id",)

@@ -211,6 +211,70 @@ def test_a_table_with_text_columns_trains_with_the_defaults(tmp_path):
             'PassengerId, not --drop_columns="Name, full"; resume with' in r.stderr), r.stderr
 
 
+def _correlated_table(path, n=600, columns=1500, factors=5):
+    """A wide table as gene expression or spectra give: ``columns`` columns driven by a few
+    hidden factors plus noise, and a class read off two of the factors."""
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(n, factors))
+    x = z @ rng.normal(size=(factors, columns)) + 0.5 * rng.normal(size=(n, columns))
+    y = (z[:, 0] + 0.5 * z[:, 1] > 0).astype(int)
+    np.savetxt(path, np.column_stack([x, y]), fmt=["%.4f"] * columns + ["%d"], delimiter=",",
+               header=",".join([f"g{i}" for i in range(columns)] + ["label"]), comments="")
+    return x, y
+
+
+def test_a_wide_table_of_correlated_columns_trains_with_the_defaults(tmp_path):
+    """At digits' lr = 0.05 this table's training loss rose from 0.96 to 151 (the first
+    layer's curvature grows with the columns that move together); the default is scaled
+    to the inputs' curvature instead, and the run trains smoothly."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from gdlab import theory
+
+    path = tmp_path / "wide.csv"
+    x, y = _correlated_table(path)
+    r = run_experiment("train", "--dataset=csv", f"--csv_path={path}", "--target=label",
+                       f"--workdir={tmp_path / 'run'}")
+    assert r.returncode == 0, r.stderr
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    ds = data.load("csv", csv_path=str(path), target="label")
+    curvature = theory.input_curvature(ds.x_train, 32)
+    assert curvature > 10 * 36
+    assert config["lr"] == float(f"{0.05 * 36 / curvature:.2g}")
+    assert (f"lr={config['lr']:g}, the default 0.05 scaled by 36/{curvature:.0f}: a batch of "
+            f"these inputs has curvature {curvature:.0f}") in r.stdout
+    assert f"--lr={config['lr']:g}" in (tmp_path / "run" / "flags.txt").read_text().splitlines()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    losses = [json.loads(line)["train_loss"]
+              for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert summary["status"] == "completed" and "warning" not in r.stderr
+    assert max(losses[1:]) < losses[0] and losses[-1] < 0.05 * losses[0]
+    train, test = data.split_indices(len(y), seed=0, test_fraction=0.2)
+    scaler = StandardScaler().fit(x[train])
+    reference = LogisticRegression().fit(scaler.transform(x[train]), y[train])
+    bar = reference.score(scaler.transform(x[test]), y[test])
+    assert summary["test_accuracy"] >= min(bar - 0.03, 0.95), (summary["test_accuracy"], bar)
+    # --lr given keeps its value; so does the resume, which recomputes the same default
+    r = run_experiment("train", "--dataset=csv", f"--csv_path={path}", "--target=label",
+                       "--lr=0.05", "--epochs=1", f"--workdir={tmp_path / 'given'}")
+    assert r.returncode == 0 and "scaled by" not in r.stdout, r.stderr
+    assert json.loads((tmp_path / "given" / "config.json").read_text())["lr"] == 0.05
+    r = run_experiment("train", "--dataset=csv", f"--csv_path={path}", "--target=label",
+                       "--resume", f"--workdir={tmp_path / 'run'}")
+    assert r.returncode == 0, r.stderr
+
+
+def test_digits_keep_the_default_learning_rate(tmp_path):
+    from gdlab import theory
+
+    ds = data.load("digits")
+    assert theory.input_curvature(ds.x_train, 32) < 36  # the rule's reference: 33
+    r = run_experiment("train", "--epochs=1", f"--workdir={tmp_path}")
+    assert r.returncode == 0 and "scaled by" not in r.stdout, r.stderr
+    assert json.loads((tmp_path / "config.json").read_text())["lr"] == 0.05
+
+
 def test_images_as_numpy_arrays_train_with_the_defaults_and_the_cnn(tmp_path, sparse_files):
     """The MNIST-like images saved with numpy.savez: the MLP of the MNIST command, and the
     default for images a user brings, the CNN (the images keep their shape), train as the

@@ -80,3 +80,31 @@ def test_bound_names_say_the_bound_each_optimizer_has():
     assert theory.bound_name("momentum", 0.9, "α") == "2(1+β)/α (momentum, β = 0.9)"
     assert theory.bound_name("nesterov", 0.5, "α") == "2(1+β)/((1+2β)α) (nesterov, β = 0.5)"
     assert theory.bound_name("adam") is None and theory.stable_lr_factor("adam") is None
+
+
+def test_input_curvature_over_all_rows_is_half_the_weight_block_of_the_mse_hessian(houses):
+    x, _ = houses
+    # a batch of every row: one estimate, λmax of XᵀX/N; mse_hessian's weight block is 2·XᵀX/N
+    weights = theory.mse_hessian(x)[:-1, :-1]
+    expected = np.linalg.eigvalsh(weights)[-1] / 2
+    assert theory.input_curvature(x, len(x)) == pytest.approx(expected, rel=1e-12)
+    assert theory.input_curvature(x, 10 ** 9) == pytest.approx(expected, rel=1e-12)
+
+
+def test_input_curvature_of_one_example_is_its_squared_norm():
+    x = np.random.default_rng(0).normal(size=(40, 7))
+    x *= np.sqrt(5.0) / np.linalg.norm(x, axis=1, keepdims=True)  # every ‖x‖² = 5
+    assert theory.input_curvature(x, 1) == pytest.approx(5.0, rel=1e-12)
+
+
+def test_input_curvature_per_batch_grows_with_width_as_random_matrix_theory_says():
+    """b examples of D independent standard features: XᵀX/b has λmax ≈ (1 + √(D/b))²
+    (Marchenko–Pastur's edge), far above the whole set's 1 when D ≫ b."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 1000))
+    per_batch = theory.input_curvature(x, 32, seed=1)
+    assert per_batch == pytest.approx((1 + np.sqrt(1000 / 32)) ** 2, rel=0.15)
+    # over all 2,000 rows the edge is (1 + √(1000/2000))² ≈ 2.9: the power iteration's
+    whole = theory.input_curvature(x, 2000)
+    top = np.linalg.eigvalsh(x.T @ x / len(x))[-1]
+    assert whole == pytest.approx(top, rel=0.02) and whole <= top * (1 + 1e-9)

@@ -64,6 +64,7 @@ beyond the float32 range once standardised (or, without standardising, as it is)
 from __future__ import annotations
 
 import csv
+import difflib
 import os
 import re
 import warnings
@@ -276,9 +277,23 @@ def _index_note(where: str, column: int, name: str) -> str:
             f"wrote (to_csv without index=False, read back); rename it to use it")
 
 
-def _names(header) -> str:
-    """The column names for a message, a name holding a comma in quotes: a, 'Name, full', y."""
-    return ", ".join(f"'{h}'" if "," in h else h for h in header)
+NAMES_SHOWN = 20
+"""A message lists a table's columns up to this many; a wider table's, the first and last
+few and their count."""
+
+
+def _names(header, near: str | None = None) -> str:
+    """The column names for a message, a name holding a comma in quotes: a, 'Name, full', y;
+    past ``NAMES_SHOWN`` columns, the first 8 and last 4 with the count (a table of 5,000
+    columns is not one sentence), and then the names closest to ``near`` (a name not
+    found), in any table: "; the nearest: price"."""
+    def shown(names):
+        return ", ".join(f"'{h}'" if "," in h else h for h in names)
+
+    text = shown(header) if len(header) <= NAMES_SHOWN else (
+        f"{shown(header[:8])}, …, {shown(header[-4:])} ({len(header)} columns)")
+    close = difflib.get_close_matches(near, list(header), n=3, cutoff=0.6) if near else []
+    return text + (f"; the nearest: {shown(close)}" if close else "")
 
 
 def _is_number(text: str) -> bool:
@@ -503,7 +518,7 @@ def load_csv(
                         f"columns are: {_names(header)}")
     if target not in header:
         raise DataError(f"{where}: target column '{target}' not found; "
-                        f"columns are: {_names(header)}")
+                        f"columns are: {_names(header, near=target)}")
     drop = (drop,) if isinstance(drop, str) else tuple(drop)  # one name, not its letters
     left_out = {name for name in drop for column in range(1, len(notes) + 2)
                 if _index_note(where, column, name) in notes}  # pandas' index, left out already:
@@ -513,7 +528,7 @@ def load_csv(
             raise DataError(f"{where}: cannot drop the target column '{target}'")
         if name not in header:
             raise DataError(f"{where}: column '{name}' to drop not found; "
-                            f"columns are: {_names(header)}" + "".join(
+                            f"columns are: {_names(header, near=name)}" + "".join(
                                 f"; quote a name that holds a comma, in a shell inside single "
                                 f"quotes: --drop_columns='\"{h}\"'"
                                 for h in [h for h in header if "," in h][:1]))
