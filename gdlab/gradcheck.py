@@ -133,21 +133,24 @@ def _table(rows) -> list[str]:
     return lines
 
 
-def compare(a, b, tol: Tolerance) -> Comparison:
+def compare(a, b, tol: Tolerance, *, floor: float = 1.0) -> Comparison:
     """Compare two arrays (one leaf) in float64: pass when, everywhere,
-    |a−b| ≤ atol·max(1, ‖a‖∞, ‖b‖∞) + rtol·(|a|+|b|).
+    |a−b| ≤ atol·max(floor, ‖a‖∞, ‖b‖∞) + rtol·(|a|+|b|).
 
     The absolute floor grows with the leaf's largest entry: an entry that is the small
     difference of much larger terms cannot be resolved more finely than the dtype's
     rounding of those terms, so beside entries of size 30 a float32 entry near 0 may be
-    off by 30·atol, atol relative to the leaf's largest entry. A NaN or an infinity
-    anywhere fails: it would otherwise make every bound infinite."""
+    off by 30·atol, atol relative to the leaf's largest entry. ``floor`` floors that
+    reference for a leaf whose entries all cancel to near 0 (a bias before batch norm); a
+    check passes the size of the gradient it checks (``_check``), so that a gradient a
+    million times smaller than 1 is checked as closely as one of size 1. A NaN or an
+    infinity anywhere fails: it would otherwise make every bound infinite."""
     a = np.asarray(a, np.float64)
     b = np.asarray(b, np.float64)
     with np.errstate(invalid="ignore", over="ignore"):  # ∞ − ∞ and ∞ / ∞ are NaN, failing
         diff = np.abs(a - b)
         scale = np.abs(a) + np.abs(b)
-        size = max(1.0, float(np.max(np.abs(a), initial=0.0)),
+        size = max(floor, float(np.max(np.abs(a), initial=0.0)),
                    float(np.max(np.abs(b), initial=0.0)))
         rel = diff / np.maximum(tolerances.RELATIVE_FLOOR, scale)
     return Comparison(
@@ -236,6 +239,12 @@ def _check(
     g_fd = finite_differences(scalar, _cast(args, jnp.float64))
     analytic = tolerances.ANALYTIC[dtype]
     fd_tol = tolerances.FINITE_DIFF[dtype]
+    # The absolute floor's reference: the largest entry of the whole float64 gradient, up
+    # to 1. Against a fixed 1, a small gradient (a deep sigmoid net's first layers, ~1e-7)
+    # would pass in float32 whatever its value.
+    scale = min(1.0, max((float(np.max(np.abs(np.asarray(g, np.float64)), initial=0.0))
+                          for g in jax.tree_util.tree_leaves(g_fd)), default=1.0))
+    scale = max(scale, tolerances.RELATIVE_FLOOR)
     rows = []
     for path, gm, ga, gf in zip(
         leaf_paths(args),
@@ -249,9 +258,9 @@ def _check(
             LeafCheck(
                 path=f"{name}/{path}" if name else path,
                 shape=tuple(gm.shape),
-                vs_autodiff=compare(gm, ga, analytic),
-                manual_vs_fd=compare(gm, gf, fd_tol),
-                autodiff_vs_fd=compare(ga, gf, fd_tol),
+                vs_autodiff=compare(gm, ga, analytic, floor=scale),
+                manual_vs_fd=compare(gm, gf, fd_tol, floor=scale),
+                autodiff_vs_fd=compare(ga, gf, fd_tol, floor=scale),
             )
         )
     if jax.tree_util.tree_structure(g_manual) != jax.tree_util.tree_structure(g_auto):

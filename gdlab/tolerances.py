@@ -2,11 +2,13 @@
 
 A comparison of two arrays ``a`` and ``b`` (one leaf) passes when, element by element,
 
-    |a − b| ≤ atol · max(1, ‖a‖∞, ‖b‖∞) + rtol · (|a| + |b|)
+    |a − b| ≤ atol · max(s, ‖a‖∞, ‖b‖∞) + rtol · (|a| + |b|)
 
-The absolute floor is relative to the leaf's largest entry when that exceeds 1: an entry
+The absolute floor is relative to the leaf's largest entry when that exceeds s: an entry
 that cancels to near zero from much larger terms keeps only the rounding error of those
 terms (float32 attention gradients beside entries of size 30 differ by an ulp of 30).
+s is the largest entry of the whole gradient checked, at most 1 (``gradcheck.compare``'s
+``floor``), so a gradient of 1e-7 is held as closely as one of 1.
 
 The *reported* relative error is ``|a − b| / max(1e-30, |a| + |b|)``.
 
@@ -28,7 +30,7 @@ from typing import NamedTuple
 
 class Tolerance(NamedTuple):
     rtol: float  # relative part, scaled by |a| + |b|
-    atol: float  # absolute floor for entries that are (nearly) zero, times max(1, leaf's max |·|)
+    atol: float  # absolute floor for entries that are (nearly) zero, times max(s, leaf's max |·|)
 
 
 ANALYTIC = {

@@ -482,3 +482,23 @@ def test_json_report_states_the_tolerances_it_applied():
     assert report["tolerances"] == {"analytic": {"rtol": 1e-4, "atol": 1e-6},
                                     "finite_differences": {"rtol": 2e-3, "atol": 1e-5},
                                     "fd_step": 1e-5}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("g", [1.0, 1e-7, 1e-10])
+def test_broken_dense_fails_however_small_the_gradient(dtype, g):
+    """The verdict does not depend on the loss's units: a sign error in dW fails as well when
+    every gradient is 1e-7 times smaller (below float32's absolute tolerance of 1e-6)."""
+    layer = _dense_with(lambda dw: -dw)
+    params, x, dy = _layer_inputs(layer, in_dim=3)
+    rows = _by_path(gradcheck.check_layer(layer, params, {}, x, g * dy, dtype=dtype,
+                                          name="dense"))
+    assert not rows["dense/params/w"].passed
+    assert rows["dense/params/b"].passed and rows["dense/x"].passed
+
+
+def test_compare_floor():
+    """``floor`` sets the absolute tolerance's reference below a leaf's largest entry."""
+    tol = Tolerance(rtol=1e-4, atol=1e-6)
+    assert gradcheck.compare([3e-7], [-3e-7], tol).passed  # within 1e-6 of the default floor 1
+    assert not gradcheck.compare([3e-7], [-3e-7], tol, floor=1e-6).passed

@@ -996,3 +996,45 @@ def test_activation_derivative_keeps_its_relative_precision_in_the_tails(name):
     _, _, res = layer.forward({}, {}, xj)
     _, dx = layer.backward({}, res, jnp.ones_like(xj))
     np.testing.assert_allclose(np.asarray(dx), expected, rtol=1e-13, atol=0)
+
+
+def _custom_dense(backward_fix):
+    """dense whose backward result goes through ``backward_fix(dparams, dx)``."""
+    d = layers.dense(3)
+
+    def backward(params, x, dy):
+        return backward_fix(*d.backward(params, x, dy))
+
+    return layers.Layer(d.init, d.forward, backward, "mine")
+
+
+@pytest.mark.parametrize("fix,message", [
+    pytest.param(lambda dp, dx: ([dp["w"], dp["b"]], dx), "dparams shaped like its params",
+                 id="list"),
+    pytest.param(lambda dp, dx: ({"w": dp["w"]}, dx), "dparams shaped like its params",
+                 id="missing_leaf"),
+    pytest.param(lambda dp, dx: ({**dp, "b": dp["b"][None]}, dx),
+                 r"shape \(1, 3\) for the param b of shape \(3,\)", id="bias_keepdims"),
+    pytest.param(lambda dp, dx: (dp, dx[:, :1]), r"dx of shape \(6, 1\) for an input of shape "
+                 r"\(6, 4\)", id="dx_broadcasts"),
+    pytest.param(lambda dp, dx: (dp, None), "returned dx None", id="dx_none"),
+])
+def test_serial_names_a_custom_backward_of_the_wrong_shape(fix, message):
+    """A hand-written backward whose dparams or dx are not shaped like the params and the
+    input is named where it happens, not left to broadcast through the layers before it."""
+    model = layers.serial(layers.dense(4), layers.tanh(), _custom_dense(fix))
+    _, params, state = model.init(jax.random.PRNGKey(0), (4,))
+    x = jax.random.normal(jax.random.PRNGKey(1), (6, 4))
+    _, _, residuals = model.forward(params, state, x)
+    with pytest.raises(ValueError, match=rf"layers/2 \(mine\): backward.*{message}"):
+        model.backward(params, residuals, jnp.ones((6, 3)))
+
+
+def test_serial_names_a_forward_without_state():
+    d = layers.dense(3)
+    forgetful = layers.Layer(d.init, lambda p, s, x, **kw: (x @ p["w"], x), d.backward, "mine")
+    model = layers.serial(layers.tanh(), forgetful)
+    _, params, state = model.init(jax.random.PRNGKey(0), (4,))
+    with pytest.raises(ValueError, match=r"layers/1 \(mine\): forward must return \(y, "
+                                         r"new_state, residuals\), got a tuple of 2"):
+        model.forward(params, state, jnp.ones((2, 4)))

@@ -96,6 +96,45 @@ def _check_layers(combinator: str, items) -> None:
             raise ValueError(f"{combinator} takes Layers, got {item!r} as argument {i}{hint}")
 
 
+def _forward_output(layer: Layer, i: int, out):
+    """``out``, a layer's forward result, or a ValueError naming the layer when it is not
+    the triple ``(y, new_state, residuals)`` (most often the state left out)."""
+    if not isinstance(out, tuple) or len(out) != 3:
+        got = f"a tuple of {len(out)}" if isinstance(out, tuple) else type(out).__name__
+        raise ValueError(f"layers/{i} ({layer.name}): forward must return (y, new_state, "
+                         f"residuals), got {got}; a layer without state returns the state "
+                         f"it was given ({{}})")
+    return out
+
+
+def _check_backward(layer: Layer, i: int, params, dparams, dx, in_shape) -> None:
+    """A ValueError naming layer ``i`` when its backward's ``dparams`` are not shaped like its
+    params (same pytree, same leaf shapes), or its ``dx`` not like its input: a dx that only
+    broadcasts would otherwise flow on into the layers before it and train them wrongly."""
+    where = f"layers/{i} ({layer.name}): backward"
+    p_def, g_def = jax.tree.structure(params), jax.tree.structure(dparams)
+    if p_def != g_def:
+        raise ValueError(f"{where} must return dparams shaped like its params, {p_def}; "
+                         f"got {g_def}")
+    for path, p, g in zip(_leaf_paths(params), jax.tree.leaves(params),
+                          jax.tree.leaves(dparams)):
+        if jnp.shape(g) != jnp.shape(p):
+            raise ValueError(f"{where} returned a gradient of shape {jnp.shape(g)} for the "
+                             f"param {path} of shape {jnp.shape(p)}")
+    if dx is None:
+        if i > 0:
+            raise ValueError(f"{where} returned dx None, but layers/{i - 1} before it needs "
+                             f"∂J/∂x (None is for integer inputs, such as token ids)")
+    elif tuple(jnp.shape(dx)) != tuple(in_shape):
+        raise ValueError(f"{where} returned dx of shape {tuple(jnp.shape(dx))} for an input "
+                         f"of shape {tuple(in_shape)}; dx must be shaped like x")
+
+
+def _leaf_paths(tree) -> list[str]:
+    return [jax.tree_util.keystr(path, simple=True, separator="/")
+            for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
 def _split(key: PRNGKey | None, n: int) -> list:
     return [None] * n if key is None else list(jax.random.split(key, n))
 
@@ -138,20 +177,27 @@ def serial(*layers: Layer, name: str = "serial") -> Layer:
         return shape, {"layers": tuple(params)}, {"layers": tuple(states)}
 
     def forward(params, state, x, *, key=None, train=False, weights=None):
-        residuals, states = [], []
-        for layer, p, s, k in zip(layers, params["layers"], state["layers"],
-                                  _split(key, len(layers))):
-            x, s, r = layer.forward(p, s, x, key=k, train=train, weights=weights)
+        residuals, states, inputs = [], [], []
+        for i, (layer, p, s, k) in enumerate(zip(layers, params["layers"], state["layers"],
+                                                 _split(key, len(layers)))):
+            # each layer's input shape, for checking its dx, carried as the static shape of
+            # an empty array (as in ``parallel``): residuals hold arrays only
+            inputs.append(jnp.zeros((0, *jnp.shape(x)), jnp.result_type(x)))
+            x, s, r = _forward_output(layer, i, layer.forward(p, s, x, key=k, train=train,
+                                                               weights=weights))
             states.append(s)
             residuals.append(r)
-        return x, {"layers": tuple(states)}, tuple(residuals)
+        return x, {"layers": tuple(states)}, (tuple(residuals), tuple(inputs))
 
     def backward(params, residuals, dy):
         # J = ℓ(f_n(…f_1(x))): walk the layers backwards, each turning ∂J/∂(its
         # output) into ∂J/∂(its params) and ∂J/∂(its input).
+        residuals, inputs = residuals
         dparams = [None] * len(layers)
         for i in reversed(range(len(layers))):
             dparams[i], dy = layers[i].backward(params["layers"][i], residuals[i], dy)
+            _check_backward(layers[i], i, params["layers"][i], dparams[i], dy,
+                            inputs[i].shape[1:])
         return {"layers": tuple(dparams)}, dy
 
     return Layer(init, forward, backward, name)
