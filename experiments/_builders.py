@@ -71,32 +71,72 @@ The bundled digits and MNIST's IDX files keep the MLP, the lab's documented mode
 
 DATA_CURVATURE = 36.0
 """The inputs' curvature (``theory.input_curvature`` at the run's batch size) up to which
-the default learning rate of gd, momentum and nesterov stands as it is. The default was
-set on digits, whose curvature is 33 at B = 32 (31.5 over all its rows); a table of 2,000
-correlated columns has 660, and at lr = 0.05 its MLP diverged."""
+train's default learning rate stands as it is. The default was set on digits, whose
+curvature is 33 at B = 32 (31.5 over all its rows); a table of 2,000 correlated columns
+has 660, and at lr = 0.05 its MLP diverged."""
+
+REGRESSION_SHARPNESS = 30.0
+"""For mse and huber, the sharpness at the initial weights (``initial_sharpness``) up to
+which train's default learning rate stands. MSE's curvature does not fall as training
+goes on, as cross-entropy's does once the softmax saturates: the default MLP on
+diabetes starts at 49, and with momentum at lr = 0.05 (lr·λ0 = 2.4, 0.64 of the bound
+2(1+β) = 3.8 of a quadratic) its mini-batch run diverged at step 45; at 0.03 it trained.
+Houses starts at 45."""
+
+SHARPNESS_EXAMPLES = 1000
+"""The training examples (a fixed subset) ``initial_sharpness`` measures on."""
 
 
-def scale_lr_to_data(ds: data.Dataset, batch_size: int) -> str | None:
-    """With ``--lr`` not given, gd, momentum or nesterov on an mlp or linear model: the
-    default learning rate × ``DATA_CURVATURE``/c (two significant digits) where the
-    inputs' curvature c at ``batch_size`` is above ``DATA_CURVATURE``. A network's first
-    layer scales its Hessian by that curvature, so wide or strongly correlated inputs (a
-    table of thousands of columns, pixels that move together) make the step that trains
-    digits diverge or wobble. Sets ``--lr`` (config.json and flags.txt record it) and
-    returns a line saying so; None when the default stands."""
-    if (_cli.given("lr") or FLAGS.model not in ("mlp", "linear")
+def initial_sharpness(ds: data.Dataset, model, loss_name: str) -> float:
+    """λmax of the loss's Hessian at the initial weights the seed draws (those every run of
+    the experiment starts from), on ``SHARPNESS_EXAMPLES`` training examples (power iteration on
+    Hessian-vector products, ``gdlab.curvature``)."""
+    import jax
+
+    from gdlab import curvature, train
+
+    key = jax.random.PRNGKey(FLAGS.seed)
+    params, state = train.init_model(model, key, ds.input_shape)
+    x, y = curvature.fixed_subset(ds.x_train, ds.y_train, SHARPNESS_EXAMPLES, seed=FLAGS.seed)
+    sharpness = curvature.make_sharpness(model, losses.get(loss_name))(
+        params, state, x, y, curvature.random_direction(jax.random.fold_in(key, 1), params),
+        key=key)
+    return float(sharpness.value)
+
+
+def scale_lr_to_data(ds: data.Dataset, batch_size: int, model, loss_name: str) -> str | None:
+    """train's rule. With ``--lr`` not given, gd, momentum or nesterov on an mlp or linear
+    model: the default learning rate × the smaller of ``DATA_CURVATURE``/c and (mse and
+    huber) ``REGRESSION_SHARPNESS``/λ0, where above 1 (two significant digits). c is the
+    inputs' curvature at ``batch_size``: a network's first layer scales its Hessian by it, so
+    wide or strongly correlated inputs (a table of thousands of columns, pixels that move
+    together) make the step that trains digits diverge or wobble. λ0 is the initial
+    sharpness (``initial_sharpness``). Sets ``--lr`` (config.json and flags.txt record it)
+    and returns a line saying so; None when the default stands."""
+    if (_cli.set_anywhere("lr") or FLAGS.model not in ("mlp", "linear")
             or FLAGS.optimizer not in theory.BOUND_NAMES
             or not isinstance(ds, data.Dataset) or ds.x_train.dtype.kind != "f"):
         return None
     curvature = theory.input_curvature(ds.x_train, batch_size, seed=FLAGS.seed)
-    if curvature <= DATA_CURVATURE:
+    reasons = []
+    if curvature > DATA_CURVATURE:
+        reasons.append((DATA_CURVATURE / curvature,
+                        f"{DATA_CURVATURE:g}/{curvature:.0f}: a batch of these inputs has "
+                        f"curvature {curvature:.0f} (λmax of XᵀX/B at B={batch_size}), where "
+                        f"the default suits {DATA_CURVATURE:g} or less (digits: 33)"))
+    if loss_name in ("mse", "huber"):
+        sharpness = initial_sharpness(ds, model, loss_name)
+        if sharpness > REGRESSION_SHARPNESS:
+            reasons.append((REGRESSION_SHARPNESS / sharpness,
+                            f"{REGRESSION_SHARPNESS:g}/{sharpness:.0f}: the {loss_name} loss's "
+                            f"sharpness at the initial weights is {sharpness:.0f} (λmax of its "
+                            f"Hessian), where the default suits {REGRESSION_SHARPNESS:g} or less"))
+    if not reasons:
         return None
+    factor, why = min(reasons)
     default = FLAGS["lr"].default
-    FLAGS["lr"].value = float(f"{default * DATA_CURVATURE / curvature:.2g}")
-    return (f"lr={FLAGS.lr:g}, the default {default:g} scaled by {DATA_CURVATURE:g}/"
-            f"{curvature:.0f}: a batch of these inputs has curvature {curvature:.0f} (λmax of "
-            f"XᵀX/B at B={batch_size}), where the default suits {DATA_CURVATURE:g} or less "
-            f"(digits: 33); --lr sets it")
+    FLAGS["lr"].value = float(f"{default * factor:.2g}")
+    return f"lr={FLAGS.lr:g}, the default {default:g} scaled by {why}; --lr sets it"
 
 
 LOSS_ROSE = 10.0

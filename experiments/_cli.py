@@ -382,6 +382,15 @@ def given(name: str) -> bool:
     return FLAGS[name].value != FLAGS[name].default or on_command_line(name)
 
 
+def set_anywhere(name: str) -> bool:
+    """Whether flag ``name`` was set at all: ``given``, or listed in a ``--flagfile`` even at
+    its default. flags.txt lists every flag at the value the run used, so a default that
+    this program would otherwise compute (a learning rate scaled to the data) must take a
+    listed value as given, or a replay of a run that gave the default trains otherwise and
+    ``--resume`` refuses the folder."""
+    return given(name) or bool(FLAGS[name].present)
+
+
 def is_positive_int(text: str) -> bool:
     """Whether ``text`` is a positive integer in ASCII digits (``"²".isdigit()`` holds,
     but ``int("²")`` fails)."""

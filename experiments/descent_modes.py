@@ -28,7 +28,7 @@ import time
 from absl import flags
 
 from experiments import _builders, _cli
-from gdlab import descent
+from gdlab import descent, theory
 
 _builders.define_data_flags()
 _builders.define_model_flags()
@@ -48,6 +48,39 @@ flags.adopt_module_key_flags(_cli)
 FLAGS = flags.FLAGS
 
 MODES = ("batch", "minibatch", "sgd")
+
+DEFAULT_SHARPNESS = {"xent": 16.0, "bce": 16.0, "mse": 2.0, "huber": 2.0}
+"""Per loss, the sharpness at the initial weights (``_builders.initial_sharpness``) up to
+which the default rates of gd, momentum and nesterov stand. They were set on digits
+(xent), whose MLP starts at 13.5; cross-entropy's curvature falls as the softmax
+saturates, so batch descent at lr 1 trains there, 7 times over 2/λmax. MSE's does not:
+the MLP on houses starts at 45 and diverged at lr 1 and 0.3, and diabetes' (49) still did
+at 2.2/λmax; at 2 the batch rate is 2/λmax, the bound of a quadratic, and every mode
+trained on houses, diabetes and a 1,000-column table (270)."""
+
+
+def scale_rates_to_data(ds, model, loss_name: str, rates: dict) -> str | None:
+    """The rates of the modes whose ``--lr_<mode>`` is not given, times
+    ``DEFAULT_SHARPNESS[loss]``/λ0 (two significant digits) where the sharpness λ0 at the
+    initial weights is above it, for gd, momentum and nesterov; the flags take the scaled
+    values (config.json and flags.txt record them). A regression target or a wide table of
+    correlated columns makes the step that trains digits diverge in every mode. Returns a
+    line saying what was scaled, or None."""
+    scaled = [mode for mode in MODES if not _cli.set_anywhere(f"lr_{mode}")]
+    if not scaled or FLAGS.optimizer not in theory.BOUND_NAMES:
+        return None
+    value, reference = _builders.initial_sharpness(ds, model, loss_name), DEFAULT_SHARPNESS[loss_name]
+    if not value > reference:  # NaN too: the defaults stand
+        return None
+    for mode in scaled:
+        rates[mode] = float(f"{rates[mode] * reference / value:.2g}")
+        FLAGS[f"lr_{mode}"].value = rates[mode]
+    return (", ".join(f"lr_{mode}={rates[mode]:g}" for mode in scaled)
+            + f": the defaults scaled by {reference:g}/{value:.0f}, the sharpness (λmax of the "
+              f"{loss_name} loss's Hessian) at the initial weights, where the defaults suit "
+              f"{reference:g} or less; --lr_<mode> sets a mode's rate")
+
+
 KEEP = ("epoch", "step", "train_loss", "test_loss", "train_accuracy", "test_accuracy", "seconds")
 
 
@@ -78,6 +111,7 @@ def main(argv):
 
     ds = _builders.load_dataset(before_reading=plan)
     minibatch, loss_name, model = plan(ds)
+    rates_note = scale_rates_to_data(ds, model, loss_name, rates)
     workdir, _lock = _cli.prepare_workdir(FLAGS.workdir)  # held until the process ends
 
     import jax
@@ -90,6 +124,8 @@ def main(argv):
     n = ds.n_train
     print(f"{data.describe(ds)}; {model.name}; {loss_name} loss; {_builders.describe_optimizer()}; "
           f"{FLAGS.epochs} epochs per mode; {FLAGS.grad} gradients on {jax.default_backend()}")
+    if rates_note:
+        print(rates_note)
 
     key = jax.random.PRNGKey(FLAGS.seed)  # the same initial weights for every mode
     started = time.perf_counter()

@@ -126,9 +126,9 @@ def plan_run(ds):
     _builders.apply_model_defaults()
     loss_name = _builders.loss_name(ds)
     batch_size = _builders.batch_size(ds)
-    lr_note = _builders.scale_lr_to_data(ds, batch_size)
-    _builders.check_descent_flags()
     model = _builders.build_model(ds, loss_name)
+    lr_note = _builders.scale_lr_to_data(ds, batch_size, model, loss_name)
+    _builders.check_descent_flags()
     total_steps = _cli.check_steps(f"--epochs={FLAGS.epochs}",
                                    FLAGS.epochs * descent.steps_per_epoch(ds.n_train, batch_size))
     optimizer = _builders.build_optimizer(FLAGS.lr, total_steps)

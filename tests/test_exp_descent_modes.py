@@ -183,3 +183,29 @@ def test_a_mode_whose_loss_rose_short_of_diverging_warns(tmp_path):
     assert out["modes"]["batch"]["status"] == "completed"
     assert ("warning: batch's training loss rose from" in proc.stderr
             and "--lr_batch=100 is likely too large: try --lr_batch=10\n" in proc.stderr), proc.stderr
+
+
+def test_default_rates_follow_the_initial_sharpness_on_regression(tmp_path):
+    proc = run_modes("--dataset=houses", "--epochs=2", "--lr_sgd=0.001", f"--workdir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads((tmp_path / "modes.json").read_text())
+    for mode, run in out["modes"].items():
+        assert run["status"] == "completed", mode
+        assert run["history"][-1]["train_loss"] < run["history"][0]["train_loss"]
+    assert out["modes"]["batch"]["lr"] < 0.1 and out["modes"]["minibatch"]["lr"] < 0.03
+    assert out["modes"]["sgd"]["lr"] == 0.001  # given: it stands
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["lr_batch"] == out["modes"]["batch"]["lr"]
+    assert "lr_batch=" in proc.stdout and "lr_sgd=" not in proc.stdout.splitlines()[1]
+
+
+def test_a_replay_keeps_a_default_rate_the_run_gave(tmp_path):
+    first, replay = tmp_path / "first", tmp_path / "replay"
+    proc = run_modes("--dataset=houses", "--epochs=1", "--lr_batch=1", "--lr_sgd=0.001",
+                     f"--workdir={first}")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((first / "config.json").read_text())["lr_batch"] == 1.0
+    proc = run_modes(f"--flagfile={first / 'flags.txt'}", f"--workdir={replay}")
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads((replay / "config.json").read_text())
+    assert config["lr_batch"] == 1.0 and config["lr_sgd"] == 0.001

@@ -627,3 +627,18 @@ def test_a_cache_folder_that_cannot_be_made_is_one_warning_and_the_run_goes_on(t
     for args, code in ((["--help"], 0), (["--epochs=-1"], 2)):
         r = run_experiment("train", *args, env=env, timeout=120)
         assert r.returncode == code and "JAX_COMPILATION_CACHE_DIR" not in r.stderr, r.stderr
+
+
+def test_a_replay_and_a_resume_keep_a_default_lr_the_run_gave(tmp_path):
+    # --lr=0.05 is the default, given: on diabetes (mse) the default would be scaled down,
+    # but flags.txt lists --lr=0.05, the rate the run used, and both replay it
+    first, replay = tmp_path / "first", tmp_path / "replay"
+    r = run_experiment("train", "--dataset=diabetes", "--lr=0.05", "--epochs=1",
+                       f"--workdir={first}")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((first / "config.json").read_text())["lr"] == 0.05
+    r = run_experiment("train", f"--flagfile={first / 'flags.txt'}", f"--workdir={replay}")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((replay / "config.json").read_text())["lr"] == 0.05
+    r = run_experiment("train", f"--flagfile={first / 'flags.txt'}", "--resume")
+    assert r.returncode == 0, r.stderr
