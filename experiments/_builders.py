@@ -135,8 +135,37 @@ def scale_lr_to_data(ds: data.Dataset, batch_size: int, model, loss_name: str) -
         return None
     factor, why = min(reasons)
     default = FLAGS["lr"].default
-    FLAGS["lr"].value = float(f"{default * factor:.2g}")
-    return f"lr={FLAGS.lr:g}, the default {default:g} scaled by {why}; --lr sets it"
+    lr = float(f"{default * factor:.2g}")
+    recorded, kept = _resumed_lr(), ""
+    if recorded is not None and recorded != lr and abs(recorded / lr - 1.0) <= RESUMED_LR_SLACK:
+        lr, kept = recorded, " (the rate the run recorded: here it rounds to " + f"{lr:g})"
+    FLAGS["lr"].value = lr
+    return f"lr={FLAGS.lr:g}, the default {default:g} scaled by {why}{kept}; --lr sets it"
+
+
+RESUMED_LR_SLACK = 0.1
+"""On ``--resume``, a scaled default within this fraction of the rate the run recorded is
+that rate: the curvature, computed again on another machine (its BLAS, a GPU), may round
+to the next value at two significant digits, and the resume would be refused."""
+
+
+def _resumed_lr() -> float | None:
+    """On ``--resume``, the ``lr`` that ``--workdir``'s config.json records; None without one
+    (prepare_workdir refuses a folder it cannot read, with its own sentence)."""
+    import json
+    import os
+
+    from gdlab.workdir import WorkdirError, resolve
+
+    if not ("resume" in FLAGS and FLAGS.resume):
+        return None
+    try:
+        with open(os.path.join(resolve(FLAGS.workdir), "config.json")) as f:
+            value = json.load(f).get("lr")
+    except (OSError, ValueError, AttributeError, WorkdirError):
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    return float(value) if ok else None
 
 
 LOSS_ROSE = 10.0

@@ -192,7 +192,7 @@ def test_a_signal_mid_sweep_ends_it_with_one_line_and_leaves_no_partial_file(tmp
     workdir = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, "-m", "experiments.lr_sweep", "--dataset=digits", "--model=mlp",
-         "--lrs=0.01,0.1,1,10", "--epochs=400", "--descent=minibatch", f"--workdir={workdir}"],
+         "--lrs=0.01,0.1,1,10", "--epochs=4000", "--descent=minibatch", f"--workdir={workdir}"],
         cwd=ROOT, env={**os.environ, "JAX_PLATFORMS": "cpu"}, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
     try:

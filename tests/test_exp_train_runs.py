@@ -642,3 +642,24 @@ def test_a_replay_and_a_resume_keep_a_default_lr_the_run_gave(tmp_path):
     assert json.loads((replay / "config.json").read_text())["lr"] == 0.05
     r = run_experiment("train", f"--flagfile={first / 'flags.txt'}", "--resume")
     assert r.returncode == 0, r.stderr
+
+
+def test_a_resume_keeps_the_scaled_default_it_recorded_where_this_machine_rounds_otherwise(
+        tmp_path):
+    # diabetes' default is scaled to 0.031 here; another machine's curvature may round to
+    # 0.032, and its resume of this run must go on at the run's rate, not be refused
+    r = run_experiment("train", "--dataset=diabetes", "--epochs=1", f"--workdir={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["lr"] == 0.031
+    (tmp_path / "config.json").write_text(json.dumps({**config, "lr": 0.032}))
+    r = run_experiment("train", "--dataset=diabetes", "--epochs=1", "--resume",
+                       f"--workdir={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    assert "lr=0.032, the default 0.05 scaled by 30/49" in r.stdout
+    assert "(the rate the run recorded: here it rounds to 0.031); --lr sets it" in r.stdout
+    # a rate the rule would not round to is another run's: refused as before
+    (tmp_path / "config.json").write_text(json.dumps({**config, "lr": 0.05}))
+    r = run_experiment("train", "--dataset=diabetes", "--epochs=1", "--resume",
+                       f"--workdir={tmp_path}")
+    assert r.returncode == 2 and "was trained with --lr=0.05, not --lr=0.031" in r.stderr, r.stderr
