@@ -71,7 +71,7 @@ def bowl(a: float = 1.0, b: float = 10.0) -> Landscape:
 
     bound = 2.0 / max(a, b)  # the stability bound on α
     return Landscape(
-        name="bowl", formula=f"½({_num(a)}x² + {_num(b)}y²)", value=value, grad=grad,
+        name="bowl", formula=f"½({_coef(a)}x² + {_coef(b)}y²)", value=value, grad=grad,
         minima=((0.0, 0.0),), minimum_value=0.0, box=(-5.0, 5.0, -3.0, 3.0),
         start=(-4.5, 2.0), lrs=tuple(round(f * bound, 12) for f in (0.1, 0.5, 1.05)), steps=60,
         log_levels=False,
@@ -141,6 +141,11 @@ def himmelblau() -> Landscape:
 
 def _num(v: float) -> str:
     return f"{v:g}"
+
+
+def _coef(v: float) -> str:
+    """A coefficient before a variable, as one writes it: 10y², and x² (not 1x²)."""
+    return "" if v == 1 else "−" if v == -1 else _num(v)
 
 
 LANDSCAPES: dict[str, Callable[[], Landscape]] = {

@@ -100,8 +100,14 @@ def numbers(name, workdir):
                                       for run in fn["runs"]]}
                 for fn in landscape["functions"]}
     eos = load(workdir, "eos.json")
-    if eos is not None:
-        return scalars(eos)
+    if eos is not None:  # the README's table: per run, and the mini-batch run
+        keep = ("lr", "two_over_lr", "sharpness_init", "ratio_init", "sharpness_last_third_median",
+                "ratio_last_third", "initial_loss", "final_loss", "started_below", "at_edge",
+                "diverged")
+        table = {"runs": [{k: run.get(k) for k in keep} for run in eos.get("runs", [])]}
+        if eos.get("minibatch"):
+            table["minibatch"] = {k: eos["minibatch"].get(k) for k in (*keep, "batch_size")}
+        return {**scalars(eos), **table}
     return {}
 
 

@@ -799,3 +799,39 @@ def test_data_parallel_ratios_are_against_one_device_and_the_sweep_spans_each_me
         assert r["config_epochs_per_s"] == r["configs"] * r["epochs"] / times[r["devices"]]
         assert r["ratio_over_one_device"] == times[r["devices"]] / times[1]
     assert meshes == [None, *counts[1:]]  # each sweep compiled on its own mesh
+
+
+def test_make_figures_records_the_numbers_of_the_edge_of_stability_table(tmp_path):
+    """docs/figures.json keeps the numbers the README quotes from each figure: for eos.png,
+    its table's, per full-batch run and for the mini-batch run (they are nested in
+    eos.json, below the top level that was all it kept)."""
+    program = (ROOT / "scripts" / "make_figures.sh").read_text().split("<<'PY'\n", 1)[1]
+    program = program.split("\nPY\n", 1)[0]
+    run = {"lr": 0.4, "two_over_lr": 5.0, "sharpness_init": 1.58, "ratio_init": 0.316,
+           "sharpness_last_third_median": 5.036, "ratio_last_third": 1.007,
+           "initial_loss": 0.147, "final_loss": 0.00243, "started_below": True, "at_edge": True,
+           "diverged": False, "curve": {"step": [0, 20], "loss": [0.147, 0.1],
+                                        "sharpness": [1.58, 1.6]}}
+    minibatch = {**run, "lr": 0.45, "two_over_lr": 2 / 0.45, "sharpness_last_third_median": 3.209,
+                 "ratio_last_third": 0.722, "final_loss": 0.00318, "at_edge": False,
+                 "batch_size": 20}
+    workdir = tmp_path / "eos"
+    workdir.mkdir()
+    (workdir / "eos.json").write_text(json.dumps({"steps": 4000, "at_edge_count": 1,
+                                                  "runs": [run], "minibatch": minibatch}))
+    manifest = tmp_path / "figures.tsv"
+    manifest.write_text(f"eos\t{workdir}\tpython -m experiments.edge_of_stability\n")
+    out = tmp_path / "figures.json"
+    r = subprocess.run([sys.executable, "-c", program, str(manifest), str(out)], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    numbers = json.loads(out.read_text())["eos"]["numbers"]
+    assert numbers["at_edge_count"] == 1 and numbers["steps"] == 4000
+    (row,) = numbers["runs"]
+    assert {k: row[k] for k in ("lr", "sharpness_init", "sharpness_last_third_median",
+                                "ratio_last_third", "initial_loss", "final_loss")} == {
+        "lr": 0.4, "sharpness_init": 1.58, "sharpness_last_third_median": 5.036,
+        "ratio_last_third": 1.007, "initial_loss": 0.147, "final_loss": 0.00243}
+    assert "curve" not in row
+    assert numbers["minibatch"]["batch_size"] == 20
+    assert numbers["minibatch"]["sharpness_last_third_median"] == 3.209

@@ -202,3 +202,8 @@ def test_nearest_minimum_finds_each_of_himmelblaus_four():
     for m in fn.minima:
         found, d = landscapes.nearest_minimum(fn, (m[0] + 0.1, m[1] - 0.05))
         assert found == m and d == pytest.approx((0.1 ** 2 + 0.05 ** 2) ** 0.5)
+
+
+def test_bowl_formula_writes_coefficients_as_one_does():
+    assert landscapes.bowl().formula == "½(x² + 10y²)"
+    assert landscapes.bowl(2.5, 1.0).formula == "½(2.5x² + y²)"

@@ -347,3 +347,98 @@ def test_landscape_figure_marks_a_diverged_path_where_it_leaves_and_its_last_los
     np.testing.assert_allclose(ys, [1.0, 2.0, 50.0])  # f − f*, with f* = 0 for the bowl
     (end,) = [ln for ln in loss_ax.get_lines() if ln.get_marker() == "X"]
     np.testing.assert_allclose(np.column_stack(end.get_data()), [[2.0, 50.0]])
+
+
+def _points_under_a_legend(fig) -> list[str]:
+    """The labels of the lines that have a drawn point under one of ``fig``'s legends."""
+    fig.draw_without_rendering()
+    legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+    boxes = [legend.get_window_extent() for legend in legends]
+    covered = []
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            xy = np.column_stack([np.asarray(v, np.float64) for v in line.get_data()])
+            xy = line.get_transform().transform(xy[np.isfinite(xy).all(axis=1)])
+            shown = [p for p in xy if ax.bbox.contains(*p)]
+            if any(box.contains(*p) for box in boxes for p in shown):
+                covered.append(line.get_label())
+    return covered
+
+
+def _modes_runs(losses_at: dict, epochs: int = 20, n: int = 1000) -> dict:
+    """Runs shaped like descent_modes' on ``n`` examples: per mode (batch size, loss of
+    the weights after u updates as a function of u), its rows and binned curve."""
+    from gdlab.plots import modes
+
+    runs = {}
+    for mode, (b, loss) in losses_at.items():
+        steps = -(-n // b)
+        history = [{"epoch": e, "step": e * steps, "examples": e * n, "wall_seconds": 0.01 * e,
+                    "train_loss": loss(e * steps), "test_loss": 1.2 * loss(e * steps)}
+                   for e in range(epochs + 1)]
+        curve = modes.binned_curve([loss(u) for u in range(epochs * steps)],
+                                   steps_per_epoch=steps, batch_size=b, num_examples=n)
+        runs[mode] = {"label": f"{mode} (B={b})", "history": history, "curve": curve}
+    return runs
+
+
+def test_the_modes_legend_covers_no_loss_the_figure_draws():
+    """descent_modes' defaults end with a mini-batch run near 1e-2 after a few hundred
+    updates: the lower-left corner of the update panel, where its legend sat."""
+    from gdlab.plots import modes
+
+    runs = _modes_runs({"batch": (1000, lambda u: 3.0 / (1 + u) ** 0.9),
+                        "minibatch": (32, lambda u: 3.0 / (1 + u) ** 0.9),
+                        "sgd": (1, lambda u: 3.0 / (1 + u / 30) ** 0.9)})
+    assert _points_under_a_legend(modes.modes_figure(runs, title="t")) == []
+
+
+def test_a_batch_loss_of_exactly_zero_stays_on_the_modes_log_axes():
+    """A diverging sgd run's saturated softmax gives one example a loss of exactly 0.0
+    in float32: drawn at a floor, marked, not as a plunge off the axis."""
+    from gdlab.plots import modes
+
+    runs = _modes_runs({"sgd": (1, lambda u: [3.0, 0.0, 3e5, 7e4][u] if u < 4 else 1e7)},
+                       epochs=1, n=4)
+    fig = modes.modes_figure(runs, title="t")
+    for ax in fig.axes[:2]:
+        (floor,) = [ln for ln in ax.get_lines() if ln.get_label().startswith("exactly 0")]
+        ys = np.concatenate([np.asarray(ln.get_ydata(), np.float64) for ln in ax.get_lines()])
+        assert ys[np.isfinite(ys)].min() > 0
+        ys = _line(ax, "sgd (B=1): batch loss of its updates")[1]
+        assert ys[1] == floor.get_ydata()[0] < 3.0
+def test_landscape_legends_sit_below_the_x_labels_and_the_exit_mark_is_whole():
+    """The default figure's diverged path leaves through the bottom edge: its ✕ there is
+    drawn whole, not cut in half by the panel; each legend stays clear of its x label."""
+    from gdlab import landscapes
+    from gdlab.plots import landscape
+
+    bowl = landscapes.bowl()  # box x in [-5, 5], y in [-3, 3]
+    run = landscape.Run(points=np.array([[-4.5, 2.0], [-4.0, -2.2], [-3.5, 2.4], [-3.0, -3.5]]),
+                        losses=np.array([30.0, 40.0, 50.0, 900.0]), label="too large",
+                        color=0, diverged_at=3)
+    fig = landscape.landscape_figure([landscape.Row(landscape=bowl, optimizers=[("gd", [run])])],
+                                     title="t", grid=20)
+    fig.draw_without_rendering()
+    contour_ax, loss_ax = [ax for ax in fig.axes if ax.get_visible()]
+    for ax in (contour_ax, loss_ax):
+        label = ax.xaxis.label.get_window_extent()
+        assert not label.overlaps(ax.get_legend().get_window_extent()), ax.xaxis.label.get_text()
+    (mark,) = [ln for ln in contour_ax.get_lines() if ln.get_marker() == "X"]
+    assert mark.get_data()[1][0] == pytest.approx(-3.0)  # on the bottom edge
+    assert not mark.get_clip_on()
+
+
+def test_a_short_sweeps_curves_are_drawn_against_whole_epochs(monkeypatch):
+    """Three epochs, the last one's loss gone: the epoch axis ticks whole epochs only."""
+    from gdlab.plots import sweep
+
+    kept = _kept_figure(monkeypatch, sweep)
+    curves = np.array([[2.0, 1.0, 0.5, 0.2], [2.0, 40.0, 900.0, np.nan]])
+    sweep.plot_lr_sweep([0.1, 5.0], [0.2, np.nan], ["converged", "diverged"], curves,
+                        {"good": 0, "too large": 1}, "unused.png", title="t", initial_loss=2.0)
+    right = kept["fig"].axes[1]
+    kept["fig"].draw_without_rendering()
+    lo, hi = right.get_xlim()
+    ticks = [t for t in right.get_xticks() if lo <= t <= hi]
+    assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), ticks

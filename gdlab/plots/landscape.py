@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import matplotlib
 import numpy as np
+from matplotlib import transforms
 
 from gdlab.landscapes import Landscape
 from gdlab.plots.common import decorate, figure, save
@@ -113,6 +114,15 @@ def _draw_contours(ax, landscape: Landscape, grid: int) -> None:
     ax.contour(gx, gy, values, levels=levels, cmap="Greys", norm=norm, linewidths=0.7, alpha=0.8)
 
 
+def _legend_below(ax) -> None:
+    """``ax``'s legend under its x label: a fixed distance below the axes in points (a
+    fraction of the panel's height put it over the label), clear of the tick labels and
+    the label at their default sizes."""
+    below = transforms.offset_copy(ax.transAxes, fig=ax.figure, y=-34, units="points")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=below,
+              ncol=1, frameon=False)
+
+
 def landscape_figure(rows: Sequence[Row], *, title: str, grid: int = 240):
     """The figure of ``plot_landscapes``, returned open (``matplotlib.figure.Figure``).
 
@@ -141,7 +151,7 @@ def landscape_figure(rows: Sequence[Row], *, title: str, grid: int = 240):
                         label=label)
                 if mark is not None:
                     ax.plot([mark[0]], [mark[1]], "X", color=colour, markersize=11,
-                            markeredgecolor="black", zorder=6)
+                            markeredgecolor="black", zorder=6, clip_on=False)  # on the edge
             sx, sy = fn.start
             ax.plot([sx], [sy], "o", color="black", markersize=7, markerfacecolor="white",
                     markeredgewidth=1.5, label="start", zorder=5)
@@ -157,8 +167,7 @@ def landscape_figure(rows: Sequence[Row], *, title: str, grid: int = 240):
                          + (" (log contours)" if fn.log_levels else "")
                          + "\n" + textwrap.fill(f"{opt_name}{note}", 68),  # fits the panel
                          fontsize=10)
-            ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=1,
-                      frameon=False)
+            _legend_below(ax)
         ax = ax_row[len(row.optimizers)]
         for style, (opt_name, runs) in enumerate(row.optimizers):
             for run in runs:
@@ -173,8 +182,7 @@ def landscape_figure(rows: Sequence[Row], *, title: str, grid: int = 240):
                             markersize=10, markeredgecolor="black", zorder=5)
         decorate(ax, xlabel="step t", ylabel="f(p_t) − f*", ylog=True, legend=False,
                  title=f"{fn.name}: the loss along each path (✕: diverged)")
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=1,
-                  frameon=False)
+        _legend_below(ax)
         for ax in ax_row[len(row.optimizers) + 1:]:
             ax.set_visible(False)
     fig.suptitle(title, fontsize=13)

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from gdlab.plots.common import decorate, figure, save
+from gdlab.plots.common import decorate, figure, log_values, mark_floor, save
 
 _COLOUR = {"batch": "tab:blue", "minibatch": "tab:green", "sgd": "tab:red"}
 
@@ -83,24 +83,41 @@ def modes_figure(runs: Mapping[str, Mapping], *, title: str):
     ``binned_curve``'s output. Panels: loss against updates and against
     examples (symmetric-log x, so 0 shows: the binned batch loss as a line, the
     train loss at each epoch's end as dots), and against training wall time
-    (train solid, test dashed, per epoch). Loss on a log scale.
+    (train solid, test dashed, per epoch). Loss on a log scale, an exact 0 drawn at a
+    marked floor (``common.log_values``); the first two panels' legend lies below them,
+    where it covers no curve.
     """
-    fig, axes = figure(1, 3, figsize=(17, 5))
-    for mode, run in runs.items():
+    fig, axes = figure(1, 3, figsize=(17, 5.6))
+    fig.set_layout_engine("constrained")  # room for the legend below the panels
+    # every loss on the update and example panels, then on the wall-time panel: exact
+    # zeros (a saturated softmax's batch loss) are drawn at a floor on the log axes
+    per_update, per_second = [], []
+    for run in runs.values():
+        per_update += [_nan(run["curve"]["batch_loss"]),
+                       np.array([_value(row, "train_loss") for row in run["history"]])]
+        per_second += [np.array([_value(row, key) for row in run["history"]])
+                       for key in ("train_loss", "test_loss")]
+    floors = []
+    for values in (per_update, per_second):
+        shown, floor = log_values(*values) if values else (None, None)
+        values[:] = shown or values
+        floors.append(floor)
+    for k, (mode, run) in enumerate(runs.items()):
         colour = _COLOUR.get(mode)
         rows = run["history"]
         curve = run["curve"]
+        batch_loss, train_loss = per_update[2 * k], per_update[2 * k + 1]
         for ax, x_curve, x_key in ((axes[0], "updates", "step"), (axes[1], "examples", "examples")):
-            ax.plot(curve[x_curve], _nan(curve["batch_loss"]), color=colour, lw=1.6,
+            ax.plot(curve[x_curve], batch_loss, color=colour, lw=1.6,
                     label=f"{run['label']}: batch loss of its updates")
-            ax.plot([row[x_key] for row in rows], [_value(row, "train_loss") for row in rows],
+            ax.plot([row[x_key] for row in rows], train_loss,
                     "o", color=colour, markersize=4, markerfacecolor="white",
                     label=f"{run['label']}: train loss on all N, each epoch's end")
         walls = [row["wall_seconds"] for row in rows]
-        axes[2].plot(walls, [_value(row, "train_loss") for row in rows], color=colour, marker=".",
+        axes[2].plot(walls, per_second[2 * k], color=colour, marker=".",
                      label=f"{run['label']}: train")
         if any(row.get("test_loss") is not None for row in rows):
-            axes[2].plot(walls, [_value(row, "test_loss") for row in rows], color=colour,
+            axes[2].plot(walls, per_second[2 * k + 1], color=colour,
                          ls="--", label=f"{run['label']}: test")
     for ax, xlabel, panel in (
         (axes[0], "updates made (symmetric log)", "per update"),
@@ -108,13 +125,18 @@ def modes_figure(runs: Mapping[str, Mapping], *, title: str):
     ):
         ax.set_xscale("symlog", linthresh=1.0)
         decorate(ax, xlabel=xlabel, ylabel="loss J(θ)", title=panel, ylog=True, legend=False)
+        mark_floor(ax, floors[0])
     decorate(axes[2], xlabel="training wall time (s; compile, first run excluded)", ylabel="loss J(θ)",
              title="per second of training (per epoch)", ylog=True, legend=False)
-    axes[0].legend(fontsize=7, loc="lower left")
+    mark_floor(axes[2], floors[1])
+    # below the panels, where it covers no data, a column per mode
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:  # the floor's line, when there is one, in a column of its own
+        fig.legend(handles, labels, loc="outside lower center", fontsize=8, frameon=False,
+                   ncol=len(runs) + (floors[0] is not None))
     axes[2].legend(fontsize=7)
     fig.suptitle(title + "\nlines: batch loss of each update, averaged in log-spaced bins; "
                  "dots: train loss on the whole training set at each epoch's end", fontsize=11)
-    fig.tight_layout()
     return fig
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from gdlab.analysis import CONVERGED, DIVERGED, TOO_SLOW
 from gdlab.plots.common import decorate, figure, log_values, mark_floor, plot_log_if_possible, save
@@ -82,5 +83,6 @@ def plot_lr_sweep(
     right.axhline(initial_loss, color="0.4", ls=":", lw=1, label="initial loss J₀")
     decorate(right, xlabel="epoch", ylabel="train loss J(θ)",
           title="train loss of a too-small, a good and a too-large α", ylog=True)
+    right.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs, however few
     fig.suptitle(title)
     save(fig, path)
