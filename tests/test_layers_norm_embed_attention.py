@@ -291,6 +291,28 @@ def test_embedding_out_of_range_is_nan(key, dtype):
     _check_backward(layer, params, state, ids, dy, dtype)
 
 
+@pytest.mark.parametrize("ids", [np.array([[0.0, 1.0, 2.0]], np.float32),
+                                 np.array([[0.0, 1.5, 2.0]]), np.array([[True, False, True]])],
+                         ids=["float32", "float64", "bool"])
+def test_embedding_refuses_ids_that_are_not_integers(key, ids):
+    """Token ids of another dtype are one ValueError naming the layer, eagerly and under jit,
+    and so is a transformer (or ``fit``) given them."""
+    from gdlab import losses, models, optim, train
+
+    layer = embedding(4, 2)
+    _, params, state = layer.init(key, (3,))
+    needle = rf"embedding\(4, 2\) takes integer token ids, got dtype {ids.dtype}"
+    with pytest.raises(ValueError, match=needle):
+        layer.forward(params, state, ids)
+    with pytest.raises(ValueError, match=needle):
+        jax.jit(lambda x: layer.forward(params, state, x)[0])(ids)
+    model = models.transformer(4, 4, max_len=3, width=8, depth=1, num_heads=2)
+    x = np.repeat(ids, 8, axis=0)
+    with pytest.raises(ValueError, match=r"embedding\(4, 8\) takes integer token ids"):
+        train.fit(model, losses.get("xent"), optim.adam(0.01), (x, np.zeros((8, 3), np.int32)),
+                  epochs=1, batch_size=4, key=key)
+
+
 def test_embedding_gradient_of_a_frequent_id_in_bfloat16(key):
     """A bfloat16 table's gradient sums its rows in float32: one id met 4096 times with
     dy = 0.01 gets 40.96 (to bfloat16 rounding), where a bfloat16 running sum stalls at 4."""
@@ -589,3 +611,14 @@ def test_batch_norm_running_statistics_keep_their_dtype(state_dtype, x_dtype):
                                rtol=rtol)
     np.testing.assert_allclose(np.asarray(new_state["var"], np.float64),
                                0.75 + 0.25 * x.var(0), rtol=rtol)
+
+
+@pytest.mark.parametrize("causal", ["no", "False", 0, None])
+def test_attention_causal_must_be_a_bool(causal):
+    """A string such as "no" is truthy: it used to build a causal model without a word."""
+    from gdlab import models
+
+    with pytest.raises(ValueError, match=r"causal must be True or False, got"):
+        multi_head_attention(2, causal=causal)
+    with pytest.raises(ValueError, match=r"causal must be True or False, got"):
+        models.transformer(5, 5, max_len=4, width=8, depth=1, num_heads=2, causal=causal)

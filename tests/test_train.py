@@ -575,6 +575,28 @@ def test_fit_refuses_data_that_would_train_on_garbage(change, needle):
         train.sweep(model, losses.get("xent"), optim.gd, [0.1], (x, y), epochs=1, batch_size=10)
 
 
+@pytest.mark.parametrize("where", ["train_data", "test_data"])
+@pytest.mark.parametrize("bad_id", [5, 9])
+def test_fit_refuses_token_ids_outside_the_vocabulary(where, bad_id):
+    """An id the embedding has no row for gives NaN: a ValueError naming the data, as a
+    label outside the classes is, not a run that refuses every update as diverged."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 5, size=(32, 4)).astype(np.int32)
+    bad = x.copy()
+    bad[3, 2] = bad_id
+    pairs = {"train_data": (x, x[:, ::-1]), "test_data": (x[:8], x[:8, ::-1])}
+    pairs[where] = (bad, x[:, ::-1]) if where == "train_data" else (bad[:8], x[:8, ::-1])
+    model = models.transformer(5, 5, max_len=4, width=8, depth=1, num_heads=2)
+    with pytest.raises(ValueError, match=rf"{where}: the loss at the initial params is NaN"):
+        train.fit(model, losses.get("xent"), optim.adam(0.01), pairs["train_data"],
+                  test_data=pairs["test_data"], epochs=1, batch_size=8,
+                  key=jax.random.PRNGKey(0))
+    result = train.fit(model, losses.get("xent"), optim.adam(0.01), (x, x[:, ::-1]),
+                       test_data=(x[:8], x[:8, ::-1]), epochs=1, batch_size=8,
+                       key=jax.random.PRNGKey(0))
+    assert result.status == "completed"
+
+
 @pytest.mark.parametrize("kwargs, needle", [
     ({"batch_size": 0}, "batch_size must be an integer in 1..100"),
     ({"batch_size": 101}, "batch_size must be an integer in 1..100"),

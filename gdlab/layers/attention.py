@@ -6,6 +6,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gdlab.layers import initializers
 from gdlab.layers._windows import positive_int
@@ -50,6 +51,9 @@ def multi_head_attention(num_heads: int, *, causal: bool = False, w_init="glorot
     probability is exactly 0 and a fully masked row could never produce NaN.
     """
     num_heads = positive_int(num_heads, "multi_head_attention num_heads")
+    if not isinstance(causal, (bool, np.bool_)):  # "no" or "False" is truthy: a causal model
+        raise ValueError(f"multi_head_attention causal must be True or False, got {causal!r}")
+    causal = bool(causal)
     w_init = initializers.get(w_init)
 
     def init(key, in_shape):

@@ -19,7 +19,8 @@ def embedding(vocab_size: int, features: int, *, stddev: float | None = None,
     default. ``in_shape`` is the per-example shape of the ids, e.g. ``(T,)`` →
     ``(T, D)``. y = table[ids] is a gather; an id outside [−V, V) gives a row of
     NaN (``jnp.take(..., mode="fill")``), never a silently clamped row, so a bad
-    id shows up in the loss. (Ids in [−V, 0) wrap around, NumPy style.)
+    id shows up in the loss. (Ids in [−V, 0) wrap around, NumPy style.) Ids that are
+    not integers (floats, booleans) are a ``ValueError`` naming the layer.
     """
     vocab_size = positive_int(vocab_size, "embedding vocab_size")
     features = positive_int(features, "embedding features")
@@ -31,6 +32,9 @@ def embedding(vocab_size: int, features: int, *, stddev: float | None = None,
 
     def forward(params, state, ids, *, key=None, train=False, weights=None):
         del key, train, weights
+        if not jnp.issubdtype(jnp.result_type(ids), jnp.integer):
+            raise ValueError(f"embedding({vocab_size}, {features}) takes integer token ids, "
+                             f"got dtype {jnp.result_type(ids)}")
         y = jnp.take(params["table"], ids, axis=0, mode="fill", fill_value=jnp.nan)
         return y, state, ids  # keep the ids: the backward scatters into their rows
 
