@@ -133,16 +133,19 @@ def scale_lr_to_data(ds: data.Dataset, batch_size: int, model, loss_name: str) -
                             f"{REGRESSION_SHARPNESS:g}/{sharpness:.0f}: the {loss_name} loss's "
                             f"sharpness at the initial weights is {sharpness:.0f} (λmax of its "
                             f"Hessian), where the default suits {REGRESSION_SHARPNESS:g} or less"))
-    if not reasons:
-        return None
-    factor, why = min(reasons)
     default = FLAGS["lr"].default
-    lr = float(f"{default * factor:.2g}")
-    recorded, kept = _resumed_lr(), ""
-    if recorded is not None and recorded != lr and abs(recorded / lr - 1.0) <= RESUMED_LR_SLACK:
-        lr, kept = recorded, " (the rate the run recorded: here it rounds to " + f"{lr:g})"
-    FLAGS["lr"].value = lr
-    return f"lr={FLAGS.lr:g}, the default {default:g} scaled by {why}{kept}; --lr sets it"
+    lr, why = default, None
+    if reasons:
+        factor, why = min(reasons)
+        lr = float(f"{default * factor:.2g}")
+    recorded = _resumed_lr()  # on --resume: the run's rate, which may round otherwise here
+    kept = recorded is not None and recorded != lr and abs(recorded / lr - 1) <= RESUMED_LR_SLACK
+    FLAGS["lr"].value = recorded if kept else lr
+    computed = f" (the rate the run recorded; here it comes to {lr:g})" if kept else ""
+    if why is None:
+        return f"lr={FLAGS.lr:g}, the rate the run recorded (here the default {default:g} " \
+               f"stands, within 10% of it); --lr sets it" if kept else None
+    return f"lr={FLAGS.lr:g}, the default {default:g} scaled by {why}{computed}; --lr sets it"
 
 
 RESUMED_LR_SLACK = 0.1

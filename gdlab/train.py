@@ -501,14 +501,20 @@ def check_data(model: Layer, loss: Loss, data, name: str = "train_data"):
     return jnp.asarray(x), jnp.asarray(y)
 
 
-def check_initial_loss(row: dict, model: Layer) -> None:
+def check_initial_loss(row: dict, model: Layer, inputs: dict) -> None:
     """``ValueError`` naming ``train_data`` or ``test_data`` when its loss at finite initial
-    params is NaN: the data are finite (``check_data``), so the model cannot take them, as
-    an embedding given a token id outside its vocabulary (a row of NaN) cannot. Training
-    would refuse every update and call the run diverged."""
+    params is NaN and its inputs are integers (token ids): integer ids are finite, so the
+    model cannot take them, as an embedding given a token id outside its vocabulary (a row
+    of NaN) cannot. Training would refuse every update and call the run diverged.
+    ``inputs`` maps ``"train"`` and ``"test"`` to their inputs (None without test data).
+    Float inputs are left alone: finite but huge ones may overflow to NaN (a test split's
+    outlier), and the run trains and reports that loss as before."""
     if not np.isfinite(row["param_norm"]):
         return
     for name in ("train", "test"):
+        x = inputs.get(name)
+        if x is None or not jnp.issubdtype(x.dtype, jnp.integer):
+            continue
         if np.isnan(row.get(f"{name}_loss", 0.0)):
             raise ValueError(f"{name}_data: the loss at the initial params is NaN: {model.name} "
                              f"cannot take these inputs (a token id outside an embedding's "
@@ -668,7 +674,7 @@ def fit(
 
     Raises ``ValueError`` naming the argument for inputs that would train on
     garbage: mismatched or non-finite data, labels outside the model's classes,
-    inputs whose loss at the initial params is NaN (token ids outside the vocabulary),
+    integer inputs whose loss at the initial params is NaN (token ids outside the vocabulary),
     a batch size outside 1..N, epochs or eval_every below 1.
     """
     x, y = check_data(model, loss, train_data, "train_data")
@@ -714,7 +720,7 @@ def fit(
     if start_epoch == 0:
         row = evaluated(0, state)  # where descent starts: the initial loss
         row["param_norm"] = float(_param_norm(state.params))
-        check_initial_loss(row, model)
+        check_initial_loss(row, model, {"train": x, "test": None if test is None else test[0]})
         history.append(row)
         # blow-up is relative to the initial loss on all the data, not on the first batch
         state = jax.jit(with_reference_loss)(state, row["train_loss"])

@@ -657,9 +657,28 @@ def test_a_resume_keeps_the_scaled_default_it_recorded_where_this_machine_rounds
                        f"--workdir={tmp_path}")
     assert r.returncode == 0, r.stderr
     assert "lr=0.032, the default 0.05 scaled by 30/49" in r.stdout
-    assert "(the rate the run recorded: here it rounds to 0.031); --lr sets it" in r.stdout
+    assert "(the rate the run recorded; here it comes to 0.031); --lr sets it" in r.stdout
     # a rate the rule would not round to is another run's: refused as before
     (tmp_path / "config.json").write_text(json.dumps({**config, "lr": 0.05}))
     r = run_experiment("train", "--dataset=diabetes", "--epochs=1", "--resume",
                        f"--workdir={tmp_path}")
     assert r.returncode == 2 and "was trained with --lr=0.05, not --lr=0.031" in r.stderr, r.stderr
+
+
+def test_a_resume_keeps_a_scaled_rate_it_recorded_where_this_machine_leaves_the_default(
+        tmp_path):
+    # a run whose machine put the curvature just above the threshold recorded 0.048; this
+    # machine's digits (33) leave the default 0.05, within 10%: the run goes on at 0.048
+    r = run_experiment("train", "--dataset=digits", "--epochs=1", f"--workdir={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["lr"] == 0.05
+    (tmp_path / "config.json").write_text(json.dumps({**config, "lr": 0.048}))
+    r = run_experiment("train", "--dataset=digits", "--epochs=1", "--resume",
+                       f"--workdir={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    assert "lr=0.048, the rate the run recorded" in r.stdout
+    (tmp_path / "config.json").write_text(json.dumps({**config, "lr": 0.04}))
+    r = run_experiment("train", "--dataset=digits", "--epochs=1", "--resume",
+                       f"--workdir={tmp_path}")
+    assert r.returncode == 2 and "was trained with --lr=0.04, not --lr=0.05" in r.stderr, r.stderr

@@ -597,6 +597,22 @@ def test_fit_refuses_token_ids_outside_the_vocabulary(where, bad_id):
     assert result.status == "completed"
 
 
+def test_fit_trains_where_a_finite_float_test_outlier_gives_a_nan_test_loss():
+    """Only token ids are refused for a NaN initial loss: a finite float test input that
+    overflows an MLP (3e38) leaves the run training, its test loss NaN, as before."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32)
+    xt = x[:8].copy()
+    xt[0, 0] = 3e38
+    result = train.fit(models.mlp([16, 2]), losses.get("xent"), optim.gd(0.1), (x, y),
+                       test_data=(xt, y[:8]), epochs=2, batch_size=64,
+                       key=jax.random.PRNGKey(0))
+    assert result.status == "completed"
+    assert np.isnan(result.history[0]["test_loss"])
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
 @pytest.mark.parametrize("kwargs, needle", [
     ({"batch_size": 0}, "batch_size must be an integer in 1..100"),
     ({"batch_size": 101}, "batch_size must be an integer in 1..100"),
