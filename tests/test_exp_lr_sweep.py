@@ -190,9 +190,16 @@ def test_a_signal_mid_sweep_ends_it_with_one_line_and_leaves_no_partial_file(tmp
     from conftest import ROOT
 
     workdir = tmp_path / "run"
+    command = [sys.executable, "-m", "experiments.lr_sweep", "--dataset=digits", "--model=mlp",
+               "--lrs=0.01,0.1,1,10", "--epochs=4000", "--descent=minibatch",
+               f"--workdir={workdir}"]
+    # started as a shell starts it, SIGINT at its default: a disposition a library set in
+    # this test process (an ignored SIGINT survives exec) would otherwise reach the program,
+    # which then never sees the Ctrl-C (the full suite's xdist workers had one)
+    reset = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+             "os.execv(sys.argv[1], sys.argv[1:])")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "experiments.lr_sweep", "--dataset=digits", "--model=mlp",
-         "--lrs=0.01,0.1,1,10", "--epochs=4000", "--descent=minibatch", f"--workdir={workdir}"],
+        [sys.executable, "-c", reset, *command],
         cwd=ROOT, env={**os.environ, "JAX_PLATFORMS": "cpu"}, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
     try:
