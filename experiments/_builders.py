@@ -109,12 +109,13 @@ def initial_sharpness(ds: data.Dataset, model, loss_name: str) -> float:
 def scale_lr_to_data(ds: data.Dataset, batch_size: int, model, loss_name: str) -> str | None:
     """train's rule. With ``--lr`` not given, gd, momentum or nesterov on an mlp or linear
     model: the default learning rate × the smaller of ``DATA_CURVATURE``/c and (mse and
-    huber) ``REGRESSION_SHARPNESS``/λ0, where above 1 (two significant digits). c is the
+    huber) ``REGRESSION_SHARPNESS``/λ0, where that is below 1 (two significant digits). c is the
     inputs' curvature at ``batch_size``: a network's first layer scales its Hessian by it, so
     wide or strongly correlated inputs (a table of thousands of columns, pixels that move
     together) make the step that trains digits diverge or wobble. λ0 is the initial
-    sharpness (``initial_sharpness``). Sets ``--lr`` (config.json and flags.txt record it)
-    and returns a line saying so; None when the default stands."""
+    sharpness (``initial_sharpness``). On ``--resume`` a rate the run recorded within
+    ``RESUMED_LR_SLACK`` of the one computed here is kept. Sets ``--lr`` (config.json and
+    flags.txt record it) and returns a line saying so; None when the default stands."""
     if (_cli.set_anywhere("lr") or FLAGS.model not in ("mlp", "linear")
             or FLAGS.optimizer not in theory.BOUND_NAMES
             or not isinstance(ds, data.Dataset) or ds.x_train.dtype.kind != "f"):
