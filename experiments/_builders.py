@@ -264,7 +264,10 @@ def define_descent_flags(*, descent_default: str = "minibatch", batch_size: int 
                       "batch (all examples per step), sgd (one) or minibatch (--batch_size).")
     flags.DEFINE_integer("batch_size", batch_size, "Examples per step for --descent=minibatch.")
     define_optimizer_flags(optimizer=optimizer)
-    flags.DEFINE_float("lr", lr, "Learning rate α (> 0).")
+    flags.DEFINE_float("lr", lr, "Learning rate α (> 0). Not given, with gd, momentum or "
+                       "nesterov on an mlp or linear model: the default scaled down to inputs "
+                       "of larger curvature than digits', or (mse, huber) a larger initial "
+                       "sharpness; the run says so in one line.")
     flags.DEFINE_integer("epochs", epochs, "Passes over the training set.", lower_bound=1)
 
 
