@@ -28,7 +28,7 @@ _builders.define_model_flags()
 _builders.define_descent_flags()
 flags.DEFINE_string("workdir", None, "The folder of a run of experiments.train.")
 flags.DEFINE_integer("epoch", None, "Which checkpoint (an epoch number); the latest by default.")
-flags.adopt_module_key_flags(_cli)
+# (not _cli's key flags: --overwrite and the model's list flags are the run's, refused here)
 
 FLAGS = flags.FLAGS
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -682,3 +683,10 @@ def test_a_resume_keeps_a_scaled_rate_it_recorded_where_this_machine_leaves_the_
     r = run_experiment("train", "--dataset=digits", "--epochs=1", "--resume",
                        f"--workdir={tmp_path}")
     assert r.returncode == 2 and "was trained with --lr=0.04, not --lr=0.05" in r.stderr, r.stderr
+
+
+def test_evaluate_help_lists_only_the_flags_it_takes():
+    r = run_experiment("evaluate", "--help")
+    assert r.returncode == 0, r.stderr
+    listed = set(re.findall(r"^  --(?:\[no\])?(\w+)", r.stdout, flags=re.M))
+    assert listed == {"epoch", "workdir"}, listed
