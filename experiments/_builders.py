@@ -106,6 +106,12 @@ def initial_sharpness(ds: data.Dataset, model, loss_name: str) -> float:
     return float(sharpness.value)
 
 
+def two_digits(rate: float) -> float:
+    """A rate scaled to the data, to two significant digits: what the programs that scale
+    their default rates print, record and train at."""
+    return float(f"{rate:.2g}")
+
+
 def scale_lr_to_data(ds: data.Dataset, batch_size: int, model, loss_name: str) -> str | None:
     """train's rule. With ``--lr`` not given, gd, momentum or nesterov on an mlp or linear
     model: the default learning rate × the smaller of ``DATA_CURVATURE``/c and (mse and
@@ -138,7 +144,7 @@ def scale_lr_to_data(ds: data.Dataset, batch_size: int, model, loss_name: str) -
     lr, why = default, None
     if reasons:
         factor, why = min(reasons)
-        lr = float(f"{default * factor:.2g}")
+        lr = two_digits(default * factor)
     recorded = _resumed_lr()  # on --resume: the run's rate, which may round otherwise here
     kept = recorded is not None and recorded != lr and abs(recorded / lr - 1) <= RESUMED_LR_SLACK
     FLAGS["lr"].value = recorded if kept else lr

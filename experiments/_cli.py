@@ -640,7 +640,7 @@ def prepare_workdir(path: str, *, resume: bool = False, check=None, agree=None):
 
     error, workdir, lock, write = None, None, None, None
     try:
-        workdir, lock, write = _prepare_workdir(path, resume=resume, check=check, defer=True)
+        workdir, lock, write = _prepare_workdir(path, resume=resume, check=check)
         if agree is None:
             write()
     except (UsageError, DataError, WorkdirError) as e:
@@ -663,19 +663,19 @@ def prepare_workdir(path: str, *, resume: bool = False, check=None, agree=None):
     return workdir, lock
 
 
-def _prepare_workdir(path: str, *, resume: bool = False, check=None, defer: bool = False):
+def _prepare_workdir(path: str, *, resume: bool = False, check=None):
     """Open ``--workdir`` for this run: expand ``~``, create it, lock it, refuse one that
-    holds files unless ``--resume``/``--overwrite``, and write ``config.json`` and
-    ``flags.txt`` (every flag; ``--flagfile=flags.txt`` replays the run).
+    holds files unless ``--resume``/``--overwrite``, and give the function that writes
+    ``config.json`` and ``flags.txt`` (every flag; ``--flagfile=flags.txt`` replays the run).
 
     On ``resume`` the folder's ``config.json`` must match this run's flags, except
     ``OPERATIONAL`` ones; then ``check(path)``, when given, may still refuse the folder
-    (raise ``UsageError``) before anything is written. Returns ``(path, lock)``; the
-    lock is held until the process ends. Every failure is one sentence (exit 2) and
-    writes nothing. In a multi-process run only process 0 opens the folder; the others
-    get its path (to read a checkpoint on resume) and no lock. ``defer``: return
-    ``(path, lock, write)`` instead, ``write()`` writing ``config.json`` and ``flags.txt``
-    (nothing in the other processes).
+    (raise ``UsageError``) before anything is written. Returns ``(path, lock, write)``:
+    the lock is held until the process ends, and ``write()`` writes ``config.json`` and
+    ``flags.txt`` (``prepare_workdir`` calls it once the processes agree). Every failure
+    is one sentence (exit 2) and writes nothing. In a multi-process run only process 0
+    opens the folder; the others get its path (to read a checkpoint on resume), no lock,
+    and a ``write`` that writes nothing.
     """
     import json
 
@@ -686,7 +686,7 @@ def _prepare_workdir(path: str, *, resume: bool = False, check=None, defer: bool
         path = resolve(path)
         if check is not None:
             check(path)
-        return (path, None, lambda: None) if defer else (path, None)
+        return path, None, lambda: None
 
     overwrite = bool(FLAGS["overwrite"].value)
     if resume and overwrite:
@@ -753,10 +753,7 @@ def _prepare_workdir(path: str, *, resume: bool = False, check=None, defer: bool
             lock.release()
             raise UsageError(f"--workdir={workdir}: cannot write there ({e.strerror})") from None
 
-    if defer:
-        return workdir, lock, write
-    write()
-    return workdir, lock
+    return workdir, lock, write
 
 
 FLOAT32_MAX = 3.4028234663852886e38

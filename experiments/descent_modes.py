@@ -73,7 +73,7 @@ def scale_rates_to_data(ds, model, loss_name: str, rates: dict) -> str | None:
     if not value > reference:  # NaN too: the defaults stand
         return None
     for mode in scaled:
-        rates[mode] = float(f"{rates[mode] * reference / value:.2g}")
+        rates[mode] = _builders.two_digits(rates[mode] * reference / value)
         FLAGS[f"lr_{mode}"].value = rates[mode]
     return (", ".join(f"lr_{mode}={rates[mode]:g}" for mode in scaled)
             + f": the defaults scaled by {reference:g}/{value:.0f}, the sharpness (λmax of the "

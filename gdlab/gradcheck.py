@@ -27,6 +27,7 @@ import numpy as np
 from gdlab import backprop, layers, losses, tolerances
 from gdlab._compat import enable_x64, highest_precision
 from gdlab.layers import Layer
+from gdlab.layers.base import leaf_paths
 from gdlab.losses import Loss
 from gdlab.tolerances import Tolerance
 
@@ -159,19 +160,6 @@ def compare(a, b, tol: Tolerance, *, floor: float = 1.0) -> Comparison:
         passed=bool(np.all(np.isfinite(scale))
                     and np.all(diff <= tol.atol * size + tol.rtol * scale)),
     )
-
-
-def leaf_paths(tree) -> list[str]:
-    """Readable paths of a pytree's leaves, e.g. ``layers/0/w``."""
-    paths, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return ["/".join(_key_name(k) for k in path) for path, _ in paths]
-
-
-def _key_name(k) -> str:
-    for attr in ("key", "idx", "name"):
-        if hasattr(k, attr):
-            return str(getattr(k, attr))
-    return str(k)
 
 
 def finite_differences(f: Callable, args, *, step: float = tolerances.FD_STEP,

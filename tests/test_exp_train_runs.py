@@ -645,44 +645,36 @@ def test_a_replay_and_a_resume_keep_a_default_lr_the_run_gave(tmp_path):
     assert r.returncode == 0, r.stderr
 
 
-def test_a_resume_keeps_the_scaled_default_it_recorded_where_this_machine_rounds_otherwise(
-        tmp_path):
+@pytest.mark.parametrize("dataset, computed, near, far, said", [
     # diabetes' default is scaled to 0.031 here; another machine's curvature may round to
     # 0.032, and its resume of this run must go on at the run's rate, not be refused
-    r = run_experiment("train", "--dataset=diabetes", "--epochs=1", f"--workdir={tmp_path}")
-    assert r.returncode == 0, r.stderr
-    config = json.loads((tmp_path / "config.json").read_text())
-    assert config["lr"] == 0.031
-    (tmp_path / "config.json").write_text(json.dumps({**config, "lr": 0.032}))
-    r = run_experiment("train", "--dataset=diabetes", "--epochs=1", "--resume",
-                       f"--workdir={tmp_path}")
-    assert r.returncode == 0, r.stderr
-    assert "lr=0.032, the default 0.05 scaled by 30/49" in r.stdout
-    assert "(the rate the run recorded; here it comes to 0.031); --lr sets it" in r.stdout
-    # a rate the rule would not round to is another run's: refused as before
-    (tmp_path / "config.json").write_text(json.dumps({**config, "lr": 0.05}))
-    r = run_experiment("train", "--dataset=diabetes", "--epochs=1", "--resume",
-                       f"--workdir={tmp_path}")
-    assert r.returncode == 2 and "was trained with --lr=0.05, not --lr=0.031" in r.stderr, r.stderr
-
-
-def test_a_resume_keeps_a_scaled_rate_it_recorded_where_this_machine_leaves_the_default(
-        tmp_path):
+    ("diabetes", 0.031, 0.032, 0.05,
+     ("lr=0.032, the default 0.05 scaled by 30/49",
+      "(the rate the run recorded; here it comes to 0.031); --lr sets it")),
     # a run whose machine put the curvature just above the threshold recorded 0.048; this
     # machine's digits (33) leave the default 0.05, within 10%: the run goes on at 0.048
-    r = run_experiment("train", "--dataset=digits", "--epochs=1", f"--workdir={tmp_path}")
+    ("digits", 0.05, 0.048, 0.04, ("lr=0.048, the rate the run recorded",)),
+])
+def test_a_resume_keeps_a_recorded_rate_within_ten_percent_of_the_default_computed_here(
+        tmp_path, dataset, computed, near, far, said):
+    r = run_experiment("train", f"--dataset={dataset}", "--epochs=1", f"--workdir={tmp_path}")
     assert r.returncode == 0, r.stderr
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["lr"] == 0.05
-    (tmp_path / "config.json").write_text(json.dumps({**config, "lr": 0.048}))
-    r = run_experiment("train", "--dataset=digits", "--epochs=1", "--resume",
-                       f"--workdir={tmp_path}")
+    assert config["lr"] == computed
+
+    def resume_recorded(lr):
+        (tmp_path / "config.json").write_text(json.dumps({**config, "lr": lr}))
+        return run_experiment("train", f"--dataset={dataset}", "--epochs=1", "--resume",
+                              f"--workdir={tmp_path}")
+
+    r = resume_recorded(near)
     assert r.returncode == 0, r.stderr
-    assert "lr=0.048, the rate the run recorded" in r.stdout
-    (tmp_path / "config.json").write_text(json.dumps({**config, "lr": 0.04}))
-    r = run_experiment("train", "--dataset=digits", "--epochs=1", "--resume",
-                       f"--workdir={tmp_path}")
-    assert r.returncode == 2 and "was trained with --lr=0.04, not --lr=0.05" in r.stderr, r.stderr
+    for text in said:
+        assert text in r.stdout
+    # a rate the rule would not come to is another run's: refused as before
+    r = resume_recorded(far)
+    assert (r.returncode == 2
+            and f"was trained with --lr={far:g}, not --lr={computed:g}" in r.stderr), r.stderr
 
 
 def test_evaluate_help_lists_only_the_flags_it_takes():

@@ -116,7 +116,7 @@ def _check_backward(layer: Layer, i: int, params, dparams, dx, in_shape) -> None
     if p_def != g_def:
         raise ValueError(f"{where} must return dparams shaped like its params, {p_def}; "
                          f"got {g_def}")
-    for path, p, g in zip(_leaf_paths(params), jax.tree.leaves(params),
+    for path, p, g in zip(leaf_paths(params), jax.tree.leaves(params),
                           jax.tree.leaves(dparams)):
         if jnp.shape(g) != jnp.shape(p):
             raise ValueError(f"{where} returned a gradient of shape {jnp.shape(g)} for the "
@@ -130,9 +130,17 @@ def _check_backward(layer: Layer, i: int, params, dparams, dx, in_shape) -> None
                          f"of shape {tuple(in_shape)}; dx must be shaped like x")
 
 
-def _leaf_paths(tree) -> list[str]:
-    return [jax.tree_util.keystr(path, simple=True, separator="/")
-            for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+def leaf_paths(tree) -> list[str]:
+    """Readable paths of a pytree's leaves, e.g. ``layers/0/w``."""
+    paths, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return ["/".join(_key_name(k) for k in path) for path, _ in paths]
+
+
+def _key_name(k) -> str:
+    for attr in ("key", "idx", "name"):
+        if hasattr(k, attr):
+            return str(getattr(k, attr))
+    return str(k)
 
 
 def _split(key: PRNGKey | None, n: int) -> list:
